@@ -1,0 +1,385 @@
+//! Compiling CEL once, at load, and checking it against its declared
+//! environment.
+//!
+//! The `cel` crate has no type checker, so we check what a program
+//! *references*: every identifier must be a declared variable (or bound by a
+//! comprehension), and every function one the engine provides. A misspelt
+//! name is then a load-time error at its position in the expression, not a
+//! surprise at evaluation.
+
+use cel::common::ast::Expr;
+use cel::{IdedExpr, Program};
+
+use crate::diagnostic::Code;
+use crate::yaml::did_you_mean;
+
+/// Longest expression accepted, in bytes.
+pub const MAX_SOURCE_LEN: usize = 8 * 1024;
+/// Largest expression accepted, in AST nodes.
+pub const MAX_NODES: usize = 2_000;
+/// Deepest nesting of comprehensions (`all`, `exists`, `map`, `filter`).
+pub const MAX_COMPREHENSION_DEPTH: usize = 3;
+
+/// Functions the engine provides: the CEL standard library and the strings,
+/// lists and math extensions. Operators (`_+_`, `@in`, …) are always allowed.
+/// A unit test proves every name here resolves.
+pub const FUNCTIONS: &[&str] = &[
+    // standard
+    "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double",
+    "string", "bytes", "bool", "dyn", "type", "duration", "timestamp", "getFullYear",
+    "getMonth", "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek", "getHours",
+    "getMinutes", "getSeconds", "getMilliseconds",
+    // strings extension
+    "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split",
+    "substring", "trim", "join", "strings.quote", "reverse",
+    // lists extension
+    "distinct", "flatten", "lists.range", "slice", "sort", "sortBy",
+    // math extension
+    "math.greatest", "math.least", "math.abs", "math.ceil", "math.floor", "math.round",
+    "math.trunc", "math.sign", "math.sqrt", "math.isInf", "math.isNaN", "math.isFinite",
+];
+
+/// Identifiers that name types (`type(x) == string`).
+const TYPE_NAMES: &[&str] = &[
+    "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
+];
+
+/// Macro names, expanded by the parser; listed for "did you mean".
+const MACROS: &[&str] = &["has", "all", "exists", "exists_one", "map", "filter"];
+
+/// A problem found compiling an expression; offsets are in characters of the
+/// expression text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Issue {
+    pub code: Code,
+    pub message: String,
+    pub hint: Option<String>,
+    pub at: At,
+}
+
+/// Where in the expression an [`Issue`] is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum At {
+    /// Character range `[start, end)`.
+    Chars(usize, usize),
+    /// 1-based line and column, as the parser reports.
+    LineCol(usize, usize),
+}
+
+pub struct Compiled {
+    pub program: Program,
+    pub shape: Shape,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("shape", &self.shape).finish()
+    }
+}
+
+/// What the cost budget needs to know about an expression.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shape {
+    /// `(power, weight)`: `weight` steps repeated `n^power` times, where `n`
+    /// is the input's longest list (literal ranges count their own length).
+    terms: Vec<(u32, u64)>,
+}
+
+impl Shape {
+    /// An upper bound of the steps to evaluate over data whose longest list
+    /// has `list_bound` items.
+    pub fn cost(&self, list_bound: u64) -> u64 {
+        let n = list_bound.max(1);
+        self.terms.iter().fold(0u64, |acc, (power, weight)| {
+            let mut c = *weight;
+            for _ in 0..*power {
+                c = c.saturating_mul(n);
+            }
+            acc.saturating_add(c)
+        })
+    }
+}
+
+pub fn compile(
+    env: &cel::Env,
+    source: &str,
+    variables: &[&str],
+) -> Result<Compiled, Vec<Issue>> {
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(vec![Issue {
+            code: Code::CelBudget,
+            message: format!(
+                "expression is {} bytes long, over the limit of {MAX_SOURCE_LEN}",
+                source.len()
+            ),
+            hint: Some("split the rule into several smaller ones".into()),
+            at: At::Chars(0, 1),
+        }]);
+    }
+    let program = env.compile(source).map_err(|errs| {
+        errs.errors
+            .iter()
+            .map(|e| Issue {
+                code: Code::CelSyntax,
+                message: format!("CEL syntax error: {}", tidy_parse_message(&e.msg)),
+                hint: None,
+                at: At::LineCol(
+                    usize::try_from(e.pos.0).unwrap_or(1).max(1),
+                    usize::try_from(e.pos.1).unwrap_or(1).max(1),
+                ),
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let mut checker = Checker {
+        program: &program,
+        source,
+        variables,
+        bound: Vec::new(),
+        issues: Vec::new(),
+        nodes: 0,
+        depth: 0,
+        max_depth: 0,
+    };
+    checker.walk(program.expression());
+    let mut issues = checker.issues;
+    if checker.nodes > MAX_NODES {
+        issues.push(Issue {
+            code: Code::CelBudget,
+            message: format!(
+                "expression has {} nodes, over the limit of {MAX_NODES}",
+                checker.nodes
+            ),
+            hint: Some("split the rule into several smaller ones".into()),
+            at: At::Chars(0, 1),
+        });
+    }
+    if checker.max_depth > MAX_COMPREHENSION_DEPTH {
+        issues.push(Issue {
+            code: Code::CelBudget,
+            message: format!(
+                "comprehensions nested {} deep, over the limit of {MAX_COMPREHENSION_DEPTH}",
+                checker.max_depth
+            ),
+            hint: Some("nested all/exists/map/filter multiply the work on large input".into()),
+            at: At::Chars(0, 1),
+        });
+    }
+    if !issues.is_empty() {
+        issues.sort_by_key(|i| match i.at {
+            At::Chars(s, _) => s,
+            At::LineCol(l, c) => l * 10_000 + c,
+        });
+        return Err(issues);
+    }
+    let mut terms = Vec::new();
+    shape(program.expression(), 0, 1, &mut terms);
+    let mut by_power = std::collections::BTreeMap::<u32, u64>::new();
+    for (power, literal, body) in terms {
+        let w = by_power.entry(power).or_default();
+        *w = w.saturating_add(literal.saturating_mul(body));
+    }
+    Ok(Compiled {
+        program,
+        shape: Shape {
+            terms: by_power.into_iter().collect(),
+        },
+    })
+}
+
+/// The ANTLR messages list every token the grammar could take; keep the
+/// first sentence.
+fn tidy_parse_message(msg: &str) -> String {
+    let msg = msg.strip_prefix("Syntax error: ").unwrap_or(msg);
+    match msg.find(" expecting {") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+struct Checker<'a> {
+    program: &'a Program,
+    source: &'a str,
+    variables: &'a [&'a str],
+    bound: Vec<String>,
+    issues: Vec<Issue>,
+    nodes: usize,
+    depth: usize,
+    max_depth: usize,
+}
+
+impl Checker<'_> {
+    fn range(&self, e: &IdedExpr) -> (usize, usize) {
+        match self.program.source_info().offset_for(e.id) {
+            Some((s, t)) => (s as usize, (t as usize + 1).max(s as usize + 1)),
+            None => (0, 1),
+        }
+    }
+
+    fn walk(&mut self, e: &IdedExpr) {
+        self.nodes += 1;
+        match &e.expr {
+            Expr::Ident(name) => self.ident(e, name),
+            Expr::Call(call) => {
+                let namespaced = match call.target.as_deref() {
+                    Some(IdedExpr {
+                        expr: Expr::Ident(ns),
+                        ..
+                    }) => {
+                        let full = format!("{ns}.{}", call.func_name);
+                        (FUNCTIONS.contains(&full.as_str()) && !self.is_variable(ns))
+                            .then_some(full)
+                    }
+                    _ => None,
+                };
+                if namespaced.is_none() {
+                    self.function(e, &call.func_name);
+                    if let Some(t) = &call.target {
+                        self.walk(t);
+                    }
+                }
+                for a in &call.args {
+                    self.walk(a);
+                }
+            }
+            Expr::Select(s) => self.walk(&s.operand),
+            Expr::List(l) => l.elements.iter().for_each(|x| self.walk(x)),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                        self.walk(&me.key);
+                        self.walk(&me.value);
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let cel::common::ast::EntryExpr::StructField(f) = &entry.expr {
+                        self.walk(&f.value);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.walk(&c.iter_range);
+                self.walk(&c.accu_init);
+                self.depth += 1;
+                self.max_depth = self.max_depth.max(self.depth);
+                let before = self.bound.len();
+                self.bound.push(c.iter_var.clone());
+                if let Some(v) = &c.iter_var2 {
+                    self.bound.push(v.clone());
+                }
+                self.bound.push(c.accu_var.clone());
+                self.walk(&c.loop_cond);
+                self.walk(&c.loop_step);
+                self.walk(&c.result);
+                self.bound.truncate(before);
+                self.depth -= 1;
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    fn is_variable(&self, name: &str) -> bool {
+        self.variables.contains(&name) || self.bound.iter().any(|b| b == name)
+    }
+
+    fn ident(&mut self, e: &IdedExpr, name: &str) {
+        if name.starts_with('@') || self.is_variable(name) || TYPE_NAMES.contains(&name) {
+            return;
+        }
+        let mut candidates: Vec<&str> = self.variables.to_vec();
+        candidates.extend(self.bound.iter().map(String::as_str));
+        let (s, t) = self.range(e);
+        self.issues.push(Issue {
+            code: Code::CelUnknownVariable,
+            message: format!(
+                "undeclared variable `{name}`: this expression may use {}",
+                list(self.variables)
+            ),
+            hint: did_you_mean(name, &candidates),
+            at: At::Chars(s, t),
+        });
+    }
+
+    fn function(&mut self, e: &IdedExpr, name: &str) {
+        let operator = name.starts_with(['_', '@', '!', '-']);
+        if operator || FUNCTIONS.contains(&name) || MACROS.contains(&name) {
+            return;
+        }
+        // The parser places a call at its `(`; point at the name before it.
+        let (open, _) = self.range(e);
+        let chars: Vec<char> = self.source.chars().collect();
+        let len = name.chars().count();
+        let at = if open >= len && chars[open - len..open].iter().copied().eq(name.chars()) {
+            At::Chars(open - len, open)
+        } else {
+            At::Chars(open, open + 1)
+        };
+        let mut candidates: Vec<&str> = FUNCTIONS.to_vec();
+        candidates.extend(MACROS);
+        self.issues.push(Issue {
+            code: Code::CelUnknownFunction,
+            message: format!("unknown function `{name}`"),
+            hint: did_you_mean(name, &candidates),
+            at,
+        });
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "no variables".into();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Collects cost terms: each comprehension multiplies the work of its body
+/// by its range's size (a literal list's length, else the input bound).
+fn shape(e: &IdedExpr, power: u32, literal: u64, terms: &mut Vec<(u32, u64, u64)>) {
+    let mut children: Vec<&IdedExpr> = Vec::new();
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            shape(&c.iter_range, power, literal, terms);
+            shape(&c.accu_init, power, literal, terms);
+            let (p, l) = match &c.iter_range.expr {
+                Expr::List(list) => (power, literal.saturating_mul(list.elements.len() as u64)),
+                _ => (power + 1, literal),
+            };
+            terms.push((p, l, 4));
+            for body in [&c.loop_cond, &c.loop_step, &c.result] {
+                shape(body, p, l, terms);
+            }
+            return;
+        }
+        Expr::Call(call) => {
+            children.extend(call.target.as_deref());
+            children.extend(call.args.iter());
+        }
+        Expr::Select(s) => children.push(&s.operand),
+        Expr::List(l) => children.extend(l.elements.iter()),
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    children.push(&me.key);
+                    children.push(&me.value);
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                if let cel::common::ast::EntryExpr::StructField(f) = &entry.expr {
+                    children.push(&f.value);
+                }
+            }
+        }
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+    terms.push((power, literal, 1));
+    for c in children {
+        shape(c, power, literal, terms);
+    }
+}

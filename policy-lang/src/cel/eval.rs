@@ -1,0 +1,183 @@
+//! Evaluating compiled CEL against bound values.
+//!
+//! Values are converted to the interpreter's representation once, when an
+//! intent is loaded ([`Bound::new`]); each evaluation borrows them through a
+//! resolver in a child scope of one base context, so nothing is converted
+//! or copied per evaluation.
+
+use std::sync::Arc;
+
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::{Context, Env, Value};
+use serde::Serialize;
+
+use super::compile::Compiled;
+
+/// Most steps one evaluation may take (see [`super::compile::Shape`]).
+pub const COST_BUDGET: u64 = 5_000_000;
+
+/// A value converted once for evaluation, with the length of its longest
+/// list (the cost bound's input size).
+#[derive(Debug)]
+pub struct Bound {
+    val: Box<dyn Val>,
+    longest_list: u64,
+}
+
+impl Bound {
+    /// Converts a serializable value: `None` fields are dropped, so `has()`
+    /// tells whether the user wrote a field.
+    pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
+        let v = cel::to_value(value).map_err(|e| e.to_string())?;
+        Ok(Self::from_value(strip_nulls(v)))
+    }
+
+    pub fn from_value(v: Value) -> Self {
+        let longest_list = longest_list(&v);
+        Self {
+            val: to_val(v),
+            longest_list,
+        }
+    }
+
+    pub fn longest_list(&self) -> u64 {
+        self.longest_list
+    }
+}
+
+fn to_val(v: Value) -> Box<dyn Val> {
+    let r: Result<Box<dyn Val>, _> = v.try_into();
+    r.unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Map(m) => {
+            let map: std::collections::HashMap<cel::objects::Key, Value> = m
+                .map
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Null))
+                .map(|(k, v)| (k.clone(), strip_nulls(v.clone())))
+                .collect();
+            Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+        Value::List(l) => Value::List(Arc::new(l.iter().cloned().map(strip_nulls).collect())),
+        other => other,
+    }
+}
+
+fn longest_list(v: &Value) -> u64 {
+    match v {
+        Value::List(l) => (l.len() as u64).max(l.iter().map(longest_list).max().unwrap_or(0)),
+        Value::Map(m) => (m.map.len() as u64).max(m.map.values().map(longest_list).max().unwrap_or(0)),
+        _ => 0,
+    }
+}
+
+/// Named values for one evaluation.
+#[derive(Debug, Default)]
+pub struct Bindings<'a> {
+    vars: Vec<(&'static str, &'a Bound)>,
+    extra: Vec<(&'static str, Box<dyn Val>)>,
+}
+
+impl<'a> Bindings<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, name: &'static str, value: &'a Bound) -> Self {
+        self.vars.push((name, value));
+        self
+    }
+
+    /// A small value converted on the spot (e.g. a metric's `result`).
+    pub fn with_value(mut self, name: &'static str, value: Value) -> Self {
+        self.extra.push((name, to_val(value)));
+        self
+    }
+
+    fn longest_list(&self) -> u64 {
+        self.vars.iter().map(|(_, b)| b.longest_list).max().unwrap_or(0)
+    }
+}
+
+impl VariableResolver for Bindings<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if let Some((_, b)) = self.vars.iter().find(|(n, _)| *n == variable) {
+            return Some(CowVal::Borrowed(&*b.val));
+        }
+        self.extra
+            .iter()
+            .find(|(n, _)| *n == variable)
+            .map(|(_, v)| CowVal::Borrowed(&**v))
+    }
+}
+
+/// Why an evaluation produced no answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalError {
+    /// The interpreter failed (missing key, no such overload, …).
+    Execution(String),
+    /// The estimated cost is over [`COST_BUDGET`].
+    Budget { estimated: u64 },
+}
+
+/// The engine: the environment expressions compile against, and one base
+/// context evaluations run in.
+pub struct Engine {
+    env: Arc<Env>,
+    base: Context<'static, 'static>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        let mut env = Env::stdlib();
+        // The extensions are declared once; failing here is a programming
+        // error caught by the unit tests, so fall back to the stdlib.
+        let _ = env.add_extension(cel::extensions::strings);
+        let _ = env.add_extension(cel::extensions::lists);
+        let _ = env.add_extension(cel::extensions::math);
+        let env = Arc::new(env);
+        let base = Context::with_env(Arc::clone(&env));
+        Self { env, base }
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub fn compile(
+        &self,
+        source: &str,
+        variables: &[&str],
+    ) -> Result<Compiled, Vec<super::compile::Issue>> {
+        super::compile::compile(&self.env, source, variables)
+    }
+
+    /// Evaluates `expr` with `bindings`, within the cost budget.
+    pub fn eval(&self, expr: &Compiled, bindings: &Bindings<'_>) -> Result<Value, EvalError> {
+        let estimated = expr.shape.cost(bindings.longest_list());
+        if estimated > COST_BUDGET {
+            return Err(EvalError::Budget { estimated });
+        }
+        let mut ctx = self.base.new_inner_scope();
+        ctx.set_variable_resolver(bindings);
+        expr.program
+            .execute(&ctx)
+            .map_err(|e| EvalError::Execution(e.to_string()))
+    }
+}

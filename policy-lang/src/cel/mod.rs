@@ -1,0 +1,13 @@
+//! The CEL engine, on the `cel` crate.
+//!
+//! - [`compile`]: compile once at load; check references against the
+//!   declared variables and the engine's functions; static size limits.
+//! - [`eval`]: evaluate against values converted once, within a cost budget.
+//! - [`position`]: map a position inside an expression to `file:line:col`.
+
+pub mod compile;
+pub mod eval;
+pub mod position;
+
+pub use compile::{At, Compiled, Issue};
+pub use eval::{Bindings, Bound, Engine, EvalError};

@@ -1,0 +1,110 @@
+//! `meshplan.yaml`, at the repository root: targets, defaults and rule
+//! settings for the whole repository.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::service::MtlsMode;
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// `meshplan.dev/v1alpha1`.
+    pub api_version: String,
+    /// `MeshplanConfig`.
+    pub kind: String,
+    /// The meshes to compile for.
+    pub targets: Vec<Target>,
+    /// Namespace of intents that do not set one. Defaults to `default`.
+    #[serde(default)]
+    pub default_namespace: Option<String>,
+    /// The mesh's trust domain. Defaults to `cluster.local`.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// Defaults for every service.
+    #[serde(default)]
+    pub defaults: Option<Defaults>,
+    /// Where rollout analysis and SLOs read metrics.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
+    /// Folders holding Policy documents, relative to the repository root.
+    /// Policies anywhere in the repository are loaded too; this only adds
+    /// folders outside it. Defaults to `policies`.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Re-grade or disable rules, built-in (`MPR…` codes or names) or
+    /// organisation (`policy/rule`): `error`, `warning` or `off`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleSetting>,
+    /// The clusters this repository is applied to.
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+    /// Istio-specific output settings.
+    #[serde(default)]
+    pub istio: Option<IstioSettings>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Istio,
+    Linkerd,
+    GatewayApi,
+    Consul,
+    Cilium,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Defaults {
+    /// mTLS mode of services that do not set one. Defaults to strict.
+    #[serde(default)]
+    pub mtls: Option<MtlsMode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metrics {
+    #[serde(default)]
+    pub provider: MetricsProvider,
+    /// The Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    pub url: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricsProvider {
+    #[default]
+    Prometheus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RuleSetting {
+    Error,
+    Warning,
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    /// The kubeconfig context to use (default: the cluster's name).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Only intents in these namespaces go to this cluster (default: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioSettings {
+    /// Stamp `istio.io/rev: <revision>` on every object (revision-based
+    /// upgrades; managed Istio such as the AKS add-on or Cloud Service Mesh).
+    #[serde(default)]
+    pub revision: Option<String>,
+}

@@ -1,0 +1,203 @@
+//! The `rollout` block: how a new version replaces the stable one.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::Duration;
+use super::service::Match;
+
+/// Progressive delivery of `canary` in place of `stable`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// The version serving traffic today.
+    pub stable: String,
+    /// The version being rolled out.
+    pub canary: String,
+    /// The steps, in order. A canary's weights must strictly increase and end
+    /// at 100.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// For `abTest`: the requests sent to the canary while it is analysed.
+    #[serde(default)]
+    pub ab_test: Option<AbTest>,
+    /// For `mirror`: the share of traffic copied to the canary while it is
+    /// analysed, before any is shifted.
+    #[serde(default)]
+    pub mirror: Option<MirrorStage>,
+    /// How each step is judged.
+    #[serde(default)]
+    pub analysis: Option<Analysis>,
+    /// Called at the rollout's stages.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+    /// On failure, hold the current weights instead of rolling back (for
+    /// changes that cannot be reversed, such as a schema migration).
+    #[serde(default)]
+    pub freeze_on_failure: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Strategy {
+    /// Shift weight step by step.
+    #[default]
+    Canary,
+    /// Run the canary beside stable, then switch all traffic at once.
+    BlueGreen,
+    /// Send matching requests (header, cookie) to the canary, then promote.
+    AbTest,
+    /// Copy traffic to the canary, then shift.
+    Mirror,
+}
+
+/// One step: set a weight, pause, or wait for a manual approval.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// Percentage of traffic sent to the canary, 0–100.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Stay at this step this long (analysis keeps running).
+    #[serde(default)]
+    pub pause: Option<Duration>,
+    /// `manual`: wait here until `meshplan rollout promote`.
+    #[serde(default)]
+    pub gate: Option<Gate>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Gate {
+    Manual,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbTest {
+    /// Requests matching any of these go to the canary.
+    #[serde(rename = "match")]
+    pub matches: Vec<Match>,
+    /// Analysis intervals to pass before promoting.
+    pub iterations: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MirrorStage {
+    /// Percentage of requests copied, 0–100.
+    pub percentage: f64,
+    /// Analysis intervals to pass before shifting.
+    pub iterations: u32,
+}
+
+/// How the canary is judged at every interval.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Analysis {
+    /// How often metrics are checked. Defaults to 1m.
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    /// Consecutive failed checks before rolling back. Defaults to 3.
+    #[serde(default)]
+    pub failure_limit: Option<u32>,
+    /// Consecutive inconclusive checks (too little traffic, no data) before
+    /// `onInconclusive` applies. Defaults to 5.
+    #[serde(default)]
+    pub inconclusive_limit: Option<u32>,
+    /// What to do after `inconclusiveLimit`: `pause` (default) or `rollback`.
+    #[serde(default)]
+    pub on_inconclusive: Option<OnInconclusive>,
+    /// Fewer canary requests than this in an interval is inconclusive.
+    #[serde(default)]
+    pub min_request_volume: Option<u64>,
+    /// Built-in check: the canary's success rate (percent) must be at least
+    /// this.
+    #[serde(default)]
+    pub success_rate: Option<SuccessRateCheck>,
+    /// Built-in check: the canary's latency percentile must stay under
+    /// `max`.
+    #[serde(default)]
+    pub latency: Option<LatencyCheck>,
+    /// Custom PromQL checks.
+    #[serde(default)]
+    pub metrics: Vec<MetricCheck>,
+    /// Block promotion while the canary burns an SLO's error budget faster
+    /// than its page threshold. `true` gates on every SLO of the service;
+    /// a list names the SLOs.
+    #[serde(default)]
+    pub slo_gate: Option<SloGate>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    Pause,
+    Rollback,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SuccessRateCheck {
+    /// Minimum success rate, in percent (0–100).
+    pub min: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyCheck {
+    /// The percentile checked: 50, 90, 95 or 99. Defaults to 99.
+    #[serde(default)]
+    pub percentile: Option<u32>,
+    /// The latency the percentile must stay under.
+    pub max: Duration,
+}
+
+/// A PromQL query and the CEL condition its result must satisfy.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricCheck {
+    pub name: String,
+    /// PromQL returning one number. `{{service}}`, `{{namespace}}`,
+    /// `{{version}}` and `{{interval}}` are substituted.
+    pub query: String,
+    /// CEL over `result` (a double), e.g. `result <= 0.01`.
+    pub success_condition: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SloGate {
+    All(bool),
+    Named(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: WebhookType,
+    /// Receives an HTTP POST with a JSON body; a 2xx answer proceeds.
+    pub url: String,
+    /// No answer within this is "not yet". Defaults to 10s.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Extra fields sent in the body.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WebhookType {
+    PreRollout,
+    StepConfirmation,
+    PostRollout,
+    Rollback,
+    Notification,
+}

@@ -1,0 +1,355 @@
+//! The parse stage: a repository's files → a [`Repository`] of typed,
+//! located documents, plus the diagnostics of everything that could not be
+//! read.
+//!
+//! Every `.yaml`/`.yml` file below the root is read (multi-document), in
+//! path order, except what `.meshplanignore` files exclude (gitignore
+//! syntax) and hidden files. `meshplan.yaml` at the root is the
+//! repository's configuration. A document that cannot be read is reported
+//! and left out; the rest is still checked, so one run shows every problem.
+
+use std::cell::RefCell;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::intent::{Config, Kind, Policy, ServiceIntent, API_GROUP, API_VERSION};
+use crate::source::{Location, SourceFile, Span};
+use crate::yaml::{self, did_you_mean, DeErrorKind, Node, Path, TreeErrorKind};
+
+/// The name of the configuration file at the repository root.
+pub const CONFIG_FILE: &str = "meshplan.yaml";
+/// Files larger than this are refused (no intent file is near it).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A typed document and where it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    pub file: Arc<SourceFile>,
+    /// The document's node tree, to locate any of its fields.
+    pub root: Node,
+}
+
+impl<T> Loaded<T> {
+    /// The location of the node at `path` (or its nearest ancestor).
+    pub fn locate(&self, path: &Path) -> Location {
+        Location::new(Arc::clone(&self.file), self.root.locate(path).span)
+    }
+
+    /// The location of the key of the node at `path`.
+    pub fn locate_key(&self, path: &Path) -> Location {
+        Location::new(Arc::clone(&self.file), self.root.locate_key(path).span)
+    }
+
+    /// The node at `path`, when it exists exactly.
+    pub fn node(&self, path: &Path) -> Option<&Node> {
+        self.root.find(path)
+    }
+}
+
+/// Everything read from a repository.
+#[derive(Debug, Default)]
+pub struct Repository {
+    pub config: Option<Loaded<Config>>,
+    pub services: Vec<Loaded<ServiceIntent>>,
+    pub policies: Vec<Loaded<Policy>>,
+    /// Every file read, in path order.
+    pub files: Vec<Arc<SourceFile>>,
+}
+
+impl Repository {
+    /// The namespace intents without one go to.
+    pub fn default_namespace(&self) -> &str {
+        self.config
+            .as_ref()
+            .and_then(|c| c.value.default_namespace.as_deref())
+            .unwrap_or("default")
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        self.config
+            .as_ref()
+            .and_then(|c| c.value.trust_domain.as_deref())
+            .unwrap_or("cluster.local")
+    }
+
+    /// A service's namespace, defaulted.
+    pub fn namespace_of<'a>(&'a self, s: &'a ServiceIntent) -> &'a str {
+        s.metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_else(|| self.default_namespace())
+    }
+}
+
+/// The input of the parse stage: files by their display name.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub files: Vec<(String, String)>,
+}
+
+/// Reads the repository at `root`. An unreadable root is an `Err` (exit 2);
+/// unreadable files inside it are diagnostics.
+pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Error> {
+    let meta = std::fs::metadata(root).map_err(|e| crate::Error::Io {
+        path: root.to_path_buf(),
+        source: e,
+    })?;
+    if !meta.is_dir() {
+        return Err(crate::Error::NotADirectory(root.to_path_buf()));
+    }
+    let mut diags = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .hidden(true)
+        .add_custom_ignore_filename(".meshplanignore")
+        .build();
+    for entry in walker {
+        match entry {
+            Ok(e) => {
+                let p = e.path();
+                let yaml = matches!(
+                    p.extension().and_then(|x| x.to_str()),
+                    Some("yaml" | "yml")
+                );
+                if yaml && e.file_type().is_some_and(|t| t.is_file()) {
+                    paths.push(p.to_path_buf());
+                }
+            }
+            Err(e) => diags.push(Diagnostic::error(
+                Code::Io,
+                format!("cannot read part of the repository: {e}"),
+            )),
+        }
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        let name = display_name(root, &p);
+        match read_file(&p) {
+            Ok(text) => files.push((name, text)),
+            Err(msg) => diags.push(
+                Diagnostic::error(Code::Io, format!("cannot read `{name}`: {msg}"))
+                    .at(Location::new(SourceFile::new(name, ""), Span::default())),
+            ),
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((Sources { files }, diags))
+}
+
+fn read_file(p: &FsPath) -> Result<String, String> {
+    let len = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {len} bytes, over the limit of {MAX_FILE_BYTES}"
+        ));
+    }
+    let bytes = std::fs::read(p).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "file is not UTF-8".to_string())
+}
+
+/// `a/b.yaml` relative to the root, `/`-separated on every platform.
+fn display_name(root: &FsPath, p: &FsPath) -> String {
+    let rel = p.strip_prefix(root).unwrap_or(p);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Parses and types every document. Pure: no file system.
+pub fn parse(sources: &Sources) -> (Repository, Vec<Diagnostic>) {
+    let mut repo = Repository::default();
+    let mut diags = Vec::new();
+    for (name, text) in &sources.files {
+        let file = SourceFile::new(name.clone(), text.clone());
+        repo.files.push(Arc::clone(&file));
+        let (docs, errors) = yaml::parse(text);
+        for e in errors {
+            let code = match e.kind {
+                TreeErrorKind::DuplicateKey => Code::DuplicateKey,
+                _ => Code::YamlSyntax,
+            };
+            diags.push(
+                Diagnostic::error(code, e.message.clone()).at(Location::new(Arc::clone(&file), e.span)),
+            );
+        }
+        let is_config = name == CONFIG_FILE;
+        for doc in docs {
+            load_document(&mut repo, &mut diags, &file, doc.root, is_config);
+        }
+        if is_config && repo.config.is_none() && !diags.iter().any(|d| same_file(d, &file)) {
+            diags.push(
+                Diagnostic::error(Code::MissingField, "meshplan.yaml has no configuration document")
+                    .at(Location::new(Arc::clone(&file), Span::default()))
+                    .hint("start it with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshplanConfig`"),
+            );
+        }
+    }
+    (repo, diags)
+}
+
+fn same_file(d: &Diagnostic, f: &Arc<SourceFile>) -> bool {
+    d.location.as_ref().is_some_and(|l| l.file.name == f.name)
+}
+
+fn load_document(
+    repo: &mut Repository,
+    diags: &mut Vec<Diagnostic>,
+    file: &Arc<SourceFile>,
+    root: Node,
+    is_config: bool,
+) {
+    let at = |n: &Node| Location::new(Arc::clone(file), n.span);
+    if root.value == yaml::Value::Null {
+        return; // An empty document, e.g. a trailing `---`.
+    }
+    if !matches!(root.value, yaml::Value::Map(_)) {
+        diags.push(
+            Diagnostic::error(Code::WrongType, "a document must be a mapping with apiVersion and kind")
+                .at(at(&root)),
+        );
+        return;
+    }
+    let Some(api) = root.get("apiVersion") else {
+        diags.push(
+            Diagnostic::error(Code::MissingField, "missing required field `apiVersion`")
+                .at(Location::new(Arc::clone(file), Span::on_line(root.span.start, 1)))
+                .hint(format!("add `apiVersion: {API_VERSION}`")),
+        );
+        return;
+    };
+    let api_str = api.as_str().unwrap_or("");
+    if api_str != API_VERSION {
+        let d = if api_str.starts_with(&format!("{API_GROUP}/")) {
+            Diagnostic::error(
+                Code::UnsupportedApiVersion,
+                format!("apiVersion `{api_str}` is not supported: this meshplan reads `{API_VERSION}`"),
+            )
+        } else {
+            Diagnostic::error(
+                Code::UnknownKind,
+                format!("not a meshplan document: apiVersion `{api_str}`"),
+            )
+            .hint(format!(
+                "meshplan reads `{API_VERSION}` documents; list other files in .meshplanignore"
+            ))
+        };
+        diags.push(d.at(at(api)));
+        return;
+    }
+    let Some(kind_node) = root.get("kind") else {
+        diags.push(
+            Diagnostic::error(Code::MissingField, "missing required field `kind`")
+                .at(Location::new(Arc::clone(file), Span::on_line(root.span.start, 1))),
+        );
+        return;
+    };
+    let kind_str = kind_node.as_str().unwrap_or("");
+    let Some(kind) = Kind::parse(kind_str) else {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        diags.push(
+            Diagnostic::error(
+                Code::UnknownKind,
+                format!(
+                    "unknown kind `{kind_str}`: expected one of {}",
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .at(at(kind_node))
+            .maybe_hint(did_you_mean(kind_str, &names)),
+        );
+        return;
+    };
+    match (kind, is_config) {
+        (Kind::MeshplanConfig, true) => {
+            if repo.config.is_some() {
+                diags.push(
+                    Diagnostic::error(Code::DuplicateName, "meshplan.yaml holds more than one MeshplanConfig")
+                        .at(at(kind_node)),
+                );
+            } else if let Some(value) = typed::<Config>(file, &root, diags) {
+                repo.config = Some(Loaded { value, file: Arc::clone(file), root });
+            }
+        }
+        (Kind::MeshplanConfig, false) => diags.push(
+            Diagnostic::error(
+                Code::UnknownKind,
+                "a MeshplanConfig is only read from meshplan.yaml at the repository root",
+            )
+            .at(at(kind_node))
+            .hint("move it to meshplan.yaml at the root"),
+        ),
+        (_, true) => diags.push(
+            Diagnostic::error(Code::UnknownKind, format!("meshplan.yaml holds the configuration, not a {kind_str}"))
+                .at(at(kind_node))
+                .hint("put intents and policies in other files"),
+        ),
+        (Kind::ServiceIntent, false) => {
+            if let Some(value) = typed::<ServiceIntent>(file, &root, diags) {
+                repo.services.push(Loaded { value, file: Arc::clone(file), root });
+            }
+        }
+        (Kind::Policy, false) => {
+            if let Some(value) = typed::<Policy>(file, &root, diags) {
+                repo.policies.push(Loaded { value, file: Arc::clone(file), root });
+            }
+        }
+    }
+}
+
+/// Deserializes a document, reporting every unknown field and the first
+/// other error.
+fn typed<T: DeserializeOwned>(
+    file: &Arc<SourceFile>,
+    root: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let sink = RefCell::new(Vec::new());
+    let result: Result<T, _> = yaml::from_node(root, &sink);
+    let mut errors = sink.into_inner();
+    let value = match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    for e in errors {
+        let code = match e.kind {
+            DeErrorKind::UnknownField => Code::UnknownField,
+            DeErrorKind::WrongType => Code::WrongType,
+            DeErrorKind::MissingField => Code::MissingField,
+            DeErrorKind::InvalidValue => Code::InvalidValue,
+            DeErrorKind::UnknownVariant => Code::UnknownValue,
+        };
+        let span = e.span.unwrap_or(root.span);
+        // A missing field is reported at the first line of its mapping.
+        let span = if e.kind == DeErrorKind::MissingField {
+            Span::on_line(span.start, 1)
+        } else {
+            span
+        };
+        diags.push(
+            Diagnostic::error(code, e.message)
+                .at(Location::new(Arc::clone(file), span))
+                .maybe_hint(e.hint),
+        );
+    }
+    // Unknown fields make the document unusable too: what the user meant is
+    // unknown, and checking a guess would mislead.
+    if diags.iter().any(|d| d.code == Code::UnknownField.as_str() && same_file(d, file) && within(d, root)) {
+        return None;
+    }
+    value
+}
+
+fn within(d: &Diagnostic, root: &Node) -> bool {
+    d.location
+        .as_ref()
+        .is_some_and(|l| l.span.start >= root.span.start && l.span.start <= root.span.end)
+}

@@ -1,0 +1,555 @@
+//! A YAML document as a tree of [`Node`]s, each with the [`Span`] it was
+//! written at.
+//!
+//! We build our own tree from the parser's events (instead of deserializing
+//! straight from the text) because diagnostics need the position of *any*
+//! node long after deserialization: a semantic error such as "weight 150" is
+//! found on the typed model, then located by its path (`spec.rollout.steps[1]
+//! .weight`) in this tree.
+
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError, Span as YSpan};
+
+use crate::source::{Pos, Span};
+
+/// How a scalar was written; needed to map positions inside it (CEL
+/// expressions) back to the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `~`, `null` or nothing at all.
+    Null,
+    Scalar(String, Style),
+    Seq(Vec<Node>),
+    /// Entries in source order; keys are scalars (complex keys are rejected).
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub span: Span,
+    pub value: Value,
+}
+
+/// One segment of a path into a document.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path into a document, such as `spec.rollout.steps[1].weight`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Path(pub Vec<Seg>);
+
+impl Path {
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Parses the dotted form; `[n]` selects a sequence item.
+    pub fn parse(s: &str) -> Self {
+        let mut segs = Vec::new();
+        for part in s.split('.').filter(|p| !p.is_empty()) {
+            let mut rest = part;
+            if let Some(i) = rest.find('[') {
+                if i > 0 {
+                    segs.push(Seg::Key(rest[..i].to_string()));
+                }
+                rest = &rest[i..];
+                while let Some(stripped) = rest.strip_prefix('[') {
+                    let Some(end) = stripped.find(']') else { break };
+                    match stripped[..end].parse() {
+                        Ok(n) => segs.push(Seg::Index(n)),
+                        Err(_) => segs.push(Seg::Key(stripped[..end].to_string())),
+                    }
+                    rest = &stripped[end + 1..];
+                }
+            } else {
+                segs.push(Seg::Key(rest.to_string()));
+            }
+        }
+        Self(segs)
+    }
+
+    pub fn key(&self, k: impl Into<String>) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.into()));
+        p
+    }
+
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar(s, _) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The key node of an entry (to point at `retires:` itself).
+    pub fn get_key(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(k, _)| k),
+            _ => None,
+        }
+    }
+
+    /// The node at exactly `path`.
+    pub fn find(&self, path: &Path) -> Option<&Node> {
+        let mut node = self;
+        for seg in &path.0 {
+            node = match (seg, &node.value) {
+                (Seg::Key(k), Value::Map(_)) => node.get(k)?,
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// The node at `path`, or the deepest existing ancestor on the way
+    /// (a defaulted field has no node of its own: point at its parent).
+    pub fn locate(&self, path: &Path) -> &Node {
+        let mut node = self;
+        for seg in &path.0 {
+            let next = match (seg, &node.value) {
+                (Seg::Key(k), Value::Map(_)) => node.get(k),
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node
+    }
+
+    /// Like [`Node::locate`], but the key of the last segment when it is a
+    /// map key (for errors about the key, e.g. a duplicate name).
+    pub fn locate_key(&self, path: &Path) -> &Node {
+        if let Some((Seg::Key(k), parent)) = path.0.split_last() {
+            let parent_node = self.locate(&Path(parent.to_vec()));
+            if let Some(key) = parent_node.get_key(k) {
+                return key;
+            }
+        }
+        self.locate(path)
+    }
+}
+
+/// A parsed document.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub root: Node,
+    /// 0-based index of the document in its file.
+    pub index: usize,
+}
+
+/// What went wrong building the tree.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeError {
+    pub kind: TreeErrorKind,
+    pub span: Span,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeErrorKind {
+    Syntax,
+    DuplicateKey,
+    ComplexKey,
+    TooLarge,
+}
+
+/// More nodes than any intent repository needs; stops alias bombs.
+pub const MAX_NODES: usize = 2_000_000;
+
+/// Parses every document of `text`. On a syntax error, the documents before
+/// it are kept (they are valid) and the error is returned alongside.
+pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        anchors: Vec::new(),
+        nodes: 0,
+        errors: Vec::new(),
+    };
+    let mut docs = Vec::new();
+    loop {
+        match builder.next() {
+            Ok(Some((Event::DocumentStart(..), _))) => match builder.node_or_end() {
+                Ok(Some(root)) => {
+                    let index = docs.len();
+                    docs.push(Document { root, index });
+                    builder.anchors.clear();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    builder.errors.push(e);
+                    break;
+                }
+            },
+            Ok(Some((Event::StreamEnd, _))) | Ok(None) => break,
+            Ok(Some(_)) => {}
+            Err(e) => {
+                builder.errors.push(e);
+                break;
+            }
+        }
+    }
+    (docs, builder.errors)
+}
+
+struct Builder<'a> {
+    parser: Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>,
+    anchors: Vec<(usize, Node)>,
+    nodes: usize,
+    errors: Vec<TreeError>,
+}
+
+fn pos(m: &serde_saphyr::granit_parser::Marker) -> Pos {
+    Pos::new(
+        u32::try_from(m.line()).unwrap_or(u32::MAX),
+        u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+    )
+}
+
+fn span(s: &YSpan) -> Span {
+    Span::new(pos(&s.start), pos(&s.end))
+}
+
+fn scan_error(e: &ScanError) -> TreeError {
+    let p = pos(e.marker());
+    TreeError {
+        kind: TreeErrorKind::Syntax,
+        span: Span::on_line(p, 1),
+        message: e.info(),
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn next(&mut self) -> Result<Option<(Event<'a>, YSpan)>, TreeError> {
+        loop {
+            match self.parser.next_event() {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(scan_error(&e)),
+                // Comments are presentation only.
+                #[allow(unreachable_patterns)]
+                Some(Ok((ev, sp))) => {
+                    if is_presentation(&ev) {
+                        continue;
+                    }
+                    return Ok(Some((ev, sp)));
+                }
+            }
+        }
+    }
+
+    /// The document's root node, or `None` for an empty document.
+    fn node_or_end(&mut self) -> Result<Option<Node>, TreeError> {
+        let Some((ev, sp)) = self.next()? else {
+            return Ok(None);
+        };
+        if matches!(ev, Event::DocumentEnd) {
+            return Ok(None);
+        }
+        let node = self.node(ev, sp)?;
+        // Consume the DocumentEnd.
+        match self.next()? {
+            Some((Event::DocumentEnd, _)) | None => {}
+            Some((_, sp)) => {
+                return Err(TreeError {
+                    kind: TreeErrorKind::Syntax,
+                    span: span(&sp),
+                    message: "unexpected content after the document".into(),
+                })
+            }
+        }
+        Ok(Some(node))
+    }
+
+    fn count(&mut self, sp: Span) -> Result<(), TreeError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(TreeError {
+                kind: TreeErrorKind::TooLarge,
+                span: sp,
+                message: format!(
+                    "document expands to more than {MAX_NODES} nodes (alias expansion?)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, ev: Event<'a>, sp: YSpan) -> Result<Node, TreeError> {
+        let start = span(&sp);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                self.count(start)?;
+                let style = match style {
+                    ScalarStyle::Plain => Style::Plain,
+                    ScalarStyle::SingleQuoted => Style::SingleQuoted,
+                    ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+                    ScalarStyle::Literal => Style::Literal,
+                    ScalarStyle::Folded => Style::Folded,
+                };
+                let value = if style == Style::Plain
+                    && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                {
+                    Value::Null
+                } else {
+                    Value::Scalar(text.into_owned(), style)
+                };
+                let node = Node { span: start, value };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                self.count(start)?;
+                let mut items = Vec::new();
+                let end = loop {
+                    let Some((ev, sp)) = self.next()? else {
+                        return Err(eof(start));
+                    };
+                    if matches!(ev, Event::SequenceEnd) {
+                        break span(&sp).end;
+                    }
+                    items.push(self.node(ev, sp)?);
+                };
+                let end = items.last().map_or(end, |n| n.span.end.max(end));
+                let node = Node {
+                    span: Span::new(start.start, end),
+                    value: Value::Seq(items),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(_, anchor, _) => {
+                self.count(start)?;
+                let mut entries: Vec<(Node, Node)> = Vec::new();
+                let end = loop {
+                    let Some((ev, sp)) = self.next()? else {
+                        return Err(eof(start));
+                    };
+                    if matches!(ev, Event::MappingEnd) {
+                        break span(&sp).end;
+                    }
+                    let key = self.node(ev, sp)?;
+                    let Some((ev, sp)) = self.next()? else {
+                        return Err(eof(start));
+                    };
+                    let value = self.node(ev, sp)?;
+                    match &key.value {
+                        Value::Scalar(..) | Value::Null => {}
+                        _ => {
+                            self.errors.push(TreeError {
+                                kind: TreeErrorKind::ComplexKey,
+                                span: key.span,
+                                message: "mapping keys must be plain strings".into(),
+                            });
+                            continue;
+                        }
+                    }
+                    let name = key.as_str().unwrap_or("");
+                    if let Some((first, _)) =
+                        entries.iter().find(|(k, _)| k.as_str().unwrap_or("") == name)
+                    {
+                        self.errors.push(TreeError {
+                            kind: TreeErrorKind::DuplicateKey,
+                            span: key.span,
+                            message: format!(
+                                "duplicate key `{name}` (first defined at line {})",
+                                first.span.start.line
+                            ),
+                        });
+                        continue;
+                    }
+                    entries.push((key, value));
+                };
+                let end = entries.last().map_or(end, |(_, v)| v.span.end.max(end));
+                let node = Node {
+                    span: Span::new(start.start, end),
+                    value: Value::Map(entries),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::Alias(id) => {
+                let Some(node) = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone())
+                else {
+                    return Err(TreeError {
+                        kind: TreeErrorKind::Syntax,
+                        span: start,
+                        message: "alias to an unknown anchor".into(),
+                    });
+                };
+                // An alias costs as many nodes as it expands to.
+                let n = count_nodes(&node);
+                self.nodes += n.saturating_sub(1);
+                self.count(start)?;
+                Ok(node)
+            }
+            _ => Err(TreeError {
+                kind: TreeErrorKind::Syntax,
+                span: start,
+                message: "unexpected YAML event".into(),
+            }),
+        }
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor != 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+    }
+}
+
+#[allow(unreachable_patterns)]
+fn is_presentation(ev: &Event<'_>) -> bool {
+    !matches!(
+        ev,
+        Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(..)
+            | Event::DocumentEnd
+            | Event::Alias(_)
+            | Event::Scalar(..)
+            | Event::SequenceStart(..)
+            | Event::SequenceEnd
+            | Event::MappingStart(..)
+            | Event::MappingEnd
+    )
+}
+
+fn eof(start: Span) -> TreeError {
+    TreeError {
+        kind: TreeErrorKind::Syntax,
+        span: start,
+        message: "unexpected end of input".into(),
+    }
+}
+
+fn count_nodes(n: &Node) -> usize {
+    match &n.value {
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(e) => 1 + e.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Node {
+        let (docs, errs) = parse(text);
+        assert!(errs.is_empty(), "{errs:?}");
+        docs.into_iter().next().expect("a document").root
+    }
+
+    #[test]
+    fn scalar_spans_point_at_the_value() {
+        let root = one("a:\n  b: hello\n");
+        let b = root.locate(&Path::parse("a.b"));
+        assert_eq!(b.as_str(), Some("hello"));
+        assert_eq!(b.span.start, Pos::new(2, 6));
+    }
+
+    #[test]
+    fn locate_falls_back_to_the_nearest_ancestor() {
+        let root = one("spec:\n  steps:\n    - weight: 10\n");
+        let n = root.locate(&Path::parse("spec.steps[0].pause"));
+        assert_eq!(n.span.start, Pos::new(3, 7));
+        let w = root.locate(&Path::parse("spec.steps[0].weight"));
+        assert_eq!(w.as_str(), Some("10"));
+    }
+
+    #[test]
+    fn reports_duplicate_keys_at_the_second_key() {
+        let (_, errs) = parse("a: 1\nb: 2\na: 3\n");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, TreeErrorKind::DuplicateKey);
+        assert_eq!(errs[0].span.start, Pos::new(3, 1));
+    }
+
+    #[test]
+    fn keeps_every_document_of_a_stream() {
+        let (docs, errs) = parse("a: 1\n---\nb: 2\n---\n");
+        assert!(errs.is_empty());
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].root.get("b").and_then(Node::as_str), Some("2"));
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_a_position() {
+        let (_, errs) = parse("a: [1, 2\nb: 3\n");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, TreeErrorKind::Syntax);
+    }
+
+    #[test]
+    fn stops_alias_bombs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let (_, errs) = parse(&text);
+        assert!(errs.iter().any(|e| e.kind == TreeErrorKind::TooLarge), "{errs:?}");
+    }
+
+    #[test]
+    fn path_round_trips_through_display() {
+        let p = Path::parse("spec.rollout.steps[2].weight");
+        assert_eq!(p.to_string(), "spec.rollout.steps[2].weight");
+        assert_eq!(p.0[3], Seg::Index(2));
+    }
+}
