@@ -6,9 +6,11 @@
 //! ([`cel`]) and the checks run by `meshplan check` ([`check`]).
 
 pub mod cel;
+pub mod check;
 pub mod diagnostic;
 pub mod intent;
 pub mod parse;
+pub mod schema;
 pub mod source;
 pub mod yaml;
 

@@ -27,13 +27,14 @@ pub struct Bound {
 
 impl Bound {
     /// Converts a serializable value: `None` fields are dropped, so `has()`
-    /// tells whether the user wrote a field.
+    /// tells whether the user wrote a field, and integers are CEL ints.
     pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
         let v = cel::to_value(value).map_err(|e| e.to_string())?;
-        Ok(Self::from_value(strip_nulls(v)))
+        Ok(Self::from_value(v))
     }
 
     pub fn from_value(v: Value) -> Self {
+        let v = strip_nulls(v);
         let longest_list = longest_list(&v);
         Self {
             val: to_val(v),
@@ -63,6 +64,9 @@ fn strip_nulls(v: Value) -> Value {
             Value::Map(cel::objects::Map { map: Arc::new(map) })
         }
         Value::List(l) => Value::List(Arc::new(l.iter().cloned().map(strip_nulls).collect())),
+        // Rules compare with int literals (`weight <= 50`); CEL has no
+        // mixed int/uint arithmetic, so present every integer as an int.
+        Value::UInt(u) => i64::try_from(u).map_or(Value::UInt(u), Value::Int),
         other => other,
     }
 }

@@ -18,15 +18,10 @@ fn align(file: &SourceFile, node: &Node, value: &str, style: Style) -> Option<Ve
     let raw: Vec<(usize, char)> = raw.char_indices().map(|(i, c)| (start + i, c)).collect();
     let mut out = Vec::with_capacity(value.len() + 1);
     let mut i = 0;
-    // Skip the opening quote or the block header line.
-    match style {
-        Style::SingleQuoted | Style::DoubleQuoted => i = 1,
-        Style::Literal | Style::Folded => {
-            while i < raw.len() && raw[i].1 != '\n' {
-                i += 1;
-            }
-        }
-        Style::Plain => {}
+    // A quoted scalar's span starts at its quote; a block scalar's at its
+    // first content character (past the `|` header).
+    if matches!(style, Style::SingleQuoted | Style::DoubleQuoted) {
+        i = 1;
     }
     for vc in value.chars() {
         loop {
@@ -123,7 +118,7 @@ mod tests {
     fn maps_into_a_double_quoted_scalar_with_escapes() {
         let text = "rule: \"a == \\\"x\\\" && bad\"\n";
         // value: a == "x" && bad ; `bad` at chars 12..15
-        assert_eq!(span_of(text, "rule", 12, 15), (1, 24, 27));
+        assert_eq!(span_of(text, "rule", 12, 15), (1, 22, 25));
     }
 
     #[test]

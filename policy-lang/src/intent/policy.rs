@@ -36,6 +36,11 @@ pub struct Rule {
     /// (`intent` scope; default: the intent's name).
     #[serde(default)]
     pub field_path: Option<String>,
+    /// CEL building `fieldPath` (a string), to point at the offending item,
+    /// e.g. `'spec.slos[' + string(i) + '].objective'`. Evaluated only when
+    /// the rule fails.
+    #[serde(default)]
+    pub field_path_expression: Option<String>,
     /// A hint shown with the message.
     #[serde(default)]
     pub hint: Option<String>,

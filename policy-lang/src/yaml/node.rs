@@ -218,6 +218,8 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     loop {
         match builder.next() {
             Ok(Some((Event::DocumentStart(..), _))) => match builder.node_or_end() {
+                // An empty document (a trailing `---`) holds nothing.
+                Ok(Some(root)) if root.value == Value::Null => builder.anchors.clear(),
                 Ok(Some(root)) => {
                     let index = docs.len();
                     docs.push(Document { root, index });

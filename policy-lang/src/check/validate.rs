@@ -1,0 +1,614 @@
+//! Semantic validation of well-typed documents: names, duplicates,
+//! references, ranges and contradictions. Each finding points at the node by
+//! its path in the document.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::intent::access::Caller;
+use crate::intent::rollout::{SloGate, Strategy};
+use crate::intent::service::{Destination, StringMatch};
+use crate::intent::{PortRef, Protocol, ServiceIntent};
+use crate::parse::{Loaded, Repository};
+use crate::yaml::{did_you_mean, Path};
+
+/// Diagnostics of one document.
+struct Doc<'a, T> {
+    doc: &'a Loaded<T>,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl<T> Doc<'_, T> {
+    fn error(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let loc = self.doc.locate(&Path::parse(path));
+        self.out.push(Diagnostic::error(code, message).at(loc));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    fn error_key(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let loc = self.doc.locate_key(&Path::parse(path));
+        self.out.push(Diagnostic::error(code, message).at(loc));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    /// A DNS-1123 label (Kubernetes object and port names).
+    fn name(&mut self, path: &str, what: &str, name: &str) {
+        if !is_dns_label(name) {
+            self.error(
+                Code::InvalidName,
+                path,
+                format!("{what} `{name}` is not a valid name: use at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit"),
+            );
+        }
+    }
+
+    /// Reports the second and later items of `items` with the same key.
+    fn unique<'i>(&mut self, what: &str, items: impl Iterator<Item = (String, String)>) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (key, path) in items {
+            if let Some(first) = seen.get(&key) {
+                let first_line = self.doc.locate(&Path::parse(first)).span.start.line;
+                self.error(
+                    Code::DuplicateName,
+                    &path,
+                    format!("duplicate {what} `{key}` (first defined at line {first_line})"),
+                );
+            } else {
+                seen.insert(key, path);
+            }
+        }
+    }
+
+    fn percent(&mut self, path: &str, what: &str, v: f64) {
+        if !(0.0..=100.0).contains(&v) || v.is_nan() {
+            self.error(
+                Code::OutOfRange,
+                path,
+                format!("{what} is {v}: a percentage must be between 0 and 100"),
+            );
+        }
+    }
+}
+
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Runs every validation; returns the diagnostics.
+pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let index = ServiceIndex::new(repo);
+    // Duplicate services across files: the second is reported.
+    let mut seen: BTreeMap<(String, String), &Loaded<ServiceIntent>> = BTreeMap::new();
+    for s in &repo.services {
+        let key = (
+            repo.namespace_of(&s.value).to_string(),
+            s.value.metadata.name.clone(),
+        );
+        if let Some(first) = seen.get(&key) {
+            let loc = first.locate(&Path::parse("metadata.name"));
+            out.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("duplicate ServiceIntent `{}/{}`", key.0, key.1),
+                )
+                .at(s.locate(&Path::parse("metadata.name")))
+                .related(loc, "first defined here"),
+            );
+        } else {
+            seen.insert(key, s);
+        }
+        service(repo, &index, s, &mut out);
+    }
+    let mut policy_names: BTreeMap<&str, &Loaded<crate::intent::Policy>> = BTreeMap::new();
+    for p in &repo.policies {
+        let name = p.value.metadata.name.as_str();
+        if let Some(first) = policy_names.get(name) {
+            out.push(
+                Diagnostic::error(Code::DuplicateName, format!("duplicate Policy `{name}`"))
+                    .at(p.locate(&Path::parse("metadata.name")))
+                    .related(first.locate(&Path::parse("metadata.name")), "first defined here"),
+            );
+        } else {
+            policy_names.insert(name, p);
+        }
+        let mut d = Doc { doc: p, out: &mut out };
+        d.name("metadata.name", "policy name", name);
+        d.unique(
+            "rule",
+            p.value.spec.rules.iter().enumerate().map(|(i, r)| (r.name.clone(), format!("spec.rules[{i}].name"))),
+        );
+        for (i, r) in p.value.spec.rules.iter().enumerate() {
+            d.name(&format!("spec.rules[{i}].name"), "rule name", &r.name);
+            if r.message.is_some() && r.message_expression.is_some() {
+                d.error_key(
+                    Code::Conflict,
+                    &format!("spec.rules[{i}].messageExpression"),
+                    "set `message` or `messageExpression`, not both",
+                );
+            }
+        }
+    }
+    if let Some(c) = &repo.config {
+        config(repo, c, &mut out);
+    }
+    out
+}
+
+/// Services by namespace and name, to resolve allow-list references.
+struct ServiceIndex<'a> {
+    by_key: BTreeMap<(&'a str, &'a str), &'a ServiceIntent>,
+    by_name: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> ServiceIndex<'a> {
+    fn new(repo: &'a Repository) -> Self {
+        let mut by_key = BTreeMap::new();
+        let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for s in &repo.services {
+            let ns = repo.namespace_of(&s.value);
+            by_key.insert((ns, s.value.metadata.name.as_str()), &s.value);
+            by_name.entry(s.value.metadata.name.as_str()).or_default().push(ns);
+        }
+        Self { by_key, by_name }
+    }
+
+    /// `name` (same namespace first, then unique anywhere) or `ns/name`.
+    fn resolve(&self, from_ns: &str, reference: &str) -> Result<(), String> {
+        if let Some((ns, name)) = reference.split_once('/') {
+            return if self.by_key.contains_key(&(ns, name)) {
+                Ok(())
+            } else {
+                Err(format!("no ServiceIntent `{name}` in namespace `{ns}`"))
+            };
+        }
+        if self.by_key.contains_key(&(from_ns, reference)) {
+            return Ok(());
+        }
+        match self.by_name.get(reference).map(Vec::as_slice) {
+            Some([_]) => Ok(()),
+            Some(many) => Err(format!(
+                "`{reference}` is ambiguous: it exists in namespaces {}; write `namespace/{reference}`",
+                many.join(", ")
+            )),
+            None => Err(format!("no ServiceIntent named `{reference}` exists in this repository")),
+        }
+    }
+
+    fn names(&self) -> Vec<&'a str> {
+        self.by_name.keys().copied().collect()
+    }
+}
+
+fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
+    let spec = &s.value.spec;
+    let ns = repo.namespace_of(&s.value).to_string();
+    let mut d = Doc { doc: s, out };
+    d.name("metadata.name", "service name", &s.value.metadata.name);
+    if let Some(n) = &s.value.metadata.namespace {
+        d.name("metadata.namespace", "namespace", n);
+    }
+    if let Some(sa) = &spec.service_account {
+        d.name("spec.serviceAccount", "service account", sa);
+    }
+    if spec.ports.is_empty() {
+        d.error_key(Code::MissingField, "spec.ports", "a service needs at least one port");
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        d.name(&format!("spec.ports[{i}].name"), "port name", &p.name);
+        for (field, v) in [("port", Some(p.port)), ("targetPort", p.target_port)] {
+            if let Some(v) = v {
+                if !(1..=65535).contains(&v) {
+                    d.error(
+                        Code::OutOfRange,
+                        &format!("spec.ports[{i}].{field}"),
+                        format!("port {v} is out of range: ports are 1 to 65535"),
+                    );
+                }
+            }
+        }
+    }
+    d.unique("port", spec.ports.iter().enumerate().map(|(i, p)| (p.name.clone(), format!("spec.ports[{i}].name"))));
+    d.unique("port number", spec.ports.iter().enumerate().map(|(i, p)| (p.port.to_string(), format!("spec.ports[{i}].port"))));
+
+    // Versions.
+    let versions: Vec<&str> = spec.versions.iter().map(|v| v.name.as_str()).collect();
+    d.unique("version", spec.versions.iter().enumerate().map(|(i, v)| (v.name.clone(), format!("spec.versions[{i}].name"))));
+    for (i, v) in spec.versions.iter().enumerate() {
+        d.name(&format!("spec.versions[{i}].name"), "version name", &v.name);
+        if v.labels.is_empty() {
+            d.error_key(
+                Code::MissingField,
+                &format!("spec.versions[{i}].labels"),
+                format!("version `{}` selects no pods: give it at least one label", v.name),
+            );
+        }
+        for (j, w) in spec.versions.iter().enumerate().take(i) {
+            if !v.labels.is_empty() && v.labels == w.labels {
+                d.error(
+                    Code::Conflict,
+                    &format!("spec.versions[{i}].labels"),
+                    format!("versions `{}` and `{}` select the same pods", w.name, v.name),
+                )
+                .hint = Some(format!("labels of spec.versions[{j}] are identical"));
+            }
+        }
+    }
+    let mut version_ref = |d: &mut Doc<'_, ServiceIntent>, path: &str, v: &str| {
+        if !versions.contains(&v) {
+            let msg = if versions.is_empty() {
+                format!("version `{v}` is not defined: this service declares no versions")
+            } else {
+                format!(
+                    "version `{v}` is not defined: versions are {}",
+                    versions.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )
+            };
+            let hint = did_you_mean(v, &versions);
+            d.error(Code::UnknownReference, path, msg).hint = hint;
+        }
+    };
+    if let Some(v) = &spec.default_version {
+        version_ref(&mut d, "spec.defaultVersion", v);
+    }
+
+    // Routes.
+    d.unique("route", spec.routes.iter().enumerate().map(|(i, r)| (r.name.clone(), format!("spec.routes[{i}].name"))));
+    let l7 = spec.ports.iter().any(|p| p.protocol.is_l7());
+    for (i, r) in spec.routes.iter().enumerate() {
+        let base = format!("spec.routes[{i}]");
+        d.name(&format!("{base}.name"), "route name", &r.name);
+        if !l7 {
+            d.error_key(Code::Conflict, &base, "routes need an http, http2 or grpc port: this service only has tcp ports");
+        }
+        match (&r.destination, &r.redirect) {
+            (Some(_), Some(_)) => {
+                d.error_key(Code::Conflict, &format!("{base}.redirect"), "a route has a `destination` or a `redirect`, not both");
+            }
+            (None, None) => {
+                d.error(Code::MissingField, &base, "a route needs a `destination` or a `redirect`");
+            }
+            _ => {}
+        }
+        if let Some(dest) = &r.destination {
+            destination(&mut d, &format!("{base}.destination"), dest, &mut version_ref);
+        }
+        if let Some(red) = &r.redirect {
+            if let Some(code) = red.code {
+                if ![301, 302, 303, 307, 308].contains(&code) {
+                    d.error(Code::OutOfRange, &format!("{base}.redirect.code"), format!("redirect code {code} is not one of 301, 302, 303, 307, 308"));
+                }
+            }
+        }
+        for (j, m) in r.matches.iter().enumerate() {
+            let mp = format!("{base}.match[{j}]");
+            for (k, sm) in &m.headers {
+                string_match(&mut d, &format!("{mp}.headers.{k}"), sm);
+            }
+            for (k, sm) in &m.cookies {
+                string_match(&mut d, &format!("{mp}.cookies.{k}"), sm);
+            }
+            for (k, sm) in &m.query_params {
+                string_match(&mut d, &format!("{mp}.queryParams.{k}"), sm);
+            }
+            if let Some(sm) = &m.path {
+                string_match(&mut d, &format!("{mp}.path"), sm);
+            }
+            if let Some(method) = &m.method {
+                http_method(&mut d, &format!("{mp}.method"), method);
+            }
+        }
+    }
+
+    // Resilience.
+    if let Some(res) = &spec.resilience {
+        if let Some(cb) = &res.circuit_breaker {
+            if let Some(p) = cb.max_ejection_percent {
+                d.percent("spec.resilience.circuitBreaker.maxEjectionPercent", "maxEjectionPercent", f64::from(p));
+            }
+            if cb.consecutive_errors == 0 {
+                d.error(Code::OutOfRange, "spec.resilience.circuitBreaker.consecutiveErrors", "consecutiveErrors must be at least 1");
+            }
+        }
+        if let Some(lb) = &res.load_balancer {
+            use crate::intent::service::LoadBalancerPolicy as P;
+            match (&lb.policy, &lb.consistent_hash) {
+                (P::ConsistentHash, None) => {
+                    d.error_key(Code::MissingField, "spec.resilience.loadBalancer.policy", "policy `consistentHash` needs a `consistentHash` block saying what to hash on");
+                }
+                (P::ConsistentHash, Some(h)) => {
+                    let n = [h.header.is_some(), h.cookie.is_some(), h.source_ip == Some(true), h.query_param.is_some()]
+                        .iter()
+                        .filter(|b| **b)
+                        .count();
+                    if n != 1 {
+                        d.error(Code::Conflict, "spec.resilience.loadBalancer.consistentHash", "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`");
+                    }
+                }
+                (_, Some(_)) => {
+                    d.error_key(Code::Conflict, "spec.resilience.loadBalancer.consistentHash", "`consistentHash` is only used with policy `consistentHash`");
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = &res.retries {
+            if r.attempts > 0 && r.retry_on.is_empty() && !l7 {
+                d.error_key(Code::Conflict, "spec.resilience.retries", "retries need an http, http2 or grpc port");
+            }
+        }
+    }
+    if let Some(f) = &spec.faults {
+        if let Some(delay) = &f.delay {
+            d.percent("spec.faults.delay.percentage", "delay percentage", delay.percentage);
+        }
+        if let Some(abort) = &f.abort {
+            d.percent("spec.faults.abort.percentage", "abort percentage", abort.percentage);
+            if !(200..=599).contains(&abort.http_status) {
+                d.error(Code::OutOfRange, "spec.faults.abort.httpStatus", format!("HTTP status {} is not between 200 and 599", abort.http_status));
+            }
+        }
+    }
+    if let Some(m) = &spec.mirror {
+        version_ref(&mut d, "spec.mirror.version", &m.version);
+        if let Some(p) = m.percentage {
+            d.percent("spec.mirror.percentage", "mirror percentage", p);
+        }
+    }
+    if let Some(rl) = &spec.rate_limit {
+        if rl.requests == 0 {
+            d.error(Code::OutOfRange, "spec.rateLimit.requests", "a rate limit of 0 requests blocks every request");
+        }
+        if rl.per.as_millis() == 0 {
+            d.error(Code::OutOfRange, "spec.rateLimit.per", "the rate limit period must be longer than 0s");
+        }
+        for (i, name) in rl.ports.iter().enumerate() {
+            match spec.ports.iter().find(|p| &p.name == name) {
+                None => {
+                    let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
+                    let hint = did_you_mean(name, &names);
+                    d.error(Code::UnknownReference, &format!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is not defined")).hint = hint;
+                }
+                Some(p) if p.protocol == Protocol::Tcp => {
+                    d.error(Code::Conflict, &format!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
+                }
+                Some(_) => {}
+            }
+        }
+        if rl.ports.is_empty() && !l7 {
+            d.error_key(Code::Conflict, "spec.rateLimit", "a request rate limit needs an http, http2 or grpc port: this service only has tcp ports");
+        }
+    }
+
+    // Rollout.
+    if let Some(ro) = &spec.rollout {
+        version_ref(&mut d, "spec.rollout.stable", &ro.stable);
+        version_ref(&mut d, "spec.rollout.canary", &ro.canary);
+        if ro.stable == ro.canary {
+            d.error(Code::Conflict, "spec.rollout.canary", format!("the canary is the stable version `{}`", ro.stable));
+        }
+        for (i, st) in ro.steps.iter().enumerate() {
+            let p = format!("spec.rollout.steps[{i}]");
+            if let Some(w) = st.weight {
+                if w > 100 {
+                    d.error(Code::OutOfRange, &format!("{p}.weight"), format!("weight {w} is over 100: a weight is the canary's percentage of traffic"));
+                }
+            }
+            if st.weight.is_none() && st.pause.is_none() && st.gate.is_none() {
+                d.error(Code::MissingField, &p, "a step needs a `weight`, a `pause` or a `gate`");
+            }
+        }
+        match ro.strategy {
+            Strategy::AbTest if ro.ab_test.is_none() => {
+                d.error_key(Code::MissingField, "spec.rollout.strategy", "strategy `abTest` needs an `abTest` block with the requests to send to the canary");
+            }
+            Strategy::Mirror if ro.mirror.is_none() => {
+                d.error_key(Code::MissingField, "spec.rollout.strategy", "strategy `mirror` needs a `mirror` block with the share of traffic to copy");
+            }
+            _ => {}
+        }
+        if let Some(m) = &ro.mirror {
+            d.percent("spec.rollout.mirror.percentage", "mirror percentage", m.percentage);
+        }
+        if let Some(a) = &ro.analysis {
+            if a.failure_limit == Some(0) {
+                d.error(Code::OutOfRange, "spec.rollout.analysis.failureLimit", "failureLimit must be at least 1");
+            }
+            if let Some(sr) = &a.success_rate {
+                d.percent("spec.rollout.analysis.successRate.min", "success rate", sr.min);
+            }
+            if let Some(l) = &a.latency {
+                if let Some(p) = l.percentile {
+                    if ![50, 90, 95, 99].contains(&p) {
+                        d.error(Code::OutOfRange, "spec.rollout.analysis.latency.percentile", format!("percentile {p} is not one of 50, 90, 95, 99"));
+                    }
+                }
+            }
+            d.unique("metric", a.metrics.iter().enumerate().map(|(i, m)| (m.name.clone(), format!("spec.rollout.analysis.metrics[{i}].name"))));
+            if let Some(SloGate::Named(names)) = &a.slo_gate {
+                let slos: Vec<&str> = spec.slos.iter().map(|s| s.name.as_str()).collect();
+                for (i, n) in names.iter().enumerate() {
+                    if !slos.contains(&n.as_str()) {
+                        let hint = did_you_mean(n, &slos);
+                        d.error(Code::UnknownReference, &format!("spec.rollout.analysis.sloGate[{i}]"), format!("SLO `{n}` is not defined in this service's `slos`")).hint = hint;
+                    }
+                }
+            }
+            if matches!(a.slo_gate, Some(SloGate::All(true))) && spec.slos.is_empty() {
+                d.error(Code::UnknownReference, "spec.rollout.analysis.sloGate", "`sloGate: true` but this service has no SLOs");
+            }
+        }
+        d.unique("webhook", ro.webhooks.iter().enumerate().map(|(i, w)| (w.name.clone(), format!("spec.rollout.webhooks[{i}].name"))));
+        for (i, w) in ro.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                d.error(Code::InvalidValue, &format!("spec.rollout.webhooks[{i}].url"), format!("webhook URL `{}` must start with http:// or https://", w.url));
+            }
+        }
+    }
+
+    // Access.
+    if let Some(acc) = &spec.access {
+        for (i, rule) in acc.allow.iter().enumerate() {
+            let base = format!("spec.access.allow[{i}]");
+            if rule.from.is_empty() {
+                d.error_key(Code::MissingField, &format!("{base}.from"), "an allow rule needs at least one caller in `from`");
+            }
+            for (j, c) in rule.from.iter().enumerate() {
+                caller(&mut d, index, &ns, &format!("{base}.from[{j}]"), c);
+            }
+            let mut l7_ports = true;
+            for (j, p) in rule.ports.iter().enumerate() {
+                let found = spec.ports.iter().find(|sp| match p {
+                    PortRef::Number(n) => sp.port == *n,
+                    PortRef::Name(n) => &sp.name == n,
+                });
+                match found {
+                    None => {
+                        let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
+                        let shown = match p { PortRef::Number(n) => n.to_string(), PortRef::Name(n) => n.clone() };
+                        let hint = did_you_mean(&shown, &names);
+                        d.error(Code::UnknownReference, &format!("{base}.ports[{j}]"), format!("port `{shown}` is not a port of this service")).hint = hint;
+                    }
+                    Some(sp) if !sp.protocol.is_l7() => l7_ports = false,
+                    Some(_) => {}
+                }
+            }
+            if rule.ports.is_empty() && !l7 {
+                l7_ports = false;
+            }
+            if !l7_ports && (!rule.methods.is_empty() || !rule.paths.is_empty()) {
+                d.error_key(Code::Conflict, &format!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
+            }
+            for (j, m) in rule.methods.iter().enumerate() {
+                http_method(&mut d, &format!("{base}.methods[{j}]"), m);
+            }
+            for (j, p) in rule.paths.iter().enumerate() {
+                if !(p.starts_with('/') || p == "*") {
+                    d.error(Code::InvalidValue, &format!("{base}.paths[{j}]"), format!("path `{p}` must start with `/`"));
+                }
+            }
+        }
+    }
+
+    // SLOs.
+    d.unique("SLO", spec.slos.iter().enumerate().map(|(i, s)| (s.name.clone(), format!("spec.slos[{i}].name"))));
+    for (i, slo) in spec.slos.iter().enumerate() {
+        d.name(&format!("spec.slos[{i}].name"), "SLO name", &slo.name);
+        let sli = &slo.sli;
+        let n = [sli.availability.is_some(), sli.latency.is_some(), sli.custom.is_some()].iter().filter(|b| **b).count();
+        if n != 1 {
+            d.error(Code::Conflict, &format!("spec.slos[{i}].sli"), "an SLI is exactly one of `availability`, `latency`, `custom`");
+        }
+        if let Some(w) = slo.window {
+            if w.as_millis() < 3_600_000 {
+                d.error(Code::OutOfRange, &format!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
+            }
+        }
+    }
+}
+
+fn destination(
+    d: &mut Doc<'_, ServiceIntent>,
+    base: &str,
+    dest: &Destination,
+    version_ref: &mut impl FnMut(&mut Doc<'_, ServiceIntent>, &str, &str),
+) {
+    match (&dest.version, dest.weights.is_empty()) {
+        (Some(v), true) => version_ref(d, &format!("{base}.version"), v),
+        (None, false) => {
+            let mut sum = 0u32;
+            for (i, w) in dest.weights.iter().enumerate() {
+                version_ref(d, &format!("{base}.weights[{i}].version"), &w.version);
+                if w.weight > 100 {
+                    d.error(Code::OutOfRange, &format!("{base}.weights[{i}].weight"), format!("weight {} is over 100", w.weight));
+                }
+                sum = sum.saturating_add(w.weight);
+            }
+            if sum != 100 {
+                d.error_key(Code::OutOfRange, &format!("{base}.weights"), format!("weights sum to {sum}: they must sum to 100"));
+            }
+        }
+        (Some(_), false) => {
+            d.error_key(Code::Conflict, &format!("{base}.weights"), "set `version` or `weights`, not both");
+        }
+        (None, true) => {
+            d.error(Code::MissingField, base, "a destination needs a `version` or `weights`");
+        }
+    }
+}
+
+fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &StringMatch) {
+    let n = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+    if n != 1 {
+        d.error(Code::Conflict, path, "a match is exactly one of `exact`, `prefix`, `regex`");
+    }
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+fn http_method(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &str) {
+    if !METHODS.contains(&m) {
+        let hint = did_you_mean(m, METHODS);
+        d.error(Code::InvalidValue, path, format!("`{m}` is not an HTTP method: expected one of {}", METHODS.join(", "))).hint = hint;
+    }
+}
+
+fn caller(d: &mut Doc<'_, ServiceIntent>, index: &ServiceIndex<'_>, ns: &str, path: &str, c: &Caller) {
+    let n = [c.service.is_some(), c.namespace.is_some(), c.service_account.is_some()].iter().filter(|b| **b).count();
+    if n != 1 {
+        d.error(Code::Conflict, path, "a caller is exactly one of `service`, `namespace`, `serviceAccount`");
+        return;
+    }
+    if let Some(s) = &c.service {
+        if let Err(msg) = index.resolve(ns, s) {
+            let names = index.names();
+            let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
+            d.error(Code::UnknownReference, &format!("{path}.service"), msg).hint = hint;
+        }
+    }
+    if let Some(n) = &c.namespace {
+        if n != "*" && !is_dns_label(n) {
+            d.error(Code::InvalidName, &format!("{path}.namespace"), format!("namespace `{n}` is not a valid name"));
+        }
+    }
+    if let Some(sa) = &c.service_account {
+        match sa.split_once('/') {
+            Some((a, b)) if is_dns_label(a) && is_dns_label(b) => {}
+            _ => {
+                d.error(Code::InvalidValue, &format!("{path}.serviceAccount"), format!("service account `{sa}` must be written `namespace/name`"));
+            }
+        }
+    }
+}
+
+fn config(repo: &Repository, c: &Loaded<crate::intent::Config>, out: &mut Vec<Diagnostic>) {
+    let cfg = &c.value;
+    let mut d = Doc { doc: c, out };
+    if cfg.kind != "MeshplanConfig" {
+        d.error(Code::UnknownKind, "kind", "meshplan.yaml must have `kind: MeshplanConfig`");
+    }
+    if cfg.targets.is_empty() {
+        d.error_key(Code::MissingField, "targets", "list at least one mesh target (istio, linkerd, gateway-api, consul, cilium)");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, t) in cfg.targets.iter().enumerate() {
+        if !seen.insert(*t) {
+            d.error(Code::DuplicateName, &format!("targets[{i}]"), "this target is listed twice");
+        }
+    }
+    if let Some(ns) = &cfg.default_namespace {
+        d.name("defaultNamespace", "namespace", ns);
+    }
+    if let Some(m) = &cfg.metrics {
+        if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
+            d.error(Code::InvalidValue, "metrics.url", format!("metrics URL `{}` must start with http:// or https://", m.url));
+        }
+    }
+    d.unique("cluster", cfg.clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), format!("clusters[{i}].name"))));
+    let _ = repo;
+}

@@ -1,0 +1,60 @@
+//! Terminal output helpers.
+
+use std::io::{IsTerminal, Write};
+
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    pub fn enabled(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+/// Colours the headers of rendered diagnostics (the renderer itself stays
+/// plain, so snapshots and logs are stable).
+pub fn colorize(text: &str) -> String {
+    const RED: &str = "\x1b[1;31m";
+    const YELLOW: &str = "\x1b[1;33m";
+    const BLUE: &str = "\x1b[1;34m";
+    const RESET: &str = "\x1b[0m";
+    text.lines()
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("error") {
+                if rest.starts_with('[') {
+                    return format!("{RED}error{RESET}{rest}");
+                }
+            }
+            if let Some(rest) = l.strip_prefix("warning") {
+                if rest.starts_with('[') {
+                    return format!("{YELLOW}warning{RESET}{rest}");
+                }
+            }
+            if l.trim_start().starts_with("-->") || l.trim_start().starts_with('|') || l.contains(" | ") {
+                if let Some(i) = l.find('|') {
+                    return format!("{BLUE}{}{RESET}{}", &l[..=i], &l[i + 1..]);
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Writes to stdout, ignoring a closed pipe (`meshplan check | head`).
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
