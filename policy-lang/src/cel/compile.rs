@@ -190,10 +190,12 @@ pub fn compile(
 /// first sentence.
 fn tidy_parse_message(msg: &str) -> String {
     let msg = msg.strip_prefix("Syntax error: ").unwrap_or(msg);
-    match msg.find(" expecting {") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
+    let msg = match msg.find(" expecting {") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    msg.replace("mismatched input '<EOF>'", "the expression ends too early")
+        .replace("missing ')' at '<EOF>'", "a `(` is never closed")
 }
 
 struct Checker<'a> {
