@@ -304,7 +304,9 @@ impl Checker<'_> {
     }
 
     fn function(&mut self, e: &IdedExpr, name: &str) {
-        let operator = name.starts_with(['_', '@', '!', '-']);
+        // Operators and macro expansions (`math.greatest` → `math.@max`)
+        // are internal names.
+        let operator = name.starts_with(['_', '@', '!', '-']) || name.contains('@');
         if operator || FUNCTIONS.contains(&name) || MACROS.contains(&name) {
             return;
         }

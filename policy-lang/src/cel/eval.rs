@@ -185,3 +185,93 @@ impl Engine {
             .map_err(|e| EvalError::Execution(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cel::compile::FUNCTIONS;
+
+    #[test]
+    fn every_allowed_function_resolves_in_the_engine() {
+        let engine = Engine::new();
+        for name in FUNCTIONS {
+            // Called with no arguments, globally and as a member: a declared
+            // function fails on its arguments, an undeclared one on its name.
+            let resolves = [format!("{name}()"), format!("''.{name}()"), format!("[2, 1].{name}(x, x)")].iter().any(|src| {
+                // A macro (`sortBy`) rejects a wrong arity when parsing: it exists.
+                let compiled = match engine.compile(src, &[]) {
+                    Ok(c) => c,
+                    Err(issues) => return issues.iter().any(|i| i.code == crate::diagnostic::Code::CelSyntax),
+                };
+                match engine.eval(&compiled, &Bindings::new()) {
+                    Err(EvalError::Execution(msg)) => !msg.starts_with("Undeclared reference"),
+                    _ => true,
+                }
+            });
+            assert!(resolves, "`{name}` is allowed but the engine lacks it");
+        }
+    }
+
+    #[test]
+    fn evaluates_rules_against_bound_values() {
+        let engine = Engine::new();
+        let intent = Bound::new(&serde_json::json!({"spec": {"weight": 10u32, "absent": null}})).unwrap();
+        let b = Bindings::new().with("intent", &intent);
+        let c = engine.compile("intent.spec.weight <= 50 && !has(intent.spec.absent)", &["intent"]).unwrap();
+        assert_eq!(engine.eval(&c, &b), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn missing_keys_are_errors_not_panics() {
+        let engine = Engine::new();
+        let intent = Bound::new(&serde_json::json!({"spec": {}})).unwrap();
+        let b = Bindings::new().with("intent", &intent);
+        let c = engine.compile("intent.spec.nothing.deeper == 1", &["intent"]).unwrap();
+        assert!(matches!(engine.eval(&c, &b), Err(EvalError::Execution(_))));
+    }
+
+    #[test]
+    fn rejects_runaway_nested_comprehensions_on_large_input() {
+        let engine = Engine::new();
+        let big: Vec<u32> = (0..5_000).collect();
+        let data = Bound::new(&big).unwrap();
+        let b = Bindings::new().with("xs", &data);
+        let c = engine
+            .compile("xs.all(a, xs.all(b, a + b >= 0))", &["xs"])
+            .unwrap();
+        assert!(matches!(engine.eval(&c, &b), Err(EvalError::Budget { .. })));
+        // The same rule on small input runs.
+        let small = Bound::new(&vec![1u32, 2, 3]).unwrap();
+        let b = Bindings::new().with("xs", &small);
+        assert_eq!(engine.eval(&c, &b), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn static_limits_bound_expression_size_and_nesting() {
+        let engine = Engine::new();
+        let long = "1 + ".repeat(3_000) + "1";
+        assert!(engine.compile(&long, &[]).is_err());
+        let deep = "xs.all(a, xs.all(b, xs.all(c, xs.all(d, true))))";
+        let issues = engine.compile(deep, &["xs"]).unwrap_err();
+        assert_eq!(issues[0].code, crate::diagnostic::Code::CelBudget);
+    }
+
+    #[test]
+    fn reports_unknown_names_at_their_position() {
+        let engine = Engine::new();
+        let issues = engine.compile("intent.a && intnet.b", &["intent"]).unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].at, crate::cel::At::Chars(12, 18));
+        assert_eq!(issues[0].hint.as_deref(), Some("did you mean `intent`?"));
+        let issues = engine.compile("lowerAsci('A') == 'a'", &[]).unwrap_err();
+        assert_eq!(issues[0].at, crate::cel::At::Chars(0, 9));
+    }
+
+    #[test]
+    fn comprehension_variables_are_in_scope_only_inside() {
+        let engine = Engine::new();
+        assert!(engine.compile("xs.all(x, x > 0)", &["xs"]).is_ok());
+        assert!(engine.compile("xs.all(x, x > 0) && x > 0", &["xs"]).is_err());
+        assert!(engine.compile("math.greatest([1, 2]) == 2", &[]).is_ok());
+    }
+}
