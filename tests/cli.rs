@@ -13,7 +13,10 @@ fn meshplan(args: &[&str]) -> Output {
 }
 
 fn fixture(name: &str) -> String {
-    Path::new("tests/fixtures").join(name).to_string_lossy().into_owned()
+    Path::new("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -36,7 +39,10 @@ fn check_exits_1_on_errors() {
 fn warnings_pass_unless_strict() {
     let case = fixture("first-step-regraded-to-warning");
     assert_eq!(meshplan(&["check", &case]).status.code(), Some(0));
-    assert_eq!(meshplan(&["check", "--strict", &case]).status.code(), Some(1));
+    assert_eq!(
+        meshplan(&["check", "--strict", &case]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -48,12 +54,20 @@ fn check_exits_2_on_a_missing_repository() {
 
 #[test]
 fn check_exits_2_on_a_usage_error() {
-    assert_eq!(meshplan(&["check", "--format", "xml"]).status.code(), Some(2));
+    assert_eq!(
+        meshplan(&["check", "--format", "xml"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn sarif_output_is_valid_sarif_2_1_0() {
-    let out = meshplan(&["check", "--format", "sarif", &fixture("cel-unknown-variable-in-block")]);
+    let out = meshplan(&[
+        "check",
+        "--format",
+        "sarif",
+        &fixture("cel-unknown-variable-in-block"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["version"], "2.1.0");
@@ -72,7 +86,12 @@ fn sarif_output_is_valid_sarif_2_1_0() {
 
 #[test]
 fn json_output_lists_diagnostics_and_a_summary() {
-    let out = meshplan(&["check", "--format", "json", &fixture("duplicate-service-names")]);
+    let out = meshplan(&[
+        "check",
+        "--format",
+        "json",
+        &fixture("duplicate-service-names"),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["summary"]["errors"], 1);
     assert_eq!(v["diagnostics"][0]["code"], "MP2001");
@@ -97,20 +116,43 @@ fn schema_is_json_schema_for_every_kind() {
 fn rules_lists_the_builtin_pack_and_a_repositorys_policies() {
     let out = meshplan(&["rules"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("MPR001") && text.contains("canary-weights-increase"), "{text}");
+    assert!(
+        text.contains("MPR001") && text.contains("canary-weights-increase"),
+        "{text}"
+    );
     let out = meshplan(&["rules", "examples-repo", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let codes: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
     assert!(codes.contains(&"payments/strict-mtls"), "{codes:?}");
     // Re-graded in examples-repo/meshplan.yaml.
-    let r = v["rules"].as_array().unwrap().iter().find(|r| r["code"] == "MPR008").unwrap();
+    let r = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "MPR008")
+        .unwrap();
     assert_eq!(r["severity"], "error");
 }
 
 #[test]
 fn check_output_is_identical_across_runs() {
-    let a = meshplan(&["check", "--format", "json", &fixture("unknown-fields-all-reported")]);
-    let b = meshplan(&["check", "--format", "json", &fixture("unknown-fields-all-reported")]);
+    let a = meshplan(&[
+        "check",
+        "--format",
+        "json",
+        &fixture("unknown-fields-all-reported"),
+    ]);
+    let b = meshplan(&[
+        "check",
+        "--format",
+        "json",
+        &fixture("unknown-fields-all-reported"),
+    ]);
     assert_eq!(a.stdout, b.stdout);
 }
 
@@ -120,4 +162,3 @@ fn help_explains_exit_codes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Exit status"), "{text}");
 }
-

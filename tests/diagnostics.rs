@@ -34,7 +34,10 @@ fn every_broken_input_gets_pinned_diagnostics() {
             "{case}: a broken input must produce a diagnostic"
         );
         for d in &report.diagnostics {
-            assert!(d.location.is_some(), "{case}: diagnostic without a location: {d:?}");
+            assert!(
+                d.location.is_some(),
+                "{case}: diagnostic without a location: {d:?}"
+            );
         }
         insta::assert_snapshot!(case.clone(), human::render_all(&report.diagnostics));
     }
@@ -44,7 +47,8 @@ fn every_broken_input_gets_pinned_diagnostics() {
 fn json_diagnostics_carry_code_and_position() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unknown-field-typo");
     let (_, report) = check_dir(&root).expect("readable");
-    let v: serde_json::Value = serde_json::from_str(&json::render(&report.diagnostics)).expect("valid JSON");
+    let v: serde_json::Value =
+        serde_json::from_str(&json::render(&report.diagnostics)).expect("valid JSON");
     let d = &v["diagnostics"][0];
     assert_eq!(d["code"], "MP1002");
     assert_eq!(d["file"], "web.yaml");

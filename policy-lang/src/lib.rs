@@ -8,6 +8,7 @@
 pub mod cel;
 pub mod check;
 pub mod diagnostic;
+pub mod generate;
 pub mod intent;
 pub mod parse;
 pub mod schema;

@@ -112,10 +112,7 @@ pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Erro
         match entry {
             Ok(e) => {
                 let p = e.path();
-                let yaml = matches!(
-                    p.extension().and_then(|x| x.to_str()),
-                    Some("yaml" | "yml")
-                );
+                let yaml = matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"));
                 if yaml && e.file_type().is_some_and(|t| t.is_file()) {
                     paths.push(p.to_path_buf());
                 }
@@ -175,7 +172,8 @@ pub fn parse(sources: &Sources) -> (Repository, Vec<Diagnostic>) {
                 _ => Code::YamlSyntax,
             };
             diags.push(
-                Diagnostic::error(code, e.message.clone()).at(Location::new(Arc::clone(&file), e.span)),
+                Diagnostic::error(code, e.message.clone())
+                    .at(Location::new(Arc::clone(&file), e.span)),
             );
         }
         let is_config = name == CONFIG_FILE;
@@ -184,9 +182,14 @@ pub fn parse(sources: &Sources) -> (Repository, Vec<Diagnostic>) {
         }
         if is_config && repo.config.is_none() && !diags.iter().any(|d| same_file(d, &file)) {
             diags.push(
-                Diagnostic::error(Code::MissingField, "meshplan.yaml has no configuration document")
-                    .at(Location::new(Arc::clone(&file), Span::default()))
-                    .hint("start it with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshplanConfig`"),
+                Diagnostic::error(
+                    Code::MissingField,
+                    "meshplan.yaml has no configuration document",
+                )
+                .at(Location::new(Arc::clone(&file), Span::default()))
+                .hint(
+                    "start it with `apiVersion: meshplan.dev/v1alpha1` and `kind: MeshplanConfig`",
+                ),
             );
         }
     }
@@ -210,15 +213,21 @@ fn load_document(
     }
     if !matches!(root.value, yaml::Value::Map(_)) {
         diags.push(
-            Diagnostic::error(Code::WrongType, "a document must be a mapping with apiVersion and kind")
-                .at(at(&root)),
+            Diagnostic::error(
+                Code::WrongType,
+                "a document must be a mapping with apiVersion and kind",
+            )
+            .at(at(&root)),
         );
         return;
     }
     let Some(api) = root.get("apiVersion") else {
         diags.push(
             Diagnostic::error(Code::MissingField, "missing required field `apiVersion`")
-                .at(Location::new(Arc::clone(file), Span::on_line(root.span.start, 1)))
+                .at(Location::new(
+                    Arc::clone(file),
+                    Span::on_line(root.span.start, 1),
+                ))
                 .hint(format!("add `apiVersion: {API_VERSION}`")),
         );
         return;
@@ -228,7 +237,9 @@ fn load_document(
         let d = if api_str.starts_with(&format!("{API_GROUP}/")) {
             Diagnostic::error(
                 Code::UnsupportedApiVersion,
-                format!("apiVersion `{api_str}` is not supported: this meshplan reads `{API_VERSION}`"),
+                format!(
+                    "apiVersion `{api_str}` is not supported: this meshplan reads `{API_VERSION}`"
+                ),
             )
         } else {
             Diagnostic::error(
@@ -244,8 +255,9 @@ fn load_document(
     }
     let Some(kind_node) = root.get("kind") else {
         diags.push(
-            Diagnostic::error(Code::MissingField, "missing required field `kind`")
-                .at(Location::new(Arc::clone(file), Span::on_line(root.span.start, 1))),
+            Diagnostic::error(Code::MissingField, "missing required field `kind`").at(
+                Location::new(Arc::clone(file), Span::on_line(root.span.start, 1)),
+            ),
         );
         return;
     };
@@ -257,7 +269,11 @@ fn load_document(
                 Code::UnknownKind,
                 format!(
                     "unknown kind `{kind_str}`: expected one of {}",
-                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
             .at(at(kind_node))
@@ -269,11 +285,18 @@ fn load_document(
         (Kind::MeshplanConfig, true) => {
             if repo.config.is_some() {
                 diags.push(
-                    Diagnostic::error(Code::DuplicateName, "meshplan.yaml holds more than one MeshplanConfig")
-                        .at(at(kind_node)),
+                    Diagnostic::error(
+                        Code::DuplicateName,
+                        "meshplan.yaml holds more than one MeshplanConfig",
+                    )
+                    .at(at(kind_node)),
                 );
             } else if let Some(value) = typed::<Config>(file, &root, diags) {
-                repo.config = Some(Loaded { value, file: Arc::clone(file), root });
+                repo.config = Some(Loaded {
+                    value,
+                    file: Arc::clone(file),
+                    root,
+                });
             }
         }
         (Kind::MeshplanConfig, false) => diags.push(
@@ -285,18 +308,29 @@ fn load_document(
             .hint("move it to meshplan.yaml at the root"),
         ),
         (_, true) => diags.push(
-            Diagnostic::error(Code::UnknownKind, format!("meshplan.yaml holds the configuration, not a {kind_str}"))
-                .at(at(kind_node))
-                .hint("put intents and policies in other files"),
+            Diagnostic::error(
+                Code::UnknownKind,
+                format!("meshplan.yaml holds the configuration, not a {kind_str}"),
+            )
+            .at(at(kind_node))
+            .hint("put intents and policies in other files"),
         ),
         (Kind::ServiceIntent, false) => {
             if let Some(value) = typed::<ServiceIntent>(file, &root, diags) {
-                repo.services.push(Loaded { value, file: Arc::clone(file), root });
+                repo.services.push(Loaded {
+                    value,
+                    file: Arc::clone(file),
+                    root,
+                });
             }
         }
         (Kind::Policy, false) => {
             if let Some(value) = typed::<Policy>(file, &root, diags) {
-                repo.policies.push(Loaded { value, file: Arc::clone(file), root });
+                repo.policies.push(Loaded {
+                    value,
+                    file: Arc::clone(file),
+                    root,
+                });
             }
         }
     }
@@ -342,7 +376,10 @@ fn typed<T: DeserializeOwned>(
     }
     // Unknown fields make the document unusable too: what the user meant is
     // unknown, and checking a guess would mislead.
-    if diags.iter().any(|d| d.code == Code::UnknownField.as_str() && same_file(d, file) && within(d, root)) {
+    if diags
+        .iter()
+        .any(|d| d.code == Code::UnknownField.as_str() && same_file(d, file) && within(d, root))
+    {
         return None;
     }
     value

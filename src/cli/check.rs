@@ -10,8 +10,8 @@ use super::output::{colorize, print, Color};
 use super::{CheckArgs, Format};
 
 pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let (_, report) = check_dir(&args.repo)
-        .with_context(|| format!("cannot check {}", args.repo.display()))?;
+    let (_, report) =
+        check_dir(&args.repo).with_context(|| format!("cannot check {}", args.repo.display()))?;
     print(&render(&report, args.format, color));
     Ok(if report.passes(args.strict) {
         ExitCode::SUCCESS
@@ -29,7 +29,11 @@ pub fn render(report: &Report, format: Format, color: Color) -> String {
                 text.push('\n');
             }
             let s = report.summary();
-            let verdict = if s.errors == 0 { "check passed" } else { "check failed" };
+            let verdict = if s.errors == 0 {
+                "check passed"
+            } else {
+                "check failed"
+            };
             text.push_str(&format!(
                 "{verdict}: {} services, {} policies, {} rules in {} files; {}\n",
                 report.services,

@@ -36,11 +36,15 @@ pub enum Command {
     ///
     /// Exit status: 0 when clean (warnings allowed unless --strict), 1 when
     /// there are errors, 2 on usage or I/O errors.
-    #[command(after_help = "Examples:\n  meshplan check examples-repo\n  meshplan check --format sarif > meshplan.sarif\n  meshplan check --strict --format json")]
+    #[command(
+        after_help = "Examples:\n  meshplan check examples-repo\n  meshplan check --format sarif > meshplan.sarif\n  meshplan check --strict --format json"
+    )]
     Check(CheckArgs),
     /// Print the JSON Schema of the intent language (for editors running
     /// yaml-language-server).
-    #[command(after_help = "Example (VS Code, settings.json):\n  \"yaml.schemas\": { \"meshplan.schema.json\": [\"intents/**/*.yaml\"] }\n\n  meshplan schema > meshplan.schema.json")]
+    #[command(
+        after_help = "Example (VS Code, settings.json):\n  \"yaml.schemas\": { \"meshplan.schema.json\": [\"intents/**/*.yaml\"] }\n\n  meshplan schema > meshplan.schema.json"
+    )]
     Schema(SchemaArgs),
     /// List the rules a check runs: the built-in pack, and a repository's
     /// own policies when REPO is given.

@@ -16,7 +16,9 @@ impl Color {
         match self {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
@@ -40,7 +42,10 @@ pub fn colorize(text: &str) -> String {
                     return format!("{YELLOW}warning{RESET}{rest}");
                 }
             }
-            if l.trim_start().starts_with("-->") || l.trim_start().starts_with('|') || l.contains(" | ") {
+            if l.trim_start().starts_with("-->")
+                || l.trim_start().starts_with('|')
+                || l.contains(" | ")
+            {
                 if let Some(i) = l.find('|') {
                     return format!("{BLUE}{}{RESET}{}", &l[..=i], &l[i + 1..]);
                 }

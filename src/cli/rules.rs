@@ -16,8 +16,8 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new();
     let repo = match &args.repo {
         Some(path) => {
-            let (sources, _) = parse::read_dir(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (sources, _) =
+                parse::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
             parse::parse(&sources).0
         }
         None => parse::parse(&Sources::default()).0,
@@ -46,14 +46,30 @@ fn render(set: &RuleSet, _repo: &Repository, format: ListFormat) -> String {
                     })
                 })
                 .collect();
-            let mut s = serde_json::to_string_pretty(&json!({ "rules": rules })).unwrap_or_default();
+            let mut s =
+                serde_json::to_string_pretty(&json!({ "rules": rules })).unwrap_or_default();
             s.push('\n');
             s
         }
         ListFormat::Text => {
-            let code_w = set.rules.iter().map(|r| r.code.len()).max().unwrap_or(4).max(4);
-            let name_w = set.rules.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-            let mut out = format!("{:code_w$}  {:name_w$}  {:8}  {:10}  DESCRIPTION\n", "CODE", "NAME", "SEVERITY", "SCOPE");
+            let code_w = set
+                .rules
+                .iter()
+                .map(|r| r.code.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let name_w = set
+                .rules
+                .iter()
+                .map(|r| r.name.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let mut out = format!(
+                "{:code_w$}  {:name_w$}  {:8}  {:10}  DESCRIPTION\n",
+                "CODE", "NAME", "SEVERITY", "SCOPE"
+            );
             for r in &set.rules {
                 let sev = match r.severity {
                     Severity::Error => "error",
@@ -61,7 +77,11 @@ fn render(set: &RuleSet, _repo: &Repository, format: ListFormat) -> String {
                 };
                 out.push_str(&format!(
                     "{:code_w$}  {:name_w$}  {:8}  {:10}  {}\n",
-                    r.code, r.name, sev, r.scope.as_str(), r.description
+                    r.code,
+                    r.name,
+                    sev,
+                    r.scope.as_str(),
+                    r.description
                 ));
             }
             out

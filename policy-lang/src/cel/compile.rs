@@ -25,23 +25,78 @@ pub const MAX_COMPREHENSION_DEPTH: usize = 3;
 /// A unit test proves every name here resolves.
 pub const FUNCTIONS: &[&str] = &[
     // standard
-    "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double",
-    "string", "bytes", "bool", "dyn", "type", "duration", "timestamp", "getFullYear",
-    "getMonth", "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek", "getHours",
-    "getMinutes", "getSeconds", "getMilliseconds",
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "bool",
+    "dyn",
+    "type",
+    "duration",
+    "timestamp",
+    "getFullYear",
+    "getMonth",
+    "getDayOfYear",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
     // strings extension
-    "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split",
-    "substring", "trim", "join", "strings.quote", "reverse",
+    "charAt",
+    "indexOf",
+    "lastIndexOf",
+    "lowerAscii",
+    "upperAscii",
+    "replace",
+    "split",
+    "substring",
+    "trim",
+    "join",
+    "strings.quote",
+    "reverse",
     // lists extension
-    "distinct", "flatten", "lists.range", "slice", "sort", "sortBy",
+    "distinct",
+    "flatten",
+    "lists.range",
+    "slice",
+    "sort",
+    "sortBy",
     // math extension
-    "math.greatest", "math.least", "math.abs", "math.ceil", "math.floor", "math.round",
-    "math.trunc", "math.sign", "math.sqrt", "math.isInf", "math.isNaN", "math.isFinite",
+    "math.greatest",
+    "math.least",
+    "math.abs",
+    "math.ceil",
+    "math.floor",
+    "math.round",
+    "math.trunc",
+    "math.sign",
+    "math.sqrt",
+    "math.isInf",
+    "math.isNaN",
+    "math.isFinite",
 ];
 
 /// Identifiers that name types (`type(x) == string`).
 const TYPE_NAMES: &[&str] = &[
-    "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
 ];
 
 /// Macro names, expanded by the parser; listed for "did you mean".
@@ -73,7 +128,9 @@ pub struct Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled").field("shape", &self.shape).finish()
+        f.debug_struct("Compiled")
+            .field("shape", &self.shape)
+            .finish()
     }
 }
 
@@ -100,11 +157,7 @@ impl Shape {
     }
 }
 
-pub fn compile(
-    env: &cel::Env,
-    source: &str,
-    variables: &[&str],
-) -> Result<Compiled, Vec<Issue>> {
+pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compiled, Vec<Issue>> {
     if source.len() > MAX_SOURCE_LEN {
         return Err(vec![Issue {
             code: Code::CelBudget,

@@ -74,7 +74,9 @@ fn strip_nulls(v: Value) -> Value {
 fn longest_list(v: &Value) -> u64 {
     match v {
         Value::List(l) => (l.len() as u64).max(l.iter().map(longest_list).max().unwrap_or(0)),
-        Value::Map(m) => (m.map.len() as u64).max(m.map.values().map(longest_list).max().unwrap_or(0)),
+        Value::Map(m) => {
+            (m.map.len() as u64).max(m.map.values().map(longest_list).max().unwrap_or(0))
+        }
         _ => 0,
     }
 }
@@ -103,7 +105,11 @@ impl<'a> Bindings<'a> {
     }
 
     fn longest_list(&self) -> u64 {
-        self.vars.iter().map(|(_, b)| b.longest_list).max().unwrap_or(0)
+        self.vars
+            .iter()
+            .map(|(_, b)| b.longest_list)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -197,11 +203,21 @@ mod tests {
         for name in FUNCTIONS {
             // Called with no arguments, globally and as a member: a declared
             // function fails on its arguments, an undeclared one on its name.
-            let resolves = [format!("{name}()"), format!("''.{name}()"), format!("[2, 1].{name}(x, x)")].iter().any(|src| {
+            let resolves = [
+                format!("{name}()"),
+                format!("''.{name}()"),
+                format!("[2, 1].{name}(x, x)"),
+            ]
+            .iter()
+            .any(|src| {
                 // A macro (`sortBy`) rejects a wrong arity when parsing: it exists.
                 let compiled = match engine.compile(src, &[]) {
                     Ok(c) => c,
-                    Err(issues) => return issues.iter().any(|i| i.code == crate::diagnostic::Code::CelSyntax),
+                    Err(issues) => {
+                        return issues
+                            .iter()
+                            .any(|i| i.code == crate::diagnostic::Code::CelSyntax)
+                    }
                 };
                 match engine.eval(&compiled, &Bindings::new()) {
                     Err(EvalError::Execution(msg)) => !msg.starts_with("Undeclared reference"),
@@ -215,9 +231,15 @@ mod tests {
     #[test]
     fn evaluates_rules_against_bound_values() {
         let engine = Engine::new();
-        let intent = Bound::new(&serde_json::json!({"spec": {"weight": 10u32, "absent": null}})).unwrap();
+        let intent =
+            Bound::new(&serde_json::json!({"spec": {"weight": 10u32, "absent": null}})).unwrap();
         let b = Bindings::new().with("intent", &intent);
-        let c = engine.compile("intent.spec.weight <= 50 && !has(intent.spec.absent)", &["intent"]).unwrap();
+        let c = engine
+            .compile(
+                "intent.spec.weight <= 50 && !has(intent.spec.absent)",
+                &["intent"],
+            )
+            .unwrap();
         assert_eq!(engine.eval(&c, &b), Ok(Value::Bool(true)));
     }
 
@@ -226,7 +248,9 @@ mod tests {
         let engine = Engine::new();
         let intent = Bound::new(&serde_json::json!({"spec": {}})).unwrap();
         let b = Bindings::new().with("intent", &intent);
-        let c = engine.compile("intent.spec.nothing.deeper == 1", &["intent"]).unwrap();
+        let c = engine
+            .compile("intent.spec.nothing.deeper == 1", &["intent"])
+            .unwrap();
         assert!(matches!(engine.eval(&c, &b), Err(EvalError::Execution(_))));
     }
 
@@ -259,7 +283,9 @@ mod tests {
     #[test]
     fn reports_unknown_names_at_their_position() {
         let engine = Engine::new();
-        let issues = engine.compile("intent.a && intnet.b", &["intent"]).unwrap_err();
+        let issues = engine
+            .compile("intent.a && intnet.b", &["intent"])
+            .unwrap_err();
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].at, crate::cel::At::Chars(12, 18));
         assert_eq!(issues[0].hint.as_deref(), Some("did you mean `intent`?"));
@@ -271,7 +297,9 @@ mod tests {
     fn comprehension_variables_are_in_scope_only_inside() {
         let engine = Engine::new();
         assert!(engine.compile("xs.all(x, x > 0)", &["xs"]).is_ok());
-        assert!(engine.compile("xs.all(x, x > 0) && x > 0", &["xs"]).is_err());
+        assert!(engine
+            .compile("xs.all(x, x > 0) && x > 0", &["xs"])
+            .is_err());
         assert!(engine.compile("math.greatest([1, 2]) == 2", &[]).is_ok());
     }
 }

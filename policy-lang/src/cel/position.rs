@@ -13,7 +13,10 @@ use crate::yaml::{Node, Style};
 /// end; `None` when the node's text cannot be found.
 fn align(file: &SourceFile, node: &Node, value: &str, style: Style) -> Option<Vec<usize>> {
     let start = file.offset(node.span.start)?;
-    let end = file.offset(node.span.end).unwrap_or(file.text.len()).max(start);
+    let end = file
+        .offset(node.span.end)
+        .unwrap_or(file.text.len())
+        .max(start);
     let raw = &file.text[start..end];
     let raw: Vec<(usize, char)> = raw.char_indices().map(|(i, c)| (start + i, c)).collect();
     let mut out = Vec::with_capacity(value.len() + 1);
@@ -60,7 +63,10 @@ pub fn map_chars(file: &SourceFile, node: &Node, start: usize, end: usize) -> Sp
     let Some(offsets) = align(file, node, value, style) else {
         return node.span;
     };
-    let s = offsets.get(start).copied().unwrap_or(*offsets.last().unwrap_or(&0));
+    let s = offsets
+        .get(start)
+        .copied()
+        .unwrap_or(*offsets.last().unwrap_or(&0));
     let e_idx = end.max(start + 1).min(offsets.len() - 1);
     // Map the last included character and step past it, so a range never
     // spills over a line break the value does not contain.
@@ -90,7 +96,6 @@ pub fn node_span(node: &Node) -> Span {
         Span::on_line(s.start, 1)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

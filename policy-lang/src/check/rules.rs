@@ -77,7 +77,10 @@ fn compile_at<T>(
     severity: Severity,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Expr> {
-    let node = doc.node(path).cloned().unwrap_or_else(|| doc.root.locate(path).clone());
+    let node = doc
+        .node(path)
+        .cloned()
+        .unwrap_or_else(|| doc.root.locate(path).clone());
     let location = Location::new(Arc::clone(&doc.file), position::node_span(&node));
     match engine.compile(source, vars) {
         Ok(compiled) => Some(Expr { compiled, location }),
@@ -110,7 +113,13 @@ pub fn compile(engine: &Engine, repo: &Repository, diags: &mut Vec<Diagnostic>) 
     let settings: BTreeMap<&str, RuleSetting> = repo
         .config
         .as_ref()
-        .map(|c| c.value.rules.iter().map(|(k, v)| (k.as_str(), *v)).collect())
+        .map(|c| {
+            c.value
+                .rules
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect()
+        })
         .unwrap_or_default();
     let mut set = RuleSet::default();
     let mut known: Vec<String> = Vec::new();
@@ -146,27 +155,58 @@ pub fn compile(engine: &Engine, repo: &Repository, diags: &mut Vec<Diagnostic>) 
             let vars = variables(r.scope);
             let base = Path::parse(&format!("spec.rules[{i}]"));
             let before = diags.len();
-            let matcher = r
-                .match_expr
-                .as_deref()
-                .and_then(|m| compile_at(engine, doc, &base.key("match"), m, vars, severity, diags));
-            let rule = compile_at(engine, doc, &base.key("rule"), &r.rule, vars, severity, diags);
+            let matcher = r.match_expr.as_deref().and_then(|m| {
+                compile_at(engine, doc, &base.key("match"), m, vars, severity, diags)
+            });
+            let rule = compile_at(
+                engine,
+                doc,
+                &base.key("rule"),
+                &r.rule,
+                vars,
+                severity,
+                diags,
+            );
             let message = match &r.message_expression {
-                Some(m) => compile_at(engine, doc, &base.key("messageExpression"), m, vars, severity, diags)
-                    .map(Message::Expr),
-                None => Some(Message::Static(
-                    r.message.clone().unwrap_or_else(|| format!("rule `{code}` is not satisfied")),
-                )),
+                Some(m) => compile_at(
+                    engine,
+                    doc,
+                    &base.key("messageExpression"),
+                    m,
+                    vars,
+                    severity,
+                    diags,
+                )
+                .map(Message::Expr),
+                None => {
+                    Some(Message::Static(r.message.clone().unwrap_or_else(|| {
+                        format!("rule `{code}` is not satisfied")
+                    })))
+                }
             };
             let field_path_expr = r.field_path_expression.as_deref().and_then(|m| {
-                compile_at(engine, doc, &base.key("fieldPathExpression"), m, vars, severity, diags)
+                compile_at(
+                    engine,
+                    doc,
+                    &base.key("fieldPathExpression"),
+                    m,
+                    vars,
+                    severity,
+                    diags,
+                )
             });
             if diags.len() > before {
                 continue;
             }
-            let (Some(rule), Some(message)) = (rule, message) else { continue };
+            let (Some(rule), Some(message)) = (rule, message) else {
+                continue;
+            };
             set.rules.push(CompiledRule {
-                description: r.message.clone().or_else(|| r.hint.clone()).unwrap_or_else(|| r.name.clone()),
+                description: r
+                    .message
+                    .clone()
+                    .or_else(|| r.hint.clone())
+                    .unwrap_or_else(|| r.name.clone()),
                 code,
                 name: r.name.clone(),
                 policy: pname.clone(),
@@ -214,7 +254,10 @@ impl Views {
         let intents = repo
             .services
             .iter()
-            .map(|s| Bound::new(&defaulted(repo, &s.value)).unwrap_or_else(|_| Bound::from_value(cel::Value::Null)))
+            .map(|s| {
+                Bound::new(&defaulted(repo, &s.value))
+                    .unwrap_or_else(|_| Bound::from_value(cel::Value::Null))
+            })
             .collect();
         let config = match &repo.config {
             Some(c) => Bound::new(&c.value).unwrap_or_else(|_| Bound::from_value(cel::Value::Null)),
@@ -261,13 +304,22 @@ impl RuleSet {
     }
 
     /// Evaluates every `intent`-scope rule on every service intent.
-    pub fn eval_intents(&self, engine: &Engine, repo: &Repository, views: &Views) -> Vec<Diagnostic> {
+    pub fn eval_intents(
+        &self,
+        engine: &Engine,
+        repo: &Repository,
+        views: &Views,
+    ) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for (s, bound) in repo.services.iter().zip(&views.intents) {
-            let b = Bindings::new().with("intent", bound).with("config", &views.config);
+            let b = Bindings::new()
+                .with("intent", bound)
+                .with("config", &views.config);
             for r in self.rules.iter().filter(|r| r.scope == Scope::Intent) {
                 let subject = || format!("intent `{}`", s.value.metadata.name);
-                if let Some(d) = self.eval_rule(engine, r, &b, subject, |path| s.locate(path), Some(s)) {
+                if let Some(d) =
+                    self.eval_rule(engine, r, &b, subject, |path| s.locate(path), Some(s))
+                {
                     out.push(d);
                 }
             }
@@ -276,8 +328,17 @@ impl RuleSet {
     }
 
     /// Evaluates every `repository`-scope rule once.
-    pub fn eval_repository(&self, engine: &Engine, views: &Views, repo: &Repository) -> Vec<Diagnostic> {
-        let rules: Vec<&CompiledRule> = self.rules.iter().filter(|r| r.scope == Scope::Repository).collect();
+    pub fn eval_repository(
+        &self,
+        engine: &Engine,
+        views: &Views,
+        repo: &Repository,
+    ) -> Vec<Diagnostic> {
+        let rules: Vec<&CompiledRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.scope == Scope::Repository)
+            .collect();
         if rules.is_empty() {
             return Vec::new();
         }
@@ -287,12 +348,21 @@ impl RuleSet {
             .filter_map(|s| cel::to_value(defaulted(repo, &s.value)).ok())
             .collect();
         let intents = Bound::from_value(cel::Value::List(Arc::new(list)));
-        let b = Bindings::new().with("intents", &intents).with("config", &views.config);
+        let b = Bindings::new()
+            .with("intents", &intents)
+            .with("config", &views.config);
         rules
             .into_iter()
             .filter_map(|r| {
                 let loc = r.rule.location.clone();
-                self.eval_rule(engine, r, &b, || "the repository".into(), |_| loc.clone(), None)
+                self.eval_rule(
+                    engine,
+                    r,
+                    &b,
+                    || "the repository".into(),
+                    |_| loc.clone(),
+                    None,
+                )
             })
             .collect()
     }
@@ -306,13 +376,21 @@ impl RuleSet {
         object: &serde_json::Value,
         origin: &Location,
     ) -> Vec<Diagnostic> {
-        let rules: Vec<&CompiledRule> = self.rules.iter().filter(|r| r.scope == Scope::Resource).collect();
+        let rules: Vec<&CompiledRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.scope == Scope::Resource)
+            .collect();
         if rules.is_empty() {
             return Vec::new();
         }
-        let Ok(v) = cel::to_value(object) else { return Vec::new() };
+        let Ok(v) = cel::to_value(object) else {
+            return Vec::new();
+        };
         let obj = Bound::from_value(v);
-        let b = Bindings::new().with("object", &obj).with("config", &views.config);
+        let b = Bindings::new()
+            .with("object", &obj)
+            .with("config", &views.config);
         let name = format!(
             "{} `{}`",
             object["kind"].as_str().unwrap_or("object"),
@@ -320,7 +398,9 @@ impl RuleSet {
         );
         rules
             .into_iter()
-            .filter_map(|r| self.eval_rule(engine, r, &b, || name.clone(), |_| origin.clone(), None))
+            .filter_map(|r| {
+                self.eval_rule(engine, r, &b, || name.clone(), |_| origin.clone(), None)
+            })
             .collect()
     }
 
@@ -337,14 +417,19 @@ impl RuleSet {
             if r.builtin {
                 d
             } else {
-                d.related(r.rule.location.clone(), format!("rule `{}` is defined here", r.code))
+                d.related(
+                    r.rule.location.clone(),
+                    format!("rule `{}` is defined here", r.code),
+                )
             }
         };
         if let Some(m) = &r.matcher {
             match Self::eval_bool(engine, m, b) {
                 Outcome::Pass => {}
                 Outcome::Fail => return None,
-                Outcome::Error(msg) => return Some(self.eval_error(r, m, &msg, &subject(), &locate)),
+                Outcome::Error(msg) => {
+                    return Some(self.eval_error(r, m, &msg, &subject(), &locate))
+                }
             }
         }
         match Self::eval_bool(engine, &r.rule, b) {
@@ -366,7 +451,12 @@ impl RuleSet {
                 let mut loc = locate(&path);
                 // Point at a key rather than a whole block for mappings.
                 if let Some(s) = intent {
-                    if s.node(&path).is_some_and(|n| matches!(n.value, crate::yaml::Value::Map(_) | crate::yaml::Value::Seq(_))) {
+                    if s.node(&path).is_some_and(|n| {
+                        matches!(
+                            n.value,
+                            crate::yaml::Value::Map(_) | crate::yaml::Value::Seq(_)
+                        )
+                    }) {
                         loc = s.locate_key(&path);
                     }
                 }
@@ -396,15 +486,20 @@ impl RuleSet {
         let d = Diagnostic::new(
             code.as_str(),
             r.severity,
-            format!("rule `{}` could not be evaluated on {subject}: {msg}", r.code),
+            format!(
+                "rule `{}` could not be evaluated on {subject}: {msg}",
+                r.code
+            ),
         )
         .hint("guard optional fields with has(), and compare values of the same type");
         if r.builtin {
             // The user cannot see the built-in pack: point at the intent.
             d.at(locate(&Path::parse("metadata.name")))
         } else {
-            d.at(e.location.clone())
-                .related(locate(&Path::parse("metadata.name")), format!("while checking {subject}"))
+            d.at(e.location.clone()).related(
+                locate(&Path::parse("metadata.name")),
+                format!("while checking {subject}"),
+            )
         }
     }
 }
@@ -425,10 +520,28 @@ fn kind(v: &cel::Value) -> &'static str {
 /// so a typo fails the check, not the rollout.
 pub fn check_metric_conditions(engine: &Engine, repo: &Repository, diags: &mut Vec<Diagnostic>) {
     for s in &repo.services {
-        let Some(a) = s.value.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else { continue };
+        let Some(a) = s
+            .value
+            .spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.analysis.as_ref())
+        else {
+            continue;
+        };
         for (i, m) in a.metrics.iter().enumerate() {
-            let path = Path::parse(&format!("spec.rollout.analysis.metrics[{i}].successCondition"));
-            let _ = compile_at(engine, s, &path, &m.success_condition, &["result"], Severity::Error, diags);
+            let path = Path::parse(&format!(
+                "spec.rollout.analysis.metrics[{i}].successCondition"
+            ));
+            let _ = compile_at(
+                engine,
+                s,
+                &path,
+                &m.success_condition,
+                &["result"],
+                Severity::Error,
+                diags,
+            );
         }
     }
 }

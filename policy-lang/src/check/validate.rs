@@ -43,7 +43,7 @@ impl<T> Doc<'_, T> {
     }
 
     /// Reports the second and later items of `items` with the same key.
-    fn unique<'i>(&mut self, what: &str, items: impl Iterator<Item = (String, String)>) {
+    fn unique(&mut self, what: &str, items: impl Iterator<Item = (String, String)>) {
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (key, path) in items {
             if let Some(first) = seen.get(&key) {
@@ -113,16 +113,27 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
             out.push(
                 Diagnostic::error(Code::DuplicateName, format!("duplicate Policy `{name}`"))
                     .at(p.locate(&Path::parse("metadata.name")))
-                    .related(first.locate(&Path::parse("metadata.name")), "first defined here"),
+                    .related(
+                        first.locate(&Path::parse("metadata.name")),
+                        "first defined here",
+                    ),
             );
         } else {
             policy_names.insert(name, p);
         }
-        let mut d = Doc { doc: p, out: &mut out };
+        let mut d = Doc {
+            doc: p,
+            out: &mut out,
+        };
         d.name("metadata.name", "policy name", name);
         d.unique(
             "rule",
-            p.value.spec.rules.iter().enumerate().map(|(i, r)| (r.name.clone(), format!("spec.rules[{i}].name"))),
+            p.value
+                .spec
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.name.clone(), format!("spec.rules[{i}].name"))),
         );
         for (i, r) in p.value.spec.rules.iter().enumerate() {
             d.name(&format!("spec.rules[{i}].name"), "rule name", &r.name);
@@ -154,7 +165,10 @@ impl<'a> ServiceIndex<'a> {
         for s in &repo.services {
             let ns = repo.namespace_of(&s.value);
             by_key.insert((ns, s.value.metadata.name.as_str()), &s.value);
-            by_name.entry(s.value.metadata.name.as_str()).or_default().push(ns);
+            by_name
+                .entry(s.value.metadata.name.as_str())
+                .or_default()
+                .push(ns);
         }
         Self { by_key, by_name }
     }
@@ -186,7 +200,12 @@ impl<'a> ServiceIndex<'a> {
     }
 }
 
-fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
+fn service(
+    repo: &Repository,
+    index: &ServiceIndex<'_>,
+    s: &Loaded<ServiceIntent>,
+    out: &mut Vec<Diagnostic>,
+) {
     let spec = &s.value.spec;
     let ns = repo.namespace_of(&s.value).to_string();
     let mut d = Doc { doc: s, out };
@@ -198,7 +217,11 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
         d.name("spec.serviceAccount", "service account", sa);
     }
     if spec.ports.is_empty() {
-        d.error_key(Code::MissingField, "spec.ports", "a service needs at least one port");
+        d.error_key(
+            Code::MissingField,
+            "spec.ports",
+            "a service needs at least one port",
+        );
     }
     for (i, p) in spec.ports.iter().enumerate() {
         d.name(&format!("spec.ports[{i}].name"), "port name", &p.name);
@@ -214,19 +237,40 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
             }
         }
     }
-    d.unique("port", spec.ports.iter().enumerate().map(|(i, p)| (p.name.clone(), format!("spec.ports[{i}].name"))));
-    d.unique("port number", spec.ports.iter().enumerate().map(|(i, p)| (p.port.to_string(), format!("spec.ports[{i}].port"))));
+    d.unique(
+        "port",
+        spec.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), format!("spec.ports[{i}].name"))),
+    );
+    d.unique(
+        "port number",
+        spec.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.port.to_string(), format!("spec.ports[{i}].port"))),
+    );
 
     // Versions.
     let versions: Vec<&str> = spec.versions.iter().map(|v| v.name.as_str()).collect();
-    d.unique("version", spec.versions.iter().enumerate().map(|(i, v)| (v.name.clone(), format!("spec.versions[{i}].name"))));
+    d.unique(
+        "version",
+        spec.versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), format!("spec.versions[{i}].name"))),
+    );
     for (i, v) in spec.versions.iter().enumerate() {
         d.name(&format!("spec.versions[{i}].name"), "version name", &v.name);
         if v.labels.is_empty() {
             d.error_key(
                 Code::MissingField,
                 &format!("spec.versions[{i}].labels"),
-                format!("version `{}` selects no pods: give it at least one label", v.name),
+                format!(
+                    "version `{}` selects no pods: give it at least one label",
+                    v.name
+                ),
             );
         }
         for (j, w) in spec.versions.iter().enumerate().take(i) {
@@ -234,7 +278,10 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
                 d.error(
                     Code::Conflict,
                     &format!("spec.versions[{i}].labels"),
-                    format!("versions `{}` and `{}` select the same pods", w.name, v.name),
+                    format!(
+                        "versions `{}` and `{}` select the same pods",
+                        w.name, v.name
+                    ),
                 )
                 .hint = Some(format!("labels of spec.versions[{j}] are identical"));
             }
@@ -247,7 +294,11 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
             } else {
                 format!(
                     "version `{v}` is not defined: versions are {}",
-                    versions.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    versions
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             let hint = did_you_mean(v, &versions);
@@ -259,30 +310,57 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
     }
 
     // Routes.
-    d.unique("route", spec.routes.iter().enumerate().map(|(i, r)| (r.name.clone(), format!("spec.routes[{i}].name"))));
+    d.unique(
+        "route",
+        spec.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), format!("spec.routes[{i}].name"))),
+    );
     let l7 = spec.ports.iter().any(|p| p.protocol.is_l7());
     for (i, r) in spec.routes.iter().enumerate() {
         let base = format!("spec.routes[{i}]");
         d.name(&format!("{base}.name"), "route name", &r.name);
         if !l7 {
-            d.error_key(Code::Conflict, &base, "routes need an http, http2 or grpc port: this service only has tcp ports");
+            d.error_key(
+                Code::Conflict,
+                &base,
+                "routes need an http, http2 or grpc port: this service only has tcp ports",
+            );
         }
         match (&r.destination, &r.redirect) {
             (Some(_), Some(_)) => {
-                d.error_key(Code::Conflict, &format!("{base}.redirect"), "a route has a `destination` or a `redirect`, not both");
+                d.error_key(
+                    Code::Conflict,
+                    &format!("{base}.redirect"),
+                    "a route has a `destination` or a `redirect`, not both",
+                );
             }
             (None, None) => {
-                d.error(Code::MissingField, &base, "a route needs a `destination` or a `redirect`");
+                d.error(
+                    Code::MissingField,
+                    &base,
+                    "a route needs a `destination` or a `redirect`",
+                );
             }
             _ => {}
         }
         if let Some(dest) = &r.destination {
-            destination(&mut d, &format!("{base}.destination"), dest, &mut version_ref);
+            destination(
+                &mut d,
+                &format!("{base}.destination"),
+                dest,
+                &mut version_ref,
+            );
         }
         if let Some(red) = &r.redirect {
             if let Some(code) = red.code {
                 if ![301, 302, 303, 307, 308].contains(&code) {
-                    d.error(Code::OutOfRange, &format!("{base}.redirect.code"), format!("redirect code {code} is not one of 301, 302, 303, 307, 308"));
+                    d.error(
+                        Code::OutOfRange,
+                        &format!("{base}.redirect.code"),
+                        format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
+                    );
                 }
             }
         }
@@ -310,10 +388,18 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
     if let Some(res) = &spec.resilience {
         if let Some(cb) = &res.circuit_breaker {
             if let Some(p) = cb.max_ejection_percent {
-                d.percent("spec.resilience.circuitBreaker.maxEjectionPercent", "maxEjectionPercent", f64::from(p));
+                d.percent(
+                    "spec.resilience.circuitBreaker.maxEjectionPercent",
+                    "maxEjectionPercent",
+                    f64::from(p),
+                );
             }
             if cb.consecutive_errors == 0 {
-                d.error(Code::OutOfRange, "spec.resilience.circuitBreaker.consecutiveErrors", "consecutiveErrors must be at least 1");
+                d.error(
+                    Code::OutOfRange,
+                    "spec.resilience.circuitBreaker.consecutiveErrors",
+                    "consecutiveErrors must be at least 1",
+                );
             }
         }
         if let Some(lb) = &res.load_balancer {
@@ -323,34 +409,66 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
                     d.error_key(Code::MissingField, "spec.resilience.loadBalancer.policy", "policy `consistentHash` needs a `consistentHash` block saying what to hash on");
                 }
                 (P::ConsistentHash, Some(h)) => {
-                    let n = [h.header.is_some(), h.cookie.is_some(), h.source_ip == Some(true), h.query_param.is_some()]
-                        .iter()
-                        .filter(|b| **b)
-                        .count();
+                    let n = [
+                        h.header.is_some(),
+                        h.cookie.is_some(),
+                        h.source_ip == Some(true),
+                        h.query_param.is_some(),
+                    ]
+                    .iter()
+                    .filter(|b| **b)
+                    .count();
                     if n != 1 {
-                        d.error(Code::Conflict, "spec.resilience.loadBalancer.consistentHash", "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`");
+                        d.error(
+                            Code::Conflict,
+                            "spec.resilience.loadBalancer.consistentHash",
+                            "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`",
+                        );
                     }
                 }
                 (_, Some(_)) => {
-                    d.error_key(Code::Conflict, "spec.resilience.loadBalancer.consistentHash", "`consistentHash` is only used with policy `consistentHash`");
+                    d.error_key(
+                        Code::Conflict,
+                        "spec.resilience.loadBalancer.consistentHash",
+                        "`consistentHash` is only used with policy `consistentHash`",
+                    );
                 }
                 _ => {}
             }
         }
         if let Some(r) = &res.retries {
             if r.attempts > 0 && r.retry_on.is_empty() && !l7 {
-                d.error_key(Code::Conflict, "spec.resilience.retries", "retries need an http, http2 or grpc port");
+                d.error_key(
+                    Code::Conflict,
+                    "spec.resilience.retries",
+                    "retries need an http, http2 or grpc port",
+                );
             }
         }
     }
     if let Some(f) = &spec.faults {
         if let Some(delay) = &f.delay {
-            d.percent("spec.faults.delay.percentage", "delay percentage", delay.percentage);
+            d.percent(
+                "spec.faults.delay.percentage",
+                "delay percentage",
+                delay.percentage,
+            );
         }
         if let Some(abort) = &f.abort {
-            d.percent("spec.faults.abort.percentage", "abort percentage", abort.percentage);
+            d.percent(
+                "spec.faults.abort.percentage",
+                "abort percentage",
+                abort.percentage,
+            );
             if !(200..=599).contains(&abort.http_status) {
-                d.error(Code::OutOfRange, "spec.faults.abort.httpStatus", format!("HTTP status {} is not between 200 and 599", abort.http_status));
+                d.error(
+                    Code::OutOfRange,
+                    "spec.faults.abort.httpStatus",
+                    format!(
+                        "HTTP status {} is not between 200 and 599",
+                        abort.http_status
+                    ),
+                );
             }
         }
     }
@@ -362,17 +480,30 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
     }
     if let Some(rl) = &spec.rate_limit {
         if rl.requests == 0 {
-            d.error(Code::OutOfRange, "spec.rateLimit.requests", "a rate limit of 0 requests blocks every request");
+            d.error(
+                Code::OutOfRange,
+                "spec.rateLimit.requests",
+                "a rate limit of 0 requests blocks every request",
+            );
         }
         if rl.per.as_millis() == 0 {
-            d.error(Code::OutOfRange, "spec.rateLimit.per", "the rate limit period must be longer than 0s");
+            d.error(
+                Code::OutOfRange,
+                "spec.rateLimit.per",
+                "the rate limit period must be longer than 0s",
+            );
         }
         for (i, name) in rl.ports.iter().enumerate() {
             match spec.ports.iter().find(|p| &p.name == name) {
                 None => {
                     let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
                     let hint = did_you_mean(name, &names);
-                    d.error(Code::UnknownReference, &format!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is not defined")).hint = hint;
+                    d.error(
+                        Code::UnknownReference,
+                        &format!("spec.rateLimit.ports[{i}]"),
+                        format!("port `{name}` is not defined"),
+                    )
+                    .hint = hint;
                 }
                 Some(p) if p.protocol == Protocol::Tcp => {
                     d.error(Code::Conflict, &format!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
@@ -390,7 +521,11 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
         version_ref(&mut d, "spec.rollout.stable", &ro.stable);
         version_ref(&mut d, "spec.rollout.canary", &ro.canary);
         if ro.stable == ro.canary {
-            d.error(Code::Conflict, "spec.rollout.canary", format!("the canary is the stable version `{}`", ro.stable));
+            d.error(
+                Code::Conflict,
+                "spec.rollout.canary",
+                format!("the canary is the stable version `{}`", ro.stable),
+            );
         }
         for (i, st) in ro.steps.iter().enumerate() {
             let p = format!("spec.rollout.steps[{i}]");
@@ -400,7 +535,11 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
                 }
             }
             if st.weight.is_none() && st.pause.is_none() && st.gate.is_none() {
-                d.error(Code::MissingField, &p, "a step needs a `weight`, a `pause` or a `gate`");
+                d.error(
+                    Code::MissingField,
+                    &p,
+                    "a step needs a `weight`, a `pause` or a `gate`",
+                );
             }
         }
         match ro.strategy {
@@ -408,45 +547,95 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
                 d.error_key(Code::MissingField, "spec.rollout.strategy", "strategy `abTest` needs an `abTest` block with the requests to send to the canary");
             }
             Strategy::Mirror if ro.mirror.is_none() => {
-                d.error_key(Code::MissingField, "spec.rollout.strategy", "strategy `mirror` needs a `mirror` block with the share of traffic to copy");
+                d.error_key(
+                    Code::MissingField,
+                    "spec.rollout.strategy",
+                    "strategy `mirror` needs a `mirror` block with the share of traffic to copy",
+                );
             }
             _ => {}
         }
         if let Some(m) = &ro.mirror {
-            d.percent("spec.rollout.mirror.percentage", "mirror percentage", m.percentage);
+            d.percent(
+                "spec.rollout.mirror.percentage",
+                "mirror percentage",
+                m.percentage,
+            );
         }
         if let Some(a) = &ro.analysis {
             if a.failure_limit == Some(0) {
-                d.error(Code::OutOfRange, "spec.rollout.analysis.failureLimit", "failureLimit must be at least 1");
+                d.error(
+                    Code::OutOfRange,
+                    "spec.rollout.analysis.failureLimit",
+                    "failureLimit must be at least 1",
+                );
             }
             if let Some(sr) = &a.success_rate {
-                d.percent("spec.rollout.analysis.successRate.min", "success rate", sr.min);
+                d.percent(
+                    "spec.rollout.analysis.successRate.min",
+                    "success rate",
+                    sr.min,
+                );
             }
             if let Some(l) = &a.latency {
                 if let Some(p) = l.percentile {
                     if ![50, 90, 95, 99].contains(&p) {
-                        d.error(Code::OutOfRange, "spec.rollout.analysis.latency.percentile", format!("percentile {p} is not one of 50, 90, 95, 99"));
+                        d.error(
+                            Code::OutOfRange,
+                            "spec.rollout.analysis.latency.percentile",
+                            format!("percentile {p} is not one of 50, 90, 95, 99"),
+                        );
                     }
                 }
             }
-            d.unique("metric", a.metrics.iter().enumerate().map(|(i, m)| (m.name.clone(), format!("spec.rollout.analysis.metrics[{i}].name"))));
+            d.unique(
+                "metric",
+                a.metrics.iter().enumerate().map(|(i, m)| {
+                    (
+                        m.name.clone(),
+                        format!("spec.rollout.analysis.metrics[{i}].name"),
+                    )
+                }),
+            );
             if let Some(SloGate::Named(names)) = &a.slo_gate {
                 let slos: Vec<&str> = spec.slos.iter().map(|s| s.name.as_str()).collect();
                 for (i, n) in names.iter().enumerate() {
                     if !slos.contains(&n.as_str()) {
                         let hint = did_you_mean(n, &slos);
-                        d.error(Code::UnknownReference, &format!("spec.rollout.analysis.sloGate[{i}]"), format!("SLO `{n}` is not defined in this service's `slos`")).hint = hint;
+                        d.error(
+                            Code::UnknownReference,
+                            &format!("spec.rollout.analysis.sloGate[{i}]"),
+                            format!("SLO `{n}` is not defined in this service's `slos`"),
+                        )
+                        .hint = hint;
                     }
                 }
             }
             if matches!(a.slo_gate, Some(SloGate::All(true))) && spec.slos.is_empty() {
-                d.error(Code::UnknownReference, "spec.rollout.analysis.sloGate", "`sloGate: true` but this service has no SLOs");
+                d.error(
+                    Code::UnknownReference,
+                    "spec.rollout.analysis.sloGate",
+                    "`sloGate: true` but this service has no SLOs",
+                );
             }
         }
-        d.unique("webhook", ro.webhooks.iter().enumerate().map(|(i, w)| (w.name.clone(), format!("spec.rollout.webhooks[{i}].name"))));
+        d.unique(
+            "webhook",
+            ro.webhooks
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.name.clone(), format!("spec.rollout.webhooks[{i}].name"))),
+        );
         for (i, w) in ro.webhooks.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                d.error(Code::InvalidValue, &format!("spec.rollout.webhooks[{i}].url"), format!("webhook URL `{}` must start with http:// or https://", w.url));
+                d.error(
+                    Code::InvalidValue,
+                    &format!("spec.rollout.webhooks[{i}].url"),
+                    format!(
+                        "webhook URL `{}` must start with http:// or https://",
+                        w.url
+                    ),
+                );
             }
         }
     }
@@ -456,7 +645,11 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
         for (i, rule) in acc.allow.iter().enumerate() {
             let base = format!("spec.access.allow[{i}]");
             if rule.from.is_empty() {
-                d.error_key(Code::MissingField, &format!("{base}.from"), "an allow rule needs at least one caller in `from`");
+                d.error_key(
+                    Code::MissingField,
+                    &format!("{base}.from"),
+                    "an allow rule needs at least one caller in `from`",
+                );
             }
             for (j, c) in rule.from.iter().enumerate() {
                 caller(&mut d, index, &ns, &format!("{base}.from[{j}]"), c);
@@ -470,9 +663,17 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
                 match found {
                     None => {
                         let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
-                        let shown = match p { PortRef::Number(n) => n.to_string(), PortRef::Name(n) => n.clone() };
+                        let shown = match p {
+                            PortRef::Number(n) => n.to_string(),
+                            PortRef::Name(n) => n.clone(),
+                        };
                         let hint = did_you_mean(&shown, &names);
-                        d.error(Code::UnknownReference, &format!("{base}.ports[{j}]"), format!("port `{shown}` is not a port of this service")).hint = hint;
+                        d.error(
+                            Code::UnknownReference,
+                            &format!("{base}.ports[{j}]"),
+                            format!("port `{shown}` is not a port of this service"),
+                        )
+                        .hint = hint;
                     }
                     Some(sp) if !sp.protocol.is_l7() => l7_ports = false,
                     Some(_) => {}
@@ -489,20 +690,41 @@ fn service(repo: &Repository, index: &ServiceIndex<'_>, s: &Loaded<ServiceIntent
             }
             for (j, p) in rule.paths.iter().enumerate() {
                 if !(p.starts_with('/') || p == "*") {
-                    d.error(Code::InvalidValue, &format!("{base}.paths[{j}]"), format!("path `{p}` must start with `/`"));
+                    d.error(
+                        Code::InvalidValue,
+                        &format!("{base}.paths[{j}]"),
+                        format!("path `{p}` must start with `/`"),
+                    );
                 }
             }
         }
     }
 
     // SLOs.
-    d.unique("SLO", spec.slos.iter().enumerate().map(|(i, s)| (s.name.clone(), format!("spec.slos[{i}].name"))));
+    d.unique(
+        "SLO",
+        spec.slos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), format!("spec.slos[{i}].name"))),
+    );
     for (i, slo) in spec.slos.iter().enumerate() {
         d.name(&format!("spec.slos[{i}].name"), "SLO name", &slo.name);
         let sli = &slo.sli;
-        let n = [sli.availability.is_some(), sli.latency.is_some(), sli.custom.is_some()].iter().filter(|b| **b).count();
+        let n = [
+            sli.availability.is_some(),
+            sli.latency.is_some(),
+            sli.custom.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n != 1 {
-            d.error(Code::Conflict, &format!("spec.slos[{i}].sli"), "an SLI is exactly one of `availability`, `latency`, `custom`");
+            d.error(
+                Code::Conflict,
+                &format!("spec.slos[{i}].sli"),
+                "an SLI is exactly one of `availability`, `latency`, `custom`",
+            );
         }
         if let Some(w) = slo.window {
             if w.as_millis() < 3_600_000 {
@@ -525,62 +747,121 @@ fn destination(
             for (i, w) in dest.weights.iter().enumerate() {
                 version_ref(d, &format!("{base}.weights[{i}].version"), &w.version);
                 if w.weight > 100 {
-                    d.error(Code::OutOfRange, &format!("{base}.weights[{i}].weight"), format!("weight {} is over 100", w.weight));
+                    d.error(
+                        Code::OutOfRange,
+                        &format!("{base}.weights[{i}].weight"),
+                        format!("weight {} is over 100", w.weight),
+                    );
                 }
                 sum = sum.saturating_add(w.weight);
             }
             if sum != 100 {
-                d.error_key(Code::OutOfRange, &format!("{base}.weights"), format!("weights sum to {sum}: they must sum to 100"));
+                d.error_key(
+                    Code::OutOfRange,
+                    &format!("{base}.weights"),
+                    format!("weights sum to {sum}: they must sum to 100"),
+                );
             }
         }
         (Some(_), false) => {
-            d.error_key(Code::Conflict, &format!("{base}.weights"), "set `version` or `weights`, not both");
+            d.error_key(
+                Code::Conflict,
+                &format!("{base}.weights"),
+                "set `version` or `weights`, not both",
+            );
         }
         (None, true) => {
-            d.error(Code::MissingField, base, "a destination needs a `version` or `weights`");
+            d.error(
+                Code::MissingField,
+                base,
+                "a destination needs a `version` or `weights`",
+            );
         }
     }
 }
 
 fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &StringMatch) {
-    let n = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+    let n = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if n != 1 {
-        d.error(Code::Conflict, path, "a match is exactly one of `exact`, `prefix`, `regex`");
+        d.error(
+            Code::Conflict,
+            path,
+            "a match is exactly one of `exact`, `prefix`, `regex`",
+        );
     }
 }
 
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 fn http_method(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &str) {
     if !METHODS.contains(&m) {
         let hint = did_you_mean(m, METHODS);
-        d.error(Code::InvalidValue, path, format!("`{m}` is not an HTTP method: expected one of {}", METHODS.join(", "))).hint = hint;
+        d.error(
+            Code::InvalidValue,
+            path,
+            format!(
+                "`{m}` is not an HTTP method: expected one of {}",
+                METHODS.join(", ")
+            ),
+        )
+        .hint = hint;
     }
 }
 
-fn caller(d: &mut Doc<'_, ServiceIntent>, index: &ServiceIndex<'_>, ns: &str, path: &str, c: &Caller) {
-    let n = [c.service.is_some(), c.namespace.is_some(), c.service_account.is_some()].iter().filter(|b| **b).count();
+fn caller(
+    d: &mut Doc<'_, ServiceIntent>,
+    index: &ServiceIndex<'_>,
+    ns: &str,
+    path: &str,
+    c: &Caller,
+) {
+    let n = [
+        c.service.is_some(),
+        c.namespace.is_some(),
+        c.service_account.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if n != 1 {
-        d.error(Code::Conflict, path, "a caller is exactly one of `service`, `namespace`, `serviceAccount`");
+        d.error(
+            Code::Conflict,
+            path,
+            "a caller is exactly one of `service`, `namespace`, `serviceAccount`",
+        );
         return;
     }
     if let Some(s) = &c.service {
         if let Err(msg) = index.resolve(ns, s) {
             let names = index.names();
             let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
-            d.error(Code::UnknownReference, &format!("{path}.service"), msg).hint = hint;
+            d.error(Code::UnknownReference, &format!("{path}.service"), msg)
+                .hint = hint;
         }
     }
     if let Some(n) = &c.namespace {
         if n != "*" && !is_dns_label(n) {
-            d.error(Code::InvalidName, &format!("{path}.namespace"), format!("namespace `{n}` is not a valid name"));
+            d.error(
+                Code::InvalidName,
+                &format!("{path}.namespace"),
+                format!("namespace `{n}` is not a valid name"),
+            );
         }
     }
     if let Some(sa) = &c.service_account {
         match sa.split_once('/') {
             Some((a, b)) if is_dns_label(a) && is_dns_label(b) => {}
             _ => {
-                d.error(Code::InvalidValue, &format!("{path}.serviceAccount"), format!("service account `{sa}` must be written `namespace/name`"));
+                d.error(
+                    Code::InvalidValue,
+                    &format!("{path}.serviceAccount"),
+                    format!("service account `{sa}` must be written `namespace/name`"),
+                );
             }
         }
     }
@@ -590,15 +871,27 @@ fn config(repo: &Repository, c: &Loaded<crate::intent::Config>, out: &mut Vec<Di
     let cfg = &c.value;
     let mut d = Doc { doc: c, out };
     if cfg.kind != "MeshplanConfig" {
-        d.error(Code::UnknownKind, "kind", "meshplan.yaml must have `kind: MeshplanConfig`");
+        d.error(
+            Code::UnknownKind,
+            "kind",
+            "meshplan.yaml must have `kind: MeshplanConfig`",
+        );
     }
     if cfg.targets.is_empty() {
-        d.error_key(Code::MissingField, "targets", "list at least one mesh target (istio, linkerd, gateway-api, consul, cilium)");
+        d.error_key(
+            Code::MissingField,
+            "targets",
+            "list at least one mesh target (istio, linkerd, gateway-api, consul, cilium)",
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, t) in cfg.targets.iter().enumerate() {
         if !seen.insert(*t) {
-            d.error(Code::DuplicateName, &format!("targets[{i}]"), "this target is listed twice");
+            d.error(
+                Code::DuplicateName,
+                &format!("targets[{i}]"),
+                "this target is listed twice",
+            );
         }
     }
     if let Some(ns) = &cfg.default_namespace {
@@ -606,9 +899,22 @@ fn config(repo: &Repository, c: &Loaded<crate::intent::Config>, out: &mut Vec<Di
     }
     if let Some(m) = &cfg.metrics {
         if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
-            d.error(Code::InvalidValue, "metrics.url", format!("metrics URL `{}` must start with http:// or https://", m.url));
+            d.error(
+                Code::InvalidValue,
+                "metrics.url",
+                format!(
+                    "metrics URL `{}` must start with http:// or https://",
+                    m.url
+                ),
+            );
         }
     }
-    d.unique("cluster", cfg.clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), format!("clusters[{i}].name"))));
+    d.unique(
+        "cluster",
+        cfg.clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), format!("clusters[{i}].name"))),
+    );
     let _ = repo;
 }

@@ -186,8 +186,7 @@ pub fn from_node<'a, T: de::Deserialize<'a>>(
     T::deserialize(NodeDe { node, sink })
 }
 
-#[derive(Clone, Copy)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct NodeDe<'a> {
     node: &'a Node,
     sink: &'a RefCell<Vec<DeError>>,
@@ -277,11 +276,17 @@ macro_rules! int_method {
             let r = match self.plain().and_then(parse_int) {
                 Some(n) if n >= 0 => match u64::try_from(n) {
                     Ok(u) => visitor.visit_u64(u),
-                    Err(_) => Err(de::Error::invalid_value(Unexpected::Str(self.plain().unwrap_or("")), &visitor)),
+                    Err(_) => Err(de::Error::invalid_value(
+                        Unexpected::Str(self.plain().unwrap_or("")),
+                        &visitor,
+                    )),
                 },
                 Some(n) => match i64::try_from(n) {
                     Ok(i) => visitor.visit_i64(i),
-                    Err(_) => Err(de::Error::invalid_value(Unexpected::Str(self.plain().unwrap_or("")), &visitor)),
+                    Err(_) => Err(de::Error::invalid_value(
+                        Unexpected::Str(self.plain().unwrap_or("")),
+                        &visitor,
+                    )),
                 },
                 None => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
             };
@@ -433,7 +438,11 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         .map_err(|e| e.at(span))
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'a>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -490,7 +499,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         visitor
             .visit_map(Map {
                 de: self,
-                entries: known.into_iter().map(|e| &*e).collect::<Vec<_>>().into_iter(),
+                entries: known.into_iter(),
                 value: None,
             })
             .map_err(|e| e.at(span))
@@ -575,7 +584,10 @@ struct Map<'a, I> {
 impl<'a, I: Iterator<Item = &'a (Node, Node)>> MapAccess<'a> for Map<'a, I> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -710,8 +722,14 @@ mod tests {
 
     #[test]
     fn suggests_only_close_names() {
-        assert_eq!(did_you_mean("retires", &["retries", "timeout"]).as_deref(), Some("did you mean `retries`?"));
-        assert_eq!(did_you_mean("per_try_timeout", &["perTryTimeout"]).as_deref(), Some("did you mean `perTryTimeout`?"));
+        assert_eq!(
+            did_you_mean("retires", &["retries", "timeout"]).as_deref(),
+            Some("did you mean `retries`?")
+        );
+        assert_eq!(
+            did_you_mean("per_try_timeout", &["perTryTimeout"]).as_deref(),
+            Some("did you mean `perTryTimeout`?")
+        );
         assert_eq!(did_you_mean("banana", &["retries", "timeout"]), None);
     }
 }

@@ -394,8 +394,9 @@ impl<'a> Builder<'a> {
                         }
                     }
                     let name = key.as_str().unwrap_or("");
-                    if let Some((first, _)) =
-                        entries.iter().find(|(k, _)| k.as_str().unwrap_or("") == name)
+                    if let Some((first, _)) = entries
+                        .iter()
+                        .find(|(k, _)| k.as_str().unwrap_or("") == name)
                     {
                         self.errors.push(TreeError {
                             kind: TreeErrorKind::DuplicateKey,
@@ -480,7 +481,12 @@ fn eof(start: Span) -> TreeError {
 fn count_nodes(n: &Node) -> usize {
     match &n.value {
         Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(e) => 1 + e.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>(),
+        Value::Map(e) => {
+            1 + e
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }
@@ -545,7 +551,10 @@ mod tests {
             ));
         }
         let (_, errs) = parse(&text);
-        assert!(errs.iter().any(|e| e.kind == TreeErrorKind::TooLarge), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.kind == TreeErrorKind::TooLarge),
+            "{errs:?}"
+        );
     }
 
     #[test]
