@@ -1,7 +1,7 @@
 //! Property tests over load + check: no input makes it panic, and output
 //! is deterministic. This is the stable-toolchain stand-in for a cargo-fuzz
-//! target (see `fuzz/`): it mutates real intents and generates arbitrary
-//! YAML-ish text. Bounded by PROPTEST_CASES (default below).
+//! target (cargo-fuzz needs nightly): it mutates real intents and generates
+//! arbitrary YAML-ish text. Bounded by PROPTEST_CASES (default below).
 
 use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::diagnostic::human;
