@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs, then: rustfmt, clippy (-D warnings), and every test
-# of the workspace, including the bounded property-based fuzzing of
-# load + check and the golden diagnostics.
+# Installs what it needs (Debian packages; kube-apiserver built from Debian's
+# source package and cached in ~/.cache/meshplan), starts the test
+# environment (scripts/env/up.sh: kube-apiserver + etcd, Prometheus, Git
+# servers), then: rustfmt, clippy (-D warnings), and every test of the
+# workspace — the tests against the real services included, never skipped —
+# and stops the environment, printing its logs if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,13 +31,34 @@ for component in clippy rustfmt; do
 done
 cargo --version
 
+step "install (scripts/env/install.sh)"
+scripts/env/install.sh
+
 step "rustfmt"
 cargo fmt --all -- --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "start the test environment (scripts/env/up.sh)"
+export MESHPLAN_ENV_DIR="${MESHPLAN_ENV_DIR:-$PWD/target/testenv}"
+MESHPLAN_TESTENV=$(scripts/env/up.sh)
+export MESHPLAN_TESTENV
+status=1
+finish() {
+    if [ "$status" != 0 ]; then
+        for f in "$MESHPLAN_ENV_DIR"/logs/*.log; do
+            [ -f "$f" ] || continue
+            printf '\n----- %s (last 40 lines) -----\n' "$f"
+            tail -n 40 "$f"
+        done
+    fi
+    scripts/env/down.sh "$MESHPLAN_ENV_DIR"
+}
+trap finish EXIT
+
 step "tests"
 cargo test --workspace --locked
 
+status=0
 step "done"

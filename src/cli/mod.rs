@@ -4,6 +4,7 @@
 
 mod check;
 mod output;
+mod render;
 mod rules;
 mod schema;
 
@@ -40,6 +41,16 @@ pub enum Command {
         after_help = "Examples:\n  meshplan check examples-repo\n  meshplan check --format sarif > meshplan.sarif\n  meshplan check --strict --format json"
     )]
     Check(CheckArgs),
+    /// Compile a repository into mesh resources (Istio, …) after checking
+    /// it; refuses when check finds errors.
+    ///
+    /// Prints a YAML stream on stdout, or writes one file per object into
+    /// --out DIR (`<namespace>/<group>.<kind>-<name>.yaml`), ready for
+    /// `kubectl apply -R -f DIR`. Exit status as for check.
+    #[command(
+        after_help = "Examples:\n  meshplan render examples-repo\n  meshplan render examples-repo --mesh istio --out rendered/\n  meshplan render --format json | jq '.items[].kind'"
+    )]
+    Render(RenderArgs),
     /// Print the JSON Schema of the intent language (for editors running
     /// yaml-language-server).
     #[command(
@@ -75,6 +86,55 @@ pub enum Format {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The repository to render.
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// Render for this mesh (repeatable; default: meshplan.yaml's targets).
+    #[arg(long, value_enum)]
+    pub mesh: Vec<Mesh>,
+    /// Write one file per object below this directory instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub format: RenderFormat,
+    /// Refuse to render when check finds warnings too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mesh {
+    Istio,
+    Linkerd,
+    GatewayApi,
+    Consul,
+    Cilium,
+}
+
+impl Mesh {
+    pub fn target(self) -> meshplan_policy_lang::intent::Target {
+        use meshplan_policy_lang::intent::Target;
+        match self {
+            Mesh::Istio => Target::Istio,
+            Mesh::Linkerd => Target::Linkerd,
+            Mesh::GatewayApi => Target::GatewayApi,
+            Mesh::Consul => Target::Consul,
+            Mesh::Cilium => Target::Cilium,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    /// A YAML stream (`---` between objects).
+    Yaml,
+    /// A Kubernetes `List` as JSON.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
     /// Only this kind's schema.
     #[arg(long, value_enum)]
@@ -107,6 +167,7 @@ pub enum ListFormat {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check::run(&a, cli.color),
+        Command::Render(a) => render::run(&a, cli.color),
         Command::Schema(a) => schema::run(&a),
         Command::Rules(a) => rules::run(&a),
     };

@@ -63,3 +63,17 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
+
+/// Colours diagnostics written to stderr when stderr is a terminal.
+pub fn colorize_stderr(text: &str, color: Color) -> String {
+    let on = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    if on {
+        colorize(text)
+    } else {
+        text.to_owned()
+    }
+}

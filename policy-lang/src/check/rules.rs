@@ -564,23 +564,34 @@ mod tests {
         let set = compile(&engine, &repo, &mut diags);
         assert!(diags.is_empty(), "{diags:?}");
         let views = Views::new(&repo);
-        let origin = Location::new(crate::SourceFile::new("svc.yaml", "x"), crate::Span::default());
+        let origin = Location::new(
+            crate::SourceFile::new("svc.yaml", "x"),
+            crate::Span::default(),
+        );
         let bad = serde_json::json!({"kind": "VirtualService", "metadata": {"name": "web"}, "spec": {"hosts": ["*"]}});
         let good = serde_json::json!({"kind": "VirtualService", "metadata": {"name": "web"}, "spec": {"hosts": ["web"]}});
-        let other = serde_json::json!({"kind": "DestinationRule", "metadata": {"name": "web"}, "spec": {}});
+        let other =
+            serde_json::json!({"kind": "DestinationRule", "metadata": {"name": "web"}, "spec": {}});
         let found = set.eval_resource(&engine, &views, &bad, &origin);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].code, "org/no-wildcard-hosts");
         assert_eq!(found[0].location.as_ref().unwrap().file.name, "svc.yaml");
-        assert!(set.eval_resource(&engine, &views, &good, &origin).is_empty());
-        assert!(set.eval_resource(&engine, &views, &other, &origin).is_empty());
+        assert!(set
+            .eval_resource(&engine, &views, &good, &origin)
+            .is_empty());
+        assert!(set
+            .eval_resource(&engine, &views, &other, &origin)
+            .is_empty());
     }
 
     #[test]
     fn resource_rules_are_not_run_on_intents() {
         let svc = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: web\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n";
         let sources = Sources {
-            files: vec![("p.yaml".into(), POLICY.into()), ("s.yaml".into(), svc.into())],
+            files: vec![
+                ("p.yaml".into(), POLICY.into()),
+                ("s.yaml".into(), svc.into()),
+            ],
         };
         let (_, report) = crate::check::check_sources(&sources);
         assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);

@@ -1,0 +1,139 @@
+//! The emit stage: [`Ir`] → mesh objects, one file per mesh.
+//!
+//! An emitter translates; it resolves nothing (that is `lower`'s job). What
+//! a mesh cannot express is an [`EmitError`] naming the intent, never
+//! silently dropped. Adding a mesh is adding one file here and one arm to
+//! [`emitter`].
+
+pub mod istio;
+
+use meshplan_policy_lang::intent::service::StringMatch;
+use meshplan_policy_lang::intent::{Duration, Target};
+use serde_json::{json, Value};
+
+use crate::ir::{Ir, Origin};
+use crate::object::MeshObject;
+
+/// Something a mesh cannot express.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {emitter}: {message}")]
+pub struct EmitError {
+    pub emitter: &'static str,
+    pub file: String,
+    pub line: u32,
+    pub message: String,
+}
+
+impl EmitError {
+    pub fn new(emitter: &'static str, origin: &Origin, message: impl Into<String>) -> Self {
+        Self {
+            emitter,
+            file: origin.file.clone(),
+            line: origin.line,
+            message: message.into(),
+        }
+    }
+}
+
+/// One mesh's translation of the IR.
+pub trait Emitter {
+    /// The target's name as written in meshplan.yaml.
+    fn name(&self) -> &'static str;
+    /// Appends this mesh's objects to `out`; problems to `errors`.
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>);
+}
+
+/// The emitter of a target, when one exists yet.
+pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
+    match target {
+        Target::Istio => Some(Box::new(istio::Istio)),
+        Target::Linkerd | Target::GatewayApi | Target::Consul | Target::Cilium => None,
+    }
+}
+
+/// A duration in protobuf JSON form (`3s`, `0.5s`), as Istio wants it.
+pub fn proto_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        let s = format!("{}.{:03}", ms / 1000, ms % 1000);
+        format!("{}s", s.trim_end_matches('0'))
+    }
+}
+
+/// A duration in Gateway API form (GEP-2257: `1h`, `3s`, `500ms`).
+pub fn gateway_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// `{exact|prefix|regex: v}`, the shape Istio uses for string matches.
+pub fn istio_string_match(m: &StringMatch) -> Value {
+    if let Some(v) = &m.exact {
+        json!({"exact": v})
+    } else if let Some(v) = &m.prefix {
+        json!({"prefix": v})
+    } else {
+        json!({"regex": m.regex.clone().unwrap_or_default()})
+    }
+}
+
+/// An RE2 regular expression matching a `Cookie` header that carries the
+/// cookie `name` matching `m` (meshes match cookies through that header).
+pub fn cookie_regex(name: &str, m: &StringMatch) -> String {
+    let value = if let Some(v) = &m.exact {
+        regex_escape(v)
+    } else if let Some(v) = &m.prefix {
+        format!("{}[^;]*", regex_escape(v))
+    } else {
+        format!("(?:{})", m.regex.clone().unwrap_or_default())
+    };
+    format!("^(?:.*;\\s*)?{}={value}(?:;.*)?$", regex_escape(name))
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_each_meshs_form() {
+        assert_eq!(proto_duration(Duration::from_millis(3000)), "3s");
+        assert_eq!(proto_duration(Duration::from_millis(500)), "0.5s");
+        assert_eq!(proto_duration(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(gateway_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(gateway_duration(Duration::from_millis(120_000)), "2m");
+        assert_eq!(gateway_duration(Duration::from_millis(3_600_000)), "1h");
+    }
+
+    #[test]
+    fn cookie_regexes_match_only_the_named_cookie() {
+        let m = StringMatch {
+            exact: Some("true".into()),
+            ..StringMatch::default()
+        };
+        assert_eq!(cookie_regex("beta", &m), "^(?:.*;\\s*)?beta=true(?:;.*)?$");
+        let p = StringMatch {
+            prefix: Some("a.b".into()),
+            ..StringMatch::default()
+        };
+        assert_eq!(cookie_regex("s", &p), "^(?:.*;\\s*)?s=a\\.b[^;]*(?:;.*)?$");
+    }
+}

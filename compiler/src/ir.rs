@@ -1,0 +1,198 @@
+//! The mesh-neutral intermediate representation: what every emitter reads.
+//!
+//! Everything an emitter needs is resolved here, once: names and namespaces
+//! defaulted, references to other services turned into identities, the
+//! service's default route appended with the weights of the rollout's
+//! current position, ports' target ports filled in. An emitter only
+//! translates; it never looks anything up in the repository.
+
+use std::collections::BTreeMap;
+
+use meshplan_policy_lang::intent::service::{
+    Faults, LoadBalancer, Match, MtlsMode, Redirect, Retries, Rewrite,
+};
+use meshplan_policy_lang::intent::{Duration, Protocol, Rollout, Slo};
+
+/// The whole repository, lowered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ir {
+    pub trust_domain: String,
+    /// Sorted by namespace, then name.
+    pub services: Vec<Service>,
+    /// `istio.io/rev` to stamp on Istio objects.
+    pub istio_revision: Option<String>,
+    /// mTLS mode of services that set none.
+    pub default_mtls: MtlsMode,
+}
+
+/// Where an object came from: the intent and its file position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    /// `namespace/name` of the intent.
+    pub intent: String,
+    pub file: String,
+    pub line: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// The intent's name.
+    pub name: String,
+    pub namespace: String,
+    /// The Kubernetes Service traffic is addressed to.
+    pub host: String,
+    /// The workloads' ServiceAccount (mesh identity).
+    pub service_account: String,
+    pub origin: Origin,
+    pub ports: Vec<Port>,
+    pub versions: Vec<Version>,
+    /// Labels every version's pods carry: selects the whole service.
+    pub workload_selector: BTreeMap<String, String>,
+    /// Routes in order, the catch-all default route last.
+    pub routes: Vec<Route>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<Retries>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub faults: Option<Faults>,
+    pub mirror: Option<Mirror>,
+    pub rate_limit: Option<RateLimit>,
+    pub mtls: MtlsMode,
+    pub access: Option<Access>,
+    pub slos: Vec<Slo>,
+    pub rollout: Option<Rollout>,
+}
+
+impl Service {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The fully qualified host name.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.host, self.namespace)
+    }
+
+    pub fn l7_ports(&self) -> impl Iterator<Item = &Port> {
+        self.ports.iter().filter(|p| p.protocol.is_l7())
+    }
+
+    pub fn has_l7(&self) -> bool {
+        self.l7_ports().next().is_some()
+    }
+
+    pub fn version(&self, name: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+}
+
+pub use meshplan_policy_lang::intent::service::{CircuitBreaker, ConnectionPool};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Port {
+    pub name: String,
+    pub port: u32,
+    /// The container port (defaults to `port`).
+    pub target_port: u32,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Version {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A routing rule with its destination resolved to weighted versions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Any one matches; empty matches every request.
+    pub matches: Vec<Match>,
+    pub action: RouteAction,
+    pub rewrite: Option<Rewrite>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAction {
+    /// Versions and their weights (summing to 100; zero weights kept so the
+    /// version stays addressable).
+    Forward(Vec<Backend>),
+    Redirect(Redirect),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backend {
+    pub version: String,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mirror {
+    pub version: String,
+    /// 0–100.
+    pub percentage: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+    pub burst: u32,
+    /// The ports limited (all L7 ports unless named).
+    pub ports: Vec<Port>,
+}
+
+/// The allow list, with every caller resolved to an identity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    pub default_deny: bool,
+    pub rules: Vec<AllowRule>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AllowRule {
+    pub from: Vec<Peer>,
+    /// Ports of this service (empty: any).
+    pub ports: Vec<Port>,
+    pub methods: Vec<String>,
+    /// Exact paths, or prefixes ending in `*`.
+    pub paths: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Peer {
+    /// A workload identity.
+    ServiceAccount { namespace: String, name: String },
+    /// Every workload of a namespace.
+    Namespace(String),
+    /// Any namespace.
+    AnyNamespace,
+}
+
+/// Where each service's rollout stands. The compiler renders the weights of
+/// that position; the rollout engine moves it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Positions {
+    /// By `namespace/name`. A service with a rollout and no entry has not
+    /// started it: all traffic stays on the stable version.
+    pub by_service: BTreeMap<String, Position>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Stable takes everything (before the rollout, or after a rollback).
+    NotStarted,
+    /// The pre-shift stage of the `abTest` and `mirror` strategies: the
+    /// A/B match (abTest) or a copy of traffic (mirror) reaches the canary;
+    /// no weight moves.
+    Shadow,
+    /// At `steps[i]`: the canary's weight is that of the last step at or
+    /// before `i` that sets one (`abTest` never shifts weight: its steps
+    /// keep the A/B match; blue/green shifts only on promotion).
+    Step(usize),
+    /// Promoted: the canary takes everything.
+    Promoted,
+}

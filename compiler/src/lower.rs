@@ -1,0 +1,460 @@
+//! The lower stage: a checked [`Repository`] → the mesh-neutral [`Ir`].
+//!
+//! Runs only on a repository `check` passed, so every reference resolves;
+//! if one does not (a check bug, or a caller that skipped `check`), lowering
+//! returns an error naming it instead of guessing or panicking.
+
+use std::collections::BTreeMap;
+
+use meshplan_policy_lang::intent::rollout::Strategy;
+use meshplan_policy_lang::intent::service::MtlsMode;
+use meshplan_policy_lang::intent::{Caller, PortRef, ServiceIntent};
+use meshplan_policy_lang::parse::{Loaded, Repository};
+
+use crate::ir::{
+    Access, AllowRule, Backend, Ir, Mirror, Origin, Peer, Port, Position, Positions, RateLimit,
+    Route, RouteAction, Service, Version,
+};
+
+/// Why lowering failed: a reference `check` should have caught.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct LowerError {
+    /// `file:line` of the intent.
+    pub origin: String,
+    pub message: String,
+}
+
+/// Lowers every service of `repo`, with rollouts at `positions`.
+pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError> {
+    let config = repo.config.as_ref().map(|c| &c.value);
+    let default_mtls = config
+        .and_then(|c| c.defaults.as_ref())
+        .and_then(|d| d.mtls)
+        .unwrap_or(MtlsMode::Strict);
+    let index = Index::new(repo);
+    let mut services = repo
+        .services
+        .iter()
+        .map(|s| service(repo, &index, s, default_mtls, positions))
+        .collect::<Result<Vec<_>, _>>()?;
+    services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(Ir {
+        trust_domain: repo.trust_domain().to_owned(),
+        services,
+        istio_revision: config
+            .and_then(|c| c.istio.as_ref())
+            .and_then(|i| i.revision.clone()),
+        default_mtls,
+    })
+}
+
+/// Services by `namespace/name`, for resolving callers.
+struct Index<'a> {
+    by_key: BTreeMap<String, &'a ServiceIntent>,
+    repo: &'a Repository,
+}
+
+impl<'a> Index<'a> {
+    fn new(repo: &'a Repository) -> Self {
+        let by_key = repo
+            .services
+            .iter()
+            .map(|s| {
+                let key = format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name);
+                (key, &s.value)
+            })
+            .collect();
+        Self { by_key, repo }
+    }
+
+    /// `name` (in `from_ns`) or `namespace/name` → (namespace, service account).
+    fn identity(&self, from_ns: &str, reference: &str) -> Option<(String, String)> {
+        let key = if reference.contains('/') {
+            reference.to_owned()
+        } else {
+            format!("{from_ns}/{reference}")
+        };
+        let s = self.by_key.get(&key)?;
+        Some((
+            self.repo.namespace_of(s).to_owned(),
+            service_account_of(s).to_owned(),
+        ))
+    }
+}
+
+fn service_account_of(s: &ServiceIntent) -> &str {
+    s.spec
+        .service_account
+        .as_deref()
+        .unwrap_or(&s.metadata.name)
+}
+
+fn service(
+    repo: &Repository,
+    index: &Index<'_>,
+    loaded: &Loaded<ServiceIntent>,
+    default_mtls: MtlsMode,
+    positions: &Positions,
+) -> Result<Service, LowerError> {
+    let s = &loaded.value;
+    let spec = &s.spec;
+    let namespace = repo.namespace_of(s).to_owned();
+    let name = s.metadata.name.clone();
+    let host = spec.service.clone().unwrap_or_else(|| name.clone());
+    let origin = Origin {
+        intent: format!("{namespace}/{name}"),
+        file: loaded.file.name.clone(),
+        line: loaded.root.span.start.line,
+    };
+    let fail = |message: String| LowerError {
+        origin: format!("{}:{}", origin.file, origin.line),
+        message,
+    };
+
+    let ports: Vec<Port> = spec
+        .ports
+        .iter()
+        .map(|p| Port {
+            name: p.name.clone(),
+            port: p.port,
+            target_port: p.target_port.unwrap_or(p.port),
+            protocol: p.protocol,
+        })
+        .collect();
+    let find_port = |r: &PortRef| -> Result<Port, LowerError> {
+        ports
+            .iter()
+            .find(|p| match r {
+                PortRef::Number(n) => p.port == *n || p.target_port == *n,
+                PortRef::Name(n) => &p.name == n,
+            })
+            .cloned()
+            .ok_or_else(|| fail(format!("unknown port {r:?}")))
+    };
+    let versions: Vec<Version> = spec
+        .versions
+        .iter()
+        .map(|v| Version {
+            name: v.name.clone(),
+            labels: v.labels.clone(),
+        })
+        .collect();
+    let workload_selector = common_labels(&versions, &host);
+
+    let mut routes = Vec::new();
+    for r in &spec.routes {
+        let action = if let Some(redirect) = &r.redirect {
+            RouteAction::Redirect(redirect.clone())
+        } else if let Some(d) = &r.destination {
+            match &d.version {
+                Some(v) => RouteAction::Forward(vec![Backend {
+                    version: v.clone(),
+                    weight: 100,
+                }]),
+                None => RouteAction::Forward(
+                    d.weights
+                        .iter()
+                        .map(|w| Backend {
+                            version: w.version.clone(),
+                            weight: w.weight,
+                        })
+                        .collect(),
+                ),
+            }
+        } else {
+            return Err(fail(format!(
+                "route `{}` has neither a destination nor a redirect",
+                r.name
+            )));
+        };
+        routes.push(Route {
+            name: r.name.clone(),
+            matches: r.matches.clone(),
+            action,
+            rewrite: r.rewrite.clone(),
+            timeout: r.timeout,
+        });
+    }
+
+    let key = format!("{namespace}/{name}");
+    let position = positions
+        .by_service
+        .get(&key)
+        .copied()
+        .unwrap_or(Position::NotStarted);
+    let default_version = spec
+        .default_version
+        .clone()
+        .or_else(|| versions.first().map(|v| v.name.clone()));
+    let mut mirror = spec.mirror.as_ref().map(|m| Mirror {
+        version: m.version.clone(),
+        percentage: m.percentage.unwrap_or(100.0),
+    });
+    let default_backends = match &spec.rollout {
+        Some(r) => {
+            let canary = canary_weight(r, position);
+            // A/B acts for the whole rollout; mirroring only before any
+            // weight moves.
+            let ab = matches!(position, Position::Shadow | Position::Step(_));
+            if ab && r.strategy == Strategy::AbTest {
+                if let Some(ab) = &r.ab_test {
+                    routes.push(Route {
+                        name: "rollout-ab-test".into(),
+                        matches: ab.matches.clone(),
+                        action: RouteAction::Forward(vec![Backend {
+                            version: r.canary.clone(),
+                            weight: 100,
+                        }]),
+                        rewrite: None,
+                        timeout: None,
+                    });
+                }
+            }
+            if position == Position::Shadow && r.strategy == Strategy::Mirror {
+                if let Some(m) = &r.mirror {
+                    mirror = Some(Mirror {
+                        version: r.canary.clone(),
+                        percentage: m.percentage,
+                    });
+                }
+            }
+            vec![
+                Backend {
+                    version: r.stable.clone(),
+                    weight: 100 - canary,
+                },
+                Backend {
+                    version: r.canary.clone(),
+                    weight: canary,
+                },
+            ]
+        }
+        None => default_version
+            .map(|v| {
+                vec![Backend {
+                    version: v,
+                    weight: 100,
+                }]
+            })
+            .unwrap_or_default(),
+    };
+    routes.push(Route {
+        name: "default".into(),
+        matches: Vec::new(),
+        action: RouteAction::Forward(default_backends),
+        rewrite: None,
+        timeout: None,
+    });
+
+    let res = spec.resilience.clone().unwrap_or_default();
+    let rate_limit = match &spec.rate_limit {
+        Some(rl) => {
+            let limited = if rl.ports.is_empty() {
+                ports
+                    .iter()
+                    .filter(|p| p.protocol.is_l7())
+                    .cloned()
+                    .collect()
+            } else {
+                rl.ports
+                    .iter()
+                    .map(|n| find_port(&PortRef::Name(n.clone())))
+                    .collect::<Result<_, _>>()?
+            };
+            Some(RateLimit {
+                requests: rl.requests,
+                per: rl.per,
+                burst: rl.burst.unwrap_or(rl.requests),
+                ports: limited,
+            })
+        }
+        None => None,
+    };
+
+    let access = match &spec.access {
+        Some(a) => {
+            let mut rules = Vec::new();
+            for rule in &a.allow {
+                let from = rule
+                    .from
+                    .iter()
+                    .map(|c| {
+                        peer(index, &namespace, c)
+                            .ok_or_else(|| fail(format!("unresolved caller {c:?}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ports = rule
+                    .ports
+                    .iter()
+                    .map(find_port)
+                    .collect::<Result<Vec<_>, _>>()?;
+                rules.push(AllowRule {
+                    from,
+                    ports,
+                    methods: rule
+                        .methods
+                        .iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect(),
+                    paths: rule.paths.clone(),
+                });
+            }
+            Some(Access {
+                default_deny: a.default_deny,
+                rules,
+            })
+        }
+        None => None,
+    };
+
+    Ok(Service {
+        name,
+        namespace,
+        host,
+        service_account: service_account_of(s).to_owned(),
+        origin,
+        ports,
+        versions,
+        workload_selector,
+        routes,
+        timeout: res.timeout,
+        retries: res.retries,
+        circuit_breaker: res.circuit_breaker,
+        connection_pool: res.connection_pool,
+        load_balancer: res.load_balancer,
+        faults: spec.faults.clone(),
+        mirror,
+        rate_limit,
+        mtls: spec.mtls.unwrap_or(default_mtls),
+        access,
+        slos: spec.slos.clone(),
+        rollout: spec.rollout.clone(),
+    })
+}
+
+/// The canary's share of traffic at `position`.
+fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Position) -> u32 {
+    match position {
+        Position::NotStarted | Position::Shadow => 0,
+        Position::Promoted => 100,
+        Position::Step(i) => match r.strategy {
+            // Blue/green switches at once, on promotion only; A/B never
+            // shifts weight, it promotes.
+            Strategy::BlueGreen | Strategy::AbTest => 0,
+            _ => r
+                .steps
+                .iter()
+                .take(i + 1)
+                .filter_map(|s| s.weight)
+                .next_back()
+                .unwrap_or(0)
+                .min(100),
+        },
+    }
+}
+
+fn peer(index: &Index<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
+    if let Some(s) = &c.service {
+        let (namespace, name) = index.identity(from_ns, s)?;
+        return Some(Peer::ServiceAccount { namespace, name });
+    }
+    if let Some(sa) = &c.service_account {
+        let (namespace, name) = sa.split_once('/')?;
+        return Some(Peer::ServiceAccount {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+    }
+    match c.namespace.as_deref()? {
+        "*" => Some(Peer::AnyNamespace),
+        ns => Some(Peer::Namespace(ns.into())),
+    }
+}
+
+/// The labels every version carries; `app: <host>` when there are no
+/// versions (the Kubernetes convention meshes rely on too).
+fn common_labels(versions: &[Version], host: &str) -> BTreeMap<String, String> {
+    let mut common = match versions.first() {
+        Some(v) => v.labels.clone(),
+        None => return BTreeMap::from([("app".to_owned(), host.to_owned())]),
+    };
+    for v in &versions[1..] {
+        common.retain(|k, val| v.labels.get(k) == Some(val));
+    }
+    if common.is_empty() {
+        common.insert("app".into(), host.into());
+    }
+    common
+}
+
+#[cfg(test)]
+mod tests {
+    use meshplan_policy_lang::intent::rollout::Step;
+
+    use super::*;
+
+    fn rollout(
+        strategy: Strategy,
+        weights: &[Option<u32>],
+    ) -> meshplan_policy_lang::intent::Rollout {
+        meshplan_policy_lang::intent::Rollout {
+            strategy,
+            stable: "v1".into(),
+            canary: "v2".into(),
+            steps: weights
+                .iter()
+                .map(|w| Step {
+                    weight: *w,
+                    ..Step::default()
+                })
+                .collect(),
+            ab_test: None,
+            mirror: None,
+            analysis: None,
+            webhooks: vec![],
+            freeze_on_failure: false,
+        }
+    }
+
+    #[test]
+    fn a_manual_gate_keeps_the_previous_steps_weight() {
+        let r = rollout(Strategy::Canary, &[Some(5), Some(20), None, Some(100)]);
+        assert_eq!(canary_weight(&r, Position::NotStarted), 0);
+        assert_eq!(canary_weight(&r, Position::Step(0)), 5);
+        assert_eq!(canary_weight(&r, Position::Step(2)), 20);
+        assert_eq!(canary_weight(&r, Position::Step(3)), 100);
+        assert_eq!(canary_weight(&r, Position::Promoted), 100);
+    }
+
+    #[test]
+    fn blue_green_switches_only_on_promotion() {
+        let r = rollout(Strategy::BlueGreen, &[Some(100)]);
+        assert_eq!(canary_weight(&r, Position::Step(0)), 0);
+        assert_eq!(canary_weight(&r, Position::Promoted), 100);
+    }
+
+    #[test]
+    fn an_ab_test_never_shifts_weight_before_promotion() {
+        let r = rollout(Strategy::AbTest, &[Some(100)]);
+        assert_eq!(canary_weight(&r, Position::Shadow), 0);
+        assert_eq!(canary_weight(&r, Position::Step(0)), 0);
+        assert_eq!(canary_weight(&r, Position::Promoted), 100);
+    }
+
+    #[test]
+    fn the_selector_is_what_every_version_shares() {
+        let v = |ver: &str| Version {
+            name: ver.into(),
+            labels: BTreeMap::from([
+                ("app".into(), "reviews".into()),
+                ("version".into(), ver.into()),
+            ]),
+        };
+        assert_eq!(
+            common_labels(&[v("v1"), v("v2")], "reviews"),
+            BTreeMap::from([("app".into(), "reviews".into())])
+        );
+        assert_eq!(common_labels(&[], "web")["app"], "web");
+    }
+}

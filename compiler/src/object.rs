@@ -1,0 +1,351 @@
+//! Emitted objects: ownership stamps, content hashes, a total order, and
+//! YAML/JSON output.
+//!
+//! Every object meshplan emits carries its labels and annotations so the
+//! reconciler can find what it owns and explain where an object came from:
+//!
+//! | key | kind | value |
+//! |---|---|---|
+//! | `app.kubernetes.io/managed-by` | label | `meshplan` |
+//! | `meshplan.dev/intent` | label | the intent's name |
+//! | `meshplan.dev/intent-namespace` | label | the intent's namespace |
+//! | `meshplan.dev/source` | annotation | `file:line` of the intent |
+//! | `meshplan.dev/content-hash` | annotation | SHA-256 (first 16 hex digits) of the object without its metadata |
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::ir::Origin;
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "meshplan";
+pub const INTENT: &str = "meshplan.dev/intent";
+pub const INTENT_NAMESPACE: &str = "meshplan.dev/intent-namespace";
+pub const SOURCE: &str = "meshplan.dev/source";
+pub const CONTENT_HASH: &str = "meshplan.dev/content-hash";
+
+/// One Kubernetes object, with where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshObject {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The whole object: `apiVersion`, `kind`, `metadata`, and the rest.
+    pub body: Value,
+    pub origin: Origin,
+    /// The emitter that made it (`istio`, `gateway-api`, …).
+    pub emitter: &'static str,
+}
+
+/// Builds a [`MeshObject`]; [`ObjectBuilder::build`] stamps ownership.
+#[derive(Debug)]
+pub struct ObjectBuilder {
+    obj: MeshObject,
+    labels: Map<String, Value>,
+    annotations: Map<String, Value>,
+    fields: Map<String, Value>,
+}
+
+impl MeshObject {
+    pub fn builder(
+        emitter: &'static str,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        origin: &Origin,
+    ) -> ObjectBuilder {
+        ObjectBuilder {
+            obj: MeshObject {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                namespace: Some(namespace.into()),
+                name: name.into(),
+                body: Value::Null,
+                origin: origin.clone(),
+                emitter,
+            },
+            labels: Map::new(),
+            annotations: Map::new(),
+            fields: Map::new(),
+        }
+    }
+
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.split_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// `Kind namespace/name`, for messages.
+    pub fn display_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+
+    /// The file an object is written to by `render --out`:
+    /// `<namespace>/<group>.<kind>-<name>.yaml` (`_cluster` for
+    /// cluster-scoped objects; the group keeps same-named kinds of different
+    /// groups apart).
+    pub fn file_path(&self) -> String {
+        let group = match self.group() {
+            "" => "core",
+            g => g,
+        };
+        format!(
+            "{}/{}.{}-{}.yaml",
+            self.namespace.as_deref().unwrap_or("_cluster"),
+            group,
+            self.kind.to_ascii_lowercase(),
+            self.name
+        )
+    }
+
+    fn sort_key(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.kind,
+            self.group(),
+            self.namespace.as_deref().unwrap_or(""),
+            &self.name,
+        )
+    }
+}
+
+impl ObjectBuilder {
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.labels.insert(k.into(), Value::String(v.into()));
+        self
+    }
+
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.annotations.insert(k.into(), Value::String(v.into()));
+        self
+    }
+
+    /// A top-level field beside `metadata` (`spec`, `data`, …).
+    pub fn field(mut self, k: &str, v: Value) -> Self {
+        self.fields.insert(k.into(), v);
+        self
+    }
+
+    pub fn spec(self, v: Value) -> Self {
+        self.field("spec", v)
+    }
+
+    /// Stamps ownership labels, the source and the content hash.
+    pub fn build(self) -> MeshObject {
+        let ObjectBuilder {
+            mut obj,
+            labels,
+            annotations,
+            fields,
+        } = self;
+        let (intent_ns, intent) = obj
+            .origin
+            .intent
+            .split_once('/')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .unwrap_or_default();
+        let mut l = Map::new();
+        l.insert(MANAGED_BY.into(), MANAGER.into());
+        l.insert(INTENT.into(), intent.into());
+        l.insert(INTENT_NAMESPACE.into(), intent_ns.into());
+        l.extend(labels);
+        let mut a = Map::new();
+        a.insert(
+            SOURCE.into(),
+            format!("{}:{}", obj.origin.file, obj.origin.line).into(),
+        );
+        a.insert(CONTENT_HASH.into(), content_hash(&fields).into());
+        a.extend(annotations);
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), obj.name.clone().into());
+        if let Some(ns) = &obj.namespace {
+            metadata.insert("namespace".into(), ns.clone().into());
+        }
+        metadata.insert("labels".into(), Value::Object(l));
+        metadata.insert("annotations".into(), Value::Object(a));
+        let mut body = Map::new();
+        body.insert("apiVersion".into(), obj.api_version.clone().into());
+        body.insert("kind".into(), obj.kind.clone().into());
+        body.insert("metadata".into(), Value::Object(metadata));
+        body.extend(fields);
+        obj.body = Value::Object(body);
+        obj
+    }
+}
+
+/// SHA-256 of the canonical JSON of an object's content (keys sorted), first
+/// 16 hex digits: changes exactly when the content does.
+fn content_hash(fields: &Map<String, Value>) -> String {
+    let mut text = String::new();
+    canonical(&Value::Object(fields.clone()), &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(16);
+    for b in &digest[..8] {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Sorts objects by kind, group, namespace and name (a total order: no two
+/// emitted objects share all four).
+pub fn sort(objects: &mut [MeshObject]) {
+    objects.sort_by(|a, b| {
+        a.sort_key()
+            .cmp(&b.sort_key())
+            .then_with(|| cmp_fallback(a, b))
+    });
+}
+
+fn cmp_fallback(a: &MeshObject, b: &MeshObject) -> Ordering {
+    a.api_version.cmp(&b.api_version)
+}
+
+/// One object as YAML (a document without the `---` separator).
+pub fn to_yaml(obj: &MeshObject) -> String {
+    // Serialising a JSON value cannot fail.
+    serde_saphyr::to_string(&obj.body).unwrap_or_default()
+}
+
+/// A YAML stream of every object, `---` between documents.
+pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&to_yaml(o));
+    }
+    out
+}
+
+/// A Kubernetes `List` of every object, as JSON.
+pub fn to_json_list(objects: &[MeshObject]) -> String {
+    let items: Vec<&Value> = objects.iter().map(|o| &o.body).collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let mut s = serde_json::to_string_pretty(&list).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            intent: "shop/web".into(),
+            file: "shop/web.yaml".into(),
+            line: 3,
+        }
+    }
+
+    #[test]
+    fn stamps_ownership_and_source() {
+        let o = MeshObject::builder(
+            "istio",
+            "networking.istio.io/v1",
+            "VirtualService",
+            "shop",
+            "web",
+            &origin(),
+        )
+        .spec(json!({"hosts": ["web"]}))
+        .build();
+        let md = &o.body["metadata"];
+        assert_eq!(md["labels"][MANAGED_BY], "meshplan");
+        assert_eq!(md["labels"][INTENT], "web");
+        assert_eq!(md["labels"][INTENT_NAMESPACE], "shop");
+        assert_eq!(md["annotations"][SOURCE], "shop/web.yaml:3");
+        assert_eq!(md["annotations"][CONTENT_HASH].as_str().unwrap().len(), 16);
+        assert_eq!(
+            o.file_path(),
+            "shop/networking.istio.io.virtualservice-web.yaml"
+        );
+    }
+
+    #[test]
+    fn the_hash_follows_content_not_key_order() {
+        let a = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+            .spec(json!({"a": 1, "b": 2}))
+            .build();
+        let mut m = Map::new();
+        m.insert("b".into(), json!(2));
+        m.insert("a".into(), json!(1));
+        let b = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+            .spec(Value::Object(m))
+            .build();
+        let c = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+            .spec(json!({"a": 1, "b": 3}))
+            .build();
+        let hash = |o: &MeshObject| o.body["metadata"]["annotations"][CONTENT_HASH].clone();
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&c));
+    }
+
+    #[test]
+    fn sorts_by_kind_group_namespace_name() {
+        let mk = |api: &str, kind: &str, ns: &str, name: &str| {
+            MeshObject::builder("x", api, kind, ns, name, &origin()).build()
+        };
+        let mut v = vec![
+            mk("policy.linkerd.io/v1beta3", "HTTPRoute", "a", "z"),
+            mk("v1", "Service", "a", "a"),
+            mk("gateway.networking.k8s.io/v1", "HTTPRoute", "b", "a"),
+            mk("gateway.networking.k8s.io/v1", "HTTPRoute", "a", "b"),
+        ];
+        sort(&mut v);
+        let names: Vec<String> = v
+            .iter()
+            .map(|o| format!("{} {}", o.api_version, o.display_name()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "gateway.networking.k8s.io/v1 HTTPRoute a/b",
+                "gateway.networking.k8s.io/v1 HTTPRoute b/a",
+                "policy.linkerd.io/v1beta3 HTTPRoute a/z",
+                "v1 Service a/a",
+            ]
+        );
+    }
+}

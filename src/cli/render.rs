@@ -1,0 +1,102 @@
+//! `meshplan render`: check, then compile to mesh objects.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use meshplan_compiler::{compile, object, Options};
+use meshplan_policy_lang::check::check_dir;
+use meshplan_policy_lang::diagnostic::human;
+
+use super::output::{colorize_stderr, print};
+use super::{Color, RenderArgs, RenderFormat};
+
+pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
+    let (repo, report) =
+        check_dir(&args.repo).with_context(|| format!("cannot read {}", args.repo.display()))?;
+    // A repository with errors renders nothing: same exit code as check.
+    if !report.passes(args.strict) {
+        let mut text = String::new();
+        for d in &report.diagnostics {
+            text.push_str(&human::render(d));
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "render refused: the repository does not pass check ({})\n",
+            human::summary_line(report.summary())
+        ));
+        eprint!("{}", colorize_stderr(&text, color));
+        return Ok(ExitCode::from(1));
+    }
+    let opts = Options {
+        targets: (!args.mesh.is_empty()).then(|| args.mesh.iter().map(|m| m.target()).collect()),
+        ..Options::default()
+    };
+    let compiled = match compile(&repo, &report, &opts) {
+        Ok(c) => c,
+        Err(meshplan_compiler::Error::Emit(errors)) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "render failed: {} feature(s) the chosen meshes cannot express",
+                errors.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let warnings: String = report
+        .diagnostics
+        .iter()
+        .chain(&compiled.diagnostics)
+        .map(|d| human::render(d) + "\n")
+        .collect();
+    if !warnings.is_empty() {
+        eprint!("{}", colorize_stderr(&warnings, color));
+    }
+    if compiled.diagnostics.iter().any(|d| d.is_error()) {
+        eprintln!("render refused: resource rules failed on the compiled objects");
+        return Ok(ExitCode::from(1));
+    }
+    let objects = &compiled.objects;
+    match &args.out {
+        None => print(&match args.format {
+            RenderFormat::Yaml => object::to_yaml_stream(objects),
+            RenderFormat::Json => object::to_json_list(objects),
+        }),
+        Some(dir) => {
+            write_tree(dir, objects, args.format)?;
+            eprintln!("rendered {} objects into {}", objects.len(), dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One file per object: `<namespace>/<group>.<kind>-<name>.yaml`.
+fn write_tree(
+    dir: &Path,
+    objects: &[meshplan_compiler::MeshObject],
+    format: RenderFormat,
+) -> anyhow::Result<()> {
+    for o in objects {
+        let mut rel = o.file_path();
+        let text = match format {
+            RenderFormat::Yaml => object::to_yaml(o),
+            RenderFormat::Json => {
+                rel = rel.replace(".yaml", ".json");
+                serde_json::to_string_pretty(&o.body)? + "\n"
+            }
+        };
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
