@@ -23,6 +23,11 @@ pub struct Ir {
     pub istio_revision: Option<String>,
     /// mTLS mode of services that set none.
     pub default_mtls: MtlsMode,
+    /// Whether Gateway API's experimental fields (HTTPRoute `retry`) exist.
+    pub gateway_api_experimental: bool,
+    /// Every target rendered together (set by `emit_all`): an emitter may
+    /// leave a feature to another target of the set.
+    pub targets: Vec<meshplan_policy_lang::intent::Target>,
 }
 
 /// Where an object came from: the intent and its file position.

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::{Report, Views};
+use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Repository;
 use meshplan_policy_lang::{Diagnostic, Location};
@@ -36,6 +37,8 @@ pub enum Error {
     Emit(Vec<EmitError>),
     #[error("emit: no emitter for target `{0}` yet")]
     NoEmitter(String),
+    #[error("emit: {0} (a compiler bug: please report it)")]
+    Conflict(String),
     #[error("the repository has no meshplan.yaml naming its targets, and none were given")]
     NoTargets,
 }
@@ -47,6 +50,8 @@ pub struct Options {
     pub targets: Option<Vec<Target>>,
     /// Where rollouts stand (default: none started).
     pub positions: Positions,
+    /// Overrides meshplan.yaml's `unsupported`.
+    pub unsupported: Option<UnsupportedSetting>,
 }
 
 /// The compiler's output.
@@ -56,6 +61,10 @@ pub struct Compiled {
     pub objects: Vec<MeshObject>,
     /// Findings of resource-scope rules on the objects.
     pub diagnostics: Vec<Diagnostic>,
+    /// Features the targets cannot express, rendered without them (only
+    /// when meshplan.yaml sets `unsupported: warning`; otherwise they are
+    /// an [`Error::Emit`]).
+    pub unsupported: Vec<EmitError>,
 }
 
 /// Compiles a repository `check` passed (`report` is its report: its
@@ -69,29 +78,44 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
             .map(|c| c.value.targets.clone())
             .ok_or(Error::NoTargets)?,
     };
+    let tolerate = opts
+        .unsupported
+        .or_else(|| repo.config.as_ref().and_then(|c| c.value.unsupported))
+        .is_some_and(|u| u == UnsupportedSetting::Warning);
     lower::lower(repo, &opts.positions)
         .map_err(Error::Lower)
         .and_then(|ir| emit_all(&ir, &targets))
-        .map(|objects| govern(repo, report, objects))
+        .and_then(
+            |(objects, unsupported)| match unsupported.is_empty() || tolerate {
+                true => Ok(govern(repo, report, objects, unsupported)),
+                false => Err(Error::Emit(unsupported)),
+            },
+        )
 }
 
-/// Runs each target's emitter; sorts the result.
-pub fn emit_all(ir: &Ir, targets: &[Target]) -> Result<Vec<MeshObject>, Error> {
+/// Runs each target's emitter; returns the sorted objects and what the
+/// targets could not express.
+pub fn emit_all(ir: &Ir, targets: &[Target]) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     let mut targets = targets.to_vec();
     targets.sort();
     targets.dedup();
+    let ir = Ir {
+        targets: targets.clone(),
+        ..ir.clone()
+    };
     for t in targets {
         let e = emit::emitter(t).ok_or_else(|| Error::NoEmitter(target_name(t).into()))?;
-        e.emit(ir, &mut objects, &mut errors);
+        e.emit(&ir, &mut objects, &mut errors);
     }
-    if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.line, &a.message).cmp(&(&b.file, b.line, &b.message)));
-        return Err(Error::Emit(errors));
-    }
+    errors.sort_by(|a, b| {
+        (&a.file, a.line, a.emitter, &a.message).cmp(&(&b.file, b.line, b.emitter, &b.message))
+    });
+    errors.dedup();
     object::sort(&mut objects);
-    Ok(objects)
+    let objects = object::merge_duplicates(objects).map_err(Error::Conflict)?;
+    Ok((objects, errors))
 }
 
 pub fn target_name(t: Target) -> &'static str {
@@ -106,7 +130,12 @@ pub fn target_name(t: Target) -> &'static str {
 
 /// Evaluates the repository's resource-scope rules on every object, at
 /// the location of the intent that produced it.
-fn govern(repo: &Repository, report: &Report, objects: Vec<MeshObject>) -> Compiled {
+fn govern(
+    repo: &Repository,
+    report: &Report,
+    objects: Vec<MeshObject>,
+    unsupported: Vec<EmitError>,
+) -> Compiled {
     let engine = Engine::new();
     let views = Views::new(repo);
     let origins: BTreeMap<String, Location> = repo
@@ -127,5 +156,6 @@ fn govern(repo: &Repository, report: &Report, objects: Vec<MeshObject>) -> Compi
     Compiled {
         objects,
         diagnostics,
+        unsupported,
     }
 }

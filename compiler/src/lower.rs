@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use meshplan_policy_lang::intent::config::GatewayApiChannel;
 use meshplan_policy_lang::intent::rollout::Strategy;
 use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::{Caller, PortRef, ServiceIntent};
@@ -46,6 +47,10 @@ pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError>
             .and_then(|c| c.istio.as_ref())
             .and_then(|i| i.revision.clone()),
         default_mtls,
+        gateway_api_experimental: config
+            .and_then(|c| c.gateway_api.as_ref())
+            .is_some_and(|g| g.channel == GatewayApiChannel::Experimental),
+        targets: Vec::new(),
     })
 }
 

@@ -238,6 +238,54 @@ fn cmp_fallback(a: &MeshObject, b: &MeshObject) -> Ordering {
     a.api_version.cmp(&b.api_version)
 }
 
+/// Merges objects several targets emit alike (the per-version backend
+/// Services Gateway API and Linkerd share): same identity and same content
+/// make one object, its labels and annotations united. `objects` must be
+/// sorted. Same identity with different content is an error naming it.
+pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, String> {
+    let mut out: Vec<MeshObject> = Vec::with_capacity(objects.len());
+    for o in objects {
+        let same = out.last().is_some_and(|prev| {
+            prev.sort_key() == o.sort_key() && prev.api_version == o.api_version
+        });
+        if !same {
+            out.push(o);
+            continue;
+        }
+        let prev = out.last_mut().expect("checked");
+        let content = |b: &Value| {
+            let mut b = b.clone();
+            if let Some(m) = b.as_object_mut() {
+                m.remove("metadata");
+            }
+            b
+        };
+        if content(&prev.body) != content(&o.body) {
+            return Err(format!(
+                "targets `{}` and `{}` both emit {} with different content",
+                prev.emitter,
+                o.emitter,
+                o.display_name()
+            ));
+        }
+        for key in ["labels", "annotations"] {
+            let ptr = format!("/metadata/{key}");
+            let from = o
+                .body
+                .pointer(&ptr)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(into) = prev.body.pointer_mut(&ptr).and_then(Value::as_object_mut) {
+                for (k, v) in from {
+                    into.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One object as YAML (a document without the `---` separator).
 pub fn to_yaml(obj: &MeshObject) -> String {
     // Serialising a JSON value cannot fail.
@@ -320,6 +368,27 @@ mod tests {
         let hash = |o: &MeshObject| o.body["metadata"]["annotations"][CONTENT_HASH].clone();
         assert_eq!(hash(&a), hash(&b));
         assert_ne!(hash(&a), hash(&c));
+    }
+
+    #[test]
+    fn identical_objects_of_two_targets_become_one() {
+        let mk = |emitter: &'static str, ann: &str, port: u32| {
+            MeshObject::builder(emitter, "v1", "Service", "ns", "web-v1", &origin())
+                .annotation(ann, "x")
+                .spec(json!({"ports": [{"port": port}]}))
+                .build()
+        };
+        let merged =
+            merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 80)]).unwrap();
+        assert_eq!(merged.len(), 1);
+        let ann = &merged[0].body["metadata"]["annotations"];
+        assert_eq!(
+            (ann["a"].as_str(), ann["b"].as_str()),
+            (Some("x"), Some("x"))
+        );
+        let err =
+            merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 81)]).unwrap_err();
+        assert!(err.contains("Service ns/web-v1"), "{err}");
     }
 
     #[test]

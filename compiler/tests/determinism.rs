@@ -19,7 +19,7 @@ fn render_with_order(rotate: usize, reverse: bool) -> String {
     let report = check(&repo, &Engine::new(), parse_diags);
     assert!(report.passes(false), "{:?}", report.diagnostics);
     let opts = Options {
-        targets: Some(vec![Target::Istio]),
+        targets: Some(vec![Target::Istio, Target::GatewayApi, Target::Linkerd]),
         ..Options::default()
     };
     let compiled = compile(&repo, &report, &opts).unwrap();

@@ -8,7 +8,9 @@ set -euo pipefail
 
 KUBE_VERSION=1.20.2
 CACHE="${MESHPLAN_CACHE:-$HOME/.cache/meshplan}"
-APISERVER="$CACHE/kube-apiserver-$KUBE_VERSION"
+# The recipe's revision is part of the cache key: a changed recipe rebuilds.
+RECIPE=r3
+APISERVER="$CACHE/kube-apiserver-$KUBE_VERSION-$RECIPE"
 # libssl-dev and pkg-config: git2's HTTPS support builds against them.
 PACKAGES=(etcd-server prometheus git openssh-server openssh-client openssl curl
           ca-certificates procps python3 libssl-dev pkg-config)
@@ -16,7 +18,8 @@ PACKAGES=(etcd-server prometheus git openssh-server openssh-client openssl curl
 # kubernetes-client (1.20.2) unless the machine already has one (some
 # images ship a `kubectl` package that conflicts with it).
 command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
-BUILD_PACKAGES=(golang-go rsync make dpkg-dev golang-github-modern-go-reflect2-dev)
+BUILD_PACKAGES=(golang-go rsync make dpkg-dev golang-github-modern-go-reflect2-dev
+                golang-github-json-iterator-go-dev)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
@@ -86,9 +89,22 @@ build_apiserver() {
     (cd "$work" && dpkg-source --no-check -x ./*.dsc src >/dev/null)
     local src="$work/src"
     # The vendored reflect2 1.0.1 crashes under Go >= 1.18 at the first watch
-    # of a custom resource; Debian's packaged one is fixed.
-    rm -rf "$src/vendor/github.com/modern-go/reflect2"
+    # of a custom resource; Debian's packaged 1.0.2 is fixed, and comes with
+    # the json-iterator released with it (1.1.12).
+    rm -rf "$src/vendor/github.com/modern-go/reflect2" "$src/vendor/github.com/json-iterator/go"
     cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
+    cp -r /usr/share/gocode/src/github.com/json-iterator/go "$src/vendor/github.com/json-iterator/go"
+    # go-openapi's type check treats a value as null when
+    # reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(v)) — comparing
+    # reflect.Value internals. Under Go >= 1.19 an empty string and
+    # reflect.Zero(string) share the runtime's zero buffer, so every "" in a
+    # custom resource is rejected as null (a Gateway API parentRef's
+    # `group: ""` among them). Under Go 1.15, 1.20's own toolchain, the
+    # check only ever matched nil: restore that.
+    local typego="$src/vendor/github.com/go-openapi/validate/type.go"
+    grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typego" || {
+        log "error: $typego no longer has the expected zero-value check"; exit 1; }
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
     mkdir -p "$src/.go/src/k8s.io"
     ln -sfn ../../.. "$src/.go/src/k8s.io/kubernetes"
     log "building kube-apiserver (about 5 minutes on 2 cores)"

@@ -102,6 +102,17 @@ pub struct RenderArgs {
     /// Refuse to render when check finds warnings too.
     #[arg(long)]
     pub strict: bool,
+    /// What a feature the chosen meshes cannot express does: `error` (render
+    /// nothing) or `warning` (render without it, and list it). Default:
+    /// meshplan.yaml's `unsupported`, else error.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub unsupported: Option<Unsupported>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Unsupported {
+    Error,
+    Warning,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

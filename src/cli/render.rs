@@ -9,7 +9,9 @@ use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::diagnostic::human;
 
 use super::output::{colorize_stderr, print};
-use super::{Color, RenderArgs, RenderFormat};
+use meshplan_policy_lang::intent::config::UnsupportedSetting;
+
+use super::{Color, RenderArgs, RenderFormat, Unsupported};
 
 pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
     let (repo, report) =
@@ -30,6 +32,10 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
     }
     let opts = Options {
         targets: (!args.mesh.is_empty()).then(|| args.mesh.iter().map(|m| m.target()).collect()),
+        unsupported: args.unsupported.map(|u| match u {
+            Unsupported::Error => UnsupportedSetting::Error,
+            Unsupported::Warning => UnsupportedSetting::Warning,
+        }),
         ..Options::default()
     };
     let compiled = match compile(&repo, &report, &opts) {
@@ -55,6 +61,10 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
         .chain(&compiled.diagnostics)
         .map(|d| human::render(d) + "\n")
         .collect();
+    let mut warnings = warnings;
+    for u in &compiled.unsupported {
+        warnings.push_str(&format!("warning: not rendered: {u}\n"));
+    }
     if !warnings.is_empty() {
         eprint!("{}", colorize_stderr(&warnings, color));
     }

@@ -50,8 +50,9 @@ pub fn strip_for_1_20(v: &mut Value) {
 }
 
 /// The CRD files of a directory, in install order: sorted, with
-/// experimental channels last so a CRD in both a standard and an
-/// experimental file is installed from the standard one.
+/// experimental channels first, so a CRD in both a standard and an
+/// experimental file is installed from the experimental one (a superset:
+/// objects of either channel validate).
 pub fn crd_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::Io(dir.to_path_buf(), e))?
@@ -64,7 +65,7 @@ pub fn crd_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        (name.contains("experimental"), name)
+        (!name.contains("experimental"), name)
     });
     Ok(files)
 }
@@ -208,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn installs_experimental_channels_last() {
+    fn installs_experimental_channels_first() {
         let dir = tempfile::tempdir().unwrap();
         for f in [
             "istio.yaml",

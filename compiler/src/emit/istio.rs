@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use meshplan_policy_lang::intent::service::{LoadBalancerPolicy, Match, MtlsMode, RetryOn};
 use serde_json::{json, Map, Value};
 
-use super::{cookie_regex, istio_string_match, proto_duration, EmitError, Emitter};
+use super::{cookie_regex, istio_string_match, prometheus, proto_duration, EmitError, Emitter};
 use crate::ir::{Backend, Ir, Peer, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -55,6 +55,9 @@ impl Emitter for Istio {
             }
             if let Some(f) = rate_limit_filter(s) {
                 out.push(f);
+            }
+            if let Some(r) = prometheus::slo_rules(NAME, prometheus::Flavor::Istio, s, errors) {
+                out.push(r);
             }
         }
         out.extend(namespace_default_deny(ir));

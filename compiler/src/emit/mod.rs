@@ -5,13 +5,18 @@
 //! silently dropped. Adding a mesh is adding one file here and one arm to
 //! [`emitter`].
 
+pub mod gateway_api;
 pub mod istio;
+pub mod linkerd;
+pub mod prometheus;
 
 use meshplan_policy_lang::intent::service::StringMatch;
 use meshplan_policy_lang::intent::{Duration, Target};
 use serde_json::{json, Value};
 
-use crate::ir::{Ir, Origin};
+use meshplan_policy_lang::intent::Protocol;
+
+use crate::ir::{Ir, Origin, Service};
 use crate::object::MeshObject;
 
 /// Something a mesh cannot express.
@@ -47,8 +52,53 @@ pub trait Emitter {
 pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
     match target {
         Target::Istio => Some(Box::new(istio::Istio)),
-        Target::Linkerd | Target::GatewayApi | Target::Consul | Target::Cilium => None,
+        Target::GatewayApi => Some(Box::new(gateway_api::GatewayApi)),
+        Target::Linkerd => Some(Box::new(linkerd::Linkerd)),
+        Target::Consul | Target::Cilium => None,
     }
+}
+
+/// The name of the per-version backend Service of `version`.
+pub fn backend_service_name(s: &Service, version: &str) -> String {
+    format!("{}-{version}", s.host)
+}
+
+/// Per-version backend Services (`<host>-<version>`), selecting each
+/// version's pods: meshes that split traffic between Services (Gateway API
+/// in GAMMA mode, Linkerd) route to these.
+pub fn backend_services(emitter: &'static str, s: &Service) -> Vec<MeshObject> {
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            let mut v = json!({"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": "TCP"});
+            let app = match p.protocol {
+                Protocol::Http => Some("http"),
+                Protocol::Http2 | Protocol::Grpc => Some("kubernetes.io/h2c"),
+                Protocol::Tcp => None,
+            };
+            if let Some(a) = app {
+                v["appProtocol"] = a.into();
+            }
+            v
+        })
+        .collect();
+    s.versions
+        .iter()
+        .map(|v| {
+            MeshObject::builder(
+                emitter,
+                "v1",
+                "Service",
+                &s.namespace,
+                &backend_service_name(s, &v.name),
+                &s.origin,
+            )
+            .label("meshplan.dev/version", &v.name)
+            .spec(json!({"selector": v.labels, "ports": ports}))
+            .build()
+        })
+        .collect()
 }
 
 /// A duration in protobuf JSON form (`3s`, `0.5s`), as Istio wants it.

@@ -44,6 +44,15 @@ pub struct Config {
     /// Istio-specific output settings.
     #[serde(default)]
     pub istio: Option<IstioSettings>,
+    /// What a target that cannot express an intent's feature (fault
+    /// injection on Gateway API, say) does: `error` (default: nothing is
+    /// rendered) or `warning` (rendered without it, and listed on every
+    /// render). Never silently dropped.
+    #[serde(default)]
+    pub unsupported: Option<UnsupportedSetting>,
+    /// Gateway API-specific output settings.
+    #[serde(default)]
+    pub gateway_api: Option<GatewayApiSettings>,
 }
 
 #[derive(
@@ -109,4 +118,30 @@ pub struct IstioSettings {
     /// upgrades; managed Istio such as the AKS add-on or Cloud Service Mesh).
     #[serde(default)]
     pub revision: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayApiSettings {
+    /// The release channel of the Gateway API CRDs installed in the
+    /// clusters. `standard` (default) has no HTTPRoute `retry`: retries on a
+    /// gateway-api target need `experimental`.
+    #[serde(default)]
+    pub channel: GatewayApiChannel,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayApiChannel {
+    #[default]
+    Standard,
+    Experimental,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UnsupportedSetting {
+    #[default]
+    Error,
+    Warning,
 }

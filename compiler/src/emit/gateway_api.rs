@@ -1,0 +1,373 @@
+//! Gateway API in GAMMA (mesh) mode: routes attached to the Service itself.
+//!
+//! Per service:
+//! - a backend **Service** per version (`<host>-<version>`), since Gateway
+//!   API splits traffic between Services, not pod subsets;
+//! - an **HTTPRoute** per http/http2 port, or a **GRPCRoute** per grpc
+//!   port (`<name>`, or `<name>-<port>` when there are several), whose
+//!   `parentRefs` name the Service and port: matches, weighted
+//!   `backendRefs`, redirect/rewrite and RequestMirror filters, timeouts,
+//!   and `retry` when the experimental channel is installed.
+//!
+//! Gateway API orders rules by match precedence (exact path, longest
+//! prefix, method, headers, query parameters), not by position; meshplan's
+//! routes are tried in order. Where the two disagree, `check` warns.
+//!
+//! Not expressible here (reported, never dropped): fault injection, local
+//! rate limits, circuit breaking, connection pools, consistent hashing, mTLS
+//! mode, allow lists (pair gateway-api with a policy target: istio,
+//! linkerd or cilium), tcp ports.
+
+use meshplan_policy_lang::intent::service::{Match, RetryOn, StringMatch};
+use meshplan_policy_lang::intent::{Protocol, Target};
+use serde_json::{json, Map, Value};
+
+use super::{
+    backend_service_name, backend_services, cookie_regex, gateway_duration, EmitError, Emitter,
+};
+use crate::ir::{Backend, Ir, Port, RouteAction, Service};
+use crate::object::MeshObject;
+
+const NAME: &str = "gateway-api";
+const API: &str = "gateway.networking.k8s.io/v1";
+
+#[derive(Debug)]
+pub struct GatewayApi;
+
+impl Emitter for GatewayApi {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        // Allow lists belong to a policy target rendered alongside.
+        let policy_target = ir
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::Istio | Target::Linkerd | Target::Cilium));
+        // SLOs are measured from a mesh's standard metrics.
+        let metrics_target = ir
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::Istio | Target::Linkerd));
+        for s in &ir.services {
+            unsupported(s, policy_target, errors);
+            if !s.slos.is_empty() && !metrics_target {
+                errors.push(EmitError::new(
+                    NAME,
+                    &s.origin,
+                    format!("service `{}`: SLO rules come from a mesh's standard metrics: add an istio or linkerd target", s.key()),
+                ));
+            }
+            out.extend(backend_services(NAME, s));
+            let l7: Vec<&Port> = s.l7_ports().collect();
+            for p in &l7 {
+                let name = if l7.len() == 1 {
+                    s.name.clone()
+                } else {
+                    format!("{}-{}", s.name, p.name)
+                };
+                match route(ir, s, p, &name, errors) {
+                    Some(o) => out.push(o),
+                    None => continue,
+                }
+            }
+        }
+    }
+}
+
+fn unsupported(s: &Service, policy_target: bool, errors: &mut Vec<EmitError>) {
+    let mut say = |what: &str| {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!("service `{}`: Gateway API cannot express {what}", s.key()),
+        ));
+    };
+    if s.faults.is_some() {
+        say("fault injection");
+    }
+    if s.rate_limit.is_some() {
+        say("a local rate limit");
+    }
+    if s.circuit_breaker.is_some() {
+        say("circuit breaking (outlier detection)");
+    }
+    if s.connection_pool.is_some() {
+        say("connection pool limits");
+    }
+    if s.load_balancer.is_some() {
+        say("a load-balancing policy");
+    }
+    if s.access.is_some() && !policy_target {
+        say("an allow list (add a policy target: istio, linkerd or cilium)");
+    }
+    if s.ports.iter().any(|p| p.protocol == Protocol::Tcp) {
+        say("tcp routing (TCPRoute is not part of GAMMA)");
+    }
+}
+
+fn string_match_type(m: &StringMatch, prefix_type: &str) -> (String, String) {
+    if let Some(v) = &m.exact {
+        ("Exact".into(), v.clone())
+    } else if let Some(v) = &m.prefix {
+        if prefix_type == "PathPrefix" {
+            ("PathPrefix".into(), v.clone())
+        } else {
+            (
+                "RegularExpression".into(),
+                format!("^{}.*", regex_escape(v)),
+            )
+        }
+    } else {
+        (
+            "RegularExpression".into(),
+            m.regex.clone().unwrap_or_default(),
+        )
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc = "\\.+*?()|[]{}^$".contains(c);
+            esc.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+pub(crate) fn http_match(m: &Match, grpc: bool) -> Value {
+    let mut v = Map::new();
+    let mut headers = Vec::new();
+    for (k, sm) in &m.headers {
+        let (t, val) = string_match_type(sm, "");
+        headers.push(json!({"type": t, "name": k, "value": val}));
+    }
+    for (name, sm) in &m.cookies {
+        headers.push(
+            json!({"type": "RegularExpression", "name": "cookie", "value": cookie_regex(name, sm)}),
+        );
+    }
+    if !headers.is_empty() {
+        v.insert("headers".into(), headers.into());
+    }
+    if grpc {
+        return Value::Object(v);
+    }
+    if let Some(p) = &m.path {
+        let (t, val) = string_match_type(p, "PathPrefix");
+        v.insert("path".into(), json!({"type": t, "value": val}));
+    }
+    if let Some(method) = &m.method {
+        v.insert("method".into(), method.to_ascii_uppercase().into());
+    }
+    if !m.query_params.is_empty() {
+        let q: Vec<Value> = m
+            .query_params
+            .iter()
+            .map(|(k, sm)| {
+                let (t, val) = string_match_type(sm, "");
+                json!({"type": t, "name": k, "value": val})
+            })
+            .collect();
+        v.insert("queryParams".into(), q.into());
+    }
+    Value::Object(v)
+}
+
+pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Value {
+    if backends.is_empty() {
+        return json!([{"name": s.host, "port": port.port}]);
+    }
+    backends
+        .iter()
+        .map(|b| json!({"name": backend_service_name(s, &b.version), "port": port.port, "weight": b.weight}))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn retry_codes(on: &[RetryOn]) -> Vec<u32> {
+    let mut codes = Vec::new();
+    for r in on {
+        match r {
+            RetryOn::ServerError => codes.extend([500, 502, 503, 504]),
+            RetryOn::GatewayError => codes.extend([502, 503, 504]),
+            RetryOn::Retriable4xx => codes.push(409),
+            // Connection failures and resets are retried by implementations
+            // without a code; gRPC statuses have no HTTP code.
+            _ => {}
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+fn route(
+    ir: &Ir,
+    s: &Service,
+    port: &Port,
+    name: &str,
+    errors: &mut Vec<EmitError>,
+) -> Option<MeshObject> {
+    let grpc = port.protocol == Protocol::Grpc;
+    let mut rules = Vec::new();
+    for r in &s.routes {
+        let mut rule = Map::new();
+        if !r.matches.is_empty() {
+            let ms: Vec<Value> = r.matches.iter().map(|m| http_match(m, grpc)).collect();
+            rule.insert("matches".into(), ms.into());
+        }
+        let mut filters = Vec::new();
+        match &r.action {
+            RouteAction::Redirect(rd) => {
+                if grpc {
+                    errors.push(EmitError::new(
+                        NAME,
+                        &s.origin,
+                        format!("route `{}`: a gRPC route cannot redirect", r.name),
+                    ));
+                    continue;
+                }
+                let mut v = Map::new();
+                if let Some(p) = &rd.path {
+                    v.insert(
+                        "path".into(),
+                        json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
+                    );
+                }
+                if let Some(h) = &rd.host {
+                    v.insert("hostname".into(), h.clone().into());
+                }
+                v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
+                filters.push(json!({"type": "RequestRedirect", "requestRedirect": v}));
+            }
+            RouteAction::Forward(backends) => {
+                if let Some(rw) = &r.rewrite {
+                    let mut v = Map::new();
+                    if let Some(h) = &rw.host {
+                        v.insert("hostname".into(), h.clone().into());
+                    }
+                    if let Some(p) = &rw.path_prefix {
+                        // ReplacePrefixMatch needs every match to be a path prefix.
+                        let prefixed = !r.matches.is_empty()
+                            && r.matches
+                                .iter()
+                                .all(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_some()));
+                        if prefixed && !grpc {
+                            v.insert(
+                                "path".into(),
+                                json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": p}),
+                            );
+                        } else {
+                            errors.push(EmitError::new(
+                                NAME,
+                                &s.origin,
+                                format!("route `{}`: Gateway API rewrites a path prefix only when every match is a path prefix", r.name),
+                            ));
+                        }
+                    }
+                    if !v.is_empty() && !grpc {
+                        filters.push(json!({"type": "URLRewrite", "urlRewrite": v}));
+                    }
+                }
+                if let Some(m) = s.mirror.as_ref().filter(|m| {
+                    !backends
+                        .iter()
+                        .any(|b| b.version == m.version && b.weight > 0)
+                }) {
+                    let mut mirror = json!({"backendRef": {"name": backend_service_name(s, &m.version), "port": port.port}});
+                    if m.percentage.fract() == 0.0 {
+                        mirror["percent"] = (m.percentage as u32).into();
+                    } else {
+                        mirror["fraction"] = json!({"numerator": (m.percentage * 1000.0).round() as u32, "denominator": 100_000});
+                    }
+                    filters.push(json!({"type": "RequestMirror", "requestMirror": mirror}));
+                }
+                rule.insert("backendRefs".into(), backend_refs(s, backends, port));
+                if !grpc {
+                    let mut timeouts = Map::new();
+                    if let Some(t) = r.timeout.or(s.timeout) {
+                        timeouts.insert("request".into(), gateway_duration(t).into());
+                    }
+                    if let Some(t) = s.retries.as_ref().and_then(|r| r.per_try_timeout) {
+                        timeouts.insert("backendRequest".into(), gateway_duration(t).into());
+                    }
+                    if !timeouts.is_empty() {
+                        rule.insert("timeouts".into(), Value::Object(timeouts));
+                    }
+                    if let Some(rt) = &s.retries {
+                        if ir.gateway_api_experimental {
+                            let mut v = Map::new();
+                            v.insert("attempts".into(), rt.attempts.into());
+                            let codes = retry_codes(&rt.retry_on);
+                            if !codes.is_empty() {
+                                v.insert("codes".into(), codes.into());
+                            }
+                            rule.insert("retry".into(), Value::Object(v));
+                        } else {
+                            errors.push(EmitError::new(
+                                NAME,
+                                &s.origin,
+                                format!("service `{}`: HTTPRoute retries need the experimental Gateway API channel (meshplan.yaml `gatewayApi.channel: experimental`)", s.key()),
+                            ));
+                        }
+                    }
+                } else if r.timeout.or(s.timeout).is_some() || s.retries.is_some() {
+                    errors.push(EmitError::new(
+                        NAME,
+                        &s.origin,
+                        format!(
+                            "service `{}`: GRPCRoute has no timeouts or retries",
+                            s.key()
+                        ),
+                    ));
+                }
+            }
+        }
+        if !filters.is_empty() {
+            rule.insert("filters".into(), filters.into());
+        }
+        rules.push(Value::Object(rule));
+    }
+    let kind = if grpc { "GRPCRoute" } else { "HTTPRoute" };
+    let spec = json!({
+        "parentRefs": [{"group": "", "kind": "Service", "name": s.host, "port": port.port}],
+        "rules": rules,
+    });
+    Some(
+        MeshObject::builder(NAME, API, kind, &s.namespace, name, &s.origin)
+            .spec(spec)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_codes_cover_the_retry_conditions() {
+        assert_eq!(
+            retry_codes(&[RetryOn::ServerError, RetryOn::GatewayError]),
+            [500, 502, 503, 504]
+        );
+        assert_eq!(retry_codes(&[RetryOn::Reset]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn header_prefixes_become_anchored_regexes() {
+        let m = StringMatch {
+            prefix: Some("v1.".into()),
+            ..StringMatch::default()
+        };
+        assert_eq!(
+            string_match_type(&m, ""),
+            ("RegularExpression".into(), "^v1\\..*".into())
+        );
+        assert_eq!(
+            string_match_type(&m, "PathPrefix"),
+            ("PathPrefix".into(), "v1.".into())
+        );
+    }
+}

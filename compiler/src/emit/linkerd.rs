@@ -1,0 +1,445 @@
+//! Linkerd: routes between per-version Services, and identity-based
+//! authorization.
+//!
+//! Per service:
+//! - a backend **Service** per version (`<host>-<version>`), carrying
+//!   Linkerd's failure-accrual annotations when a circuit breaker is set;
+//! - an **HTTPRoute** (`policy.linkerd.io/v1beta3`) per http/http2/grpc
+//!   port, parented to the Service: matches, weighted `backendRefs`,
+//!   redirects, per-route timeouts; the service's timeout and retries as
+//!   `timeout.linkerd.io/*` and `retry.linkerd.io/*` annotations;
+//! - with an allow list: a **Server** per port (`<name>-<port>`,
+//!   `accessPolicy: deny`, so whatever is not authorized is refused), and per
+//!   allow rule a **MeshTLSAuthentication** of the callers' identities
+//!   (`<sa>.<ns>.serviceaccount.identity.linkerd.<trust-domain>`) and an
+//!   **AuthorizationPolicy** per port — on the Server, or on an inbound
+//!   HTTPRoute matching the rule's methods and paths;
+//! - with a rate limit: a Server per limited port and an
+//!   **HTTPLocalRateLimitPolicy**.
+//!
+//! Not expressible here (reported, never dropped): fault injection,
+//! mirroring, rewrites, connection pools, load-balancing policies, and
+//! traffic splits on tcp ports.
+
+use meshplan_policy_lang::intent::service::RetryOn;
+use meshplan_policy_lang::intent::Protocol;
+use serde_json::{json, Map, Value};
+
+use super::gateway_api::{backend_refs, http_match};
+use super::{backend_services, gateway_duration, prometheus, EmitError, Emitter};
+use crate::ir::{Ir, Peer, Port, RouteAction, Service};
+use crate::object::MeshObject;
+
+const NAME: &str = "linkerd";
+const POLICY: &str = "policy.linkerd.io/v1beta3";
+const POLICY_ALPHA: &str = "policy.linkerd.io/v1alpha1";
+/// Matches per HTTPRoute rule, and rules per route, the schema allows.
+const MAX_MATCHES: usize = 8;
+const MAX_RULES: usize = 16;
+
+#[derive(Debug)]
+pub struct Linkerd;
+
+impl Emitter for Linkerd {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        for s in &ir.services {
+            unsupported(s, errors);
+            out.extend(
+                backend_services(NAME, s)
+                    .into_iter()
+                    .map(|o| failure_accrual(s, o)),
+            );
+            let l7: Vec<&Port> = s.l7_ports().collect();
+            for p in &l7 {
+                let name = if l7.len() == 1 {
+                    s.name.clone()
+                } else {
+                    format!("{}-{}", s.name, p.name)
+                };
+                out.push(route(s, p, &name));
+            }
+            authorization(ir, s, out, errors);
+            rate_limit(s, out, errors);
+            if let Some(r) = prometheus::slo_rules(NAME, prometheus::Flavor::Linkerd, s, errors) {
+                out.push(r);
+            }
+        }
+    }
+}
+
+fn unsupported(s: &Service, errors: &mut Vec<EmitError>) {
+    let mut say = |what: &str| {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!("service `{}`: Linkerd cannot express {what}", s.key()),
+        ));
+    };
+    if s.faults.is_some() {
+        say("fault injection");
+    }
+    if s.mirror.is_some() {
+        say("traffic mirroring");
+    }
+    if s.routes.iter().any(|r| r.rewrite.is_some()) {
+        say("request rewrites");
+    }
+    if s.connection_pool.is_some() {
+        say("connection pool limits");
+    }
+    if s.load_balancer.is_some() {
+        say("a load-balancing policy (Linkerd always balances by latency, EWMA)");
+    }
+    let split = s.routes.last().is_some_and(|r| match &r.action {
+        RouteAction::Forward(b) => b.iter().filter(|b| b.weight > 0).count() > 1,
+        RouteAction::Redirect(_) => false,
+    });
+    if split && s.ports.iter().any(|p| p.protocol == Protocol::Tcp) {
+        say("a traffic split on tcp ports");
+    }
+}
+
+/// Failure accrual (Linkerd's circuit breaking) is configured on the
+/// Services clients route to: the backends.
+fn failure_accrual(s: &Service, mut o: MeshObject) -> MeshObject {
+    if let Some(cb) = &s.circuit_breaker {
+        if let Some(a) = o
+            .body
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            a.insert(
+                "balancer.linkerd.io/failure-accrual".into(),
+                "consecutive".into(),
+            );
+            a.insert(
+                "balancer.linkerd.io/failure-accrual-consecutive-max-failures".into(),
+                cb.consecutive_errors.to_string().into(),
+            );
+            if let Some(d) = cb.base_ejection_time {
+                a.insert(
+                    "balancer.linkerd.io/failure-accrual-consecutive-min-penalty".into(),
+                    gateway_duration(d).into(),
+                );
+            }
+        }
+    }
+    o
+}
+
+fn retry_conditions(on: &[RetryOn]) -> String {
+    let mut v: Vec<&str> = on
+        .iter()
+        .filter_map(|r| match r {
+            RetryOn::ServerError => Some("5xx"),
+            RetryOn::GatewayError => Some("gateway-error"),
+            _ => None,
+        })
+        .collect();
+    v.dedup();
+    if v.is_empty() {
+        "5xx".into()
+    } else {
+        v.join(",")
+    }
+}
+
+fn route(s: &Service, port: &Port, name: &str) -> MeshObject {
+    let grpc = port.protocol == Protocol::Grpc;
+    let mut rules = Vec::new();
+    for r in &s.routes {
+        let mut rule = Map::new();
+        if !r.matches.is_empty() {
+            let ms: Vec<Value> = r.matches.iter().map(|m| http_match(m, false)).collect();
+            rule.insert("matches".into(), ms.into());
+        }
+        match &r.action {
+            RouteAction::Redirect(rd) => {
+                let mut v = Map::new();
+                if let Some(p) = &rd.path {
+                    v.insert(
+                        "path".into(),
+                        json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
+                    );
+                }
+                if let Some(h) = &rd.host {
+                    v.insert("hostname".into(), h.clone().into());
+                }
+                v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
+                rule.insert(
+                    "filters".into(),
+                    json!([{"type": "RequestRedirect", "requestRedirect": v}]),
+                );
+            }
+            RouteAction::Forward(backends) => {
+                rule.insert("backendRefs".into(), backend_refs(s, backends, port));
+                // The service's timeout is an annotation; a route's own
+                // timeout overrides it here.
+                if let Some(t) = r.timeout {
+                    rule.insert("timeouts".into(), json!({"request": gateway_duration(t)}));
+                }
+            }
+        }
+        rules.push(Value::Object(rule));
+    }
+    let mut b = MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin);
+    if let Some(t) = s.timeout {
+        b = b.annotation("timeout.linkerd.io/request", &gateway_duration(t));
+    }
+    if let Some(rt) = s.retries.as_ref().filter(|r| r.attempts > 0) {
+        let kind = if grpc {
+            "retry.linkerd.io/grpc"
+        } else {
+            "retry.linkerd.io/http"
+        };
+        let on = if grpc {
+            "cancelled,deadline-exceeded,resource-exhausted,unavailable".to_owned()
+        } else {
+            retry_conditions(&rt.retry_on)
+        };
+        b = b
+            .annotation(kind, &on)
+            .annotation("retry.linkerd.io/limit", &rt.attempts.to_string());
+        if let Some(t) = rt.per_try_timeout {
+            b = b.annotation("retry.linkerd.io/timeout", &gateway_duration(t));
+        }
+    }
+    b.spec(json!({
+        "parentRefs": [{"group": "core", "kind": "Service", "name": s.host, "port": port.port}],
+        "rules": rules,
+    }))
+    .build()
+}
+
+fn server_name(s: &Service, p: &Port) -> String {
+    format!("{}-{}", s.name, p.name)
+}
+
+/// A Server; `deny` refuses whatever no AuthorizationPolicy allows.
+fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
+    let protocol = match p.protocol {
+        Protocol::Http => "HTTP/1",
+        Protocol::Http2 => "HTTP/2",
+        Protocol::Grpc => "gRPC",
+        Protocol::Tcp => "opaque",
+    };
+    MeshObject::builder(
+        NAME,
+        POLICY,
+        "Server",
+        &s.namespace,
+        &server_name(s, p),
+        &s.origin,
+    )
+    .spec(json!({
+        "podSelector": {"matchLabels": s.workload_selector},
+        "port": p.target_port,
+        "proxyProtocol": protocol,
+        "accessPolicy": access_policy,
+    }))
+    .build()
+}
+
+fn identity(ir: &Ir, p: &Peer) -> String {
+    let td = &ir.trust_domain;
+    match p {
+        Peer::ServiceAccount { namespace, name } => {
+            format!("{name}.{namespace}.serviceaccount.identity.linkerd.{td}")
+        }
+        Peer::Namespace(ns) => format!("*.{ns}.serviceaccount.identity.linkerd.{td}"),
+        Peer::AnyNamespace => "*".into(),
+    }
+}
+
+fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+    let Some(access) = s.access.as_ref().filter(|a| a.default_deny) else {
+        return;
+    };
+    for p in &s.ports {
+        out.push(server(s, p, "deny"));
+    }
+    // Ports with inbound routes (method/path rules) and ports any caller
+    // may use whole: both need a catch-all route, since requests matching
+    // no route of a Server are refused.
+    let mut routed = std::collections::BTreeSet::new();
+    let mut whole = std::collections::BTreeSet::new();
+    for (i, rule) in access.rules.iter().enumerate() {
+        let authn = format!("{}-allow-{i}", s.name);
+        let identities: Vec<String> = rule.from.iter().map(|p| identity(ir, p)).collect();
+        out.push(
+            MeshObject::builder(
+                NAME,
+                POLICY_ALPHA,
+                "MeshTLSAuthentication",
+                &s.namespace,
+                &authn,
+                &s.origin,
+            )
+            .spec(json!({"identities": identities}))
+            .build(),
+        );
+        let ports: Vec<&Port> = if rule.ports.is_empty() {
+            s.ports.iter().collect()
+        } else {
+            rule.ports.iter().collect()
+        };
+        let combinations = rule.methods.len().max(1) * rule.paths.len().max(1);
+        if combinations > MAX_MATCHES * MAX_RULES {
+            errors.push(EmitError::new(
+                NAME,
+                &s.origin,
+                format!(
+                    "service `{}`: allow rule {i} has {combinations} method × path combinations; a Linkerd HTTPRoute holds at most {}",
+                    s.key(),
+                    MAX_MATCHES * MAX_RULES
+                ),
+            ));
+            continue;
+        }
+        for p in ports {
+            let target = if (!rule.methods.is_empty() || !rule.paths.is_empty())
+                && p.protocol.is_l7()
+            {
+                // Methods and paths: an inbound route on the Server that
+                // matches them, and the authorization on that route.
+                let route = format!("{}-allow-{i}-{}", s.name, p.name);
+                out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
+                routed.insert(p.name.clone());
+                json!({"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": route})
+            } else {
+                whole.insert(p.name.clone());
+                json!({"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)})
+            };
+            out.push(
+                MeshObject::builder(NAME, POLICY_ALPHA, "AuthorizationPolicy", &s.namespace, &format!("{authn}-{}", p.name), &s.origin)
+                    .spec(json!({
+                        "targetRef": target,
+                        "requiredAuthenticationRefs": [
+                            {"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": authn}
+                        ],
+                    }))
+                    .build(),
+            );
+        }
+    }
+    catch_all_routes(s, &routed, &whole, out);
+}
+
+fn catch_all_routes(
+    s: &Service,
+    routed: &std::collections::BTreeSet<String>,
+    whole: &std::collections::BTreeSet<String>,
+    out: &mut Vec<MeshObject>,
+) {
+    for p in s
+        .ports
+        .iter()
+        .filter(|p| routed.contains(&p.name) && whole.contains(&p.name))
+    {
+        out.push(inbound_route(
+            s,
+            p,
+            &format!("{}-{}-all", s.name, p.name),
+            &[],
+            &["/*".to_owned()],
+        ));
+    }
+}
+
+fn inbound_route(
+    s: &Service,
+    p: &Port,
+    name: &str,
+    methods: &[String],
+    paths: &[String],
+) -> MeshObject {
+    let path_matches: Vec<Option<Value>> = if paths.is_empty() {
+        vec![None]
+    } else {
+        paths
+            .iter()
+            .map(|path| {
+                Some(match path.strip_suffix('*') {
+                    Some(prefix) => json!({"type": "PathPrefix", "value": prefix}),
+                    None => json!({"type": "Exact", "value": path}),
+                })
+            })
+            .collect()
+    };
+    let method_list: Vec<Option<&String>> = if methods.is_empty() {
+        vec![None]
+    } else {
+        methods.iter().map(Some).collect()
+    };
+    let mut matches = Vec::new();
+    for path in &path_matches {
+        for m in &method_list {
+            let mut v = Map::new();
+            if let Some(path) = path {
+                v.insert("path".into(), path.clone());
+            }
+            if let Some(m) = m {
+                v.insert("method".into(), (*m).clone().into());
+            }
+            matches.push(Value::Object(v));
+        }
+    }
+    MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
+        .spec(json!({
+            "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
+            // The schema allows 8 matches per rule (and 16 rules).
+            "rules": matches.chunks(MAX_MATCHES).map(|c| json!({"matches": c})).collect::<Vec<_>>(),
+        }))
+        .build()
+}
+
+fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+    let Some(rl) = &s.rate_limit else { return };
+    let per = rl.per.as_secs_f64();
+    let rps = f64::from(rl.requests) / per;
+    if rps < 1.0 || rps.fract() != 0.0 {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!(
+                "service `{}`: Linkerd limits whole requests per second; {} per {}s is {rps:.3}/s",
+                s.key(),
+                rl.requests,
+                per
+            ),
+        ));
+        return;
+    }
+    let with_servers = s.access.as_ref().is_some_and(|a| a.default_deny);
+    for p in &rl.ports {
+        if !with_servers {
+            out.push(server(s, p, "all-unauthenticated"));
+        }
+        out.push(
+            MeshObject::builder(NAME, POLICY_ALPHA, "HTTPLocalRateLimitPolicy", &s.namespace, &format!("{}-{}-ratelimit", s.name, p.name), &s.origin)
+                .spec(json!({
+                    "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)},
+                    "total": {"requestsPerSecond": rps as u64},
+                }))
+                .build(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_conditions_default_to_5xx() {
+        assert_eq!(retry_conditions(&[]), "5xx");
+        assert_eq!(
+            retry_conditions(&[RetryOn::GatewayError, RetryOn::Reset]),
+            "gateway-error"
+        );
+    }
+}

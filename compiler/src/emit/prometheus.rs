@@ -1,0 +1,300 @@
+//! Prometheus: SLO recording rules and multi-window, multi-burn-rate
+//! alerts (a `PrometheusRule` per service with SLOs), and the canary
+//! analysis queries the rollout engine runs, both from the mesh's standard
+//! metrics.
+//!
+//! Not a target of its own: the Istio and Linkerd emitters call it with
+//! their metric [`Flavor`]. Object names carry the flavor
+//! (`<name>-slos-istio`), so rendering both meshes at once does not clash.
+//!
+//! For each SLO and window `W` in 5m, 30m, 1h, 2h, 6h, 1d, 3d, a recording
+//! rule `meshplan:slo_error_ratio:rate<W>` (labels `namespace`, `service`,
+//! `slo`). With the error budget `B = 1 − objective/100`:
+//!
+//! | alert | long window | short window | burn rate |
+//! |---|---|---|---|
+//! | page | 1h | 5m | 14.4 × B |
+//! | page | 6h | 30m | 6 × B |
+//! | ticket | 1d | 2h | 3 × B |
+//! | ticket | 3d | 6h | 1 × B |
+
+use std::fmt::Write as _;
+
+use meshplan_policy_lang::intent::slo::Sli;
+use meshplan_policy_lang::intent::Slo;
+use serde_json::{json, Value};
+
+use super::{gateway_duration, EmitError};
+use crate::ir::Service;
+use crate::object::MeshObject;
+
+const API: &str = "monitoring.coreos.com/v1";
+const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
+/// (long window, short window, burn-rate factor), per severity.
+const PAGE: [(&str, &str, f64); 2] = [("1h", "5m", 14.4), ("6h", "30m", 6.0)];
+const TICKET: [(&str, &str, f64); 2] = [("1d", "2h", 3.0), ("3d", "6h", 1.0)];
+
+/// Whose standard metrics the queries use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `istio_requests_total`, `istio_request_duration_milliseconds_bucket`.
+    Istio,
+    /// `response_total`, `response_latency_ms_bucket` (inbound).
+    Linkerd,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Istio => "istio",
+            Flavor::Linkerd => "linkerd",
+        }
+    }
+
+    /// The label selector of a service's inbound traffic, optionally of
+    /// one version.
+    fn selector(self, s: &Service, version: Option<&str>) -> String {
+        match self {
+            Flavor::Istio => {
+                let mut sel = format!(
+                    "reporter=\"destination\",destination_service_name=\"{}\",destination_service_namespace=\"{}\"",
+                    s.host, s.namespace
+                );
+                if let Some(v) = version {
+                    let _ = write!(sel, ",destination_version=\"{v}\"");
+                }
+                sel
+            }
+            // Linkerd's inbound metrics name the workload (Deployment), not
+            // the Service: meshplan expects `<service>-<version>`.
+            Flavor::Linkerd => match version {
+                Some(v) => format!(
+                    "direction=\"inbound\",namespace=\"{}\",deployment=\"{}-{v}\"",
+                    s.namespace, s.host
+                ),
+                None => format!(
+                    "direction=\"inbound\",namespace=\"{}\",deployment=~\"{h}|{h}-.*\"",
+                    s.namespace,
+                    h = s.host
+                ),
+            },
+        }
+    }
+
+    fn requests(self) -> &'static str {
+        match self {
+            Flavor::Istio => "istio_requests_total",
+            Flavor::Linkerd => "response_total",
+        }
+    }
+
+    fn buckets(self) -> &'static str {
+        match self {
+            Flavor::Istio => "istio_request_duration_milliseconds_bucket",
+            Flavor::Linkerd => "response_latency_ms_bucket",
+        }
+    }
+
+    fn errors(self, extra_codes: &[String]) -> String {
+        let extra: String = extra_codes.iter().map(|c| format!("|{c}")).collect();
+        match self {
+            Flavor::Istio => format!(",response_code=~\"5..{extra}\""),
+            Flavor::Linkerd if extra.is_empty() => ",classification=\"failure\"".into(),
+            Flavor::Linkerd => format!(",status_code=~\"5..{extra}\""),
+        }
+    }
+}
+
+/// The error ratio (bad / all events) of an SLI over `window`.
+fn error_ratio(flavor: Flavor, s: &Service, sli: &Sli, window: &str) -> Option<String> {
+    let sel = flavor.selector(s, None);
+    let total = format!("sum(rate({}{{{sel}}}[{window}]))", flavor.requests());
+    if let Some(a) = &sli.availability {
+        let errors = format!(
+            "sum(rate({}{{{sel}{}}}[{window}]))",
+            flavor.requests(),
+            flavor.errors(&a.error_codes)
+        );
+        return Some(format!("({errors}) / ({total})"));
+    }
+    if let Some(l) = &sli.latency {
+        let le = le_value(l.threshold.as_millis());
+        let good = format!(
+            "sum(rate({}{{{sel},le=\"{le}\"}}[{window}]))",
+            flavor.buckets()
+        );
+        let count = format!(
+            "sum(rate({}{{{sel},le=\"+Inf\"}}[{window}]))",
+            flavor.buckets()
+        );
+        return Some(format!("1 - (({good}) / ({count}))"));
+    }
+    let c = sli.custom.as_ref()?;
+    let good = c.good_query.replace("{{window}}", window);
+    let all = c.total_query.replace("{{window}}", window);
+    Some(format!("1 - (({good}) / ({all}))"))
+}
+
+/// A histogram bucket bound as Prometheus prints it (`500`, `0.5`).
+fn le_value(ms: u64) -> String {
+    ms.to_string()
+}
+
+fn labels(s: &Service, slo: &Slo) -> Value {
+    json!({"namespace": s.namespace, "service": s.host, "slo": slo.name})
+}
+
+fn record_name(window: &str) -> String {
+    format!("meshplan:slo_error_ratio:rate{window}")
+}
+
+fn sel_of(s: &Service, slo: &Slo) -> String {
+    format!(
+        "namespace=\"{}\",service=\"{}\",slo=\"{}\"",
+        s.namespace, s.host, slo.name
+    )
+}
+
+fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64)]) -> String {
+    let budget = 1.0 - slo.objective / 100.0;
+    let sel = sel_of(s, slo);
+    windows
+        .iter()
+        .map(|(long, short, factor)| {
+            let threshold = fmt_f64(factor * budget);
+            format!(
+                "({long_rec}{{{sel}}} > {threshold} and {short_rec}{{{sel}}} > {threshold})",
+                long_rec = record_name(long),
+                short_rec = record_name(short)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Shortest decimal that round-trips, without float noise (`0.0144`).
+fn fmt_f64(v: f64) -> String {
+    let s = format!("{:.10}", v);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
+/// The PrometheusRule of a service's SLOs, if it has any.
+pub fn slo_rules(
+    emitter: &'static str,
+    flavor: Flavor,
+    s: &Service,
+    errors: &mut Vec<EmitError>,
+) -> Option<MeshObject> {
+    if s.slos.is_empty() {
+        return None;
+    }
+    let mut groups = Vec::new();
+    for slo in &s.slos {
+        let mut rules = Vec::new();
+        for w in WINDOWS {
+            let Some(expr) = error_ratio(flavor, s, &slo.sli, w) else {
+                errors.push(EmitError::new(
+                    emitter,
+                    &s.origin,
+                    format!("SLO `{}` has no SLI", slo.name),
+                ));
+                break;
+            };
+            rules.push(json!({"record": record_name(w), "expr": expr, "labels": labels(s, slo)}));
+        }
+        let window = slo
+            .window
+            .map(gateway_duration)
+            .unwrap_or_else(|| "30d".into());
+        if let Some(alerting) = &slo.alerting {
+            for (severity, target, windows) in [
+                ("page", &alerting.page, &PAGE),
+                ("ticket", &alerting.ticket, &TICKET),
+            ] {
+                let Some(t) = target.as_ref().filter(|t| t.enabled != Some(false)) else {
+                    continue;
+                };
+                let mut l = serde_json::Map::new();
+                l.insert("severity".into(), severity.into());
+                for (k, v) in &t.labels {
+                    l.insert(k.clone(), v.clone().into());
+                }
+                let mut annotations = json!({
+                    "summary": format!("{}/{}: SLO {} ({}% over {window}) is burning its error budget too fast", s.namespace, s.host, slo.name, slo.objective),
+                });
+                if let Some(url) = &alerting.runbook_url {
+                    annotations["runbook_url"] = url.clone().into();
+                }
+                rules.push(json!({
+                    "alert": format!("SLOBurnRate{}", if severity == "page" { "Page" } else { "Ticket" }),
+                    "expr": alert_expr(s, slo, windows),
+                    "labels": l,
+                    "annotations": annotations,
+                }));
+            }
+        }
+        groups.push(json!({"name": format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name), "rules": rules}));
+    }
+    Some(
+        MeshObject::builder(
+            emitter,
+            API,
+            "PrometheusRule",
+            &s.namespace,
+            &format!("{}-slos-{}", s.name, flavor.name()),
+            &s.origin,
+        )
+        .spec(json!({"groups": groups}))
+        .build(),
+    )
+}
+
+/// The PromQL the rollout engine evaluates for one version over an
+/// analysis interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalysisQueries {
+    /// Requests in the interval (compared with `minRequestVolume`).
+    pub request_volume: String,
+    /// Success rate in percent.
+    pub success_rate: String,
+    /// The latency percentile, in milliseconds.
+    pub latency: String,
+}
+
+/// Analysis queries for `version` of `s` over `interval` (`1m`), with the
+/// latency `percentile` (50–99).
+pub fn analysis_queries(
+    flavor: Flavor,
+    s: &Service,
+    version: &str,
+    interval: &str,
+    percentile: u32,
+) -> AnalysisQueries {
+    let sel = flavor.selector(s, Some(version));
+    let req = flavor.requests();
+    let errors = flavor.errors(&[]);
+    AnalysisQueries {
+        request_volume: format!("sum(increase({req}{{{sel}}}[{interval}]))"),
+        success_rate: format!(
+            "100 * (1 - (sum(rate({req}{{{sel}{errors}}}[{interval}])) or vector(0)) / sum(rate({req}{{{sel}}}[{interval}])))"
+        ),
+        latency: format!(
+            "histogram_quantile({}, sum by (le) (rate({}{{{sel}}}[{interval}])))",
+            fmt_f64(f64::from(percentile) / 100.0),
+            flavor.buckets()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_thresholds_without_float_noise() {
+        assert_eq!(fmt_f64(14.4 * (1.0 - 99.9 / 100.0)), "0.0144");
+        assert_eq!(fmt_f64(0.99), "0.99");
+        assert_eq!(fmt_f64(1.0), "1");
+    }
+}
