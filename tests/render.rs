@@ -130,3 +130,21 @@ fn out_writes_one_file_per_object_in_a_kubectl_friendly_tree() {
     }
     assert_eq!(joined.len(), stream.split("\n---\n").count());
 }
+
+#[test]
+fn resource_rules_govern_the_rendered_objects() {
+    let out = meshplan(&["render", "tests/render-fixtures/resource-rule-violated"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing may be emitted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("output/strict-peer-authentication"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("PeerAuthentication web is PERMISSIVE"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("web.yaml:1:1"), "{stderr}");
+    assert!(stderr.contains("resource rules failed"), "{stderr}");
+}

@@ -9,7 +9,7 @@ set -euo pipefail
 KUBE_VERSION=1.20.2
 CACHE="${MESHPLAN_CACHE:-$HOME/.cache/meshplan}"
 # The recipe's revision is part of the cache key: a changed recipe rebuilds.
-RECIPE=r3
+RECIPE=r4
 APISERVER="$CACHE/kube-apiserver-$KUBE_VERSION-$RECIPE"
 # libssl-dev and pkg-config: git2's HTTPS support builds against them.
 PACKAGES=(etcd-server prometheus git openssh-server openssh-client openssl curl
@@ -101,10 +101,17 @@ build_apiserver() {
     # custom resource is rejected as null (a Gateway API parentRef's
     # `group: ""` among them). Under Go 1.15, 1.20's own toolchain, the
     # check only ever matched nil: restore that.
-    local typego="$src/vendor/github.com/go-openapi/validate/type.go"
-    grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typego" || {
-        log "error: $typego no longer has the expected zero-value check"; exit 1; }
-    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
+    # (Kubernetes 1.20 validates custom resources with kube-openapi's fork
+    # of go-openapi; both copies carry the check.)
+    local typego patched=0
+    for typego in "$src/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+                  "$src/vendor/github.com/go-openapi/validate/type.go"; do
+        if grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$typego"; then
+            sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
+            patched=$((patched + 1))
+        fi
+    done
+    [ "$patched" = 2 ] || { log "error: expected the zero-value check in 2 vendored type.go files, patched $patched"; exit 1; }
     mkdir -p "$src/.go/src/k8s.io"
     ln -sfn ../../.. "$src/.go/src/k8s.io/kubernetes"
     log "building kube-apiserver (about 5 minutes on 2 cores)"

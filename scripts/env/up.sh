@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR="${MESHPLAN_ENV_DIR:-$ROOT/target/testenv}"
 CACHE="${MESHPLAN_CACHE:-$HOME/.cache/meshplan}"
-APISERVER="$CACHE/kube-apiserver-1.20.2-r3"
+APISERVER="$CACHE/kube-apiserver-1.20.2-r4"
 CRDS="${MESHPLAN_CRDS:-$(cd "$ROOT/.." && pwd)/shared/crds}"
 HELPER="$ROOT/target/debug/meshplan-testenv"
 started=$(date +%s)

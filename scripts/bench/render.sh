@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end render benchmark (issue 3), on one core:
+#   meshplan render REPO --mesh M --out DIR   (check + compile + write files)
+# beside the peer users run today to build rendered objects from files:
+#   kubectl kustomize DIR   (a kustomization listing every rendered file)
+# for generated repositories of 1,000 and 10,000 services. Prints a
+# Markdown table (seconds, objects/s, peak RSS) for docs/benchmarks.md.
+# Not part of the test suite.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+W=${BENCH_DIR:-$ROOT/target/bench-render}
+SIZES=${SIZES:-"1000 10000"}
+MESHES=${MESHES:-"istio gateway-api linkerd"}
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+command -v kubectl >/dev/null || { echo "kubectl is missing: run scripts/env/install.sh" >&2; exit 2; }
+
+cd "$ROOT"
+cargo build --release -q --bin meshplan
+cargo build --release -q -p meshplan-policy-lang --example generate
+BIN=$ROOT/target/release/meshplan
+GEN=$ROOT/target/release/examples/generate
+mkdir -p "$W"
+
+# timed LABEL CMD...: runs CMD pinned to one core; prints "seconds rss_kib".
+timed() {
+    local out
+    out=$( { /usr/bin/time -f '%e %M' taskset -c 0 "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    echo "$out"
+}
+
+echo "| services | mesh | objects | meshplan render --out (s) | objects/s | peak RSS (MiB) | kubectl kustomize (s) | kustomize peak RSS (MiB) | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for n in $SIZES; do
+    repo="$W/repo-$n"
+    [ -d "$repo" ] || "$GEN" "$n" "$repo" 2>/dev/null
+    for mesh in $MESHES; do
+        out="$W/out-$n-$mesh"
+        rm -rf "$out"
+        # Warm the page cache once, then measure.
+        "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out" >/dev/null 2>&1
+        rm -rf "$out"
+        read -r m_s m_rss < <(timed "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out")
+        objects=$(find "$out" -name '*.yaml' | wc -l)
+        { echo "resources:"; (cd "$out" && find . -name '*.yaml' | sort | sed 's|^\./|- |'); } >"$out/kustomization.yaml"
+        kubectl kustomize "$out" >/dev/null
+        read -r k_s k_rss < <(timed kubectl kustomize "$out")
+        awk -v n="$n" -v mesh="$mesh" -v o="$objects" -v ms="$m_s" -v mr="$m_rss" -v ks="$k_s" -v kr="$k_rss" 'BEGIN {
+            ops = (ms > 0) ? o / ms : 0
+            printf "| %d | %s | %d | %.2f | %.0f | %.0f | %.2f | %.0f | %.1f× |\n", n, mesh, o, ms, ops, mr / 1024, ks, kr / 1024, (ms > 0 ? ks / ms : 0)
+        }'
+    done
+done
