@@ -227,9 +227,9 @@ mod tests {
         assert_eq!(
             names,
             [
+                "gateway-api-experimental.yaml",
                 "gateway-api-standard.yaml",
-                "istio.yaml",
-                "gateway-api-experimental.yaml"
+                "istio.yaml"
             ]
         );
     }
