@@ -9,6 +9,10 @@ use meshplan_policy_lang::generate;
 use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::parse;
 
+// The same allocator as the `meshplan` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn render(c: &mut Criterion) {
     let mut g = c.benchmark_group("render");
     g.sample_size(10);
@@ -21,13 +25,19 @@ fn render(c: &mut Criterion) {
             ("linkerd", Target::Linkerd),
         ] {
             let ir = lower(&repo, &Positions::default()).unwrap();
-            let (objects, _) = emit_all(&ir, &[target]).unwrap();
+            let (objects, _) = emit_all(ir, &[target]).unwrap();
             g.throughput(Throughput::Elements(objects.len() as u64));
             g.bench_with_input(BenchmarkId::new(mesh, n), &repo, |b, repo| {
                 b.iter(|| {
                     let ir = lower(black_box(repo), &Positions::default()).unwrap();
-                    let (objects, _) = emit_all(&ir, &[target]).unwrap();
+                    let (objects, _) = emit_all(ir, &[target]).unwrap();
                     black_box(object::to_yaml_stream(&objects))
+                })
+            });
+            g.bench_with_input(BenchmarkId::new(format!("{mesh}-no-yaml"), n), &repo, |b, repo| {
+                b.iter(|| {
+                    let ir = lower(black_box(repo), &Positions::default()).unwrap();
+                    black_box(emit_all(ir, &[target]).unwrap())
                 })
             });
         }

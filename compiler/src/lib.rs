@@ -84,7 +84,7 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .is_some_and(|u| u == UnsupportedSetting::Warning);
     lower::lower(repo, &opts.positions)
         .map_err(Error::Lower)
-        .and_then(|ir| emit_all(&ir, &targets))
+        .and_then(|ir| emit_all(ir, &targets))
         .and_then(
             |(objects, unsupported)| match unsupported.is_empty() || tolerate {
                 true => Ok(govern(repo, report, objects, unsupported)),
@@ -95,16 +95,13 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
 
 /// Runs each target's emitter; returns the sorted objects and what the
 /// targets could not express.
-pub fn emit_all(ir: &Ir, targets: &[Target]) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
+pub fn emit_all(mut ir: Ir, targets: &[Target]) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     let mut targets = targets.to_vec();
     targets.sort();
     targets.dedup();
-    let ir = Ir {
-        targets: targets.clone(),
-        ..ir.clone()
-    };
+    ir.targets = targets.clone();
     for t in targets {
         let e = emit::emitter(t).ok_or_else(|| Error::NoEmitter(target_name(t).into()))?;
         e.emit(&ir, &mut objects, &mut errors);

@@ -184,8 +184,8 @@ impl ObjectBuilder {
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
 /// 16 hex digits: changes exactly when the content does.
 fn content_hash(fields: &Map<String, Value>) -> String {
-    let mut text = String::new();
-    canonical(&Value::Object(fields.clone()), &mut text);
+    let mut text = String::with_capacity(1024);
+    canonical_map(fields, &mut text);
     let digest = Sha256::digest(text.as_bytes());
     let mut hex = String::with_capacity(16);
     for b in &digest[..8] {
@@ -194,22 +194,25 @@ fn content_hash(fields: &Map<String, Value>) -> String {
     hex
 }
 
+fn canonical_map(m: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A JSON string of the key; serialising a &str cannot fail.
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        canonical(v, out);
+    }
+    out.push('}');
+}
+
 fn canonical(v: &Value, out: &mut String) {
     match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&m[k], out);
-            }
-            out.push('}');
-        }
+        Value::Object(m) => canonical_map(m, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {

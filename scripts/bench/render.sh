@@ -23,9 +23,8 @@ mkdir -p "$W"
 
 # timed LABEL CMD...: runs CMD pinned to one core; prints "seconds rss_kib".
 timed() {
-    local out
-    out=$( { /usr/bin/time -f '%e %M' taskset -c 0 "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    echo "$out"
+    /usr/bin/time -o "$W/time.txt" -f '%e %M' taskset -c 0 "$@" >/dev/null 2>&1
+    tail -1 "$W/time.txt"
 }
 
 echo "| services | mesh | objects | meshplan render --out (s) | objects/s | peak RSS (MiB) | kubectl kustomize (s) | kustomize peak RSS (MiB) | ratio |"
@@ -41,7 +40,8 @@ for n in $SIZES; do
         rm -rf "$out"
         read -r m_s m_rss < <(timed "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out")
         objects=$(find "$out" -name '*.yaml' | wc -l)
-        { echo "resources:"; (cd "$out" && find . -name '*.yaml' | sort | sed 's|^\./|- |'); } >"$out/kustomization.yaml"
+        files=$(cd "$out" && find . -name '*.yaml' | sort | sed 's|^\./|- |')
+        printf 'resources:\n%s\n' "$files" >"$out/kustomization.yaml"
         kubectl kustomize "$out" >/dev/null
         read -r k_s k_rss < <(timed kubectl kustomize "$out")
         awk -v n="$n" -v mesh="$mesh" -v o="$objects" -v ms="$m_s" -v mr="$m_rss" -v ks="$k_s" -v kr="$k_rss" 'BEGIN {
