@@ -1,16 +1,10 @@
 //! The `meshplan` binary as users run it: exit codes, formats, help.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn meshplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshplan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+
+use common::meshplan;
 
 fn fixture(name: &str) -> String {
     Path::new("tests/fixtures")

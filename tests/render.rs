@@ -1,16 +1,10 @@
 //! `meshplan render` as users run it.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn meshplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshplan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+
+use common::meshplan;
 
 #[test]
 fn renders_the_examples_repo_for_istio_as_a_yaml_stream() {

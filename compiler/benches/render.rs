@@ -34,12 +34,16 @@ fn render(c: &mut Criterion) {
                     black_box(object::to_yaml_stream(&objects))
                 })
             });
-            g.bench_with_input(BenchmarkId::new(format!("{mesh}-no-yaml"), n), &repo, |b, repo| {
-                b.iter(|| {
-                    let ir = lower(black_box(repo), &Positions::default()).unwrap();
-                    black_box(emit_all(ir, &[target]).unwrap())
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("{mesh}-no-yaml"), n),
+                &repo,
+                |b, repo| {
+                    b.iter(|| {
+                        let ir = lower(black_box(repo), &Positions::default()).unwrap();
+                        black_box(emit_all(ir, &[target]).unwrap())
+                    })
+                },
+            );
         }
     }
     g.finish();

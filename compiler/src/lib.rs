@@ -95,7 +95,10 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
 
 /// Runs each target's emitter; returns the sorted objects and what the
 /// targets could not express.
-pub fn emit_all(mut ir: Ir, targets: &[Target]) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
+pub fn emit_all(
+    mut ir: Ir,
+    targets: &[Target],
+) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     let mut targets = targets.to_vec();

@@ -18,12 +18,13 @@
 //! mode, allow lists (pair gateway-api with a policy target: istio,
 //! linkerd or cilium), tcp ports.
 
-use meshplan_policy_lang::intent::service::{Match, RetryOn, StringMatch};
+use meshplan_policy_lang::intent::service::{Match, Redirect, RetryOn, StringMatch};
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
 use super::{
-    backend_service_name, backend_services, cookie_regex, gateway_duration, EmitError, Emitter,
+    backend_service_name, backend_services, cookie_regex, gateway_duration, report_unsupported,
+    EmitError, Emitter,
 };
 use crate::ir::{Backend, Ir, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -77,34 +78,25 @@ impl Emitter for GatewayApi {
 }
 
 fn unsupported(s: &Service, policy_target: bool, errors: &mut Vec<EmitError>) {
-    let mut say = |what: &str| {
-        errors.push(EmitError::new(
-            NAME,
-            &s.origin,
-            format!("service `{}`: Gateway API cannot express {what}", s.key()),
-        ));
-    };
-    if s.faults.is_some() {
-        say("fault injection");
-    }
-    if s.rate_limit.is_some() {
-        say("a local rate limit");
-    }
-    if s.circuit_breaker.is_some() {
-        say("circuit breaking (outlier detection)");
-    }
-    if s.connection_pool.is_some() {
-        say("connection pool limits");
-    }
-    if s.load_balancer.is_some() {
-        say("a load-balancing policy");
-    }
-    if s.access.is_some() && !policy_target {
-        say("an allow list (add a policy target: istio, linkerd or cilium)");
-    }
-    if s.ports.iter().any(|p| p.protocol == Protocol::Tcp) {
-        say("tcp routing (TCPRoute is not part of GAMMA)");
-    }
+    let features = [
+        (s.faults.is_some(), "fault injection"),
+        (s.rate_limit.is_some(), "a local rate limit"),
+        (
+            s.circuit_breaker.is_some(),
+            "circuit breaking (outlier detection)",
+        ),
+        (s.connection_pool.is_some(), "connection pool limits"),
+        (s.load_balancer.is_some(), "a load-balancing policy"),
+        (
+            s.access.is_some() && !policy_target,
+            "an allow list (add a policy target: istio, linkerd or cilium)",
+        ),
+        (
+            s.ports.iter().any(|p| p.protocol == Protocol::Tcp),
+            "tcp routing (TCPRoute is not part of GAMMA)",
+        ),
+    ];
+    report_unsupported(NAME, "Gateway API", s, &features, errors);
 }
 
 fn string_match_type(m: &StringMatch, prefix_type: &str) -> (String, String) {
@@ -175,6 +167,23 @@ pub(crate) fn http_match(m: &Match, grpc: bool) -> Value {
     Value::Object(v)
 }
 
+/// A `RequestRedirect` filter (Gateway API's shape, which Linkerd's
+/// HTTPRoute shares).
+pub(crate) fn request_redirect(rd: &Redirect) -> Value {
+    let mut v = Map::new();
+    if let Some(p) = &rd.path {
+        v.insert(
+            "path".into(),
+            json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
+        );
+    }
+    if let Some(h) = &rd.host {
+        v.insert("hostname".into(), h.clone().into());
+    }
+    v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
+    json!({"type": "RequestRedirect", "requestRedirect": v})
+}
+
 pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Value {
     if backends.is_empty() {
         return json!([{"name": s.host, "port": port.port}]);
@@ -229,18 +238,7 @@ fn route(
                     ));
                     continue;
                 }
-                let mut v = Map::new();
-                if let Some(p) = &rd.path {
-                    v.insert(
-                        "path".into(),
-                        json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
-                    );
-                }
-                if let Some(h) = &rd.host {
-                    v.insert("hostname".into(), h.clone().into());
-                }
-                v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
-                filters.push(json!({"type": "RequestRedirect", "requestRedirect": v}));
+                filters.push(request_redirect(rd));
             }
             RouteAction::Forward(backends) => {
                 if let Some(rw) = &r.rewrite {

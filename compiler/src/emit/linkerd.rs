@@ -25,8 +25,10 @@ use meshplan_policy_lang::intent::service::RetryOn;
 use meshplan_policy_lang::intent::Protocol;
 use serde_json::{json, Map, Value};
 
-use super::gateway_api::{backend_refs, http_match};
-use super::{backend_services, gateway_duration, prometheus, EmitError, Emitter};
+use super::gateway_api::{backend_refs, http_match, request_redirect};
+use super::{
+    backend_services, gateway_duration, prometheus, report_unsupported, EmitError, Emitter,
+};
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -72,35 +74,28 @@ impl Emitter for Linkerd {
 }
 
 fn unsupported(s: &Service, errors: &mut Vec<EmitError>) {
-    let mut say = |what: &str| {
-        errors.push(EmitError::new(
-            NAME,
-            &s.origin,
-            format!("service `{}`: Linkerd cannot express {what}", s.key()),
-        ));
-    };
-    if s.faults.is_some() {
-        say("fault injection");
-    }
-    if s.mirror.is_some() {
-        say("traffic mirroring");
-    }
-    if s.routes.iter().any(|r| r.rewrite.is_some()) {
-        say("request rewrites");
-    }
-    if s.connection_pool.is_some() {
-        say("connection pool limits");
-    }
-    if s.load_balancer.is_some() {
-        say("a load-balancing policy (Linkerd always balances by latency, EWMA)");
-    }
     let split = s.routes.last().is_some_and(|r| match &r.action {
         RouteAction::Forward(b) => b.iter().filter(|b| b.weight > 0).count() > 1,
         RouteAction::Redirect(_) => false,
     });
-    if split && s.ports.iter().any(|p| p.protocol == Protocol::Tcp) {
-        say("a traffic split on tcp ports");
-    }
+    let features = [
+        (s.faults.is_some(), "fault injection"),
+        (s.mirror.is_some(), "traffic mirroring"),
+        (
+            s.routes.iter().any(|r| r.rewrite.is_some()),
+            "request rewrites",
+        ),
+        (s.connection_pool.is_some(), "connection pool limits"),
+        (
+            s.load_balancer.is_some(),
+            "a load-balancing policy (Linkerd always balances by latency, EWMA)",
+        ),
+        (
+            split && s.ports.iter().any(|p| p.protocol == Protocol::Tcp),
+            "a traffic split on tcp ports",
+        ),
+    ];
+    report_unsupported(NAME, "Linkerd", s, &features, errors);
 }
 
 /// Failure accrual (Linkerd's circuit breaking) is configured on the
@@ -159,21 +154,7 @@ fn route(s: &Service, port: &Port, name: &str) -> MeshObject {
         }
         match &r.action {
             RouteAction::Redirect(rd) => {
-                let mut v = Map::new();
-                if let Some(p) = &rd.path {
-                    v.insert(
-                        "path".into(),
-                        json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
-                    );
-                }
-                if let Some(h) = &rd.host {
-                    v.insert("hostname".into(), h.clone().into());
-                }
-                v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
-                rule.insert(
-                    "filters".into(),
-                    json!([{"type": "RequestRedirect", "requestRedirect": v}]),
-                );
+                rule.insert("filters".into(), json!([request_redirect(rd)]));
             }
             RouteAction::Forward(backends) => {
                 rule.insert("backendRefs".into(), backend_refs(s, backends, port));

@@ -58,6 +58,26 @@ pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
     }
 }
 
+/// Reports each feature of `s` marked present that `mesh` cannot
+/// express. Emitters list their gaps as such a table.
+pub(crate) fn report_unsupported(
+    emitter: &'static str,
+    mesh: &str,
+    s: &Service,
+    features: &[(bool, &str)],
+    errors: &mut Vec<EmitError>,
+) {
+    for (present, what) in features {
+        if *present {
+            errors.push(EmitError::new(
+                emitter,
+                &s.origin,
+                format!("service `{}`: {mesh} cannot express {what}", s.key()),
+            ));
+        }
+    }
+}
+
 /// The name of the per-version backend Service of `version`.
 pub fn backend_service_name(s: &Service, version: &str) -> String {
     format!("{}-{version}", s.host)
