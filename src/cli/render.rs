@@ -74,10 +74,22 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
     }
     let objects = &compiled.objects;
     match &args.out {
-        None => print(&match args.format {
-            RenderFormat::Yaml => object::to_yaml_stream(objects),
-            RenderFormat::Json => object::to_json_list(objects),
-        }),
+        None => {
+            print(&match args.format {
+                RenderFormat::Yaml => object::to_yaml_stream(objects),
+                RenderFormat::Json => object::to_json_list(objects),
+            });
+            // On stderr, so stdout stays a clean stream for pipes.
+            eprintln!(
+                "rendered {} objects from {} services{}",
+                objects.len(),
+                report.services,
+                match compiled.unsupported.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} unsupported features not rendered, listed above)"),
+                }
+            );
+        }
         Some(dir) => {
             write_tree(dir, objects, args.format)?;
             eprintln!("rendered {} objects into {}", objects.len(), dir.display());
