@@ -11,6 +11,7 @@ use meshplan_policy_lang::intent::rollout::Strategy;
 use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::{Caller, PortRef, ServiceIntent};
 use meshplan_policy_lang::parse::{Loaded, Repository};
+use meshplan_policy_lang::resolve::ServiceIndex;
 
 use crate::ir::{
     Access, AllowRule, Backend, Ir, Mirror, Origin, Peer, Port, Position, Positions, RateLimit,
@@ -33,7 +34,7 @@ pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError>
         .and_then(|c| c.defaults.as_ref())
         .and_then(|d| d.mtls)
         .unwrap_or(MtlsMode::Strict);
-    let index = Index::new(repo);
+    let index = ServiceIndex::new(repo);
     let mut services = repo
         .services
         .iter()
@@ -54,40 +55,6 @@ pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError>
     })
 }
 
-/// Services by `namespace/name`, for resolving callers.
-struct Index<'a> {
-    by_key: BTreeMap<String, &'a ServiceIntent>,
-    repo: &'a Repository,
-}
-
-impl<'a> Index<'a> {
-    fn new(repo: &'a Repository) -> Self {
-        let by_key = repo
-            .services
-            .iter()
-            .map(|s| {
-                let key = format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name);
-                (key, &s.value)
-            })
-            .collect();
-        Self { by_key, repo }
-    }
-
-    /// `name` (in `from_ns`) or `namespace/name` → (namespace, service account).
-    fn identity(&self, from_ns: &str, reference: &str) -> Option<(String, String)> {
-        let key = if reference.contains('/') {
-            reference.to_owned()
-        } else {
-            format!("{from_ns}/{reference}")
-        };
-        let s = self.by_key.get(&key)?;
-        Some((
-            self.repo.namespace_of(s).to_owned(),
-            service_account_of(s).to_owned(),
-        ))
-    }
-}
-
 fn service_account_of(s: &ServiceIntent) -> &str {
     s.spec
         .service_account
@@ -97,7 +64,7 @@ fn service_account_of(s: &ServiceIntent) -> &str {
 
 fn service(
     repo: &Repository,
-    index: &Index<'_>,
+    index: &ServiceIndex<'_>,
     loaded: &Loaded<ServiceIntent>,
     default_mtls: MtlsMode,
     positions: &Positions,
@@ -359,10 +326,14 @@ fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Position) 
     }
 }
 
-fn peer(index: &Index<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
+fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
     if let Some(s) = &c.service {
-        let (namespace, name) = index.identity(from_ns, s)?;
-        return Some(Peer::ServiceAccount { namespace, name });
+        // Resolved exactly as check resolves it.
+        let (intent, namespace) = index.resolve(from_ns, s).ok()?;
+        return Some(Peer::ServiceAccount {
+            namespace: namespace.to_owned(),
+            name: service_account_of(intent).to_owned(),
+        });
     }
     if let Some(sa) = &c.service_account {
         let (namespace, name) = sa.split_once('/')?;
@@ -445,6 +416,27 @@ mod tests {
         assert_eq!(canary_weight(&r, Position::Shadow), 0);
         assert_eq!(canary_weight(&r, Position::Step(0)), 0);
         assert_eq!(canary_weight(&r, Position::Promoted), 100);
+    }
+
+    #[test]
+    fn resolves_callers_exactly_as_check_does() {
+        // `web` is named without a namespace and lives only in `b`: check
+        // accepts it, so lowering must resolve it too.
+        let text = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: api, namespace: a }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  access:\n    allow:\n      - from: [{ service: web }]\n---\napiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: b }\nspec:\n  serviceAccount: web-sa\n  ports: [{ name: http, port: 80, protocol: http }]\n";
+        let (repo, report) =
+            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
+                files: vec![("s.yaml".into(), text.into())],
+            });
+        assert!(report.passes(false), "{:?}", report.diagnostics);
+        let ir = lower(&repo, &Positions::default()).unwrap();
+        let api = ir.services.iter().find(|s| s.name == "api").unwrap();
+        assert_eq!(
+            api.access.as_ref().unwrap().rules[0].from,
+            [Peer::ServiceAccount {
+                namespace: "b".into(),
+                name: "web-sa".into()
+            }]
+        );
     }
 
     #[test]

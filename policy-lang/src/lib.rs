@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod generate;
 pub mod intent;
 pub mod parse;
+pub mod resolve;
 pub mod schema;
 pub mod source;
 pub mod yaml;

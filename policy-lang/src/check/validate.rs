@@ -10,6 +10,7 @@ use crate::intent::rollout::{SloGate, Strategy};
 use crate::intent::service::{Destination, StringMatch};
 use crate::intent::{PortRef, Protocol, ServiceIntent};
 use crate::parse::{Loaded, Repository};
+use crate::resolve::ServiceIndex;
 use crate::yaml::{did_you_mean, Path};
 
 /// Diagnostics of one document.
@@ -150,54 +151,6 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
         config(repo, c, &mut out);
     }
     out
-}
-
-/// Services by namespace and name, to resolve allow-list references.
-struct ServiceIndex<'a> {
-    by_key: BTreeMap<(&'a str, &'a str), &'a ServiceIntent>,
-    by_name: BTreeMap<&'a str, Vec<&'a str>>,
-}
-
-impl<'a> ServiceIndex<'a> {
-    fn new(repo: &'a Repository) -> Self {
-        let mut by_key = BTreeMap::new();
-        let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for s in &repo.services {
-            let ns = repo.namespace_of(&s.value);
-            by_key.insert((ns, s.value.metadata.name.as_str()), &s.value);
-            by_name
-                .entry(s.value.metadata.name.as_str())
-                .or_default()
-                .push(ns);
-        }
-        Self { by_key, by_name }
-    }
-
-    /// `name` (same namespace first, then unique anywhere) or `ns/name`.
-    fn resolve(&self, from_ns: &str, reference: &str) -> Result<(), String> {
-        if let Some((ns, name)) = reference.split_once('/') {
-            return if self.by_key.contains_key(&(ns, name)) {
-                Ok(())
-            } else {
-                Err(format!("no ServiceIntent `{name}` in namespace `{ns}`"))
-            };
-        }
-        if self.by_key.contains_key(&(from_ns, reference)) {
-            return Ok(());
-        }
-        match self.by_name.get(reference).map(Vec::as_slice) {
-            Some([_]) => Ok(()),
-            Some(many) => Err(format!(
-                "`{reference}` is ambiguous: it exists in namespaces {}; write `namespace/{reference}`",
-                many.join(", ")
-            )),
-            None => Err(format!("no ServiceIntent named `{reference}` exists in this repository")),
-        }
-    }
-
-    fn names(&self) -> Vec<&'a str> {
-        self.by_name.keys().copied().collect()
-    }
 }
 
 fn service(

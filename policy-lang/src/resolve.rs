@@ -1,0 +1,69 @@
+//! Resolving a reference to another service (`name` or `namespace/name`),
+//! the one way check and the compiler both use.
+
+use std::collections::BTreeMap;
+
+use crate::intent::ServiceIntent;
+use crate::parse::Repository;
+
+/// Services by namespace and name.
+#[derive(Debug)]
+pub struct ServiceIndex<'a> {
+    /// namespace → name → intent.
+    by_ns: BTreeMap<&'a str, BTreeMap<&'a str, &'a ServiceIntent>>,
+    by_name: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> ServiceIndex<'a> {
+    pub fn new(repo: &'a Repository) -> Self {
+        let mut by_ns: BTreeMap<&str, BTreeMap<&str, &ServiceIntent>> = BTreeMap::new();
+        let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for s in &repo.services {
+            let ns = repo.namespace_of(&s.value);
+            by_ns
+                .entry(ns)
+                .or_default()
+                .insert(s.value.metadata.name.as_str(), &s.value);
+            by_name
+                .entry(s.value.metadata.name.as_str())
+                .or_default()
+                .push(ns);
+        }
+        Self { by_ns, by_name }
+    }
+
+    /// `name` (same namespace first, then unique anywhere) or `ns/name`
+    /// → the service's intent and namespace.
+    pub fn resolve(
+        &self,
+        from_ns: &str,
+        reference: &str,
+    ) -> Result<(&'a ServiceIntent, &'a str), String> {
+        let found = |ns: &str, name: &str| self.lookup(ns, name);
+        if let Some((ns, name)) = reference.split_once('/') {
+            return found(ns, name)
+                .ok_or_else(|| format!("no ServiceIntent `{name}` in namespace `{ns}`"));
+        }
+        if let Some(hit) = found(from_ns, reference) {
+            return Ok(hit);
+        }
+        match self.by_name.get(reference).map(Vec::as_slice) {
+            Some([ns]) => found(ns, reference).ok_or_else(|| format!("no ServiceIntent named `{reference}`")),
+            Some(many) => Err(format!(
+                "`{reference}` is ambiguous: it exists in namespaces {}; write `namespace/{reference}`",
+                many.join(", ")
+            )),
+            None => Err(format!("no ServiceIntent named `{reference}` exists in this repository")),
+        }
+    }
+
+    fn lookup(&self, ns: &str, name: &str) -> Option<(&'a ServiceIntent, &'a str)> {
+        let (&ns, names) = self.by_ns.get_key_value(ns)?;
+        names.get(name).map(|&s| (s, ns))
+    }
+
+    /// Every service name, for "did you mean" hints.
+    pub fn names(&self) -> Vec<&'a str> {
+        self.by_name.keys().copied().collect()
+    }
+}
