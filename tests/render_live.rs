@@ -9,7 +9,7 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PatchParams, PostParams};
 use meshplan_testenv::crds::apply_value_with;
-use meshplan_testenv::TestEnv;
+use meshplan_testenv::{error_chain, TestEnv};
 
 fn render_json(repo: &Path, mesh: &str) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_meshplan"))
@@ -74,13 +74,7 @@ async fn the_real_apiserver_accepts_every_rendered_object_of_every_mesh() {
         for o in &objects {
             checked += 1;
             if let Err(e) = apply_value_with(&client, o, &dry).await {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                failures.push(format!("{} ({mesh}): {msg}", repo.display()));
+                failures.push(format!("{} ({mesh}): {}", repo.display(), error_chain(&e)));
             }
         }
     }

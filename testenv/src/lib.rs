@@ -157,6 +157,17 @@ impl TestEnv {
     }
 }
 
+/// An error and every `source()` below it, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
 /// A client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Result<Client, Error> {
     let kc = Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(path.to_path_buf(), e))?;
@@ -316,32 +327,8 @@ impl MetricsControl {
 pub struct TestRepo {
     pub name: String,
     pub bare: PathBuf,
-    work: tempfile_dir::TempDir,
-}
-
-mod tempfile_dir {
-    //! A directory removed on drop (no dependency for one helper).
-    use std::path::{Path, PathBuf};
-
-    #[derive(Debug)]
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(path: PathBuf) -> std::io::Result<Self> {
-            std::fs::create_dir_all(&path)?;
-            Ok(Self(path))
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    /// A work tree to commit from, removed on drop.
+    work: tempfile::TempDir,
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
@@ -370,7 +357,9 @@ impl GitServers {
         let bare = self.root.join(format!("{name}.git"));
         std::fs::create_dir_all(&bare).map_err(|e| Error::Io(bare.clone(), e))?;
         git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
-        let work = tempfile_dir::TempDir::new(self.root.join(format!(".work/{name}")))
+        let work = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir()
             .map_err(|e| Error::Io(self.root.clone(), e))?;
         git(work.path(), &["init", "-q", "-b", "main"])?;
         git(

@@ -23,8 +23,8 @@ use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
 use super::{
-    backend_service_name, backend_services, cookie_regex, gateway_duration, report_unsupported,
-    EmitError, Emitter,
+    backend_service_name, backend_services, cookie_regex, gateway_duration, l7_routes,
+    regex_escape, report_unsupported, EmitError, Emitter,
 };
 use crate::ir::{Backend, Ir, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -61,17 +61,8 @@ impl Emitter for GatewayApi {
                 ));
             }
             out.extend(backend_services(NAME, s));
-            let l7: Vec<&Port> = s.l7_ports().collect();
-            for p in &l7 {
-                let name = if l7.len() == 1 {
-                    s.name.clone()
-                } else {
-                    format!("{}-{}", s.name, p.name)
-                };
-                match route(ir, s, p, &name, errors) {
-                    Some(o) => out.push(o),
-                    None => continue,
-                }
+            for (p, name) in l7_routes(s) {
+                out.push(route(ir, s, p, &name, errors));
             }
         }
     }
@@ -117,15 +108,6 @@ fn string_match_type(m: &StringMatch, prefix_type: &str) -> (String, String) {
             m.regex.clone().unwrap_or_default(),
         )
     }
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc = "\\.+*?()|[]{}^$".contains(c);
-            esc.then_some('\\').into_iter().chain(std::iter::once(c))
-        })
-        .collect()
 }
 
 pub(crate) fn http_match(m: &Match, grpc: bool) -> Value {
@@ -212,13 +194,7 @@ fn retry_codes(on: &[RetryOn]) -> Vec<u32> {
     codes
 }
 
-fn route(
-    ir: &Ir,
-    s: &Service,
-    port: &Port,
-    name: &str,
-    errors: &mut Vec<EmitError>,
-) -> Option<MeshObject> {
+fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let grpc = port.protocol == Protocol::Grpc;
     let mut rules = Vec::new();
     for r in &s.routes {
@@ -333,11 +309,9 @@ fn route(
         "parentRefs": [{"group": "", "kind": "Service", "name": s.host, "port": port.port}],
         "rules": rules,
     });
-    Some(
-        MeshObject::builder(NAME, API, kind, &s.namespace, name, &s.origin)
-            .spec(spec)
-            .build(),
-    )
+    MeshObject::builder(NAME, API, kind, &s.namespace, name, &s.origin)
+        .spec(spec)
+        .build()
 }
 
 #[cfg(test)]

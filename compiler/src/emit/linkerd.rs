@@ -27,7 +27,8 @@ use serde_json::{json, Map, Value};
 
 use super::gateway_api::{backend_refs, http_match, request_redirect};
 use super::{
-    backend_services, gateway_duration, prometheus, report_unsupported, EmitError, Emitter,
+    backend_services, gateway_duration, l7_routes, prometheus, report_unsupported, EmitError,
+    Emitter,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -55,13 +56,7 @@ impl Emitter for Linkerd {
                     .into_iter()
                     .map(|o| failure_accrual(s, o)),
             );
-            let l7: Vec<&Port> = s.l7_ports().collect();
-            for p in &l7 {
-                let name = if l7.len() == 1 {
-                    s.name.clone()
-                } else {
-                    format!("{}-{}", s.name, p.name)
-                };
+            for (p, name) in l7_routes(s) {
                 out.push(route(s, p, &name));
             }
             authorization(ir, s, out, errors);

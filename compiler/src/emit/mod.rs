@@ -78,6 +78,23 @@ pub(crate) fn report_unsupported(
     }
 }
 
+/// A service's L7 ports with the name of each one's route: the service's
+/// name, or `<name>-<port>` when it has several.
+pub(crate) fn l7_routes(s: &Service) -> Vec<(&crate::ir::Port, String)> {
+    let l7: Vec<_> = s.l7_ports().collect();
+    let several = l7.len() > 1;
+    l7.into_iter()
+        .map(|p| {
+            let name = if several {
+                format!("{}-{}", s.name, p.name)
+            } else {
+                s.name.clone()
+            };
+            (p, name)
+        })
+        .collect()
+}
+
 /// The name of the per-version backend Service of `version`.
 pub fn backend_service_name(s: &Service, version: &str) -> String {
     format!("{}-{version}", s.host)
@@ -168,10 +185,11 @@ pub fn cookie_regex(name: &str, m: &StringMatch) -> String {
     format!("^(?:.*;\\s*)?{}={value}(?:;.*)?$", regex_escape(name))
 }
 
-fn regex_escape(s: &str) -> String {
+/// Escapes RE2's metacharacters, so `s` matches itself.
+pub(crate) fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+        if "\\.+*?()|[]{}^$".contains(c) {
             out.push('\\');
         }
         out.push(c);

@@ -14,7 +14,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use meshplan_testenv::metrics::{Generator, Workload};
-use meshplan_testenv::{client_from, crds, githttp};
+use meshplan_testenv::{client_from, crds, error_chain, githttp};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,15 +155,7 @@ where
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(f).map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        msg
-    })
+    rt.block_on(f).map_err(|e| error_chain(&e))
 }
 
 fn metrics_gen(listen: &str) -> Result<(), String> {
