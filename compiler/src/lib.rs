@@ -13,6 +13,7 @@ pub mod emit;
 pub mod ir;
 pub mod lower;
 pub mod object;
+pub mod summary;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ pub use emit::EmitError;
 pub use ir::{Ir, Position, Positions};
 pub use lower::LowerError;
 pub use object::MeshObject;
+pub use summary::Summary;
 
 /// Why compiling stopped, tagged with the stage.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,8 @@ pub struct Compiled {
     /// when meshplan.yaml sets `unsupported: warning`; otherwise they are
     /// an [`Error::Emit`]).
     pub unsupported: Vec<EmitError>,
+    /// What the revision means, for semantic diffs.
+    pub summary: Summary,
 }
 
 /// Compiles a repository `check` passed (`report` is its report: its
@@ -84,13 +88,14 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .is_some_and(|u| u == UnsupportedSetting::Warning);
     lower::lower(repo, &opts.positions)
         .map_err(Error::Lower)
-        .and_then(|ir| emit_all(ir, &targets))
-        .and_then(
-            |(objects, unsupported)| match unsupported.is_empty() || tolerate {
-                true => Ok(govern(repo, report, objects, unsupported)),
+        .map(|ir| (Summary::of(&ir), ir))
+        .and_then(|(summary, ir)| Ok((summary, emit_all(ir, &targets)?)))
+        .and_then(|(summary, (objects, unsupported))| {
+            match unsupported.is_empty() || tolerate {
+                true => Ok(govern(repo, report, objects, unsupported, summary)),
                 false => Err(Error::Emit(unsupported)),
-            },
-        )
+            }
+        })
 }
 
 /// Runs each target's emitter; returns the sorted objects and what the
@@ -135,6 +140,7 @@ fn govern(
     report: &Report,
     objects: Vec<MeshObject>,
     unsupported: Vec<EmitError>,
+    summary: Summary,
 ) -> Compiled {
     let engine = Engine::new();
     let views = Views::new(repo);
@@ -157,5 +163,6 @@ fn govern(
         objects,
         diagnostics,
         unsupported,
+        summary,
     }
 }

@@ -291,8 +291,13 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
 
 /// One object as YAML (a document without the `---` separator).
 pub fn to_yaml(obj: &MeshObject) -> String {
+    value_to_yaml(&obj.body)
+}
+
+/// Any JSON value as YAML, formatted as meshplan writes objects.
+pub fn value_to_yaml(v: &Value) -> String {
     // Serialising a JSON value cannot fail.
-    serde_saphyr::to_string(&obj.body).unwrap_or_default()
+    serde_saphyr::to_string(v).unwrap_or_default()
 }
 
 /// A YAML stream of every object, `---` between documents.

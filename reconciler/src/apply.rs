@@ -1,0 +1,406 @@
+//! The `apply` stage: make the cluster match a [`Plan`].
+//!
+//! # Expected flow
+//!
+//! 1. Unless this is a dry run, the inventory is first *widened* to the
+//!    objects it listed plus every desired object, so an apply interrupted
+//!    at any point leaves everything it may have created listed, and
+//!    prunable by a later run.
+//! 2. The phases run in order — namespaces, policies, backends, routes,
+//!    other (see [`crate::order`]). In a phase, every create and update is
+//!    one server-side apply under the field manager `meshplan`, at most
+//!    `concurrency` at once, on the one shared client. A phase starts when
+//!    the previous one has finished without failure.
+//! 3. With `prune`, the planned prunes run, phases in reverse.
+//! 4. The inventory is *narrowed* to the desired objects plus any prune
+//!    that did not happen, and records the revision and its summary.
+//!
+//! # Guarantees
+//!
+//! - **Only meshplan's objects are changed.** An update is forced (it takes
+//!   back fields someone else edited) only on an object carrying
+//!   meshplan's label; a create is not forced, so an object someone
+//!   created meanwhile conflicts instead of being taken over. A prune
+//!   deletes only an object that is labelled *and* listed in the
+//!   inventory, with its UID as a precondition, so an object deleted and
+//!   re-created by someone else since the plan is left alone.
+//! - **Idempotent.** Unchanged objects make no call at all; applying the
+//!   same plan again changes nothing further.
+//! - **Transient failures are retried** — conflicts (409, at most three
+//!   times), throttling (429), server errors (5xx) and lost connections —
+//!   with exponential backoff from 100 ms to 5 s, until `timeout`. Every
+//!   retry is counted in the [`Outcome`].
+//! - **A failed phase stops the apply.** Later phases (the routes, when a
+//!   DestinationRule was rejected) and pruning do not run; what was
+//!   applied stays, and the error is reported per object.
+//! - **A dry run** sends every call with `dryRun=All` and writes no
+//!   inventory.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use meshplan_compiler::Summary;
+
+use crate::cluster::Cluster;
+use crate::diff::{Action, Change, Plan};
+use crate::inventory::{Inventory, InventoryName, ObjectRef};
+use crate::live::Key;
+use crate::order::PHASES;
+use crate::{Error, FIELD_MANAGER};
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Delete what the revision no longer has (labelled and listed only).
+    pub prune: bool,
+    /// Server-side dry run: validate everything, change nothing.
+    pub dry_run: bool,
+    /// Give up retrying after this long.
+    pub timeout: Duration,
+    pub inventory: InventoryName,
+    /// Recorded in the inventory.
+    pub revision: Option<String>,
+    pub summary: Summary,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 16,
+            prune: false,
+            dry_run: false,
+            timeout: Duration::from_secs(300),
+            inventory: InventoryName::default(),
+            revision: None,
+            summary: Summary::default(),
+        }
+    }
+}
+
+/// Reports progress (a terminal progress bar, CI log lines).
+pub trait Progress: Sync {
+    fn phase_started(&self, _phase: &str, _total: usize) {}
+    fn object_done(&self, _change: &Change, _result: &Result<(), Error>) {}
+    fn phase_finished(&self, _phase: &str, _report: &PhaseReport) {}
+}
+
+/// Reports nothing.
+#[derive(Debug)]
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One phase's result.
+#[derive(Clone, Debug, Default)]
+pub struct PhaseReport {
+    pub applied: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub applied: usize,
+    pub pruned: usize,
+    /// Prunes planned but not run (no `prune`).
+    pub not_pruned: usize,
+    pub failed: Vec<(ObjectRef, Error)>,
+    /// Calls retried after a transient failure.
+    pub retries: usize,
+    /// Phases not run because an earlier one failed.
+    pub skipped_phases: Vec<&'static str>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Applies a plan: see the module documentation for the flow and the
+/// guarantees.
+pub async fn apply(
+    cluster: &Cluster,
+    plan: &Plan,
+    previous: &Inventory,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    let retries = AtomicUsize::new(0);
+    let desired: Vec<ObjectRef> = plan
+        .changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::Prune | Action::Refuse))
+        .map(Change::id)
+        .collect();
+
+    if !opts.dry_run {
+        let mut widened = previous.clone();
+        widened.objects.extend(desired.iter().cloned());
+        write_inventory(cluster, &opts.inventory, &widened, deadline, &retries).await?;
+    }
+
+    let mut out = Outcome::default();
+    let failed = Mutex::new(Vec::new());
+    let mut stopped = false;
+    for (i, phase) in PHASES.iter().enumerate() {
+        let todo: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.phase() == i && matches!(c.action, Action::Create | Action::Update))
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        if stopped {
+            out.skipped_phases.push(phase);
+            continue;
+        }
+        let report = run_phase(phase, &todo, progress, opts, |c| {
+            apply_one(cluster, c, opts, deadline, &retries)
+        }, &failed)
+        .await;
+        out.applied += report.applied;
+        stopped |= report.failed > 0;
+    }
+
+    let prunes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Prune)
+        .collect();
+    let mut pruned: Vec<ObjectRef> = Vec::new();
+    if !opts.prune || stopped {
+        out.not_pruned = prunes.len();
+    } else {
+        for (i, phase) in PHASES.iter().enumerate().rev() {
+            let todo: Vec<&Change> = prunes.iter().copied().filter(|c| c.phase() == i).collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let name = format!("prune {phase}");
+            let before = failed.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let report = run_phase(&name, &todo, progress, opts, |c| {
+                delete_one(cluster, c, opts, deadline, &retries)
+            }, &failed)
+            .await;
+            out.pruned += report.deleted;
+            let failed_now: Vec<Key> = failed.lock().unwrap_or_else(|p| p.into_inner())[before..]
+                .iter()
+                .map(|(id, _)| Key::of(id))
+                .collect();
+            pruned.extend(
+                todo.iter()
+                    .map(|c| c.id())
+                    .filter(|id| !failed_now.contains(&Key::of(id))),
+            );
+        }
+    }
+
+    if !opts.dry_run {
+        // Desired objects, and whatever was to be pruned but was not.
+        let gone: Vec<Key> = pruned.iter().map(Key::of).collect();
+        let mut narrowed = Inventory {
+            objects: previous
+                .objects
+                .iter()
+                .filter(|o| !gone.contains(&Key::of(o)))
+                .cloned()
+                .collect(),
+            revision: previous.revision.clone(),
+            summary: previous.summary.clone(),
+        };
+        // Entries of an object now desired under another API version are
+        // replaced by the desired one.
+        let wanted: Vec<Key> = desired.iter().map(Key::of).collect();
+        narrowed.objects.retain(|o| !wanted.contains(&Key::of(o)));
+        narrowed.objects.extend(desired.iter().cloned());
+        // The revision counts as applied only when everything was.
+        let all_ok = failed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if all_ok {
+            narrowed.revision = opts.revision.clone().or(narrowed.revision);
+            narrowed.summary = Some(opts.summary.clone());
+        }
+        write_inventory(cluster, &opts.inventory, &narrowed, deadline, &retries).await?;
+    }
+
+    out.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    out.retries = retries.load(Ordering::Relaxed);
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
+
+async fn run_phase<'a, F, Fut>(
+    name: &str,
+    todo: &[&'a Change],
+    progress: &dyn Progress,
+    opts: &Options,
+    call: F,
+    failed: &Mutex<Vec<(ObjectRef, Error)>>,
+) -> PhaseReport
+where
+    F: Fn(&'a Change) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let started = Instant::now();
+    progress.phase_started(name, todo.len());
+    let mut report = PhaseReport::default();
+    let mut results = futures::stream::iter(todo.iter().map(|c| {
+        let fut = call(c);
+        async move { (*c, fut.await) }
+    }))
+    .buffer_unordered(opts.concurrency.max(1));
+    while let Some((c, result)) = results.next().await {
+        progress.object_done(c, &result);
+        match result {
+            Ok(()) if c.action == Action::Prune => report.deleted += 1,
+            Ok(()) => report.applied += 1,
+            Err(e) => {
+                report.failed += 1;
+                failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((c.id(), e));
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    progress.phase_finished(name, &report);
+    report
+}
+
+async fn apply_one(
+    cluster: &Cluster,
+    c: &Change,
+    opts: &Options,
+    deadline: Instant,
+    retries: &AtomicUsize,
+) -> Result<(), Error> {
+    let id = c.id();
+    let body = c.desired.as_ref().ok_or_else(|| Error::Api {
+        what: format!("applying {id}"),
+        detail: "the plan has no desired state for it (a bug: please report it)".into(),
+        code: None,
+    })?;
+    let r = cluster.resolve(&id.api_version, &id.kind).await?;
+    let api = cluster.api_for(&r, &id);
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    // Forced only where meshplan already owns the object (see Guarantees).
+    params.force = c.action == Action::Update;
+    params.dry_run = opts.dry_run;
+    let patch = Patch::Apply(body);
+    retry(deadline, retries, || api.patch(&id.name, &params, &patch))
+        .await
+        .map(drop)
+        .map_err(|e| Error::api(format!("applying {id}"), &e))
+}
+
+async fn delete_one(
+    cluster: &Cluster,
+    c: &Change,
+    opts: &Options,
+    deadline: Instant,
+    retries: &AtomicUsize,
+) -> Result<(), Error> {
+    let id = c.id();
+    let r = cluster.resolve(&id.api_version, &id.kind).await?;
+    let api = cluster.api_for(&r, &id);
+    let params = DeleteParams {
+        dry_run: opts.dry_run,
+        preconditions: c.uid.clone().map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match retry(deadline, retries, || api.delete(&id.name, &params)).await {
+        Ok(_) => Ok(()),
+        // Already gone: what a prune wants.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::api(format!("pruning {id}"), &e)),
+    }
+}
+
+async fn write_inventory(
+    cluster: &Cluster,
+    at: &InventoryName,
+    inv: &Inventory,
+    deadline: Instant,
+    retries: &AtomicUsize,
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
+    let body = inv.to_configmap(at);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(&body);
+    retry(deadline, retries, || api.patch(&at.name, &params, &patch))
+        .await
+        .map(drop)
+        .map_err(|e| {
+            let mut err = Error::api(format!("writing the inventory ConfigMap {at}"), &e);
+            if let Error::Api {
+                code: Some(404),
+                detail,
+                ..
+            } = &mut err
+            {
+                detail.push_str(&format!(
+                    " (create the namespace {}: deploy/rbac.yaml does)",
+                    at.namespace
+                ));
+            }
+            err
+        })
+}
+
+/// Calls `f` until it succeeds, fails for good, or the deadline passes.
+async fn retry<T, F, Fut>(deadline: Instant, retries: &AtomicUsize, mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut conflicts = 0;
+    loop {
+        let e = match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let again = match &e {
+            kube::Error::Api(s) if s.code == 409 => {
+                conflicts += 1;
+                conflicts <= 3
+            }
+            kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+                true
+            }
+            _ => false,
+        };
+        if !again || Instant::now() + delay > deadline {
+            return Err(e);
+        }
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One line for a failure: the object and the server's answer.
+pub fn failure_line(id: &ObjectRef, e: &Error) -> String {
+    match e {
+        Error::Api { detail, .. } => format!("{id}: {detail}"),
+        other => format!("{id}: {other}"),
+    }
+}
+

@@ -1,0 +1,210 @@
+//! Reading what the cluster has: the inventory, and the live objects
+//! meshplan owns or is about to create.
+//!
+//! One list call per kind (label `app.kubernetes.io/managed-by=meshplan`,
+//! all namespaces) finds the owned objects; the objects a plan would
+//! create are then looked up once more, so an existing object meshplan
+//! does not own is refused rather than taken over. `managedFields` is
+//! dropped from every object kept: only meshplan's own field set is
+//! retained, which is all a comparison needs.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, ListParams};
+use meshplan_compiler::object::{MANAGED_BY, MANAGER};
+use meshplan_compiler::MeshObject;
+use serde_json::Value;
+
+use crate::cluster::{Cluster, Resolved};
+use crate::inventory::{Inventory, InventoryName, ObjectRef};
+use crate::{Error, FIELD_MANAGER};
+
+/// An object's identity regardless of API version: the same object read
+/// through two versions of its kind is one object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Key {
+    pub fn of(id: &ObjectRef) -> Key {
+        Key {
+            group: id.group().to_owned(),
+            kind: id.kind.clone(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+        }
+    }
+}
+
+/// A live object, as far as a comparison needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveObject {
+    pub id: ObjectRef,
+    /// Carries `app.kubernetes.io/managed-by: meshplan`.
+    pub labelled: bool,
+    /// The object without `managedFields`.
+    pub body: Value,
+    /// meshplan's server-side-apply field set, if it ever applied it.
+    pub fields: Option<Value>,
+}
+
+/// What the cluster has, for one plan.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub objects: BTreeMap<Key, LiveObject>,
+    pub inventory: Inventory,
+    /// Whether the inventory ConfigMap exists (a first apply has none).
+    pub inventory_exists: bool,
+    /// Kinds listed in the inventory that the cluster no longer serves
+    /// (their CRD was removed): nothing of them can be pruned.
+    pub gone_kinds: Vec<(String, String)>,
+}
+
+/// Reads the inventory; `None` when there is none yet.
+pub async fn read_inventory(
+    cluster: &Cluster,
+    at: &InventoryName,
+) -> Result<Option<Inventory>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
+    match api.get_opt(&at.name).await {
+        Ok(Some(cm)) => Ok(Some(Inventory::from_data(&cm.data.unwrap_or_default()))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(Error::api(format!("reading the inventory ConfigMap {at}"), &e)),
+    }
+}
+
+/// Reads the inventory and every live object the plan for `desired` needs.
+pub async fn read(
+    cluster: &Cluster,
+    desired: &[MeshObject],
+    at: &InventoryName,
+    concurrency: usize,
+) -> Result<Snapshot, Error> {
+    let inventory = read_inventory(cluster, at).await?;
+    let inventory_exists = inventory.is_some();
+    let inventory = inventory.unwrap_or_default();
+
+    // Each kind once, by group and kind; the desired objects' version wins.
+    let mut kinds: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
+    for o in desired {
+        kinds.insert(
+            (o.group().to_owned(), o.kind.clone()),
+            (o.api_version.clone(), true),
+        );
+    }
+    for o in &inventory.objects {
+        kinds
+            .entry((o.group().to_owned(), o.kind.clone()))
+            .or_insert((o.api_version.clone(), false));
+    }
+
+    let selector = format!("{MANAGED_BY}={MANAGER}");
+    let lists = futures::stream::iter(kinds.into_iter().map(|((_, kind), (api_version, wanted))| {
+        let selector = selector.clone();
+        async move {
+            let r = match cluster.resolve(&api_version, &kind).await {
+                Ok(r) => r,
+                // A kind only the inventory names may be gone with its CRD.
+                Err(Error::UnknownKind { .. }) if !wanted => {
+                    return Ok((Vec::new(), Some((api_version, kind))))
+                }
+                Err(e) => return Err(e),
+            };
+            let list = cluster
+                .api_all(&r)
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;
+            Ok((
+                list.items.into_iter().map(|o| to_live(o, &r)).collect(),
+                None,
+            ))
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<(Vec<LiveObject>, Option<(String, String)>)>>()
+    .await?;
+
+    let mut objects = BTreeMap::new();
+    let mut gone_kinds = Vec::new();
+    for (items, gone) in lists {
+        for o in items {
+            objects.insert(Key::of(&o.id), o);
+        }
+        gone_kinds.extend(gone);
+    }
+    gone_kinds.sort();
+
+    // The objects a plan would create: do they exist, unowned?
+    let absent: Vec<ObjectRef> = desired
+        .iter()
+        .map(ObjectRef::of)
+        .filter(|id| !objects.contains_key(&Key::of(id)))
+        .collect();
+    let found = futures::stream::iter(absent.into_iter().map(|id| async move {
+        let r = cluster.resolve(&id.api_version, &id.kind).await?;
+        match cluster.api_for(&r, &id).get_opt(&id.name).await {
+            Ok(o) => Ok(o.map(|o| to_live(o, &r))),
+            Err(e) => Err(Error::api(format!("reading {id}"), &e)),
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<Option<LiveObject>>>()
+    .await?;
+    for o in found.into_iter().flatten() {
+        objects.insert(Key::of(&o.id), o);
+    }
+
+    Ok(Snapshot {
+        objects,
+        inventory,
+        inventory_exists,
+        gone_kinds,
+    })
+}
+
+/// Keeps what a comparison needs: the body without `managedFields`, and
+/// meshplan's own field set.
+pub fn to_live(obj: DynamicObject, r: &Resolved) -> LiveObject {
+    let mut body = serde_json::to_value(&obj).unwrap_or(Value::Null);
+    // List items of built-in kinds come without apiVersion and kind.
+    body["apiVersion"] = Value::String(r.resource.api_version.clone());
+    body["kind"] = Value::String(r.resource.kind.clone());
+    let managed = body
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.shift_remove("managedFields"));
+    let fields = managed.and_then(|m| {
+        m.as_array()?
+            .iter()
+            .find(|e| {
+                e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
+                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            })
+            .and_then(|e| e.get("fieldsV1").cloned())
+    });
+    let labelled = body
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(MANAGED_BY))
+        .and_then(Value::as_str)
+        == Some(MANAGER);
+    let id = ObjectRef {
+        api_version: r.resource.api_version.clone(),
+        kind: r.resource.kind.clone(),
+        namespace: obj.metadata.namespace.clone(),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+    };
+    LiveObject {
+        id,
+        labelled,
+        body,
+        fields,
+    }
+}
+
