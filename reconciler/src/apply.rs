@@ -131,11 +131,14 @@ impl Outcome {
 pub async fn apply(
     cluster: &Cluster,
     plan: &Plan,
-    previous: &Inventory,
+    previous: Option<&Inventory>,
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
+    let empty = Inventory::default();
+    let existing = previous;
+    let previous = previous.unwrap_or(&empty);
     let deadline = started + opts.timeout;
     let retries = AtomicUsize::new(0);
     let desired: Vec<ObjectRef> = plan
@@ -148,7 +151,10 @@ pub async fn apply(
     if !opts.dry_run {
         let mut widened = previous.clone();
         widened.objects.extend(desired.iter().cloned());
-        write_inventory(cluster, &opts.inventory, &widened, deadline, &retries).await?;
+        // Unchanged, it is not written: a no-op resync makes no write call.
+        if existing != Some(&widened) {
+            write_inventory(cluster, &opts.inventory, &widened, deadline, &retries).await?;
+        }
     }
 
     let mut out = Outcome::default();
@@ -232,7 +238,9 @@ pub async fn apply(
             narrowed.revision = opts.revision.clone().or(narrowed.revision);
             narrowed.summary = Some(opts.summary.clone());
         }
-        write_inventory(cluster, &opts.inventory, &narrowed, deadline, &retries).await?;
+        if existing != Some(&narrowed) {
+            write_inventory(cluster, &opts.inventory, &narrowed, deadline, &retries).await?;
+        }
     }
 
     out.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());

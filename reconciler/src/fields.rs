@@ -87,8 +87,8 @@ pub fn in_sync(desired: &Value, live: &Value, fields: &Value) -> bool {
 
 /// The live object as far as the field set owns it, trimmed to the shape
 /// of `desired` inside values owned whole (so defaults do not clutter a
-/// diff). Fields meshplan no longer owns are absent: a diff shows them as
-/// set again by the next apply.
+/// diff). A desired field another manager took over shows its live value,
+/// so a diff shows what the edit changed.
 pub fn owned_view(desired: &Value, live: &Value, fields: &Value) -> Value {
     let Some(set) = fields.as_object() else {
         return Value::Null;
@@ -107,6 +107,17 @@ pub fn owned_view(desired: &Value, live: &Value, fields: &Value) -> Value {
                 if let Some(lv) = l.get(name) {
                     let dv = desired.get(name).unwrap_or(&Value::Null);
                     out.insert(name.to_owned(), owned_view(dv, lv, sub));
+                }
+            }
+            // A desired field someone else now owns: its live value, so the
+            // diff shows the edit itself rather than a missing field.
+            if let Some(d) = desired.as_object() {
+                for (k, dv) in d {
+                    if !out.contains_key(k) {
+                        if let Some(lv) = l.get(k) {
+                            out.insert(k.clone(), trim_to(lv, dv));
+                        }
+                    }
                 }
             }
             // Desired order, then the rest, so a diff lines up.
@@ -245,6 +256,8 @@ pub fn trim_to(live: &Value, shape: &Value) -> Value {
                 .map(|(i, lv)| s.get(i).map_or_else(|| lv.clone(), |sv| trim_to(lv, sv)))
                 .collect(),
         ),
+        // `5` and `5.0` are one value: shown as desired, no diff line.
+        (Value::Number(_), Value::Number(_)) if same(live, shape) => shape.clone(),
         _ => live.clone(),
     }
 }

@@ -18,6 +18,7 @@ pub mod fields;
 pub mod inventory;
 pub mod live;
 mod order;
+pub mod source;
 
 pub use cluster::{Cluster, ConnectOptions};
 pub use inventory::{Inventory, InventoryName, ObjectRef};

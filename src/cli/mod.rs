@@ -2,8 +2,11 @@
 //! 0 success, 1 the input has errors (or changes, with `--exit-code`),
 //! 2 usage or I/O errors.
 
+mod apply;
 mod check;
+mod diff;
 mod output;
+mod progress;
 mod render;
 mod rules;
 mod schema;
@@ -51,6 +54,35 @@ pub enum Command {
         after_help = "Examples:\n  meshplan render examples-repo\n  meshplan render examples-repo --mesh istio --out rendered/\n  meshplan render --format json | jq '.items[].kind'"
     )]
     Render(RenderArgs),
+    /// Show what applying the repository would change: against the cluster
+    /// (--cluster) or another checkout / rendered directory (--against).
+    ///
+    /// Per object: create, update (marked drift when the cluster was edited
+    /// by hand), prune or refuse (exists, not meshplan's), with a unified
+    /// YAML diff of the fields meshplan manages; then what the change means:
+    /// access gained and lost, traffic moved, SLOs and rollouts.
+    ///
+    /// Exit status: 0, or 1 with --exit-code when there are changes; 1 when
+    /// the repository does not pass check; 2 on usage, I/O or cluster
+    /// errors.
+    #[command(
+        after_help = "Examples:\n  meshplan diff examples-repo --cluster --context staging\n  meshplan diff . --against ../main-checkout --format markdown > comment.md\n  meshplan diff --cluster --exit-code   # CI: fail when the cluster is not in sync"
+    )]
+    Diff(DiffArgs),
+    /// Apply the repository to a cluster: check, compile, then server-side
+    /// apply every object that differs, in dependency order.
+    ///
+    /// Nothing is applied when check or compile fails. Objects meshplan does
+    /// not own are never touched; --prune deletes only objects carrying
+    /// meshplan's label and listed in its inventory.
+    ///
+    /// Exit status: 0 when everything applied; 1 when the repository has
+    /// errors or an object was rejected or refused; 2 on usage, I/O or
+    /// cluster errors.
+    #[command(
+        after_help = "Examples:\n  meshplan apply examples-repo --dry-run\n  meshplan apply examples-repo --prune --context prod-eu-west-1\n  meshplan apply --mesh istio --kubeconfig ci.kubeconfig"
+    )]
+    Apply(ApplyArgs),
     /// Print the JSON Schema of the intent language (for editors running
     /// yaml-language-server).
     #[command(
@@ -85,28 +117,120 @@ pub enum Format {
     Sarif,
 }
 
+/// What to compile: shared by render, diff and apply.
 #[derive(Debug, clap::Args)]
-pub struct RenderArgs {
-    /// The repository to render.
+pub struct CompileArgs {
+    /// The repository of intents.
     #[arg(default_value = ".")]
     pub repo: PathBuf,
-    /// Render for this mesh (repeatable; default: meshplan.yaml's targets).
+    /// Compile for this mesh (repeatable; default: meshplan.yaml's targets).
     #[arg(long, value_enum)]
     pub mesh: Vec<Mesh>,
+    /// Refuse when check finds warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// What a feature the chosen meshes cannot express does: `error`
+    /// (nothing is produced) or `warning` (produced without it, and listed).
+    /// Default: meshplan.yaml's `unsupported`, else error.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub unsupported: Option<Unsupported>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub compile: CompileArgs,
     /// Write one file per object below this directory instead of stdout.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
     pub format: RenderFormat,
-    /// Refuse to render when check finds warnings too.
+}
+
+/// Which cluster, and meshplan's inventory in it.
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the
+    /// pod's service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The ConfigMap listing what meshplan applied (what --prune may
+    /// delete), as NAMESPACE/NAME.
+    #[arg(long, value_name = "NS/NAME", default_value = "meshplan-system/meshplan")]
+    pub inventory: meshplan_reconciler::InventoryName,
+    /// API requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("base").required(true).args(["cluster", "against"])))]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub compile: CompileArgs,
+    /// Compare with what the cluster has (only the fields meshplan manages).
     #[arg(long)]
-    pub strict: bool,
-    /// What a feature the chosen meshes cannot express does: `error` (render
-    /// nothing) or `warning` (render without it, and list it). Default:
-    /// meshplan.yaml's `unsupported`, else error.
-    #[arg(long, value_enum, value_name = "LEVEL")]
-    pub unsupported: Option<Unsupported>,
+    pub cluster: bool,
+    /// Compare with a directory: another checkout of the repository (has a
+    /// meshplan.yaml; compiled the same way) or rendered YAML (`render --out`).
+    #[arg(long, value_name = "DIR")]
+    pub against: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// Exit with 1 when there are changes (for CI).
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Unified diffs and a summary, for terminals and CI logs.
+    Text,
+    /// One JSON object: counts, changes with their diffs, summary.
+    Json,
+    /// For a pull-request comment: summary, table, collapsed diffs.
+    Markdown,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub compile: CompileArgs,
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// Delete objects the revision no longer has (only those carrying
+    /// meshplan's label and listed in its inventory).
+    #[arg(long)]
+    pub prune: bool,
+    /// Send everything as a server-side dry run: the API server validates
+    /// every object (schemas, admission) and nothing changes.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, default_missing_value = "server")]
+    pub dry_run: Option<DryRun>,
+    /// Give up retrying failed calls after this long (e.g. 90s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The revision recorded in the inventory (default: the repository's
+    /// Git HEAD, when it is a checkout).
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// The API server validates and admits, then discards.
+    Server,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    meshplan_policy_lang::intent::Duration::parse(s)
+        .map(|d| std::time::Duration::from_millis(d.as_millis()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +303,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check::run(&a, cli.color),
         Command::Render(a) => render::run(&a, cli.color),
+        Command::Diff(a) => diff::run(&a, cli.color),
+        Command::Apply(a) => apply::run(&a, cli.color),
         Command::Schema(a) => schema::run(&a),
         Command::Rules(a) => rules::run(&a),
     };

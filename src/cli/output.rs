@@ -77,3 +77,42 @@ pub fn colorize_stderr(text: &str, color: Color) -> String {
         text.to_owned()
     }
 }
+
+/// Colours a text plan: titles bold, added lines green, removed red.
+pub fn colorize_diff(text: &str) -> String {
+    const GREEN: &str = "\x1b[32m";
+    const RED: &str = "\x1b[31m";
+    const CYAN: &str = "\x1b[36m";
+    const BOLD: &str = "\x1b[1m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for l in text.lines() {
+        let color = if l.starts_with("+++") || l.starts_with("---") {
+            BOLD
+        } else if l.starts_with("@@") {
+            CYAN
+        } else if l.starts_with('+') && !l.starts_with("+ create") {
+            GREEN
+        } else if l.starts_with('-') && !l.starts_with("- prune") {
+            RED
+        } else if l.starts_with("+ ")
+            || l.starts_with("- ")
+            || l.starts_with("~ ")
+            || l.starts_with("! ")
+            || l.starts_with("Plan:")
+        {
+            BOLD
+        } else {
+            ""
+        };
+        if color.is_empty() {
+            out.push_str(l);
+        } else {
+            out.push_str(color);
+            out.push_str(l);
+            out.push_str(RESET);
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,22 +1,35 @@
-//! `meshplan render`: check, then compile to mesh objects.
+//! `meshplan render`: check, then compile to mesh objects; and the
+//! check-then-compile step diff and apply share.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use meshplan_compiler::{compile, object, Options};
-use meshplan_policy_lang::check::check_dir;
+use meshplan_compiler::{compile, object, Compiled, Options};
+use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::human;
-
-use super::output::{colorize_stderr, print};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 
-use super::{Color, RenderArgs, RenderFormat, Unsupported};
+use super::output::{colorize_stderr, print};
+use super::{Color, CompileArgs, RenderArgs, RenderFormat, Unsupported};
 
-pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
+/// A repository that passed check, compiled.
+pub struct Checked {
+    pub report: Report,
+    pub compiled: Compiled,
+}
+
+/// Checks and compiles `args.repo`, printing diagnostics and warnings on
+/// stderr. `Err(code)` when it must not go further (`verb` names what is
+/// refused: "render", "apply"…).
+pub fn compile_repo(
+    args: &CompileArgs,
+    color: Color,
+    verb: &str,
+) -> anyhow::Result<Result<Checked, ExitCode>> {
     let (repo, report) =
         check_dir(&args.repo).with_context(|| format!("cannot read {}", args.repo.display()))?;
-    // A repository with errors renders nothing: same exit code as check.
+    // A repository with errors produces nothing: same exit code as check.
     if !report.passes(args.strict) {
         let mut text = String::new();
         for d in &report.diagnostics {
@@ -24,11 +37,11 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
             text.push('\n');
         }
         text.push_str(&format!(
-            "render refused: the repository does not pass check ({})\n",
+            "{verb} refused: the repository does not pass check ({})\n",
             human::summary_line(report.summary())
         ));
         eprint!("{}", colorize_stderr(&text, color));
-        return Ok(ExitCode::from(1));
+        return Ok(Err(ExitCode::from(1)));
     }
     let opts = Options {
         targets: (!args.mesh.is_empty()).then(|| args.mesh.iter().map(|m| m.target()).collect()),
@@ -45,23 +58,23 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {e}");
             }
             eprintln!(
-                "render failed: {} feature(s) the chosen meshes cannot express",
+                "{verb} refused: {} feature(s) the chosen meshes cannot express",
                 errors.len()
             );
-            return Ok(ExitCode::from(1));
+            return Ok(Err(ExitCode::from(1)));
         }
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
+            eprintln!("{verb} refused: the repository does not compile");
+            return Ok(Err(ExitCode::from(1)));
         }
     };
-    let warnings: String = report
+    let mut warnings: String = report
         .diagnostics
         .iter()
         .chain(&compiled.diagnostics)
         .map(|d| human::render(d) + "\n")
         .collect();
-    let mut warnings = warnings;
     for u in &compiled.unsupported {
         warnings.push_str(&format!("warning: not rendered: {u}\n"));
     }
@@ -69,9 +82,17 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
         eprint!("{}", colorize_stderr(&warnings, color));
     }
     if compiled.diagnostics.iter().any(|d| d.is_error()) {
-        eprintln!("render refused: resource rules failed on the compiled objects");
-        return Ok(ExitCode::from(1));
+        eprintln!("{verb} refused: resource rules failed on the compiled objects");
+        return Ok(Err(ExitCode::from(1)));
     }
+    Ok(Ok(Checked { report, compiled }))
+}
+
+pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
+    let Checked { report, compiled } = match compile_repo(&args.compile, color, "render")? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
     let objects = &compiled.objects;
     match &args.out {
         None => {

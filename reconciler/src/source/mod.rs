@@ -1,0 +1,30 @@
+//! Where revisions come from. For now: the Git revision of a local
+//! checkout, recorded with what is applied.
+
+use std::path::Path;
+
+/// The commit checked out at `path` (a full hash), with `-dirty` when the
+/// work tree has uncommitted changes; `None` outside a Git checkout.
+pub fn revision_of(path: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(path).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true).include_ignored(false);
+    // Only the part of the work tree below `path` matters (a monorepo).
+    let rel = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| {
+            let root = repo.workdir()?.canonicalize().ok()?;
+            p.strip_prefix(root).ok().map(Path::to_path_buf)
+        })
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(rel) = &rel {
+        opts.pathspec(rel);
+    }
+    let dirty = repo
+        .statuses(Some(&mut opts))
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}

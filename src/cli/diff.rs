@@ -1,0 +1,149 @@
+//! `meshplan diff`: what applying would change, against the cluster or
+//! another checkout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use meshplan_compiler::{compile, Options, Summary};
+use meshplan_policy_lang::check::check_dir;
+use meshplan_reconciler::diff::{self, Format, Plan};
+use meshplan_reconciler::{live, source, Cluster};
+use serde_json::Value;
+
+use super::output::{colorize_diff, print};
+use super::render::{compile_repo, Checked};
+use super::{ClusterArgs, Color, CompileArgs, DiffArgs, DiffFormat};
+
+pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
+    let Checked { compiled, .. } = match compile_repo(&args.compile, color, "diff")? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let mut plan = match &args.against {
+        Some(dir) => against(dir, &args.compile, &compiled)?,
+        None => runtime()?.block_on(against_cluster(&args.target, &compiled))?,
+    };
+    plan.revision = source::revision_of(&args.compile.repo);
+    let format = match args.format {
+        DiffFormat::Text => Format::Text,
+        DiffFormat::Json => Format::Json,
+        DiffFormat::Markdown => Format::Markdown,
+    };
+    let out = diff::render(&plan, format);
+    print(&match (format, color.enabled()) {
+        (Format::Text, true) => colorize_diff(&out),
+        _ => out,
+    });
+    Ok(if args.exit_code && plan.has_changes() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A runtime for the commands that talk to a cluster.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn against_cluster(
+    target: &ClusterArgs,
+    compiled: &meshplan_compiler::Compiled,
+) -> anyhow::Result<Plan> {
+    let cluster = Cluster::connect(&super::apply::connect_options(target)).await?;
+    let snapshot = live::read(
+        &cluster,
+        &compiled.objects,
+        &target.inventory,
+        target.concurrency,
+    )
+    .await?;
+    Ok(diff::plan(&compiled.objects, &compiled.summary, &snapshot))
+}
+
+/// Against another checkout (compiled like this one) or rendered files.
+fn against(
+    dir: &Path,
+    args: &CompileArgs,
+    compiled: &meshplan_compiler::Compiled,
+) -> anyhow::Result<Plan> {
+    if !dir.is_dir() {
+        anyhow::bail!("--against {}: not a directory", dir.display());
+    }
+    if dir.join("meshplan.yaml").is_file() {
+        let (repo, report) =
+            check_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        if !report.passes(false) {
+            anyhow::bail!(
+                "the base {} does not pass check ({}): run `meshplan check {}`",
+                dir.display(),
+                meshplan_policy_lang::diagnostic::human::summary_line(report.summary()),
+                dir.display()
+            );
+        }
+        let opts = Options {
+            targets: (!args.mesh.is_empty())
+                .then(|| args.mesh.iter().map(|m| m.target()).collect()),
+            // The base is compared as it would render, features a mesh
+            // cannot express left out rather than refused.
+            unsupported: Some(meshplan_policy_lang::intent::config::UnsupportedSetting::Warning),
+            ..Options::default()
+        };
+        let base = compile(&repo, &report, &opts)
+            .with_context(|| format!("cannot compile the base {}", dir.display()))?;
+        let old: Vec<Value> = base.objects.into_iter().map(|o| o.body).collect();
+        return Ok(diff::plan_against(
+            &compiled.objects,
+            &compiled.summary,
+            &old,
+            Some(&base.summary),
+        ));
+    }
+    let old = read_objects(dir)?;
+    Ok(diff::plan_against(
+        &compiled.objects,
+        &compiled.summary,
+        &old,
+        None::<&Summary>,
+    ))
+}
+
+/// Every Kubernetes object in the YAML and JSON files below `dir`.
+fn read_objects(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not Kubernetes YAML: {e}", f.display()))?;
+        for d in docs {
+            match d.get("kind").and_then(Value::as_str) {
+                Some("List") => out.extend(d["items"].as_array().cloned().unwrap_or_default()),
+                Some(_) => out.push(d),
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
