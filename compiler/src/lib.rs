@@ -90,12 +90,12 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .map_err(Error::Lower)
         .map(|ir| (Summary::of(&ir), ir))
         .and_then(|(summary, ir)| Ok((summary, emit_all(ir, &targets)?)))
-        .and_then(|(summary, (objects, unsupported))| {
-            match unsupported.is_empty() || tolerate {
+        .and_then(
+            |(summary, (objects, unsupported))| match unsupported.is_empty() || tolerate {
                 true => Ok(govern(repo, report, objects, unsupported, summary)),
                 false => Err(Error::Emit(unsupported)),
-            }
-        })
+            },
+        )
 }
 
 /// Runs each target's emitter; returns the sorted objects and what the

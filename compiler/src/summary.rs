@@ -86,11 +86,8 @@ impl Summary {
                         .iter()
                         .filter_map(|st| st.weight.map(|w| format!("{w}%")))
                         .collect();
-                    let mut line = format!(
-                        "{:?} {} → {}",
-                        r.strategy, r.stable, r.canary
-                    )
-                    .to_lowercase();
+                    let mut line =
+                        format!("{:?} {} → {}", r.strategy, r.stable, r.canary).to_lowercase();
                     if !weights.is_empty() {
                         let _ = write!(line, " in steps {}", weights.join(", "));
                     }
@@ -256,7 +253,10 @@ mod tests {
     fn reports_gained_and_lost_access_and_weight_moves() {
         let before = summary(&[(
             "shop/api",
-            svc(Some(&["serviceaccount shop/web"]), &[("v1", 90), ("v2", 10)]),
+            svc(
+                Some(&["serviceaccount shop/web"]),
+                &[("v1", 90), ("v2", 10)],
+            ),
         )]);
         let after = summary(&[(
             "shop/api",

@@ -173,9 +173,14 @@ pub async fn apply(
             out.skipped_phases.push(phase);
             continue;
         }
-        let report = run_phase(phase, &todo, progress, opts, |c| {
-            apply_one(cluster, c, opts, deadline, &retries)
-        }, &failed)
+        let report = run_phase(
+            phase,
+            &todo,
+            progress,
+            opts,
+            |c| apply_one(cluster, c, opts, deadline, &retries),
+            &failed,
+        )
         .await;
         out.applied += report.applied;
         stopped |= report.failed > 0;
@@ -197,9 +202,14 @@ pub async fn apply(
             }
             let name = format!("prune {phase}");
             let before = failed.lock().unwrap_or_else(|p| p.into_inner()).len();
-            let report = run_phase(&name, &todo, progress, opts, |c| {
-                delete_one(cluster, c, opts, deadline, &retries)
-            }, &failed)
+            let report = run_phase(
+                &name,
+                &todo,
+                progress,
+                opts,
+                |c| delete_one(cluster, c, opts, deadline, &retries),
+                &failed,
+            )
             .await;
             out.pruned += report.deleted;
             let failed_now: Vec<Key> = failed.lock().unwrap_or_else(|p| p.into_inner())[before..]
@@ -372,7 +382,11 @@ async fn write_inventory(
 }
 
 /// Calls `f` until it succeeds, fails for good, or the deadline passes.
-async fn retry<T, F, Fut>(deadline: Instant, retries: &AtomicUsize, mut f: F) -> Result<T, kube::Error>
+async fn retry<T, F, Fut>(
+    deadline: Instant,
+    retries: &AtomicUsize,
+    mut f: F,
+) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
@@ -411,4 +425,3 @@ pub fn failure_line(id: &ObjectRef, e: &Error) -> String {
         other => format!("{id}: {other}"),
     }
 }
-

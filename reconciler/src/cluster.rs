@@ -31,11 +31,14 @@ pub struct Resolved {
     pub namespaced: bool,
 }
 
+/// Resolved kinds by `(apiVersion, kind)`.
+type KindCache = HashMap<(String, String), Arc<Resolved>>;
+
 /// One client, shared by every request, and the kinds resolved so far.
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
-    kinds: Arc<Mutex<HashMap<(String, String), Arc<Resolved>>>>,
+    kinds: Arc<Mutex<KindCache>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -63,12 +66,14 @@ impl Cluster {
                         source,
                     })?
             }
-            None if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
-                .await
-                .map_err(|source| Error::Kubeconfig {
-                    path: "$KUBECONFIG".into(),
-                    source,
-                })?,
+            None if opts.context.is_some() => {
+                Config::from_kubeconfig(&kc_opts)
+                    .await
+                    .map_err(|source| Error::Kubeconfig {
+                        path: "$KUBECONFIG".into(),
+                        source,
+                    })?
+            }
             None => Config::infer().await.map_err(Error::InferConfig)?,
         };
         let client = Client::try_from(config).map_err(Error::Client)?;

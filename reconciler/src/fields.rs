@@ -178,8 +178,10 @@ fn node_kind(set: &Map<String, Value>) -> Node {
 fn find_live<'a>(key: &str, live: &'a [Value]) -> Option<&'a Value> {
     if let Some(k) = key.strip_prefix("k:") {
         let k: Map<String, Value> = serde_json::from_str(k).ok()?;
-        live.iter()
-            .find(|item| k.iter().all(|(f, v)| item.get(f).is_some_and(|x| same(x, v))))
+        live.iter().find(|item| {
+            k.iter()
+                .all(|(f, v)| item.get(f).is_some_and(|x| same(x, v)))
+        })
     } else if let Some(v) = key.strip_prefix("v:") {
         let v: Value = serde_json::from_str(v).ok()?;
         live.iter().find(|item| same(item, &v))
@@ -297,7 +299,11 @@ mod tests {
 
     #[test]
     fn defaults_and_other_managers_fields_are_not_drift() {
-        assert!(in_sync(&desired_service(), &live_service(), &service_fields()));
+        assert!(in_sync(
+            &desired_service(),
+            &live_service(),
+            &service_fields()
+        ));
     }
 
     #[test]
@@ -310,7 +316,10 @@ mod tests {
     #[test]
     fn a_field_no_longer_owned_is_drift() {
         let mut fields = service_fields();
-        fields["f:spec"].as_object_mut().unwrap().remove("f:selector");
+        fields["f:spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("f:selector");
         assert!(!in_sync(&desired_service(), &live_service(), &fields));
     }
 

@@ -169,7 +169,8 @@ impl Inventory {
 
 fn parse_line(line: &str) -> Option<ObjectRef> {
     let mut parts = line.split_whitespace();
-    let (api_version, kind, ns, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (api_version, kind, ns, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     Some(ObjectRef {
         api_version: api_version.into(),
         kind: kind.into(),
@@ -194,21 +195,26 @@ mod tests {
     #[test]
     fn an_inventory_survives_its_configmap() {
         let inv = Inventory {
-            objects: [obj("VirtualService", Some("a"), "x"), obj("Thing", None, "y")]
-                .into_iter()
-                .collect(),
+            objects: [
+                obj("VirtualService", Some("a"), "x"),
+                obj("Thing", None, "y"),
+            ]
+            .into_iter()
+            .collect(),
             revision: Some("abc".into()),
             summary: Some(Summary::default()),
         };
         let cm = inv.to_configmap(&InventoryName::default());
-        let data: BTreeMap<String, String> =
-            serde_json::from_value(cm["data"].clone()).unwrap();
+        let data: BTreeMap<String, String> = serde_json::from_value(cm["data"].clone()).unwrap();
         assert_eq!(Inventory::from_data(&data), inv);
     }
 
     #[test]
     fn unreadable_lines_are_skipped_not_guessed() {
-        let data = BTreeMap::from([("objects".to_owned(), "v1 Service\nv1 Service a b\n".to_owned())]);
+        let data = BTreeMap::from([(
+            "objects".to_owned(),
+            "v1 Service\nv1 Service a b\n".to_owned(),
+        )]);
         assert_eq!(Inventory::from_data(&data).objects.len(), 1);
     }
 

@@ -65,7 +65,9 @@ impl Error {
         match self {
             Error::Kubeconfig { .. } | Error::InferConfig(_) | Error::Client(_) => "config",
             Error::UnknownKind { .. } => "unknown_kind",
-            Error::Api { code: Some(403), .. } => "forbidden",
+            Error::Api {
+                code: Some(403), ..
+            } => "forbidden",
             Error::Api { code: Some(_), .. } => "api",
             Error::Api { code: None, .. } => "unreachable",
             Error::Io { .. } | Error::Yaml { .. } => "io",

@@ -75,7 +75,10 @@ pub async fn read_inventory(
     match api.get_opt(&at.name).await {
         Ok(Some(cm)) => Ok(Some(Inventory::from_data(&cm.data.unwrap_or_default()))),
         Ok(None) => Ok(None),
-        Err(e) => Err(Error::api(format!("reading the inventory ConfigMap {at}"), &e)),
+        Err(e) => Err(Error::api(
+            format!("reading the inventory ConfigMap {at}"),
+            &e,
+        )),
     }
 }
 
@@ -105,31 +108,32 @@ pub async fn read(
     }
 
     let selector = format!("{MANAGED_BY}={MANAGER}");
-    let lists = futures::stream::iter(kinds.into_iter().map(|((_, kind), (api_version, wanted))| {
-        let selector = selector.clone();
-        async move {
-            let r = match cluster.resolve(&api_version, &kind).await {
-                Ok(r) => r,
-                // A kind only the inventory names may be gone with its CRD.
-                Err(Error::UnknownKind { .. }) if !wanted => {
-                    return Ok((Vec::new(), Some((api_version, kind))))
-                }
-                Err(e) => return Err(e),
-            };
-            let list = cluster
-                .api_all(&r)
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;
-            Ok((
-                list.items.into_iter().map(|o| to_live(o, &r)).collect(),
-                None,
-            ))
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .try_collect::<Vec<(Vec<LiveObject>, Option<(String, String)>)>>()
-    .await?;
+    let lists =
+        futures::stream::iter(kinds.into_iter().map(|((_, kind), (api_version, wanted))| {
+            let selector = selector.clone();
+            async move {
+                let r = match cluster.resolve(&api_version, &kind).await {
+                    Ok(r) => r,
+                    // A kind only the inventory names may be gone with its CRD.
+                    Err(Error::UnknownKind { .. }) if !wanted => {
+                        return Ok((Vec::new(), Some((api_version, kind))))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let list = cluster
+                    .api_all(&r)
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;
+                Ok((
+                    list.items.into_iter().map(|o| to_live(o, &r)).collect(),
+                    None,
+                ))
+            }
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<(Vec<LiveObject>, Option<(String, String)>)>>()
+        .await?;
 
     let mut objects = BTreeMap::new();
     let mut gone_kinds = Vec::new();
@@ -207,4 +211,3 @@ pub fn to_live(obj: DynamicObject, r: &Resolved) -> LiveObject {
         fields,
     }
 }
-

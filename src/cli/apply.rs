@@ -37,12 +37,20 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
 
         // What is about to happen, one line per object (like kubectl).
         let mut lines = String::new();
-        for c in plan.changes.iter().filter(|c| c.action != Action::Unchanged) {
+        for c in plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::Unchanged)
+        {
             let verb = match (c.action, args.prune) {
                 (Action::Prune, false) => "not pruned (no --prune)",
                 (a, _) => a.verb(),
             };
-            lines.push_str(&format!("{verb} {}{}\n", c.id(), if c.drift { " (drift)" } else { "" }));
+            lines.push_str(&format!(
+                "{verb} {}{}\n",
+                c.id(),
+                if c.drift { " (drift)" } else { "" }
+            ));
             if let Some(r) = &c.reason {
                 lines.push_str(&format!("  {r}\n"));
             }
@@ -58,14 +66,14 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
             revision: revision.clone(),
             summary: compiled.summary.clone(),
         };
-        let outcome =
-            apply::apply(
+        let outcome = apply::apply(
             &cluster,
             &plan,
             snapshot.inventory_exists.then_some(&snapshot.inventory),
             &opts,
             &Printer::new(),
-        ).await?;
+        )
+        .await?;
 
         let c = plan.counts();
         let mut summary = format!(
@@ -79,7 +87,11 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
             summary.push_str(&format!(
                 ", {} no longer desired (not pruned{})",
                 outcome.not_pruned,
-                if args.prune { ": an earlier phase failed" } else { ": use --prune" }
+                if args.prune {
+                    ": an earlier phase failed"
+                } else {
+                    ": use --prune"
+                }
             ));
         }
         if c.drift > 0 {
@@ -119,10 +131,15 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn short(rev: &str) -> &str {
-    match rev.find('-') {
-        Some(i) if i >= 12 => &rev[..12],
-        _ if rev.len() > 12 && rev.chars().all(|c| c.is_ascii_hexdigit()) => &rev[..12],
-        _ => rev,
+/// A commit hash shortened to 12 digits, keeping a `-dirty` suffix.
+fn short(rev: &str) -> String {
+    let (hash, suffix) = rev.split_once('-').map_or((rev, ""), |(h, s)| (h, s));
+    if hash.len() > 12 && hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        match suffix {
+            "" => hash[..12].to_owned(),
+            s => format!("{}-{s}", &hash[..12]),
+        }
+    } else {
+        rev.to_owned()
     }
 }

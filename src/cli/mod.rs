@@ -160,7 +160,11 @@ pub struct ClusterArgs {
     pub context: Option<String>,
     /// The ConfigMap listing what meshplan applied (what --prune may
     /// delete), as NAMESPACE/NAME.
-    #[arg(long, value_name = "NS/NAME", default_value = "meshplan-system/meshplan")]
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "meshplan-system/meshplan"
+    )]
     pub inventory: meshplan_reconciler::InventoryName,
     /// API requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16)]

@@ -172,8 +172,14 @@ impl Plan {
     }
 
     fn sort(&mut self) {
-        self.changes
-            .sort_by_cached_key(|c| (c.phase(), c.kind.clone(), c.namespace.clone(), c.name.clone()));
+        self.changes.sort_by_cached_key(|c| {
+            (
+                c.phase(),
+                c.kind.clone(),
+                c.namespace.clone(),
+                c.name.clone(),
+            )
+        });
     }
 }
 
@@ -315,14 +321,17 @@ pub fn plan_against(
 }
 
 fn hash(v: &Value) -> Option<&str> {
-    v.pointer("/metadata/annotations")?.get(CONTENT_HASH)?.as_str()
+    v.pointer("/metadata/annotations")?
+        .get(CONTENT_HASH)?
+        .as_str()
 }
 
 /// Key order does not matter when comparing files.
 fn normalized(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, normalized(v))).collect();
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, normalized(v))).collect();
             Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
         Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
@@ -370,7 +379,9 @@ fn for_display(live: &Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+            meta.retain(|k, _| {
+                matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations")
+            });
         }
     }
     v

@@ -46,7 +46,11 @@ fn title(c: &super::Change) -> String {
 
 fn text(plan: &Plan) -> String {
     let mut out = String::new();
-    for c in plan.changes.iter().filter(|c| c.action != Action::Unchanged) {
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Unchanged)
+    {
         let _ = writeln!(out, "{}", title(c));
         if let Some(r) = &c.reason {
             let _ = writeln!(out, "  {r}");
@@ -123,7 +127,10 @@ fn markdown(plan: &Plan) -> String {
             );
         }
         out.push('\n');
-        for c in changed.iter().filter(|c| !c.diff.is_empty() || c.reason.is_some()) {
+        for c in changed
+            .iter()
+            .filter(|c| !c.diff.is_empty() || c.reason.is_some())
+        {
             let _ = writeln!(out, "<details><summary>{}</summary>\n", title(c));
             if let Some(r) = &c.reason {
                 let _ = writeln!(out, "{r}\n");

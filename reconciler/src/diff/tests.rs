@@ -83,7 +83,10 @@ fn creates_what_the_cluster_lacks() {
 #[test]
 fn an_applied_object_is_unchanged_and_makes_no_diff() {
     let a = vs("a", 100);
-    let snap = SnapshotBuilder::default().live(applied(&a)).listed(&a).build();
+    let snap = SnapshotBuilder::default()
+        .live(applied(&a))
+        .listed(&a)
+        .build();
     let p = plan(&[a], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
     assert!(!p.has_changes());
@@ -92,10 +95,17 @@ fn an_applied_object_is_unchanged_and_makes_no_diff() {
 #[test]
 fn a_new_revision_updates_and_is_not_drift() {
     let old = vs("a", 100);
-    let snap = SnapshotBuilder::default().live(applied(&old)).listed(&old).build();
+    let snap = SnapshotBuilder::default()
+        .live(applied(&old))
+        .listed(&old)
+        .build();
     let p = plan(&[vs("a", 50)], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Update, false)]);
-    assert!(p.changes[0].diff.contains("-    - weight: 100"), "{}", p.changes[0].diff);
+    assert!(
+        p.changes[0].diff.contains("-    - weight: 100"),
+        "{}",
+        p.changes[0].diff
+    );
     assert!(p.changes[0].diff.contains("+    - weight: 50"));
 }
 
@@ -118,13 +128,18 @@ fn an_unowned_object_of_the_same_name_is_refused() {
     let snap = SnapshotBuilder::default().live(live).build();
     let p = plan(&[a], &Summary::default(), &snap);
     assert_eq!(p.changes[0].action, Action::Refuse);
-    assert!(p.changes[0].reason.as_ref().unwrap().contains("not managed by meshplan"));
+    assert!(p.changes[0]
+        .reason
+        .as_ref()
+        .unwrap()
+        .contains("not managed by meshplan"));
     assert!(p.changes[0].desired.is_none());
 }
 
 #[test]
 fn prunes_only_what_is_labelled_and_listed() {
-    let (gone, listed_unlabelled, labelled_unlisted) = (vs("gone", 1), vs("hand", 1), vs("other", 1));
+    let (gone, listed_unlabelled, labelled_unlisted) =
+        (vs("gone", 1), vs("hand", 1), vs("other", 1));
     let mut hand = applied(&listed_unlabelled);
     hand.labelled = false;
     let snap = SnapshotBuilder::default()
@@ -137,7 +152,10 @@ fn prunes_only_what_is_labelled_and_listed() {
     let p = plan(&[], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("gone".into(), Action::Prune, false)]);
     assert_eq!(p.changes[0].uid.as_deref(), Some("uid-gone"));
-    assert_eq!(p.unlisted, ["VirtualService shop/other (networking.istio.io)"]);
+    assert_eq!(
+        p.unlisted,
+        ["VirtualService shop/other (networking.istio.io)"]
+    );
 }
 
 #[test]
@@ -195,10 +213,16 @@ fn against_files_compares_whole_objects_regardless_of_key_order() {
 fn every_format_names_the_change_and_the_counts() {
     let p = plan(&[vs("a", 100)], &Summary::default(), &Snapshot::default());
     let text = render(&p, Format::Text);
-    assert!(text.contains("+ create VirtualService shop/a (networking.istio.io)"), "{text}");
+    assert!(
+        text.contains("+ create VirtualService shop/a (networking.istio.io)"),
+        "{text}"
+    );
     assert!(text.ends_with("Plan: 1 to create, 0 to update, 0 to prune, 0 unchanged.\n"));
     let md = render(&p, Format::Markdown);
-    assert!(md.contains("| create | VirtualService | shop | a |"), "{md}");
+    assert!(
+        md.contains("| create | VirtualService | shop | a |"),
+        "{md}"
+    );
     assert!(md.contains("```diff\n"));
     let json: Value = serde_json::from_str(&render(&p, Format::Json)).unwrap();
     assert_eq!(json["counts"]["create"], 1);

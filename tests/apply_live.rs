@@ -1,0 +1,499 @@
+//! `meshplan apply` and `meshplan diff --cluster` against the real
+//! kube-apiserver, run with the least-privilege ServiceAccount of
+//! deploy/rbac.yaml (so a missing RBAC rule fails here). Needs the test
+//! environment.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use meshplan_testenv::{unique_name, with_temp_ns, TestEnv};
+use serde_json::json;
+
+/// A repository of intents in one namespace, written to a temporary
+/// directory; the builder's calls chain.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(ns: &str) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meshplan.yaml"),
+            format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: {ns}\n"),
+        )
+        .unwrap();
+        Repo { dir }
+    }
+
+    /// A service with versions v1 and v2, `/api/` split `100 - canary` :
+    /// `canary`, callable from namespace `caller`.
+    fn service(self, name: &str, canary: u32, caller: &str) -> Repo {
+        let text = format!(
+            "apiVersion: meshplan.dev/v1alpha1
+kind: ServiceIntent
+metadata:
+  name: {name}
+spec:
+  ports:
+    - {{ name: http, port: 80, protocol: http }}
+  versions:
+    - name: v1
+      labels: {{ app: {name}, version: v1 }}
+    - name: v2
+      labels: {{ app: {name}, version: v2 }}
+  routes:
+    - name: api
+      match:
+        - path: {{ prefix: /api/ }}
+      destination:
+        weights:
+          - {{ version: v1, weight: {} }}
+          - {{ version: v2, weight: {canary} }}
+  access:
+    allow:
+      - from:
+          - namespace: {caller}
+",
+            100 - canary
+        );
+        std::fs::write(self.dir.path().join(format!("{name}.yaml")), text).unwrap();
+        self
+    }
+
+    fn without(self, name: &str) -> Repo {
+        std::fs::remove_file(self.dir.path().join(format!("{name}.yaml"))).unwrap();
+        self
+    }
+
+    fn write_raw(self, file: &str, text: &str) -> Repo {
+        std::fs::write(self.dir.path().join(file), text).unwrap();
+        self
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Runs meshplan as the least-privilege ServiceAccount.
+fn meshplan_sa(args: &[&str], inventory: &str) -> Output {
+    let env = TestEnv::get();
+    let mut all: Vec<&str> = args.to_vec();
+    let kc = env.sa_kubeconfig.to_str().unwrap();
+    all.extend(["--kubeconfig", kc, "--inventory", inventory]);
+    common::meshplan(&all)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn inventory() -> String {
+    format!("meshplan-system/{}", unique_name("inv"))
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn virtual_services(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource(
+            "networking.istio.io",
+            "v1",
+            "VirtualService",
+            "virtualservices",
+        ),
+    )
+}
+
+async fn names(api: &Api<DynamicObject>) -> Vec<String> {
+    let mut v: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    v.sort();
+    v
+}
+
+async fn inventory_revision(client: &kube::Client, inv: &str) -> Option<String> {
+    let (ns, name) = inv.split_once('/').unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.get(name).await.ok()?.data?.get("revision").cloned()
+}
+
+#[tokio::test]
+async fn applies_then_a_second_apply_and_a_diff_find_nothing_to_do() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns)
+            .service("api", 10, "web")
+            .service("db", 0, "api");
+        let repo_path = repo.path().to_str().unwrap();
+        let inv = inventory();
+
+        let first = meshplan_sa(&["apply", repo_path, "--revision", "r1"], &inv);
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+        let out = String::from_utf8_lossy(&first.stdout);
+        assert!(
+            out.contains(&format!("create VirtualService {ns}/api")),
+            "{}",
+            text(&first)
+        );
+        assert_eq!(names(&virtual_services(&client, &ns)).await, ["api", "db"]);
+        assert_eq!(
+            inventory_revision(&client, &inv).await.as_deref(),
+            Some("r1")
+        );
+
+        let second = meshplan_sa(&["apply", repo_path, "--revision", "r1"], &inv);
+        assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+        assert!(
+            String::from_utf8_lossy(&second.stderr).contains("applied 0 object(s)"),
+            "{}",
+            text(&second)
+        );
+        let diff = meshplan_sa(&["diff", repo_path, "--cluster", "--exit-code"], &inv);
+        assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
+        assert!(
+            String::from_utf8_lossy(&diff.stdout).contains("0 to create, 0 to update, 0 to prune")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_edit_in_the_cluster_is_reported_as_drift_and_apply_restores_it() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns).service("api", 10, "web");
+        let repo_path = repo.path().to_str().unwrap();
+        let inv = inventory();
+        let out = meshplan_sa(&["apply", repo_path], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+        // Someone moves the canary to 50 % by hand (kubectl edit's way: an
+        // update, under another field manager).
+        let vs = virtual_services(&client, &ns);
+        let mut live = vs.get("api").await.unwrap();
+        live.data["spec"]["http"][0]["route"][0]["weight"] = json!(50);
+        live.data["spec"]["http"][0]["route"][1]["weight"] = json!(50);
+        let pp = PostParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..PostParams::default()
+        };
+        vs.replace("api", &pp, &live).await.unwrap();
+
+        let diff = meshplan_sa(&["diff", repo_path, "--cluster", "--exit-code"], &inv);
+        let stdout = String::from_utf8_lossy(&diff.stdout);
+        assert_eq!(diff.status.code(), Some(1), "{}", text(&diff));
+        assert!(
+            stdout.contains(&format!("~ update VirtualService {ns}/api")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("[drift: edited in the cluster]"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("-      weight: 50\n+      weight: 90"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("1 to update (1 drifted)"), "{stdout}");
+
+        let apply = meshplan_sa(&["apply", repo_path], &inv);
+        assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+        let healed = vs.get("api").await.unwrap();
+        assert_eq!(healed.data["spec"]["http"][0]["route"][0]["weight"], 90);
+        let diff = meshplan_sa(&["diff", repo_path, "--cluster", "--exit-code"], &inv);
+        assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_revision_explains_what_it_changes() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns).service("api", 10, "web");
+        let inv = inventory();
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+        let repo = repo.service("api", 10, "ops");
+        let diff = meshplan_sa(
+            &["diff", repo.path().to_str().unwrap(), "--cluster", "--format", "json"],
+            &inv,
+        );
+        assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
+        let plan: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+        assert_eq!(plan["counts"]["update"], 1, "{plan:#}");
+        assert_eq!(
+            plan["summary"],
+            json!([{"service": format!("{ns}/api"), "lines": ["access: gains namespace ops", "access: loses namespace web"]}]),
+        );
+        let md = meshplan_sa(
+            &["diff", repo.path().to_str().unwrap(), "--cluster", "--format", "markdown"],
+            &inv,
+        );
+        let md = String::from_utf8_lossy(&md.stdout);
+        assert!(md.contains("#### What changes"), "{md}");
+        assert!(md.contains("| update | AuthorizationPolicy |"), "{md}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_an_intent_prunes_its_objects_and_nothing_else() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns)
+            .service("api", 0, "web")
+            .service("old", 0, "web");
+        let inv = inventory();
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+        // Beside meshplan's: a hand-made VirtualService, and one wearing
+        // meshplan's label without being in its inventory.
+        let vs = virtual_services(&client, &ns);
+        for (name, labels) in [
+            ("hand-made", json!({})),
+            (
+                "labelled",
+                json!({"app.kubernetes.io/managed-by": "meshplan"}),
+            ),
+        ] {
+            let obj = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": name, "labels": labels}, "spec": {"hosts": [name]}});
+            vs.patch(
+                name,
+                &PatchParams::apply("someone-else"),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap();
+        }
+
+        let repo = repo.without("old");
+        // Without --prune the object stays, and says so.
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("not pruned (no --prune) VirtualService {ns}/old")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(names(&vs).await, ["api", "hand-made", "labelled", "old"]);
+
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--prune"], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(names(&vs).await, ["api", "hand-made", "labelled"]);
+        let drs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &resource(
+                "networking.istio.io",
+                "v1",
+                "DestinationRule",
+                "destinationrules",
+            ),
+        );
+        assert_eq!(names(&drs).await, ["api"]);
+        // Pruned from the inventory too: a second prune has nothing to do.
+        let out = meshplan_sa(
+            &[
+                "diff",
+                repo.path().to_str().unwrap(),
+                "--cluster",
+                "--exit-code",
+            ],
+            &inv,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("VirtualService {ns}/labelled")),
+            "the unlisted object is noted: {}",
+            text(&out)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_existing_object_meshplan_does_not_own_is_refused_and_left_alone() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let vs = virtual_services(&client, &ns);
+        let theirs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "api"}, "spec": {"hosts": ["theirs"]}});
+        vs.patch(
+            "api",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+        let repo = Repo::new(&ns).service("api", 0, "web");
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inventory());
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let all = text(&out);
+        assert!(
+            all.contains(&format!("refuse VirtualService {ns}/api")),
+            "{all}"
+        );
+        assert!(all.contains("not managed by meshplan"), "{all}");
+        let live = vs.get("api").await.unwrap();
+        assert_eq!(live.data["spec"]["hosts"], json!(["theirs"]));
+        // The rest of the service was applied.
+        let drs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &resource(
+                "networking.istio.io",
+                "v1",
+                "DestinationRule",
+                "destinationrules",
+            ),
+        );
+        assert_eq!(names(&drs).await, ["api"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_repository_with_errors_applies_nothing_and_keeps_the_last_revision() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns).service("api", 10, "web");
+        let inv = inventory();
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--revision", "good"], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+        // A new service and a broken one in the same commit.
+        let repo = repo.service("new", 0, "web").write_raw(
+            "api.yaml",
+            "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: api\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  routes:\n    - name: x\n      destination:\n        weights: [{ version: nope, weight: 150 }]\n",
+        );
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--prune", "--revision", "bad"], &inv);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("apply refused: the repository does not pass check"), "{}", text(&out));
+        assert_eq!(names(&virtual_services(&client, &ns)).await, ["api"]);
+        let live = virtual_services(&client, &ns).get("api").await.unwrap();
+        assert_eq!(live.data["spec"]["http"][0]["route"][1]["weight"], 10);
+        assert_eq!(inventory_revision(&client, &inv).await.as_deref(), Some("good"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_dry_run_validates_and_changes_nothing() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns).service("api", 10, "web");
+        let inv = inventory();
+        let out = meshplan_sa(
+            &["apply", repo.path().to_str().unwrap(), "--dry-run=server"],
+            &inv,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("dry run (server): applied"),
+            "{}",
+            text(&out)
+        );
+        assert!(names(&virtual_services(&client, &ns)).await.is_empty());
+        assert_eq!(inventory_revision(&client, &inv).await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_service_account_is_refused_outside_its_grants_with_a_clear_error() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns).service("api", 0, "web");
+        // The role grants ConfigMaps in meshplan-system only.
+        let out = meshplan_sa(
+            &["apply", repo.path().to_str().unwrap()],
+            "kube-system/meshplan",
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Forbidden (403)"), "{err}");
+        assert!(err.contains("configmaps"), "{err}");
+        // Nothing was applied.
+        assert!(names(&virtual_services(&client, &ns)).await.is_empty());
+    })
+    .await;
+}
+
+/// The bundled examples-repo, for every mesh, with the least-privilege
+/// role: applies, and a second run is a no-op. (The only test using the
+/// examples-repo's fixed namespaces.)
+#[tokio::test]
+async fn examples_repo_applies_for_every_mesh_and_resyncs_as_a_no_op() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["bookinfo", "payments", "platform"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        namespaces
+            .patch(
+                ns,
+                &PatchParams::apply("meshplan-tests"),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap();
+    }
+    for mesh in ["istio", "gateway-api", "linkerd"] {
+        let inv = inventory();
+        let args = [
+            "apply",
+            "examples-repo",
+            "--mesh",
+            mesh,
+            "--unsupported",
+            "warning",
+        ];
+        let out = meshplan_sa(&args, &inv);
+        assert_eq!(out.status.code(), Some(0), "{mesh}: {}", text(&out));
+        let again = meshplan_sa(&args, &inv);
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("applied 0 object(s)"),
+            "{mesh}: a resync changed something: {}",
+            text(&again)
+        );
+    }
+    // The gateway-api backends are real Services.
+    let services: Api<Service> = Api::namespaced(client.clone(), "bookinfo");
+    assert!(services.get("reviews-v2").await.is_ok());
+}
