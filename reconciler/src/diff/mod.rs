@@ -11,7 +11,7 @@ mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use meshplan_compiler::object::{value_to_yaml, CONTENT_HASH};
+use meshplan_compiler::object::{value_to_yaml, CONTENT_HASH, SOURCE};
 use meshplan_compiler::summary::{self, Summary};
 use meshplan_compiler::MeshObject;
 use serde::Serialize;
@@ -205,7 +205,7 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
                 ));
             }
             Some(live) => {
-                let want = fields::comparable(&d.body);
+                let want = fields::comparable(&with_live_source(&d.body, &live.body));
                 let (in_sync, view) = match &live.fields {
                     Some(f) => (
                         fields::in_sync(&want, &live.body, f),
@@ -292,7 +292,9 @@ pub fn plan_against(
         let mut ch = Change::new(Action::Create, &id);
         match old.get(&key) {
             None => ch.diff = unified("", &value_to_yaml(&d.body)),
-            Some((_, o)) if normalized(o) == normalized(&d.body) => ch.action = Action::Unchanged,
+            Some((_, o)) if normalized(o) == normalized(&with_live_source(&d.body, o)) => {
+                ch.action = Action::Unchanged
+            }
             Some((_, o)) => {
                 ch.action = Action::Update;
                 ch.diff = unified(&value_to_yaml(o), &value_to_yaml(&d.body));
@@ -313,11 +315,36 @@ pub fn plan_against(
     }
     let mut p = Plan {
         changes,
-        summary: old_summary.cloned().unwrap_or_default().changes(summary),
+        // Rendered YAML carries no summary: say nothing rather than call
+        // every service new.
+        summary: old_summary.map(|s| s.changes(summary)).unwrap_or_default(),
         ..Plan::default()
     };
     p.sort();
     p
+}
+
+/// `desired` with the live object's `meshplan.dev/source` annotation.
+///
+/// The annotation names the intent's `file:line`; an edit above an intent
+/// moves its line without changing what it means. Comparing with the live
+/// line keeps such an edit from rewriting every object below it; the line
+/// is refreshed whenever the object changes for a real reason.
+fn with_live_source(desired: &Value, live: &Value) -> Value {
+    let mut d = desired.clone();
+    let live_source = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SOURCE));
+    if let (Some(src), Some(ann)) = (
+        live_source,
+        d.pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut),
+    ) {
+        if ann.contains_key(SOURCE) {
+            ann.insert(SOURCE.into(), src.clone());
+        }
+    }
+    d
 }
 
 fn hash(v: &Value) -> Option<&str> {

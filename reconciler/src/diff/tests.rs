@@ -228,3 +228,19 @@ fn every_format_names_the_change_and_the_counts() {
     assert_eq!(json["counts"]["create"], 1);
     assert_eq!(json["changes"][0]["action"], "create");
 }
+
+#[test]
+fn an_intent_that_only_moved_lines_is_unchanged() {
+    let a = vs("a", 100);
+    let mut moved = a.clone();
+    moved.body["metadata"]["annotations"][meshplan_compiler::object::SOURCE] =
+        json!("shop/a.yaml:9");
+    let snap = SnapshotBuilder::default()
+        .live(applied(&a))
+        .listed(&a)
+        .build();
+    let p = plan(&[moved.clone()], &Summary::default(), &snap);
+    assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
+    let p = plan_against(&[moved], &Summary::default(), &[a.body.clone()], None);
+    assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
+}
