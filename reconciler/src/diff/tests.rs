@@ -241,6 +241,11 @@ fn an_intent_that_only_moved_lines_is_unchanged() {
         .build();
     let p = plan(&[moved.clone()], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
-    let p = plan_against(&[moved], &Summary::default(), std::slice::from_ref(&a.body), None);
+    let p = plan_against(
+        &[moved],
+        &Summary::default(),
+        std::slice::from_ref(&a.body),
+        None,
+    );
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
 }
