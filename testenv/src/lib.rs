@@ -407,6 +407,23 @@ impl TestRepo {
         git(dir, &["rev-parse", "HEAD"])
     }
 
+    /// Tags the last commit and pushes the tag.
+    pub fn tag(&self, name: &str) -> Result<(), Error> {
+        let dir = self.work.path();
+        git(dir, &["tag", "-f", name])?;
+        git(
+            dir,
+            &[
+                "push",
+                "-q",
+                "--force",
+                "origin",
+                &format!("refs/tags/{name}"),
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Rewrites history: `main` becomes a single new root commit.
     pub fn force_push_new_history(
         &self,

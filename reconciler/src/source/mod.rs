@@ -1,5 +1,8 @@
-//! Where revisions come from. For now: the Git revision of a local
-//! checkout, recorded with what is applied.
+//! Where revisions come from: a Git repository ([`git`]), or a local
+//! folder; and the Git revision of a local checkout, recorded with what is
+//! applied.
+
+pub mod git;
 
 use std::path::Path;
 

@@ -1,0 +1,502 @@
+//! A Git repository as a source of revisions (git2, no `git` binary).
+//!
+//! [`GitSource::sync`] fetches the pinned reference into a local checkout
+//! and resets the work tree to it: a branch follows its remote tip, even
+//! when history was rewritten (force-pushed); a tag or a commit stays put.
+//! URLs: `file://` (and plain paths), `git://`, `http(s)://` (basic auth or
+//! a token), `ssh://` and `user@host:path` (a key, host keys verified
+//! against a known_hosts file — an unknown or changed host key refuses the
+//! connection; there is no "accept new").
+//!
+//! Credentials never appear in logs or errors: [`Secret`] prints as
+//! `<redacted>`, and URLs are shown without their user info.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use git2::{
+    build::CheckoutBuilder, AutotagOption, CertificateCheckStatus, Cred, CredentialType,
+    FetchOptions, Oid, RemoteCallbacks, Repository,
+};
+
+/// A credential. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into().trim_end_matches(['\n', '\r']).to_owned())
+    }
+
+    /// Reads a mounted secret file (a trailing newline is dropped).
+    pub fn from_file(path: &Path) -> Result<Secret, GitError> {
+        std::fs::read_to_string(path)
+            .map(Secret::new)
+            .map_err(|e| GitError::Config(format!("cannot read {}: {e}", path.display())))
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How to authenticate.
+#[derive(Clone, Debug, Default)]
+pub enum GitAuth {
+    #[default]
+    None,
+    /// HTTP basic auth.
+    Basic { username: String, password: Secret },
+    /// An access token (GitHub, GitLab, Gitea…), sent as the basic-auth
+    /// password of the user `x-access-token`.
+    Token(Secret),
+    /// An SSH key; the server's host key must be in `known_hosts`.
+    SshKey {
+        private_key: PathBuf,
+        known_hosts: PathBuf,
+    },
+}
+
+/// Which revision to follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitRef {
+    /// The remote's default branch (its `HEAD`).
+    DefaultBranch,
+    Branch(String),
+    Tag(String),
+    /// A full or abbreviated commit id.
+    Commit(String),
+}
+
+/// A Git repository to follow.
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    pub url: String,
+    pub reference: GitRef,
+    /// A folder inside the repository (monorepos); the root when `None`.
+    pub path: Option<PathBuf>,
+    pub auth: GitAuth,
+    /// Fetch only the tip (depth 1). Ignored for a commit pin, which may
+    /// be anywhere in history.
+    pub shallow: bool,
+    /// Where the checkout lives between syncs.
+    pub checkout: PathBuf,
+}
+
+/// A fetched revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// The commit id (40 hex digits).
+    pub commit: String,
+    /// The repository folder to compile (the checkout, or `path` in it).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{0}")]
+    Config(String),
+    /// `url` is shown without credentials.
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{url}: {message}")]
+    Resolve { url: String, message: String },
+    #[error("checking out {commit}: {message}")]
+    Checkout { commit: String, message: String },
+}
+
+impl GitSource {
+    /// Fetches and checks out the reference; returns the revision. Blocking
+    /// (network and disk): call it from `spawn_blocking` in async code.
+    pub fn sync(&self) -> Result<Revision, GitError> {
+        let repo = self.open()?;
+        let shown = redact_url(&self.url);
+        let (callbacks, verdict) = self.callbacks()?;
+        let fetch_err = |e: git2::Error| GitError::Fetch {
+            url: shown.clone(),
+            message: verdict
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| explain(&e)),
+        };
+        let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        let (refspecs, target): (Vec<String>, String) = match &self.reference {
+            GitRef::DefaultBranch => {
+                remote
+                    .connect_auth(git2::Direction::Fetch, Some(self.callbacks()?.0), None)
+                    .map_err(fetch_err)?;
+                let head = remote.default_branch().map_err(fetch_err)?;
+                remote.disconnect().map_err(fetch_err)?;
+                let head = head
+                    .as_str()
+                    .ok()
+                    .and_then(|h| h.strip_prefix("refs/heads/"))
+                    .ok_or_else(|| GitError::Resolve {
+                        url: shown.clone(),
+                        message: "the remote has no default branch".into(),
+                    })?
+                    .to_owned();
+                let local = format!("refs/meshplan/branches/{head}");
+                (vec![format!("+refs/heads/{head}:{local}")], local)
+            }
+            GitRef::Branch(b) => {
+                let local = format!("refs/meshplan/branches/{b}");
+                (vec![format!("+refs/heads/{b}:{local}")], local)
+            }
+            GitRef::Tag(t) => {
+                let local = format!("refs/meshplan/tags/{t}");
+                (vec![format!("+refs/tags/{t}:{local}")], local)
+            }
+            GitRef::Commit(_) => (
+                vec![
+                    "+refs/heads/*:refs/meshplan/branches/*".into(),
+                    "+refs/tags/*:refs/meshplan/tags/*".into(),
+                ],
+                String::new(),
+            ),
+        };
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(callbacks);
+        fo.download_tags(AutotagOption::None);
+        fo.update_fetchhead(false);
+        if self.shallow && !matches!(self.reference, GitRef::Commit(_)) {
+            fo.depth(1);
+        }
+        let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+        remote
+            .fetch(&specs, Some(&mut fo), None)
+            .map_err(fetch_err)?;
+
+        let commit = match &self.reference {
+            GitRef::Commit(c) => {
+                let obj = repo.revparse_single(c).map_err(|_| GitError::Resolve {
+                    url: shown.clone(),
+                    message: format!("no commit {c} on any branch or tag"),
+                })?;
+                obj.peel_to_commit().map_err(|e| GitError::Resolve {
+                    url: shown.clone(),
+                    message: explain(&e),
+                })?
+            }
+            _ => {
+                let r = repo
+                    .find_reference(&target)
+                    .map_err(|_| GitError::Resolve {
+                        url: shown.clone(),
+                        message: match &self.reference {
+                            GitRef::Tag(t) => format!("no tag {t}"),
+                            GitRef::Branch(b) => format!("no branch {b}"),
+                            _ => "the default branch was not fetched".into(),
+                        },
+                    })?;
+                r.peel_to_commit().map_err(|e| GitError::Resolve {
+                    url: shown.clone(),
+                    message: explain(&e),
+                })?
+            }
+        };
+        self.checkout(&repo, commit.id())?;
+        let dir = match &self.path {
+            Some(p) => self.checkout.join(p),
+            None => self.checkout.clone(),
+        };
+        if !dir.is_dir() {
+            return Err(GitError::Resolve {
+                url: shown,
+                message: format!(
+                    "commit {} has no folder {}",
+                    commit.id(),
+                    self.path.as_deref().unwrap_or(Path::new("")).display()
+                ),
+            });
+        }
+        Ok(Revision {
+            commit: commit.id().to_string(),
+            dir,
+        })
+    }
+
+    fn open(&self) -> Result<Repository, GitError> {
+        let config = |e: git2::Error| {
+            GitError::Config(format!(
+                "cannot use {} as the checkout: {}",
+                self.checkout.display(),
+                e.message()
+            ))
+        };
+        match Repository::open(&self.checkout) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                std::fs::create_dir_all(&self.checkout).map_err(|e| {
+                    GitError::Config(format!("cannot create {}: {e}", self.checkout.display()))
+                })?;
+                Repository::init(&self.checkout).map_err(config)
+            }
+        }
+    }
+
+    /// Makes the work tree exactly the commit's tree: files of the previous
+    /// revision that the new one lacks are removed, local edits discarded.
+    fn checkout(&self, repo: &Repository, id: Oid) -> Result<(), GitError> {
+        let err = |e: git2::Error| GitError::Checkout {
+            commit: id.to_string(),
+            message: explain(&e),
+        };
+        let obj = repo.find_object(id, None).map_err(err)?;
+        let mut co = CheckoutBuilder::new();
+        co.force().remove_untracked(true).remove_ignored(true);
+        repo.set_head_detached(id).map_err(err)?;
+        repo.reset(&obj, git2::ResetType::Hard, Some(&mut co))
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// The callbacks, and where the host-key check leaves its verdict
+    /// (libgit2 replaces a callback's error with a generic message).
+    fn callbacks(&self) -> Result<(RemoteCallbacks<'static>, Verdict), GitError> {
+        let verdict: Verdict = Verdict::default();
+        let said = verdict.clone();
+        let mut cb = RemoteCallbacks::new();
+        let auth = self.auth.clone();
+        let mut tries = 0;
+        cb.credentials(move |_url, user, allowed| {
+            // libgit2 asks again after a rejection: once is enough.
+            tries += 1;
+            if tries > 1 {
+                return Err(git2::Error::from_str(
+                    "authentication failed: credentials rejected",
+                ));
+            }
+            match &auth {
+                GitAuth::None => Err(git2::Error::from_str(
+                    "the server asks for credentials and none are configured",
+                )),
+                GitAuth::Basic { username, password }
+                    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                {
+                    Cred::userpass_plaintext(username, password.expose())
+                }
+                GitAuth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+                    Cred::userpass_plaintext("x-access-token", token.expose())
+                }
+                GitAuth::SshKey { private_key, .. }
+                    if allowed.contains(CredentialType::SSH_KEY) =>
+                {
+                    Cred::ssh_key(user.unwrap_or("git"), None, private_key, None)
+                }
+                _ => Err(git2::Error::from_str(
+                    "the server asks for a kind of credentials other than those configured",
+                )),
+            }
+        });
+        let known_hosts = match &self.auth {
+            GitAuth::SshKey { known_hosts, .. } => {
+                Some(std::fs::read_to_string(known_hosts).map_err(|e| {
+                    GitError::Config(format!(
+                        "cannot read known_hosts {}: {e}",
+                        known_hosts.display()
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        let port = ssh_port(&self.url);
+        cb.certificate_check(move |cert, host| {
+            let Some(hk) = cert.as_hostkey() else {
+                // TLS: libgit2 verifies against the system's roots.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let Some(known) = &known_hosts else {
+                return Err(git2::Error::from_str(
+                    "ssh needs a known_hosts file to verify the server's host key",
+                ));
+            };
+            let key = hk
+                .hostkey()
+                .ok_or_else(|| git2::Error::from_str("the server offered no host key"))?;
+            let name = match port {
+                Some(p) if p != 22 => format!("[{host}]:{p}"),
+                _ => host.to_owned(),
+            };
+            let refusal = match known_hosts_trust(known, &name, key) {
+                Trust::Trusted => return Ok(CertificateCheckStatus::CertificateOk),
+                Trust::Changed => format!(
+                    "the host key of {name} does not match known_hosts: refusing to connect (the key changed, or someone is in the middle)"
+                ),
+                Trust::Unknown => format!(
+                    "{name} is not in known_hosts: refusing to connect (add its key, e.g. from ssh-keyscan, after checking it)"
+                ),
+            };
+            *said.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal.clone());
+            Err(git2::Error::from_str(&refusal))
+        });
+        Ok((cb, verdict))
+    }
+}
+
+/// A host-key refusal, kept for the error message.
+type Verdict = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Trust {
+    Trusted,
+    /// The host is listed with other keys only.
+    Changed,
+    Unknown,
+}
+
+/// Whether `key` (the raw key blob) is listed for `host` (`name` or
+/// `[name]:port`), in plain or hashed (`|1|salt|hash`) entries.
+fn known_hosts_trust(known_hosts: &str, host: &str, key: &[u8]) -> Trust {
+    let offered = base64::engine::general_purpose::STANDARD.encode(key);
+    let mut listed = false;
+    for line in known_hosts.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if hosts.split(',').any(|h| host_matches(h, host)) {
+            if k == offered {
+                return Trust::Trusted;
+            }
+            listed = true;
+        }
+    }
+    if listed {
+        Trust::Changed
+    } else {
+        Trust::Unknown
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    if let Some(hashed) = pattern.strip_prefix("|1|") {
+        let Some((salt, hash)) = hashed.split_once('|') else {
+            return false;
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (Ok(salt), Ok(hash)) = (b64.decode(salt), b64.decode(hash)) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
+            return false;
+        };
+        mac.update(host.as_bytes());
+        return mac.verify_slice(&hash).is_ok();
+    }
+    pattern == host
+}
+
+/// The port of an `ssh://` URL.
+fn ssh_port(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("ssh://")?;
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit('@').next()?;
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+/// A URL without user info (`https://user:pw@host/x` → `https://host/x`).
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// libgit2's message, with the class (`net`, `ssh`, `http`…) for context.
+fn explain(e: &git2::Error) -> String {
+    let msg = e.message().trim_end_matches('.');
+    match e.class() {
+        git2::ErrorClass::Net => format!("network: {msg}"),
+        git2::ErrorClass::Ssh => format!("ssh: {msg}"),
+        git2::ErrorClass::Http => format!("http: {msg}"),
+        _ => msg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            redact_url("https://user:hunter2@git.example.com/org/repo.git"),
+            "https://git.example.com/org/repo.git"
+        );
+        assert_eq!(redact_url("ssh://git@host:2222/r"), "ssh://host:2222/r");
+        assert_eq!(redact_url("/srv/repo"), "/srv/repo");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let auth = GitAuth::Token(Secret::new("hunter2\n"));
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        assert_eq!(Secret::new("hunter2\n").expose(), "hunter2");
+    }
+
+    #[test]
+    fn reads_the_port_of_ssh_urls() {
+        assert_eq!(ssh_port("ssh://git@127.0.0.1:2222/srv/r.git"), Some(2222));
+        assert_eq!(ssh_port("ssh://git@host/srv/r.git"), None);
+        assert_eq!(ssh_port("https://host:8443/r"), None);
+    }
+
+    #[test]
+    fn known_hosts_trusts_listed_keys_and_flags_changed_ones() {
+        let key = b"key-bytes";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let kh = format!("# comment\n[127.0.0.1]:2222 ssh-ed25519 {b64}\nother ssh-ed25519 AAAA\n");
+        assert_eq!(
+            known_hosts_trust(&kh, "[127.0.0.1]:2222", key),
+            Trust::Trusted
+        );
+        assert_eq!(known_hosts_trust(&kh, "other", key), Trust::Changed);
+        assert_eq!(known_hosts_trust(&kh, "127.0.0.1", key), Trust::Unknown);
+    }
+
+    #[test]
+    fn known_hosts_understands_hashed_host_names() {
+        use hmac::{Hmac, Mac};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let salt = b"0123456789abcdefghij";
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap();
+        mac.update(b"git.example.com");
+        let hash = mac.finalize().into_bytes();
+        let kh = format!(
+            "|1|{}|{} ssh-ed25519 {}\n",
+            b64.encode(salt),
+            b64.encode(hash),
+            b64.encode(b"k")
+        );
+        assert_eq!(
+            known_hosts_trust(&kh, "git.example.com", b"k"),
+            Trust::Trusted
+        );
+        assert_eq!(
+            known_hosts_trust(&kh, "git.example.org", b"k"),
+            Trust::Unknown
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! The Git source against real servers: `git daemon`, `git http-backend`
+//! behind basic/token auth, and `sshd` with key auth and known_hosts.
+//! Needs the test environment.
+
+use std::path::Path;
+
+use meshplan_reconciler::source::git::{GitAuth, GitRef, GitSource, Secret};
+use meshplan_testenv::{TestEnv, TestRepo};
+
+fn source(url: String, reference: GitRef, auth: GitAuth, checkout: &Path) -> GitSource {
+    GitSource {
+        url,
+        reference,
+        path: None,
+        auth,
+        shallow: false,
+        checkout: checkout.to_path_buf(),
+    }
+}
+
+fn repo_with_intent() -> (TestRepo, String) {
+    let repo = TestEnv::get().git.create_repo("src").unwrap();
+    let c1 = repo
+        .commit(
+            &[
+                ("meshplan.yaml", Some("targets: [istio]\n")),
+                ("apps/web.yaml", Some("v: 1\n")),
+            ],
+            "first",
+        )
+        .unwrap();
+    (repo, c1)
+}
+
+fn ssh_auth(known_hosts: &Path) -> GitAuth {
+    GitAuth::SshKey {
+        private_key: TestEnv::get().git.ssh_key.clone(),
+        known_hosts: known_hosts.to_path_buf(),
+    }
+}
+
+#[test]
+fn every_transport_fetches_the_branch_tip() {
+    let git = &TestEnv::get().git;
+    let (repo, c1) = repo_with_intent();
+    let cases: Vec<(&str, String, GitAuth)> = vec![
+        (
+            "file",
+            format!("file://{}", repo.bare.display()),
+            GitAuth::None,
+        ),
+        ("git daemon", git.daemon_url_of(&repo), GitAuth::None),
+        (
+            "http basic",
+            git.http_url_of(&repo),
+            GitAuth::Basic {
+                username: git.http_user.clone(),
+                password: Secret::new(git.http_password.clone()),
+            },
+        ),
+        (
+            "http token",
+            git.http_url_of(&repo),
+            GitAuth::Token(Secret::new(git.http_token.clone())),
+        ),
+        ("ssh", git.ssh_url_of(&repo), ssh_auth(&git.known_hosts)),
+    ];
+    for (what, url, auth) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let rev = source(url, GitRef::Branch("main".into()), auth, tmp.path())
+            .sync()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(rev.commit, c1, "{what}");
+        assert_eq!(
+            std::fs::read_to_string(rev.dir.join("apps/web.yaml")).unwrap(),
+            "v: 1\n",
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_branch_follows_new_commits_and_force_pushed_history() {
+    let git = &TestEnv::get().git;
+    let (repo, c1) = repo_with_intent();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source(
+        git.daemon_url_of(&repo),
+        GitRef::DefaultBranch,
+        GitAuth::None,
+        tmp.path(),
+    );
+    assert_eq!(src.sync().unwrap().commit, c1);
+
+    let c2 = repo
+        .commit(&[("apps/web.yaml", Some("v: 2\n"))], "second")
+        .unwrap();
+    let rev = src.sync().unwrap();
+    assert_eq!(rev.commit, c2);
+    assert_eq!(
+        std::fs::read_to_string(rev.dir.join("apps/web.yaml")).unwrap(),
+        "v: 2\n"
+    );
+
+    // History rewritten: the old files are gone from the checkout too.
+    let c3 = repo
+        .force_push_new_history(
+            &[
+                ("meshplan.yaml", Some("targets: [linkerd]\n")),
+                ("apps/web.yaml", None),
+            ],
+            "rewritten",
+        )
+        .unwrap();
+    let rev = src.sync().unwrap();
+    assert_eq!(rev.commit, c3);
+    let local = git2::Repository::open(&rev.dir).unwrap();
+    assert_eq!(
+        local
+            .head()
+            .unwrap()
+            .peel_to_commit()
+            .unwrap()
+            .parent_count(),
+        0
+    );
+    assert!(!rev.dir.join("apps/web.yaml").exists());
+    // Local edits in the checkout do not survive a sync either.
+    std::fs::write(rev.dir.join("meshplan.yaml"), "tampered").unwrap();
+    let rev = src.sync().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(rev.dir.join("meshplan.yaml")).unwrap(),
+        "targets: [linkerd]\n"
+    );
+}
+
+#[test]
+fn tags_and_commits_stay_pinned() {
+    let git = &TestEnv::get().git;
+    let (repo, c1) = repo_with_intent();
+    repo.tag("v1").unwrap();
+    let c2 = repo
+        .commit(&[("apps/web.yaml", Some("v: 2\n"))], "second")
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = git.daemon_url_of(&repo);
+    let tag = source(
+        url.clone(),
+        GitRef::Tag("v1".into()),
+        GitAuth::None,
+        &tmp.path().join("t"),
+    );
+    assert_eq!(tag.sync().unwrap().commit, c1);
+    let pinned = source(
+        url.clone(),
+        GitRef::Commit(c1[..10].into()),
+        GitAuth::None,
+        &tmp.path().join("c"),
+    );
+    assert_eq!(pinned.sync().unwrap().commit, c1);
+    repo.commit(&[("apps/web.yaml", Some("v: 3\n"))], "third")
+        .unwrap();
+    assert_eq!(tag.sync().unwrap().commit, c1);
+    assert_eq!(pinned.sync().unwrap().commit, c1);
+
+    let missing = source(
+        url.clone(),
+        GitRef::Tag("v9".into()),
+        GitAuth::None,
+        &tmp.path().join("m"),
+    );
+    let err = missing.sync().unwrap_err().to_string();
+    assert!(err.contains("v9"), "{err}");
+    let unknown = source(
+        url,
+        GitRef::Commit("0123456789abcdef".into()),
+        GitAuth::None,
+        &tmp.path().join("u"),
+    );
+    let err = unknown.sync().unwrap_err().to_string();
+    assert!(err.contains("no commit 0123456789abcdef"), "{err}");
+    let _ = c2;
+}
+
+#[test]
+fn a_folder_inside_the_repository_is_the_revision() {
+    let git = &TestEnv::get().git;
+    let (repo, _) = repo_with_intent();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut src = source(
+        git.daemon_url_of(&repo),
+        GitRef::Branch("main".into()),
+        GitAuth::None,
+        tmp.path(),
+    );
+    src.path = Some("apps".into());
+    let rev = src.sync().unwrap();
+    assert!(rev.dir.ends_with("apps"));
+    assert!(rev.dir.join("web.yaml").is_file());
+    src.path = Some("nope".into());
+    let err = src.sync().unwrap_err().to_string();
+    assert!(err.contains("has no folder nope"), "{err}");
+}
+
+#[test]
+fn a_shallow_fetch_gets_only_the_tip() {
+    let git = &TestEnv::get().git;
+    let (repo, _) = repo_with_intent();
+    let c2 = repo
+        .commit(&[("apps/web.yaml", Some("v: 2\n"))], "second")
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut src = source(
+        git.daemon_url_of(&repo),
+        GitRef::Branch("main".into()),
+        GitAuth::None,
+        tmp.path(),
+    );
+    src.shallow = true;
+    assert_eq!(src.sync().unwrap().commit, c2);
+    let local = git2::Repository::open(tmp.path()).unwrap();
+    assert!(local.is_shallow());
+}
+
+#[test]
+fn wrong_credentials_are_refused_and_never_shown() {
+    let git = &TestEnv::get().git;
+    let (repo, _) = repo_with_intent();
+    let tmp = tempfile::tempdir().unwrap();
+    for auth in [
+        GitAuth::Basic {
+            username: git.http_user.clone(),
+            password: Secret::new("hunter2-wrong"),
+        },
+        GitAuth::Token(Secret::new("hunter2-wrong")),
+        GitAuth::None,
+    ] {
+        let err = source(
+            git.http_url_of(&repo),
+            GitRef::Branch("main".into()),
+            auth,
+            tmp.path(),
+        )
+        .sync()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(&format!("fetching {}", git.http_url_of(&repo))),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "a secret leaked: {err}");
+    }
+    // Credentials in the URL are not shown either.
+    let url = git
+        .http_url_of(&repo)
+        .replacen("://", "://user:hunter2@", 1);
+    let err = source(
+        url,
+        GitRef::Branch("main".into()),
+        GitAuth::None,
+        tmp.path(),
+    )
+    .sync()
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("hunter2"), "a secret leaked: {err}");
+}
+
+#[test]
+fn an_unknown_ssh_host_key_is_refused() {
+    let git = &TestEnv::get().git;
+    let (repo, _) = repo_with_intent();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = source(
+        git.ssh_url_of(&repo),
+        GitRef::Branch("main".into()),
+        ssh_auth(&git.wrong_known_hosts),
+        tmp.path(),
+    )
+    .sync()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("does not match known_hosts"), "{err}");
+    let empty = tmp.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let err = source(
+        git.ssh_url_of(&repo),
+        GitRef::Branch("main".into()),
+        ssh_auth(&empty),
+        &tmp.path().join("c2"),
+    )
+    .sync()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not in known_hosts"), "{err}");
+}
