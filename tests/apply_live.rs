@@ -24,45 +24,13 @@ struct Repo {
 impl Repo {
     fn new(ns: &str) -> Repo {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("meshplan.yaml"),
-            format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: {ns}\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(ns)).unwrap();
         Repo { dir }
     }
 
-    /// A service with versions v1 and v2, `/api/` split `100 - canary` :
-    /// `canary`, callable from namespace `caller`.
+    /// See [`common::service_yaml`].
     fn service(self, name: &str, canary: u32, caller: &str) -> Repo {
-        let text = format!(
-            "apiVersion: meshplan.dev/v1alpha1
-kind: ServiceIntent
-metadata:
-  name: {name}
-spec:
-  ports:
-    - {{ name: http, port: 80, protocol: http }}
-  versions:
-    - name: v1
-      labels: {{ app: {name}, version: v1 }}
-    - name: v2
-      labels: {{ app: {name}, version: v2 }}
-  routes:
-    - name: api
-      match:
-        - path: {{ prefix: /api/ }}
-      destination:
-        weights:
-          - {{ version: v1, weight: {} }}
-          - {{ version: v2, weight: {canary} }}
-  access:
-    allow:
-      - from:
-          - namespace: {caller}
-",
-            100 - canary
-        );
+        let text = common::service_yaml(name, canary, caller);
         std::fs::write(self.dir.path().join(format!("{name}.yaml")), text).unwrap();
         self
     }

@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod controller;
 pub mod diff;
 pub mod fields;
 pub mod inventory;
@@ -57,6 +58,12 @@ pub enum Error {
     },
     #[error("{path}: not Kubernetes YAML: {message}")]
     Yaml { path: String, message: String },
+    #[error("{what}")]
+    System {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -70,7 +77,7 @@ impl Error {
             } => "forbidden",
             Error::Api { code: Some(_), .. } => "api",
             Error::Api { code: None, .. } => "unreachable",
-            Error::Io { .. } | Error::Yaml { .. } => "io",
+            Error::Io { .. } | Error::Yaml { .. } | Error::System { .. } => "io",
         }
     }
 

@@ -151,17 +151,7 @@ pub async fn read(
         .map(ObjectRef::of)
         .filter(|id| !objects.contains_key(&Key::of(id)))
         .collect();
-    let found = futures::stream::iter(absent.into_iter().map(|id| async move {
-        let r = cluster.resolve(&id.api_version, &id.kind).await?;
-        match cluster.api_for(&r, &id).get_opt(&id.name).await {
-            Ok(o) => Ok(o.map(|o| to_live(o, &r))),
-            Err(e) => Err(Error::api(format!("reading {id}"), &e)),
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .try_collect::<Vec<Option<LiveObject>>>()
-    .await?;
-    for o in found.into_iter().flatten() {
+    for o in lookup(cluster, absent, concurrency).await? {
         objects.insert(Key::of(&o.id), o);
     }
 
@@ -171,6 +161,25 @@ pub async fn read(
         inventory_exists,
         gone_kinds,
     })
+}
+
+/// Reads each object by name (those that exist).
+pub async fn lookup(
+    cluster: &Cluster,
+    ids: Vec<ObjectRef>,
+    concurrency: usize,
+) -> Result<Vec<LiveObject>, Error> {
+    let found = futures::stream::iter(ids.into_iter().map(|id| async move {
+        let r = cluster.resolve(&id.api_version, &id.kind).await?;
+        match cluster.api_for(&r, &id).get_opt(&id.name).await {
+            Ok(o) => Ok(o.map(|o| to_live(o, &r))),
+            Err(e) => Err(Error::api(format!("reading {id}"), &e)),
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<Option<LiveObject>>>()
+    .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Keeps what a comparison needs: the body without `managedFields`, and

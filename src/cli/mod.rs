@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod render;
 mod rules;
+mod run;
 mod schema;
 
 use std::path::PathBuf;
@@ -83,6 +84,22 @@ pub enum Command {
         after_help = "Examples:\n  meshplan apply examples-repo --dry-run\n  meshplan apply examples-repo --prune --context prod-eu-west-1\n  meshplan apply --mesh istio --kubeconfig ci.kubeconfig"
     )]
     Apply(ApplyArgs),
+    /// Keep a cluster in sync: follow a Git repository (or a local folder),
+    /// apply every new revision, undo out-of-band edits.
+    ///
+    /// Reconciles on every --interval, on a verified POST /hooks/git, on a
+    /// change of the local folder, and within a second of an edit to an
+    /// object it manages (watched). A revision that does not check or
+    /// compile applies nothing: the cluster keeps the last good one, and
+    /// `meshplan status` shows why. Serves /metrics, /healthz and /readyz.
+    /// Stops cleanly on SIGTERM.
+    #[command(
+        after_help = "Examples:\n  meshplan run examples-repo --kubeconfig dev.kubeconfig          # a local folder, watched\n  meshplan run --git https://github.com/org/mesh --branch main --git-token-file /var/run/secrets/git/token --prune\n  meshplan run --git ssh://git@git.example.com/org/mesh.git --git-ssh-key /keys/id_ed25519 --git-known-hosts /keys/known_hosts --leader-election"
+    )]
+    Run(Box<RunArgs>),
+    /// Show the last reconcile of `meshplan run`: revision, result, drift,
+    /// diagnostics.
+    Status(StatusArgs),
     /// Print the JSON Schema of the intent language (for editors running
     /// yaml-language-server).
     #[command(
@@ -226,6 +243,107 @@ pub struct ApplyArgs {
     pub revision: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("pin").args(["branch", "tag", "commit"])))]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub compile: CompileArgs,
+    /// Follow this Git repository instead of the local folder REPO
+    /// (file://, git://, https://, ssh:// or user@host:path).
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// Follow this branch (default: the remote's default branch).
+    #[arg(long, requires = "git")]
+    pub branch: Option<String>,
+    /// Stay on this tag.
+    #[arg(long, requires = "git")]
+    pub tag: Option<String>,
+    /// Stay on this commit.
+    #[arg(long, requires = "git")]
+    pub commit: Option<String>,
+    /// The folder inside the repository holding meshplan.yaml (monorepos).
+    #[arg(long, value_name = "DIR", requires = "git")]
+    pub path: Option<PathBuf>,
+    /// Fetch only the tip of the branch or tag.
+    #[arg(long, requires = "git")]
+    pub shallow: bool,
+    /// HTTP basic-auth user (its password from --git-password-file or
+    /// $MESHPLAN_GIT_PASSWORD).
+    #[arg(long, value_name = "USER", requires = "git")]
+    pub git_username: Option<String>,
+    #[arg(long, value_name = "FILE", requires = "git_username")]
+    pub git_password_file: Option<PathBuf>,
+    /// An access token (GitHub, GitLab…) in a file; or $MESHPLAN_GIT_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub git_token_file: Option<PathBuf>,
+    /// SSH private key for ssh:// URLs.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// Host keys ssh:// servers must present (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// Where the checkout lives (default: a folder in the temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub checkout: Option<PathBuf>,
+    /// How often to fetch and resync (e.g. 30s, 1m, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// Delete objects the revision no longer has (labelled and in the
+    /// inventory only).
+    #[arg(long)]
+    pub prune: bool,
+    /// Undo out-of-band edits (false: report them only).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub self_heal: bool,
+    /// Per kind, overriding --self-heal: KIND=true|false (repeatable).
+    #[arg(long, value_name = "KIND=BOOL", value_parser = parse_kind_bool)]
+    pub self_heal_kind: Vec<(String, bool)>,
+    /// Serve /metrics, /healthz, /readyz and POST /hooks/git here.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The shared secret webhooks must prove (file; or
+    /// $MESHPLAN_WEBHOOK_SECRET). Without it /hooks/git is off.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Run with one active replica among several, elected on a Lease.
+    #[arg(long)]
+    pub leader_election: bool,
+    /// The Lease, as NAMESPACE/NAME.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "meshplan-system/meshplan-leader"
+    )]
+    pub lease: meshplan_reconciler::InventoryName,
+    /// This replica's name in the Lease (default: the pod or host name).
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+    /// Give up retrying one apply after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_kind_bool(s: &str) -> Result<(String, bool), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KIND=true|false"))?;
+    let v = v
+        .parse::<bool>()
+        .map_err(|_| format!("`{v}` is not true or false"))?;
+    Ok((k.to_owned(), v))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DryRun {
     /// The API server validates and admits, then discards.
@@ -309,6 +427,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(a) => render::run(&a, cli.color),
         Command::Diff(a) => diff::run(&a, cli.color),
         Command::Apply(a) => apply::run(&a, cli.color),
+        Command::Run(a) => run::run(&a),
+        Command::Status(a) => run::status(&a),
         Command::Schema(a) => schema::run(&a),
         Command::Rules(a) => rules::run(&a),
     };

@@ -11,3 +11,43 @@ pub fn meshplan(args: &[&str]) -> Output {
         .output()
         .expect("the binary runs")
 }
+
+/// `meshplan.yaml` of a test repository: Istio, in namespace `ns`.
+#[allow(dead_code)] // not every test file writes repositories
+pub fn config_yaml(ns: &str) -> String {
+    format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: {ns}\n")
+}
+
+/// A service with versions v1 and v2, `/api/` split `100 - canary` :
+/// `canary`, callable from namespace `caller`.
+#[allow(dead_code)]
+pub fn service_yaml(name: &str, canary: u32, caller: &str) -> String {
+    format!(
+        "apiVersion: meshplan.dev/v1alpha1
+kind: ServiceIntent
+metadata:
+  name: {name}
+spec:
+  ports:
+    - {{ name: http, port: 80, protocol: http }}
+  versions:
+    - name: v1
+      labels: {{ app: {name}, version: v1 }}
+    - name: v2
+      labels: {{ app: {name}, version: v2 }}
+  routes:
+    - name: api
+      match:
+        - path: {{ prefix: /api/ }}
+      destination:
+        weights:
+          - {{ version: v1, weight: {} }}
+          - {{ version: v2, weight: {canary} }}
+  access:
+    allow:
+      - from:
+          - namespace: {caller}
+",
+        100 - canary
+    )
+}

@@ -5,6 +5,20 @@ use std::fmt::Write as _;
 
 use super::{Diagnostic, Summary};
 
+/// One line, for logs and status objects:
+/// `file:line:col: error[CODE]: message (hint: …)`.
+pub fn one_line(d: &Diagnostic) -> String {
+    let mut out = String::new();
+    if let Some(loc) = &d.location {
+        let _ = write!(out, "{loc}: ");
+    }
+    let _ = write!(out, "{}[{}]: {}", d.severity, d.code, d.message);
+    if let Some(h) = &d.hint {
+        let _ = write!(out, " (hint: {h})");
+    }
+    out
+}
+
 /// Renders one diagnostic (no colour: output is stable and diffable; the CLI
 /// adds colour on a terminal).
 pub fn render(d: &Diagnostic) -> String {

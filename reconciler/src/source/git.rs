@@ -36,7 +36,7 @@ impl Secret {
             .map_err(|e| GitError::Config(format!("cannot read {}: {e}", path.display())))
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

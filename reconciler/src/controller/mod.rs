@@ -1,0 +1,669 @@
+//! `meshplan run`: the long-running reconciler.
+//!
+//! # Expected flow
+//!
+//! A reconcile is triggered by the poll interval, a verified webhook, a
+//! change in a local source folder, leadership being won, or — through
+//! the [`cache`] of owned objects — an out-of-band edit. It then:
+//!
+//! 1. fetches the source (Git: [`GitSource::sync`]; a folder: as is);
+//! 2. checks and compiles the revision, unless it is the one compiled
+//!    already;
+//! 3. plans against the cache (no list calls) and applies what differs —
+//!    drift on a report-only kind is recorded, not undone;
+//! 4. records the result in the status ConfigMap, the metrics, and, on
+//!    failure, a Kubernetes Event.
+//!
+//! # Guarantees
+//!
+//! - **A revision that does not check or compile applies nothing.** The
+//!   cluster keeps the last good revision; the status lists the
+//!   diagnostics.
+//! - **Only the leader writes** (with `--leader-election`): a standby
+//!   replica keeps its endpoints up and waits.
+//! - **A no-op resync makes no write call**: the plan comes from the
+//!   cache, and the inventory and status are written only when they
+//!   change.
+//! - **SIGTERM stops cleanly**: the current reconcile finishes, the lease
+//!   is released, the process exits 0.
+
+pub mod cache;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod status;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshplan_compiler::{compile, MeshObject, Options, Summary};
+use meshplan_policy_lang::check::check_dir;
+use meshplan_policy_lang::diagnostic::human;
+use tokio::sync::{mpsc, watch};
+
+use crate::apply::{self, Quiet};
+use crate::cluster::Cluster;
+use crate::diff::{self, Action, Plan};
+use crate::inventory::InventoryName;
+use crate::live;
+use crate::source::git::{GitSource, Secret};
+use crate::Error;
+
+use self::cache::Cache;
+use self::lease::LeaseConfig;
+use self::metrics::Metrics;
+use self::status::Status;
+
+/// Where revisions come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Git(GitSource),
+    /// A local folder, watched for changes (development).
+    Dir(PathBuf),
+}
+
+/// Whether drift is undone, per kind.
+#[derive(Clone, Debug)]
+pub struct SelfHeal {
+    pub default: bool,
+    /// By kind (`VirtualService`), overriding the default.
+    pub kinds: BTreeMap<String, bool>,
+}
+
+impl SelfHeal {
+    pub fn heals(&self, kind: &str) -> bool {
+        self.kinds.get(kind).copied().unwrap_or(self.default)
+    }
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Source,
+    pub interval: Duration,
+    pub compile: Options,
+    pub strict: bool,
+    pub inventory: InventoryName,
+    pub concurrency: usize,
+    pub prune: bool,
+    pub self_heal: SelfHeal,
+    /// Serve `/metrics`, `/healthz`, `/readyz`, `/hooks/git` here.
+    pub listen: Option<SocketAddr>,
+    pub webhook_secret: Option<Secret>,
+    pub lease: Option<LeaseConfig>,
+    /// Per apply, retries included.
+    pub timeout: Duration,
+}
+
+/// Why a reconcile runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Interval,
+    Webhook,
+    LocalChange,
+    Leadership,
+}
+
+/// Where the controller's log lines go.
+pub trait Log: Send + Sync {
+    fn info(&self, message: &str);
+    fn warn(&self, message: &str);
+}
+
+/// What was compiled last.
+struct Desired {
+    revision: String,
+    objects: Vec<MeshObject>,
+    summary: Summary,
+}
+
+/// Runs until `shutdown` turns true. Returns the bound HTTP address on
+/// `bound` as soon as it listens.
+pub async fn run(
+    cluster: Cluster,
+    cfg: Config,
+    log: Arc<dyn Log>,
+    mut shutdown: watch::Receiver<bool>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(http::Shared {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+        heartbeat: Default::default(),
+        stall_after: (cfg.interval.as_secs() * 3).max(300),
+    });
+    shared.beat();
+    let (trigger_tx, mut triggers) = mpsc::unbounded_channel::<Trigger>();
+    if let Some(addr) = cfg.listen {
+        let at = http::serve(
+            addr,
+            shared.clone(),
+            cfg.webhook_secret.clone(),
+            trigger_tx.clone(),
+        )
+        .map_err(|e| Error::System {
+            what: format!("cannot listen on {addr}"),
+            source: e,
+        })?;
+        log.info(&format!(
+            "serving /metrics, /healthz, /readyz and /hooks/git on {at}"
+        ));
+        if let Some(b) = bound {
+            let _ = b.send(at);
+        }
+    }
+    // Kept alive for the whole run: dropping it stops the folder watch.
+    let _watcher = match &cfg.source {
+        Source::Dir(dir) => Some(watch_dir(dir, trigger_tx.clone())?),
+        Source::Git(_) => None,
+    };
+
+    let (leader_tx, mut leader) = watch::channel(cfg.lease.is_none());
+    let mut elector = None;
+    if let Some(lease) = cfg.lease.clone() {
+        log.info(&format!(
+            "leader election on Lease {}/{} as {}",
+            lease.namespace, lease.name, lease.identity
+        ));
+        elector = Some(tokio::spawn(lease::elect(
+            cluster.client().clone(),
+            lease,
+            leader_tx,
+            shutdown.clone(),
+        )));
+        // A standby is ready: it serves its endpoints and waits.
+        shared.ready.store(true, Ordering::Relaxed);
+    }
+
+    let (cache, mut changed) = Cache::new(cluster.clone());
+    let mut ctl = Controller {
+        cluster,
+        cfg,
+        log,
+        metrics,
+        cache,
+        desired: None,
+        status: None,
+        failing_revision: None,
+    };
+    ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
+        .await
+        .ok()
+        .flatten();
+
+    let mut ticker = tokio::time::interval(ctl.cfg.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_leader = false;
+    loop {
+        shared.beat();
+        let is_leader = *leader.borrow();
+        if is_leader != was_leader {
+            ctl.metrics.leader(is_leader);
+            ctl.log.info(if is_leader {
+                "leading: reconciling"
+            } else {
+                "standing by: another replica leads"
+            });
+            was_leader = is_leader;
+        }
+        let trigger: Option<Trigger> = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            r = leader.changed() => {
+                if r.is_err() { break }
+                Some(Trigger::Leadership)
+            }
+            _ = ticker.tick() => Some(Trigger::Interval),
+            t = triggers.recv() => t,
+            k = changed.recv() => {
+                // Coalesce a burst of watch events (our own apply makes one
+                // per object) into one drift check.
+                let mut n = usize::from(k.is_some());
+                let until = Instant::now() + Duration::from_millis(50);
+                while let Ok(Some(_)) = tokio::time::timeout_at(until.into(), changed.recv()).await {
+                    n += 1;
+                }
+                if n > 0 && *leader.borrow() && ctl.desired.is_some() {
+                    ctl.heal().await;
+                }
+                None
+            }
+        };
+        let Some(trigger) = trigger else { continue };
+        if !*leader.borrow() {
+            continue;
+        }
+        if trigger == Trigger::LocalChange {
+            // An editor writes a file in several steps: settle first.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while triggers.try_recv().is_ok() {}
+        }
+        ctl.reconcile(trigger).await;
+        shared.ready.store(true, Ordering::Relaxed);
+    }
+    // The elector releases the lease on shutdown: wait for it, so a
+    // standby takes over at once rather than after the lease expires.
+    if let Some(e) = elector {
+        let _ = tokio::time::timeout(Duration::from_secs(5), e).await;
+    }
+    ctl.log.info("stopped");
+    Ok(())
+}
+
+struct Controller {
+    cluster: Cluster,
+    cfg: Config,
+    log: Arc<dyn Log>,
+    metrics: Arc<Metrics>,
+    cache: Cache,
+    desired: Option<Desired>,
+    status: Option<Status>,
+    /// A revision that failed to check or compile (not retried until the
+    /// source moves).
+    failing_revision: Option<String>,
+}
+
+impl Controller {
+    /// Fetch, compile if new, plan, apply.
+    async fn reconcile(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        let fetched = match self.fetch().await {
+            Ok(f) => f,
+            Err(message) => {
+                self.failed("fetch", None, message, Vec::new(), started)
+                    .await;
+                return;
+            }
+        };
+        let (revision, dir) = fetched;
+        let known = self
+            .desired
+            .as_ref()
+            .is_some_and(|d| d.revision == revision)
+            || self.failing_revision.as_deref() == Some(revision.as_str());
+        if !known {
+            match self.compile(&dir) {
+                Ok((objects, summary)) => {
+                    self.log.info(&format!(
+                        "revision {} compiled: {} objects ({trigger:?})",
+                        short(&revision),
+                        objects.len()
+                    ));
+                    self.failing_revision = None;
+                    self.desired = Some(Desired {
+                        revision: revision.clone(),
+                        objects,
+                        summary,
+                    });
+                }
+                Err((message, diagnostics)) => {
+                    self.failing_revision = Some(revision.clone());
+                    self.failed("check", Some(revision), message, diagnostics, started)
+                        .await;
+                    return;
+                }
+            }
+        } else if self.failing_revision.as_deref() == Some(revision.as_str()) {
+            // Still the broken revision: the last good one stays applied,
+            // and drift against it is still healed.
+            self.heal().await;
+            return;
+        }
+        self.sync(started).await;
+    }
+
+    /// Plans against the cache and applies; for a drift event too.
+    async fn heal(&mut self) {
+        self.sync(Instant::now()).await;
+    }
+
+    async fn sync(&mut self, started: Instant) {
+        let Some(desired) = &self.desired else { return };
+        let revision = desired.revision.clone();
+        let result = self.plan_and_apply().await;
+        match result {
+            Ok(outcome) => {
+                let result = outcome.result;
+                if outcome.changed > 0 || outcome.pruned > 0 {
+                    self.log.info(&format!(
+                        "revision {}: applied {}, pruned {}, {} drifted object(s) restored{} in {:.1?}",
+                        short(&revision),
+                        outcome.changed,
+                        outcome.pruned,
+                        outcome.healed,
+                        if outcome.report_only.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} drifted object(s) reported only", outcome.report_only.len())
+                        },
+                        started.elapsed()
+                    ));
+                }
+                if !outcome.report_only.is_empty() && outcome.changed == 0 {
+                    self.log.warn(&format!(
+                        "drift (report-only): {}",
+                        outcome.report_only.join(", ")
+                    ));
+                }
+                self.metrics
+                    .drift(outcome.report_only.len(), outcome.healed);
+                if result != "failed" && result != "refused" {
+                    self.metrics
+                        .applied(&revision, http::unix_now() as f64, outcome.managed);
+                }
+                self.metrics.reconciled(started.elapsed(), result);
+                let message = outcome.message.clone();
+                if result == "failed" || result == "refused" {
+                    self.metrics.error(if result == "failed" {
+                        "apply"
+                    } else {
+                        "refused"
+                    });
+                    self.log.warn(&message);
+                    status::event(
+                        &self.cluster,
+                        &self.cfg.inventory,
+                        true,
+                        "ApplyFailed",
+                        &message,
+                    )
+                    .await;
+                }
+                let last_applied = if result == "failed" || result == "refused" {
+                    self.status
+                        .as_ref()
+                        .and_then(|s| s.last_applied_revision.clone())
+                } else {
+                    Some(revision.clone())
+                };
+                self.set_status(Status {
+                    result: result.into(),
+                    revision: Some(revision),
+                    last_applied_revision: last_applied,
+                    message,
+                    diagnostics: Vec::new(),
+                    drift: outcome.report_only,
+                    failures: outcome.failures,
+                    objects: outcome.managed,
+                    since: String::new(),
+                })
+                .await;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.metrics.error(e.metric_label());
+                self.failed("apply", Some(revision), message, Vec::new(), started)
+                    .await;
+            }
+        }
+    }
+
+    async fn plan_and_apply(&mut self) -> Result<SyncOutcome, Error> {
+        let Some(desired) = &self.desired else {
+            return Err(Error::Api {
+                what: "reconciling".into(),
+                detail: "nothing compiled yet".into(),
+                code: None,
+            });
+        };
+        let inventory = live::read_inventory(&self.cluster, &self.cfg.inventory).await?;
+        let gone = self
+            .cache
+            .ensure(
+                &desired.objects,
+                &inventory.clone().unwrap_or_default(),
+                self.cfg.timeout,
+            )
+            .await?;
+        let snapshot = self
+            .cache
+            .snapshot(&desired.objects, inventory, gone, self.cfg.concurrency)
+            .await?;
+        let mut plan = diff::plan(&desired.objects, &desired.summary, &snapshot);
+        plan.revision = Some(desired.revision.clone());
+        let report_only = hold_report_only(&mut plan, &self.cfg);
+        let counts = plan.counts();
+        let healed = counts.drift;
+        let opts = apply::Options {
+            concurrency: self.cfg.concurrency,
+            prune: self.cfg.prune,
+            dry_run: false,
+            timeout: self.cfg.timeout,
+            inventory: self.cfg.inventory.clone(),
+            revision: Some(desired.revision.clone()),
+            summary: desired.summary.clone(),
+        };
+        let outcome = apply::apply(
+            &self.cluster,
+            &plan,
+            snapshot.inventory_exists.then_some(&snapshot.inventory),
+            &opts,
+            &Quiet,
+        )
+        .await?;
+        let failures: Vec<String> = outcome
+            .failed
+            .iter()
+            .map(|(id, e)| apply::failure_line(id, e))
+            .collect();
+        let refused: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Refuse)
+            .map(|c| c.reason.clone().unwrap_or_default())
+            .collect();
+        let (result, message) = if !failures.is_empty() {
+            ("failed", format!("apply failed: {}", failures.join("; ")))
+        } else if !refused.is_empty() {
+            ("refused", refused.join("; "))
+        } else if outcome.applied + outcome.pruned > 0 {
+            ("applied", String::new())
+        } else {
+            ("unchanged", String::new())
+        };
+        Ok(SyncOutcome {
+            result,
+            message,
+            changed: outcome.applied,
+            pruned: outcome.pruned,
+            healed: if outcome.ok() { healed } else { 0 },
+            report_only,
+            failures,
+            managed: counts.create + counts.update + counts.unchanged,
+        })
+    }
+
+    async fn fetch(&self) -> Result<(String, PathBuf), String> {
+        match &self.cfg.source {
+            Source::Git(g) => {
+                let g = g.clone();
+                let rev = tokio::task::spawn_blocking(move || g.sync())
+                    .await
+                    .map_err(|e| format!("the fetch task failed: {e}"))?
+                    .map_err(|e| e.to_string())?;
+                Ok((rev.commit, rev.dir))
+            }
+            Source::Dir(d) => {
+                // A folder's revision is its Git revision if it is a
+                // checkout, else the hash of its compiled output.
+                let rev = crate::source::revision_of(d).unwrap_or_else(|| "local".into());
+                Ok((format!("{rev}@{}", dir_stamp(d)), d.clone()))
+            }
+        }
+    }
+
+    /// Check, then compile; errors as a message and the diagnostics.
+    #[allow(clippy::type_complexity)]
+    fn compile(&self, dir: &Path) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
+        let (repo, report) =
+            check_dir(dir).map_err(|e| (format!("cannot read the revision: {e}"), Vec::new()))?;
+        let lines = |ds: &[meshplan_policy_lang::diagnostic::Diagnostic]| -> Vec<String> {
+            ds.iter()
+                .filter(|d| d.is_error() || self.cfg.strict)
+                .map(human::one_line)
+                .collect()
+        };
+        if !report.passes(self.cfg.strict) {
+            return Err((
+                format!(
+                    "the revision does not pass check ({}): nothing applied, the cluster keeps the last good revision",
+                    human::summary_line(report.summary())
+                ),
+                lines(&report.diagnostics),
+            ));
+        }
+        let compiled = compile(&repo, &report, &self.cfg.compile).map_err(|e| {
+            let diags = match &e {
+                meshplan_compiler::Error::Emit(errs) => errs.iter().map(|e| e.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            (
+                format!("the revision does not compile: {e}: nothing applied, the cluster keeps the last good revision"),
+                diags,
+            )
+        })?;
+        if compiled.diagnostics.iter().any(|d| d.is_error()) {
+            return Err((
+                "resource rules failed on the compiled objects: nothing applied, the cluster keeps the last good revision".into(),
+                lines(&compiled.diagnostics),
+            ));
+        }
+        Ok((compiled.objects, compiled.summary))
+    }
+
+    async fn failed(
+        &mut self,
+        stage: &'static str,
+        revision: Option<String>,
+        message: String,
+        diagnostics: Vec<String>,
+        started: Instant,
+    ) {
+        self.log.warn(&format!("{stage} failed: {message}"));
+        for d in &diagnostics {
+            self.log.warn(&format!("  {d}"));
+        }
+        self.metrics.error(stage);
+        self.metrics.reconciled(started.elapsed(), "failed");
+        let reason = match stage {
+            "fetch" => "FetchFailed",
+            "check" => "CheckFailed",
+            _ => "ApplyFailed",
+        };
+        status::event(&self.cluster, &self.cfg.inventory, true, reason, &message).await;
+        let last_applied = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_applied_revision.clone());
+        let objects = self.status.as_ref().map_or(0, |s| s.objects);
+        self.set_status(Status {
+            result: "failed".into(),
+            revision,
+            last_applied_revision: last_applied,
+            message,
+            diagnostics,
+            drift: Vec::new(),
+            failures: Vec::new(),
+            objects,
+            since: String::new(),
+        })
+        .await;
+    }
+
+    async fn set_status(&mut self, s: Status) {
+        match status::write(&self.cluster, &self.cfg.inventory, self.status.as_ref(), s).await {
+            Ok(s) => self.status = Some(s),
+            Err(e) => self.log.warn(&format!("cannot record the status: {e}")),
+        }
+    }
+}
+
+struct SyncOutcome {
+    result: &'static str,
+    message: String,
+    changed: usize,
+    pruned: usize,
+    healed: usize,
+    report_only: Vec<String>,
+    failures: Vec<String>,
+    managed: usize,
+}
+
+/// Turns drift on report-only kinds into "unchanged" (not applied), and
+/// returns those objects.
+fn hold_report_only(plan: &mut Plan, cfg: &Config) -> Vec<String> {
+    let mut held = Vec::new();
+    for c in &mut plan.changes {
+        if c.action == Action::Update && c.drift && !cfg.self_heal.heals(&c.kind) {
+            held.push(c.id().to_string());
+            c.action = Action::Unchanged;
+            c.drift = false;
+        }
+    }
+    held
+}
+
+/// A short commit id for logs.
+fn short(rev: &str) -> &str {
+    rev.get(..12)
+        .filter(|_| rev.len() > 12 && rev.is_char_boundary(12))
+        .unwrap_or(rev)
+}
+
+/// Changes whenever a file below `dir` changes (size and modification
+/// time of every file, hashed).
+fn dir_stamp(dir: &Path) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut entries = Vec::new();
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = e.metadata() {
+                entries.push((p, m.len(), m.modified().ok()));
+            }
+        }
+    }
+    entries.sort();
+    entries.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Watches a folder; every change sends a trigger (the loop debounces).
+fn watch_dir(
+    dir: &Path,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) -> Result<notify::RecommendedWatcher, Error> {
+    use notify::Watcher as _;
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if !ev.kind.is_access() {
+                let _ = triggers.send(Trigger::LocalChange);
+            }
+        }
+    })
+    .map_err(|e| Error::System {
+        what: format!("cannot watch {}", dir.display()),
+        source: std::io::Error::other(e),
+    })?;
+    w.watch(dir, notify::RecursiveMode::Recursive)
+        .map_err(|e| Error::System {
+            what: format!("cannot watch {}", dir.display()),
+            source: std::io::Error::other(e),
+        })?;
+    Ok(w)
+}

@@ -1,0 +1,228 @@
+//! `meshplan run` (the long-running reconciler) and `meshplan status`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use meshplan_compiler::Options;
+use meshplan_policy_lang::intent::config::UnsupportedSetting;
+use meshplan_reconciler::controller::lease::LeaseConfig;
+use meshplan_reconciler::controller::status::{self, hostname};
+use meshplan_reconciler::controller::{self, Config, Log, SelfHeal, Source};
+use meshplan_reconciler::source::git::{GitAuth, GitRef, GitSource, Secret};
+use meshplan_reconciler::Cluster;
+
+use super::apply::connect_options;
+use super::diff::runtime;
+use super::output::print;
+use super::{ListFormat, RunArgs, StatusArgs, Unsupported};
+
+/// Log lines on stderr: `2026-11-22T01:40:00Z INFO message`.
+struct Stderr;
+
+impl Log for Stderr {
+    fn info(&self, message: &str) {
+        eprintln!("{} INFO {message}", now());
+    }
+    fn warn(&self, message: &str) {
+        eprintln!("{} WARN {message}", now());
+    }
+}
+
+fn now() -> String {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    // Seconds are enough for logs.
+    t.round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn secret_from(file: Option<&std::path::Path>, env: &str) -> anyhow::Result<Option<Secret>> {
+    if let Some(f) = file {
+        return Ok(Some(Secret::from_file(f)?));
+    }
+    Ok(std::env::var(env)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new))
+}
+
+fn source(args: &RunArgs) -> anyhow::Result<Source> {
+    let Some(url) = &args.git else {
+        let dir = &args.compile.repo;
+        if !dir.is_dir() {
+            anyhow::bail!("{} is not a folder (give one, or --git URL)", dir.display());
+        }
+        return Ok(Source::Dir(dir.clone()));
+    };
+    let reference = match (&args.branch, &args.tag, &args.commit) {
+        (Some(b), _, _) => GitRef::Branch(b.clone()),
+        (_, Some(t), _) => GitRef::Tag(t.clone()),
+        (_, _, Some(c)) => GitRef::Commit(c.clone()),
+        _ => GitRef::DefaultBranch,
+    };
+    let is_ssh = url.starts_with("ssh://") || (!url.contains("://") && url.contains('@'));
+    let auth = if let Some(key) = &args.git_ssh_key {
+        let known_hosts = match &args.git_known_hosts {
+            Some(k) => k.clone(),
+            None => std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".ssh/known_hosts"))
+                .filter(|p| p.is_file())
+                .context("ssh needs --git-known-hosts (no ~/.ssh/known_hosts): host keys are always verified")?,
+        };
+        GitAuth::SshKey {
+            private_key: key.clone(),
+            known_hosts,
+        }
+    } else if is_ssh {
+        anyhow::bail!("{url}: ssh needs --git-ssh-key");
+    } else if let Some(user) = &args.git_username {
+        let password = secret_from(args.git_password_file.as_deref(), "MESHPLAN_GIT_PASSWORD")?
+            .context("--git-username needs --git-password-file or $MESHPLAN_GIT_PASSWORD")?;
+        GitAuth::Basic {
+            username: user.clone(),
+            password,
+        }
+    } else if let Some(token) = secret_from(args.git_token_file.as_deref(), "MESHPLAN_GIT_TOKEN")? {
+        GitAuth::Token(token)
+    } else {
+        GitAuth::None
+    };
+    let checkout = match &args.checkout {
+        Some(c) => c.clone(),
+        None => {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            (url, &args.branch, &args.tag, &args.commit).hash(&mut h);
+            std::env::temp_dir().join(format!("meshplan-checkout-{:016x}", h.finish()))
+        }
+    };
+    Ok(Source::Git(GitSource {
+        url: url.clone(),
+        reference,
+        path: args.path.clone(),
+        auth,
+        shallow: args.shallow,
+        checkout,
+    }))
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config {
+        source: source(args)?,
+        interval: args.interval,
+        compile: Options {
+            targets: (!args.compile.mesh.is_empty())
+                .then(|| args.compile.mesh.iter().map(|m| m.target()).collect()),
+            unsupported: args.compile.unsupported.map(|u| match u {
+                Unsupported::Error => UnsupportedSetting::Error,
+                Unsupported::Warning => UnsupportedSetting::Warning,
+            }),
+            ..Options::default()
+        },
+        strict: args.compile.strict,
+        inventory: args.target.inventory.clone(),
+        concurrency: args.target.concurrency,
+        prune: args.prune,
+        self_heal: SelfHeal {
+            default: args.self_heal,
+            kinds: args.self_heal_kind.iter().cloned().collect(),
+        },
+        listen: Some(args.listen),
+        webhook_secret: secret_from(
+            args.webhook_secret_file.as_deref(),
+            "MESHPLAN_WEBHOOK_SECRET",
+        )?,
+        lease: args.leader_election.then(|| {
+            LeaseConfig::new(
+                &args.lease.namespace,
+                &args.lease.name,
+                &args.identity.clone().unwrap_or_else(hostname),
+            )
+        }),
+        timeout: args.timeout,
+    };
+    runtime()?.block_on(async {
+        let cluster = Cluster::connect(&connect_options(&args.target)).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("{} INFO stopping (signal received)", now());
+            let _ = stop_tx.send(true);
+        });
+        let log: Arc<dyn Log> = Arc::new(Stderr);
+        log.info(&format!(
+            "meshplan {} following {}",
+            env!("CARGO_PKG_VERSION"),
+            match &config.source {
+                Source::Git(g) => meshplan_reconciler::source::git::redact_url(&g.url),
+                Source::Dir(d) => d.display().to_string(),
+            }
+        ));
+        controller::run(cluster, config, log, stop_rx, None).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let cluster = Cluster::connect(&connect_options(&args.target)).await?;
+        let Some(s) = status::read(&cluster, &args.target.inventory).await? else {
+            anyhow::bail!(
+                "no status for inventory {}: meshplan run has not reconciled with it yet",
+                args.target.inventory
+            );
+        };
+        match args.format {
+            ListFormat::Json => print(&(serde_json::to_string_pretty(&s)? + "\n")),
+            ListFormat::Text => {
+                let mut out = format!("result:       {}\n", s.result);
+                if let Some(r) = &s.revision {
+                    out.push_str(&format!("revision:     {r}\n"));
+                }
+                out.push_str(&format!(
+                    "applied:      {}\n",
+                    s.last_applied_revision.as_deref().unwrap_or("(none yet)")
+                ));
+                out.push_str(&format!("objects:      {}\n", s.objects));
+                out.push_str(&format!("since:        {}\n", s.since));
+                if !s.message.is_empty() {
+                    out.push_str(&format!("message:      {}\n", s.message));
+                }
+                for (title, list) in [
+                    ("diagnostics", &s.diagnostics),
+                    ("drift (not healed)", &s.drift),
+                    ("failures", &s.failures),
+                ] {
+                    if !list.is_empty() {
+                        out.push_str(&format!("{title}:\n"));
+                        for l in list {
+                            out.push_str(&format!("  {l}\n"));
+                        }
+                    }
+                }
+                print(&out);
+            }
+        }
+        Ok(if s.result == "failed" || s.result == "refused" {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}

@@ -1,0 +1,584 @@
+//! `meshplan run` against the real environment: a Git server, the
+//! kube-apiserver (with the least-privilege ServiceAccount) and the
+//! controller's own HTTP endpoints. Each test starts the binary as a
+//! child process and stops it with SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use meshplan_testenv::{unique_name, wait_for, with_temp_ns, TestEnv, TestRepo};
+use serde_json::{json, Value};
+
+/// A running `meshplan run`, stopped (SIGTERM) when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+    stderr: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(args: &[&str], inventory: &str) -> Running {
+        let env = TestEnv::get();
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let listen = format!("127.0.0.1:{port}");
+        let mut all: Vec<&str> = vec!["run"];
+        all.extend(args);
+        all.extend([
+            "--kubeconfig",
+            env.sa_kubeconfig.to_str().unwrap(),
+            "--inventory",
+            inventory,
+            "--listen",
+            &listen,
+        ]);
+        let checkout = dir.path().join("checkout");
+        let has_git = args.contains(&"--git");
+        if has_git {
+            all.extend(["--checkout", checkout.to_str().unwrap()]);
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_meshplan"))
+            .args(&all)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            port,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// GET; `None` while the server is not up.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let resp = ureq::get(&self.url(path))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((
+            status,
+            resp.into_body().read_to_string().unwrap_or_default(),
+        ))
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn inventory() -> String {
+    format!("meshplan-system/{}", unique_name("run"))
+}
+
+fn virtual_services(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
+    )
+}
+
+/// The canary weight of a service's `/api/` route, once it exists.
+async fn canary_weight(client: &kube::Client, ns: &str, name: &str) -> Option<i64> {
+    let vs = virtual_services(client, ns).get_opt(name).await.ok()??;
+    vs.data["spec"]["http"][0]["route"][1]["weight"].as_i64()
+}
+
+fn status(inventory: &str) -> Option<Value> {
+    let env = TestEnv::get();
+    let out = common::meshplan(&[
+        "status",
+        "--kubeconfig",
+        env.sa_kubeconfig.to_str().unwrap(),
+        "--inventory",
+        inventory,
+        "--format",
+        "json",
+    ]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn git_repo(ns: &str, canary: u32) -> (TestRepo, String) {
+    let repo = TestEnv::get().git.create_repo("run").unwrap();
+    let c = repo
+        .commit(
+            &[
+                ("meshplan.yaml", Some(&common::config_yaml(ns))),
+                (
+                    "api.yaml",
+                    Some(&common::service_yaml("api", canary, "web")),
+                ),
+            ],
+            "first",
+        )
+        .unwrap();
+    (repo, c)
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[tokio::test]
+async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let (repo, first) = git_repo(&ns, 10);
+        let inv = inventory();
+        let url = env.git.daemon_url_of(&repo);
+        let run = Running::start(&["--git", &url, "--interval", "1s"], &inv);
+        wait_for("the first commit applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        repo.commit(
+            &[("api.yaml", Some(&common::service_yaml("api", 40, "web")))],
+            "move",
+        )
+        .unwrap();
+        wait_for(
+            "the second commit applied within a poll",
+            SECS(10),
+            || async { (canary_weight(&client, &ns, "api").await == Some(40)).then_some(()) },
+        )
+        .await;
+
+        assert_eq!(run.get("/healthz").map(|r| r.0), Some(200));
+        assert_eq!(run.get("/readyz").map(|r| r.0), Some(200));
+        let (_, metrics) = run.get("/metrics").unwrap();
+        assert!(
+            metrics.contains("meshplan_reconcile_duration_seconds_count"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("meshplan_leader 1"), "{metrics}");
+        assert!(
+            run.metric("meshplan_managed_objects").unwrap() >= 3.0,
+            "{metrics}"
+        );
+        let s = status(&inv).expect("a status");
+        assert_eq!(s["result"], "unchanged", "{s:#}");
+        assert_ne!(s["lastAppliedRevision"].as_str(), Some(first.as_str()));
+        assert_eq!(run.stop(), Some(0), "SIGTERM ends cleanly");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_verified_webhook_triggers_an_immediate_fetch_and_a_forged_one_does_not() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let (repo, _) = git_repo(&ns, 10);
+        let secret_dir = tempfile::tempdir().unwrap();
+        let secret_file = secret_dir.path().join("secret");
+        std::fs::write(&secret_file, "hook-secret\n").unwrap();
+        let url = env.git.daemon_url_of(&repo);
+        // An hour between polls: only the webhook can explain a prompt apply.
+        let run = Running::start(
+            &[
+                "--git",
+                &url,
+                "--interval",
+                "1h",
+                "--webhook-secret-file",
+                secret_file.to_str().unwrap(),
+            ],
+            &inventory(),
+        );
+        wait_for("the first commit applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        repo.commit(
+            &[("api.yaml", Some(&common::service_yaml("api", 60, "web")))],
+            "move",
+        )
+        .unwrap();
+
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let post = |sig: String, delivery: &str| {
+            ureq::post(&run.url("/hooks/git"))
+                .header("X-Hub-Signature-256", &sig)
+                .header("X-GitHub-Delivery", delivery)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send(&body[..])
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        let forged = meshplan_reconciler::controller::webhook::sign(b"wrong", &[body]);
+        assert_eq!(post(format!("sha256={forged}"), "d-1"), 401);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            canary_weight(&client, &ns, "api").await,
+            Some(10),
+            "a forged hook fetched"
+        );
+
+        let good = meshplan_reconciler::controller::webhook::sign(b"hook-secret", &[body]);
+        let sent = std::time::Instant::now();
+        assert_eq!(post(format!("sha256={good}"), "d-2"), 202);
+        wait_for(
+            "the pushed commit applied after the webhook",
+            SECS(10),
+            || async { (canary_weight(&client, &ns, "api").await == Some(60)).then_some(()) },
+        )
+        .await;
+        eprintln!("webhook to applied: {:?}", sent.elapsed());
+        assert_eq!(
+            post(format!("sha256={good}"), "d-2"),
+            409,
+            "a replay is refused"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_local_folder_is_watched() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 10, "web"),
+        )
+        .unwrap();
+        let _run = Running::start(
+            &[dir.path().to_str().unwrap(), "--interval", "1h"],
+            &inventory(),
+        );
+        wait_for("the folder applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 25, "web"),
+        )
+        .unwrap();
+        wait_for("the edit applied", SECS(10), || async {
+            (canary_weight(&client, &ns, "api").await == Some(25)).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+async fn edit_weight(client: &kube::Client, ns: &str, weight: i64) {
+    let vs = virtual_services(client, ns);
+    let mut live = vs.get("api").await.unwrap();
+    live.data["spec"]["http"][0]["route"][0]["weight"] = json!(100 - weight);
+    live.data["spec"]["http"][0]["route"][1]["weight"] = json!(weight);
+    let pp = PostParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PostParams::default()
+    };
+    vs.replace("api", &pp, &live).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_out_of_band_edit_is_healed() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 10, "web"),
+        )
+        .unwrap();
+        let run = Running::start(
+            &[dir.path().to_str().unwrap(), "--interval", "1h"],
+            &inventory(),
+        );
+        wait_for("applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        edit_weight(&client, &ns, 50).await;
+        let edited = std::time::Instant::now();
+        wait_for("the edit undone", SECS(10), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        eprintln!("edit to healed: {:?}", edited.elapsed());
+        assert_eq!(
+            run.metric("meshplan_drift_healed_total"),
+            Some(1.0),
+            "{}",
+            run.log()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_report_only_kind_keeps_the_edit_and_reports_it() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 10, "web"),
+        )
+        .unwrap();
+        let inv = inventory();
+        let run = Running::start(
+            &[
+                dir.path().to_str().unwrap(),
+                "--interval",
+                "1h",
+                "--self-heal-kind",
+                "VirtualService=false",
+            ],
+            &inv,
+        );
+        wait_for("applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        edit_weight(&client, &ns, 50).await;
+        let s = wait_for("the drift reported", SECS(10), || async {
+            let s = status(&inv)?;
+            (!s["drift"].as_array()?.is_empty()).then_some(s)
+        })
+        .await;
+        assert_eq!(
+            s["drift"],
+            json!([format!("VirtualService {ns}/api (networking.istio.io)")])
+        );
+        assert_eq!(
+            canary_weight(&client, &ns, "api").await,
+            Some(50),
+            "report-only healed"
+        );
+        assert_eq!(run.metric("meshplan_drift_objects"), Some(1.0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broken_commit_applies_nothing_and_the_status_says_why() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let (repo, good) = git_repo(&ns, 10);
+        let inv = inventory();
+        let url = env.git.daemon_url_of(&repo);
+        let _run = Running::start(&["--git", &url, "--interval", "1s", "--prune"], &inv);
+        wait_for("the good commit applied", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        // A new service and a broken intent, in one commit.
+        let bad = repo
+            .commit(
+                &[
+                    ("db.yaml", Some(&common::service_yaml("db", 0, "api"))),
+                    ("api.yaml", Some("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: api\nspec:\n  ports: [{ name: http, port: 80, protocol: htp }]\n")),
+                ],
+                "broken",
+            )
+            .unwrap();
+        let s = wait_for("the failure recorded", SECS(10), || async {
+            let s = status(&inv)?;
+            (s["revision"] == bad.as_str()).then_some(s)
+        })
+        .await;
+        assert_eq!(s["result"], "failed", "{s:#}");
+        assert_eq!(s["lastAppliedRevision"], good.as_str(), "{s:#}");
+        let diags = s["diagnostics"].to_string();
+        assert!(diags.contains("api.yaml:6:"), "a file:line:col: {diags}");
+        // Nothing of the broken commit reached the cluster; the rest of
+        // the last good revision is still there.
+        assert!(virtual_services(&client, &ns).get_opt("db").await.unwrap().is_none());
+        assert_eq!(canary_weight(&client, &ns, "api").await, Some(10));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_removed_intent_is_pruned() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 10, "web"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("old.yaml"),
+            common::service_yaml("old", 0, "web"),
+        )
+        .unwrap();
+        let _run = Running::start(
+            &[dir.path().to_str().unwrap(), "--interval", "1h", "--prune"],
+            &inventory(),
+        );
+        let vs = virtual_services(&client, &ns);
+        wait_for("both applied", SECS(20), || async {
+            (vs.get_opt("old").await.ok()??.metadata.name.is_some()).then_some(())
+        })
+        .await;
+        std::fs::remove_file(dir.path().join("old.yaml")).unwrap();
+        wait_for("old pruned", SECS(10), || async {
+            vs.get_opt("old").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(vs.get_opt("api").await.unwrap().is_some());
+    })
+    .await;
+}
+
+/// Unix seconds.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            common::service_yaml("api", 10, "web"),
+        )
+        .unwrap();
+        let inv = inventory();
+        let lease = format!("meshplan-system/{}", unique_name("lease"));
+        let path = dir.path().to_str().unwrap();
+        let a = Running::start(
+            &[
+                path,
+                "--interval",
+                "1s",
+                "--leader-election",
+                "--lease",
+                &lease,
+                "--identity",
+                "a",
+            ],
+            &inv,
+        );
+        let b = Running::start(
+            &[
+                path,
+                "--interval",
+                "1s",
+                "--leader-election",
+                "--lease",
+                &lease,
+                "--identity",
+                "b",
+            ],
+            &inv,
+        );
+        let leaders = || (a.metric("meshplan_leader"), b.metric("meshplan_leader"));
+        let (first, second) = wait_for("one leader", SECS(20), || async {
+            match leaders() {
+                (Some(1.0), Some(0.0)) => Some(("a", "b")),
+                (Some(0.0), Some(1.0)) => Some(("b", "a")),
+                _ => None,
+            }
+        })
+        .await;
+        wait_for("applied by the leader", SECS(20), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        // The standby stays a standby over several lease periods.
+        let until = now() + 5;
+        while now() < until {
+            let (la, lb) = leaders();
+            assert_ne!((la, lb), (Some(1.0), Some(1.0)), "two leaders");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (leader, standby) = if first == "a" { (a, b) } else { (b, a) };
+        assert_eq!(leader.stop(), Some(0));
+        wait_for(&format!("{second} to take over"), SECS(15), || async {
+            (standby.metric("meshplan_leader") == Some(1.0)).then_some(())
+        })
+        .await;
+        // And it acts: an edit is healed by the new leader.
+        edit_weight(&client, &ns, 70).await;
+        wait_for("healed by the new leader", SECS(10), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        let _ = Path::new(path);
+    })
+    .await;
+}
