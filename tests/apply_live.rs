@@ -465,3 +465,128 @@ async fn examples_repo_applies_for_every_mesh_and_resyncs_as_a_no_op() {
     let services: Api<Service> = Api::namespaced(client.clone(), "bookinfo");
     assert!(services.get("reviews-v2").await.is_ok());
 }
+
+/// A kubeconfig for a new ServiceAccount granted only `rules` cluster-wide
+/// (plus meshplan's own Role in meshplan-system, for the inventory).
+async fn restricted_kubeconfig(
+    client: &kube::Client,
+    rules: serde_json::Value,
+    dir: &Path,
+) -> std::path::PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let name = unique_name("restricted");
+    let apply = |api_version: &str, kind: &str, body: serde_json::Value| {
+        let client = client.clone();
+        let (api_version, kind) = (api_version.to_owned(), kind.to_owned());
+        async move {
+            let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+            let plural = format!("{}s", kind.to_lowercase());
+            let ar = resource(group, version, &kind, &plural);
+            let ns = body["metadata"]["namespace"].as_str().map(str::to_owned);
+            let api: Api<DynamicObject> = match ns {
+                Some(ns) => Api::namespaced_with(client, &ns, &ar),
+                None => Api::all_with(client, &ar),
+            };
+            let n = body["metadata"]["name"].as_str().unwrap().to_owned();
+            api.patch(
+                &n,
+                &PatchParams::apply("meshplan-tests"),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    apply(
+        "v1",
+        "ServiceAccount",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": "meshplan-system"}}),
+    )
+    .await;
+    apply(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}),
+    )
+    .await;
+    apply(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding", "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "meshplan-system"}]}),
+    )
+    .await;
+    apply("rbac.authorization.k8s.io/v1", "RoleBinding", json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding", "metadata": {"name": name, "namespace": "meshplan-system"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "meshplan-leader-election"},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "meshplan-system"}]})).await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "meshplan-system");
+    let tr = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = sas
+        .create_token_request(&name, &PostParams::default(), &tr)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let base = std::fs::read_to_string(&TestEnv::get().sa_kubeconfig).unwrap();
+    let kc: String = base
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("token: ") {
+            Some(_) => format!("{}token: {token}", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.join("restricted.kubeconfig");
+    std::fs::write(&path, kc).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_kind_the_role_does_not_grant_is_refused_with_a_clear_error() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let tmp = tempfile::tempdir().unwrap();
+        // Everything of Istio but DestinationRules.
+        let kc = restricted_kubeconfig(
+            &client,
+            json!([
+                {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "envoyfilters"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": ["security.istio.io"], "resources": ["peerauthentications", "authorizationpolicies"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            ]),
+            tmp.path(),
+        )
+        .await;
+        let repo = Repo::new(&ns).service("api", 0, "web");
+        let out = common::meshplan(&[
+            "apply",
+            repo.path().to_str().unwrap(),
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--inventory",
+            &inventory(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("listing networking.istio.io/v1 DestinationRule: Forbidden (403)"), "{err}");
+        assert!(err.contains("destinationrules"), "{err}");
+        // Refused before anything was applied.
+        assert!(names(&virtual_services(&client, &ns)).await.is_empty());
+    })
+    .await;
+}
