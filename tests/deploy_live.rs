@@ -117,10 +117,6 @@ fn the_image_is_multi_stage_minimal_and_non_root() {
     let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
     assert_eq!(froms.len(), 2, "{froms:?}");
     assert!(froms[1].contains("distroless"), "{froms:?}");
-    let user = text
-        .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
-        .unwrap();
+    let user = text.lines().rfind(|l| l.starts_with("USER ")).unwrap();
     assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
 }
