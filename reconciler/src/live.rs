@@ -9,6 +9,7 @@
 //! retained, which is all a comparison needs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -57,7 +58,8 @@ pub struct LiveObject {
 /// What the cluster has, for one plan.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub objects: BTreeMap<Key, LiveObject>,
+    /// Shared with the controller's cache: a snapshot copies no object.
+    pub objects: BTreeMap<Key, Arc<LiveObject>>,
     pub inventory: Inventory,
     /// Whether the inventory ConfigMap exists (a first apply has none).
     pub inventory_exists: bool,
@@ -135,11 +137,11 @@ pub async fn read(
         .try_collect::<Vec<(Vec<LiveObject>, Option<(String, String)>)>>()
         .await?;
 
-    let mut objects = BTreeMap::new();
+    let mut objects: BTreeMap<Key, Arc<LiveObject>> = BTreeMap::new();
     let mut gone_kinds = Vec::new();
     for (items, gone) in lists {
         for o in items {
-            objects.insert(Key::of(&o.id), o);
+            objects.insert(Key::of(&o.id), Arc::new(o));
         }
         gone_kinds.extend(gone);
     }
@@ -152,7 +154,7 @@ pub async fn read(
         .filter(|id| !objects.contains_key(&Key::of(id)))
         .collect();
     for o in lookup(cluster, absent, concurrency).await? {
-        objects.insert(Key::of(&o.id), o);
+        objects.insert(Key::of(&o.id), Arc::new(o));
     }
 
     Ok(Snapshot {

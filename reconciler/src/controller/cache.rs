@@ -23,7 +23,7 @@ use crate::inventory::{Inventory, ObjectRef};
 use crate::live::{self, Key, LiveObject, Snapshot};
 use crate::Error;
 
-type Objects = Arc<RwLock<BTreeMap<Key, LiveObject>>>;
+type Objects = Arc<RwLock<BTreeMap<Key, Arc<LiveObject>>>>;
 /// Kinds watched, by `(group, kind)`, each with a flag that turns true once
 /// listed.
 type Watched = BTreeMap<(String, String), watch::Receiver<bool>>;
@@ -144,7 +144,7 @@ impl Cache {
             gone_kinds,
         };
         for o in live::lookup(&self.cluster, absent, concurrency).await? {
-            snapshot.objects.insert(Key::of(&o.id), o);
+            snapshot.objects.insert(Key::of(&o.id), Arc::new(o));
         }
         Ok(snapshot)
     }
@@ -189,8 +189,8 @@ async fn watch_kind(
                 let key = Key::of(&o.id);
                 relist.insert(key.clone());
                 let mut map = objects.write().unwrap_or_else(|p| p.into_inner());
-                let differs = map.get(&key) != Some(&o);
-                map.insert(key.clone(), o);
+                let differs = map.get(&key).map(|x| x.as_ref()) != Some(&o);
+                map.insert(key.clone(), Arc::new(o));
                 drop(map);
                 if listed && differs {
                     let _ = changed.send(key);
@@ -223,7 +223,7 @@ async fn watch_kind(
                 objects
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), o);
+                    .insert(key.clone(), Arc::new(o));
                 let _ = changed.send(key);
             }
             Event::Delete(o) => {

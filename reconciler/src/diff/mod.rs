@@ -206,19 +206,20 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
             }
             Some(live) => {
                 let want = fields::comparable(&with_live_source(&d.body, &live.body));
-                let (in_sync, view) = match &live.fields {
-                    Some(f) => (
-                        fields::in_sync(&want, &live.body, f),
-                        fields::owned_view(&want, &live.body, f),
-                    ),
-                    // Labelled, but never applied by meshplan's field
-                    // manager (created by `kubectl apply` of rendered
-                    // output, say): apply once to own its fields.
-                    None => (false, fields::trim_to(&live.body, &want)),
-                };
+                // Labelled, but never applied by meshplan's field manager
+                // (created by `kubectl apply` of rendered output, say):
+                // apply once to own its fields.
+                let in_sync = live
+                    .fields
+                    .as_ref()
+                    .is_some_and(|f| fields::in_sync(&want, &live.body, f));
                 if in_sync {
                     ch.action = Action::Unchanged;
                 } else {
+                    let view = match &live.fields {
+                        Some(f) => fields::owned_view(&want, &live.body, f),
+                        None => fields::trim_to(&live.body, &want),
+                    };
                     ch.action = Action::Update;
                     ch.drift = hash(&live.body).is_some() && hash(&live.body) == hash(&d.body);
                     let before = with_identity(view, &d.body);

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# End-to-end reconcile benchmark (issue 5), against the real test
+# apiserver (scripts/env/up.sh), for a generated repository of N services
+# (default 1,000; about 5,000 Istio objects):
+#
+#   first sync     meshplan apply            vs  kubectl apply --server-side -R -f
+#                  (same rendered objects, in a second set of namespaces)
+#   no-op resync   meshplan run: a reconcile that finds nothing to do
+#                  (duration from its metrics; write calls counted on the
+#                  apiserver's own request metrics)
+#   commit→applied meshplan run on a folder: a saved file until the object
+#                  changes in the cluster (seen by a kubectl watch)
+#   drift healed   a kubectl patch until the object is back
+#   RSS            peak RSS of meshplan run managing the objects
+#
+# Prints Markdown for docs/benchmarks.md. Not part of the test suite.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-1000}
+W=${BENCH_DIR:-$ROOT/target/bench-reconcile}
+ENV_JSON=${MESHPLAN_TESTENV:-$ROOT/target/testenv/env.json}
+[ -f "$ENV_JSON" ] || { echo "start the test environment first: scripts/env/up.sh" >&2; exit 2; }
+ENV_DIR=$(dirname "$ENV_JSON")
+export KUBECONFIG=$ENV_DIR/admin.kubeconfig
+SA=$ENV_DIR/sa.kubeconfig
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+
+cd "$ROOT"
+cargo build --release -q --bin meshplan
+cargo build --release -q -p meshplan-policy-lang --example generate
+BIN=$ROOT/target/release/meshplan
+mkdir -p "$W"
+repo=$W/repo-$N
+rm -rf "$repo" "$W/rendered" "$W/kubectl"
+target/release/examples/generate "$N" "$repo" 2>/dev/null
+# The run benchmark edits this repository: make it a Git checkout so its
+# revision is a commit.
+"$BIN" render "$repo" --mesh istio --unsupported warning --out "$W/rendered" 2>/dev/null
+objects=$(find "$W/rendered" -name '*.yaml' | wc -l)
+
+# kubectl gets the same objects in namespaces of its own.
+cp -r "$W/rendered" "$W/kubectl"
+find "$W/kubectl" -name '*.yaml' -exec sed -i 's/^  namespace: team-/  namespace: kb-team-/' {} +
+namespaces=$(cd "$W/rendered" && ls -d team-* | tr '\n' ' ')
+for ns in $namespaces; do printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: kb-%s\n' "$ns" "$ns"; done \
+    | kubectl apply --server-side --field-manager=bench -f - >/dev/null
+
+timed() { /usr/bin/time -o "$W/time.txt" -f '%e %M' "$@" >"$W/out.txt" 2>&1 || { cat "$W/out.txt" >&2; exit 1; }; tail -1 "$W/time.txt"; }
+inv=meshplan-system/bench-$N-$RANDOM
+
+read -r k_s k_rss < <(timed kubectl apply --server-side --field-manager=bench -R -f "$W/kubectl")
+read -r m_s m_rss < <(timed "$BIN" apply "$repo" --mesh istio --unsupported warning --kubeconfig "$SA" --inventory "$inv")
+read -r r_s r_rss < <(timed "$BIN" apply "$repo" --mesh istio --unsupported warning --kubeconfig "$SA" --inventory "$inv")
+
+writes() { kubectl get --raw /metrics | awk '/^apiserver_request_total/ && /verb="(PATCH|POST|PUT|DELETE|APPLY)"/ { s += $NF } END { printf "%d\n", s }'; }
+
+# meshplan run on the folder.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BIN" run "$repo" --mesh istio --unsupported warning --kubeconfig "$SA" --inventory "$inv" \
+    --interval 2s --listen "127.0.0.1:$port" 2>"$W/run.log" &
+run_pid=$!
+trap 'kill $run_pid 2>/dev/null || true' EXIT
+metric() { curl -s "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+until [ "$(metric 'meshplan_reconciles_total{result="unchanged"}' 2>/dev/null || echo 0)" -ge 1 ] 2>/dev/null; do sleep 0.2; done
+# No-op resyncs: five intervals, reconcile durations from the histogram.
+c0=$(metric meshplan_reconcile_duration_seconds_count); s0=$(metric meshplan_reconcile_duration_seconds_sum); w0=$(writes)
+sleep 10.5
+c1=$(metric meshplan_reconcile_duration_seconds_count); s1=$(metric meshplan_reconcile_duration_seconds_sum); w1=$(writes)
+noop_ms=$(awk -v a="$s0" -v b="$s1" -v c="$c0" -v d="$c1" 'BEGIN { printf "%.0f", (b - a) / (d - c) * 1000 }')
+noop_n=$((c1 - c0))
+noop_writes=$((w1 - w0))
+
+# Commit (a saved file) to applied.
+f=$repo/team-1/svc-1.yaml
+ns=$(awk '/namespace:/ { print $2; exit }' "$f")
+kubectl get vs -n "$ns" svc-1 -o jsonpath='{.spec.http[0].timeout}' >/dev/null
+( kubectl get vs -n "$ns" svc-1 -w --output-watch-events -o jsonpath='{.spec.http[0].timeout}{"\n"}' 2>/dev/null \
+    | while read -r line; do case "$line" in *7s*) date +%s.%N; break;; esac; done >"$W/applied.txt" ) &
+watcher=$!
+sleep 1
+t0=$(date +%s.%N)
+sed -i 's/timeout: 5s/timeout: 7s/' "$f"
+wait $watcher || true
+commit_ms=$(awk -v a="$t0" -v b="$(cat "$W/applied.txt")" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+
+# Drift: edit a weight by hand until meshplan puts it back.
+weight() { kubectl get vs -n "$ns" svc-1 -o jsonpath='{.spec.http[0].timeout}'; }
+( kubectl get vs -n "$ns" svc-1 -w -o jsonpath='{.spec.http[0].timeout}{"\n"}' 2>/dev/null \
+    | while read -r line; do case "$line" in *9s*) seen=1;; *7s*) [ "${seen:-}" = 1 ] && { date +%s.%N; break; };; esac; done >"$W/healed.txt" ) &
+watcher=$!
+sleep 1
+t0=$(date +%s.%N)
+kubectl patch vs -n "$ns" svc-1 --type=json -p '[{"op":"replace","path":"/spec/http/0/timeout","value":"9s"}]' >/dev/null
+wait $watcher || true
+heal_ms=$(awk -v a="$t0" -v b="$(cat "$W/healed.txt")" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$run_pid/status")
+kill -TERM $run_pid; wait $run_pid || true
+
+echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/model name/ { $1=$2=$3=""; print; exit }' /proc/cpuinfo | sed 's/^ *//'), $N services, $objects Istio objects, kube-apiserver 1.20.2 + etcd on loopback."
+echo
+echo "| measurement | meshplan | kubectl apply --server-side | ratio |"
+echo "|---|---|---|---|"
+awk -v m="$m_s" -v k="$k_s" -v mr="$m_rss" -v kr="$k_rss" 'BEGIN { printf "| first sync of %s objects (s) | %.2f | %.2f | %.1f× faster |\n| peak RSS of that run (MiB) | %.0f | %.0f | |\n", "'"$objects"'", m, k, k / m, mr / 1024, kr / 1024 }'
+awk -v r="$r_s" 'BEGIN { printf "| no-op `meshplan apply` (whole process: check, compile, list, plan) (s) | %.2f | | |\n", r }'
+echo "| no-op resync in \`meshplan run\` (ms, mean of $noop_n) | $noop_ms | | |"
+echo "| write calls during those resyncs | $noop_writes | | |"
+echo "| saved file → applied, local watch (ms) | $commit_ms | | |"
+echo "| kubectl edit → healed (ms) | $heal_ms | | |"
+awk -v r="$rss_kib" 'BEGIN { printf "| peak RSS of `meshplan run` managing them (MiB) | %.0f | | |\n", r / 1024 }'
