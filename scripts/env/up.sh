@@ -105,18 +105,34 @@ start etcd etcd --name meshplan-test --data-dir "$DIR/etcd" \
 wait_until "etcd" 30 curl -sf "http://127.0.0.1:$P_ETCD/health"
 
 log "starting kube-apiserver 1.20.2 on 127.0.0.1:$P_API"
-start kube-apiserver "$APISERVER" \
-    --etcd-servers "http://127.0.0.1:$P_ETCD" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$P_API" --insecure-port 0 \
-    --cert-dir "$C" --tls-cert-file "$C/apiserver.crt" --tls-private-key-file "$C/apiserver.key" \
-    --token-auth-file "$C/tokens.csv" --authorization-mode RBAC \
-    --service-account-key-file "$C/sa.pub" --service-account-signing-key-file "$C/sa.key" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 \
+# Its command line is kept in a script, so scripts/env/restart-apiserver.sh
+# can kill it and start it again the same way (tests of an apiserver lost
+# mid-apply).
+API_ARGS=(
+    --etcd-servers "http://127.0.0.1:$P_ETCD"
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$P_API" --insecure-port 0
+    --cert-dir "$C" --tls-cert-file "$C/apiserver.crt" --tls-private-key-file "$C/apiserver.key"
+    --token-auth-file "$C/tokens.csv" --authorization-mode RBAC
+    --service-account-key-file "$C/sa.pub" --service-account-signing-key-file "$C/sa.key"
+    --service-account-issuer https://kubernetes.default.svc.cluster.local
+    --api-audiences https://kubernetes.default.svc.cluster.local
+    --service-cluster-ip-range 10.96.0.0/16
     --enable-priority-and-fairness=false --profiling=false --v=1
-wait_until "kube-apiserver" 90 curl -sf --cacert "$C/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
-    "https://127.0.0.1:$P_API/readyz"
+)
+{
+    echo '#!/usr/bin/env bash'
+    printf 'exec %q' "$APISERVER"
+    printf ' %q' "${API_ARGS[@]}"
+    echo
+} >"$DIR/kube-apiserver.sh"
+chmod +x "$DIR/kube-apiserver.sh"
+{
+    echo '#!/usr/bin/env bash'
+    printf 'exec curl -sf --cacert %q -H %q %q\n' "$C/ca.crt" "Authorization: Bearer $ADMIN_TOKEN" "https://127.0.0.1:$P_API/readyz"
+} >"$DIR/kube-apiserver-ready.sh"
+chmod +x "$DIR/kube-apiserver-ready.sh"
+start kube-apiserver "$DIR/kube-apiserver.sh"
+wait_until "kube-apiserver" 90 "$DIR/kube-apiserver-ready.sh"
 
 kubeconfig() { # FILE USER TOKEN
     cat >"$1" <<EOF

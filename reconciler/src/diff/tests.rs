@@ -53,7 +53,9 @@ struct SnapshotBuilder(Snapshot);
 
 impl SnapshotBuilder {
     fn live(mut self, o: LiveObject) -> Self {
-        self.0.objects.insert(Key::of(&o.id), std::sync::Arc::new(o));
+        self.0
+            .objects
+            .insert(Key::of(&o.id), std::sync::Arc::new(o));
         self
     }
     fn listed(mut self, o: &MeshObject) -> Self {
