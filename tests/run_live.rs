@@ -183,7 +183,7 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
         let inv = inventory();
         let url = env.git.daemon_url_of(&repo);
         let run = Running::start(&["--git", &url, "--interval", "1s"], &inv);
-        wait_for("the first commit applied", SECS(20), || async {
+        wait_for("the first commit applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -194,7 +194,7 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
         .unwrap();
         wait_for(
             "the second commit applied within a poll",
-            SECS(10),
+            SECS(20),
             || async { (canary_weight(&client, &ns, "api").await == Some(40)).then_some(()) },
         )
         .await;
@@ -212,7 +212,7 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
             "{metrics}"
         );
         let s = status(&inv).expect("a status");
-        assert_eq!(s["result"], "unchanged", "{s:#}");
+        assert_eq!(s["result"], "synced", "{s:#}");
         assert_ne!(s["lastAppliedRevision"].as_str(), Some(first.as_str()));
         assert_eq!(run.stop(), Some(0), "SIGTERM ends cleanly");
     })
@@ -241,7 +241,7 @@ async fn a_verified_webhook_triggers_an_immediate_fetch_and_a_forged_one_does_no
             ],
             &inventory(),
         );
-        wait_for("the first commit applied", SECS(20), || async {
+        wait_for("the first commit applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -278,7 +278,7 @@ async fn a_verified_webhook_triggers_an_immediate_fetch_and_a_forged_one_does_no
         assert_eq!(post(format!("sha256={good}"), "d-2"), 202);
         wait_for(
             "the pushed commit applied after the webhook",
-            SECS(10),
+            SECS(20),
             || async { (canary_weight(&client, &ns, "api").await == Some(60)).then_some(()) },
         )
         .await;
@@ -308,7 +308,7 @@ async fn a_local_folder_is_watched() {
             &[dir.path().to_str().unwrap(), "--interval", "1h"],
             &inventory(),
         );
-        wait_for("the folder applied", SECS(20), || async {
+        wait_for("the folder applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -317,7 +317,7 @@ async fn a_local_folder_is_watched() {
             common::service_yaml("api", 25, "web"),
         )
         .unwrap();
-        wait_for("the edit applied", SECS(10), || async {
+        wait_for("the edit applied", SECS(20), || async {
             (canary_weight(&client, &ns, "api").await == Some(25)).then_some(())
         })
         .await;
@@ -353,13 +353,13 @@ async fn an_out_of_band_edit_is_healed() {
             &[dir.path().to_str().unwrap(), "--interval", "1h"],
             &inventory(),
         );
-        wait_for("applied", SECS(20), || async {
+        wait_for("applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
         edit_weight(&client, &ns, 50).await;
         let edited = std::time::Instant::now();
-        wait_for("the edit undone", SECS(10), || async {
+        wait_for("the edit undone", SECS(20), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -397,12 +397,12 @@ async fn a_report_only_kind_keeps_the_edit_and_reports_it() {
             ],
             &inv,
         );
-        wait_for("applied", SECS(20), || async {
+        wait_for("applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
         edit_weight(&client, &ns, 50).await;
-        let s = wait_for("the drift reported", SECS(10), || async {
+        let s = wait_for("the drift reported", SECS(20), || async {
             let s = status(&inv)?;
             (!s["drift"].as_array()?.is_empty()).then_some(s)
         })
@@ -430,7 +430,7 @@ async fn a_broken_commit_applies_nothing_and_the_status_says_why() {
         let inv = inventory();
         let url = env.git.daemon_url_of(&repo);
         let _run = Running::start(&["--git", &url, "--interval", "1s", "--prune"], &inv);
-        wait_for("the good commit applied", SECS(20), || async {
+        wait_for("the good commit applied", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -444,7 +444,7 @@ async fn a_broken_commit_applies_nothing_and_the_status_says_why() {
                 "broken",
             )
             .unwrap();
-        let s = wait_for("the failure recorded", SECS(10), || async {
+        let s = wait_for("the failure recorded", SECS(20), || async {
             let s = status(&inv)?;
             (s["revision"] == bad.as_str()).then_some(s)
         })
@@ -483,12 +483,12 @@ async fn a_removed_intent_is_pruned() {
             &inventory(),
         );
         let vs = virtual_services(&client, &ns);
-        wait_for("both applied", SECS(20), || async {
+        wait_for("both applied", SECS(40), || async {
             (vs.get_opt("old").await.ok()??.metadata.name.is_some()).then_some(())
         })
         .await;
         std::fs::remove_file(dir.path().join("old.yaml")).unwrap();
-        wait_for("old pruned", SECS(10), || async {
+        wait_for("old pruned", SECS(20), || async {
             vs.get_opt("old").await.ok()?.is_none().then_some(())
         })
         .await;
@@ -547,7 +547,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
             &inv,
         );
         let leaders = || (a.metric("meshplan_leader"), b.metric("meshplan_leader"));
-        let (first, second) = wait_for("one leader", SECS(20), || async {
+        let (first, second) = wait_for("one leader", SECS(40), || async {
             match leaders() {
                 (Some(1.0), Some(0.0)) => Some(("a", "b")),
                 (Some(0.0), Some(1.0)) => Some(("b", "a")),
@@ -555,7 +555,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
             }
         })
         .await;
-        wait_for("applied by the leader", SECS(20), || async {
+        wait_for("applied by the leader", SECS(40), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;
@@ -568,13 +568,13 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
         }
         let (leader, standby) = if first == "a" { (a, b) } else { (b, a) };
         assert_eq!(leader.stop(), Some(0));
-        wait_for(&format!("{second} to take over"), SECS(15), || async {
+        wait_for(&format!("{second} to take over"), SECS(20), || async {
             (standby.metric("meshplan_leader") == Some(1.0)).then_some(())
         })
         .await;
         // And it acts: an edit is healed by the new leader.
         edit_weight(&client, &ns, 70).await;
-        wait_for("healed by the new leader", SECS(10), || async {
+        wait_for("healed by the new leader", SECS(20), || async {
             (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
         })
         .await;

@@ -40,6 +40,93 @@ pub fn comparable(desired: &Value) -> Value {
     v
 }
 
+/// [`in_sync`] for a whole desired object, without copying it: skips the
+/// identity fields [`comparable`] drops, and the value (not the presence)
+/// of the annotation `ignored`.
+pub fn object_in_sync(desired: &Value, live: &Value, fields: &Value, ignored: &str) -> bool {
+    let (Some(d), Some(l), Some(set)) = (desired.as_object(), live.as_object(), fields.as_object())
+    else {
+        return false;
+    };
+    let owned: BTreeSet<&str> = set.keys().filter_map(|k| k.strip_prefix("f:")).collect();
+    let mut wanted = 0;
+    for (k, dv) in d {
+        match k.as_str() {
+            "apiVersion" | "kind" => continue,
+            "metadata" => {
+                let Some(dm) = dv.as_object() else {
+                    return false;
+                };
+                if dm.keys().all(|k| k == "name" || k == "namespace") {
+                    continue;
+                }
+                wanted += 1;
+                let (Some(lm), Some(sm)) = (
+                    l.get("metadata").and_then(Value::as_object),
+                    set.get("f:metadata").and_then(Value::as_object),
+                ) else {
+                    return false;
+                };
+                if !metadata_in_sync(dm, lm, sm, ignored) {
+                    return false;
+                }
+            }
+            _ => {
+                wanted += 1;
+                let ok = owned.contains(k.as_str())
+                    && l.get(k)
+                        .is_some_and(|lv| in_sync(dv, lv, &set[&format!("f:{k}")]));
+                if !ok {
+                    return false;
+                }
+            }
+        }
+    }
+    wanted == owned.len()
+}
+
+fn metadata_in_sync(
+    d: &Map<String, Value>,
+    l: &Map<String, Value>,
+    set: &Map<String, Value>,
+    ignored: &str,
+) -> bool {
+    let owned: BTreeSet<&str> = set.keys().filter_map(|k| k.strip_prefix("f:")).collect();
+    let mut wanted = 0;
+    for (k, dv) in d {
+        if k == "name" || k == "namespace" {
+            continue;
+        }
+        wanted += 1;
+        let Some(lv) = l.get(k) else {
+            return false;
+        };
+        let Some(sub) = set.get(&format!("f:{k}")) else {
+            return false;
+        };
+        let ok = if k == "annotations" {
+            annotations_in_sync(dv, lv, sub, ignored)
+        } else {
+            in_sync(dv, lv, sub)
+        };
+        if !ok {
+            return false;
+        }
+    }
+    wanted == owned.len()
+}
+
+fn annotations_in_sync(d: &Value, l: &Value, set: &Value, ignored: &str) -> bool {
+    let (Some(d), Some(l), Some(set)) = (d.as_object(), l.as_object(), set.as_object()) else {
+        return false;
+    };
+    let owned: BTreeSet<&str> = set.keys().filter_map(|k| k.strip_prefix("f:")).collect();
+    d.len() == owned.len()
+        && d.iter().all(|(k, dv)| {
+            owned.contains(k.as_str()) && l.get(k).is_some_and(|lv| k == ignored || same(dv, lv))
+        })
+}
+
 /// Whether `live`, seen through the field set `fields`, is exactly
 /// `desired`: the manager owns every desired field and no other, and each
 /// owned value equals the desired one (values owned whole may carry
@@ -359,6 +446,23 @@ mod tests {
             json!({"metadata": {"labels": {"app": "a"}},
                    "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "a"}}})
         );
+    }
+
+    #[test]
+    fn a_whole_object_compares_like_its_comparable_part() {
+        let mut desired = desired_service();
+        desired["apiVersion"] = json!("v1");
+        desired["kind"] = json!("Service");
+        desired["metadata"]["name"] = json!("a");
+        desired["metadata"]["annotations"] = json!({"src": "a.yaml:1", "x": "1"});
+        let mut live = live_service();
+        live["metadata"]["annotations"] = json!({"src": "a.yaml:9", "x": "1"});
+        let mut fields = service_fields();
+        fields["f:metadata"]["f:annotations"] = json!({"f:src": {}, "f:x": {}});
+        assert!(object_in_sync(&desired, &live, &fields, "src"));
+        assert!(!object_in_sync(&desired, &live, &fields, "other"));
+        live["metadata"]["annotations"]["x"] = json!("2");
+        assert!(!object_in_sync(&desired, &live, &fields, "src"));
     }
 
     #[test]

@@ -124,7 +124,10 @@ pub async fn read(
                 };
                 let list = cluster
                     .api_all(&r)
-                    .list(&ListParams::default().labels(&selector))
+                    // resourceVersion=0: served from the API server's watch
+                    // cache, not a quorum read of etcd (several times faster
+                    // for thousands of objects; at most a moment stale).
+                    .list(&ListParams::default().labels(&selector).match_any())
                     .await
                     .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;
                 Ok((
@@ -165,13 +168,70 @@ pub async fn read(
     })
 }
 
-/// Reads each object by name (those that exist).
+/// Above this many objects of one kind in one namespace, [`lookup`] lists
+/// that namespace's objects of the kind that are not meshplan's, instead of
+/// reading each object (a first sync of thousands of objects makes a
+/// handful of calls, not thousands).
+const LIST_INSTEAD_OF_GETS: usize = 20;
+
+/// Reads the objects `ids` name; returns those that exist.
 pub async fn lookup(
     cluster: &Cluster,
     ids: Vec<ObjectRef>,
     concurrency: usize,
 ) -> Result<Vec<LiveObject>, Error> {
-    let found = futures::stream::iter(ids.into_iter().map(|id| async move {
+    // By kind and namespace.
+    type Group = (String, String, Option<String>);
+    let mut groups: BTreeMap<Group, Vec<ObjectRef>> = BTreeMap::new();
+    for id in ids {
+        groups
+            .entry((
+                id.api_version.clone(),
+                id.kind.clone(),
+                id.namespace.clone(),
+            ))
+            .or_default()
+            .push(id);
+    }
+    let mut gets = Vec::new();
+    let mut lists = Vec::new();
+    for ((api_version, kind, ns), ids) in groups {
+        if ids.len() > LIST_INSTEAD_OF_GETS {
+            lists.push((api_version, kind, ns, ids));
+        } else {
+            gets.extend(ids);
+        }
+    }
+    let lists = futures::stream::iter(lists.into_iter().map(
+        |(api_version, kind, ns, ids)| async move {
+            let r = cluster.resolve(&api_version, &kind).await?;
+            let wanted: std::collections::HashSet<Key> = ids.iter().map(Key::of).collect();
+            let api = match (&ns, r.namespaced) {
+                (Some(ns), true) => {
+                    kube::Api::namespaced_with(cluster.client().clone(), ns, &r.resource)
+                }
+                _ => cluster.api_all(&r),
+            };
+            // Only objects that are not meshplan's: ours were listed already.
+            let unowned = format!("{MANAGED_BY}!={MANAGER}");
+            let list = api
+                .list(&ListParams::default().labels(&unowned).match_any())
+                .await
+                .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;
+            Ok::<_, Error>(
+                list.items
+                    .into_iter()
+                    .map(|o| to_live(o, &r))
+                    .filter(|o| wanted.contains(&Key::of(&o.id)))
+                    .collect::<Vec<_>>(),
+            )
+        },
+    ))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<Vec<LiveObject>>>()
+    .await?;
+    let mut found: Vec<LiveObject> = lists.into_iter().flatten().collect();
+    let got = futures::stream::iter(gets.into_iter().map(|id| async move {
         let r = cluster.resolve(&id.api_version, &id.kind).await?;
         match cluster.api_for(&r, &id).get_opt(&id.name).await {
             Ok(o) => Ok(o.map(|o| to_live(o, &r))),
@@ -181,7 +241,8 @@ pub async fn lookup(
     .buffer_unordered(concurrency.max(1))
     .try_collect::<Vec<Option<LiveObject>>>()
     .await?;
-    Ok(found.into_iter().flatten().collect())
+    found.extend(got.into_iter().flatten());
+    Ok(found)
 }
 
 /// Keeps what a comparison needs: the body without `managedFields`, and

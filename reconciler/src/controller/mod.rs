@@ -381,8 +381,15 @@ impl Controller {
                 } else {
                     Some(revision.clone())
                 };
+                // `applied` and `unchanged` are one state for the status
+                // (the cluster runs the revision), so a no-op resync after
+                // an apply writes nothing.
+                let state = match result {
+                    "applied" | "unchanged" => "synced",
+                    other => other,
+                };
                 self.set_status(Status {
-                    result: result.into(),
+                    result: state.into(),
                     revision: Some(revision),
                     last_applied_revision: last_applied,
                     message,
@@ -489,10 +496,20 @@ impl Controller {
                 Ok((rev.commit, rev.dir))
             }
             Source::Dir(d) => {
-                // A folder's revision is its Git revision if it is a
-                // checkout, else the hash of its compiled output.
-                let rev = crate::source::revision_of(d).unwrap_or_else(|| "local".into());
-                Ok((format!("{rev}@{}", dir_stamp(d)), d.clone()))
+                // A folder's revision: its Git HEAD if it is a checkout
+                // (no status walk: the stamp already sees every edit), and
+                // a stamp of its files.
+                let head = git2::Repository::discover(d)
+                    .ok()
+                    .and_then(|r| {
+                        r.head()
+                            .ok()?
+                            .peel_to_commit()
+                            .ok()
+                            .map(|c| c.id().to_string())
+                    })
+                    .unwrap_or_else(|| "local".into());
+                Ok((format!("{head}@{}", dir_stamp(d)), d.clone()))
             }
         }
     }

@@ -21,8 +21,9 @@ use crate::{Error, FIELD_MANAGER};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    /// `applied`, `unchanged`, `failed` (check, compile or apply) or
-    /// `refused` (objects meshplan does not own are in the way).
+    /// `synced` (the cluster runs `revision`), `failed` (fetch, check,
+    /// compile or apply) or `refused` (objects meshplan does not own are in
+    /// the way).
     pub result: String,
     /// The revision this reconcile looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -205,17 +205,18 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
                 ));
             }
             Some(live) => {
-                let want = fields::comparable(&with_live_source(&d.body, &live.body));
                 // Labelled, but never applied by meshplan's field manager
                 // (created by `kubectl apply` of rendered output, say):
                 // apply once to own its fields.
                 let in_sync = live
                     .fields
                     .as_ref()
-                    .is_some_and(|f| fields::in_sync(&want, &live.body, f));
+                    .is_some_and(|f| fields::object_in_sync(&d.body, &live.body, f, SOURCE));
                 if in_sync {
                     ch.action = Action::Unchanged;
                 } else {
+                    let mut want = fields::comparable(&d.body);
+                    take_live_source(&mut want, &live.body);
                     let view = match &live.fields {
                         Some(f) => fields::owned_view(&want, &live.body, f),
                         None => fields::trim_to(&live.body, &want),
@@ -325,26 +326,30 @@ pub fn plan_against(
     p
 }
 
-/// `desired` with the live object's `meshplan.dev/source` annotation.
+/// Gives `desired` the live object's `meshplan.dev/source` annotation.
 ///
 /// The annotation names the intent's `file:line`; an edit above an intent
 /// moves its line without changing what it means. Comparing with the live
 /// line keeps such an edit from rewriting every object below it; the line
 /// is refreshed whenever the object changes for a real reason.
-fn with_live_source(desired: &Value, live: &Value) -> Value {
-    let mut d = desired.clone();
+fn take_live_source(desired: &mut Value, live: &Value) {
     let live_source = live
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(SOURCE));
-    if let (Some(src), Some(ann)) = (
-        live_source,
-        d.pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut),
-    ) {
-        if ann.contains_key(SOURCE) {
-            ann.insert(SOURCE.into(), src.clone());
+    let annotations = desired
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut);
+    if let (Some(src), Some(ann)) = (live_source, annotations) {
+        if let Some(v) = ann.get_mut(SOURCE) {
+            *v = src.clone();
         }
     }
+}
+
+/// `desired` with the live object's `meshplan.dev/source` annotation.
+fn with_live_source(desired: &Value, live: &Value) -> Value {
+    let mut d = desired.clone();
+    take_live_source(&mut d, live);
     d
 }
 
