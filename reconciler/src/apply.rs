@@ -27,7 +27,9 @@
 //! - **Idempotent.** Unchanged objects make no call at all; applying the
 //!   same plan again changes nothing further.
 //! - **Transient failures are retried** — conflicts (409, at most three
-//!   times), throttling (429), server errors (5xx) and lost connections —
+//!   times), throttling (429), server errors (5xx), lost connections, and
+//!   401/403 within 30 s of a lost connection (a restarted API server
+//!   refuses everyone until its RBAC caches are filled) —
 //!   with exponential backoff from 100 ms to 5 s, until `timeout`. Every
 //!   retry is counted in the [`Outcome`].
 //! - **A failed phase stops the apply.** Later phases (the routes, when a
@@ -140,7 +142,7 @@ pub async fn apply(
     let existing = previous;
     let previous = previous.unwrap_or(&empty);
     let deadline = started + opts.timeout;
-    let retries = AtomicUsize::new(0);
+    let retries = Retries::default();
     let desired: Vec<ObjectRef> = plan
         .changes
         .iter()
@@ -254,7 +256,7 @@ pub async fn apply(
     }
 
     out.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
-    out.retries = retries.load(Ordering::Relaxed);
+    out.retries = retries.count.load(Ordering::Relaxed);
     out.elapsed = started.elapsed();
     Ok(out)
 }
@@ -303,7 +305,7 @@ async fn apply_one(
     c: &Change,
     opts: &Options,
     deadline: Instant,
-    retries: &AtomicUsize,
+    retries: &Retries,
 ) -> Result<(), Error> {
     let id = c.id();
     let body = c.desired.as_ref().ok_or_else(|| Error::Api {
@@ -329,7 +331,7 @@ async fn delete_one(
     c: &Change,
     opts: &Options,
     deadline: Instant,
-    retries: &AtomicUsize,
+    retries: &Retries,
 ) -> Result<(), Error> {
     let id = c.id();
     let r = cluster.resolve(&id.api_version, &id.kind).await?;
@@ -355,7 +357,7 @@ async fn write_inventory(
     at: &InventoryName,
     inv: &Inventory,
     deadline: Instant,
-    retries: &AtomicUsize,
+    retries: &Retries,
 ) -> Result<(), Error> {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
     let body = inv.to_configmap(at);
@@ -381,12 +383,34 @@ async fn write_inventory(
         })
 }
 
+/// Retries made during one apply, and when the API server was last seen
+/// unreachable.
+#[derive(Debug, Default)]
+struct Retries {
+    count: AtomicUsize,
+    last_outage: Mutex<Option<Instant>>,
+}
+
+/// How long after an outage a 401/403 still counts as transient: an API
+/// server that has just restarted answers "forbidden" until its RBAC
+/// caches have filled (seen with kube-apiserver 1.20 in the tests).
+const AFTER_OUTAGE: Duration = Duration::from_secs(30);
+
+impl Retries {
+    fn outage(&self) {
+        *self.last_outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    fn recently_down(&self) -> bool {
+        self.last_outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < AFTER_OUTAGE)
+    }
+}
+
 /// Calls `f` until it succeeds, fails for good, or the deadline passes.
-async fn retry<T, F, Fut>(
-    deadline: Instant,
-    retries: &AtomicUsize,
-    mut f: F,
-) -> Result<T, kube::Error>
+async fn retry<T, F, Fut>(deadline: Instant, retries: &Retries, mut f: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
@@ -403,8 +427,10 @@ where
                 conflicts += 1;
                 conflicts <= 3
             }
+            kube::Error::Api(s) if s.code == 401 || s.code == 403 => retries.recently_down(),
             kube::Error::Api(s) => s.code == 429 || s.code >= 500,
             kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+                retries.outage();
                 true
             }
             _ => false,
@@ -412,7 +438,7 @@ where
         if !again || Instant::now() + delay > deadline {
             return Err(e);
         }
-        retries.fetch_add(1, Ordering::Relaxed);
+        retries.count.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
