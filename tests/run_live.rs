@@ -582,3 +582,69 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unsigned_head_is_refused_and_the_last_signed_revision_stays() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let git = &env.git;
+        let repo = git.create_repo("signed-run").unwrap();
+        let signed = repo
+            .commit_signed(
+                &[
+                    ("meshplan.yaml", Some(&common::config_yaml(&ns))),
+                    ("api.yaml", Some(&common::service_yaml("api", 10, "web"))),
+                ],
+                "signed",
+                &git.ssh_key,
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let signers = dir.path().join("allowed_signers");
+        std::fs::write(
+            &signers,
+            format!(
+                "platform {}",
+                std::fs::read_to_string(&git.ssh_public_key).unwrap()
+            ),
+        )
+        .unwrap();
+        let inv = inventory();
+        let url = git.daemon_url_of(&repo);
+        let _run = Running::start(
+            &[
+                "--git",
+                &url,
+                "--interval",
+                "1s",
+                "--verify-ssh-signers",
+                signers.to_str().unwrap(),
+            ],
+            &inv,
+        );
+        wait_for("the signed commit applied", SECS(40), || async {
+            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
+        })
+        .await;
+        let unsigned = repo
+            .commit(
+                &[("api.yaml", Some(&common::service_yaml("api", 90, "web")))],
+                "unsigned",
+            )
+            .unwrap();
+        let s = wait_for("the refusal recorded", SECS(20), || async {
+            let s = status(&inv)?;
+            (s["result"] == "failed").then_some(s)
+        })
+        .await;
+        assert_eq!(
+            s["message"],
+            format!("refusing commit {unsigned}: it is not signed"),
+            "{s:#}"
+        );
+        assert_eq!(s["lastAppliedRevision"], signed.as_str());
+        assert_eq!(canary_weight(&client, &ns, "api").await, Some(10));
+    })
+    .await;
+}

@@ -15,6 +15,7 @@ fn source(url: String, reference: GitRef, auth: GitAuth, checkout: &Path) -> Git
         auth,
         shallow: false,
         checkout: checkout.to_path_buf(),
+        signers: None,
     }
 }
 
@@ -293,4 +294,69 @@ fn an_unknown_ssh_host_key_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("is not in known_hosts"), "{err}");
+}
+
+#[test]
+fn only_commits_signed_by_an_allowed_key_are_used() {
+    use meshplan_reconciler::source::git::AllowedSigners;
+    let git = &TestEnv::get().git;
+    let repo = git.create_repo("signed").unwrap();
+    let signed = repo
+        .commit_signed(
+            &[("meshplan.yaml", Some("targets: [istio]\n"))],
+            "signed",
+            &git.ssh_key,
+        )
+        .unwrap();
+    let allowed = format!(
+        "platform@example.com {}",
+        std::fs::read_to_string(&git.ssh_public_key).unwrap().trim()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut src = source(
+        git.daemon_url_of(&repo),
+        GitRef::Branch("main".into()),
+        GitAuth::None,
+        tmp.path(),
+    );
+    src.signers = Some(AllowedSigners::parse(&allowed));
+    assert_eq!(src.sync().unwrap().commit, signed);
+
+    // Unsigned: refused, and the checkout keeps the signed revision.
+    let unsigned = repo
+        .commit(
+            &[("meshplan.yaml", Some("targets: [linkerd]\n"))],
+            "unsigned",
+        )
+        .unwrap();
+    let err = src.sync().unwrap_err().to_string();
+    assert_eq!(err, format!("refusing commit {unsigned}: it is not signed"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("meshplan.yaml")).unwrap(),
+        "targets: [istio]\n"
+    );
+
+    // Signed by a key not in the list: refused.
+    let stranger = repo
+        .commit_signed(
+            &[("meshplan.yaml", Some("targets: [cilium]\n"))],
+            "stranger",
+            &git.ssh_wrong_key,
+        )
+        .unwrap();
+    let err = src.sync().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("refusing commit {stranger}: its signature is not by an allowed signer")
+    );
+
+    // Signed again by the allowed key: used.
+    let good = repo
+        .commit_signed(
+            &[("meshplan.yaml", Some("targets: [linkerd]\n"))],
+            "good",
+            &git.ssh_key,
+        )
+        .unwrap();
+    assert_eq!(src.sync().unwrap().commit, good);
 }

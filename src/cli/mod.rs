@@ -282,6 +282,11 @@ pub struct RunArgs {
     /// Host keys ssh:// servers must present (default ~/.ssh/known_hosts).
     #[arg(long, value_name = "FILE", requires = "git")]
     pub git_known_hosts: Option<PathBuf>,
+    /// Use only commits SSH-signed by a key of this file (OpenSSH
+    /// allowed_signers or authorized_keys format); an unsigned or wrongly
+    /// signed head is refused and the last good revision stays applied.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub verify_ssh_signers: Option<PathBuf>,
     /// Where the checkout lives (default: a folder in the temp dir).
     #[arg(long, value_name = "DIR")]
     pub checkout: Option<PathBuf>,

@@ -9,7 +9,7 @@ use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_reconciler::controller::lease::LeaseConfig;
 use meshplan_reconciler::controller::status::{self, hostname};
 use meshplan_reconciler::controller::{self, Config, Log, SelfHeal, Source};
-use meshplan_reconciler::source::git::{GitAuth, GitRef, GitSource, Secret};
+use meshplan_reconciler::source::git::{AllowedSigners, GitAuth, GitRef, GitSource, Secret};
 use meshplan_reconciler::Cluster;
 
 use super::apply::connect_options;
@@ -104,6 +104,11 @@ fn source(args: &RunArgs) -> anyhow::Result<Source> {
         auth,
         shallow: args.shallow,
         checkout,
+        signers: args
+            .verify_ssh_signers
+            .as_deref()
+            .map(AllowedSigners::from_file)
+            .transpose()?,
     }))
 }
 

@@ -407,6 +407,24 @@ impl TestRepo {
         git(dir, &["rev-parse", "HEAD"])
     }
 
+    /// As [`TestRepo::commit`], with the commit SSH-signed by `key` (a
+    /// private key file).
+    pub fn commit_signed(
+        &self,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+        key: &Path,
+    ) -> Result<String, Error> {
+        let dir = self.work.path();
+        let key = key.to_string_lossy().into_owned();
+        git(dir, &["config", "gpg.format", "ssh"])?;
+        git(dir, &["config", "user.signingkey", &key])?;
+        git(dir, &["config", "commit.gpgsign", "true"])?;
+        let id = self.commit(files, message);
+        git(dir, &["config", "commit.gpgsign", "false"])?;
+        id
+    }
+
     /// Tags the last commit and pushes the tag.
     pub fn tag(&self, name: &str) -> Result<(), Error> {
         let dir = self.work.path();

@@ -88,6 +88,83 @@ pub struct GitSource {
     pub shallow: bool,
     /// Where the checkout lives between syncs.
     pub checkout: PathBuf,
+    /// When set, a commit is used only if it carries an SSH signature by
+    /// one of these keys.
+    pub signers: Option<AllowedSigners>,
+}
+
+/// The SSH keys whose commit signatures are trusted, read from a file in
+/// OpenSSH's `allowed_signers` format (`principals [options] keytype key`)
+/// or `authorized_keys` format (`keytype key [comment]`).
+#[derive(Clone, Debug, Default)]
+pub struct AllowedSigners {
+    keys: Vec<(String, ssh_key::PublicKey)>,
+}
+
+impl AllowedSigners {
+    pub fn from_file(path: &Path) -> Result<AllowedSigners, GitError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            GitError::Config(format!(
+                "cannot read the allowed signers {}: {e}",
+                path.display()
+            ))
+        })?;
+        let signers = AllowedSigners::parse(&text);
+        if signers.keys.is_empty() {
+            return Err(GitError::Config(format!(
+                "{} lists no SSH public key: every commit would be refused",
+                path.display()
+            )));
+        }
+        Ok(signers)
+    }
+
+    /// Reads the lines it understands; others are skipped.
+    pub fn parse(text: &str) -> AllowedSigners {
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // The key starts at its type (`ssh-ed25519`, `ecdsa-sha2-…`,
+            // `ssh-rsa`); what comes before names the signer.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(at) = words.iter().position(|w| {
+                w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")
+            }) else {
+                continue;
+            };
+            let who = if at > 0 {
+                words[0].to_owned()
+            } else {
+                words.get(at + 2).copied().unwrap_or("").to_owned()
+            };
+            if let Ok(k) = ssh_key::PublicKey::from_openssh(&words[at..].join(" ")) {
+                keys.push((who, k));
+            }
+        }
+        AllowedSigners { keys }
+    }
+
+    /// Checks `commit`'s signature; `Ok(signer)` names who signed it.
+    fn verify(&self, repo: &Repository, commit: Oid) -> Result<String, String> {
+        let (sig, data) = repo
+            .extract_signature(&commit, None)
+            .map_err(|_| "it is not signed".to_owned())?;
+        let sig = std::str::from_utf8(&sig).map_err(|_| "its signature is not text".to_owned())?;
+        if !sig.contains("BEGIN SSH SIGNATURE") {
+            return Err("it is signed with a key type meshplan cannot verify (only SSH signatures are supported)".into());
+        }
+        let sig: ssh_key::SshSig = sig
+            .parse()
+            .map_err(|e| format!("its SSH signature cannot be read: {e}"))?;
+        for (who, key) in &self.keys {
+            if key.verify("git", &data, &sig).is_ok() {
+                return Ok(who.clone());
+            }
+        }
+        Err("its signature is not by an allowed signer".into())
+    }
 }
 
 /// A fetched revision.
@@ -110,6 +187,10 @@ pub enum GitError {
     Resolve { url: String, message: String },
     #[error("checking out {commit}: {message}")]
     Checkout { commit: String, message: String },
+    /// The head commit failed signature verification: nothing of it is
+    /// checked out.
+    #[error("refusing commit {commit}: {reason}")]
+    Unsigned { commit: String, reason: String },
 }
 
 impl GitSource {
@@ -203,6 +284,16 @@ impl GitSource {
                 })?
             }
         };
+        // Verified before anything of it reaches the work tree: a refused
+        // commit leaves the last good checkout as it was.
+        if let Some(signers) = &self.signers {
+            signers
+                .verify(&repo, commit.id())
+                .map_err(|reason| GitError::Unsigned {
+                    commit: commit.id().to_string(),
+                    reason,
+                })?;
+        }
         self.checkout(&repo, commit.id())?;
         let dir = match &self.path {
             Some(p) => self.checkout.join(p),
@@ -438,6 +529,23 @@ fn explain(e: &git2::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_signers_read_both_file_formats() {
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIGmv2Y0ZqYQ8ZbqzM1lrE5c1J0cFq2Qy0n8b1s2Jm3dQ";
+        let text = format!(
+            "# comment\nalice@example.com ssh-ed25519 {key}\nbob@example.com,carol namespaces=\"git\" ssh-ed25519 {key}\nssh-ed25519 {key} dave@laptop\nnot a key line\n"
+        );
+        let who: Vec<String> = AllowedSigners::parse(&text)
+            .keys
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect();
+        assert_eq!(
+            who,
+            ["alice@example.com", "bob@example.com,carol", "dave@laptop"]
+        );
+    }
 
     #[test]
     fn urls_are_shown_without_credentials() {
