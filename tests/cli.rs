@@ -156,3 +156,63 @@ fn help_explains_exit_codes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Exit status"), "{text}");
 }
+
+#[test]
+fn check_with_schemas_validates_the_compiled_output_offline() {
+    let crds = std::env::var("MESHPLAN_CRDS").unwrap_or_else(|_| "../shared/crds".into());
+    let out = meshplan(&["check", "examples-repo", "--schemas", &crds]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("schemas: 116 objects checked against"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no schema for v1 Service"), "{stderr}");
+}
+
+#[test]
+fn a_schema_violation_is_an_mp4001_error_at_the_intent() {
+    let dir = tempfile::tempdir().unwrap();
+    // A VirtualService schema stricter than Istio's: at most one route.
+    std::fs::write(
+        dir.path().join("strict.yaml"),
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: { name: virtualservices.networking.istio.io }
+spec:
+  group: networking.istio.io
+  names: { kind: VirtualService, plural: virtualservices }
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+              properties:
+                http: { type: array, maxItems: 1, items: { type: object, x-kubernetes-preserve-unknown-fields: true } }
+"#,
+    )
+    .unwrap();
+    let out = meshplan(&[
+        "check",
+        "examples-repo",
+        "--schemas",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error[MP4001]: VirtualService bookinfo/reviews breaks its schema at `spec.http`: 3 items, more than the maximum 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--> bookinfo/reviews.yaml:"),
+        "located at the intent: {stdout}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod ir;
 pub mod lower;
 pub mod object;
 pub mod summary;
+pub mod validate;
 
 use std::collections::BTreeMap;
 
@@ -133,6 +134,44 @@ pub fn target_name(t: Target) -> &'static str {
     }
 }
 
+/// Validates compiled objects against CRD schemas; each violation becomes
+/// an MP4001 diagnostic at the intent that produced the object.
+pub fn check_schemas(
+    repo: &Repository,
+    objects: &[MeshObject],
+    set: &validate::SchemaSet,
+) -> (validate::Report, Vec<Diagnostic>) {
+    let report = set.validate(objects);
+    let origins = intent_locations(repo);
+    let mut diagnostics: Vec<Diagnostic> = report
+        .violations
+        .iter()
+        .map(|v| {
+            let d = Diagnostic::error(
+                meshplan_policy_lang::diagnostic::Code::SchemaViolation,
+                format!("{} breaks its schema at `{}`: {}", v.object, v.path, v.message),
+            )
+            .hint("the emitted object would be rejected, or silently changed, by the API server: report it (a compiler bug), or avoid the intent setting that produces it");
+            match origins.get(&v.origin.intent) {
+                Some(loc) => d.at(loc.clone()),
+                None => d,
+            }
+        })
+        .collect();
+    meshplan_policy_lang::diagnostic::normalize(&mut diagnostics);
+    (report, diagnostics)
+}
+
+fn intent_locations(repo: &Repository) -> BTreeMap<String, Location> {
+    repo.services
+        .iter()
+        .map(|s| {
+            let key = format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name);
+            (key, Location::new(s.file.clone(), s.root.span))
+        })
+        .collect()
+}
+
 /// Evaluates the repository's resource-scope rules on every object, at
 /// the location of the intent that produced it.
 fn govern(
@@ -144,14 +183,7 @@ fn govern(
 ) -> Compiled {
     let engine = Engine::new();
     let views = Views::new(repo);
-    let origins: BTreeMap<String, Location> = repo
-        .services
-        .iter()
-        .map(|s| {
-            let key = format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name);
-            (key, Location::new(s.file.clone(), s.root.span))
-        })
-        .collect();
+    let origins = intent_locations(repo);
     let mut diagnostics = Vec::new();
     for o in &objects {
         if let Some(loc) = origins.get(&o.origin.intent) {

@@ -3,15 +3,51 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use meshplan_compiler::validate::SchemaSet;
+use meshplan_compiler::{check_schemas, compile, Options};
 use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::{human, json, sarif};
+use meshplan_policy_lang::intent::config::UnsupportedSetting;
 
 use super::output::{colorize, print, Color};
 use super::{CheckArgs, Format};
 
 pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let (_, report) =
+    let (repo, mut report) =
         check_dir(&args.repo).with_context(|| format!("cannot check {}", args.repo.display()))?;
+    if let Some(dir) = &args.schemas {
+        // Compiled as render would; validated only when check is clean
+        // (broken intents compile to nothing worth validating).
+        let set = SchemaSet::load(dir).map_err(anyhow::Error::msg)?;
+        if report.passes(false) {
+            let opts = Options {
+                unsupported: Some(UnsupportedSetting::Warning),
+                ..Options::default()
+            };
+            match compile(&repo, &report, &opts) {
+                Ok(compiled) => {
+                    let (v, diags) = check_schemas(&repo, &compiled.objects, &set);
+                    report.diagnostics.extend(diags);
+                    meshplan_policy_lang::diagnostic::normalize(&mut report.diagnostics);
+                    eprintln!(
+                        "schemas: {} objects checked against {} CRD versions from {}; {} CEL rules evaluated, {} skipped{}{}",
+                        v.objects,
+                        set.len(),
+                        dir.display(),
+                        v.rules_evaluated,
+                        v.rules_skipped.len(),
+                        if v.no_schema.is_empty() { String::new() } else {
+                            format!("; no schema for {}", v.no_schema.iter().cloned().collect::<Vec<_>>().join(", "))
+                        },
+                        if v.rules_skipped.is_empty() { String::new() } else {
+                            format!("\n  skipped (the CEL engine cannot run them): {}", v.rules_skipped.iter().cloned().collect::<Vec<_>>().join("\n  "))
+                        },
+                    );
+                }
+                Err(e) => eprintln!("schemas: not checked: the repository does not compile: {e}"),
+            }
+        }
+    }
     print(&render(&report, args.format, color));
     Ok(if report.passes(args.strict) {
         ExitCode::SUCCESS

@@ -42,7 +42,7 @@ pub enum Command {
     /// Exit status: 0 when clean (warnings allowed unless --strict), 1 when
     /// there are errors, 2 on usage or I/O errors.
     #[command(
-        after_help = "Examples:\n  meshplan check examples-repo\n  meshplan check --format sarif > meshplan.sarif\n  meshplan check --strict --format json"
+        after_help = "Examples:\n  meshplan check examples-repo\n  meshplan check --format sarif > meshplan.sarif\n  meshplan check --strict --format json\n  meshplan check examples-repo --schemas ../crds   # validate the output offline"
     )]
     Check(CheckArgs),
     /// Compile a repository into mesh resources (Istio, …) after checking
@@ -122,6 +122,12 @@ pub struct CheckArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Also compile for the repository's targets and validate every object
+    /// against the CRD schemas in DIR (e.g. the meshes' upstream CRDs),
+    /// offline: types, required fields, enums, patterns, bounds, unknown
+    /// fields and x-kubernetes-validations rules (MP4001).
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -62,10 +62,11 @@ pub enum Code {
     CelEvaluation,
     CelNotBool,
     CelBudget,
+    SchemaViolation,
 }
 
 impl Code {
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::Io,
         Code::YamlSyntax,
         Code::UnknownField,
@@ -87,6 +88,7 @@ impl Code {
         Code::CelEvaluation,
         Code::CelNotBool,
         Code::CelBudget,
+        Code::SchemaViolation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +114,7 @@ impl Code {
             Code::CelEvaluation => "MP3004",
             Code::CelNotBool => "MP3005",
             Code::CelBudget => "MP3006",
+            Code::SchemaViolation => "MP4001",
         }
     }
 
@@ -139,6 +142,7 @@ impl Code {
             Code::CelEvaluation => "a CEL rule that failed to evaluate",
             Code::CelNotBool => "a CEL rule or match that did not return a boolean",
             Code::CelBudget => "a CEL expression over its size or cost budget",
+            Code::SchemaViolation => "an emitted object breaks its CRD's schema",
         }
     }
 }
