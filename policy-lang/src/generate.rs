@@ -9,7 +9,7 @@ pub fn repository(n: usize) -> Sources {
     let mut files = Vec::with_capacity(n + 2);
     files.push((
         "meshplan.yaml".to_string(),
-        "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\n".to_string(),
+        "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\nmetrics: { url: http://prometheus.monitoring:9090 }\n".to_string(),
     ));
     files.push((
         "policies/org.yaml".to_string(),
@@ -68,7 +68,7 @@ spec:
     - name: latency
       objective: 99
       sli:
-        latency: {{ threshold: 300ms }}
+        latency: {{ threshold: 250ms }}
 "#
             ),
         ));

@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod rules;
+pub mod semantic;
 pub mod validate;
 
 use std::path::Path as FsPath;
@@ -44,6 +45,7 @@ impl Report {
 /// `parse_diags` are the parse stage's findings, merged into the report.
 pub fn check(repo: &Repository, engine: &Engine, mut diags: Vec<Diagnostic>) -> Report {
     diags.extend(validate::validate(repo));
+    diags.extend(semantic::analyze(repo));
     let rules = rules::compile(engine, repo, &mut diags);
     rules::check_metric_conditions(engine, repo, &mut diags);
     let views = Views::new(repo);

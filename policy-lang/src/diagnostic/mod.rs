@@ -63,10 +63,16 @@ pub enum Code {
     CelNotBool,
     CelBudget,
     SchemaViolation,
+    ShadowedRoute,
+    RouteOrder,
+    MtlsOutsideMesh,
+    RedundantAllow,
+    NoMetricSource,
+    NotABucket,
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 28] = [
         Code::Io,
         Code::YamlSyntax,
         Code::UnknownField,
@@ -89,6 +95,12 @@ impl Code {
         Code::CelNotBool,
         Code::CelBudget,
         Code::SchemaViolation,
+        Code::ShadowedRoute,
+        Code::RouteOrder,
+        Code::MtlsOutsideMesh,
+        Code::RedundantAllow,
+        Code::NoMetricSource,
+        Code::NotABucket,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +127,12 @@ impl Code {
             Code::CelNotBool => "MP3005",
             Code::CelBudget => "MP3006",
             Code::SchemaViolation => "MP4001",
+            Code::ShadowedRoute => "MP2006",
+            Code::RouteOrder => "MP2007",
+            Code::MtlsOutsideMesh => "MP2008",
+            Code::RedundantAllow => "MP2009",
+            Code::NoMetricSource => "MP2010",
+            Code::NotABucket => "MP2011",
         }
     }
 
@@ -143,6 +161,16 @@ impl Code {
             Code::CelNotBool => "a CEL rule or match that did not return a boolean",
             Code::CelBudget => "a CEL expression over its size or cost budget",
             Code::SchemaViolation => "an emitted object breaks its CRD's schema",
+            Code::ShadowedRoute => "a route an earlier route always matches first",
+            Code::RouteOrder => {
+                "a route the meshes order differently (first match versus most specific)"
+            }
+            Code::MtlsOutsideMesh => {
+                "STRICT mTLS with a caller namespace that may be outside the mesh"
+            }
+            Code::RedundantAllow => "an allow rule that grants nothing new",
+            Code::NoMetricSource => "rollout analysis with no metrics source",
+            Code::NotABucket => "a latency SLO threshold that is not a histogram bucket bound",
         }
     }
 }

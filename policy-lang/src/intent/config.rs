@@ -53,6 +53,13 @@ pub struct Config {
     /// Gateway API-specific output settings.
     #[serde(default)]
     pub gateway_api: Option<GatewayApiSettings>,
+    /// Namespaces whose workloads are in the mesh though no intent of this
+    /// repository lives there (an ingress gateway, other teams'
+    /// repositories). A caller namespace of an allow list that is neither
+    /// here nor home to an intent may be outside the mesh: with STRICT mTLS
+    /// its calls would be refused (MP2008).
+    #[serde(default)]
+    pub meshed_namespaces: Vec<String>,
 }
 
 #[derive(

@@ -1,0 +1,376 @@
+//! Mesh-agnostic checks on the intent graph — what `istioctl analyze` and
+//! Kiali find in a cluster, found before merge, without one. All warnings:
+//! each is a likely mistake, not an impossibility.
+//!
+//! | code | finding |
+//! |---|---|
+//! | MP2006 | a route that can never match: an earlier route matches every request it would |
+//! | MP2007 | a route the meshes order differently: first match (Istio) versus most specific (Gateway API, Linkerd) |
+//! | MP2008 | STRICT mTLS and a caller namespace with no service in the repository (maybe outside the mesh) |
+//! | MP2009 | an allow rule that grants nothing an earlier rule does not already grant |
+//! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml) |
+//! | MP2011 | a latency SLO threshold that is not a bucket bound of the mesh's latency histogram |
+
+use std::collections::BTreeSet;
+
+use crate::diagnostic::{Code, Diagnostic, Severity};
+use crate::intent::access::{AllowRule, Caller};
+use crate::intent::service::{Match, MtlsMode, StringMatch};
+use crate::intent::{ServiceIntent, Target};
+use crate::parse::{Loaded, Repository};
+use crate::yaml::Path;
+
+/// Istio's default `istio_request_duration_milliseconds` buckets.
+pub const ISTIO_BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Linkerd's `response_latency_ms` buckets.
+pub const LINKERD_BUCKETS_MS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let targets: Vec<Target> = repo
+        .config
+        .as_ref()
+        .map(|c| c.value.targets.clone())
+        .unwrap_or_default();
+    let mut namespaces: BTreeSet<&str> = repo
+        .services
+        .iter()
+        .map(|s| repo.namespace_of(&s.value))
+        .collect();
+    if let Some(c) = &repo.config {
+        namespaces.extend(c.value.meshed_namespaces.iter().map(String::as_str));
+    }
+    let default_mtls = repo
+        .config
+        .as_ref()
+        .and_then(|c| c.value.defaults.as_ref())
+        .and_then(|d| d.mtls)
+        .unwrap_or(MtlsMode::Strict);
+    let has_metrics_url = repo
+        .config
+        .as_ref()
+        .and_then(|c| c.value.metrics.as_ref())
+        .is_some_and(|m| !m.url.is_empty());
+    for s in &repo.services {
+        routes(s, &targets, &mut out);
+        let mtls = s.value.spec.mtls.unwrap_or(default_mtls);
+        if let Some(access) = &s.value.spec.access {
+            for (i, rule) in access.allow.iter().enumerate() {
+                if mtls == MtlsMode::Strict {
+                    for (j, c) in rule.from.iter().enumerate() {
+                        if let Some(ns) = c.namespace.as_deref().filter(|ns| *ns != "*") {
+                            if !namespaces.contains(ns) {
+                                warn(&mut out, s, Code::MtlsOutsideMesh, &format!("spec.access.allow[{i}].from[{j}].namespace"),
+                                    format!("namespace `{ns}` has no service in this repository, and this service requires STRICT mTLS: if `{ns}`'s workloads are not in the mesh (an ingress controller, a batch job), their plain-text calls are refused"),
+                                    "if it is in the mesh, list it in meshplan.yaml's `meshedNamespaces`; otherwise mesh it, or set `mtls: permissive` on this service while it migrates");
+                            }
+                        }
+                    }
+                }
+                if let Some(k) = access.allow[..i]
+                    .iter()
+                    .position(|earlier| covers(earlier, rule))
+                {
+                    let line = s
+                        .locate(&Path::parse(&format!("spec.access.allow[{k}]")))
+                        .span
+                        .start
+                        .line;
+                    warn(&mut out, s, Code::RedundantAllow, &format!("spec.access.allow[{i}]"),
+                        format!("this allow rule grants nothing that the rule at line {line} does not already grant"),
+                        "remove it, or narrow the earlier rule if this one was meant to be the only grant");
+                }
+            }
+        }
+        if let Some(r) = &s.value.spec.rollout {
+            if r.analysis.is_some() && !has_metrics_url {
+                warn(&mut out, s, Code::NoMetricSource, "spec.rollout.analysis",
+                    "the rollout is analysed from metrics, but meshplan.yaml sets no `metrics.url`: every analysis will be inconclusive and the rollout will never advance".into(),
+                    "set `metrics: { provider: prometheus, url: http://prometheus.monitoring:9090 }` in meshplan.yaml");
+            }
+        }
+        for (i, slo) in s.value.spec.slos.iter().enumerate() {
+            let Some(l) = &slo.sli.latency else { continue };
+            let ms = l.threshold.as_millis() as f64;
+            for (t, name, buckets) in [
+                (
+                    Target::Istio,
+                    "istio_request_duration_milliseconds",
+                    &ISTIO_BUCKETS_MS[..],
+                ),
+                (
+                    Target::Linkerd,
+                    "response_latency_ms",
+                    &LINKERD_BUCKETS_MS[..],
+                ),
+            ] {
+                if !targets.contains(&t) || buckets.contains(&ms) {
+                    continue;
+                }
+                let below = buckets.iter().rev().find(|b| **b < ms);
+                let above = buckets.iter().find(|b| **b > ms);
+                let near: Vec<String> = below
+                    .into_iter()
+                    .chain(above)
+                    .map(|b| format!("{b}ms"))
+                    .collect();
+                warn(&mut out, s, Code::NotABucket, &format!("spec.slos[{i}].sli.latency.threshold"),
+                    format!("{}ms is not a bucket bound of `{name}_bucket` (with the mesh's default buckets): the SLI's `le=\"{}\"` series does not exist, so the SLO never evaluates", l.threshold.as_millis(), l.threshold.as_millis()),
+                    &format!("use a bucket bound ({}), or configure the mesh's histogram with this bound", near.join(" or ")));
+            }
+        }
+    }
+    out
+}
+
+fn warn(
+    out: &mut Vec<Diagnostic>,
+    s: &Loaded<ServiceIntent>,
+    code: Code,
+    path: &str,
+    message: String,
+    hint: &str,
+) {
+    out.push(
+        Diagnostic::new(code.as_str(), Severity::Warning, message)
+            .at(s.locate(&Path::parse(path)))
+            .hint(hint),
+    );
+}
+
+/// Shadowing (first match wins) and precedence (most specific wins).
+fn routes(s: &Loaded<ServiceIntent>, targets: &[Target], out: &mut Vec<Diagnostic>) {
+    let rs = &s.value.spec.routes;
+    let by_precedence = targets
+        .iter()
+        .any(|t| matches!(t, Target::GatewayApi | Target::Linkerd));
+    for (j, later) in rs.iter().enumerate() {
+        for (i, earlier) in rs[..j].iter().enumerate() {
+            // Every alternative of `later` is matched by one of `earlier`.
+            let shadowed = if earlier.matches.is_empty() {
+                true
+            } else {
+                !later.matches.is_empty()
+                    && later
+                        .matches
+                        .iter()
+                        .all(|b| earlier.matches.iter().any(|a| match_covers(a, b)))
+            };
+            if !shadowed {
+                continue;
+            }
+            let more_specific = later.matches.iter().all(|b| {
+                earlier
+                    .matches
+                    .iter()
+                    .filter(|a| match_covers(a, b))
+                    .all(|a| specificity(b) > specificity(a))
+            }) && !earlier.matches.is_empty();
+            let line = s
+                .locate(&Path::parse(&format!("spec.routes[{i}]")))
+                .span
+                .start
+                .line;
+            if by_precedence && more_specific {
+                warn(out, s, Code::RouteOrder, &format!("spec.routes[{j}].match"),
+                    format!("the meshes disagree on this route: route `{}` (line {line}) comes first and matches every request this one does, so Istio never uses `{}`; Gateway API and Linkerd pick the most specific match, so they use `{}` for those requests", earlier.name, later.name, later.name),
+                    "put the more specific route first, so every mesh routes alike");
+            } else {
+                warn(out, s, Code::ShadowedRoute, &format!("spec.routes[{j}].match"),
+                    format!("route `{}` can never match: route `{}` (line {line}) comes first and matches every request it would", later.name, earlier.name),
+                    "move it above the broader route, or remove it");
+            }
+            break;
+        }
+    }
+}
+
+/// Whether every request `b` matches is matched by `a` (conservative:
+/// regexes only cover identical regexes).
+fn match_covers(a: &Match, b: &Match) -> bool {
+    let opt = |x: &Option<StringMatch>, y: &Option<StringMatch>| match (x, y) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(x), Some(y)) => string_covers(x, y),
+    };
+    let maps = |x: &std::collections::BTreeMap<String, StringMatch>,
+                y: &std::collections::BTreeMap<String, StringMatch>| {
+        x.iter()
+            .all(|(k, xm)| y.get(k).is_some_and(|ym| string_covers(xm, ym)))
+    };
+    opt(&a.path, &b.path)
+        && (a.method.is_none() || a.method == b.method)
+        && maps(&a.headers, &b.headers)
+        && maps(&a.cookies, &b.cookies)
+        && maps(&a.query_params, &b.query_params)
+}
+
+fn string_covers(a: &StringMatch, b: &StringMatch) -> bool {
+    match (&a.exact, &a.prefix, &a.regex) {
+        (Some(e), _, _) => b.exact.as_ref() == Some(e),
+        (_, Some(p), _) => {
+            b.exact.as_ref().is_some_and(|e| e.starts_with(p.as_str()))
+                || b.prefix.as_ref().is_some_and(|q| q.starts_with(p.as_str()))
+        }
+        (_, _, Some(r)) => b.regex.as_ref() == Some(r),
+        _ => true,
+    }
+}
+
+/// Gateway API's precedence, as a sortable key: an exact path, then the
+/// longest prefix, then a method, then the most headers, then the most
+/// query parameters.
+fn specificity(m: &Match) -> (u8, usize, bool, usize, usize) {
+    let (kind, len) = match &m.path {
+        Some(StringMatch { exact: Some(e), .. }) => (2, e.len()),
+        Some(StringMatch {
+            prefix: Some(p), ..
+        }) => (1, p.len()),
+        Some(_) => (1, 0),
+        None => (0, 0),
+    };
+    (
+        kind,
+        len,
+        m.method.is_some(),
+        m.headers.len() + m.cookies.len(),
+        m.query_params.len(),
+    )
+}
+
+/// Whether allow rule `a` grants at least everything `b` does.
+fn covers(a: &AllowRule, b: &AllowRule) -> bool {
+    let callers = b
+        .from
+        .iter()
+        .all(|c| a.from.iter().any(|x| caller_covers(x, c)));
+    let subset = |x: &[String], y: &[String]| {
+        x.is_empty() || (!y.is_empty() && y.iter().all(|v| x.contains(v)))
+    };
+    let ports =
+        a.ports.is_empty() || (!b.ports.is_empty() && b.ports.iter().all(|p| a.ports.contains(p)));
+    callers && ports && subset(&a.methods, &b.methods) && subset(&a.paths, &b.paths)
+}
+
+fn caller_covers(a: &Caller, b: &Caller) -> bool {
+    if a.namespace.as_deref() == Some("*") {
+        return true;
+    }
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_sources;
+    use crate::parse::Sources;
+
+    fn warnings(config: &str, intent: &str) -> Vec<String> {
+        let sources = Sources {
+            files: vec![
+                ("meshplan.yaml".into(), config.into()),
+                ("svc.yaml".into(), intent.into()),
+            ],
+        };
+        let (_, report) = check_sources(&sources);
+        report
+            .diagnostics
+            .iter()
+            .filter(|d| d.code.starts_with("MP20") && d.code.as_str() >= "MP2006")
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect()
+    }
+
+    const ISTIO: &str = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: shop\n";
+    const GATEWAY: &str = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio, gateway-api]\ndefaultNamespace: shop\n";
+
+    fn svc(spec: &str) -> String {
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n{spec}")
+    }
+
+    const BROAD_FIRST: &str = "  routes:\n    - name: api\n      match: [{ path: { prefix: /api } }]\n      destination: { version: v1 }\n    - name: api-v2\n      match: [{ path: { prefix: /api/v2 } }]\n      destination: { version: v2 }\n";
+
+    #[test]
+    fn a_route_behind_a_broader_one_is_shadowed() {
+        let w = warnings(ISTIO, &svc(BROAD_FIRST));
+        assert_eq!(w, ["MP2006 route `api-v2` can never match: route `api` (line 10) comes first and matches every request it would"]);
+    }
+
+    #[test]
+    fn with_gateway_api_the_meshes_disagree_instead() {
+        let w = warnings(GATEWAY, &svc(BROAD_FIRST));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("MP2007 the meshes disagree on this route"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn specific_routes_first_are_fine() {
+        let spec = "  routes:\n    - name: api-v2\n      match: [{ path: { prefix: /api/v2 } }]\n      destination: { version: v2 }\n    - name: api\n      match: [{ path: { prefix: /api } }]\n      destination: { version: v1 }\n";
+        assert!(warnings(GATEWAY, &svc(spec)).is_empty());
+    }
+
+    #[test]
+    fn a_caller_namespace_outside_the_repository_under_strict_mtls_is_flagged() {
+        let spec = "  access:\n    allow:\n      - from: [{ namespace: ingress }]\n";
+        let w = warnings(ISTIO, &svc(spec));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("MP2008 namespace `ingress` has no service in this repository"),
+            "{w:?}"
+        );
+        let permissive =
+            "  mtls: permissive\n  access:\n    allow:\n      - from: [{ namespace: ingress }]\n";
+        assert!(warnings(ISTIO, &svc(permissive)).is_empty());
+        let declared = format!("{ISTIO}meshedNamespaces: [ingress]\n");
+        assert!(warnings(&declared, &svc(spec)).is_empty());
+    }
+
+    #[test]
+    fn a_rule_inside_an_earlier_one_is_redundant() {
+        let spec = "  mtls: permissive\n  access:\n    allow:\n      - from: [{ namespace: ops }]\n      - from: [{ namespace: ops }]\n        methods: [GET]\n";
+        let w = warnings(ISTIO, &svc(spec));
+        assert_eq!(w, ["MP2009 this allow rule grants nothing that the rule at line 12 does not already grant"]);
+    }
+
+    #[test]
+    fn analysis_without_a_metrics_url_never_advances() {
+        let spec = "  rollout:\n    stable: v1\n    canary: v2\n    steps: [{ weight: 50 }, { weight: 100 }]\n    analysis:\n      successRate: { min: 99 }\n";
+        let w = warnings(ISTIO, &svc(spec));
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("MP2010 the rollout is analysed from metrics")),
+            "{w:?}"
+        );
+        let with_url = format!("{ISTIO}metrics: {{ url: http://prometheus:9090 }}\n");
+        assert!(warnings(&with_url, &svc(spec))
+            .iter()
+            .all(|w| !w.starts_with("MP2010")));
+    }
+
+    #[test]
+    fn a_latency_threshold_between_buckets_is_flagged_per_mesh() {
+        let spec = "  slos:\n    - name: fast\n      objective: 99\n      sli: { latency: { threshold: 300ms } }\n";
+        let w = warnings(ISTIO, &svc(spec));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "300ms is not a bucket bound of `istio_request_duration_milliseconds_bucket`"
+            ),
+            "{w:?}"
+        );
+        let linkerd = ISTIO.replace("[istio]", "[linkerd]");
+        assert!(
+            warnings(&linkerd, &svc(spec)).is_empty(),
+            "300 is a Linkerd bucket"
+        );
+    }
+}
