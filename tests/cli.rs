@@ -208,7 +208,7 @@ spec:
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("error[MP4001]: VirtualService bookinfo/reviews breaks its schema at `spec.http`: 3 items, more than the maximum 1"),
+        stdout.contains("error[MP4001]: VirtualService bookinfo/reviews (from the istio emitter) breaks its schema at `spec.http`: 3 items, more than the maximum 1"),
         "{stdout}"
     );
     assert!(

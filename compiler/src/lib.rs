@@ -149,7 +149,10 @@ pub fn check_schemas(
         .map(|v| {
             let d = Diagnostic::error(
                 meshplan_policy_lang::diagnostic::Code::SchemaViolation,
-                format!("{} breaks its schema at `{}`: {}", v.object, v.path, v.message),
+                format!(
+                    "{} (from the {} emitter) breaks its schema at `{}`: {}",
+                    v.object, v.emitter, v.path, v.message
+                ),
             )
             .hint("the emitted object would be rejected, or silently changed, by the API server: report it (a compiler bug), or avoid the intent setting that produces it");
             match origins.get(&v.origin.intent) {

@@ -34,6 +34,8 @@ pub struct Violation {
     pub object: String,
     /// The intent it came from.
     pub origin: crate::ir::Origin,
+    /// The emitter that made it.
+    pub emitter: &'static str,
     /// Where in the object: `spec.http[0].route[1].weight`.
     pub path: String,
     pub message: String,
@@ -143,6 +145,7 @@ impl SchemaSet {
                 engine: &engine,
                 object: o.display_name(),
                 origin: o.origin.clone(),
+                emitter: o.emitter,
                 report: &mut report,
             };
             // Metadata is the API server's business (names are checked by
@@ -173,6 +176,7 @@ struct Cx<'a> {
     engine: &'a Engine,
     object: String,
     origin: crate::ir::Origin,
+    emitter: &'static str,
     report: &'a mut Report,
 }
 
@@ -189,6 +193,7 @@ impl Cx<'_> {
         self.report.violations.push(Violation {
             object: self.object.clone(),
             origin: self.origin.clone(),
+            emitter: self.emitter,
             path: if path.is_empty() {
                 "(root)".into()
             } else {

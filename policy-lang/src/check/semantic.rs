@@ -8,7 +8,7 @@
 //! | MP2007 | a route the meshes order differently: first match (Istio) versus most specific (Gateway API, Linkerd) |
 //! | MP2008 | STRICT mTLS and a caller namespace with no service in the repository (maybe outside the mesh) |
 //! | MP2009 | an allow rule that grants nothing an earlier rule does not already grant |
-//! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml) |
+//! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml), or an SLO on the mesh's standard metrics with no istio or linkerd target |
 //! | MP2011 | a latency SLO threshold that is not a bucket bound of the mesh's latency histogram |
 
 use std::collections::BTreeSet;
@@ -96,7 +96,15 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                     "set `metrics: { provider: prometheus, url: http://prometheus.monitoring:9090 }` in meshplan.yaml");
             }
         }
+        let standard_metrics = targets
+            .iter()
+            .any(|t| matches!(t, Target::Istio | Target::Linkerd));
         for (i, slo) in s.value.spec.slos.iter().enumerate() {
+            if !targets.is_empty() && !standard_metrics && slo.sli.custom.is_none() {
+                warn(&mut out, s, Code::NoMetricSource, &format!("spec.slos[{i}].sli"),
+                    format!("SLO `{}` is measured from a mesh's standard request metrics, but no target (istio, linkerd) produces them: it will not be rendered", slo.name),
+                    "add an istio or linkerd target, or give the SLO a `custom` SLI with your own PromQL");
+            }
             let Some(l) = &slo.sli.latency else { continue };
             let ms = l.threshold.as_millis() as f64;
             for (t, name, buckets) in [
@@ -354,6 +362,20 @@ mod tests {
         assert!(warnings(&with_url, &svc(spec))
             .iter()
             .all(|w| !w.starts_with("MP2010")));
+    }
+
+    #[test]
+    fn an_slo_without_a_mesh_producing_its_metrics_is_flagged() {
+        let spec =
+            "  slos:\n    - name: up\n      objective: 99\n      sli: { availability: {} }\n";
+        let gw = ISTIO.replace("[istio]", "[gateway-api]");
+        let w = warnings(&gw, &svc(spec));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("MP2010 SLO `up` is measured from a mesh's standard request metrics"),
+            "{w:?}"
+        );
+        assert!(warnings(ISTIO, &svc(spec)).is_empty());
     }
 
     #[test]
