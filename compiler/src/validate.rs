@@ -3,7 +3,8 @@
 //! would validate them — without a cluster.
 //!
 //! Checked: types (with `nullable`, `x-kubernetes-int-or-string`),
-//! `required`, `enum`, `pattern`, numeric bounds, lengths and item and
+//! `required`, `enum`, `pattern`, `format` (`int32`, `int64`, `byte`; other
+//! formats are not checked), numeric bounds, lengths and item and
 //! property counts, `x-kubernetes-list-type` uniqueness, `oneOf` / `anyOf` /
 //! `allOf` / `not`, and fields the schema does not have (the API server
 //! would silently *prune* them — a setting lost without an error, which is
@@ -363,6 +364,24 @@ impl Cx<'_> {
                 }
             }
         }
+        match (s.get("format").and_then(Value::as_str), v) {
+            (Some("int32"), Value::Number(n)) => {
+                if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) {
+                    self.violation(path, format!("{n} does not fit in int32"));
+                }
+            }
+            (Some("int64"), Value::Number(n)) if n.as_i64().is_none() => {
+                self.violation(path, format!("{n} does not fit in int64"));
+            }
+            (Some("byte"), Value::String(t)) => {
+                use base64::Engine as _;
+                if base64::engine::general_purpose::STANDARD.decode(t).is_err() {
+                    self.violation(path, "not base64 (format: byte)".into());
+                }
+            }
+            // Other formats (date-time, uri, …) are not checked.
+            _ => {}
+        }
         let bound = |k: &str| s.get(k).and_then(Value::as_u64);
         let len = match v {
             Value::String(t) => Some((t.chars().count() as u64, "characters", "Length")),
@@ -538,7 +557,7 @@ mod tests {
                                                {"rule": "isURL(self.host)"}],
                   "properties": {
                     "host": {"type": "string", "pattern": "^[a-z.]+$", "maxLength": 20},
-                    "weight": {"type": "integer", "minimum": 0},
+                    "weight": {"type": "integer", "minimum": 0, "format": "int32"},
                     "mode": {"type": "string", "enum": ["a", "b"]},
                     "port": {"x-kubernetes-int-or-string": true},
                     "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
@@ -612,6 +631,15 @@ mod tests {
         );
         assert!(
             got.contains(&"spec.weight: expected integer, found a string".to_owned()),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_int32_out_of_range_is_reported() {
+        let got = messages(json!({"host": "a", "weight": 5_000_000_000_i64}));
+        assert!(
+            got.contains(&"spec.weight: 5000000000 does not fit in int32".to_owned()),
             "{got:?}"
         );
     }
