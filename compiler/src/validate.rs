@@ -365,10 +365,10 @@ impl Cx<'_> {
             }
         }
         match (s.get("format").and_then(Value::as_str), v) {
-            (Some("int32"), Value::Number(n)) => {
-                if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) {
-                    self.violation(path, format!("{n} does not fit in int32"));
-                }
+            (Some("int32"), Value::Number(n))
+                if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) =>
+            {
+                self.violation(path, format!("{n} does not fit in int32"));
             }
             (Some("int64"), Value::Number(n)) if n.as_i64().is_none() => {
                 self.violation(path, format!("{n} does not fit in int64"));
