@@ -7,6 +7,7 @@
 //! | read | [`live`] | desired objects + inventory name → [`live::Snapshot`] (owned live objects, seen through meshplan's field set) |
 //! | diff | [`diff`] | desired objects + snapshot → [`diff::Plan`] (create / update / prune / unchanged, YAML diffs, semantic summary) |
 //! | apply | [`apply`] | plan → [`apply::Outcome`] (server-side apply, ordered, bounded concurrency, retries, prune, inventory) |
+//! | rollout | [`rollout`] | rollout spec + [`rollout::State`] + [`rollout::Event`] → new state, the position to render, effects |
 //!
 //! Kubernetes types stay in [`cluster`], [`live`] and [`apply`]; [`fields`],
 //! [`inventory`] and [`diff`] are pure and tested without a cluster.
@@ -19,6 +20,7 @@ pub mod fields;
 pub mod inventory;
 pub mod live;
 mod order;
+pub mod rollout;
 pub mod source;
 
 pub use cluster::{Cluster, ConnectOptions};
