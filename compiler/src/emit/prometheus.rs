@@ -287,6 +287,17 @@ pub fn analysis_queries(
     }
 }
 
+/// The share of `version`'s requests slower than `ms` over `interval`
+/// (`ms` should be a bucket bound: see MP2011).
+pub fn slower_than(flavor: Flavor, s: &Service, version: &str, interval: &str, ms: u64) -> String {
+    let sel = flavor.selector(s, Some(version));
+    let b = flavor.buckets();
+    format!(
+        "1 - (sum(rate({b}{{{sel},le=\"{}\"}}[{interval}])) / sum(rate({b}{{{sel},le=\"+Inf\"}}[{interval}])))",
+        le_value(ms)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,8 @@
 //!   `abort` rolls back from any active phase; others are refused with a
 //!   reason and change nothing.
 
+pub mod analysis;
+
 use serde::{Deserialize, Serialize};
 
 use meshplan_compiler::Position;

@@ -1,0 +1,531 @@
+//! One analysis interval: the canary's metrics from Prometheus, judged
+//! into a [`Verdict`] for the state machine.
+//!
+//! | check | query | fails when | inconclusive when |
+//! |---|---|---|---|
+//! | request volume | requests to the canary in the interval | — | under `minRequestVolume`, or no data |
+//! | success rate | percent of canary requests not 5xx | under `successRate.min` | no data |
+//! | latency | the canary's `latency.percentile` (default p99) | over `latency.max` | no data (no traffic) |
+//! | custom metrics | the intent's PromQL (`{{service}}`, `{{namespace}}`, `{{version}}`, `{{interval}}` substituted) | the CEL `successCondition` over `result` is false | no data, or the condition cannot be evaluated |
+//! | SLO gate | the canary's burn rate of each gated SLO over the interval | — | over the SLO's page threshold (14.4×): promotion is held, never granted |
+//!
+//! Prometheus unreachable, or a query error, is inconclusive: a rollout
+//! never advances on missing evidence. Any failed check fails the
+//! interval; otherwise any inconclusive one makes it inconclusive.
+
+use std::fmt::Write as _;
+
+use meshplan_compiler::emit::prometheus::{analysis_queries, slower_than, Flavor};
+use meshplan_compiler::ir::Service;
+use meshplan_policy_lang::cel::eval::{Bindings, Engine};
+use meshplan_policy_lang::intent::rollout::{Analysis, SloGate};
+use serde_json::Value;
+
+use super::Verdict;
+
+/// The page threshold of a multi-window burn-rate alert (1 h at 14.4×).
+pub const PAGE_BURN_RATE: f64 = 14.4;
+
+/// Where metrics come from (Prometheus; a fake in unit tests).
+pub trait MetricSource {
+    /// The value of an instant query: `Ok(None)` when it returns no
+    /// series, or NaN.
+    fn query(&self, promql: &str) -> Result<Option<f64>, String>;
+}
+
+/// The Prometheus HTTP API.
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    pub url: String,
+}
+
+impl MetricSource for Prometheus {
+    fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+        let url = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
+        let body = ureq::get(&url)
+            .query("query", promql)
+            .config()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .call()
+            .map_err(|e| format!("Prometheus at {}: {e}", self.url))?
+            .into_body()
+            .read_to_string()
+            .map_err(|e| format!("Prometheus at {}: {e}", self.url))?;
+        parse_instant(&body)
+    }
+}
+
+/// The first sample of an instant-query answer.
+pub fn parse_instant(body: &str) -> Result<Option<f64>, String> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("not a Prometheus answer: {e}"))?;
+    if v["status"] != "success" {
+        return Err(format!(
+            "query failed: {}",
+            v["error"].as_str().unwrap_or("unknown error")
+        ));
+    }
+    let sample = match v["data"]["resultType"].as_str() {
+        Some("vector") => v["data"]["result"].get(0).map(|r| r["value"][1].clone()),
+        Some("scalar") => Some(v["data"]["result"][1].clone()),
+        _ => None,
+    };
+    Ok(sample
+        .and_then(|s| s.as_str().and_then(|t| t.parse::<f64>().ok()))
+        .filter(|x| x.is_finite()))
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    /// The measured value, when there was one.
+    pub value: Option<f64>,
+    pub outcome: Outcome,
+    /// In a sentence: `success rate 97.1% < 99%`.
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+/// An interval's results, and the verdict they make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub checks: Vec<CheckResult>,
+    pub verdict: Verdict,
+}
+
+/// A gated SLO, reduced to what the gate needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatedSlo {
+    pub name: String,
+    /// Objective in percent.
+    pub objective: f64,
+    /// `Some(ms)` for a latency SLO, `None` for availability.
+    pub latency_ms: Option<u64>,
+}
+
+/// Runs every configured check for `version` of `s`.
+pub fn analyse(
+    source: &dyn MetricSource,
+    engine: &Engine,
+    flavor: Flavor,
+    s: &Service,
+    version: &str,
+    analysis: &Analysis,
+) -> Report {
+    let interval = analysis.interval.map_or("1m".to_owned(), |d| d.to_string());
+    let percentile = analysis
+        .latency
+        .as_ref()
+        .and_then(|l| l.percentile)
+        .unwrap_or(99);
+    let q = analysis_queries(flavor, s, version, &interval, percentile);
+    let mut checks = Vec::new();
+    let mut measure = |name: &str, promql: &str| -> Result<Option<f64>, CheckResult> {
+        source.query(promql).map_err(|e| CheckResult {
+            name: name.to_owned(),
+            value: None,
+            outcome: Outcome::Inconclusive,
+            detail: e,
+        })
+    };
+
+    // Volume first: with too little traffic, nothing else means anything.
+    match measure("request volume", &q.request_volume) {
+        Err(c) => checks.push(c),
+        Ok(v) => {
+            let min = analysis.min_request_volume.unwrap_or(0) as f64;
+            let have = v.unwrap_or(0.0);
+            let outcome = if v.is_none() || have < min {
+                Outcome::Inconclusive
+            } else {
+                Outcome::Pass
+            };
+            let mut detail = format!("{have:.0} requests in {interval}");
+            if min > 0.0 {
+                let _ = write!(detail, " (minimum {min:.0})");
+            }
+            checks.push(CheckResult {
+                name: "request volume".into(),
+                value: v,
+                outcome,
+                detail,
+            });
+        }
+    }
+    if checks.iter().any(|c| c.outcome != Outcome::Pass) {
+        return finish(checks);
+    }
+    if let Some(sr) = &analysis.success_rate {
+        checks.push(match measure("success rate", &q.success_rate) {
+            Err(c) => c,
+            Ok(None) => no_data("success rate"),
+            Ok(Some(v)) => CheckResult {
+                name: "success rate".into(),
+                value: Some(v),
+                outcome: if v >= sr.min {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                detail: format!(
+                    "success rate {v:.2}% {} {}%",
+                    if v >= sr.min { ">=" } else { "<" },
+                    sr.min
+                ),
+            },
+        });
+    }
+    if let Some(l) = &analysis.latency {
+        let max = l.max.as_millis() as f64;
+        let name = format!("p{percentile} latency");
+        checks.push(match measure(&name, &q.latency) {
+            Err(c) => c,
+            Ok(None) => no_data(&name),
+            Ok(Some(v)) => CheckResult {
+                name: name.clone(),
+                value: Some(v),
+                outcome: if v <= max {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                detail: format!(
+                    "{name} {v:.0}ms {} {max:.0}ms",
+                    if v <= max { "<=" } else { ">" }
+                ),
+            },
+        });
+    }
+    for m in &analysis.metrics {
+        let promql = m
+            .query
+            .replace("{{service}}", &s.host)
+            .replace("{{namespace}}", &s.namespace)
+            .replace("{{version}}", version)
+            .replace("{{interval}}", &interval);
+        checks.push(match measure(&m.name, &promql) {
+            Err(c) => c,
+            Ok(None) => no_data(&m.name),
+            Ok(Some(v)) => condition(engine, &m.name, &m.success_condition, v),
+        });
+    }
+    finish(checks)
+}
+
+/// The SLO gate: holds promotion while the canary burns any gated SLO's
+/// budget faster than [`PAGE_BURN_RATE`] over the interval.
+pub fn slo_gate(
+    source: &dyn MetricSource,
+    flavor: Flavor,
+    s: &Service,
+    version: &str,
+    interval: &str,
+    gate: &SloGate,
+    slos: &[GatedSlo],
+) -> Vec<CheckResult> {
+    let chosen: Vec<&GatedSlo> = slos
+        .iter()
+        .filter(|slo| match gate {
+            SloGate::All(on) => *on,
+            SloGate::Named(names) => names.contains(&slo.name),
+        })
+        .collect();
+    let q = analysis_queries(flavor, s, version, interval, 99);
+    chosen
+        .into_iter()
+        .map(|slo| {
+            let name = format!("SLO gate {}", slo.name);
+            let budget = 1.0 - slo.objective / 100.0;
+            let bad_ratio = match slo.latency_ms {
+                None => source
+                    .query(&q.success_rate)
+                    .map(|v| v.map(|sr| 1.0 - sr / 100.0)),
+                Some(ms) => source.query(&slower_than(flavor, s, version, interval, ms)),
+            };
+            match bad_ratio {
+                Err(e) => CheckResult { name, value: None, outcome: Outcome::Inconclusive, detail: e },
+                Ok(None) => no_data(&name),
+                Ok(Some(r)) => {
+                    let burn = r / budget;
+                    let held = burn > PAGE_BURN_RATE;
+                    CheckResult {
+                        name: name.clone(),
+                        value: Some(burn),
+                        outcome: if held { Outcome::Inconclusive } else { Outcome::Pass },
+                        detail: format!(
+                            "{name}: burn rate {burn:.1}× {} the page threshold {PAGE_BURN_RATE}×{}",
+                            if held { ">" } else { "<=" },
+                            if held { ": promotion held" } else { "" }
+                        ),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+fn no_data(name: &str) -> CheckResult {
+    CheckResult {
+        name: name.to_owned(),
+        value: None,
+        outcome: Outcome::Inconclusive,
+        detail: format!("{name}: no data"),
+    }
+}
+
+fn condition(engine: &Engine, name: &str, cond: &str, v: f64) -> CheckResult {
+    let result = engine
+        .compile(cond, &["result"])
+        .map_err(|_| "the success condition does not compile".to_owned())
+        .and_then(|c| {
+            engine
+                .eval(
+                    &c,
+                    &Bindings::new().with_value("result", cel::Value::Float(v)),
+                )
+                .map_err(|e| format!("{e:?}"))
+        });
+    match result {
+        Ok(cel::Value::Bool(ok)) => CheckResult {
+            name: name.to_owned(),
+            value: Some(v),
+            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+            detail: format!(
+                "{name}: result {v} {} `{cond}`",
+                if ok { "meets" } else { "breaks" }
+            ),
+        },
+        Ok(_) | Err(_) => CheckResult {
+            name: name.to_owned(),
+            value: Some(v),
+            outcome: Outcome::Inconclusive,
+            detail: format!("{name}: `{cond}` could not be evaluated on {v}"),
+        },
+    }
+}
+
+/// Folds check results into a verdict.
+pub fn finish(checks: Vec<CheckResult>) -> Report {
+    let reasons = |o: Outcome| -> String {
+        checks
+            .iter()
+            .filter(|c| c.outcome == o)
+            .map(|c| c.detail.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let verdict = if checks.iter().any(|c| c.outcome == Outcome::Fail) {
+        Verdict::Fail(reasons(Outcome::Fail))
+    } else if checks.iter().any(|c| c.outcome == Outcome::Inconclusive) {
+        Verdict::Inconclusive(reasons(Outcome::Inconclusive))
+    } else {
+        Verdict::Pass
+    };
+    Report { checks, verdict }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Answers by the query's metric name (the first `(` … `{` token).
+    struct Fake(BTreeMap<&'static str, Result<Option<f64>, String>>);
+
+    impl MetricSource for Fake {
+        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+            for (k, v) in &self.0 {
+                if promql.starts_with(k) {
+                    return v.clone();
+                }
+            }
+            Ok(None)
+        }
+    }
+
+    fn service() -> Service {
+        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
+        let (repo, _) =
+            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
+                files: vec![("s.yaml".into(), intent.into())],
+            });
+        meshplan_compiler::lower::lower(&repo, &meshplan_compiler::Positions::default())
+            .unwrap()
+            .services
+            .remove(0)
+    }
+
+    fn analysis(yaml: &str) -> Analysis {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn run(answers: &[(&'static str, Result<Option<f64>, String>)], a: &str) -> Report {
+        let fake = Fake(answers.iter().cloned().collect());
+        analyse(
+            &fake,
+            &Engine::new(),
+            Flavor::Istio,
+            &service(),
+            "v2",
+            &analysis(a),
+        )
+    }
+
+    const ALL: &str = "minRequestVolume: 100\nsuccessRate: { min: 99 }\nlatency: { max: 500ms }\nmetrics:\n  - name: errors\n    query: 'errors_total{v=\"{{version}}\"}'\n    successCondition: result <= 0.01\n";
+
+    #[test]
+    fn healthy_metrics_pass() {
+        let r = run(
+            &[
+                ("sum(increase", Ok(Some(500.0))),
+                ("100 * ", Ok(Some(99.9))),
+                ("histogram_quantile", Ok(Some(120.0))),
+                ("errors_total", Ok(Some(0.0))),
+            ],
+            ALL,
+        );
+        assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+        assert_eq!(r.checks.len(), 4);
+    }
+
+    #[test]
+    fn any_failed_check_fails_the_interval_with_its_reason() {
+        let r = run(
+            &[
+                ("sum(increase", Ok(Some(500.0))),
+                ("100 * ", Ok(Some(95.0))),
+                ("histogram_quantile", Ok(Some(900.0))),
+                ("errors_total", Ok(Some(0.2))),
+            ],
+            ALL,
+        );
+        let Verdict::Fail(why) = r.verdict else {
+            panic!("{r:#?}")
+        };
+        assert!(why.contains("success rate 95.00% < 99%"), "{why}");
+        assert!(why.contains("p99 latency 900ms > 500ms"), "{why}");
+        assert!(
+            why.contains("errors: result 0.2 breaks `result <= 0.01`"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn too_little_traffic_is_inconclusive_and_nothing_else_is_judged() {
+        let r = run(
+            &[("sum(increase", Ok(Some(12.0))), ("100 * ", Ok(Some(50.0)))],
+            ALL,
+        );
+        assert_eq!(
+            r.verdict,
+            Verdict::Inconclusive("12 requests in 1m (minimum 100)".into())
+        );
+        assert_eq!(r.checks.len(), 1);
+    }
+
+    #[test]
+    fn prometheus_unreachable_or_no_data_is_inconclusive_never_a_pass() {
+        let r = run(
+            &[(
+                "sum(increase",
+                Err("Prometheus at http://x: connection refused".into()),
+            )],
+            ALL,
+        );
+        assert!(
+            matches!(r.verdict, Verdict::Inconclusive(ref w) if w.contains("connection refused")),
+            "{r:#?}"
+        );
+        let r = run(
+            &[
+                ("sum(increase", Ok(Some(500.0))),
+                ("100 * ", Ok(None)),
+                ("histogram_quantile", Ok(Some(1.0))),
+                ("errors_total", Ok(Some(0.0))),
+            ],
+            ALL,
+        );
+        assert!(
+            matches!(r.verdict, Verdict::Inconclusive(ref w) if w.contains("success rate: no data")),
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn the_slo_gate_holds_promotion_while_the_budget_burns_fast() {
+        let slos = [GatedSlo {
+            name: "avail".into(),
+            objective: 99.9,
+            latency_ms: None,
+        }];
+        // 2 % errors against a 0.1 % budget: a 20× burn.
+        let fake = Fake([("100 * ", Ok(Some(98.0)))].into_iter().collect());
+        let r = slo_gate(
+            &fake,
+            Flavor::Istio,
+            &service(),
+            "v2",
+            "1m",
+            &SloGate::All(true),
+            &slos,
+        );
+        assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
+        assert!(
+            r[0].detail
+                .contains("burn rate 20.0× > the page threshold 14.4×: promotion held"),
+            "{r:#?}"
+        );
+        let fake = Fake([("100 * ", Ok(Some(99.99)))].into_iter().collect());
+        let r = slo_gate(
+            &fake,
+            Flavor::Istio,
+            &service(),
+            "v2",
+            "1m",
+            &SloGate::All(true),
+            &slos,
+        );
+        assert_eq!(r[0].outcome, Outcome::Pass);
+        assert!(slo_gate(
+            &fake,
+            Flavor::Istio,
+            &service(),
+            "v2",
+            "1m",
+            &SloGate::Named(vec!["other".into()]),
+            &slos
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn reads_prometheus_answers() {
+        assert_eq!(
+            parse_instant(
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]}}"#
+            ),
+            Ok(Some(0.5))
+        );
+        assert_eq!(
+            parse_instant(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_instant(
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#
+            ),
+            Ok(None)
+        );
+        assert!(parse_instant(r#"{"status":"error","error":"bad"}"#)
+            .unwrap_err()
+            .contains("bad"));
+    }
+}
