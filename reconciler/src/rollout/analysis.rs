@@ -128,7 +128,7 @@ pub fn analyse(
         .unwrap_or(99);
     let q = analysis_queries(flavor, s, version, &interval, percentile);
     let mut checks = Vec::new();
-    let mut measure = |name: &str, promql: &str| -> Result<Option<f64>, CheckResult> {
+    let measure = |name: &str, promql: &str| -> Result<Option<f64>, CheckResult> {
         source.query(promql).map_err(|e| CheckResult {
             name: name.to_owned(),
             value: None,
