@@ -360,3 +360,102 @@ fn only_commits_signed_by_an_allowed_key_are_used() {
         .unwrap();
     assert_eq!(src.sync().unwrap().commit, good);
 }
+
+/// A GnuPG home with a fresh signing key; returns (home, fingerprint,
+/// armored public key).
+fn gpg_key(dir: &Path, name: &str) -> (std::path::PathBuf, String, String) {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = std::process::Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg runs (scripts/env/install.sh installs gnupg)");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    gpg(&[
+        "--quick-gen-key",
+        &format!("{name} <{name}@meshplan.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let fpr = gpg(&["--list-keys", "--with-colons"])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fpr:::::::::")
+                .map(|f| f.trim_end_matches(':').to_owned())
+        })
+        .unwrap();
+    let armored = gpg(&["--armor", "--export", &fpr]);
+    (home, fpr, armored)
+}
+
+#[test]
+fn openpgp_signed_commits_are_verified_too() {
+    use meshplan_reconciler::source::git::AllowedSigners;
+    let git = &TestEnv::get().git;
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, fpr, public) = gpg_key(tmp.path(), "release");
+    let (other_home, other_fpr, _) = gpg_key(tmp.path(), "stranger");
+    let keys = tmp.path().join("keys.asc");
+    std::fs::write(&keys, &public).unwrap();
+
+    let repo = git.create_repo("gpg").unwrap();
+    let good = repo
+        .commit_gpg_signed(
+            &[("meshplan.yaml", Some("targets: [istio]\n"))],
+            "signed",
+            &home,
+            &fpr,
+        )
+        .unwrap();
+    let mut signers = AllowedSigners::default();
+    signers.add_pgp_file(&keys).unwrap();
+    let mut src = source(
+        git.daemon_url_of(&repo),
+        GitRef::Branch("main".into()),
+        GitAuth::None,
+        &tmp.path().join("co"),
+    );
+    src.signers = Some(signers);
+    assert_eq!(src.sync().unwrap().commit, good);
+
+    let bad = repo
+        .commit_gpg_signed(
+            &[("meshplan.yaml", Some("targets: [linkerd]\n"))],
+            "stranger",
+            &other_home,
+            &other_fpr,
+        )
+        .unwrap();
+    let err = src.sync().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("refusing commit {bad}: its signature is not by an allowed signer")
+    );
+    let unsigned = repo
+        .commit(
+            &[("meshplan.yaml", Some("targets: [cilium]\n"))],
+            "unsigned",
+        )
+        .unwrap();
+    assert_eq!(
+        src.sync().unwrap_err().to_string(),
+        format!("refusing commit {unsigned}: it is not signed")
+    );
+    // gpg started an agent per home: stop them.
+    for h in [&home, &other_home] {
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", h)
+            .args(["--kill", "all"])
+            .status();
+    }
+}

@@ -12,8 +12,10 @@ CACHE="${MESHPLAN_CACHE:-$HOME/.cache/meshplan}"
 RECIPE=r4
 APISERVER="$CACHE/kube-apiserver-$KUBE_VERSION-$RECIPE"
 # libssl-dev and pkg-config: git2's HTTPS support builds against them.
+# gnupg: the tests sign commits with OpenPGP keys (meshplan itself verifies
+# signatures without it).
 PACKAGES=(etcd-server prometheus git openssh-server openssh-client openssl curl
-          ca-certificates procps python3 libssl-dev pkg-config)
+          ca-certificates procps python3 libssl-dev pkg-config gnupg)
 # kubectl, for drift tests and as the benchmark peer: Debian's
 # kubernetes-client (1.20.2) unless the machine already has one (some
 # images ship a `kubectl` package that conflicts with it).

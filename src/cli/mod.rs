@@ -293,6 +293,11 @@ pub struct RunArgs {
     /// signed head is refused and the last good revision stays applied.
     #[arg(long, value_name = "FILE", requires = "git")]
     pub verify_ssh_signers: Option<PathBuf>,
+    /// Use only commits signed by an OpenPGP key of this file
+    /// (ASCII-armored public keys, as `gpg --export --armor` writes them);
+    /// combines with --verify-ssh-signers.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub verify_gpg_keys: Option<PathBuf>,
     /// Where the checkout lives (default: a folder in the temp dir).
     #[arg(long, value_name = "DIR")]
     pub checkout: Option<PathBuf>,

@@ -104,12 +104,23 @@ fn source(args: &RunArgs) -> anyhow::Result<Source> {
         auth,
         shallow: args.shallow,
         checkout,
-        signers: args
-            .verify_ssh_signers
-            .as_deref()
-            .map(AllowedSigners::from_file)
-            .transpose()?,
+        signers: signers(args)?,
     }))
+}
+
+/// The keys commits must be signed by, if any were given.
+fn signers(args: &RunArgs) -> anyhow::Result<Option<AllowedSigners>> {
+    if args.verify_ssh_signers.is_none() && args.verify_gpg_keys.is_none() {
+        return Ok(None);
+    }
+    let mut s = match &args.verify_ssh_signers {
+        Some(f) => AllowedSigners::from_file(f)?,
+        None => AllowedSigners::default(),
+    };
+    if let Some(f) = &args.verify_gpg_keys {
+        s.add_pgp_file(f)?;
+    }
+    Ok(Some(s))
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {

@@ -425,6 +425,39 @@ impl TestRepo {
         id
     }
 
+    /// As [`TestRepo::commit`], with the commit OpenPGP-signed by the key
+    /// `key` (a fingerprint) of the GnuPG home `gnupg_home`.
+    pub fn commit_gpg_signed(
+        &self,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+        gnupg_home: &Path,
+        key: &str,
+    ) -> Result<String, Error> {
+        let dir = self.work.path();
+        // git runs gpg itself: a wrapper points it at the test's keyring.
+        let wrapper = gnupg_home.join("gpg-for-git.sh");
+        std::fs::write(
+            &wrapper,
+            format!("#!/bin/sh\nGNUPGHOME='{}' exec gpg --batch --pinentry-mode loopback --passphrase '' \"$@\"\n", gnupg_home.display()),
+        )
+        .map_err(|e| Error::Io(wrapper.clone(), e))?;
+        let mode = Command::new("chmod").arg("+x").arg(&wrapper).status();
+        if !mode.is_ok_and(|s| s.success()) {
+            return Err(Error::Command(
+                "chmod +x".into(),
+                wrapper.display().to_string(),
+            ));
+        }
+        git(dir, &["config", "gpg.format", "openpgp"])?;
+        git(dir, &["config", "gpg.program", &wrapper.to_string_lossy()])?;
+        git(dir, &["config", "user.signingkey", key])?;
+        git(dir, &["config", "commit.gpgsign", "true"])?;
+        let id = self.commit(files, message);
+        git(dir, &["config", "commit.gpgsign", "false"])?;
+        id
+    }
+
     /// Tags the last commit and pushes the tag.
     pub fn tag(&self, name: &str) -> Result<(), Error> {
         let dir = self.work.path();

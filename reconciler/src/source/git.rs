@@ -93,12 +93,15 @@ pub struct GitSource {
     pub signers: Option<AllowedSigners>,
 }
 
-/// The SSH keys whose commit signatures are trusted, read from a file in
-/// OpenSSH's `allowed_signers` format (`principals [options] keytype key`)
-/// or `authorized_keys` format (`keytype key [comment]`).
+/// The keys whose commit signatures are trusted: SSH keys, read from a
+/// file in OpenSSH's `allowed_signers` format (`principals [options]
+/// keytype key`) or `authorized_keys` format (`keytype key [comment]`), and
+/// OpenPGP public keys (ASCII-armored, as `gpg --export --armor` writes
+/// them).
 #[derive(Clone, Debug, Default)]
 pub struct AllowedSigners {
     keys: Vec<(String, ssh_key::PublicKey)>,
+    pgp: Vec<pgp::composed::SignedPublicKey>,
 }
 
 impl AllowedSigners {
@@ -117,6 +120,39 @@ impl AllowedSigners {
             )));
         }
         Ok(signers)
+    }
+
+    /// Adds the OpenPGP public keys of an armored file.
+    pub fn add_pgp_file(&mut self, path: &Path) -> Result<(), GitError> {
+        use pgp::composed::Deserializable as _;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            GitError::Config(format!(
+                "cannot read the OpenPGP keys {}: {e}",
+                path.display()
+            ))
+        })?;
+        let (keys, _) = pgp::composed::SignedPublicKey::from_string_many(&text).map_err(|e| {
+            GitError::Config(format!(
+                "{}: not ASCII-armored OpenPGP public keys: {e}",
+                path.display()
+            ))
+        })?;
+        let before = self.pgp.len();
+        for k in keys {
+            self.pgp.push(k.map_err(|e| {
+                GitError::Config(format!(
+                    "{}: an unreadable OpenPGP key: {e}",
+                    path.display()
+                ))
+            })?);
+        }
+        if self.pgp.len() == before {
+            return Err(GitError::Config(format!(
+                "{} holds no OpenPGP public key",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Reads the lines it understands; others are skipped.
@@ -143,7 +179,10 @@ impl AllowedSigners {
                 keys.push((who, k));
             }
         }
-        AllowedSigners { keys }
+        AllowedSigners {
+            keys,
+            pgp: Vec::new(),
+        }
     }
 
     /// Checks `commit`'s signature; `Ok(signer)` names who signed it.
@@ -152,8 +191,14 @@ impl AllowedSigners {
             .extract_signature(&commit, None)
             .map_err(|_| "it is not signed".to_owned())?;
         let sig = std::str::from_utf8(&sig).map_err(|_| "its signature is not text".to_owned())?;
+        if sig.contains("BEGIN PGP SIGNATURE") {
+            return self.verify_pgp(sig, &data);
+        }
         if !sig.contains("BEGIN SSH SIGNATURE") {
-            return Err("it is signed with a key type meshplan cannot verify (only SSH signatures are supported)".into());
+            return Err(
+                "it is signed in a format meshplan cannot verify (SSH and OpenPGP signatures are)"
+                    .into(),
+            );
         }
         let sig: ssh_key::SshSig = sig
             .parse()
@@ -161,6 +206,24 @@ impl AllowedSigners {
         for (who, key) in &self.keys {
             if key.verify("git", &data, &sig).is_ok() {
                 return Ok(who.clone());
+            }
+        }
+        Err("its signature is not by an allowed signer".into())
+    }
+
+    fn verify_pgp(&self, sig: &str, data: &[u8]) -> Result<String, String> {
+        use pgp::composed::Deserializable as _;
+        use pgp::types::KeyDetails as _;
+        let (sig, _) = pgp::composed::StandaloneSignature::from_string(sig)
+            .map_err(|e| format!("its OpenPGP signature cannot be read: {e}"))?;
+        for key in &self.pgp {
+            let by_primary = sig.verify(key, data).is_ok();
+            let by_subkey = key
+                .public_subkeys
+                .iter()
+                .any(|sk| sig.verify(sk, data).is_ok());
+            if by_primary || by_subkey {
+                return Ok(format!("OpenPGP key {}", key.fingerprint()));
             }
         }
         Err("its signature is not by an allowed signer".into())
