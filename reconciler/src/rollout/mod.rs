@@ -41,6 +41,7 @@
 //!   reason and change nothing.
 
 pub mod analysis;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 
