@@ -141,6 +141,35 @@ async fn canary_weight(client: &kube::Client, ns: &str, name: &str) -> Option<i6
     vs.data["spec"]["http"][0]["route"][1]["weight"].as_i64()
 }
 
+/// A repository folder for namespace `ns` with `services` (name, canary %).
+fn folder(ns: &str, services: &[(&str, u32)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(ns)).unwrap();
+    for (name, canary) in services {
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            common::service_yaml(name, *canary, "web"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Waits until `ns/name`'s canary weight is `weight`.
+async fn until_weight(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    weight: i64,
+    what: &str,
+    secs: u64,
+) {
+    wait_for(what, Duration::from_secs(secs), || async {
+        (canary_weight(client, ns, name).await == Some(weight)).then_some(())
+    })
+    .await;
+}
+
 fn status(inventory: &str) -> Option<Value> {
     let env = TestEnv::get();
     let out = common::meshplan(&[
@@ -183,10 +212,7 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
         let inv = inventory();
         let url = env.git.daemon_url_of(&repo);
         let run = Running::start(&["--git", &url, "--interval", "1s"], &inv);
-        wait_for("the first commit applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the first commit applied", 40).await;
         repo.commit(
             &[("api.yaml", Some(&common::service_yaml("api", 40, "web")))],
             "move",
@@ -241,10 +267,7 @@ async fn a_verified_webhook_triggers_an_immediate_fetch_and_a_forged_one_does_no
             ],
             &inventory(),
         );
-        wait_for("the first commit applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the first commit applied", 40).await;
         repo.commit(
             &[("api.yaml", Some(&common::service_yaml("api", 60, "web")))],
             "move",
@@ -297,30 +320,18 @@ async fn a_local_folder_is_watched() {
     let env = TestEnv::get();
     let client = env.client().await;
     with_temp_ns(&client.clone(), |ns| async move {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
-        std::fs::write(
-            dir.path().join("api.yaml"),
-            common::service_yaml("api", 10, "web"),
-        )
-        .unwrap();
+        let dir = folder(&ns, &[("api", 10)]);
         let _run = Running::start(
             &[dir.path().to_str().unwrap(), "--interval", "1h"],
             &inventory(),
         );
-        wait_for("the folder applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the folder applied", 40).await;
         std::fs::write(
             dir.path().join("api.yaml"),
             common::service_yaml("api", 25, "web"),
         )
         .unwrap();
-        wait_for("the edit applied", SECS(20), || async {
-            (canary_weight(&client, &ns, "api").await == Some(25)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 25, "the edit applied", 20).await;
     })
     .await;
 }
@@ -342,27 +353,15 @@ async fn an_out_of_band_edit_is_healed() {
     let env = TestEnv::get();
     let client = env.client().await;
     with_temp_ns(&client.clone(), |ns| async move {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
-        std::fs::write(
-            dir.path().join("api.yaml"),
-            common::service_yaml("api", 10, "web"),
-        )
-        .unwrap();
+        let dir = folder(&ns, &[("api", 10)]);
         let run = Running::start(
             &[dir.path().to_str().unwrap(), "--interval", "1h"],
             &inventory(),
         );
-        wait_for("applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "applied", 40).await;
         edit_weight(&client, &ns, 50).await;
         let edited = std::time::Instant::now();
-        wait_for("the edit undone", SECS(20), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the edit undone", 20).await;
         eprintln!("edit to healed: {:?}", edited.elapsed());
         assert_eq!(
             run.metric("meshplan_drift_healed_total"),
@@ -379,13 +378,7 @@ async fn a_report_only_kind_keeps_the_edit_and_reports_it() {
     let env = TestEnv::get();
     let client = env.client().await;
     with_temp_ns(&client.clone(), |ns| async move {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
-        std::fs::write(
-            dir.path().join("api.yaml"),
-            common::service_yaml("api", 10, "web"),
-        )
-        .unwrap();
+        let dir = folder(&ns, &[("api", 10)]);
         let inv = inventory();
         let run = Running::start(
             &[
@@ -397,10 +390,7 @@ async fn a_report_only_kind_keeps_the_edit_and_reports_it() {
             ],
             &inv,
         );
-        wait_for("applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "applied", 40).await;
         edit_weight(&client, &ns, 50).await;
         let s = wait_for("the drift reported", SECS(20), || async {
             let s = status(&inv)?;
@@ -430,10 +420,7 @@ async fn a_broken_commit_applies_nothing_and_the_status_says_why() {
         let inv = inventory();
         let url = env.git.daemon_url_of(&repo);
         let _run = Running::start(&["--git", &url, "--interval", "1s", "--prune"], &inv);
-        wait_for("the good commit applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the good commit applied", 40).await;
         // A new service and a broken intent, in one commit.
         let bad = repo
             .commit(
@@ -466,13 +453,7 @@ async fn a_removed_intent_is_pruned() {
     let env = TestEnv::get();
     let client = env.client().await;
     with_temp_ns(&client.clone(), |ns| async move {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
-        std::fs::write(
-            dir.path().join("api.yaml"),
-            common::service_yaml("api", 10, "web"),
-        )
-        .unwrap();
+        let dir = folder(&ns, &[("api", 10)]);
         std::fs::write(
             dir.path().join("old.yaml"),
             common::service_yaml("old", 0, "web"),
@@ -510,13 +491,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
     let env = TestEnv::get();
     let client = env.client().await;
     with_temp_ns(&client.clone(), |ns| async move {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
-        std::fs::write(
-            dir.path().join("api.yaml"),
-            common::service_yaml("api", 10, "web"),
-        )
-        .unwrap();
+        let dir = folder(&ns, &[("api", 10)]);
         let inv = inventory();
         let lease = format!("meshplan-system/{}", unique_name("lease"));
         let path = dir.path().to_str().unwrap();
@@ -555,10 +530,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
             }
         })
         .await;
-        wait_for("applied by the leader", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "applied by the leader", 40).await;
         // The standby stays a standby over several lease periods.
         let until = now() + 5;
         while now() < until {
@@ -574,10 +546,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
         .await;
         // And it acts: an edit is healed by the new leader.
         edit_weight(&client, &ns, 70).await;
-        wait_for("healed by the new leader", SECS(20), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "healed by the new leader", 20).await;
         let _ = Path::new(path);
     })
     .await;
@@ -623,10 +592,7 @@ async fn an_unsigned_head_is_refused_and_the_last_signed_revision_stays() {
             ],
             &inv,
         );
-        wait_for("the signed commit applied", SECS(40), || async {
-            (canary_weight(&client, &ns, "api").await == Some(10)).then_some(())
-        })
-        .await;
+        until_weight(&client, &ns, "api", 10, "the signed commit applied", 40).await;
         let unsigned = repo
             .commit(
                 &[("api.yaml", Some(&common::service_yaml("api", 90, "web")))],
