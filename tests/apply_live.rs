@@ -89,6 +89,19 @@ fn virtual_services(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     )
 }
 
+fn destination_rules(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource(
+            "networking.istio.io",
+            "v1",
+            "DestinationRule",
+            "destinationrules",
+        ),
+    )
+}
+
 async fn names(api: &Api<DynamicObject>) -> Vec<String> {
     let mut v: Vec<String> = api
         .list(&ListParams::default())
@@ -280,16 +293,7 @@ async fn removing_an_intent_prunes_its_objects_and_nothing_else() {
         let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--prune"], &inv);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_eq!(names(&vs).await, ["api", "hand-made", "labelled"]);
-        let drs: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &resource(
-                "networking.istio.io",
-                "v1",
-                "DestinationRule",
-                "destinationrules",
-            ),
-        );
+        let drs: Api<DynamicObject> = destination_rules(&client, &ns);
         assert_eq!(names(&drs).await, ["api"]);
         // Pruned from the inventory too: a second prune has nothing to do.
         let out = meshplan_sa(
@@ -338,16 +342,7 @@ async fn an_existing_object_meshplan_does_not_own_is_refused_and_left_alone() {
         let live = vs.get("api").await.unwrap();
         assert_eq!(live.data["spec"]["hosts"], json!(["theirs"]));
         // The rest of the service was applied.
-        let drs: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &resource(
-                "networking.istio.io",
-                "v1",
-                "DestinationRule",
-                "destinationrules",
-            ),
-        );
+        let drs: Api<DynamicObject> = destination_rules(&client, &ns);
         assert_eq!(names(&drs).await, ["api"]);
     })
     .await;
