@@ -438,6 +438,10 @@ async fn a_broken_commit_applies_nothing_and_the_status_says_why() {
         .await;
         assert_eq!(s["result"], "failed", "{s:#}");
         assert_eq!(s["lastAppliedRevision"], good.as_str(), "{s:#}");
+        // It stays failed while the head is broken (resyncs of the last
+        // good revision do not hide it).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(status(&inv).unwrap()["result"], "failed");
         let diags = s["diagnostics"].to_string();
         assert!(diags.contains("api.yaml:6:"), "a file:line:col: {diags}");
         // Nothing of the broken commit reached the cluster; the rest of

@@ -191,6 +191,7 @@ pub async fn run(
         desired: None,
         status: None,
         failing_revision: None,
+        fetch_failing: false,
     };
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
@@ -266,6 +267,8 @@ struct Controller {
     /// A revision that failed to check or compile (not retried until the
     /// source moves).
     failing_revision: Option<String>,
+    /// The last fetch failed (unreachable, refused signature).
+    fetch_failing: bool,
 }
 
 impl Controller {
@@ -273,8 +276,12 @@ impl Controller {
     async fn reconcile(&mut self, trigger: Trigger) {
         let started = Instant::now();
         let fetched = match self.fetch().await {
-            Ok(f) => f,
+            Ok(f) => {
+                self.fetch_failing = false;
+                f
+            }
             Err(message) => {
+                self.fetch_failing = true;
                 self.failed("fetch", None, message, Vec::new(), started)
                     .await;
                 return;
@@ -388,6 +395,12 @@ impl Controller {
                     "applied" | "unchanged" => "synced",
                     other => other,
                 };
+                // While the head revision is broken, the status keeps
+                // saying so: healing drift against the last good revision
+                // does not make the source good.
+                if state == "synced" && (self.failing_revision.is_some() || self.fetch_failing) {
+                    return;
+                }
                 self.set_status(Status {
                     result: state.into(),
                     revision: Some(revision),
