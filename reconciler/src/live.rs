@@ -84,6 +84,29 @@ pub async fn read_inventory(
     }
 }
 
+/// The kinds a plan reads, once each by `(group, kind)`, with the API
+/// version to read them at (the desired objects' wins) and whether a
+/// desired object needs it (a kind only the inventory names may be gone
+/// with its CRD).
+pub fn kinds(
+    desired: &[MeshObject],
+    inventory: &Inventory,
+) -> BTreeMap<(String, String), (String, bool)> {
+    let mut kinds = BTreeMap::new();
+    for o in desired {
+        kinds.insert(
+            (o.group().to_owned(), o.kind.clone()),
+            (o.api_version.clone(), true),
+        );
+    }
+    for o in &inventory.objects {
+        kinds
+            .entry((o.group().to_owned(), o.kind.clone()))
+            .or_insert((o.api_version.clone(), false));
+    }
+    kinds
+}
+
 /// Reads the inventory and every live object the plan for `desired` needs.
 pub async fn read(
     cluster: &Cluster,
@@ -96,19 +119,7 @@ pub async fn read(
     let inventory = inventory.unwrap_or_default();
 
     // Each kind once, by group and kind; the desired objects' version wins.
-    let mut kinds: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
-    for o in desired {
-        kinds.insert(
-            (o.group().to_owned(), o.kind.clone()),
-            (o.api_version.clone(), true),
-        );
-    }
-    for o in &inventory.objects {
-        kinds
-            .entry((o.group().to_owned(), o.kind.clone()))
-            .or_insert((o.api_version.clone(), false));
-    }
-
+    let kinds = kinds(desired, &inventory);
     let selector = format!("{MANAGED_BY}={MANAGER}");
     let lists =
         futures::stream::iter(kinds.into_iter().map(|((_, kind), (api_version, wanted))| {

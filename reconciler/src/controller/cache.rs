@@ -66,21 +66,9 @@ impl Cache {
         inventory: &Inventory,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, Error> {
-        let mut kinds: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
-        for o in desired {
-            kinds.insert(
-                (o.group().into(), o.kind.clone()),
-                (o.api_version.clone(), true),
-            );
-        }
-        for o in &inventory.objects {
-            kinds
-                .entry((o.group().into(), o.kind.clone()))
-                .or_insert((o.api_version.clone(), false));
-        }
         let mut gone = Vec::new();
         let mut waits = Vec::new();
-        for ((group, kind), (api_version, wanted)) in kinds {
+        for ((group, kind), (api_version, wanted)) in live::kinds(desired, inventory) {
             if let Some(rx) = self.lock_watched().get(&(group.clone(), kind.clone())) {
                 waits.push((format!("{api_version} {kind}"), rx.clone()));
                 continue;

@@ -512,16 +512,7 @@ impl Controller {
                 // A folder's revision: its Git HEAD if it is a checkout
                 // (no status walk: the stamp already sees every edit), and
                 // a stamp of its files.
-                let head = git2::Repository::discover(d)
-                    .ok()
-                    .and_then(|r| {
-                        r.head()
-                            .ok()?
-                            .peel_to_commit()
-                            .ok()
-                            .map(|c| c.id().to_string())
-                    })
-                    .unwrap_or_else(|| "local".into());
+                let head = crate::source::head_of(d).unwrap_or_else(|| "local".into());
                 Ok((format!("{head}@{}", dir_stamp(d)), d.clone()))
             }
         }

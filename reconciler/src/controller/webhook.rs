@@ -128,13 +128,18 @@ pub fn verify(
     Ok(())
 }
 
-fn check_mac(secret: &[u8], parts: &[&[u8]], hex: &str) -> Result<(), Rejection> {
-    let expected = decode_hex(hex).ok_or_else(|| reject(400, "the signature is not hex"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-        .map_err(|_| reject(500, "the webhook secret is unusable"))?;
+/// HMAC-SHA256 over `parts`, in order; `None` for an unusable key.
+fn mac(secret: &[u8], parts: &[&[u8]]) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     for p in parts {
         mac.update(p);
     }
+    Some(mac)
+}
+
+fn check_mac(secret: &[u8], parts: &[&[u8]], hex: &str) -> Result<(), Rejection> {
+    let expected = decode_hex(hex).ok_or_else(|| reject(400, "the signature is not hex"))?;
+    let mac = mac(secret, parts).ok_or_else(|| reject(500, "the webhook secret is unusable"))?;
     // `verify_slice` compares in constant time.
     mac.verify_slice(&expected)
         .map_err(|_| reject(401, "the signature does not match the secret"))
@@ -142,12 +147,9 @@ fn check_mac(secret: &[u8], parts: &[&[u8]], hex: &str) -> Result<(), Rejection>
 
 /// The hex HMAC-SHA256 of `parts` (for senders and tests).
 pub fn sign(secret: &[u8], parts: &[&[u8]]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+    let Some(mac) = mac(secret, parts) else {
         return String::new();
     };
-    for p in parts {
-        mac.update(p);
-    }
     mac.finalize()
         .into_bytes()
         .iter()

@@ -6,11 +6,21 @@ pub mod git;
 
 use std::path::Path;
 
-/// The commit checked out at `path` (a full hash), with `-dirty` when the
-/// work tree has uncommitted changes; `None` outside a Git checkout.
+/// The commit checked out at `path` (a full hash); `None` outside a Git
+/// checkout.
+pub fn head_of(path: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(path).ok()?;
+    head(&repo)
+}
+
+fn head(repo: &git2::Repository) -> Option<String> {
+    Some(repo.head().ok()?.peel_to_commit().ok()?.id().to_string())
+}
+
+/// [`head_of`], with `-dirty` when the work tree has uncommitted changes.
 pub fn revision_of(path: &Path) -> Option<String> {
     let repo = git2::Repository::discover(path).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    let head = head(&repo)?;
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true).include_ignored(false);
     // Only the part of the work tree below `path` matters (a monorepo).
