@@ -19,7 +19,12 @@ export INSTA_UPDATE=no
 # Bounded fuzzing: cases per property (see policy-lang/tests/fuzz.rs).
 export PROPTEST_CASES="${PROPTEST_CASES:-512}"
 
+# A one-off build gains nothing from incremental caches, which would double
+# the disk the build takes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "toolchain"
+df -h . | sed 's/^/disk: /'
 if ! command -v cargo >/dev/null; then
     echo "error: cargo is not installed: install the Rust toolchain with rustup" >&2
     exit 2
