@@ -25,6 +25,8 @@ pub struct Ir {
     pub default_mtls: MtlsMode,
     /// Whether Gateway API's experimental fields (HTTPRoute `retry`) exist.
     pub gateway_api_experimental: bool,
+    /// Whether Consul has namespaces (Enterprise) for intentions to name.
+    pub consul_namespaces: bool,
     /// Every target rendered together (set by `emit_all`): an emitter may
     /// leave a feature to another target of the set.
     pub targets: Vec<meshplan_policy_lang::intent::Target>,

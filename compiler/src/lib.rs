@@ -113,6 +113,7 @@ pub fn emit_all(
     ir.targets = targets.clone();
     for t in targets {
         let e = emit::emitter(t).ok_or_else(|| Error::NoEmitter(target_name(t).into()))?;
+        emit::features::report(e.as_ref(), &ir, &mut errors);
         e.emit(&ir, &mut objects, &mut errors);
     }
     errors.sort_by(|a, b| {
@@ -131,6 +132,21 @@ pub fn target_name(t: Target) -> &'static str {
         Target::GatewayApi => "gateway-api",
         Target::Consul => "consul",
         Target::Cilium => "cilium",
+        Target::NetworkPolicy => "networkpolicy",
+        Target::Smi => "smi",
+    }
+}
+
+/// The mesh's own name, for messages.
+pub fn target_title(t: Target) -> &'static str {
+    match t {
+        Target::Istio => "Istio",
+        Target::Linkerd => "Linkerd",
+        Target::GatewayApi => "Gateway API",
+        Target::Consul => "Consul",
+        Target::Cilium => "Cilium",
+        Target::NetworkPolicy => "NetworkPolicy",
+        Target::Smi => "SMI",
     }
 }
 

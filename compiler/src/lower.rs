@@ -51,6 +51,9 @@ pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError>
         gateway_api_experimental: config
             .and_then(|c| c.gateway_api.as_ref())
             .is_some_and(|g| g.channel == GatewayApiChannel::Experimental),
+        consul_namespaces: config
+            .and_then(|c| c.consul.as_ref())
+            .is_some_and(|c| c.namespaces),
         targets: Vec::new(),
     })
 }

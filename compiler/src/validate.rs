@@ -76,13 +76,7 @@ impl SchemaSet {
         });
         let mut set = SchemaSet::default();
         for f in files {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-                .map_err(|e| format!("{}: not YAML: {e}", f.display()))?;
-            for d in docs {
-                set.add_crd(&d);
-            }
+            set.add_file(&f)?;
         }
         if set.schemas.is_empty() {
             return Err(format!(
@@ -91,6 +85,18 @@ impl SchemaSet {
             ));
         }
         Ok(set)
+    }
+
+    /// Adds the CRDs of a YAML file (schemas already known are kept).
+    pub fn add_file(&mut self, f: &Path) -> Result<(), String> {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| format!("{}: not YAML: {e}", f.display()))?;
+        for d in docs {
+            self.add_crd(&d);
+        }
+        Ok(())
     }
 
     /// Adds a CRD document's schemas (ignores anything else).
@@ -162,6 +168,10 @@ impl SchemaSet {
                 props.remove("metadata");
                 props.remove("apiVersion");
                 props.remove("kind");
+            }
+            // …and so is requiring them (Cilium's schema does).
+            if let Some(req) = root.get_mut("required").and_then(Value::as_array_mut) {
+                req.retain(|r| !matches!(r.as_str(), Some("metadata" | "apiVersion" | "kind")));
             }
             // The API server defaults before it validates.
             default(&root, &mut body);

@@ -1,6 +1,7 @@
 //! Golden tests: every folder of `tests/cases/` and the bundled
-//! `examples-repo`, rendered for every mesh that has an emitter, pinned as
-//! insta snapshots (`tests/snapshots/golden__<case>__<mesh>.snap`).
+//! `examples-repo`, rendered for every mesh alone, and for the targets its
+//! meshplan.yaml names together, pinned as insta snapshots
+//! (`tests/snapshots/golden__<case>__<mesh>.snap`, `…__configured.snap`).
 //!
 //! A case may hold `positions.txt` (`namespace/name step N` or
 //! `namespace/name shadow|promoted`, one per line) to render rollouts mid-way.
@@ -12,13 +13,7 @@ use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 
-const MESHES: [Target; 5] = [
-    Target::Istio,
-    Target::Linkerd,
-    Target::GatewayApi,
-    Target::Consul,
-    Target::Cilium,
-];
+const MESHES: [Target; 7] = Target::ALL;
 
 fn positions(dir: &Path) -> Positions {
     let mut p = Positions::default();
@@ -38,7 +33,9 @@ fn positions(dir: &Path) -> Positions {
     p
 }
 
-fn render(dir: &Path, mesh: Target) -> String {
+/// `mesh`: one target alone; `None`: the targets of the case's
+/// meshplan.yaml, rendered together.
+fn render(dir: &Path, mesh: Option<Target>) -> String {
     let (repo, report) = check_dir(dir).unwrap();
     assert!(
         report.passes(false),
@@ -48,7 +45,7 @@ fn render(dir: &Path, mesh: Target) -> String {
     );
     // What the mesh cannot express is pinned too, as comments first.
     let opts = Options {
-        targets: Some(vec![mesh]),
+        targets: mesh.map(|m| vec![m]),
         positions: positions(dir),
         unsupported: Some(UnsupportedSetting::Warning),
     };
@@ -85,9 +82,11 @@ fn every_case_renders_as_pinned_for_every_mesh() {
                 continue;
             }
             let mesh_name = meshplan_compiler::target_name(mesh);
-            insta::assert_snapshot!(format!("{name}__{mesh_name}"), render(&dir, mesh));
+            insta::assert_snapshot!(format!("{name}__{mesh_name}"), render(&dir, Some(mesh)));
             rendered += 1;
         }
+        // The case's own targets together (a migration, defence in depth).
+        insta::assert_snapshot!(format!("{name}__configured"), render(&dir, None));
     }
     assert!(rendered >= 12, "only {rendered} renders");
 }

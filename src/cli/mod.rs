@@ -384,6 +384,11 @@ pub enum Mesh {
     GatewayApi,
     Consul,
     Cilium,
+    /// Plain Kubernetes NetworkPolicy (L3/L4).
+    #[value(name = "networkpolicy")]
+    NetworkPolicy,
+    /// SMI TrafficSplit (deprecated).
+    Smi,
 }
 
 impl Mesh {
@@ -395,6 +400,8 @@ impl Mesh {
             Mesh::GatewayApi => Target::GatewayApi,
             Mesh::Consul => Target::Consul,
             Mesh::Cilium => Target::Cilium,
+            Mesh::NetworkPolicy => Target::NetworkPolicy,
+            Mesh::Smi => Target::Smi,
         }
     }
 }

@@ -16,7 +16,7 @@
 //! Not expressible here (reported, never dropped): fault injection, local
 //! rate limits, circuit breaking, connection pools, consistent hashing, mTLS
 //! mode, allow lists (pair gateway-api with a policy target: istio,
-//! linkerd or cilium), tcp ports.
+//! linkerd, consul, cilium or networkpolicy), traffic splits on tcp ports.
 
 use meshplan_policy_lang::intent::service::{Match, Redirect, RetryOn, StringMatch};
 use meshplan_policy_lang::intent::{Protocol, Target};
@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     backend_service_name, backend_services, cookie_regex, gateway_duration, l7_routes,
-    regex_escape, report_unsupported, EmitError, Emitter,
+    regex_escape, EmitError, Emitter, Feature, Support,
 };
 use crate::ir::{Backend, Ir, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -36,58 +36,56 @@ const API: &str = "gateway.networking.k8s.io/v1";
 pub struct GatewayApi;
 
 impl Emitter for GatewayApi {
-    fn name(&self) -> &'static str {
-        NAME
+    fn target(&self) -> Target {
+        Target::GatewayApi
+    }
+
+    fn support(&self, f: Feature) -> Support {
+        use super::features::{L7_POLICY, METRICS, MTLS, POLICY};
+        match f {
+            Feature::TcpSplit => Support::No("TCPRoute is not part of GAMMA"),
+            Feature::Rewrite => Support::Partial(
+                "a path-prefix rewrite only when every match of the route is a path prefix",
+            ),
+            Feature::Timeout => {
+                Support::Partial("GRPCRoute has no timeouts: reported on grpc ports")
+            }
+            Feature::Retries => Support::Partial(
+                "HTTPRoute `retry` needs the experimental channel; GRPCRoute has none: reported",
+            ),
+            Feature::PerTryTimeout => Support::Partial(
+                "the `backendRequest` timeout, with retries (experimental channel)",
+            ),
+            Feature::CircuitBreaker
+            | Feature::ConnectionPool
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::FaultInjection
+            | Feature::RateLimit => Support::No(""),
+            Feature::StrictMtls => {
+                Support::Elsewhere(MTLS, "GAMMA routes; the mesh underneath authenticates")
+            }
+            Feature::AllowList => Support::Elsewhere(
+                POLICY,
+                "GAMMA has no authorization: render a policy target alongside",
+            ),
+            Feature::AllowListL7 => Support::Elsewhere(L7_POLICY, ""),
+            Feature::SloRules => Support::Elsewhere(
+                METRICS,
+                "SLO rules are written against a mesh's standard metrics",
+            ),
+            _ => Support::Yes,
+        }
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
-        // Allow lists belong to a policy target rendered alongside.
-        let policy_target = ir
-            .targets
-            .iter()
-            .any(|t| matches!(t, Target::Istio | Target::Linkerd | Target::Cilium));
-        // SLOs are measured from a mesh's standard metrics.
-        let metrics_target = ir
-            .targets
-            .iter()
-            .any(|t| matches!(t, Target::Istio | Target::Linkerd));
         for s in &ir.services {
-            unsupported(s, policy_target, errors);
-            if !s.slos.is_empty() && !metrics_target {
-                errors.push(EmitError::new(
-                    NAME,
-                    &s.origin,
-                    format!("service `{}`: SLO rules come from a mesh's standard metrics: add an istio or linkerd target", s.key()),
-                ));
-            }
             out.extend(backend_services(NAME, s));
             for (p, name) in l7_routes(s) {
                 out.push(route(ir, s, p, &name, errors));
             }
         }
     }
-}
-
-fn unsupported(s: &Service, policy_target: bool, errors: &mut Vec<EmitError>) {
-    let features = [
-        (s.faults.is_some(), "fault injection"),
-        (s.rate_limit.is_some(), "a local rate limit"),
-        (
-            s.circuit_breaker.is_some(),
-            "circuit breaking (outlier detection)",
-        ),
-        (s.connection_pool.is_some(), "connection pool limits"),
-        (s.load_balancer.is_some(), "a load-balancing policy"),
-        (
-            s.access.is_some() && !policy_target,
-            "an allow list (add a policy target: istio, linkerd or cilium)",
-        ),
-        (
-            s.ports.iter().any(|p| p.protocol == Protocol::Tcp),
-            "tcp routing (TCPRoute is not part of GAMMA)",
-        ),
-    ];
-    report_unsupported(NAME, "Gateway API", s, &features, errors);
 }
 
 fn string_match_type(m: &StringMatch, prefix_type: &str) -> (String, String) {

@@ -24,7 +24,12 @@ use std::collections::BTreeMap;
 use meshplan_policy_lang::intent::service::{LoadBalancerPolicy, Match, MtlsMode, RetryOn};
 use serde_json::{json, Map, Value};
 
-use super::{cookie_regex, istio_string_match, prometheus, proto_duration, EmitError, Emitter};
+use meshplan_policy_lang::intent::Target;
+
+use super::{
+    cookie_regex, istio_string_match, prometheus, proto_duration, EmitError, Emitter, Feature,
+    Support,
+};
 use crate::ir::{Backend, Ir, Peer, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -37,8 +42,13 @@ const ENVOY_FILTER: &str = "networking.istio.io/v1alpha3";
 pub struct Istio;
 
 impl Emitter for Istio {
-    fn name(&self) -> &'static str {
-        NAME
+    fn target(&self) -> Target {
+        Target::Istio
+    }
+
+    fn support(&self, _: Feature) -> Support {
+        // Istio expresses every feature of the intent language.
+        Support::Yes
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
@@ -243,7 +253,7 @@ fn http_match(s: &Service, m: &Match) -> Result<Value, EmitError> {
     Ok(Value::Object(v))
 }
 
-fn retry_on(r: RetryOn) -> &'static str {
+pub(crate) fn retry_on(r: RetryOn) -> &'static str {
     match r {
         RetryOn::ServerError => "5xx",
         RetryOn::GatewayError => "gateway-error",

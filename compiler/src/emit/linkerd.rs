@@ -22,13 +22,13 @@
 //! traffic splits on tcp ports.
 
 use meshplan_policy_lang::intent::service::RetryOn;
-use meshplan_policy_lang::intent::Protocol;
+use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
 use super::gateway_api::{backend_refs, http_match, request_redirect};
 use super::{
-    backend_services, gateway_duration, l7_routes, prometheus, report_unsupported, EmitError,
-    Emitter,
+    backend_services, gateway_duration, l7_routes, prometheus, whole_per_second, EmitError,
+    Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -44,13 +44,43 @@ const MAX_RULES: usize = 16;
 pub struct Linkerd;
 
 impl Emitter for Linkerd {
-    fn name(&self) -> &'static str {
-        NAME
+    fn target(&self) -> Target {
+        Target::Linkerd
+    }
+
+    fn support(&self, f: Feature) -> Support {
+        match f {
+            Feature::TcpSplit => Support::No("Linkerd's HTTPRoute splits http traffic only"),
+            Feature::Rewrite => Support::No(""),
+            Feature::ConnectionPool => Support::No(""),
+            Feature::LoadBalancing | Feature::SessionAffinity => {
+                Support::No("Linkerd always balances by latency, EWMA")
+            }
+            Feature::FaultInjection | Feature::Mirroring => Support::No(""),
+            Feature::CircuitBreaker => Support::Partial(
+                "failure accrual on the backend Services: consecutive failures and the minimum penalty; `interval` and `maxEjectionPercent` have no Linkerd equivalent and are reported",
+            ),
+            Feature::RateLimit => Support::Partial(
+                "HTTPLocalRateLimitPolicy counts whole requests per second: other rates are reported",
+            ),
+            Feature::StrictMtls => Support::Partial(
+                "meshed pods always talk mTLS; plain text from unmeshed clients is refused only on ports an allow list puts behind a Server",
+            ),
+            _ => Support::Yes,
+        }
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         for s in &ir.services {
-            unsupported(s, errors);
+            if let Some(cb) = &s.circuit_breaker {
+                if cb.interval.is_some() || cb.max_ejection_percent.is_some() {
+                    errors.push(EmitError::new(
+                        NAME,
+                        &s.origin,
+                        format!("service `{}`: Linkerd's failure accrual has no circuit-breaker `interval` or `maxEjectionPercent`", s.key()),
+                    ));
+                }
+            }
             out.extend(
                 backend_services(NAME, s)
                     .into_iter()
@@ -66,31 +96,6 @@ impl Emitter for Linkerd {
             }
         }
     }
-}
-
-fn unsupported(s: &Service, errors: &mut Vec<EmitError>) {
-    let split = s.routes.last().is_some_and(|r| match &r.action {
-        RouteAction::Forward(b) => b.iter().filter(|b| b.weight > 0).count() > 1,
-        RouteAction::Redirect(_) => false,
-    });
-    let features = [
-        (s.faults.is_some(), "fault injection"),
-        (s.mirror.is_some(), "traffic mirroring"),
-        (
-            s.routes.iter().any(|r| r.rewrite.is_some()),
-            "request rewrites",
-        ),
-        (s.connection_pool.is_some(), "connection pool limits"),
-        (
-            s.load_balancer.is_some(),
-            "a load-balancing policy (Linkerd always balances by latency, EWMA)",
-        ),
-        (
-            split && s.ports.iter().any(|p| p.protocol == Protocol::Tcp),
-            "a traffic split on tcp ports",
-        ),
-    ];
-    report_unsupported(NAME, "Linkerd", s, &features, errors);
 }
 
 /// Failure accrual (Linkerd's circuit breaking) is configured on the
@@ -375,21 +380,9 @@ fn inbound_route(
 
 fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
     let Some(rl) = &s.rate_limit else { return };
-    let per = rl.per.as_secs_f64();
-    let rps = f64::from(rl.requests) / per;
-    if rps < 1.0 || rps.fract() != 0.0 {
-        errors.push(EmitError::new(
-            NAME,
-            &s.origin,
-            format!(
-                "service `{}`: Linkerd limits whole requests per second; {} per {}s is {rps:.3}/s",
-                s.key(),
-                rl.requests,
-                per
-            ),
-        ));
+    let Some(rps) = whole_per_second(NAME, "Linkerd", s, rl, errors) else {
         return;
-    }
+    };
     let with_servers = s.access.as_ref().is_some_and(|a| a.default_deny);
     for p in &rl.ports {
         if !with_servers {
@@ -399,7 +392,7 @@ fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError
             MeshObject::builder(NAME, POLICY_ALPHA, "HTTPLocalRateLimitPolicy", &s.namespace, &format!("{}-{}-ratelimit", s.name, p.name), &s.origin)
                 .spec(json!({
                     "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)},
-                    "total": {"requestsPerSecond": rps as u64},
+                    "total": {"requestsPerSecond": rps},
                 }))
                 .build(),
         );

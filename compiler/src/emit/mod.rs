@@ -5,16 +5,23 @@
 //! silently dropped. Adding a mesh is adding one file here and one arm to
 //! [`emitter`].
 
+pub mod cilium;
+pub mod consul;
+pub mod features;
 pub mod gateway_api;
 pub mod istio;
 pub mod linkerd;
+pub mod networkpolicy;
 pub mod prometheus;
+pub mod smi;
 
 use meshplan_policy_lang::intent::service::StringMatch;
 use meshplan_policy_lang::intent::{Duration, Target};
 use serde_json::{json, Value};
 
 use meshplan_policy_lang::intent::Protocol;
+
+pub use features::{Feature, Support};
 
 use crate::ir::{Ir, Origin, Service};
 use crate::object::MeshObject;
@@ -42,40 +49,58 @@ impl EmitError {
 
 /// One mesh's translation of the IR.
 pub trait Emitter {
+    /// The target it emits for.
+    fn target(&self) -> Target;
     /// The target's name as written in meshplan.yaml.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        crate::target_name(self.target())
+    }
+    /// How far it expresses `feature`. Uses of what it declares
+    /// unsupported are reported before [`Emitter::emit`] runs (see
+    /// [`features`]); `emit` reports only the gaps of partial support.
+    fn support(&self, feature: Feature) -> Support;
     /// Appends this mesh's objects to `out`; problems to `errors`.
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>);
 }
 
-/// The emitter of a target, when one exists yet.
+/// The emitter of a target.
 pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
-    match target {
-        Target::Istio => Some(Box::new(istio::Istio)),
-        Target::GatewayApi => Some(Box::new(gateway_api::GatewayApi)),
-        Target::Linkerd => Some(Box::new(linkerd::Linkerd)),
-        Target::Consul | Target::Cilium => None,
-    }
+    Some(match target {
+        Target::Istio => Box::new(istio::Istio),
+        Target::GatewayApi => Box::new(gateway_api::GatewayApi),
+        Target::Linkerd => Box::new(linkerd::Linkerd),
+        Target::Consul => Box::new(consul::Consul),
+        Target::Cilium => Box::new(cilium::Cilium),
+        Target::NetworkPolicy => Box::new(networkpolicy::NetworkPolicy),
+        Target::Smi => Box::new(smi::Smi),
+    })
 }
 
-/// Reports each feature of `s` marked present that `mesh` cannot
-/// express. Emitters list their gaps as such a table.
-pub(crate) fn report_unsupported(
+/// A rate limit as whole requests per second, for meshes that count no
+/// other way; any other rate is reported.
+pub(crate) fn whole_per_second(
     emitter: &'static str,
     mesh: &str,
     s: &Service,
-    features: &[(bool, &str)],
+    rl: &crate::ir::RateLimit,
     errors: &mut Vec<EmitError>,
-) {
-    for (present, what) in features {
-        if *present {
-            errors.push(EmitError::new(
-                emitter,
-                &s.origin,
-                format!("service `{}`: {mesh} cannot express {what}", s.key()),
-            ));
-        }
+) -> Option<u32> {
+    let per = rl.per.as_secs_f64();
+    let rps = f64::from(rl.requests) / per;
+    if rps < 1.0 || rps.fract() != 0.0 {
+        errors.push(EmitError::new(
+            emitter,
+            &s.origin,
+            format!(
+                "service `{}`: {mesh} limits whole requests per second; {} per {}s is {rps:.3}/s",
+                s.key(),
+                rl.requests,
+                per
+            ),
+        ));
+        return None;
     }
+    Some(rps as u32)
 }
 
 /// A service's L7 ports with the name of each one's route: the service's

@@ -53,6 +53,9 @@ pub struct Config {
     /// Gateway API-specific output settings.
     #[serde(default)]
     pub gateway_api: Option<GatewayApiSettings>,
+    /// Consul-specific output settings.
+    #[serde(default)]
+    pub consul: Option<ConsulSettings>,
     /// Namespaces whose workloads are in the mesh though no intent of this
     /// repository lives there (an ingress gateway, other teams'
     /// repositories). A caller namespace of an allow list that is neither
@@ -72,6 +75,23 @@ pub enum Target {
     GatewayApi,
     Consul,
     Cilium,
+    /// Plain Kubernetes NetworkPolicy (L3/L4).
+    #[serde(rename = "networkpolicy")]
+    NetworkPolicy,
+    /// SMI TrafficSplit (deprecated: SMI was archived in 2023).
+    Smi,
+}
+
+impl Target {
+    pub const ALL: [Target; 7] = [
+        Target::Istio,
+        Target::Linkerd,
+        Target::GatewayApi,
+        Target::Consul,
+        Target::Cilium,
+        Target::NetworkPolicy,
+        Target::Smi,
+    ];
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -135,6 +155,17 @@ pub struct GatewayApiSettings {
     /// gateway-api target need `experimental`.
     #[serde(default)]
     pub channel: GatewayApiChannel,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsulSettings {
+    /// Whether the Consul servers have namespaces (Consul Enterprise, with
+    /// Kubernetes namespaces mirrored). Without them (the default) an
+    /// intention names services only, and an allow rule naming a whole
+    /// namespace cannot be expressed.
+    #[serde(default)]
+    pub namespaces: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -1,0 +1,181 @@
+//! Cilium (`cilium.io/v2`): identity-aware network policy, L4 and L7.
+//!
+//! Per service with an allow list that denies by default, or strict mTLS, a
+//! **CiliumNetworkPolicy** `<name>` selecting its pods
+//! (`enableDefaultDeny.ingress`: what no rule allows is dropped):
+//! - one ingress rule per allow rule: callers by Cilium's identity labels —
+//!   `k8s:io.kubernetes.pod.namespace` for a namespace (an `Exists` match
+//!   for any namespace: in a namespaced policy an empty selector would mean
+//!   only the policy's own namespace), plus
+//!   `k8s:io.cilium.k8s.policy.serviceaccount` for a workload identity;
+//!   the rule's container ports; methods and paths as L7 HTTP rules
+//!   (Cilium's path is a regular expression matched against the whole
+//!   path: exact paths are escaped, `/p/*` becomes `/p/.*`);
+//! - strict mTLS as `authentication.mode: required` on every rule (Cilium's
+//!   mutual authentication must be enabled in the agent); a service with
+//!   strict mTLS and no allow list gets one rule admitting every endpoint,
+//!   authenticated.
+//!
+//! Traffic routing is not Cilium's part: Cilium implements GAMMA, so
+//! pair `cilium` with `gateway-api` (or another routing target). Check
+//! warns (MP2012) when Cilium's per-port merge would void an L7 rule.
+
+use meshplan_policy_lang::intent::service::MtlsMode;
+use meshplan_policy_lang::intent::Target;
+use serde_json::{json, Value};
+
+use super::features::{Feature, Support, METRICS, ROUTING};
+use super::{regex_escape, EmitError, Emitter};
+use crate::ir::{AllowRule, Ir, Peer, Service};
+use crate::object::MeshObject;
+
+const NAME: &str = "cilium";
+const API: &str = "cilium.io/v2";
+const NS: &str = "k8s:io.kubernetes.pod.namespace";
+const SA: &str = "k8s:io.cilium.k8s.policy.serviceaccount";
+
+#[derive(Debug)]
+pub struct Cilium;
+
+impl Emitter for Cilium {
+    fn target(&self) -> Target {
+        Target::Cilium
+    }
+
+    fn support(&self, f: Feature) -> Support {
+        match f {
+            Feature::AllowList | Feature::AllowListL7 => Support::Yes,
+            Feature::StrictMtls => Support::Partial(
+                "`authentication.mode: required`: needs Cilium's mutual authentication enabled in the agent",
+            ),
+            Feature::SloRules => Support::Elsewhere(METRICS, ""),
+            _ => Support::Elsewhere(
+                ROUTING,
+                "Cilium implements GAMMA: combine `cilium` with `gateway-api`",
+            ),
+        }
+    }
+
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, _errors: &mut Vec<EmitError>) {
+        for s in &ir.services {
+            if let Some(o) = policy(s) {
+                out.push(o);
+            }
+        }
+    }
+}
+
+fn policy(s: &Service) -> Option<MeshObject> {
+    let strict = s.mtls == MtlsMode::Strict;
+    let access = s.access.as_ref().filter(|a| a.default_deny);
+    let mut ingress: Vec<Value> = match access {
+        Some(a) => a.rules.iter().map(|r| rule(s, r)).collect(),
+        None if strict => vec![json!({"fromEndpoints": [any_endpoint()]})],
+        None => return None,
+    };
+    if strict {
+        for r in &mut ingress {
+            r["authentication"] = json!({"mode": "required"});
+        }
+    }
+    if ingress.is_empty() {
+        // Deny everything: a rule that selects no peer.
+        ingress.push(json!({}));
+    }
+    Some(
+        MeshObject::builder(
+            NAME,
+            API,
+            "CiliumNetworkPolicy",
+            &s.namespace,
+            &s.name,
+            &s.origin,
+        )
+        .spec(json!({
+            "endpointSelector": {"matchLabels": s.workload_selector},
+            "enableDefaultDeny": {"ingress": true},
+            "ingress": ingress,
+        }))
+        .build(),
+    )
+}
+
+fn any_endpoint() -> Value {
+    json!({"matchExpressions": [{"key": NS, "operator": "Exists"}]})
+}
+
+fn endpoint(p: &Peer) -> Value {
+    match p {
+        Peer::ServiceAccount { namespace, name } => {
+            json!({"matchLabels": {NS: namespace, SA: name}})
+        }
+        Peer::Namespace(ns) => json!({"matchLabels": {NS: ns}}),
+        Peer::AnyNamespace => any_endpoint(),
+    }
+}
+
+/// A path of the allow list as Cilium's regular expression.
+fn path_regex(p: &str) -> String {
+    match p.strip_suffix('*') {
+        Some(prefix) => format!("{}.*", regex_escape(prefix)),
+        None => regex_escape(p),
+    }
+}
+
+fn rule(s: &Service, r: &AllowRule) -> Value {
+    let mut out = json!({"fromEndpoints": r.from.iter().map(endpoint).collect::<Vec<_>>()});
+    let l7 = !r.methods.is_empty() || !r.paths.is_empty();
+    // L7 rules need ports: the rule's, or every L7 port of the service.
+    let ports: Vec<&crate::ir::Port> = if r.ports.is_empty() && l7 {
+        s.l7_ports().collect()
+    } else {
+        r.ports.iter().collect()
+    };
+    if ports.is_empty() {
+        return out;
+    }
+    let mut to = json!({"ports": ports
+        .iter()
+        .map(|p| json!({"port": p.target_port.to_string(), "protocol": "TCP"}))
+        .collect::<Vec<_>>()});
+    if l7 {
+        let methods: Vec<Option<&str>> = if r.methods.is_empty() {
+            vec![None]
+        } else {
+            r.methods.iter().map(|m| Some(m.as_str())).collect()
+        };
+        let paths: Vec<Option<String>> = if r.paths.is_empty() {
+            vec![None]
+        } else {
+            r.paths.iter().map(|p| Some(path_regex(p))).collect()
+        };
+        let mut http = Vec::new();
+        for m in &methods {
+            for p in &paths {
+                let mut h = serde_json::Map::new();
+                if let Some(m) = m {
+                    h.insert("method".into(), format!("^{}$", regex_escape(m)).into());
+                }
+                if let Some(p) = p {
+                    h.insert("path".into(), format!("^{p}$").into());
+                }
+                http.push(Value::Object(h));
+            }
+        }
+        to["rules"] = json!({"http": http});
+    }
+    out["toPorts"] = json!([to]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_anchored_regular_expressions() {
+        assert_eq!(path_regex("/cart"), "/cart");
+        assert_eq!(path_regex("/cart/*"), "/cart/.*");
+        assert_eq!(path_regex("/a.b"), "/a\\.b");
+    }
+}

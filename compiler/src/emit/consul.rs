@@ -1,0 +1,510 @@
+//! Consul service mesh on Kubernetes (`consul.hashicorp.com/v1alpha1`):
+//! config entries as CRDs, named after the Kubernetes Service (Consul's
+//! service name).
+//!
+//! Per service:
+//! - **ServiceDefaults**: the protocol (Consul has one per service: ports of
+//!   different protocols are reported), `mutualTLSMode`, inbound connection
+//!   limit, instance-level rate limit;
+//! - **ServiceResolver** when there are versions or balancing settings: a
+//!   subset per version, filtered on service metadata
+//!   (`Service.Meta.<label> == "<value>"`: the pods carry
+//!   `consul.hashicorp.com/service-meta-<label>` annotations), the default
+//!   subset, `connectTimeout`, and the load balancer (`ring_hash` with hash
+//!   policies for session affinity);
+//! - **ServiceSplitter** when the default route splits (a canary): weights
+//!   per subset;
+//! - **ServiceRouter** when routes match, or timeouts or retries are set:
+//!   one Consul route per match alternative, in order, to a subset; a last
+//!   catch-all route carries the service's timeout and retries on to the
+//!   splitter;
+//! - **ServiceIntentions** for an allow list: a source per caller (the
+//!   service account's name is the Consul service name), L7 `permissions`
+//!   for methods and paths, and a `*` deny source for default deny.
+//!
+//! Routers, splitters and L7 permissions need protocol http, http2 or
+//! grpc: on a tcp service they are errors. Circuit breaking (outlier
+//! detection) and most connection-pool limits are set by Consul on each
+//! caller (`upstreamConfig`), so they cannot be expressed on the
+//! destination: reported.
+
+use std::collections::BTreeMap;
+
+use meshplan_policy_lang::intent::service::{LoadBalancerPolicy, Match, MtlsMode, StringMatch};
+use meshplan_policy_lang::intent::{Protocol, Target};
+use serde_json::{json, Map, Value};
+
+use super::features::{Feature, Support, METRICS};
+use super::istio::retry_on;
+use super::{cookie_regex, gateway_duration, regex_escape, whole_per_second, EmitError, Emitter};
+use crate::ir::{Backend, Ir, Peer, Route, RouteAction, Service};
+use crate::object::MeshObject;
+
+const NAME: &str = "consul";
+const API: &str = "consul.hashicorp.com/v1alpha1";
+
+#[derive(Debug)]
+pub struct Consul;
+
+impl Emitter for Consul {
+    fn target(&self) -> Target {
+        Target::Consul
+    }
+
+    fn support(&self, f: Feature) -> Support {
+        match f {
+            Feature::TcpSplit => {
+                Support::No("ServiceSplitter needs protocol http, http2 or grpc")
+            }
+            Feature::Redirect | Feature::FaultInjection | Feature::Mirroring => Support::No(""),
+            Feature::PerTryTimeout => Support::No("ServiceRouter has no per-try timeout"),
+            Feature::CircuitBreaker => Support::No(
+                "Consul sets outlier detection on each caller (upstreamConfig), not on the destination",
+            ),
+            Feature::Rewrite => Support::Partial("a path-prefix rewrite; a host rewrite is reported"),
+            Feature::ConnectionPool => Support::Partial(
+                "`maxConnections` (maxInboundConnections) and `connectTimeout` (ServiceResolver); the other limits are set on each caller and reported",
+            ),
+            Feature::RateLimit => Support::Partial(
+                "whole requests per second for the whole service: other rates, or a subset of ports, are reported",
+            ),
+            Feature::WeightedSplit => Support::Partial(
+                "ServiceSplitter splits the default route; a weighted split on a matching route is reported",
+            ),
+            Feature::AllowList => Support::Partial(
+                "intentions cover the whole service: rules limited to some ports are reported; naming a namespace needs `consul.namespaces: true` (Enterprise)",
+            ),
+            Feature::SloRules => Support::Elsewhere(METRICS, ""),
+            _ => Support::Yes,
+        }
+    }
+
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        for s in &ir.services {
+            let mut messages: Vec<String> = Vec::new();
+            let mut found = Vec::new();
+            let mut report = |m: String| messages.push(m);
+            let protocol = protocol(s, &mut report);
+            if protocol == "tcp" {
+                if let Some(what) = l7_use(s) {
+                    report(format!("{what} needs protocol http, http2 or grpc, and the service's ports are tcp (Consul sets one protocol per service)"));
+                }
+            }
+            out.push(defaults(s, protocol, &mut report, &mut found));
+            out.extend(resolver(s, &mut report));
+            if protocol != "tcp" {
+                out.extend(splitter(s));
+                out.extend(router(s, &mut report));
+            }
+            out.extend(intentions(ir, s, &mut report));
+            errors.extend(
+                messages.into_iter().map(|m| {
+                    EmitError::new(NAME, &s.origin, format!("service `{}`: {m}", s.key()))
+                }),
+            );
+            errors.extend(found);
+        }
+    }
+}
+
+fn obj(kind: &str, s: &Service, spec: Value) -> MeshObject {
+    MeshObject::builder(NAME, API, kind, &s.namespace, &s.host, &s.origin)
+        .spec(spec)
+        .build()
+}
+
+/// The service's one protocol (`tcp` after reporting mixed ones).
+fn protocol(s: &Service, report: &mut impl FnMut(String)) -> &'static str {
+    let name = |p: Protocol| match p {
+        Protocol::Http => "http",
+        Protocol::Http2 => "http2",
+        Protocol::Grpc => "grpc",
+        Protocol::Tcp => "tcp",
+    };
+    let mut all: Vec<&str> = s.ports.iter().map(|p| name(p.protocol)).collect();
+    all.sort_unstable();
+    all.dedup();
+    match all.as_slice() {
+        [one] => one,
+        [] => "tcp",
+        many => {
+            report(format!(
+                "Consul sets one protocol per service, and its ports use {}",
+                many.join(", ")
+            ));
+            "tcp"
+        }
+    }
+}
+
+/// The first L7 feature a service uses, if any.
+fn l7_use(s: &Service) -> Option<&'static str> {
+    let features = [
+        (Feature::WeightedSplit, "a traffic split"),
+        (Feature::HeaderMatch, "a routing match"),
+        (Feature::CookieMatch, "a routing match"),
+        (Feature::PathMatch, "a routing match"),
+        (Feature::MethodMatch, "a routing match"),
+        (Feature::QueryMatch, "a routing match"),
+        (Feature::Timeout, "a timeout"),
+        (Feature::Retries, "retries"),
+        (Feature::AllowListL7, "an allow rule with methods or paths"),
+    ];
+    features
+        .iter()
+        .find(|(f, _)| f.used_by(s))
+        .map(|(_, what)| *what)
+}
+
+fn defaults(
+    s: &Service,
+    protocol: &str,
+    report: &mut impl FnMut(String),
+    errors: &mut Vec<EmitError>,
+) -> MeshObject {
+    let mut spec = json!({
+        "protocol": protocol,
+        "mutualTLSMode": match s.mtls { MtlsMode::Strict => "strict", MtlsMode::Permissive => "permissive" },
+    });
+    if let Some(pool) = &s.connection_pool {
+        if let Some(n) = pool.max_connections {
+            spec["maxInboundConnections"] = n.into();
+        }
+        let caller_side = [
+            (pool.max_pending_requests.is_some(), "maxPendingRequests"),
+            (pool.max_requests.is_some(), "maxRequests"),
+            (
+                pool.max_requests_per_connection.is_some(),
+                "maxRequestsPerConnection",
+            ),
+            (pool.idle_timeout.is_some(), "idleTimeout"),
+        ];
+        for (set, field) in caller_side {
+            if set {
+                report(format!("Consul sets the connection pool's `{field}` on each caller (upstreamConfig.limits), not on the destination"));
+            }
+        }
+    }
+    if let Some(rl) = &s.rate_limit {
+        let l7: Vec<_> = s.l7_ports().map(|p| &p.name).collect();
+        let limited: Vec<_> = rl.ports.iter().map(|p| &p.name).collect();
+        if limited.len() < l7.len() {
+            report("Consul rate-limits the whole service, not some of its ports".into());
+        } else if let Some(rps) = whole_per_second(NAME, "Consul", s, rl, errors) {
+            spec["rateLimits"] =
+                json!({"instanceLevel": {"requestsPerSecond": rps, "requestsMaxBurst": rl.burst}});
+        }
+    }
+    obj("ServiceDefaults", s, spec)
+}
+
+/// The version taking the default route's largest weight.
+fn default_version(s: &Service) -> Option<&str> {
+    match &s.routes.last()?.action {
+        RouteAction::Forward(b) => b
+            .iter()
+            .rev()
+            .max_by_key(|b| b.weight)
+            .map(|b| b.version.as_str()),
+        RouteAction::Redirect(_) => None,
+    }
+}
+
+fn resolver(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
+    let mut spec = Map::new();
+    if !s.versions.is_empty() {
+        let subsets: Map<String, Value> = s
+            .versions
+            .iter()
+            .map(|v| {
+                // Filter on what tells the versions apart; all labels when
+                // nothing does.
+                let own: Vec<_> = v
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !s.workload_selector.contains_key(*k))
+                    .collect();
+                let labels = if own.is_empty() {
+                    v.labels.iter().collect()
+                } else {
+                    own
+                };
+                let filter = labels
+                    .iter()
+                    .map(|(k, val)| format!("Service.Meta.{k} == {}", json!(val)))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                (v.name.clone(), json!({"filter": filter}))
+            })
+            .collect();
+        spec.insert("subsets".into(), subsets.into());
+        if let Some(d) = default_version(s) {
+            spec.insert("defaultSubset".into(), d.into());
+        }
+    }
+    if let Some(t) = s.connection_pool.as_ref().and_then(|p| p.connect_timeout) {
+        spec.insert("connectTimeout".into(), gateway_duration(t).into());
+    }
+    if let Some(lb) = &s.load_balancer {
+        let policy = match lb.policy {
+            LoadBalancerPolicy::RoundRobin => "round_robin",
+            LoadBalancerPolicy::LeastRequest => "least_request",
+            LoadBalancerPolicy::Random => "random",
+            LoadBalancerPolicy::ConsistentHash => "ring_hash",
+        };
+        let mut v = json!({"policy": policy});
+        if let Some(h) = &lb.consistent_hash {
+            let hash = if let Some(name) = &h.header {
+                json!({"field": "header", "fieldValue": name})
+            } else if let Some(c) = &h.cookie {
+                let mut p = json!({"field": "cookie", "fieldValue": c.name});
+                if let Some(ttl) = c.ttl {
+                    p["cookieConfig"] = json!({"ttl": gateway_duration(ttl)});
+                }
+                p
+            } else if let Some(q) = &h.query_param {
+                json!({"field": "query_parameter", "fieldValue": q})
+            } else {
+                json!({"sourceIP": true})
+            };
+            if lb.policy != LoadBalancerPolicy::ConsistentHash {
+                report("Consul hashes only with the ring_hash (or maglev) policy: set `policy: consistentHash`".into());
+            } else {
+                v["hashPolicies"] = json!([hash]);
+            }
+        }
+        spec.insert("loadBalancer".into(), v);
+    }
+    (!spec.is_empty()).then(|| obj("ServiceResolver", s, Value::Object(spec)))
+}
+
+fn splitter(s: &Service) -> Option<MeshObject> {
+    if !Feature::WeightedSplit.used_by(s) {
+        return None;
+    }
+    let RouteAction::Forward(backends) = &s.routes.last()?.action else {
+        return None;
+    };
+    let splits: Vec<Value> = backends
+        .iter()
+        .map(|b| json!({"weight": b.weight, "serviceSubset": b.version}))
+        .collect();
+    Some(obj("ServiceSplitter", s, json!({"splits": splits})))
+}
+
+fn string_match(name: &str, m: &StringMatch) -> Value {
+    if let Some(v) = &m.exact {
+        json!({"name": name, "exact": v})
+    } else if let Some(v) = &m.prefix {
+        json!({"name": name, "prefix": v})
+    } else {
+        json!({"name": name, "regex": m.regex.clone().unwrap_or_default()})
+    }
+}
+
+fn http_match(m: &Match) -> Value {
+    let mut http = Map::new();
+    if let Some(p) = &m.path {
+        let (k, v) = if let Some(v) = &p.exact {
+            ("pathExact", v.clone())
+        } else if let Some(v) = &p.prefix {
+            ("pathPrefix", v.clone())
+        } else {
+            ("pathRegex", p.regex.clone().unwrap_or_default())
+        };
+        http.insert(k.into(), v.into());
+    }
+    if let Some(method) = &m.method {
+        http.insert("methods".into(), json!([method]));
+    }
+    let mut headers: Vec<Value> = m.headers.iter().map(|(k, v)| string_match(k, v)).collect();
+    headers.extend(
+        m.cookies
+            .iter()
+            .map(|(k, v)| json!({"name": "cookie", "regex": cookie_regex(k, v)})),
+    );
+    if !headers.is_empty() {
+        http.insert("header".into(), headers.into());
+    }
+    if !m.query_params.is_empty() {
+        let q: Vec<Value> = m
+            .query_params
+            .iter()
+            .map(|(k, v)| match &v.prefix {
+                // Consul matches query parameters exactly or by regex.
+                Some(p) => json!({"name": k, "regex": format!("^{}.*", regex_escape(p))}),
+                None => string_match(k, v),
+            })
+            .collect();
+        http.insert("queryParam".into(), q.into());
+    }
+    json!({"http": http})
+}
+
+fn destination(
+    s: &Service,
+    r: &Route,
+    subset: Option<&str>,
+    report: &mut impl FnMut(String),
+) -> Value {
+    let mut d = Map::new();
+    if let Some(v) = subset {
+        d.insert("serviceSubset".into(), v.into());
+    }
+    if let Some(t) = r.timeout.or(s.timeout) {
+        d.insert("requestTimeout".into(), gateway_duration(t).into());
+    }
+    if let Some(rt) = &s.retries {
+        d.insert("numRetries".into(), rt.attempts.into());
+        if !rt.retry_on.is_empty() {
+            let on: Vec<&str> = rt.retry_on.iter().map(|o| retry_on(*o)).collect();
+            d.insert("retryOn".into(), on.into());
+        }
+    }
+    if let Some(rw) = &r.rewrite {
+        if let Some(p) = &rw.path_prefix {
+            d.insert("prefixRewrite".into(), p.clone().into());
+        }
+        if rw.host.is_some() {
+            report(format!(
+                "route `{}`: Consul's ServiceRouter cannot rewrite the host",
+                r.name
+            ));
+        }
+    }
+    Value::Object(d)
+}
+
+fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
+    let (default, matching) = s.routes.split_last()?;
+    let mut routes = Vec::new();
+    for r in matching {
+        let subset = match &r.action {
+            RouteAction::Redirect(_) => continue, // reported: Consul has no redirects
+            RouteAction::Forward(b) => match b
+                .iter()
+                .filter(|b| b.weight > 0)
+                .collect::<Vec<&Backend>>()
+                .as_slice()
+            {
+                [one] => one.version.clone(),
+                _ => {
+                    report(format!("route `{}`: Consul splits weights on the default route only (ServiceSplitter)", r.name));
+                    continue;
+                }
+            },
+        };
+        let dest = destination(s, r, Some(&subset), report);
+        if r.matches.is_empty() {
+            routes.push(json!({"match": {"http": {"pathPrefix": "/"}}, "destination": dest}));
+        }
+        for m in &r.matches {
+            routes.push(json!({"match": http_match(m), "destination": dest}));
+        }
+    }
+    if default.timeout.or(s.timeout).is_some() || s.retries.is_some() {
+        // On to the splitter (no subset), with the service's settings.
+        routes.push(json!({
+            "match": {"http": {"pathPrefix": "/"}},
+            "destination": destination(s, default, None, report),
+        }));
+    }
+    (!routes.is_empty()).then(|| obj("ServiceRouter", s, json!({"routes": routes})))
+}
+
+/// A source of intentions: the name and, with namespaces, the namespace.
+type Source = (String, Option<String>);
+
+enum Grant {
+    All,
+    Permissions(Vec<Value>),
+}
+
+fn permissions(methods: &[String], paths: &[String]) -> Vec<Value> {
+    let with_methods = |mut http: Map<String, Value>| {
+        if !methods.is_empty() {
+            http.insert("methods".into(), methods.into());
+        }
+        json!({"action": "allow", "http": http})
+    };
+    if paths.is_empty() {
+        return vec![with_methods(Map::new())];
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let mut http = Map::new();
+            match p.strip_suffix('*') {
+                Some(prefix) => http.insert("pathPrefix".into(), prefix.into()),
+                None => http.insert("pathExact".into(), p.clone().into()),
+            };
+            with_methods(http)
+        })
+        .collect()
+}
+
+fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
+    let access = s.access.as_ref()?;
+    let ns = |n: &str| ir.consul_namespaces.then(|| n.to_owned());
+    let mut sources: BTreeMap<Source, Grant> = BTreeMap::new();
+    for (i, rule) in access.rules.iter().enumerate() {
+        if !rule.ports.is_empty() && rule.ports.len() < s.ports.len() {
+            report(format!(
+                "allow rule {i}: Consul intentions cover the whole service, not some of its ports"
+            ));
+            continue;
+        }
+        for p in &rule.from {
+            let source = match p {
+                Peer::ServiceAccount { namespace, name } => (name.clone(), ns(namespace)),
+                Peer::Namespace(n) if ir.consul_namespaces => ("*".into(), Some(n.clone())),
+                Peer::Namespace(n) => {
+                    report(format!("allow rule {i}: Consul without namespaces cannot name namespace `{n}`: list its services, or set `consul.namespaces: true` in meshplan.yaml (Consul Enterprise)"));
+                    continue;
+                }
+                Peer::AnyNamespace => ("*".into(), ns("*")),
+            };
+            let grant = sources
+                .entry(source)
+                .or_insert_with(|| Grant::Permissions(Vec::new()));
+            match grant {
+                Grant::All => {}
+                _ if rule.methods.is_empty() && rule.paths.is_empty() => *grant = Grant::All,
+                Grant::Permissions(v) => v.extend(permissions(&rule.methods, &rule.paths)),
+            }
+        }
+    }
+    let everyone: Source = ("*".into(), ns("*"));
+    let mut out: Vec<Value> = Vec::new();
+    for ((name, namespace), grant) in &sources {
+        let mut v = json!({"name": name});
+        if let Some(n) = namespace {
+            v["namespace"] = n.clone().into();
+        }
+        match grant {
+            Grant::All => v["action"] = "allow".into(),
+            Grant::Permissions(p) => {
+                let mut p = p.clone();
+                if access.default_deny && (name, namespace) == (&everyone.0, &everyone.1) {
+                    // The wildcard source is taken: deny what its
+                    // permissions do not allow within it.
+                    p.push(json!({"action": "deny", "http": {"pathPrefix": "/"}}));
+                }
+                v["permissions"] = p.into();
+            }
+        }
+        out.push(v);
+    }
+    if access.default_deny && !sources.contains_key(&everyone) {
+        let mut v = json!({"name": "*", "action": "deny"});
+        if let Some(n) = everyone.1 {
+            v["namespace"] = n.into();
+        }
+        out.push(v);
+    }
+    Some(obj(
+        "ServiceIntentions",
+        s,
+        json!({"destination": {"name": s.host}, "sources": out}),
+    ))
+}

@@ -1,0 +1,296 @@
+//! What each emitter can express, declared as data.
+//!
+//! Every emitter answers [`Emitter::support`] for every [`Feature`]. Two
+//! things come from those answers, so they cannot disagree:
+//! - the unsupported-feature errors: a service using a feature its target
+//!   declares [`Support::No`] (or [`Support::Elsewhere`] with none of the
+//!   named targets rendered alongside) is reported, never silently dropped
+//!   ([`report`]);
+//! - the feature-by-mesh matrix of `docs/meshes.md` ([`matrix_markdown`]),
+//!   which a test keeps identical to the declarations.
+//!
+//! A unit test renders one service per feature for every emitter and checks
+//! the declaration against what the emitter really does.
+
+use meshplan_policy_lang::intent::service::MtlsMode;
+use meshplan_policy_lang::intent::{Protocol, Target};
+
+use super::{EmitError, Emitter};
+use crate::ir::{Ir, RouteAction, Service};
+
+/// An intent feature an emitter may or may not express.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Feature {
+    WeightedSplit,
+    TcpSplit,
+    HeaderMatch,
+    CookieMatch,
+    PathMatch,
+    MethodMatch,
+    QueryMatch,
+    Redirect,
+    Rewrite,
+    Timeout,
+    Retries,
+    PerTryTimeout,
+    CircuitBreaker,
+    ConnectionPool,
+    LoadBalancing,
+    SessionAffinity,
+    FaultInjection,
+    Mirroring,
+    RateLimit,
+    StrictMtls,
+    AllowList,
+    AllowListL7,
+    SloRules,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 23] = [
+        Feature::WeightedSplit,
+        Feature::TcpSplit,
+        Feature::HeaderMatch,
+        Feature::CookieMatch,
+        Feature::PathMatch,
+        Feature::MethodMatch,
+        Feature::QueryMatch,
+        Feature::Redirect,
+        Feature::Rewrite,
+        Feature::Timeout,
+        Feature::Retries,
+        Feature::PerTryTimeout,
+        Feature::CircuitBreaker,
+        Feature::ConnectionPool,
+        Feature::LoadBalancing,
+        Feature::SessionAffinity,
+        Feature::FaultInjection,
+        Feature::Mirroring,
+        Feature::RateLimit,
+        Feature::StrictMtls,
+        Feature::AllowList,
+        Feature::AllowListL7,
+        Feature::SloRules,
+    ];
+
+    /// How the feature is named in messages and in the matrix.
+    pub fn title(self) -> &'static str {
+        match self {
+            Feature::WeightedSplit => "weighted traffic split (canary, blue/green)",
+            Feature::TcpSplit => "a traffic split on tcp ports",
+            Feature::HeaderMatch => "header matches",
+            Feature::CookieMatch => "cookie matches",
+            Feature::PathMatch => "path matches",
+            Feature::MethodMatch => "method matches",
+            Feature::QueryMatch => "query-parameter matches",
+            Feature::Redirect => "redirects",
+            Feature::Rewrite => "request rewrites",
+            Feature::Timeout => "timeouts",
+            Feature::Retries => "retries",
+            Feature::PerTryTimeout => "a per-try timeout",
+            Feature::CircuitBreaker => "circuit breaking (outlier detection)",
+            Feature::ConnectionPool => "connection pool limits",
+            Feature::LoadBalancing => "a load-balancing policy",
+            Feature::SessionAffinity => "session affinity (consistent hash)",
+            Feature::FaultInjection => "fault injection",
+            Feature::Mirroring => "traffic mirroring",
+            Feature::RateLimit => "a local rate limit",
+            Feature::StrictMtls => "strict mTLS",
+            Feature::AllowList => "an allow list (identities, namespaces, ports)",
+            Feature::AllowListL7 => "allow-list methods and paths (L7)",
+            Feature::SloRules => "SLO recording and burn-rate alert rules",
+        }
+    }
+
+    /// Whether `s` uses the feature.
+    pub fn used_by(self, s: &Service) -> bool {
+        let forwards = || {
+            s.routes.iter().filter_map(|r| match &r.action {
+                RouteAction::Forward(b) => Some(b),
+                RouteAction::Redirect(_) => None,
+            })
+        };
+        let split = || {
+            s.rollout.is_some() || forwards().any(|b| b.iter().filter(|b| b.weight > 0).count() > 1)
+        };
+        let matches = || s.routes.iter().flat_map(|r| r.matches.iter());
+        let rules = || s.access.iter().flat_map(|a| a.rules.iter());
+        match self {
+            Feature::WeightedSplit => split(),
+            Feature::TcpSplit => split() && s.ports.iter().any(|p| p.protocol == Protocol::Tcp),
+            Feature::HeaderMatch => matches().any(|m| !m.headers.is_empty()),
+            Feature::CookieMatch => matches().any(|m| !m.cookies.is_empty()),
+            Feature::PathMatch => matches().any(|m| m.path.is_some()),
+            Feature::MethodMatch => matches().any(|m| m.method.is_some()),
+            Feature::QueryMatch => matches().any(|m| !m.query_params.is_empty()),
+            Feature::Redirect => s
+                .routes
+                .iter()
+                .any(|r| matches!(r.action, RouteAction::Redirect(_))),
+            Feature::Rewrite => s.routes.iter().any(|r| r.rewrite.is_some()),
+            Feature::Timeout => s.timeout.is_some() || s.routes.iter().any(|r| r.timeout.is_some()),
+            Feature::Retries => s.retries.is_some(),
+            Feature::PerTryTimeout => s
+                .retries
+                .as_ref()
+                .is_some_and(|r| r.per_try_timeout.is_some()),
+            Feature::CircuitBreaker => s.circuit_breaker.is_some(),
+            Feature::ConnectionPool => s.connection_pool.is_some(),
+            Feature::LoadBalancing => s.load_balancer.is_some(),
+            Feature::SessionAffinity => s
+                .load_balancer
+                .as_ref()
+                .is_some_and(|l| l.consistent_hash.is_some()),
+            Feature::FaultInjection => s.faults.is_some(),
+            Feature::Mirroring => s.mirror.is_some(),
+            Feature::RateLimit => s.rate_limit.is_some(),
+            Feature::StrictMtls => s.mtls == MtlsMode::Strict,
+            Feature::AllowList => s.access.is_some(),
+            Feature::AllowListL7 => rules().any(|r| !r.methods.is_empty() || !r.paths.is_empty()),
+            Feature::SloRules => !s.slos.is_empty(),
+        }
+    }
+}
+
+/// Targets that render traffic routing.
+pub const ROUTING: &[Target] = &[
+    Target::Istio,
+    Target::Linkerd,
+    Target::GatewayApi,
+    Target::Consul,
+];
+/// Targets that render allow lists (at least at L4).
+pub const POLICY: &[Target] = &[
+    Target::Istio,
+    Target::Linkerd,
+    Target::Consul,
+    Target::Cilium,
+    Target::NetworkPolicy,
+];
+/// Targets that render allow lists with methods and paths.
+pub const L7_POLICY: &[Target] = &[
+    Target::Istio,
+    Target::Linkerd,
+    Target::Consul,
+    Target::Cilium,
+];
+/// Targets that authenticate workloads with mTLS.
+pub const MTLS: &[Target] = &[
+    Target::Istio,
+    Target::Linkerd,
+    Target::Consul,
+    Target::Cilium,
+];
+/// Targets whose standard metrics SLO rules are written against.
+pub const METRICS: &[Target] = &[Target::Istio, Target::Linkerd];
+
+/// How far an emitter expresses a feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Fully.
+    Yes,
+    /// In part: what is missing is reported by the emitter itself, per
+    /// setting. The note says what.
+    Partial(&'static str),
+    /// Not at all: every use is reported. The note says why.
+    No(&'static str),
+    /// Left to another target rendered alongside (any one of these); alone,
+    /// every use is reported.
+    Elsewhere(&'static [Target], &'static str),
+}
+
+/// Reports every feature a service uses that `emitter` cannot express,
+/// given the targets rendered together.
+pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
+    let mesh = crate::target_title(emitter.target());
+    for s in &ir.services {
+        for f in Feature::ALL {
+            if !f.used_by(s) {
+                continue;
+            }
+            let why = match emitter.support(f) {
+                Support::Yes | Support::Partial(_) => continue,
+                Support::Elsewhere(others, _) if others.iter().any(|t| ir.targets.contains(t)) => {
+                    continue
+                }
+                Support::No(why) => why.to_owned(),
+                Support::Elsewhere(others, _) => format!(
+                    "add a target that can: {}",
+                    others
+                        .iter()
+                        .map(|t| crate::target_name(*t))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            errors.push(EmitError::new(
+                emitter.name(),
+                &s.origin,
+                format!(
+                    "service `{}`: {mesh} cannot express {}{why}",
+                    s.key(),
+                    f.title()
+                ),
+            ));
+        }
+    }
+}
+
+/// The feature-by-mesh matrix, as the Markdown table and notes that
+/// `docs/meshes.md` carries between its `matrix` markers.
+pub fn matrix_markdown() -> String {
+    let emitters: Vec<Box<dyn Emitter>> = Target::ALL
+        .iter()
+        .filter_map(|t| super::emitter(*t))
+        .collect();
+    let mut out = String::from("| feature |");
+    for e in &emitters {
+        out.push_str(&format!(" {} |", e.name()));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(emitters.len()));
+    out.push('\n');
+    let mut notes: Vec<String> = Vec::new();
+    for f in Feature::ALL {
+        out.push_str(&format!("| {} |", f.title()));
+        for e in &emitters {
+            let (mark, note) = match e.support(f) {
+                Support::Yes => ("yes".to_owned(), None),
+                Support::Partial(n) => ("partly".to_owned(), Some(n)),
+                Support::No(n) => ("no".to_owned(), (!n.is_empty()).then_some(n)),
+                Support::Elsewhere(others, n) => (
+                    format!(
+                        "via {}",
+                        others
+                            .iter()
+                            .map(|t| crate::target_name(*t))
+                            .collect::<Vec<_>>()
+                            .join(" / ")
+                    ),
+                    (!n.is_empty()).then_some(n),
+                ),
+            };
+            match note {
+                Some(n) => {
+                    notes.push(format!("{}, {}: {n}", e.name(), f.title()));
+                    out.push_str(&format!(" {mark} [{}] |", notes.len()));
+                }
+                None => out.push_str(&format!(" {mark} |")),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (i, n) in notes.iter().enumerate() {
+        out.push_str(&format!("{}. {n}\n", i + 1));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! Plain Kubernetes NetworkPolicy (`networking.k8s.io/v1`, L3/L4): for
+//! clusters without a mesh, or as defence in depth beside one.
+//!
+//! Per service whose allow list denies by default, a **NetworkPolicy**
+//! `<name>` selecting its pods, with one ingress rule per allow rule: the
+//! callers (a namespace by its `kubernetes.io/metadata.name` label, any
+//! namespace, or a service account's pods — NetworkPolicy selects pods by
+//! labels, so a service account is resolved to the pods of the intents
+//! that run as it) and the rule's container ports.
+//!
+//! Per namespace whose every service denies by default,
+//! **`meshplan-default-deny`**: all ingress and egress of the namespace's
+//! pods is denied, except DNS (port 53 to any namespace, so name resolution
+//! keeps working) and the control planes of the meshes rendered alongside.
+//! Egress those pods need is derived from the allow lists: a caller in such
+//! a namespace gets an egress policy (`meshplan-egress` for a whole
+//! namespace, `<service>-egress` for one service's pods) to the services
+//! that allow it, and to every service that has no allow list. Anything
+//! else they call (outside the repository) needs the team's own
+//! NetworkPolicy: policies add up.
+//!
+//! Methods and paths are L7: NetworkPolicy allows their ports, and leaves
+//! the methods and paths to an L7 target rendered alongside (reported when
+//! there is none). Routing is left to a routing target.
+
+use std::collections::BTreeMap;
+
+use meshplan_policy_lang::intent::Target;
+use serde_json::{json, Value};
+
+use super::features::{Feature, Support, L7_POLICY, METRICS, MTLS, ROUTING};
+use super::{EmitError, Emitter};
+use crate::ir::{AllowRule, Ir, Origin, Peer, Service};
+use crate::object::MeshObject;
+
+const NAME: &str = "networkpolicy";
+const API: &str = "networking.k8s.io/v1";
+const NS_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[derive(Debug)]
+pub struct NetworkPolicy;
+
+impl Emitter for NetworkPolicy {
+    fn target(&self) -> Target {
+        Target::NetworkPolicy
+    }
+
+    fn support(&self, f: Feature) -> Support {
+        match f {
+            Feature::AllowList => Support::Partial(
+                "a service account is resolved to the pods of the intents that run as it; one no intent runs as is reported",
+            ),
+            Feature::AllowListL7 => Support::Elsewhere(
+                L7_POLICY,
+                "the rule's ports are allowed at L4; methods and paths need an L7 target",
+            ),
+            Feature::StrictMtls => {
+                Support::Elsewhere(MTLS, "NetworkPolicy does not authenticate workloads")
+            }
+            Feature::SloRules => Support::Elsewhere(METRICS, ""),
+            _ => Support::Elsewhere(ROUTING, "NetworkPolicy does not route"),
+        }
+    }
+
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        let denied = denied_namespaces(ir);
+        let mut egress = Egress::default();
+        for s in &ir.services {
+            let Some(access) = s.access.as_ref().filter(|a| a.default_deny) else {
+                // Open to every caller: callers in denied namespaces need
+                // egress to it.
+                for ns in &denied {
+                    egress.add(ns, None, s, &[]);
+                }
+                continue;
+            };
+            let mut ingress = Vec::new();
+            for rule in &access.rules {
+                let mut from = Vec::new();
+                for p in &rule.from {
+                    match peer(ir, p) {
+                        Ok(v) => from.extend(v),
+                        Err(m) => errors.push(EmitError::new(
+                            NAME,
+                            &s.origin,
+                            format!("service `{}`: {m}", s.key()),
+                        )),
+                    }
+                    caller_egress(ir, p, &denied, s, rule, &mut egress);
+                }
+                if from.is_empty() {
+                    continue;
+                }
+                let mut r = json!({"from": from});
+                if let Some(ports) = ports(rule) {
+                    r["ports"] = ports;
+                }
+                ingress.push(r);
+            }
+            out.push(
+                MeshObject::builder(NAME, API, "NetworkPolicy", &s.namespace, &s.name, &s.origin)
+                    .spec(json!({
+                        "podSelector": {"matchLabels": s.workload_selector},
+                        "policyTypes": ["Ingress"],
+                        "ingress": ingress,
+                    }))
+                    .build(),
+            );
+        }
+        for ns in &denied {
+            let first = ir
+                .services
+                .iter()
+                .find(|s| &s.namespace == ns)
+                .expect("a denied namespace has a service");
+            out.push(default_deny(ir, ns, &first.origin));
+        }
+        out.extend(egress.objects());
+    }
+}
+
+/// Namespaces whose every service denies by default (like Istio's
+/// namespace-wide policy: a namespace with an open service would be broken
+/// by a namespace-wide deny).
+fn denied_namespaces(ir: &Ir) -> Vec<String> {
+    let mut by_ns: BTreeMap<&str, bool> = BTreeMap::new();
+    for s in &ir.services {
+        let deny = s.access.as_ref().is_some_and(|a| a.default_deny);
+        *by_ns.entry(&s.namespace).or_insert(true) &= deny;
+    }
+    by_ns
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(n, _)| n.to_owned())
+        .collect()
+}
+
+fn namespace_selector(ns: &str) -> Value {
+    json!({"matchLabels": {NS_LABEL: ns}})
+}
+
+/// The pods running as a service account: those of the repository's
+/// intents that use it.
+fn pods_of<'a>(ir: &'a Ir, namespace: &str, sa: &str) -> Vec<&'a Service> {
+    ir.services
+        .iter()
+        .filter(|s| s.namespace == namespace && s.service_account == sa)
+        .collect()
+}
+
+fn peer(ir: &Ir, p: &Peer) -> Result<Vec<Value>, String> {
+    match p {
+        Peer::Namespace(ns) => Ok(vec![json!({"namespaceSelector": namespace_selector(ns)})]),
+        Peer::AnyNamespace => Ok(vec![json!({"namespaceSelector": {}})]),
+        Peer::ServiceAccount { namespace, name } => {
+            let pods = pods_of(ir, namespace, name);
+            if pods.is_empty() {
+                return Err(format!("NetworkPolicy selects pods by labels, and no intent of this repository runs as service account `{namespace}/{name}`: allow its namespace, or add its intent"));
+            }
+            Ok(pods
+                .iter()
+                .map(|c| {
+                    json!({
+                        "namespaceSelector": namespace_selector(namespace),
+                        "podSelector": {"matchLabels": c.workload_selector},
+                    })
+                })
+                .collect())
+        }
+    }
+}
+
+/// The container ports of a rule (`None`: every port).
+fn ports(rule: &AllowRule) -> Option<Value> {
+    (!rule.ports.is_empty()).then(|| {
+        rule.ports
+            .iter()
+            .map(|p| json!({"protocol": "TCP", "port": p.target_port}))
+            .collect()
+    })
+}
+
+/// Egress to `dest` for the callers `p` that live in a denied namespace.
+fn caller_egress<'a>(
+    ir: &'a Ir,
+    p: &Peer,
+    denied: &[String],
+    dest: &Service,
+    rule: &AllowRule,
+    egress: &mut Egress<'a>,
+) {
+    match p {
+        Peer::Namespace(ns) if denied.contains(ns) => egress.add(ns, None, dest, &rule.ports),
+        Peer::AnyNamespace => {
+            for ns in denied {
+                egress.add(ns, None, dest, &rule.ports);
+            }
+        }
+        Peer::ServiceAccount { namespace, name } if denied.contains(namespace) => {
+            for c in pods_of(ir, namespace, name) {
+                egress.add(namespace, Some(c), dest, &rule.ports);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Egress rules, by the namespace and the calling service (`None`: the
+/// whole namespace).
+#[derive(Default)]
+struct Egress<'a> {
+    by_caller: BTreeMap<(String, Option<String>), EgressPolicy<'a>>,
+}
+
+struct EgressPolicy<'a> {
+    caller: Option<&'a Service>,
+    rules: Vec<Value>,
+    origin: Origin,
+}
+
+impl<'a> Egress<'a> {
+    fn add(
+        &mut self,
+        ns: &str,
+        caller: Option<&'a Service>,
+        dest: &Service,
+        ports: &[crate::ir::Port],
+    ) {
+        let key = (ns.to_owned(), caller.map(|c| c.name.clone()));
+        let origin = caller.map_or_else(|| dest.origin.clone(), |c| c.origin.clone());
+        let entry = self.by_caller.entry(key).or_insert_with(|| EgressPolicy {
+            caller,
+            rules: Vec::new(),
+            origin,
+        });
+        let mut rule = json!({"to": [{
+            "namespaceSelector": namespace_selector(&dest.namespace),
+            "podSelector": {"matchLabels": dest.workload_selector},
+        }]});
+        if !ports.is_empty() {
+            rule["ports"] = ports
+                .iter()
+                .map(|p| json!({"protocol": "TCP", "port": p.target_port}))
+                .collect();
+        }
+        if !entry.rules.contains(&rule) {
+            entry.rules.push(rule);
+        }
+    }
+
+    fn objects(self) -> Vec<MeshObject> {
+        self.by_caller
+            .into_iter()
+            .map(|((ns, _), p)| {
+                let (name, selector) = match p.caller {
+                    Some(c) => (
+                        format!("{}-egress", c.name),
+                        json!({"matchLabels": c.workload_selector}),
+                    ),
+                    None => ("meshplan-egress".to_owned(), json!({})),
+                };
+                MeshObject::builder(NAME, API, "NetworkPolicy", &ns, &name, &p.origin)
+                    .spec(json!({
+                        "podSelector": selector,
+                        "policyTypes": ["Egress"],
+                        "egress": p.rules,
+                    }))
+                    .build()
+            })
+            .collect()
+    }
+}
+
+/// Where each mesh's control plane runs by default: its proxies must
+/// reach it.
+fn control_planes(ir: &Ir) -> Vec<&'static str> {
+    let mut v: Vec<&str> = ir
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Istio => Some("istio-system"),
+            Target::Linkerd => Some("linkerd"),
+            Target::Consul => Some("consul"),
+            Target::Cilium => Some("kube-system"),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn default_deny(ir: &Ir, ns: &str, origin: &Origin) -> MeshObject {
+    let mut egress = vec![json!({
+        "to": [{"namespaceSelector": {}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    })];
+    for cp in control_planes(ir) {
+        egress.push(json!({"to": [{"namespaceSelector": namespace_selector(cp)}]}));
+    }
+    MeshObject::builder(
+        NAME,
+        API,
+        "NetworkPolicy",
+        ns,
+        "meshplan-default-deny",
+        origin,
+    )
+    .spec(json!({
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "egress": egress,
+    }))
+    .build()
+}
