@@ -19,7 +19,52 @@ fn check_passes_on_the_examples_repo() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("check passed"), "{stdout}");
-    assert!(stdout.contains("0 errors, 0 warnings"), "{stdout}");
+    assert!(stdout.contains("0 errors, "), "{stdout}");
+    // Its only warnings: what the migration-preview targets (linkerd,
+    // gateway-api) cannot express, tolerated by `unsupported: warning`.
+    let warnings = stdout.matches("warning[").count();
+    assert!(warnings > 0, "{stdout}");
+    assert_eq!(
+        stdout.matches("warning[MP4002]").count(),
+        warnings,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_what_a_target_cannot_express_at_the_field_that_asks_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("meshplan.yaml"),
+        "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [linkerd]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  faults:\n    abort: { percentage: 1, httpStatus: 503 }\n",
+    )
+    .unwrap();
+    let repo = dir.path().to_str().unwrap();
+    let out = meshplan(&["check", repo]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "error[MP4002]: linkerd: service `default/web`: Linkerd cannot express fault injection"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("web.yaml:6:3"), "{stdout}");
+    // Tolerated: the same finding, as a warning, and check passes.
+    let config = dir.path().join("meshplan.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("unsupported: warning\n");
+    std::fs::write(&config, text).unwrap();
+    let out = meshplan(&["check", repo, "--format", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("\"MP4002\""), "{stdout}");
+    assert!(stdout.contains("\"warning\""), "{stdout}");
 }
 
 #[test]

@@ -37,3 +37,25 @@ fn intents_reference_examples_check_clean() {
     assert_eq!(repo.policies.len(), 1);
     assert!(repo.config.is_some());
 }
+
+/// docs/meshes.md's feature matrix is the emitters' own declarations.
+/// `MESHPLAN_BLESS=1` rewrites it.
+#[test]
+fn the_mesh_feature_matrix_matches_the_emitters() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/meshes.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/meshes.md exists");
+    let (begin, end) = ("<!-- matrix:begin -->\n", "<!-- matrix:end -->");
+    let a = doc.find(begin).expect("begin marker") + begin.len();
+    let b = doc.find(end).expect("end marker");
+    let want = meshplan_compiler::emit::features::matrix_markdown();
+    if doc[a..b] == want {
+        return;
+    }
+    if std::env::var_os("MESHPLAN_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{want}{}", &doc[..a], &doc[b..])).unwrap();
+        return;
+    }
+    panic!(
+        "docs/meshes.md's matrix is stale; run `MESHPLAN_BLESS=1 cargo test --test docs` to regenerate it. Expected:\n{want}"
+    );
+}

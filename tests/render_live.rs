@@ -8,7 +8,7 @@ use std::process::Command;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PatchParams, PostParams};
-use meshplan_testenv::crds::apply_value_with;
+use meshplan_testenv::crds::{apply_value_with, install_crds};
 use meshplan_testenv::{error_chain, TestEnv};
 
 fn render_json(repo: &Path, mesh: &str) -> Vec<serde_json::Value> {
@@ -53,13 +53,27 @@ async fn the_real_apiserver_accepts_every_rendered_object_of_every_mesh() {
     let env = TestEnv::get();
     let client = env.client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    // SMI is archived: its CRD is kept beside the compiler's tests.
+    let smi = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/tests/crds");
+    install_crds(&client, &smi)
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let dry = PatchParams::apply("meshplan").force().dry_run();
     let mut checked = 0;
+    let mut kinds = BTreeSet::new();
     let mut failures = Vec::new();
-    for (repo, mesh) in repos()
-        .iter()
-        .flat_map(|r| ["istio", "gateway-api", "linkerd"].map(|m| (r.clone(), m)))
-    {
+    for (repo, mesh) in repos().iter().flat_map(|r| {
+        [
+            "istio",
+            "gateway-api",
+            "linkerd",
+            "consul",
+            "cilium",
+            "networkpolicy",
+            "smi",
+        ]
+        .map(|m| (r.clone(), m))
+    }) {
         let objects = render_json(&repo, mesh);
         let ns: BTreeSet<&str> = objects
             .iter()
@@ -73,6 +87,7 @@ async fn the_real_apiserver_accepts_every_rendered_object_of_every_mesh() {
         }
         for o in &objects {
             checked += 1;
+            kinds.insert(o["kind"].as_str().unwrap_or_default().to_owned());
             if let Err(e) = apply_value_with(&client, o, &dry).await {
                 failures.push(format!("{} ({mesh}): {}", repo.display(), error_chain(&e)));
             }
@@ -85,4 +100,12 @@ async fn the_real_apiserver_accepts_every_rendered_object_of_every_mesh() {
         failures.join("\n")
     );
     assert!(checked > 40, "only {checked} objects");
+    for kind in [
+        "ServiceIntentions",
+        "CiliumNetworkPolicy",
+        "NetworkPolicy",
+        "TrafficSplit",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} was checked: {kinds:?}");
+    }
 }

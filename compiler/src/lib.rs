@@ -181,6 +181,48 @@ pub fn check_schemas(
     (report, diagnostics)
 }
 
+/// What the targets cannot express, as MP4002 diagnostics at the intent
+/// field that asks for it: errors, or warnings when meshplan.yaml (or the
+/// caller) tolerates them.
+pub fn unsupported_diagnostics(
+    repo: &Repository,
+    errors: &[EmitError],
+    warning: bool,
+) -> Vec<Diagnostic> {
+    use meshplan_policy_lang::diagnostic::{Code, Severity};
+    use meshplan_policy_lang::yaml::Path;
+    let (severity, hint) = if warning {
+        (Severity::Warning, "rendered without it (`unsupported: warning`); docs/meshes.md lists what each target expresses")
+    } else {
+        (Severity::Error, "remove the setting, add a target that expresses it, or set `unsupported: warning` in meshplan.yaml to render without it (docs/meshes.md lists what each target expresses)")
+    };
+    let mut out: Vec<Diagnostic> = errors
+        .iter()
+        .map(|e| {
+            let d = Diagnostic::new(
+                Code::TargetUnsupported.as_str(),
+                severity,
+                format!("{}: {}", e.emitter, e.message),
+            )
+            .hint(hint);
+            let intent = repo.services.iter().find(|s| {
+                format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name) == e.intent
+            });
+            let Some(s) = intent else { return d };
+            let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
+            let loc = fields
+                .iter()
+                .map(|f| Path::parse(f))
+                .find(|p| s.node(p).is_some())
+                .map(|p| s.locate_key(&p))
+                .unwrap_or_else(|| s.locate_key(&Path::parse("metadata.name")));
+            d.at(loc)
+        })
+        .collect();
+    meshplan_policy_lang::diagnostic::normalize(&mut out);
+    out
+}
+
 fn intent_locations(repo: &Repository) -> BTreeMap<String, Location> {
     repo.services
         .iter()

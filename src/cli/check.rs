@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use meshplan_compiler::validate::SchemaSet;
-use meshplan_compiler::{check_schemas, compile, Options};
+use meshplan_compiler::{check_schemas, compile, unsupported_diagnostics, Options};
 use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::{human, json, sarif};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
@@ -15,20 +15,33 @@ use super::{CheckArgs, Format};
 pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
     let (repo, mut report) =
         check_dir(&args.repo).with_context(|| format!("cannot check {}", args.repo.display()))?;
-    if let Some(dir) = &args.schemas {
-        // Compiled as render would; validated only when check is clean
-        // (broken intents compile to nothing worth validating).
-        let set = SchemaSet::load(dir).map_err(anyhow::Error::msg)?;
-        if report.passes(false) {
-            let opts = Options {
-                unsupported: Some(UnsupportedSetting::Warning),
-                ..Options::default()
-            };
-            match compile(&repo, &report, &opts) {
-                Ok(compiled) => {
-                    let (v, diags) = check_schemas(&repo, &compiled.objects, &set);
+    let schemas = match &args.schemas {
+        Some(dir) => Some((dir, SchemaSet::load(dir).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    // Compiled as render would, when check is clean (broken intents compile
+    // to nothing worth judging): what the targets cannot express is
+    // reported here, where CI sees it, and not only at render time.
+    if report.passes(false) {
+        let tolerate = repo
+            .config
+            .as_ref()
+            .and_then(|c| c.value.unsupported)
+            .is_some_and(|u| u == UnsupportedSetting::Warning);
+        let opts = Options {
+            unsupported: Some(UnsupportedSetting::Warning),
+            ..Options::default()
+        };
+        match compile(&repo, &report, &opts) {
+            Ok(compiled) => {
+                report.diagnostics.extend(unsupported_diagnostics(
+                    &repo,
+                    &compiled.unsupported,
+                    tolerate,
+                ));
+                if let Some((dir, set)) = &schemas {
+                    let (v, diags) = check_schemas(&repo, &compiled.objects, set);
                     report.diagnostics.extend(diags);
-                    meshplan_policy_lang::diagnostic::normalize(&mut report.diagnostics);
                     eprintln!(
                         "schemas: {} objects checked against {} CRD versions from {}; {} CEL rules evaluated, {} skipped{}{}",
                         v.objects,
@@ -44,8 +57,12 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
                         },
                     );
                 }
-                Err(e) => eprintln!("schemas: not checked: the repository does not compile: {e}"),
+                meshplan_policy_lang::diagnostic::normalize(&mut report.diagnostics);
             }
+            // No meshplan.yaml naming targets: there is nothing to compile
+            // for, and nothing more to report.
+            Err(meshplan_compiler::Error::NoTargets) if schemas.is_none() => {}
+            Err(e) => eprintln!("not compiled: {e}"),
         }
     }
     print(&render(&report, args.format, color));

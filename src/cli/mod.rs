@@ -52,7 +52,7 @@ pub enum Command {
     /// --out DIR (`<namespace>/<group>.<kind>-<name>.yaml`), ready for
     /// `kubectl apply -R -f DIR`. Exit status as for check.
     #[command(
-        after_help = "Examples:\n  meshplan render examples-repo\n  meshplan render examples-repo --mesh istio --out rendered/\n  meshplan render --format json | jq '.items[].kind'"
+        after_help = "Examples:\n  meshplan render examples-repo\n  meshplan render examples-repo --mesh istio --out rendered/\n  meshplan render examples-repo --mesh istio --mesh networkpolicy   # defence in depth\n  meshplan render --format json | jq '.items[].kind'"
     )]
     Render(RenderArgs),
     /// Show what applying the repository would change: against the cluster

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use meshplan_compiler::{compile, object, Compiled, Options};
+use meshplan_compiler::{compile, object, unsupported_diagnostics, Compiled, Options};
 use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::human;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
@@ -54,13 +54,15 @@ pub fn compile_repo(
     let compiled = match compile(&repo, &report, &opts) {
         Ok(c) => c,
         Err(meshplan_compiler::Error::Emit(errors)) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            eprintln!(
-                "{verb} refused: {} feature(s) the chosen meshes cannot express",
+            let mut text: String = unsupported_diagnostics(&repo, &errors, false)
+                .iter()
+                .map(|d| human::render(d) + "\n")
+                .collect();
+            text.push_str(&format!(
+                "{verb} refused: {} feature(s) the chosen meshes cannot express\n",
                 errors.len()
-            );
+            ));
+            eprint!("{}", colorize_stderr(&text, color));
             return Ok(Err(ExitCode::from(1)));
         }
         Err(e) => {
@@ -75,8 +77,8 @@ pub fn compile_repo(
         .chain(&compiled.diagnostics)
         .map(|d| human::render(d) + "\n")
         .collect();
-    for u in &compiled.unsupported {
-        warnings.push_str(&format!("warning: not rendered: {u}\n"));
+    for d in unsupported_diagnostics(&repo, &compiled.unsupported, true) {
+        warnings.push_str(&(human::render(&d) + "\n"));
     }
     if !warnings.is_empty() {
         eprint!("{}", colorize_stderr(&warnings, color));

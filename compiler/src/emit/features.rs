@@ -102,6 +102,36 @@ impl Feature {
         }
     }
 
+    /// Where an intent asks for the feature: the first of these paths
+    /// that exists (diagnostics point there).
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Feature::WeightedSplit => &["spec.rollout", "spec.routes"],
+            Feature::TcpSplit => &["spec.rollout", "spec.routes", "spec.ports"],
+            Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::Redirect
+            | Feature::Rewrite => &["spec.routes"],
+            Feature::Timeout => &["spec.resilience.timeout", "spec.routes"],
+            Feature::Retries => &["spec.resilience.retries"],
+            Feature::PerTryTimeout => &["spec.resilience.retries.perTryTimeout"],
+            Feature::CircuitBreaker => &["spec.resilience.circuitBreaker"],
+            Feature::ConnectionPool => &["spec.resilience.connectionPool"],
+            Feature::LoadBalancing => &["spec.resilience.loadBalancer"],
+            Feature::SessionAffinity => &["spec.resilience.loadBalancer.consistentHash"],
+            Feature::FaultInjection => &["spec.faults"],
+            Feature::Mirroring => &["spec.mirror"],
+            Feature::RateLimit => &["spec.rateLimit"],
+            Feature::StrictMtls => &["spec.mtls"],
+            Feature::AllowList => &["spec.access"],
+            Feature::AllowListL7 => &["spec.access.allow"],
+            Feature::SloRules => &["spec.slos"],
+        }
+    }
+
     /// Whether `s` uses the feature.
     pub fn used_by(self, s: &Service) -> bool {
         let forwards = || {
@@ -228,7 +258,7 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
             } else {
                 format!(" ({why})")
             };
-            errors.push(EmitError::new(
+            let mut e = EmitError::new(
                 emitter.name(),
                 &s.origin,
                 format!(
@@ -236,7 +266,9 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
                     s.key(),
                     f.title()
                 ),
-            ));
+            );
+            e.feature = Some(f);
+            errors.push(e);
         }
     }
 }
@@ -277,8 +309,17 @@ pub fn matrix_markdown() -> String {
             };
             match note {
                 Some(n) => {
-                    notes.push(format!("{}, {}: {n}", e.name(), f.title()));
-                    out.push_str(&format!(" {mark} [{}] |", notes.len()));
+                    // One note per emitter and text, however many cells
+                    // share it.
+                    let text = format!("{}: {n}", e.name());
+                    let i = match notes.iter().position(|x| *x == text) {
+                        Some(i) => i,
+                        None => {
+                            notes.push(text);
+                            notes.len() - 1
+                        }
+                    };
+                    out.push_str(&format!(" {mark} [{}] |", i + 1));
                 }
                 None => out.push_str(&format!(" {mark} |")),
             }

@@ -31,18 +31,24 @@ use crate::object::MeshObject;
 #[error("{file}:{line}: {emitter}: {message}")]
 pub struct EmitError {
     pub emitter: &'static str,
+    /// `namespace/name` of the intent.
+    pub intent: String,
     pub file: String,
     pub line: u32,
     pub message: String,
+    /// The feature, when the emitter declares it unsupported.
+    pub feature: Option<Feature>,
 }
 
 impl EmitError {
     pub fn new(emitter: &'static str, origin: &Origin, message: impl Into<String>) -> Self {
         Self {
             emitter,
+            intent: origin.intent.clone(),
             file: origin.file.clone(),
             line: origin.line,
             message: message.into(),
+            feature: None,
         }
     }
 }

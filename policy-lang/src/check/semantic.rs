@@ -89,6 +89,9 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                 }
             }
         }
+        if targets.contains(&Target::Cilium) {
+            cilium_widening(s, &mut out);
+        }
         if let Some(r) = &s.value.spec.rollout {
             if r.analysis.is_some() && !has_metrics_url {
                 warn(&mut out, s, Code::NoMetricSource, "spec.rollout.analysis",
@@ -267,6 +270,61 @@ fn covers(a: &AllowRule, b: &AllowRule) -> bool {
     callers && ports && subset(&a.methods, &b.methods) && subset(&a.paths, &b.paths)
 }
 
+/// Cilium merges the rules of one port: when an L4-only rule and an L7 rule
+/// admit the same caller on the same port, the L4 rule's allow-all wins for
+/// that caller, and the methods and paths restrict nothing (MP2012).
+fn cilium_widening(s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
+    let Some(access) = &s.value.spec.access else {
+        return;
+    };
+    let l7 = |r: &AllowRule| !r.methods.is_empty() || !r.paths.is_empty();
+    let share_port = |a: &AllowRule, b: &AllowRule| {
+        a.ports.is_empty() || b.ports.is_empty() || a.ports.iter().any(|p| b.ports.contains(p))
+    };
+    for (i, rule) in access.allow.iter().enumerate().filter(|(_, r)| l7(r)) {
+        let Some((j, caller)) = access.allow.iter().enumerate().find_map(|(j, other)| {
+            if l7(other) || !share_port(rule, other) {
+                return None;
+            }
+            rule.from
+                .iter()
+                .find(|c| other.from.iter().any(|o| callers_overlap(o, c)))
+                .map(|c| (j, c))
+        }) else {
+            continue;
+        };
+        let who = caller
+            .service
+            .as_deref()
+            .or(caller.service_account.as_deref())
+            .or(caller.namespace.as_deref())
+            .unwrap_or("*");
+        let line = s
+            .locate(&Path::parse(&format!("spec.access.allow[{j}]")))
+            .span
+            .start
+            .line;
+        warn(out, s, Code::CiliumL7Widening, &format!("spec.access.allow[{i}]"),
+            format!("`{who}` is admitted on the same port by this rule's methods/paths and by the L4-only rule at line {line}: Cilium merges the rules per port, so for `{who}` these methods and paths restrict nothing"),
+            "narrow the L4-only rule's callers or ports so they do not include the callers this rule restricts, or drop the restriction");
+    }
+}
+
+/// Whether some workload is a caller both `a` and `b` name.
+fn callers_overlap(a: &Caller, b: &Caller) -> bool {
+    let ns_of = |c: &Caller| {
+        c.service_account
+            .as_deref()
+            .or(c.service.as_deref())
+            .and_then(|v| v.split_once('/'))
+            .map(|(ns, _)| ns.to_owned())
+    };
+    caller_covers(a, b)
+        || caller_covers(b, a)
+        || a.namespace.is_some() && a.namespace == ns_of(b)
+        || b.namespace.is_some() && b.namespace == ns_of(a)
+}
+
 fn caller_covers(a: &Caller, b: &Caller) -> bool {
     if a.namespace.as_deref() == Some("*") {
         return true;
@@ -347,6 +405,29 @@ mod tests {
         let spec = "  mtls: permissive\n  access:\n    allow:\n      - from: [{ namespace: ops }]\n      - from: [{ namespace: ops }]\n        methods: [GET]\n";
         let w = warnings(ISTIO, &svc(spec));
         assert_eq!(w, ["MP2009 this allow rule grants nothing that the rule at line 12 does not already grant"]);
+    }
+
+    const CILIUM: &str = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [cilium, gateway-api]\ndefaultNamespace: shop\n";
+
+    #[test]
+    fn an_l7_rule_merged_away_by_cilium_is_flagged_only_for_cilium() {
+        // `ops/deployer` runs in `ops`, which the L4-only rule admits on
+        // every port.
+        let spec = "  mtls: permissive\n  access:\n    allow:\n      - from: [{ serviceAccount: ops/deployer }]\n        methods: [GET]\n      - from: [{ namespace: ops }]\n";
+        let w = warnings(CILIUM, &svc(spec));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("MP2012 `ops/deployer` is admitted on the same port"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("L4-only rule at line 14"), "{w:?}");
+        assert!(warnings(ISTIO, &svc(spec)).is_empty());
+    }
+
+    #[test]
+    fn disjoint_callers_or_ports_are_not_widened() {
+        let spec = "  mtls: permissive\n  access:\n    allow:\n      - from: [{ serviceAccount: ops/deployer }]\n        methods: [GET]\n      - from: [{ namespace: batch }]\n";
+        assert!(warnings(CILIUM, &svc(spec)).is_empty());
     }
 
     #[test]

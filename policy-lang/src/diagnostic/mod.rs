@@ -69,10 +69,12 @@ pub enum Code {
     RedundantAllow,
     NoMetricSource,
     NotABucket,
+    TargetUnsupported,
+    CiliumL7Widening,
 }
 
 impl Code {
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 30] = [
         Code::Io,
         Code::YamlSyntax,
         Code::UnknownField,
@@ -101,6 +103,8 @@ impl Code {
         Code::RedundantAllow,
         Code::NoMetricSource,
         Code::NotABucket,
+        Code::TargetUnsupported,
+        Code::CiliumL7Widening,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +137,8 @@ impl Code {
             Code::RedundantAllow => "MP2009",
             Code::NoMetricSource => "MP2010",
             Code::NotABucket => "MP2011",
+            Code::TargetUnsupported => "MP4002",
+            Code::CiliumL7Widening => "MP2012",
         }
     }
 
@@ -171,6 +177,10 @@ impl Code {
             Code::RedundantAllow => "an allow rule that grants nothing new",
             Code::NoMetricSource => "rollout analysis with no metrics source",
             Code::NotABucket => "a latency SLO threshold that is not a histogram bucket bound",
+            Code::TargetUnsupported => "a feature a chosen target cannot express",
+            Code::CiliumL7Widening => {
+                "an L7 allow rule that Cilium's per-port merge with an L4-only rule voids"
+            }
         }
     }
 }
