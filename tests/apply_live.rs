@@ -437,7 +437,20 @@ async fn examples_repo_applies_for_every_mesh_and_resyncs_as_a_no_op() {
             .await
             .unwrap();
     }
-    for mesh in ["istio", "gateway-api", "linkerd"] {
+    // SMI is archived: its CRD is kept beside the compiler's tests.
+    let smi = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/tests/crds");
+    meshplan_testenv::crds::install_crds(&client, &smi)
+        .await
+        .unwrap();
+    for mesh in [
+        "istio",
+        "gateway-api",
+        "linkerd",
+        "consul",
+        "cilium",
+        "networkpolicy",
+        "smi",
+    ] {
         let inv = inventory();
         let args = [
             "apply",
@@ -459,6 +472,51 @@ async fn examples_repo_applies_for_every_mesh_and_resyncs_as_a_no_op() {
     // The gateway-api backends are real Services.
     let services: Api<Service> = Api::namespaced(client.clone(), "bookinfo");
     assert!(services.get("reviews-v2").await.is_ok());
+}
+
+#[tokio::test]
+async fn dropping_a_target_prunes_its_objects_and_keeps_the_others() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let config = |targets: &str| {
+            format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [{targets}]\ndefaultNamespace: {ns}\nmeshedNamespaces: [web]\n")
+        };
+        let repo = Repo::new(&ns)
+            .service("api", 10, "web")
+            // Callers in its own namespace: they get egress to it.
+            .service("db", 0, &ns)
+            .write_raw("meshplan.yaml", &config("istio, networkpolicy"));
+        let repo_path = repo.path().to_str().unwrap();
+        let inv = inventory();
+        let policies = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &ns,
+            &resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+        );
+
+        // Defence in depth: Istio and NetworkPolicy together.
+        let out = meshplan_sa(&["apply", repo_path, "--prune"], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(
+            names(&policies).await,
+            ["api", "db", "meshplan-default-deny", "meshplan-egress"]
+        );
+        assert_eq!(names(&virtual_services(&client, &ns)).await, ["api", "db"]);
+
+        // NetworkPolicy dropped: its objects go, Istio's stay.
+        let repo = repo.write_raw("meshplan.yaml", &config("istio"));
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--prune"], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("prune NetworkPolicy {ns}/api")),
+            "{}",
+            text(&out)
+        );
+        assert!(names(&policies).await.is_empty());
+        assert_eq!(names(&virtual_services(&client, &ns)).await, ["api", "db"]);
+    })
+    .await;
 }
 
 /// A kubeconfig for a new ServiceAccount granted only `rules` cluster-wide

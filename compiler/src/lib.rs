@@ -259,3 +259,25 @@ fn govern(
         summary,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Fixtures for unit tests: intents in memory, checked and lowered.
+
+    use meshplan_policy_lang::check::check_sources;
+    use meshplan_policy_lang::parse::Sources;
+
+    use crate::ir::{Ir, Positions};
+
+    /// Checks `files` (name, text), asserts they pass, and lowers them.
+    pub fn ir_of(files: &[(&str, &str)], positions: &Positions) -> Ir {
+        let (repo, report) = check_sources(&Sources {
+            files: files
+                .iter()
+                .map(|(n, t)| ((*n).into(), (*t).into()))
+                .collect(),
+        });
+        assert!(report.passes(false), "{:?}", report.diagnostics);
+        crate::lower::lower(&repo, positions).unwrap()
+    }
+}

@@ -508,3 +508,58 @@ fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<M
         json!({"destination": {"name": s.host}, "sources": out}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Positions;
+    use crate::testing::ir_of;
+
+    const CONFIG: &str = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [consul]\ndefaultNamespace: shop\n";
+
+    fn errors(spec: &str) -> Vec<String> {
+        let svc = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: db }}\nspec:\n{spec}");
+        let mut ir = ir_of(
+            &[("meshplan.yaml", CONFIG), ("db.yaml", &svc)],
+            &Positions::default(),
+        );
+        ir.targets = vec![Target::Consul];
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        Consul.emit(&ir, &mut out, &mut errors);
+        errors.into_iter().map(|e| e.message).collect()
+    }
+
+    #[test]
+    fn l7_settings_on_a_tcp_service_are_errors() {
+        let e = errors(
+            "  ports: [{ name: pg, port: 5432, protocol: tcp }]\n  resilience: { timeout: 2s }\n",
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("a timeout needs protocol http, http2 or grpc"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn one_protocol_per_service() {
+        let e = errors("  ports:\n    - { name: http, port: 80, protocol: http }\n    - { name: pg, port: 5432, protocol: tcp }\n");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("one protocol per service, and its ports use http, tcp")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn without_namespaces_a_namespace_caller_is_reported() {
+        let e = errors("  ports: [{ name: http, port: 80, protocol: http }]\n  mtls: permissive\n  access: { allow: [{ from: [{ namespace: ops }] }] }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("cannot name namespace `ops`"), "{e:?}");
+    }
+
+    #[test]
+    fn a_clean_http_service_reports_nothing() {
+        assert!(errors("  ports: [{ name: http, port: 80, protocol: http }]\n  resilience: { timeout: 2s, retries: { attempts: 2 } }\n").is_empty());
+    }
+}

@@ -1,11 +1,9 @@
 //! Each emitter's declarations against what it really does: one service per
 //! feature, rendered by every emitter alone.
 
-use meshplan_policy_lang::check::check_sources;
-use meshplan_policy_lang::parse::Sources;
-
 use super::*;
 use crate::ir::{Position, Positions};
+use crate::testing::ir_of;
 
 /// A service using `feature`, and little else (permissive mTLS, so strict
 /// mTLS is only the feature that asks for it).
@@ -55,19 +53,11 @@ fn service(feature: Option<Feature>) -> String {
 
 /// The errors `target` alone reports for a service using `feature`.
 fn errors_of(target: Target, feature: Option<Feature>) -> Vec<String> {
-    let (repo, checked) = check_sources(&Sources {
-        files: vec![("svc.yaml".into(), service(feature))],
-    });
-    assert!(
-        checked.passes(false),
-        "{feature:?}: {:?}",
-        checked.diagnostics
-    );
     let mut positions = Positions::default();
     positions
         .by_service
         .insert("t/svc".into(), Position::Step(0));
-    let mut ir = crate::lower::lower(&repo, &positions).unwrap();
+    let mut ir = ir_of(&[("svc.yaml", &service(feature))], &positions);
     ir.targets = vec![target];
     let e = crate::emit::emitter(target).unwrap();
     let mut objects = Vec::new();
@@ -108,10 +98,8 @@ fn every_emitter_does_what_it_declares_for_every_feature() {
 
 #[test]
 fn a_feature_left_to_another_target_is_not_reported_beside_it() {
-    let (repo, _) = check_sources(&Sources {
-        files: vec![("svc.yaml".into(), service(Some(Feature::AllowList)))],
-    });
-    let mut ir = crate::lower::lower(&repo, &Positions::default()).unwrap();
+    let text = service(Some(Feature::AllowList));
+    let mut ir = ir_of(&[("svc.yaml", &text)], &Positions::default());
     ir.targets = vec![Target::GatewayApi, Target::Cilium];
     let mut errors = Vec::new();
     report(&crate::emit::gateway_api::GatewayApi, &ir, &mut errors);
