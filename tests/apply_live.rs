@@ -437,20 +437,8 @@ async fn examples_repo_applies_for_every_mesh_and_resyncs_as_a_no_op() {
             .await
             .unwrap();
     }
-    // SMI is archived: its CRD is kept beside the compiler's tests.
-    let smi = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/tests/crds");
-    meshplan_testenv::crds::install_crds(&client, &smi)
-        .await
-        .unwrap();
-    for mesh in [
-        "istio",
-        "gateway-api",
-        "linkerd",
-        "consul",
-        "cilium",
-        "networkpolicy",
-        "smi",
-    ] {
+    common::install_smi_crd(&client).await;
+    for mesh in common::all_meshes() {
         let inv = inventory();
         let args = [
             "apply",

@@ -2,13 +2,15 @@
 //! the upstream CRDs installed (server-side dry-run): the emitters produce
 //! what the meshes' own schemas demand. Needs the test environment.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PatchParams, PostParams};
-use meshplan_testenv::crds::{apply_value_with, install_crds};
+use meshplan_testenv::crds::apply_value_with;
 use meshplan_testenv::{error_chain, TestEnv};
 
 fn render_json(repo: &Path, mesh: &str) -> Vec<serde_json::Value> {
@@ -53,26 +55,15 @@ async fn the_real_apiserver_accepts_every_rendered_object_of_every_mesh() {
     let env = TestEnv::get();
     let client = env.client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    // SMI is archived: its CRD is kept beside the compiler's tests.
-    let smi = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/tests/crds");
-    install_crds(&client, &smi)
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    common::install_smi_crd(&client).await;
     let dry = PatchParams::apply("meshplan").force().dry_run();
     let mut checked = 0;
     let mut kinds = BTreeSet::new();
     let mut failures = Vec::new();
     for (repo, mesh) in repos().iter().flat_map(|r| {
-        [
-            "istio",
-            "gateway-api",
-            "linkerd",
-            "consul",
-            "cilium",
-            "networkpolicy",
-            "smi",
-        ]
-        .map(|m| (r.clone(), m))
+        common::all_meshes()
+            .into_iter()
+            .map(move |m| (r.clone(), m))
     }) {
         let objects = render_json(&repo, mesh);
         let ns: BTreeSet<&str> = objects

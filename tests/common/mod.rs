@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 /// Runs the `meshplan` binary from the workspace root, without colour.
+#[allow(dead_code)]
 pub fn meshplan(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshplan"))
         .args(args)
@@ -50,4 +51,23 @@ spec:
 ",
         100 - canary
     )
+}
+
+/// Every target, by its meshplan.yaml name.
+#[allow(dead_code)]
+pub fn all_meshes() -> Vec<&'static str> {
+    meshplan_policy_lang::intent::Target::ALL
+        .iter()
+        .map(|t| meshplan_compiler::target_name(*t))
+        .collect()
+}
+
+/// Installs the SMI TrafficSplit CRD (archived upstream, so not among the
+/// shared CRDs: it is kept beside the compiler's tests).
+#[allow(dead_code)]
+pub async fn install_smi_crd(client: &kube::Client) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/tests/crds");
+    if let Err(e) = meshplan_testenv::crds::install_crds(client, &dir).await {
+        panic!("{}", meshplan_testenv::error_chain(&e));
+    }
 }
