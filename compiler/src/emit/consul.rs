@@ -24,9 +24,10 @@
 //!
 //! Routers, splitters and L7 permissions need protocol http, http2 or
 //! grpc: on a tcp service they are errors. Circuit breaking (outlier
-//! detection) and most connection-pool limits are set by Consul on each
-//! caller (`upstreamConfig`), so they cannot be expressed on the
-//! destination: reported.
+//! detection) and the pending/concurrent request limits are set by Consul on
+//! each caller: every other service of the repository gets an
+//! `upstreamConfig.overrides` entry for the service in its ServiceDefaults
+//! (callers outside the repository keep their own settings).
 
 use std::collections::BTreeMap;
 
@@ -58,12 +59,12 @@ impl Emitter for Consul {
             }
             Feature::Redirect | Feature::FaultInjection | Feature::Mirroring => Support::No(""),
             Feature::PerTryTimeout => Support::No("ServiceRouter has no per-try timeout"),
-            Feature::CircuitBreaker => Support::No(
-                "Consul sets outlier detection on each caller (upstreamConfig), not on the destination",
+            Feature::CircuitBreaker => Support::Partial(
+                "Consul sets outlier detection on each caller: the callers rendered from this repository get it (an `upstreamConfig.overrides` entry in their ServiceDefaults); others keep their own settings",
             ),
             Feature::Rewrite => Support::Partial("a path-prefix rewrite; a host rewrite is reported"),
             Feature::ConnectionPool => Support::Partial(
-                "`maxConnections` (maxInboundConnections) and `connectTimeout` (ServiceResolver); the other limits are set on each caller and reported",
+                "`maxConnections` (maxInboundConnections), `connectTimeout` (ServiceResolver), `maxPendingRequests` and `maxRequests` (on the repository's callers, like circuit breaking); `maxRequestsPerConnection` and `idleTimeout` are reported",
             ),
             Feature::RateLimit => Support::Partial(
                 "whole requests per second for the whole service: other rates, or a subset of ports, are reported",
@@ -80,7 +81,18 @@ impl Emitter for Consul {
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        let upstreams: Vec<(&Service, Value)> = ir
+            .services
+            .iter()
+            .filter_map(|d| upstream_override(ir, d).map(|v| (d, v)))
+            .collect();
         for s in &ir.services {
+            // What the other services ask of their callers.
+            let overrides: Vec<Value> = upstreams
+                .iter()
+                .filter(|(d, _)| !std::ptr::eq(*d, s))
+                .map(|(_, v)| v.clone())
+                .collect();
             let mut messages: Vec<String> = Vec::new();
             let mut found = Vec::new();
             let mut report = |m: String| messages.push(m);
@@ -90,7 +102,7 @@ impl Emitter for Consul {
                     report(format!("{what} needs protocol http, http2 or grpc, and the service's ports are tcp (Consul sets one protocol per service)"));
                 }
             }
-            out.push(defaults(s, protocol, &mut report, &mut found));
+            out.push(defaults(s, protocol, &overrides, &mut report, &mut found));
             out.extend(resolver(s, &mut report));
             if protocol != "tcp" {
                 out.extend(splitter(s));
@@ -156,9 +168,49 @@ fn l7_use(s: &Service) -> Option<&'static str> {
         .map(|(_, what)| *what)
 }
 
+/// Circuit breaking and connection limits of `d`, as its callers' Consul
+/// expresses them: an `upstreamConfig.overrides` entry.
+fn upstream_override(ir: &Ir, d: &Service) -> Option<Value> {
+    let mut v = Map::new();
+    if let Some(cb) = &d.circuit_breaker {
+        let mut p = json!({"maxFailures": cb.consecutive_errors, "enforcingConsecutive5xx": 100});
+        if let Some(i) = cb.interval {
+            p["interval"] = gateway_duration(i).into();
+        }
+        if let Some(t) = cb.base_ejection_time {
+            p["baseEjectionTime"] = gateway_duration(t).into();
+        }
+        if let Some(m) = cb.max_ejection_percent {
+            p["maxEjectionPercent"] = m.into();
+        }
+        v.insert("passiveHealthCheck".into(), p);
+    }
+    if let Some(pool) = &d.connection_pool {
+        let mut limits = Map::new();
+        if let Some(n) = pool.max_pending_requests {
+            limits.insert("maxPendingRequests".into(), n.into());
+        }
+        if let Some(n) = pool.max_requests {
+            limits.insert("maxConcurrentRequests".into(), n.into());
+        }
+        if !limits.is_empty() {
+            v.insert("limits".into(), limits.into());
+        }
+    }
+    if v.is_empty() {
+        return None;
+    }
+    v.insert("name".into(), d.host.clone().into());
+    if ir.consul_namespaces {
+        v.insert("namespace".into(), d.namespace.clone().into());
+    }
+    Some(Value::Object(v))
+}
+
 fn defaults(
     s: &Service,
     protocol: &str,
+    overrides: &[Value],
     report: &mut impl FnMut(String),
     errors: &mut Vec<EmitError>,
 ) -> MeshObject {
@@ -170,18 +222,16 @@ fn defaults(
         if let Some(n) = pool.max_connections {
             spec["maxInboundConnections"] = n.into();
         }
-        let caller_side = [
-            (pool.max_pending_requests.is_some(), "maxPendingRequests"),
-            (pool.max_requests.is_some(), "maxRequests"),
+        let missing = [
             (
                 pool.max_requests_per_connection.is_some(),
                 "maxRequestsPerConnection",
             ),
             (pool.idle_timeout.is_some(), "idleTimeout"),
         ];
-        for (set, field) in caller_side {
+        for (set, field) in missing {
             if set {
-                report(format!("Consul sets the connection pool's `{field}` on each caller (upstreamConfig.limits), not on the destination"));
+                report(format!("Consul has no connection-pool `{field}`"));
             }
         }
     }
@@ -194,6 +244,9 @@ fn defaults(
             spec["rateLimits"] =
                 json!({"instanceLevel": {"requestsPerSecond": rps, "requestsMaxBurst": rl.burst}});
         }
+    }
+    if !overrides.is_empty() {
+        spec["upstreamConfig"] = json!({"overrides": overrides});
     }
     obj("ServiceDefaults", s, spec)
 }
