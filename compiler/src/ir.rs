@@ -62,6 +62,8 @@ pub struct Service {
     pub circuit_breaker: Option<CircuitBreaker>,
     pub connection_pool: Option<ConnectionPool>,
     pub load_balancer: Option<LoadBalancer>,
+    /// Tried in order when none of the service's endpoints is healthy.
+    pub failover: Vec<Failover>,
     pub faults: Option<Faults>,
     pub mirror: Option<Mirror>,
     pub rate_limit: Option<RateLimit>,
@@ -134,6 +136,15 @@ pub enum RouteAction {
 pub struct Backend {
     pub version: String,
     pub weight: u32,
+}
+
+/// A failover target, its service resolved to a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Failover {
+    /// `(namespace, name)`; `None`: this service.
+    pub service: Option<(String, String)>,
+    pub peer: Option<String>,
+    pub datacenter: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -14,8 +14,8 @@ use meshplan_policy_lang::parse::{Loaded, Repository};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
 use crate::ir::{
-    Access, AllowRule, Backend, Ir, Mirror, Origin, Peer, Port, Position, Positions, RateLimit,
-    Route, RouteAction, Service, Version,
+    Access, AllowRule, Backend, Failover, Ir, Mirror, Origin, Peer, Port, Position, Positions,
+    RateLimit, Route, RouteAction, Service, Version,
 };
 
 /// Why lowering failed: a reference `check` should have caught.
@@ -283,6 +283,19 @@ fn service(
         None => None,
     };
 
+    let failover: Vec<Failover> = res
+        .failover
+        .iter()
+        .map(|f| Failover {
+            service: f.service.as_ref().map(|r| match r.split_once('/') {
+                Some((ns, n)) => (ns.to_owned(), n.to_owned()),
+                None => (namespace.clone(), r.clone()),
+            }),
+            peer: f.peer.clone(),
+            datacenter: f.datacenter.clone(),
+        })
+        .collect();
+
     Ok(Service {
         name,
         namespace,
@@ -298,6 +311,7 @@ fn service(
         circuit_breaker: res.circuit_breaker,
         connection_pool: res.connection_pool,
         load_balancer: res.load_balancer,
+        failover,
         faults: spec.faults.clone(),
         mirror,
         rate_limit,

@@ -10,8 +10,8 @@
 //!   subset per version, filtered on service metadata
 //!   (`Service.Meta.<label> == "<value>"`: the pods carry
 //!   `consul.hashicorp.com/service-meta-<label>` annotations), the default
-//!   subset, `connectTimeout`, and the load balancer (`ring_hash` with hash
-//!   policies for session affinity);
+//!   subset, `connectTimeout`, the load balancer (`ring_hash` or `maglev`
+//!   with hash policies for session affinity), and failover targets;
 //! - **ServiceSplitter** when the default route splits (a canary): weights
 //!   per subset;
 //! - **ServiceRouter** when routes match, or timeouts or retries are set:
@@ -31,7 +31,9 @@
 
 use std::collections::BTreeMap;
 
-use meshplan_policy_lang::intent::service::{LoadBalancerPolicy, Match, MtlsMode, StringMatch};
+use meshplan_policy_lang::intent::service::{
+    HashAlgorithm, LoadBalancerPolicy, Match, MtlsMode, StringMatch,
+};
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
@@ -103,7 +105,7 @@ impl Emitter for Consul {
                 }
             }
             out.push(defaults(s, protocol, &overrides, &mut report, &mut found));
-            out.extend(resolver(s, &mut report));
+            out.extend(resolver(ir, s, &mut report));
             if protocol != "tcp" {
                 out.extend(splitter(s));
                 out.extend(router(s, &mut report));
@@ -263,7 +265,7 @@ fn default_version(s: &Service) -> Option<&str> {
     }
 }
 
-fn resolver(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
+fn resolver(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
     let mut spec = Map::new();
     if !s.versions.is_empty() {
         let subsets: Map<String, Value> = s
@@ -303,7 +305,12 @@ fn resolver(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> 
             LoadBalancerPolicy::RoundRobin => "round_robin",
             LoadBalancerPolicy::LeastRequest => "least_request",
             LoadBalancerPolicy::Random => "random",
-            LoadBalancerPolicy::ConsistentHash => "ring_hash",
+            LoadBalancerPolicy::ConsistentHash => {
+                match lb.consistent_hash.as_ref().and_then(|h| h.algorithm) {
+                    Some(HashAlgorithm::Maglev) => "maglev",
+                    _ => "ring_hash",
+                }
+            }
         };
         let mut v = json!({"policy": policy});
         if let Some(h) = &lb.consistent_hash {
@@ -328,7 +335,42 @@ fn resolver(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> 
         }
         spec.insert("loadBalancer".into(), v);
     }
+    if !s.failover.is_empty() {
+        let targets: Vec<Value> = s
+            .failover
+            .iter()
+            .filter_map(|f| failover_target(ir, s, f, report))
+            .collect();
+        spec.insert("failover".into(), json!({"*": {"targets": targets}}));
+    }
     (!spec.is_empty()).then(|| obj("ServiceResolver", s, Value::Object(spec)))
+}
+
+/// A failover target as Consul names it.
+fn failover_target(
+    ir: &Ir,
+    s: &Service,
+    f: &crate::ir::Failover,
+    report: &mut impl FnMut(String),
+) -> Option<Value> {
+    let mut t = Map::new();
+    if let Some((ns, name)) = &f.service {
+        if ns != &s.namespace && !ir.consul_namespaces {
+            report(format!("failover to `{ns}/{name}`: Consul without namespaces cannot name another namespace (set `consul.namespaces: true` for Consul Enterprise)"));
+            return None;
+        }
+        t.insert("service".into(), name.clone().into());
+        if ir.consul_namespaces {
+            t.insert("namespace".into(), ns.clone().into());
+        }
+    }
+    if let Some(p) = &f.peer {
+        t.insert("peer".into(), p.clone().into());
+    }
+    if let Some(d) = &f.datacenter {
+        t.insert("datacenter".into(), d.clone().into());
+    }
+    Some(Value::Object(t))
 }
 
 fn splitter(s: &Service) -> Option<MeshObject> {

@@ -37,6 +37,7 @@ pub enum Feature {
     ConnectionPool,
     LoadBalancing,
     SessionAffinity,
+    Failover,
     FaultInjection,
     Mirroring,
     RateLimit,
@@ -47,7 +48,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 23] = [
+    pub const ALL: [Feature; 24] = [
         Feature::WeightedSplit,
         Feature::TcpSplit,
         Feature::HeaderMatch,
@@ -64,6 +65,7 @@ impl Feature {
         Feature::ConnectionPool,
         Feature::LoadBalancing,
         Feature::SessionAffinity,
+        Feature::Failover,
         Feature::FaultInjection,
         Feature::Mirroring,
         Feature::RateLimit,
@@ -92,6 +94,7 @@ impl Feature {
             Feature::ConnectionPool => "connection pool limits",
             Feature::LoadBalancing => "a load-balancing policy",
             Feature::SessionAffinity => "session affinity (consistent hash)",
+            Feature::Failover => "failover to other services, peers or datacenters",
             Feature::FaultInjection => "fault injection",
             Feature::Mirroring => "traffic mirroring",
             Feature::RateLimit => "a local rate limit",
@@ -122,6 +125,7 @@ impl Feature {
             Feature::ConnectionPool => &["spec.resilience.connectionPool"],
             Feature::LoadBalancing => &["spec.resilience.loadBalancer"],
             Feature::SessionAffinity => &["spec.resilience.loadBalancer.consistentHash"],
+            Feature::Failover => &["spec.resilience.failover"],
             Feature::FaultInjection => &["spec.faults"],
             Feature::Mirroring => &["spec.mirror"],
             Feature::RateLimit => &["spec.rateLimit"],
@@ -171,6 +175,7 @@ impl Feature {
                 .load_balancer
                 .as_ref()
                 .is_some_and(|l| l.consistent_hash.is_some()),
+            Feature::Failover => !s.failover.is_empty(),
             Feature::FaultInjection => s.faults.is_some(),
             Feature::Mirroring => s.mirror.is_some(),
             Feature::RateLimit => s.rate_limit.is_some(),
@@ -229,6 +234,13 @@ pub enum Support {
     Elsewhere(&'static [Target], &'static str),
 }
 
+/// Whether `target` expresses `f`, at least in part (a target it leaves
+/// the feature to must).
+pub fn expresses(target: Target, f: Feature) -> bool {
+    super::emitter(target)
+        .is_some_and(|e| matches!(e.support(f), Support::Yes | Support::Partial(_)))
+}
+
 /// Reports every feature a service uses that `emitter` cannot express,
 /// given the targets rendered together.
 pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
@@ -240,7 +252,11 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
             }
             let why = match emitter.support(f) {
                 Support::Yes | Support::Partial(_) => continue,
-                Support::Elsewhere(others, _) if others.iter().any(|t| ir.targets.contains(t)) => {
+                Support::Elsewhere(others, _)
+                    if others
+                        .iter()
+                        .any(|t| ir.targets.contains(t) && expresses(*t, f)) =>
+                {
                     continue
                 }
                 Support::No(why) => why.to_owned(),
@@ -248,6 +264,7 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
                     "add a target that can: {}",
                     others
                         .iter()
+                        .filter(|t| expresses(**t, f))
                         .map(|t| crate::target_name(*t))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -300,6 +317,7 @@ pub fn matrix_markdown() -> String {
                         "via {}",
                         others
                             .iter()
+                            .filter(|t| expresses(**t, f))
                             .map(|t| crate::target_name(*t))
                             .collect::<Vec<_>>()
                             .join(" / ")

@@ -61,6 +61,7 @@ impl Emitter for GatewayApi {
             | Feature::LoadBalancing
             | Feature::SessionAffinity
             | Feature::FaultInjection
+            | Feature::Failover
             | Feature::RateLimit => Support::No(""),
             Feature::StrictMtls => {
                 Support::Elsewhere(MTLS, "GAMMA routes; the mesh underneath authenticates")

@@ -21,7 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use meshplan_policy_lang::intent::service::{LoadBalancerPolicy, Match, MtlsMode, RetryOn};
+use meshplan_policy_lang::intent::service::{
+    HashAlgorithm, LoadBalancerPolicy, Match, MtlsMode, RetryOn,
+};
 use serde_json::{json, Map, Value};
 
 use meshplan_policy_lang::intent::Target;
@@ -46,9 +48,13 @@ impl Emitter for Istio {
         Target::Istio
     }
 
-    fn support(&self, _: Feature) -> Support {
-        // Istio expresses every feature of the intent language.
-        Support::Yes
+    fn support(&self, f: Feature) -> Support {
+        match f {
+            Feature::Failover => Support::No(
+                "Istio fails over by locality (localityLbSetting), not to named services, peers or datacenters",
+            ),
+            _ => Support::Yes,
+        }
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
@@ -118,7 +124,11 @@ fn destination_rule(s: &Service) -> MeshObject {
                 } else {
                     json!({"useSourceIp": true})
                 };
-                json!({"consistentHash": key})
+                let mut v = json!({"consistentHash": key});
+                if h.algorithm == Some(HashAlgorithm::Maglev) {
+                    v["consistentHash"]["maglev"] = json!({});
+                }
+                v
             }
         };
         policy.insert("loadBalancer".into(), v);

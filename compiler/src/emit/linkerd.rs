@@ -57,6 +57,7 @@ impl Emitter for Linkerd {
                 Support::No("Linkerd always balances by latency, EWMA")
             }
             Feature::FaultInjection | Feature::Mirroring => Support::No(""),
+            Feature::Failover => Support::No("failover needs the linkerd-failover extension"),
             Feature::CircuitBreaker => Support::Partial(
                 "failure accrual on the backend Services: consecutive failures and the minimum penalty; `interval` and `maxEjectionPercent` have no Linkerd equivalent and are reported",
             ),

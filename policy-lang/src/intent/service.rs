@@ -233,6 +233,27 @@ pub struct Resilience {
     pub connection_pool: Option<ConnectionPool>,
     #[serde(default)]
     pub load_balancer: Option<LoadBalancer>,
+    /// Where requests go, in order, when none of the service's own
+    /// endpoints is healthy: another service, a cluster peer, or a
+    /// datacenter (Consul's failover).
+    #[serde(default)]
+    pub failover: Vec<FailoverTarget>,
+}
+
+/// One failover target: at least one of `service`, `peer`, `datacenter`
+/// (together: that service in that peer or datacenter).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailoverTarget {
+    /// A service (`name` or `namespace/name`; default: this service).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// A cluster peer.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// A datacenter.
+    #[serde(default)]
+    pub datacenter: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -332,11 +353,22 @@ pub enum LoadBalancerPolicy {
     ConsistentHash,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HashAlgorithm {
+    RingHash,
+    Maglev,
+}
+
 /// Session affinity: exactly one of `header`, `cookie`, `sourceIp`,
 /// `queryParam`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsistentHash {
+    /// The hashing algorithm: `ringHash` (default) or `maglev` (faster
+    /// lookups, less memory, less stable when backends change).
+    #[serde(default)]
+    pub algorithm: Option<HashAlgorithm>,
     #[serde(default)]
     pub header: Option<String>,
     #[serde(default)]

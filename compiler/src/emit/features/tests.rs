@@ -25,6 +25,7 @@ fn fixture(feature: Feature) -> &'static str {
         Feature::ConnectionPool => "resilience: { connectionPool: { maxConnections: 10 } }",
         Feature::LoadBalancing => "resilience: { loadBalancer: { policy: leastRequest } }",
         Feature::SessionAffinity => "resilience: { loadBalancer: { policy: consistentHash, consistentHash: { header: x-user } } }",
+        Feature::Failover => "resilience: { failover: [{ peer: east }] }",
         Feature::FaultInjection => "faults: { abort: { percentage: 1, httpStatus: 503 } }",
         Feature::Mirroring => "mirror: { version: v2, percentage: 10 }",
         Feature::RateLimit => "rateLimit: { requests: 100, per: 1s }",

@@ -2,7 +2,7 @@
 //! references, ranges and contradictions. Each finding points at the node by
 //! its path in the document.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::intent::access::Caller;
@@ -12,6 +12,9 @@ use crate::intent::{PortRef, Protocol, ServiceIntent};
 use crate::parse::{Loaded, Repository};
 use crate::resolve::ServiceIndex;
 use crate::yaml::{did_you_mean, Path};
+
+mod config;
+mod resilience;
 
 /// Diagnostics of one document.
 struct Doc<'a, T> {
@@ -148,7 +151,7 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
         }
     }
     if let Some(c) = &repo.config {
-        config(repo, c, &mut out);
+        config::config(repo, c, &mut out);
     }
     out
 }
@@ -337,67 +340,8 @@ fn service(
         }
     }
 
-    // Resilience.
     if let Some(res) = &spec.resilience {
-        if let Some(cb) = &res.circuit_breaker {
-            if let Some(p) = cb.max_ejection_percent {
-                d.percent(
-                    "spec.resilience.circuitBreaker.maxEjectionPercent",
-                    "maxEjectionPercent",
-                    f64::from(p),
-                );
-            }
-            if cb.consecutive_errors == 0 {
-                d.error(
-                    Code::OutOfRange,
-                    "spec.resilience.circuitBreaker.consecutiveErrors",
-                    "consecutiveErrors must be at least 1",
-                );
-            }
-        }
-        if let Some(lb) = &res.load_balancer {
-            use crate::intent::service::LoadBalancerPolicy as P;
-            match (&lb.policy, &lb.consistent_hash) {
-                (P::ConsistentHash, None) => {
-                    d.error_key(Code::MissingField, "spec.resilience.loadBalancer.policy", "policy `consistentHash` needs a `consistentHash` block saying what to hash on");
-                }
-                (P::ConsistentHash, Some(h)) => {
-                    let n = [
-                        h.header.is_some(),
-                        h.cookie.is_some(),
-                        h.source_ip == Some(true),
-                        h.query_param.is_some(),
-                    ]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
-                    if n != 1 {
-                        d.error(
-                            Code::Conflict,
-                            "spec.resilience.loadBalancer.consistentHash",
-                            "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`",
-                        );
-                    }
-                }
-                (_, Some(_)) => {
-                    d.error_key(
-                        Code::Conflict,
-                        "spec.resilience.loadBalancer.consistentHash",
-                        "`consistentHash` is only used with policy `consistentHash`",
-                    );
-                }
-                _ => {}
-            }
-        }
-        if let Some(r) = &res.retries {
-            if r.attempts > 0 && r.retry_on.is_empty() && !l7 {
-                d.error_key(
-                    Code::Conflict,
-                    "spec.resilience.retries",
-                    "retries need an http, http2 or grpc port",
-                );
-            }
-        }
+        resilience::resilience(&mut d, res, l7);
     }
     if let Some(f) = &spec.faults {
         if let Some(delay) = &f.delay {
@@ -818,56 +762,4 @@ fn caller(
             }
         }
     }
-}
-
-fn config(repo: &Repository, c: &Loaded<crate::intent::Config>, out: &mut Vec<Diagnostic>) {
-    let cfg = &c.value;
-    let mut d = Doc { doc: c, out };
-    if cfg.kind != "MeshplanConfig" {
-        d.error(
-            Code::UnknownKind,
-            "kind",
-            "meshplan.yaml must have `kind: MeshplanConfig`",
-        );
-    }
-    if cfg.targets.is_empty() {
-        d.error_key(
-            Code::MissingField,
-            "targets",
-            "list at least one mesh target (istio, linkerd, gateway-api, consul, cilium)",
-        );
-    }
-    let mut seen = BTreeSet::new();
-    for (i, t) in cfg.targets.iter().enumerate() {
-        if !seen.insert(*t) {
-            d.error(
-                Code::DuplicateName,
-                &format!("targets[{i}]"),
-                "this target is listed twice",
-            );
-        }
-    }
-    if let Some(ns) = &cfg.default_namespace {
-        d.name("defaultNamespace", "namespace", ns);
-    }
-    if let Some(m) = &cfg.metrics {
-        if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
-            d.error(
-                Code::InvalidValue,
-                "metrics.url",
-                format!(
-                    "metrics URL `{}` must start with http:// or https://",
-                    m.url
-                ),
-            );
-        }
-    }
-    d.unique(
-        "cluster",
-        cfg.clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), format!("clusters[{i}].name"))),
-    );
-    let _ = repo;
 }

@@ -1,0 +1,90 @@
+//! Resilience settings: circuit breaking, load balancing, retries and
+//! failover.
+
+use super::Doc;
+use crate::diagnostic::Code;
+use crate::intent::service::Resilience;
+use crate::intent::ServiceIntent;
+
+pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: bool) {
+    if let Some(cb) = &res.circuit_breaker {
+        if let Some(p) = cb.max_ejection_percent {
+            d.percent(
+                "spec.resilience.circuitBreaker.maxEjectionPercent",
+                "maxEjectionPercent",
+                f64::from(p),
+            );
+        }
+        if cb.consecutive_errors == 0 {
+            d.error(
+                Code::OutOfRange,
+                "spec.resilience.circuitBreaker.consecutiveErrors",
+                "consecutiveErrors must be at least 1",
+            );
+        }
+    }
+    if let Some(lb) = &res.load_balancer {
+        use crate::intent::service::LoadBalancerPolicy as P;
+        match (&lb.policy, &lb.consistent_hash) {
+            (P::ConsistentHash, None) => {
+                d.error_key(
+                    Code::MissingField,
+                    "spec.resilience.loadBalancer.policy",
+                    "policy `consistentHash` needs a `consistentHash` block saying what to hash on",
+                );
+            }
+            (P::ConsistentHash, Some(h)) => {
+                let n = [
+                    h.header.is_some(),
+                    h.cookie.is_some(),
+                    h.source_ip == Some(true),
+                    h.query_param.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                if n != 1 {
+                    d.error(
+                        Code::Conflict,
+                        "spec.resilience.loadBalancer.consistentHash",
+                        "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`",
+                    );
+                }
+            }
+            (_, Some(_)) => {
+                d.error_key(
+                    Code::Conflict,
+                    "spec.resilience.loadBalancer.consistentHash",
+                    "`consistentHash` is only used with policy `consistentHash`",
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = &res.retries {
+        if r.attempts > 0 && r.retry_on.is_empty() && !l7 {
+            d.error_key(
+                Code::Conflict,
+                "spec.resilience.retries",
+                "retries need an http, http2 or grpc port",
+            );
+        }
+    }
+    for (i, f) in res.failover.iter().enumerate() {
+        let path = format!("spec.resilience.failover[{i}]");
+        if f.service.is_none() && f.peer.is_none() && f.datacenter.is_none() {
+            d.error(
+                Code::MissingField,
+                &path,
+                "a failover target needs at least one of `service`, `peer`, `datacenter`",
+            );
+        }
+        if let Some(svc) = &f.service {
+            let (ns, name) = svc.split_once('/').unwrap_or(("", svc));
+            if !ns.is_empty() {
+                d.name(&format!("{path}.service"), "namespace", ns);
+            }
+            d.name(&format!("{path}.service"), "service name", name);
+        }
+    }
+}
