@@ -48,10 +48,24 @@ fn refuses_to_render_a_repository_that_fails_check() {
 }
 
 #[test]
-fn says_which_mesh_has_no_emitter_yet() {
-    let out = meshplan(&["render", "examples-repo", "--mesh", "consul"]);
+fn refuses_a_target_that_cannot_express_the_intents_and_says_where() {
+    // examples-repo tolerates what its own targets cannot express; asked
+    // for consul on the command line with `--unsupported error`, render
+    // refuses and points at each setting.
+    let out = meshplan(&[
+        "render",
+        "examples-repo",
+        "--mesh",
+        "consul",
+        "--unsupported",
+        "error",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no emitter for target `consul`"));
+    assert!(out.stdout.is_empty(), "nothing may be emitted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[MP4002]: consul: service `bookinfo/details`: Consul cannot express fault injection"), "{stderr}");
+    assert!(stderr.contains("--> bookinfo/details.yaml:"), "{stderr}");
+    assert!(stderr.contains("render refused:"), "{stderr}");
 }
 
 #[test]

@@ -323,7 +323,7 @@ fn service(
 }
 
 /// The canary's share of traffic at `position`.
-fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Position) -> u32 {
+pub fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Position) -> u32 {
     match position {
         Position::NotStarted | Position::Shadow => 0,
         Position::Promoted => 100,

@@ -237,8 +237,10 @@ pub enum Support {
 /// Whether `target` expresses `f`, at least in part (a target it leaves
 /// the feature to must).
 pub fn expresses(target: Target, f: Feature) -> bool {
-    super::emitter(target)
-        .is_some_and(|e| matches!(e.support(f), Support::Yes | Support::Partial(_)))
+    matches!(
+        super::emitter(target).support(f),
+        Support::Yes | Support::Partial(_)
+    )
 }
 
 /// Reports every feature a service uses that `emitter` cannot express,
@@ -293,10 +295,7 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
 /// The feature-by-mesh matrix, as the Markdown table and notes that
 /// `docs/meshes.md` carries between its `matrix` markers.
 pub fn matrix_markdown() -> String {
-    let emitters: Vec<Box<dyn Emitter>> = Target::ALL
-        .iter()
-        .filter_map(|t| super::emitter(*t))
-        .collect();
+    let emitters: Vec<Box<dyn Emitter>> = Target::ALL.iter().map(|t| super::emitter(*t)).collect();
     let mut out = String::from("| feature |");
     for e in &emitters {
         out.push_str(&format!(" {} |", e.name()));

@@ -70,8 +70,8 @@ pub trait Emitter {
 }
 
 /// The emitter of a target.
-pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
-    Some(match target {
+pub fn emitter(target: Target) -> Box<dyn Emitter> {
+    match target {
         Target::Istio => Box::new(istio::Istio),
         Target::GatewayApi => Box::new(gateway_api::GatewayApi),
         Target::Linkerd => Box::new(linkerd::Linkerd),
@@ -79,7 +79,7 @@ pub fn emitter(target: Target) -> Option<Box<dyn Emitter>> {
         Target::Cilium => Box::new(cilium::Cilium),
         Target::NetworkPolicy => Box::new(networkpolicy::NetworkPolicy),
         Target::Smi => Box::new(smi::Smi),
-    })
+    }
 }
 
 /// A rate limit as whole requests per second, for meshes that count no
