@@ -8,6 +8,7 @@ mod diff;
 mod output;
 mod progress;
 mod render;
+mod rollout;
 mod rules;
 mod run;
 mod schema;
@@ -100,6 +101,19 @@ pub enum Command {
     /// Show the last reconcile of `meshplan run`: revision, result, drift,
     /// diagnostics.
     Status(StatusArgs),
+    /// Progressive rollouts run by `meshplan run`: see where they stand,
+    /// pass a manual gate, pause, resume, abort.
+    ///
+    /// Commands are queued in the rollout's state and carried out by the
+    /// reconciler on its next tick (about a second); the command waits for
+    /// the outcome and prints it. Exit status: 0 when carried out, 1 when
+    /// refused (e.g. `promote` with no manual gate waiting), 2 on errors or
+    /// when no reconciler picked the command up within --wait.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meshplan rollout status\n  meshplan rollout status shop/cart --watch\n  meshplan rollout promote shop/cart\n  meshplan rollout abort cart\n  meshplan rollout status --format json | jq '.[].weight'"
+    )]
+    Rollout(RolloutCommand),
     /// Print the JSON Schema of the intent language (for editors running
     /// yaml-language-server).
     #[command(
@@ -360,6 +374,58 @@ pub struct StatusArgs {
     pub format: ListFormat,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum RolloutCommand {
+    /// Where each rollout stands: phase, step, weights, the last analysis
+    /// per check, and what happens next.
+    Status(RolloutStatusArgs),
+    /// Pass the manual gate the rollout waits at (with --force: promote
+    /// now, from any active phase).
+    Promote(RolloutPromoteArgs),
+    /// Roll back to the stable version now.
+    Abort(RolloutArgs),
+    /// Hold the rollout at its current weights.
+    Pause(RolloutArgs),
+    /// Go on after `pause` (or after a pause for inconclusive analyses).
+    Resume(RolloutArgs),
+    /// Advance on time alone from now on: no more analysis.
+    SkipAnalysis(RolloutArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutStatusArgs {
+    /// A service (`namespace/name`, or a name when unique); default: all.
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// Refresh in place every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    /// The service (`namespace/name`, or a name when unique).
+    pub service: String,
+    #[command(flatten)]
+    pub target: ClusterArgs,
+    /// How long to wait for the reconciler to carry the command out.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub wait: std::time::Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutPromoteArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// Promote now, whatever the phase (skips the remaining steps).
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DryRun {
     /// The API server validates and admits, then discards.
@@ -452,6 +518,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Apply(a) => apply::run(&a, cli.color),
         Command::Run(a) => run::run(&a),
         Command::Status(a) => run::status(&a),
+        Command::Rollout(c) => rollout::run(&c),
         Command::Schema(a) => schema::run(&a),
         Command::Rules(a) => rules::run(&a),
     };

@@ -1,5 +1,7 @@
 //! Helpers shared by the binary's tests.
 
+pub mod running;
+
 use std::process::{Command, Output};
 
 /// Runs the `meshplan` binary from the workspace root, without colour.

@@ -11,6 +11,10 @@
 //! | `meshplan_apply_errors_total{reason}` | counter | failed calls, by error label |
 //! | `meshplan_managed_objects` | gauge | objects in the inventory |
 //! | `meshplan_leader` | gauge | 1 on the replica that acts |
+//! | `meshplan_rollout_phase{service,phase}` | gauge (1) | each rollout's phase |
+//! | `meshplan_rollout_canary_weight{service}` | gauge | the canary's share of traffic, percent |
+//! | `meshplan_rollout_transitions_total{service}` | counter | rollout transitions |
+//! | `meshplan_rollout_analyses_total{service,verdict}` | counter | analyses, by verdict: `pass`, `fail`, `inconclusive` |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +41,10 @@ struct Inner {
     errors: BTreeMap<&'static str, u64>,
     managed: u64,
     leader: bool,
+    /// `(service, phase, weight)`.
+    rollouts: Vec<(String, &'static str, u32)>,
+    transitions: BTreeMap<String, u64>,
+    analyses: BTreeMap<(String, &'static str), u64>,
 }
 
 impl Metrics {
@@ -81,6 +89,18 @@ impl Metrics {
         self.with(|m| m.leader = leader);
     }
 
+    pub fn rollouts(&self, states: Vec<(String, &'static str, u32)>) {
+        self.with(|m| m.rollouts = states);
+    }
+
+    pub fn rollout_transition(&self, service: &str) {
+        self.with(|m| *m.transitions.entry(service.to_owned()).or_default() += 1);
+    }
+
+    pub fn rollout_analysis(&self, service: &str, verdict: &'static str) {
+        self.with(|m| *m.analyses.entry((service.to_owned(), verdict)).or_default() += 1);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         self.with(|m| {
@@ -123,6 +143,26 @@ impl Metrics {
             let _ = writeln!(s, "# HELP meshplan_leader 1 on the replica that acts.");
             let _ = writeln!(s, "# TYPE meshplan_leader gauge");
             let _ = writeln!(s, "meshplan_leader {}", u8::from(m.leader));
+            let _ = writeln!(s, "# HELP meshplan_rollout_phase Each rollout's phase.");
+            let _ = writeln!(s, "# TYPE meshplan_rollout_phase gauge");
+            for (svc, phase, _) in &m.rollouts {
+                let _ = writeln!(s, "meshplan_rollout_phase{{service=\"{}\",phase=\"{phase}\"}} 1", escape(svc));
+            }
+            let _ = writeln!(s, "# HELP meshplan_rollout_canary_weight The canary's share of traffic, in percent.");
+            let _ = writeln!(s, "# TYPE meshplan_rollout_canary_weight gauge");
+            for (svc, _, w) in &m.rollouts {
+                let _ = writeln!(s, "meshplan_rollout_canary_weight{{service=\"{}\"}} {w}", escape(svc));
+            }
+            let _ = writeln!(s, "# HELP meshplan_rollout_transitions_total Rollout transitions.");
+            let _ = writeln!(s, "# TYPE meshplan_rollout_transitions_total counter");
+            for (svc, n) in &m.transitions {
+                let _ = writeln!(s, "meshplan_rollout_transitions_total{{service=\"{}\"}} {n}", escape(svc));
+            }
+            let _ = writeln!(s, "# HELP meshplan_rollout_analyses_total Rollout analyses, by verdict.");
+            let _ = writeln!(s, "# TYPE meshplan_rollout_analyses_total counter");
+            for ((svc, v), n) in &m.analyses {
+                let _ = writeln!(s, "meshplan_rollout_analyses_total{{service=\"{}\",verdict=\"{v}\"}} {n}", escape(svc));
+            }
             s
         })
     }

@@ -31,6 +31,7 @@ pub mod cache;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod rollouts;
 pub mod status;
 pub mod webhook;
 
@@ -115,9 +116,17 @@ pub trait Log: Send + Sync {
     fn warn(&self, message: &str);
 }
 
+/// How often rollouts are looked at while one runs (commands, analyses,
+/// pauses).
+const ROLLOUT_TICK: Duration = Duration::from_secs(1);
+/// With every rollout finished, one tick in this many.
+const IDLE_TICKS: u32 = 10;
+
 /// What was compiled last.
 struct Desired {
     revision: String,
+    /// Its files (compiled again when a rollout moves).
+    dir: PathBuf,
     objects: Vec<MeshObject>,
     summary: Summary,
 }
@@ -182,6 +191,7 @@ pub async fn run(
     }
 
     let (cache, mut changed) = Cache::new(cluster.clone());
+    let cfg_home = cfg.inventory.namespace.clone();
     let mut ctl = Controller {
         cluster,
         cfg,
@@ -192,6 +202,8 @@ pub async fn run(
         status: None,
         failing_revision: None,
         fetch_failing: false,
+        rollouts: rollouts::Rollouts::new(&cfg_home),
+        idle_ticks: 0,
     };
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
@@ -200,6 +212,8 @@ pub async fn run(
 
     let mut ticker = tokio::time::interval(ctl.cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rollout_ticker = tokio::time::interval(ROLLOUT_TICK);
+    rollout_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
     loop {
         shared.beat();
@@ -220,6 +234,12 @@ pub async fn run(
                 Some(Trigger::Leadership)
             }
             _ = ticker.tick() => Some(Trigger::Interval),
+            _ = rollout_ticker.tick() => {
+                if *leader.borrow() && ctl.desired.is_some() {
+                    ctl.rollout_tick().await;
+                }
+                None
+            }
             t = triggers.recv() => t,
             k = changed.recv() => {
                 // Coalesce a burst of watch events (our own apply makes one
@@ -269,6 +289,9 @@ struct Controller {
     failing_revision: Option<String>,
     /// The last fetch failed (unreachable, refused signature).
     fetch_failing: bool,
+    rollouts: rollouts::Rollouts,
+    /// Ticks since the last one that looked at finished rollouts.
+    idle_ticks: u32,
 }
 
 impl Controller {
@@ -294,7 +317,28 @@ impl Controller {
             .is_some_and(|d| d.revision == revision)
             || self.failing_revision.as_deref() == Some(revision.as_str());
         if !known {
-            match self.compile(&dir) {
+            let checked = match self.check(&dir) {
+                Ok(c) => c,
+                Err((message, diagnostics)) => {
+                    self.failing_revision = Some(revision.clone());
+                    self.failed("check", Some(revision), message, diagnostics, started)
+                        .await;
+                    return;
+                }
+            };
+            // The rollouts' positions first: guessing one would move a
+            // running canary's traffic.
+            let save_point = self.rollouts.save_point();
+            match self.rollouts.refresh(&self.cluster, &checked.0).await {
+                Ok(transitions) => self.transitioned(transitions).await,
+                Err(e) => {
+                    let message = format!("cannot read the rollout states: {e}: nothing applied, retried on the next reconcile");
+                    self.failed("rollout", Some(revision), message, Vec::new(), started)
+                        .await;
+                    return;
+                }
+            }
+            match self.build(&checked.0, &checked.1) {
                 Ok((objects, summary)) => {
                     self.log.info(&format!(
                         "revision {} compiled: {} objects ({trigger:?})",
@@ -304,11 +348,14 @@ impl Controller {
                     self.failing_revision = None;
                     self.desired = Some(Desired {
                         revision: revision.clone(),
+                        dir: dir.clone(),
                         objects,
                         summary,
                     });
                 }
                 Err((message, diagnostics)) => {
+                    // The last good revision's rollouts go on.
+                    self.rollouts.restore(save_point);
                     self.failing_revision = Some(revision.clone());
                     self.failed("check", Some(revision), message, diagnostics, started)
                         .await;
@@ -518,27 +565,51 @@ impl Controller {
         }
     }
 
-    /// Check, then compile; errors as a message and the diagnostics.
+    /// Checks a revision; errors as a message and the diagnostics.
     #[allow(clippy::type_complexity)]
-    fn compile(&self, dir: &Path) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
+    fn check(
+        &self,
+        dir: &Path,
+    ) -> Result<
+        (
+            meshplan_policy_lang::parse::Repository,
+            meshplan_policy_lang::check::Report,
+        ),
+        (String, Vec<String>),
+    > {
         let (repo, report) =
             check_dir(dir).map_err(|e| (format!("cannot read the revision: {e}"), Vec::new()))?;
-        let lines = |ds: &[meshplan_policy_lang::diagnostic::Diagnostic]| -> Vec<String> {
-            ds.iter()
-                .filter(|d| d.is_error() || self.cfg.strict)
-                .map(human::one_line)
-                .collect()
-        };
         if !report.passes(self.cfg.strict) {
             return Err((
                 format!(
                     "the revision does not pass check ({}): nothing applied, the cluster keeps the last good revision",
                     human::summary_line(report.summary())
                 ),
-                lines(&report.diagnostics),
+                self.lines(&report.diagnostics),
             ));
         }
-        let compiled = compile(&repo, &report, &self.cfg.compile).map_err(|e| {
+        Ok((repo, report))
+    }
+
+    fn lines(&self, ds: &[meshplan_policy_lang::diagnostic::Diagnostic]) -> Vec<String> {
+        ds.iter()
+            .filter(|d| d.is_error() || self.cfg.strict)
+            .map(human::one_line)
+            .collect()
+    }
+
+    /// Compiles a checked revision at the rollouts' positions.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        &self,
+        repo: &meshplan_policy_lang::parse::Repository,
+        report: &meshplan_policy_lang::check::Report,
+    ) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
+        let opts = Options {
+            positions: self.rollouts.positions(),
+            ..self.cfg.compile.clone()
+        };
+        let compiled = compile(repo, report, &opts).map_err(|e| {
             let diags = match &e {
                 meshplan_compiler::Error::Emit(errs) => errs.iter().map(|e| e.to_string()).collect(),
                 _ => Vec::new(),
@@ -551,10 +622,83 @@ impl Controller {
         if compiled.diagnostics.iter().any(|d| d.is_error()) {
             return Err((
                 "resource rules failed on the compiled objects: nothing applied, the cluster keeps the last good revision".into(),
-                lines(&compiled.diagnostics),
+                self.lines(&compiled.diagnostics),
             ));
         }
         Ok((compiled.objects, compiled.summary))
+    }
+
+    /// Moves the rollouts; when a position moved, compiles the current
+    /// revision again at the new positions and applies it.
+    async fn rollout_tick(&mut self) {
+        if !self.rollouts.active() {
+            // Finished rollouts only answer commands (refusals): seldom.
+            self.idle_ticks += 1;
+            if self.idle_ticks < IDLE_TICKS {
+                return;
+            }
+        }
+        self.idle_ticks = 0;
+        let ticked = match self.rollouts.tick(&self.cluster).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.log.warn(&format!("rollouts: {e}"));
+                return;
+            }
+        };
+        for (service, verdict) in &ticked.analyses {
+            self.metrics.rollout_analysis(service, verdict);
+        }
+        self.transitioned(ticked.transitions).await;
+        if !ticked.moved {
+            return;
+        }
+        let Some(dir) = self.desired.as_ref().map(|d| d.dir.clone()) else {
+            return;
+        };
+        let built = self
+            .check(&dir)
+            .and_then(|(repo, report)| self.build(&repo, &report));
+        match built {
+            Ok((objects, summary)) => {
+                if let Some(d) = &mut self.desired {
+                    d.objects = objects;
+                    d.summary = summary;
+                }
+                self.sync(Instant::now()).await;
+            }
+            Err((message, _)) => self.log.warn(&format!("rollouts: {message}")),
+        }
+    }
+
+    /// Logs, records and announces rollout transitions.
+    async fn transitioned(&mut self, transitions: Vec<rollouts::Transitioned>) {
+        for t in transitions {
+            let line = format!(
+                "rollout {}: {} → {} ({})",
+                t.service, t.from, t.to, t.reason
+            );
+            if t.warning {
+                self.log.warn(&line);
+            } else {
+                self.log.info(&line);
+            }
+            self.metrics.rollout_transition(&t.service);
+            let reason = match t.to.split('@').next().unwrap_or_default() {
+                "Progressing" => "RolloutProgressing",
+                "Paused" => "RolloutPaused",
+                "Promoting" | "Succeeded" => "RolloutPromoted",
+                "RollingBack" | "Failed" => "RolloutRolledBack",
+                _ => "Rollout",
+            };
+            status::event(&self.cluster, &self.cfg.inventory, t.warning, reason, &line).await;
+        }
+        self.metrics.rollouts(
+            self.rollouts
+                .states()
+                .map(|(k, s)| (k.clone(), s.phase.name(), s.weight))
+                .collect(),
+        );
     }
 
     async fn failed(

@@ -19,6 +19,7 @@ use meshplan_compiler::emit::prometheus::{analysis_queries, slower_than, Flavor}
 use meshplan_compiler::ir::Service;
 use meshplan_policy_lang::cel::eval::{Bindings, Engine};
 use meshplan_policy_lang::intent::rollout::{Analysis, SloGate};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Verdict;
@@ -99,6 +100,57 @@ pub enum Outcome {
 pub struct Report {
     pub checks: Vec<CheckResult>,
     pub verdict: Verdict,
+}
+
+/// An analysis as stored with the rollout's state (`rollout status`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Unix seconds.
+    pub time: u64,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    pub checks: Vec<CheckRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// `pass`, `fail` or `inconclusive`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl Report {
+    pub fn record(&self, time: u64) -> Record {
+        let outcome = |o: Outcome| match o {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Inconclusive => "inconclusive",
+        };
+        Record {
+            time,
+            verdict: match &self.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail(_) => "fail",
+                Verdict::Inconclusive(_) => "inconclusive",
+            }
+            .into(),
+            checks: self
+                .checks
+                .iter()
+                .map(|c| CheckRecord {
+                    name: c.name.clone(),
+                    value: c.value,
+                    outcome: outcome(c.outcome).into(),
+                    detail: c.detail.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A gated SLO, reduced to what the gate needs.

@@ -41,7 +41,10 @@
 //!   reason and change nothing.
 
 pub mod analysis;
+pub mod command;
 pub mod store;
+
+pub use command::{Command, CommandKind, CommandResult};
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +133,25 @@ pub struct State {
     pub paused_from: Option<Box<Phase>>,
     /// The last transitions, newest last (at most [`HISTORY`]).
     pub history: Vec<Transition>,
+    /// The stable version (shown by `rollout status`).
+    #[serde(default)]
+    pub stable: String,
+    /// The canary's share of traffic now, in percent (shown by `rollout
+    /// status`; the compiler derives the weights from `at`).
+    #[serde(default)]
+    pub weight: u32,
+    /// The last analysis, check by check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis: Option<analysis::Record>,
+    /// A command waiting for the controller (`meshplan rollout promote`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// What became of the last command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_result: Option<CommandResult>,
+    /// What happens next, in a sentence.
+    #[serde(default)]
+    pub next: String,
 }
 
 /// How many transitions a state remembers.
@@ -220,7 +242,18 @@ impl State {
             skip_analysis: false,
             paused_from: None,
             history: Vec::new(),
+            stable: String::new(),
+            weight: 0,
+            last_analysis: None,
+            command: None,
+            command_result: None,
+            next: String::new(),
         }
+    }
+
+    /// Whether the rollout is over (succeeded, or failed and rolled back).
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Succeeded | Phase::Failed { .. })
     }
 
     /// The state for `rollout` now: `previous` if it is still about the

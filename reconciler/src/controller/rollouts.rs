@@ -1,0 +1,461 @@
+//! Progressive delivery inside the reconciler: each service's rollout state
+//! machine ([`crate::rollout`]) driven by time, analysis and commands, its
+//! position fed to the compiler — the weights meshplan applies *are* the
+//! rollout's state, so no second tool fights over them, and real drift is
+//! still caught.
+//!
+//! # Expected flow
+//!
+//! - **A new revision**: for each service with a `rollout`, the stored
+//!   state is read and resumed — or restarted at the first stage when the
+//!   canary version or the rollout changed, or when no state exists (a
+//!   rebuilt cluster starts at step 0, never at 100 %) — and started when
+//!   idle. Its position goes to the compiler.
+//! - **Every tick** (a second while a rollout runs): the stored states are
+//!   listed (one LIST); a pending command (`meshplan rollout promote`…) is
+//!   applied and its result recorded; a due analysis runs against
+//!   Prometheus; time advances pauses; promotion and rollback settle. When
+//!   a position moved, the revision is compiled again with the new
+//!   positions and applied.
+//!
+//! # Guarantees
+//!
+//! - **Write, then apply**: a state is saved (compare-and-swap) before the
+//!   weights of its position are applied. A reconciler killed in between
+//!   applies the saved position when it restarts: it resumes at the same
+//!   step. A save that loses the race (another replica, a command) is
+//!   dropped and the state re-read on the next tick.
+//! - **No evidence, no progress**: without `metrics.url`, or with
+//!   Prometheus unreachable, an analysis is inconclusive.
+//! - **Unreadable state stops the reconcile** rather than guessing a
+//!   position: applying "not started" would roll a running canary back.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshplan_compiler::emit::prometheus::Flavor;
+use meshplan_compiler::ir::Service;
+use meshplan_compiler::lower::{canary_weight, lower};
+use meshplan_compiler::Positions;
+use meshplan_policy_lang::intent::rollout::Rollout;
+use meshplan_policy_lang::intent::Target;
+use meshplan_policy_lang::parse::Repository;
+
+use crate::cluster::Cluster;
+use crate::rollout::analysis::{self, GatedSlo, Prometheus};
+use crate::rollout::store::{self, StoreError};
+use crate::rollout::{CommandResult, Effect, Event, Phase, State, Verdict};
+use crate::Error;
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One transition, for the log, an Event and the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transitioned {
+    /// `namespace/name`.
+    pub service: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// Ended badly (rolled back, failed, frozen).
+    pub warning: bool,
+}
+
+/// What a tick did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    /// A position moved: compile and apply again.
+    pub moved: bool,
+    pub transitions: Vec<Transitioned>,
+    /// `(service, verdict)` of each analysis run.
+    pub analyses: Vec<(String, &'static str)>,
+}
+
+/// The rollouts of the current revision.
+#[derive(Debug)]
+pub struct Rollouts {
+    /// meshplan's namespace, where states are kept.
+    home: String,
+    tracked: BTreeMap<String, Tracked>,
+}
+
+/// See [`Rollouts::save_point`].
+#[derive(Debug)]
+pub struct SavePoint(BTreeMap<String, Tracked>);
+
+#[derive(Clone, Debug)]
+struct Tracked {
+    service: Service,
+    rollout: Rollout,
+    fingerprint: String,
+    flavor: Flavor,
+    prometheus: Option<Prometheus>,
+    slos: Vec<GatedSlo>,
+    state: State,
+    /// The stored version the state was read or written at.
+    version: Option<String>,
+}
+
+impl Rollouts {
+    pub fn new(home: &str) -> Rollouts {
+        Rollouts {
+            home: home.to_owned(),
+            tracked: BTreeMap::new(),
+        }
+    }
+
+    /// The rollouts tracked now, to [`Rollouts::restore`] if the revision
+    /// that replaces them turns out not to compile.
+    pub fn save_point(&self) -> SavePoint {
+        SavePoint(self.tracked.clone())
+    }
+
+    pub fn restore(&mut self, p: SavePoint) {
+        self.tracked = p.0;
+    }
+
+    /// Whether any rollout is under way (ticks are then frequent).
+    pub fn active(&self) -> bool {
+        self.tracked.values().any(|t| !t.state.finished())
+    }
+
+    /// Where each rollout stands, for the compiler.
+    pub fn positions(&self) -> Positions {
+        Positions {
+            by_service: self
+                .tracked
+                .iter()
+                .map(|(k, t)| (k.clone(), t.state.at.into()))
+                .collect(),
+        }
+    }
+
+    /// The states, by `namespace/name`.
+    pub fn states(&self) -> impl Iterator<Item = (&String, &State)> {
+        self.tracked.iter().map(|(k, t)| (k, &t.state))
+    }
+
+    /// Reads, resumes (or restarts) and starts the rollouts of a new
+    /// revision; returns their transitions.
+    pub async fn refresh(
+        &mut self,
+        cluster: &Cluster,
+        repo: &Repository,
+    ) -> Result<Vec<Transitioned>, Error> {
+        let now = unix_now();
+        let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
+            what: "lowering the revision for its rollouts".into(),
+            detail: e.to_string(),
+            code: None,
+        })?;
+        let config = repo.config.as_ref().map(|c| &c.value);
+        let prometheus = config
+            .and_then(|c| c.metrics.as_ref())
+            .filter(|m| !m.url.is_empty())
+            .map(|m| Prometheus { url: m.url.clone() });
+        let targets = config.map(|c| c.targets.clone()).unwrap_or_default();
+        let flavor = if !targets.contains(&Target::Istio) && targets.contains(&Target::Linkerd) {
+            Flavor::Linkerd
+        } else {
+            Flavor::Istio
+        };
+        let mut tracked = BTreeMap::new();
+        let mut transitions = Vec::new();
+        for s in ir.services {
+            let Some(rollout) = s.rollout.clone() else {
+                continue;
+            };
+            let key = s.key();
+            let fingerprint = fingerprint(&rollout);
+            let stored = store::load(cluster, &self.home, &s.namespace, &s.name).await?;
+            let version = stored.as_ref().map(|s| s.resource_version.clone());
+            let previous = stored.map(|s| s.state);
+            let mut state = State::resume_or_restart(previous.clone(), &rollout, &fingerprint, now);
+            let mut fx = Vec::new();
+            if state.phase == Phase::Idle {
+                fx = state.start(&rollout, now);
+            }
+            let slos = s
+                .slos
+                .iter()
+                .map(|slo| GatedSlo {
+                    name: slo.name.clone(),
+                    objective: slo.objective,
+                    latency_ms: slo.sli.latency.as_ref().map(|l| l.threshold.as_millis()),
+                })
+                .collect();
+            let mut t = Tracked {
+                service: s,
+                rollout,
+                fingerprint,
+                flavor,
+                prometheus: prometheus.clone(),
+                slos,
+                state,
+                version,
+            };
+            t.describe(now);
+            if previous.as_ref() != Some(&t.state) {
+                t.save(cluster, &self.home).await.map_err(|e| match e {
+                    StoreError::Api(e) => e,
+                    StoreError::Conflict(k) => Error::Api {
+                        what: format!("starting the rollout of {k}"),
+                        detail:
+                            "its state changed while it was written: retried on the next reconcile"
+                                .into(),
+                        code: Some(409),
+                    },
+                })?;
+            }
+            transitions.extend(transitioned(&key, &fx));
+            tracked.insert(key, t);
+        }
+        self.tracked = tracked;
+        Ok(transitions)
+    }
+
+    /// One tick: commands, due analyses, time, settling.
+    pub async fn tick(&mut self, cluster: &Cluster) -> Result<Ticked, Error> {
+        let mut out = Ticked::default();
+        if self.tracked.is_empty() {
+            return Ok(out);
+        }
+        let stored = store::list(cluster, &self.home).await?;
+        for (key, t) in &mut self.tracked {
+            // Written by someone else (a command, another replica): adopt
+            // it, unless it is about another canary or definition.
+            if let Some(s) = stored.get(key) {
+                if Some(&s.resource_version) != t.version.as_ref()
+                    && s.state.canary == t.rollout.canary
+                    && s.state.fingerprint == t.fingerprint
+                {
+                    t.state = s.state.clone();
+                    t.version = Some(s.resource_version.clone());
+                }
+            }
+            let before = t.state.clone();
+            let now = unix_now();
+            let mut fx = Vec::new();
+            if let Some(cmd) = t.state.command.take() {
+                let (accepted, message) = match t.state.handle(&t.rollout, cmd.kind.event(), now) {
+                    Ok(effects) => {
+                        let m = effects
+                            .iter()
+                            .filter_map(|e| match e {
+                                Effect::Transitioned { from, to, .. } => {
+                                    Some(format!("{from} → {to}"))
+                                }
+                                Effect::Apply(_) => None,
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        fx.extend(effects);
+                        (true, if m.is_empty() { "done".to_owned() } else { m })
+                    }
+                    Err(r) => (false, r.0),
+                };
+                t.state.command_result = Some(CommandResult {
+                    id: cmd.id,
+                    kind: cmd.kind,
+                    accepted,
+                    message,
+                    time: now,
+                });
+            }
+            if let Some(verdict) = t.analyse_if_due(now).await {
+                out.analyses.push((key.clone(), verdict_name(&verdict)));
+                fx.extend(
+                    t.state
+                        .handle(&t.rollout, Event::Analysis(verdict), now)
+                        .unwrap_or_default(),
+                );
+            }
+            fx.extend(
+                t.state
+                    .handle(&t.rollout, Event::Tick, now)
+                    .unwrap_or_default(),
+            );
+            // Promotion and rollback finish at once (their webhooks run
+            // here once they exist).
+            fx.extend(t.state.settle(now));
+            t.describe(now);
+            if t.state == before {
+                continue;
+            }
+            match t.save(cluster, &self.home).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => {
+                    // Someone wrote first: theirs stands; re-read next tick.
+                    t.state = before;
+                    continue;
+                }
+                Err(StoreError::Api(e)) => {
+                    t.state = before;
+                    return Err(e);
+                }
+            }
+            out.moved |= fx.iter().any(|e| matches!(e, Effect::Apply(_)));
+            out.transitions.extend(transitioned(key, &fx));
+        }
+        Ok(out)
+    }
+}
+
+impl Tracked {
+    async fn save(&mut self, cluster: &Cluster, home: &str) -> Result<(), StoreError> {
+        let v = store::save(
+            cluster,
+            home,
+            &self.service.namespace,
+            &self.service.name,
+            &self.state,
+            self.version.as_deref(),
+        )
+        .await?;
+        self.version = Some(v);
+        Ok(())
+    }
+
+    /// Runs the analysis when one is due: the stage is progressing, the
+    /// rollout is analysed, and an interval passed since the last one.
+    async fn analyse_if_due(&mut self, now: u64) -> Option<Verdict> {
+        let analysis = self.rollout.analysis.clone()?;
+        if self.state.phase != Phase::Progressing || self.state.skip_analysis {
+            return None;
+        }
+        let every = analysis
+            .interval
+            .map_or(60, |d| (d.as_millis() / 1000).max(1));
+        let last = self.state.last_analysis.as_ref().map_or(0, |r| r.time);
+        if now < last + every || now < self.state.stage_started + every {
+            return None;
+        }
+        let Some(prom) = self.prometheus.clone() else {
+            let v = Verdict::Inconclusive("meshplan.yaml sets no `metrics.url`".into());
+            self.state.last_analysis = Some(analysis::Record {
+                time: now,
+                verdict: "inconclusive".into(),
+                checks: Vec::new(),
+            });
+            return Some(v);
+        };
+        let (service, flavor, slos, version) = (
+            self.service.clone(),
+            self.flavor,
+            self.slos.clone(),
+            self.rollout.canary.clone(),
+        );
+        // Prometheus is called with a blocking client: off the runtime.
+        let report = tokio::task::spawn_blocking(move || {
+            let engine = meshplan_policy_lang::cel::eval::Engine::new();
+            let mut report =
+                analysis::analyse(&prom, &engine, flavor, &service, &version, &analysis);
+            if let Some(gate) = &analysis.slo_gate {
+                let interval = analysis.interval.map_or("1m".to_owned(), |d| d.to_string());
+                let mut checks = report.checks;
+                checks.extend(analysis::slo_gate(
+                    &prom, flavor, &service, &version, &interval, gate, &slos,
+                ));
+                report = analysis::finish(checks);
+            }
+            report
+        })
+        .await
+        .ok()?;
+        self.state.last_analysis = Some(report.record(now));
+        Some(report.verdict)
+    }
+
+    /// Fills the state's display fields: versions, weight, next action.
+    fn describe(&mut self, now: u64) {
+        let s = &mut self.state;
+        s.stable = self.rollout.stable.clone();
+        s.weight = canary_weight(&self.rollout, s.at.into());
+        let every = self
+            .rollout
+            .analysis
+            .as_ref()
+            .map(|a| a.interval.map_or(60, |d| (d.as_millis() / 1000).max(1)));
+        s.next = match &s.phase {
+            Phase::Idle => "starts with the next reconcile".into(),
+            Phase::Progressing => match (every, s.skip_analysis) {
+                (Some(every), false) => {
+                    let last = s.last_analysis.as_ref().map_or(0, |r| r.time);
+                    let due = (last + every).max(s.stage_started + every);
+                    format!("analysis in {}s", due.saturating_sub(now))
+                }
+                _ => {
+                    let pause = match s.at {
+                        crate::rollout::At::Step(i) => self
+                            .rollout
+                            .steps
+                            .get(i)
+                            .and_then(|st| st.pause)
+                            .map_or(0, |d| d.as_millis() / 1000),
+                        _ => 0,
+                    };
+                    format!(
+                        "next step in {}s",
+                        (s.stage_started + pause).saturating_sub(now)
+                    )
+                }
+            },
+            Phase::Paused { reason } => match reason {
+                crate::rollout::PauseReason::ManualGate => {
+                    format!(
+                        "waits for `meshplan rollout promote {}`",
+                        self.service.key()
+                    )
+                }
+                crate::rollout::PauseReason::Frozen => {
+                    "frozen after failures: `promote --force` or `abort`".into()
+                }
+                _ => format!("paused: `meshplan rollout resume {}`", self.service.key()),
+            },
+            Phase::Promoting | Phase::RollingBack { .. } => "settling".into(),
+            Phase::Succeeded => "done: the canary takes all traffic".into(),
+            Phase::Failed { .. } => "rolled back: push a new canary to try again".into(),
+        };
+    }
+}
+
+fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail(_) => "fail",
+        Verdict::Inconclusive(_) => "inconclusive",
+    }
+}
+
+fn transitioned(key: &str, fx: &[Effect]) -> Vec<Transitioned> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Transitioned { from, to, reason } => Some(Transitioned {
+                service: key.to_owned(),
+                from: from.clone(),
+                to: to.clone(),
+                reason: reason.clone(),
+                warning: to.starts_with("RollingBack")
+                    || to.starts_with("Failed")
+                    || reason.starts_with("frozen"),
+            }),
+            Effect::Apply(_) => None,
+        })
+        .collect()
+}
+
+/// A short hash of the rollout's definition: a change restarts it.
+fn fingerprint(r: &Rollout) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(r).unwrap_or_default();
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,552 @@
+//! Progressive delivery end to end: `meshplan run` (as the least-privilege
+//! ServiceAccount) moves a canary's weights on the real kube-apiserver
+//! from the verdicts of a real Prometheus scraping the controlled metrics
+//! generator. 1–2 s analysis intervals; every wait polls for a condition.
+//! Needs the test environment.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::running::{free_port, Running};
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use meshplan_testenv::{unique_name, wait_for, with_temp_ns, TestEnv, Workload};
+use serde_json::Value;
+
+/// A repository with one service `svc` (v1 stable, v2 canary) whose
+/// rollout is `rollout` (YAML lines under `rollout:`), analysed from
+/// `metrics_url`.
+fn repo(ns: &str, svc: &str, metrics_url: &str, rollout: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("meshplan.yaml"),
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: {ns}\nmetrics:\n  url: {metrics_url}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: {svc}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: {svc}, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: {svc}, version: v2 }} }}\n  rollout:\n    stable: v1\n    canary: v2\n{rollout}"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Healthy traffic to both versions of `svc`.
+fn traffic(ns: &str, svc: &str, error_rate: f64, tail_ms: Option<f64>, rps: f64) {
+    let mut canary = Workload::new(svc, ns, "v2")
+        .rps(rps)
+        .error_rate(error_rate)
+        .latency_ms(20.0);
+    if let Some(ms) = tail_ms {
+        canary = canary.tail(0.2, ms);
+    }
+    TestEnv::get()
+        .metrics()
+        .set(&[
+            Workload::new(svc, ns, "v1")
+                .rps(30.0)
+                .error_rate(0.0)
+                .latency_ms(20.0),
+            canary,
+        ])
+        .unwrap();
+}
+
+fn start(dir: &Path, inventory: &str) -> Running {
+    // A long interval: every move below comes from the rollout ticks.
+    Running::start(&[dir.to_str().unwrap(), "--interval", "5m"], inventory)
+}
+
+/// The canary's weight on the VirtualService's default route.
+async fn weight(client: &kube::Client, ns: &str, svc: &str) -> Option<i64> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
+    );
+    let vs = api.get_opt(svc).await.ok()??;
+    let routes = vs.data["spec"]["http"].as_array()?;
+    let default = routes.last()?;
+    default["route"]
+        .as_array()?
+        .iter()
+        .find(|r| r["destination"]["subset"] == "v2")
+        .map(|r| r["weight"].as_i64().unwrap_or(0))
+}
+
+fn meshplan_sa(args: &[&str], inventory: &str) -> std::process::Output {
+    let env = TestEnv::get();
+    let mut all = args.to_vec();
+    all.extend([
+        "--kubeconfig",
+        env.sa_kubeconfig.to_str().unwrap(),
+        "--inventory",
+        inventory,
+    ]);
+    common::meshplan(&all)
+}
+
+/// `meshplan rollout status KEY --format json`, once there is a state.
+fn status(key: &str, inventory: &str) -> Option<Value> {
+    let out = meshplan_sa(&["rollout", "status", key, "--format", "json"], inventory);
+    if out.status.code() != Some(0) {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get(0).cloned()
+}
+
+async fn wait_phase(
+    key: &str,
+    inventory: &str,
+    phase: &str,
+    within: Duration,
+    run: &Running,
+) -> Value {
+    let what = format!("{key} to reach {phase}");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = status(key, inventory) {
+            if s["phase"] == phase {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: it is {}\n--- meshplan run:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap(),
+                    run.log()
+                );
+            }
+        } else if Instant::now() > deadline {
+            panic!("{what}: no state\n--- meshplan run:\n{}", run.log());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wait_weight(
+    client: &kube::Client,
+    ns: &str,
+    svc: &str,
+    w: i64,
+    within: Duration,
+    run: &Running,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = weight(client, ns, svc).await;
+        if now == Some(w) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{ns}/{svc}: canary weight {now:?}, expected {w}\n--- meshplan run:\n{}",
+                run.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const HEALTHY_ANALYSIS: &str = "    analysis:\n      interval: 2s\n      failureLimit: 2\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 99 }\n      latency: { percentile: 99, max: 500ms }\n";
+
+#[tokio::test]
+async fn a_healthy_canary_advances_through_every_step_and_promotes() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("cart");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let steps = "    steps: [{ weight: 20 }, { weight: 50 }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        // Every weight shows up, in order.
+        let mut seen: Vec<i64> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while seen.last() != Some(&100) {
+            if let Some(w) = weight(&client, &ns, &svc).await {
+                if seen.last() != Some(&w) {
+                    seen.push(w);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weights so far {seen:?}\n{}",
+                run.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen, [20, 50, 100], "{}", run.log());
+        let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
+        assert_eq!(s["weight"], 100);
+        assert_eq!(s["lastAnalysis"]["verdict"], "pass", "{s}");
+        // The controller says so on /metrics.
+        let (_, metrics) = run.get("/metrics").unwrap();
+        assert!(
+            metrics.contains(&format!(
+                "meshplan_rollout_phase{{service=\"{key}\",phase=\"Succeeded\"}} 1"
+            )),
+            "{metrics}"
+        );
+        assert!(metrics.contains(&format!(
+            "meshplan_rollout_analyses_total{{service=\"{key}\",verdict=\"pass\"}}"
+        )));
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_error_spike_at_step_2_rolls_back_within_the_failure_limit() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("pay");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        // Step 2 holds long enough for the spike to be judged there.
+        let steps = "    steps: [{ weight: 20 }, { weight: 50, pause: 1h }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        wait_weight(&client, &ns, &svc, 50, Duration::from_secs(60), &run).await;
+        traffic(&ns, &svc, 0.5, None, 40.0);
+        let spiked = Instant::now();
+        let s = wait_phase(&key, &inv, "failed", Duration::from_secs(40), &run).await;
+        // failureLimit 2 × 2 s, plus Prometheus' window catching up.
+        let took = spiked.elapsed();
+        assert!(took < Duration::from_secs(30), "rolled back after {took:?}");
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .contains("2 failed checks in a row"),
+            "{s}"
+        );
+        assert!(
+            s["reason"].as_str().unwrap().contains("success rate"),
+            "{s}"
+        );
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(10), &run).await;
+        assert!(run.log().contains("RollingBack"), "{}", run.log());
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_latency_regression_fails_the_latency_check() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("slow");
+        // A fifth of the canary's requests take 2 s: p99 far over 500 ms.
+        traffic(&ns, &svc, 0.0, Some(2000.0), 40.0);
+        let steps = "    steps: [{ weight: 20 }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let s = wait_phase(
+            &format!("{ns}/{svc}"),
+            &inv,
+            "failed",
+            Duration::from_secs(60),
+            &run,
+        )
+        .await;
+        let reason = s["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("p99 latency") && !reason.contains("success rate"),
+            "{s}"
+        );
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(10), &run).await;
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn low_traffic_stays_inconclusive_and_never_advances() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("quiet");
+        traffic(&ns, &svc, 0.0, None, 0.5);
+        let steps = "    steps: [{ weight: 20 }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        wait_for(
+            "three inconclusive analyses",
+            Duration::from_secs(40),
+            || {
+                let s = status(&key, &inv);
+                async move {
+                    let s = s?;
+                    (s["lastAnalysis"]["verdict"] == "inconclusive"
+                        && s["inconclusive"].as_u64()? >= 3)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        let s = status(&key, &inv).unwrap();
+        assert_eq!(s["phase"], "progressing", "{s}");
+        assert_eq!(s["weight"], 20, "{s}");
+        let volume = &s["lastAnalysis"]["checks"][0];
+        assert_eq!(volume["name"], "request volume", "{s}");
+        assert!(
+            volume["detail"].as_str().unwrap().contains("(minimum 10)"),
+            "{s}"
+        );
+        assert_eq!(weight(&client, &ns, &svc).await, Some(20));
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_manual_gate_waits_for_promote() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("gate");
+        let steps = "    steps: [{ weight: 30 }, { gate: manual }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, steps);
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        let s = wait_phase(&key, &inv, "paused", Duration::from_secs(30), &run).await;
+        assert_eq!(s["reason"], "manualGate", "{s}");
+        assert!(
+            s["next"]
+                .as_str()
+                .unwrap()
+                .contains("meshplan rollout promote"),
+            "{s}"
+        );
+        wait_weight(&client, &ns, &svc, 30, Duration::from_secs(10), &run).await;
+        // It stays there.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(status(&key, &inv).unwrap()["phase"], "paused");
+
+        // `resume` is not how a gate opens: refused, nothing moves.
+        let out = meshplan_sa(&["rollout", "resume", &key], &inv);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("use `promote` to pass it"));
+
+        let out = meshplan_sa(&["rollout", "promote", &svc], &inv);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            run.log()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Paused@step 1 → "),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        wait_weight(&client, &ns, &svc, 100, Duration::from_secs(10), &run).await;
+        wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
+
+        // Nothing left to promote.
+        let out = meshplan_sa(&["rollout", "promote", &key], &inv);
+        assert_eq!(out.status.code(), Some(1));
+        let text = meshplan_sa(&["rollout", "status", &key], &inv);
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("Succeeded at promoted"),
+            "{}",
+            String::from_utf8_lossy(&text.stdout)
+        );
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_reconciler_resumes_at_the_same_step() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("resume");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let steps = "    steps: [{ weight: 20 }, { weight: 60, pause: 1h }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let key = format!("{ns}/{svc}");
+        let run = start(dir.path(), &inv);
+        wait_weight(&client, &ns, &svc, 60, Duration::from_secs(60), &run).await;
+        let before = status(&key, &inv).unwrap();
+        drop(run); // SIGKILL: no clean shutdown.
+
+        let run = start(dir.path(), &inv);
+        wait_for(
+            "the new reconciler to reconcile",
+            Duration::from_secs(30),
+            || {
+                let up = run
+                    .metric("meshplan_reconciles_total{result=\"unchanged\"}")
+                    .unwrap_or(0.0)
+                    + run
+                        .metric("meshplan_reconciles_total{result=\"applied\"}")
+                        .unwrap_or(0.0);
+                async move { (up >= 1.0).then_some(()) }
+            },
+        )
+        .await;
+        // Still at step 2 (60 %), for a while and through its analyses.
+        for _ in 0..10 {
+            assert_eq!(weight(&client, &ns, &svc).await, Some(60), "{}", run.log());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let after = status(&key, &inv).unwrap();
+        assert_eq!(after["at"]["at"], "step", "{after}");
+        assert_eq!(after["at"]["step"], 1, "{after}");
+        assert_eq!(
+            after["stageStarted"], before["stageStarted"],
+            "the stage restarted"
+        );
+        run.stop();
+    })
+    .await;
+}
+
+/// A TCP relay in front of Prometheus, to take it away and bring it back
+/// on the same address.
+struct Relay {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Relay {
+    async fn start(port: u16, to: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    Ok((mut inbound, _)) = listener.accept() => {
+                        let to = to.clone();
+                        tokio::spawn(async move {
+                            if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Relay {
+            port,
+            stop: Some(tx),
+        }
+    }
+
+    fn stop(mut self) -> u16 {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.port
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prometheus_gone_nothing_advances_and_it_goes_on_when_back() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("blind");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let prom = env.prometheus_url.trim_start_matches("http://").to_owned();
+        let relay = Relay::start(free_port(), prom.clone()).await;
+        let url = format!("http://127.0.0.1:{}", relay.port);
+        let steps = "    steps: [{ weight: 20 }, { weight: 40 }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &url, &format!("{steps}{HEALTHY_ANALYSIS}"));
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let key = format!("{ns}/{svc}");
+        let run = start(dir.path(), &inv);
+        wait_weight(&client, &ns, &svc, 40, Duration::from_secs(60), &run).await;
+
+        let port = relay.stop();
+        wait_for("an inconclusive analysis", Duration::from_secs(20), || {
+            let s = status(&key, &inv);
+            async move { (s?["lastAnalysis"]["verdict"] == "inconclusive").then_some(()) }
+        })
+        .await;
+        for _ in 0..8 {
+            assert_eq!(weight(&client, &ns, &svc).await, Some(40), "{}", run.log());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let s = status(&key, &inv).unwrap();
+        assert_eq!(s["phase"], "progressing", "{s}");
+        assert!(
+            s["lastAnalysis"]["checks"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Prometheus at"),
+            "{s}"
+        );
+
+        let _relay = Relay::start(port, prom).await;
+        wait_phase(&key, &inv, "succeeded", Duration::from_secs(60), &run).await;
+        assert_eq!(weight(&client, &ns, &svc).await, Some(100));
+        run.stop();
+    })
+    .await;
+}
+
+#[test]
+fn rollout_commands_without_a_rollout_say_so() {
+    let env = TestEnv::get();
+    let inv = format!("meshplan-system/{}", unique_name("ro"));
+    let out = meshplan_sa(
+        &["rollout", "promote", "nowhere/nothing", "--wait", "1s"],
+        &inv,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no rollout for `nowhere/nothing`"), "{err}");
+    let _ = env;
+}
