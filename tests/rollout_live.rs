@@ -537,6 +537,157 @@ async fn with_prometheus_gone_nothing_advances_and_it_goes_on_when_back() {
     .await;
 }
 
+/// A webhook receiver: answers each path with the status set for it
+/// (default 200) and keeps every JSON body it got.
+#[derive(Clone)]
+struct Hooks {
+    port: u16,
+    status: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u16>>>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl Hooks {
+    async fn start() -> Hooks {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let hooks = Hooks {
+            port: listener.local_addr().unwrap().port(),
+            status: Default::default(),
+            bodies: Default::default(),
+        };
+        let h = hooks.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut r = BufReader::new(stream);
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.ok()?;
+                    let path = line.split_whitespace().nth(1)?.to_owned();
+                    let mut len = 0;
+                    loop {
+                        let mut l = String::new();
+                        r.read_line(&mut l).await.ok()?;
+                        let l = l.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().ok()?;
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).await.ok()?;
+                    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    h.bodies.lock().unwrap().push((path.clone(), v));
+                    let code = h.status.lock().unwrap().get(&path).copied().unwrap_or(200);
+                    let resp = format!(
+                        "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    r.into_inner().write_all(resp.as_bytes()).await.ok()
+                });
+            }
+        });
+        hooks
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn answer(&self, path: &str, code: u16) {
+        self.status.lock().unwrap().insert(path.to_owned(), code);
+    }
+
+    fn got(&self, path: &str) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_gate_the_start_each_step_and_the_promotion_and_hear_every_transition() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("hooked");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let hooks = Hooks::start().await;
+        // Not yet: the load test is not ready, the step is not confirmed.
+        hooks.answer("/pre", 503);
+        hooks.answer("/confirm", 409);
+        let webhooks = format!(
+            "    webhooks:\n      - {{ name: load-test, type: preRollout, url: '{}', timeout: 2s, metadata: {{ rps: '50' }} }}\n      - {{ name: approve, type: stepConfirmation, url: '{}' }}\n      - {{ name: smoke, type: postRollout, url: '{}' }}\n      - {{ name: chat, type: notification, url: '{}' }}\n",
+            hooks.url("/pre"),
+            hooks.url("/confirm"),
+            hooks.url("/post"),
+            hooks.url("/note"),
+        );
+        let steps = "    steps: [{ weight: 25 }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, &format!("{steps}{HEALTHY_ANALYSIS}{webhooks}"));
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let key = format!("{ns}/{svc}");
+        let run = start(dir.path(), &inv);
+
+        // The pre-rollout hook holds the start: all traffic on stable.
+        wait_for("the pre-rollout hook to be asked twice", Duration::from_secs(30), || {
+            let n = hooks.got("/pre").len();
+            async move { (n >= 2).then_some(()) }
+        })
+        .await;
+        let s = status(&key, &inv).unwrap();
+        assert_eq!(s["phase"], "idle", "{s}");
+        assert!(s["next"].as_str().unwrap().contains("answered 503"), "{s}");
+        assert_eq!(weight(&client, &ns, &svc).await, Some(0));
+        let pre = &hooks.got("/pre")[0];
+        assert_eq!(pre["type"], "preRollout");
+        assert_eq!(pre["service"], svc.as_str());
+        assert_eq!(pre["metadata"]["rps"], "50");
+
+        hooks.answer("/pre", 200);
+        wait_weight(&client, &ns, &svc, 25, Duration::from_secs(30), &run).await;
+        // Passing analyses, but no confirmation: the step holds.
+        wait_for("step confirmation to be asked", Duration::from_secs(40), || {
+            let n = hooks.got("/confirm").len();
+            async move { (n >= 2).then_some(()) }
+        })
+        .await;
+        let s = status(&key, &inv).unwrap();
+        assert_eq!(s["weight"], 25, "{s}");
+        assert!(s["next"].as_str().unwrap().contains("waits for step confirmation"), "{s}");
+        assert!(s["passes"].as_u64().unwrap() >= 1, "{s}");
+
+        hooks.answer("/confirm", 200);
+        wait_phase(&key, &inv, "succeeded", Duration::from_secs(40), &run).await;
+        assert_eq!(hooks.got("/post").len(), 1, "post-rollout is called once, on promotion");
+        // Every transition was announced.
+        wait_for("the notifications", Duration::from_secs(10), || {
+            let notes: Vec<String> = hooks
+                .got("/note")
+                .iter()
+                .map(|v| v["reason"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            async move {
+                (notes.iter().any(|r| r.contains("rollout started"))
+                    && notes.iter().any(|r| r.contains("→ Succeeded@canary")))
+                .then_some(())
+            }
+        })
+        .await;
+        run.stop();
+    })
+    .await;
+}
+
 #[test]
 fn rollout_commands_without_a_rollout_say_so() {
     let env = TestEnv::get();

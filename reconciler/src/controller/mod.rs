@@ -204,6 +204,7 @@ pub async fn run(
         fetch_failing: false,
         rollouts: rollouts::Rollouts::new(&cfg_home),
         idle_ticks: 0,
+        waiting: Default::default(),
     };
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
@@ -292,6 +293,8 @@ struct Controller {
     rollouts: rollouts::Rollouts,
     /// Ticks since the last one that looked at finished rollouts.
     idle_ticks: u32,
+    /// What rollouts wait for (webhooks), as last logged.
+    waiting: std::collections::BTreeSet<String>,
 }
 
 impl Controller {
@@ -649,6 +652,13 @@ impl Controller {
         for (service, verdict) in &ticked.analyses {
             self.metrics.rollout_analysis(service, verdict);
         }
+        // Said once, not every second.
+        for w in &ticked.waiting {
+            if !self.waiting.contains(w) {
+                self.log.warn(w);
+            }
+        }
+        self.waiting = ticked.waiting.iter().cloned().collect();
         self.transitioned(ticked.transitions).await;
         if !ticked.moved {
             return;

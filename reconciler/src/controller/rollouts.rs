@@ -44,8 +44,10 @@ use meshplan_policy_lang::parse::Repository;
 use crate::cluster::Cluster;
 use crate::rollout::analysis::{self, GatedSlo, Prometheus};
 use crate::rollout::store::{self, StoreError};
-use crate::rollout::{CommandResult, Effect, Event, Phase, State, Verdict};
+use crate::rollout::webhook;
+use crate::rollout::{At, CommandResult, Effect, Event, Phase, State, Verdict};
 use crate::Error;
+use meshplan_policy_lang::intent::rollout::WebhookType;
 
 /// Seconds since the epoch.
 pub fn unix_now() -> u64 {
@@ -74,6 +76,8 @@ pub struct Ticked {
     pub transitions: Vec<Transitioned>,
     /// `(service, verdict)` of each analysis run.
     pub analyses: Vec<(String, &'static str)>,
+    /// Webhooks that did not answer yes (for the log).
+    pub waiting: Vec<String>,
 }
 
 /// The rollouts of the current revision.
@@ -99,6 +103,8 @@ struct Tracked {
     state: State,
     /// The stored version the state was read or written at.
     version: Option<String>,
+    /// The webhook the rollout waits for, and why (shown as its next step).
+    waiting: Option<String>,
 }
 
 impl Rollouts {
@@ -175,11 +181,7 @@ impl Rollouts {
             let stored = store::load(cluster, &self.home, &s.namespace, &s.name).await?;
             let version = stored.as_ref().map(|s| s.resource_version.clone());
             let previous = stored.map(|s| s.state);
-            let mut state = State::resume_or_restart(previous.clone(), &rollout, &fingerprint, now);
-            let mut fx = Vec::new();
-            if state.phase == Phase::Idle {
-                fx = state.start(&rollout, now);
-            }
+            let state = State::resume_or_restart(previous.clone(), &rollout, &fingerprint, now);
             let slos = s
                 .slos
                 .iter()
@@ -198,7 +200,9 @@ impl Rollouts {
                 slos,
                 state,
                 version,
+                waiting: None,
             };
+            let fx = t.try_start(&key, now).await;
             t.describe(now);
             if previous.as_ref() != Some(&t.state) {
                 t.save(cluster, &self.home).await.map_err(|e| match e {
@@ -267,22 +271,19 @@ impl Rollouts {
                     time: now,
                 });
             }
+            t.waiting = None;
+            fx.extend(t.try_start(key, now).await);
+            let mut events = Vec::new();
             if let Some(verdict) = t.analyse_if_due(now).await {
                 out.analyses.push((key.clone(), verdict_name(&verdict)));
-                fx.extend(
-                    t.state
-                        .handle(&t.rollout, Event::Analysis(verdict), now)
-                        .unwrap_or_default(),
-                );
+                events.push(Event::Analysis(verdict));
             }
-            fx.extend(
-                t.state
-                    .handle(&t.rollout, Event::Tick, now)
-                    .unwrap_or_default(),
-            );
-            // Promotion and rollback finish at once (their webhooks run
-            // here once they exist).
-            fx.extend(t.state.settle(now));
+            events.push(Event::Tick);
+            fx.extend(t.step(key, events, now).await);
+            fx.extend(t.settle(key, now).await);
+            if let Some(w) = &t.waiting {
+                out.waiting.push(format!("rollout {key}: {w}"));
+            }
             t.describe(now);
             if t.state == before {
                 continue;
@@ -300,13 +301,111 @@ impl Rollouts {
                 }
             }
             out.moved |= fx.iter().any(|e| matches!(e, Effect::Apply(_)));
-            out.transitions.extend(transitioned(key, &fx));
+            let moves = transitioned(key, &fx);
+            t.notify(key, &moves);
+            out.transitions.extend(moves);
         }
         Ok(out)
     }
 }
 
 impl Tracked {
+    /// Starts an idle rollout once its pre-rollout webhooks say yes.
+    async fn try_start(&mut self, key: &str, now: u64) -> Vec<Effect> {
+        if self.state.phase != Phase::Idle {
+            return Vec::new();
+        }
+        if let Err(why) = self.hooks(WebhookType::PreRollout, key, "starting").await {
+            self.waiting = Some(format!("waits for the pre-rollout webhook: {why}"));
+            return Vec::new();
+        }
+        self.state.start(&self.rollout, now)
+    }
+
+    /// Feeds `events`; a move to a further stage waits for the
+    /// step-confirmation webhooks (without their yes, the stage holds and
+    /// the analyses still count).
+    async fn step(&mut self, key: &str, events: Vec<Event>, now: u64) -> Vec<Effect> {
+        let feed = |s: &mut State, rollout: &Rollout| -> Vec<Effect> {
+            events
+                .iter()
+                .flat_map(|e| s.handle(rollout, e.clone(), now).unwrap_or_default())
+                .collect()
+        };
+        let mut trial = self.state.clone();
+        let fx = feed(&mut trial, &self.rollout);
+        let advances = trial.at != self.state.at && trial.at != At::Stable;
+        if advances && webhook::has(&self.rollout, WebhookType::StepConfirmation) {
+            if let Err(why) = self
+                .hooks(WebhookType::StepConfirmation, key, "the stage passed")
+                .await
+            {
+                self.waiting = Some(format!("waits for step confirmation: {why}"));
+                self.state.hold = true;
+                let fx = feed(&mut self.state, &self.rollout);
+                self.state.hold = false;
+                return fx;
+            }
+        }
+        self.state = trial;
+        fx
+    }
+
+    /// Finishes promotion and rollback once their webhooks say yes.
+    async fn settle(&mut self, key: &str, now: u64) -> Vec<Effect> {
+        let kind = match self.state.phase {
+            Phase::Promoting => WebhookType::PostRollout,
+            Phase::RollingBack { .. } => WebhookType::Rollback,
+            _ => return Vec::new(),
+        };
+        let reason = self
+            .state
+            .history
+            .last()
+            .map_or(String::new(), |t| t.reason.clone());
+        if let Err(why) = self.hooks(kind, key, &reason).await {
+            self.waiting = Some(format!(
+                "waits for the {} webhook: {why}",
+                webhook::type_name(kind)
+            ));
+            return Vec::new();
+        }
+        self.state.settle(now)
+    }
+
+    /// Calls the rollout's webhooks of `kind` (off the runtime: blocking).
+    async fn hooks(&self, kind: WebhookType, key: &str, reason: &str) -> Result<(), String> {
+        if !webhook::has(&self.rollout, kind) {
+            return Ok(());
+        }
+        let (rollout, key, state, reason) = (
+            self.rollout.clone(),
+            key.to_owned(),
+            self.state.clone(),
+            reason.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || webhook::gate(&rollout, kind, &key, &state, &reason))
+            .await
+            .map_err(|e| format!("the webhook task failed: {e}"))?
+    }
+
+    /// Tells the notification webhooks about each transition, in the
+    /// background: their answers gate nothing.
+    fn notify(&self, key: &str, moves: &[Transitioned]) {
+        if moves.is_empty() || !webhook::has(&self.rollout, WebhookType::Notification) {
+            return;
+        }
+        let (rollout, key, state) = (self.rollout.clone(), key.to_owned(), self.state.clone());
+        let reasons: Vec<String> = moves
+            .iter()
+            .map(|m| format!("{} → {}: {}", m.from, m.to, m.reason))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for r in reasons {
+                let _ = webhook::gate(&rollout, WebhookType::Notification, &key, &state, &r);
+            }
+        });
+    }
     async fn save(&mut self, cluster: &Cluster, home: &str) -> Result<(), StoreError> {
         let v = store::save(
             cluster,
@@ -373,6 +472,12 @@ impl Tracked {
 
     /// Fills the state's display fields: versions, weight, next action.
     fn describe(&mut self, now: u64) {
+        if let Some(w) = &self.waiting {
+            self.state.stable = self.rollout.stable.clone();
+            self.state.weight = canary_weight(&self.rollout, self.state.at.into());
+            self.state.next = w.clone();
+            return;
+        }
         let s = &mut self.state;
         s.stable = self.rollout.stable.clone();
         s.weight = canary_weight(&self.rollout, s.at.into());

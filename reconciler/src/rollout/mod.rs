@@ -43,6 +43,7 @@
 pub mod analysis;
 pub mod command;
 pub mod store;
+pub mod webhook;
 
 pub use command::{Command, CommandKind, CommandResult};
 
@@ -152,6 +153,11 @@ pub struct State {
     /// What happens next, in a sentence.
     #[serde(default)]
     pub next: String,
+    /// Held by the controller: a stage whose conditions hold does not
+    /// advance (its step-confirmation webhooks said "not yet"). Never
+    /// stored.
+    #[serde(skip)]
+    pub hold: bool,
 }
 
 /// How many transitions a state remembers.
@@ -248,6 +254,7 @@ impl State {
             command: None,
             command_result: None,
             next: String::new(),
+            hold: false,
         }
     }
 
@@ -476,6 +483,9 @@ impl State {
     /// Advances when the stage's condition holds: its pause elapsed, and a
     /// pass (or the shadow stage's iterations) when analysed.
     fn maybe_advance(&mut self, rollout: &Rollout, now: u64) -> Vec<Effect> {
+        if self.hold {
+            return Vec::new();
+        }
         let analysed = rollout.analysis.is_some() && !self.skip_analysis;
         match self.at {
             At::Shadow => {

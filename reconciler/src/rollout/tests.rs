@@ -247,3 +247,23 @@ fn the_state_survives_serialization_and_keeps_a_bounded_history() {
     let back: State = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_held_stage_counts_its_checks_but_does_not_advance() {
+    let r = rollout(CANARY);
+    let mut s = started(&r);
+    s.hold = true;
+    let fx = pass(&mut s, &r, 61);
+    assert!(!fx.contains(&Effect::Apply(At::Step(1))), "{fx:?}");
+    assert_eq!((s.at, s.passes), (At::Step(0), 1));
+    s.hold = false;
+    assert!(pass(&mut s, &r, 62).contains(&Effect::Apply(At::Step(1))));
+}
+
+#[test]
+fn the_hold_flag_is_never_stored() {
+    let mut s = State::new("v2", "f1", 0);
+    s.hold = true;
+    let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert!(!back.hold);
+}
