@@ -367,6 +367,27 @@ async fn a_manual_gate_waits_for_promote() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("use `promote` to pass it"));
 
+        // A pipeline waiting for the promotion with kubectl (kstatus
+        // conditions on the MeshRollout).
+        let object = format!("meshrollout/meshplan-rollout-{ns}-{svc}");
+        let kubeconfig = env.sa_kubeconfig.to_str().unwrap().to_owned();
+        let waiter = std::process::Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "-n",
+                "meshplan-system",
+                "wait",
+                &object,
+                "--for=condition=Ready",
+                "--timeout=60s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
         let out = meshplan_sa(&["rollout", "promote", &svc], &inv);
         assert_eq!(
             out.status.code(),
@@ -382,6 +403,14 @@ async fn a_manual_gate_waits_for_promote() {
         );
         wait_weight(&client, &ns, &svc, 100, Duration::from_secs(10), &run).await;
         wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
+        let waited = waiter.wait_with_output().unwrap();
+        assert!(
+            waited.status.success(),
+            "kubectl wait: {}{}",
+            String::from_utf8_lossy(&waited.stdout),
+            String::from_utf8_lossy(&waited.stderr)
+        );
+        assert!(String::from_utf8_lossy(&waited.stdout).contains("condition met"));
 
         // Nothing left to promote.
         let out = meshplan_sa(&["rollout", "promote", &key], &inv);

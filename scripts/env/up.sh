@@ -161,6 +161,8 @@ kubeconfig "$DIR/admin.kubeconfig" meshplan-admin "$ADMIN_TOKEN"
 log "installing the upstream CRDs from $CRDS"
 "$HELPER" install-crds --kubeconfig "$DIR/admin.kubeconfig" "$CRDS" 2>>"$DIR/logs/setup.log" \
     || fail "installing CRDs failed (see setup.log)"
+"$HELPER" install-crds --kubeconfig "$DIR/admin.kubeconfig" "$ROOT/deploy/crds" 2>>"$DIR/logs/setup.log" \
+    || fail "installing meshplan's own CRDs (deploy/crds) failed (see setup.log)"
 log "applying deploy/rbac.yaml and requesting the meshplan ServiceAccount's token"
 "$HELPER" apply --kubeconfig "$DIR/admin.kubeconfig" "$ROOT/deploy/rbac.yaml" 2>>"$DIR/logs/setup.log" \
     || fail "applying deploy/rbac.yaml failed (see setup.log)"
