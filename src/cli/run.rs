@@ -31,8 +31,8 @@ impl Log for Stderr {
 
 fn now() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();
-    // Seconds are enough for logs.
-    t.round(k8s_openapi::jiff::Unit::Second)
+    // Milliseconds: rollouts and drift act within a second.
+    t.round(k8s_openapi::jiff::Unit::Millisecond)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| t.to_string())
 }
