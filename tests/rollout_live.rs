@@ -20,10 +20,20 @@ use serde_json::Value;
 /// rollout is `rollout` (YAML lines under `rollout:`), analysed from
 /// `metrics_url`.
 fn repo(ns: &str, svc: &str, metrics_url: &str, rollout: &str) -> tempfile::TempDir {
+    repo_for("istio", ns, svc, metrics_url, rollout)
+}
+
+fn repo_for(
+    target: &str,
+    ns: &str,
+    svc: &str,
+    metrics_url: &str,
+    rollout: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("meshplan.yaml"),
-        format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\ndefaultNamespace: {ns}\nmetrics:\n  url: {metrics_url}\n"),
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [{target}]\ndefaultNamespace: {ns}\nmetrics:\n  url: {metrics_url}\n"),
     )
     .unwrap();
     std::fs::write(
@@ -709,6 +719,216 @@ async fn webhooks_gate_the_start_each_step_and_the_promotion_and_hear_every_tran
                 (notes.iter().any(|r| r.contains("rollout started"))
                     && notes.iter().any(|r| r.contains("→ Succeeded@canary")))
                 .then_some(())
+            }
+        })
+        .await;
+        run.stop();
+    })
+    .await;
+}
+
+/// The canary backend's weight on Linkerd's HTTPRoute.
+async fn linkerd_weight(client: &kube::Client, ns: &str, svc: &str) -> Option<i64> {
+    let gvk = GroupVersionKind::gvk("policy.linkerd.io", "v1beta3", "HTTPRoute");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+    );
+    let r = api.get_opt(svc).await.ok()??;
+    let rules = r.data["spec"]["rules"].as_array()?;
+    rules.last()?["backendRefs"]
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == format!("{svc}-v2").as_str())
+        .map(|b| b["weight"].as_i64().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn on_linkerd_the_analysis_reads_linkerd_metrics_and_the_route_moves() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("ld");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let steps = "    steps: [{ weight: 50 }, { weight: 100 }]\n";
+        let dir = repo_for(
+            "linkerd",
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        let mut seen: Vec<i64> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.last() != Some(&100) {
+            if let Some(w) = linkerd_weight(&client, &ns, &svc).await {
+                if seen.last() != Some(&w) {
+                    seen.push(w);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weights so far {seen:?}\n{}",
+                run.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen, [50, 100], "{}", run.log());
+        let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
+        // The checks ran (on Linkerd's response_total and response_latency_ms:
+        // the flavor follows the targets).
+        let checks = s["lastAnalysis"]["checks"].as_array().unwrap();
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "p99 latency" && c["outcome"] == "pass"),
+            "{s}"
+        );
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pause_resume_abort_and_a_hand_edited_weight_behave() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("ops");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        // Step 1 holds long enough for every command below.
+        let steps = "    steps: [{ weight: 40, pause: 1h }, { weight: 100 }]\n";
+        let dir = repo(
+            &ns,
+            &svc,
+            &env.prometheus_url,
+            &format!("{steps}{HEALTHY_ANALYSIS}"),
+        );
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        wait_weight(&client, &ns, &svc, 40, Duration::from_secs(30), &run).await;
+
+        // The step's weights are the desired state: a hand edit is drift,
+        // and it is healed back to the step's weights.
+        let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+        let vs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
+        );
+        let patch = serde_json::json!([
+            {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 0},
+            {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 100}
+        ]);
+        vs.patch(
+            &svc,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::<()>::Json(serde_json::from_value(patch).unwrap()),
+        )
+        .await
+        .unwrap();
+        wait_weight(&client, &ns, &svc, 40, Duration::from_secs(10), &run).await;
+
+        let ok = |args: &[&str]| {
+            let out = meshplan_sa(args, &inv);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert!(ok(&["rollout", "pause", &key]).contains("→ Paused@step 0"));
+        assert_eq!(status(&key, &inv).unwrap()["reason"], "requested");
+        assert!(ok(&["rollout", "resume", &key]).contains("→ Progressing@step 0"));
+        ok(&["rollout", "skip-analysis", &key]);
+        assert_eq!(status(&key, &inv).unwrap()["skipAnalysis"], true);
+        assert!(ok(&["rollout", "abort", &key]).contains("→ RollingBack@stable"));
+        let s = wait_phase(&key, &inv, "failed", Duration::from_secs(10), &run).await;
+        assert_eq!(s["reason"], "aborted", "{s}");
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(10), &run).await;
+
+        // Each transition is a Kubernetes Event, the rollback a Warning.
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(client.clone(), "meshplan-system");
+        let name = inv.split_once('/').unwrap().1.to_owned();
+        wait_for(
+            "a RolloutRolledBack warning event",
+            Duration::from_secs(10),
+            || {
+                let events = events.clone();
+                let key = key.clone();
+                let name = name.clone();
+                async move {
+                    let list = events.list(&Default::default()).await.ok()?;
+                    list.items
+                        .iter()
+                        .any(|e| {
+                            e.reason.as_deref() == Some("RolloutRolledBack")
+                                && e.type_.as_deref() == Some("Warning")
+                                && e.message.as_deref().unwrap_or_default().contains(&key)
+                                && e.involved_object
+                                    .name
+                                    .as_deref()
+                                    .unwrap_or_default()
+                                    .starts_with(&name)
+                        })
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        run.stop();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_canary_pushed_mid_rollout_restarts_at_the_first_step() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("again");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let steps = "    steps: [{ weight: 20 }, { weight: 60, pause: 1h }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, &format!("{steps}{HEALTHY_ANALYSIS}"));
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        wait_weight(&client, &ns, &svc, 60, Duration::from_secs(60), &run).await;
+        // v3 replaces v2 as the canary (the folder is watched).
+        let file = dir.path().join("svc.yaml");
+        let text = std::fs::read_to_string(&file).unwrap()
+            .replace("    - { name: v2, labels: { app: SVC, version: v2 } }\n".replace("SVC", &svc).as_str(),
+                &format!("    - {{ name: v2, labels: {{ app: {svc}, version: v2 }} }}\n    - {{ name: v3, labels: {{ app: {svc}, version: v3 }} }}\n"))
+            .replace("    canary: v2\n", "    canary: v3\n");
+        std::fs::write(&file, text).unwrap();
+        wait_for("the rollout of v3 to start over", Duration::from_secs(30), || {
+            let s = status(&key, &inv);
+            async move {
+                let s = s?;
+                (s["canary"] == "v3" && s["at"]["step"] == 0).then_some(())
+            }
+        })
+        .await;
+        // v2 has left the default route's split; v3 has the first step's 20 %.
+        let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+        let vs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"));
+        wait_for("v3 at 20 %", Duration::from_secs(15), || {
+            let vs = vs.clone();
+            let svc = svc.clone();
+            async move {
+                let o = vs.get(&svc).await.ok()?;
+                let route = o.data["spec"]["http"].as_array()?.last()?["route"].as_array()?.clone();
+                let w = |v: &str| route.iter().find(|r| r["destination"]["subset"] == v).map(|r| r["weight"].as_i64().unwrap_or(0));
+                (w("v3") == Some(20) && w("v2").unwrap_or(0) == 0).then_some(())
             }
         })
         .await;
