@@ -937,6 +937,40 @@ async fn a_new_canary_pushed_mid_rollout_restarts_at_the_first_step() {
     .await;
 }
 
+#[tokio::test]
+async fn blue_green_switches_everything_at_once_after_its_checks() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("bg");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let rollout = format!("    strategy: blueGreen\n    steps: [{{ weight: 100, pause: 4s }}]\n{HEALTHY_ANALYSIS}");
+        let dir = repo(&ns, &svc, &env.prometheus_url, &rollout);
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        let mut seen: Vec<i64> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.last() != Some(&100) {
+            if let Some(w) = weight(&client, &ns, &svc).await {
+                if seen.last() != Some(&w) {
+                    seen.push(w);
+                }
+            }
+            assert!(Instant::now() < deadline, "weights so far {seen:?}\n{}", run.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen, [0, 100], "no weight in between: {}", run.log());
+        let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
+        assert!(
+            s["history"].as_array().unwrap().iter().any(|t| t["reason"] == "last step passed: promoting"),
+            "{s}"
+        );
+        run.stop();
+    })
+    .await;
+}
+
 #[test]
 fn rollout_commands_without_a_rollout_say_so() {
     let env = TestEnv::get();

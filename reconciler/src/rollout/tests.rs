@@ -267,3 +267,19 @@ fn the_hold_flag_is_never_stored() {
     let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert!(!back.hold);
 }
+
+#[test]
+fn blue_green_keeps_the_canary_dark_until_promotion() {
+    let r = rollout("strategy: blueGreen\nstable: v1\ncanary: v2\nsteps:\n  - { weight: 100, pause: 30s }\nanalysis:\n  successRate: { min: 99 }\n");
+    let mut s = started(&r);
+    assert_eq!(s.at, At::Step(0));
+    assert_eq!(meshplan_compiler::lower::canary_weight(&r, s.at.into()), 0);
+    pass(&mut s, &r, 10);
+    assert_eq!(s.at, At::Step(0), "the pause has not elapsed");
+    let fx = pass(&mut s, &r, 31);
+    assert!(fx.contains(&Effect::Apply(At::Canary)), "{fx:?}");
+    assert_eq!(
+        meshplan_compiler::lower::canary_weight(&r, s.at.into()),
+        100
+    );
+}
