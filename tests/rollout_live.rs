@@ -201,6 +201,16 @@ async fn a_healthy_canary_advances_through_every_step_and_promotes() {
         let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
         assert_eq!(s["weight"], 100);
         assert_eq!(s["lastAnalysis"]["verdict"], "pass", "{s}");
+        // The canary was measured beside the stable version.
+        let rate = &s["lastAnalysis"]["checks"][1];
+        assert_eq!(rate["name"], "success rate", "{s}");
+        assert!(
+            rate["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("(stable 100.00%)"),
+            "{s}"
+        );
         // The controller says so on /metrics.
         let (_, metrics) = run.get("/metrics").unwrap();
         assert!(

@@ -75,7 +75,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
             a.metrics.clear();
         }
         let verdict =
-            |name: &str| analyse(&prom, &engine, flavor, &service(name), "v2", &a).verdict;
+            |name: &str| analyse(&prom, &engine, flavor, &service(name), "v2", None, &a).verdict;
         wait_for(
             &format!("{flavor:?}: the healthy canary to pass"),
             Duration::from_secs(40),
@@ -117,6 +117,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
         Flavor::Istio,
         &service(&healthy),
         "v2",
+        None,
         &analysis,
     )
     .verdict;

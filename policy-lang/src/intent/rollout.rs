@@ -145,6 +145,11 @@ pub enum OnInconclusive {
 pub struct SuccessRateCheck {
     /// Minimum success rate, in percent (0–100).
     pub min: f64,
+    /// Also fail when the canary's success rate is more than this many
+    /// percentage points under the stable version's, over the same
+    /// interval (e.g. 0.5).
+    #[serde(default)]
+    pub max_drop_vs_stable: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -155,6 +160,10 @@ pub struct LatencyCheck {
     pub percentile: Option<u32>,
     /// The latency the percentile must stay under.
     pub max: Duration,
+    /// Also fail when the canary's percentile is more than this many times
+    /// the stable version's, over the same interval (e.g. 1.5).
+    #[serde(default)]
+    pub max_ratio_vs_stable: Option<f64>,
 }
 
 /// A PromQL query and the CEL condition its result must satisfy.

@@ -443,17 +443,25 @@ impl Tracked {
             });
             return Some(v);
         };
-        let (service, flavor, slos, version) = (
+        let (service, flavor, slos, version, stable) = (
             self.service.clone(),
             self.flavor,
             self.slos.clone(),
             self.rollout.canary.clone(),
+            self.rollout.stable.clone(),
         );
         // Prometheus is called with a blocking client: off the runtime.
         let report = tokio::task::spawn_blocking(move || {
             let engine = meshplan_policy_lang::cel::eval::Engine::new();
-            let mut report =
-                analysis::analyse(&prom, &engine, flavor, &service, &version, &analysis);
+            let mut report = analysis::analyse(
+                &prom,
+                &engine,
+                flavor,
+                &service,
+                &version,
+                Some(&stable),
+                &analysis,
+            );
             if let Some(gate) = &analysis.slo_gate {
                 let interval = analysis.interval.map_or("1m".to_owned(), |d| d.to_string());
                 let mut checks = report.checks;

@@ -163,13 +163,17 @@ pub struct GatedSlo {
     pub latency_ms: Option<u64>,
 }
 
-/// Runs every configured check for `version` of `s`.
+/// Runs every configured check for `version` of `s`; the built-in success
+/// rate and latency are compared with `stable`'s over the same interval
+/// when it is given (shown, and judged when the intent sets
+/// `maxDropVsStable` / `maxRatioVsStable`).
 pub fn analyse(
     source: &dyn MetricSource,
     engine: &Engine,
     flavor: Flavor,
     s: &Service,
     version: &str,
+    stable: Option<&str>,
     analysis: &Analysis,
 ) -> Report {
     let interval = analysis.interval.map_or("1m".to_owned(), |d| d.to_string());
@@ -179,6 +183,10 @@ pub fn analyse(
         .and_then(|l| l.percentile)
         .unwrap_or(99);
     let q = analysis_queries(flavor, s, version, &interval, percentile);
+    let qs = stable.map(|v| analysis_queries(flavor, s, v, &interval, percentile));
+    // The stable version's value of a query, as a note and for comparison.
+    let baseline =
+        |promql: Option<&String>| -> Option<f64> { source.query(promql?).ok().flatten() };
     let mut checks = Vec::new();
     let measure = |name: &str, promql: &str| -> Result<Option<f64>, CheckResult> {
         source.query(promql).map_err(|e| CheckResult {
@@ -219,20 +227,45 @@ pub fn analyse(
         checks.push(match measure("success rate", &q.success_rate) {
             Err(c) => c,
             Ok(None) => no_data("success rate"),
-            Ok(Some(v)) => CheckResult {
-                name: "success rate".into(),
-                value: Some(v),
-                outcome: if v >= sr.min {
+            Ok(Some(v)) => {
+                let base = baseline(qs.as_ref().map(|q| &q.success_rate));
+                let mut outcome = if v >= sr.min {
                     Outcome::Pass
                 } else {
                     Outcome::Fail
-                },
-                detail: format!(
+                };
+                let mut detail = format!(
                     "success rate {v:.2}% {} {}%",
                     if v >= sr.min { ">=" } else { "<" },
                     sr.min
-                ),
-            },
+                );
+                match (base, sr.max_drop_vs_stable) {
+                    (Some(b), Some(max)) => {
+                        let drop = b - v;
+                        let _ = write!(
+                            detail,
+                            "; {drop:.2} points under stable's {b:.2}% (max {max})"
+                        );
+                        if drop > max {
+                            outcome = Outcome::Fail;
+                        }
+                    }
+                    (None, Some(_)) if outcome == Outcome::Pass => {
+                        outcome = Outcome::Inconclusive;
+                        detail.push_str("; stable has no data to compare with");
+                    }
+                    (Some(b), None) => {
+                        let _ = write!(detail, " (stable {b:.2}%)");
+                    }
+                    _ => {}
+                }
+                CheckResult {
+                    name: "success rate".into(),
+                    value: Some(v),
+                    outcome,
+                    detail,
+                }
+            }
         });
     }
     if let Some(l) = &analysis.latency {
@@ -241,19 +274,41 @@ pub fn analyse(
         checks.push(match measure(&name, &q.latency) {
             Err(c) => c,
             Ok(None) => no_data(&name),
-            Ok(Some(v)) => CheckResult {
-                name: name.clone(),
-                value: Some(v),
-                outcome: if v <= max {
+            Ok(Some(v)) => {
+                let base = baseline(qs.as_ref().map(|q| &q.latency));
+                let mut outcome = if v <= max {
                     Outcome::Pass
                 } else {
                     Outcome::Fail
-                },
-                detail: format!(
+                };
+                let mut detail = format!(
                     "{name} {v:.0}ms {} {max:.0}ms",
                     if v <= max { "<=" } else { ">" }
-                ),
-            },
+                );
+                match (base, l.max_ratio_vs_stable) {
+                    (Some(b), Some(ratio)) if b > 0.0 => {
+                        let r = v / b;
+                        let _ = write!(detail, "; {r:.2}× stable's {b:.0}ms (max {ratio}×)");
+                        if r > ratio {
+                            outcome = Outcome::Fail;
+                        }
+                    }
+                    (_, Some(_)) if outcome == Outcome::Pass => {
+                        outcome = Outcome::Inconclusive;
+                        detail.push_str("; stable has no latency to compare with");
+                    }
+                    (Some(b), None) => {
+                        let _ = write!(detail, " (stable {b:.0}ms)");
+                    }
+                    _ => {}
+                }
+                CheckResult {
+                    name: name.clone(),
+                    value: Some(v),
+                    outcome,
+                    detail,
+                }
+            }
         });
     }
     for m in &analysis.metrics {
@@ -427,11 +482,78 @@ mod tests {
             Flavor::Istio,
             &service(),
             "v2",
+            None,
             &analysis(a),
         )
     }
 
     const ALL: &str = "minRequestVolume: 100\nsuccessRate: { min: 99 }\nlatency: { max: 500ms }\nmetrics:\n  - name: errors\n    query: 'errors_total{v=\"{{version}}\"}'\n    successCondition: result <= 0.01\n";
+
+    /// Answers by version: `(volume, success rate, latency)` for the
+    /// canary (v2) and the stable version (v1).
+    struct ByVersion([(f64, f64, f64); 2]);
+
+    impl MetricSource for ByVersion {
+        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+            let (volume, rate, latency) = if promql.contains("destination_version=\"v1\"") {
+                self.0[1]
+            } else {
+                self.0[0]
+            };
+            Ok(Some(if promql.starts_with("sum(increase") {
+                volume
+            } else if promql.starts_with("100 * ") {
+                rate
+            } else {
+                latency
+            }))
+        }
+    }
+
+    #[test]
+    fn the_canary_is_compared_with_stable_when_the_intent_asks() {
+        let a = analysis("successRate: { min: 99, maxDropVsStable: 0.2 }\nlatency: { max: 500ms, maxRatioVsStable: 1.5 }\n");
+        let src = ByVersion([(500.0, 99.5, 300.0), (5000.0, 99.99, 100.0)]);
+        let r = analyse(
+            &src,
+            &Engine::new(),
+            Flavor::Istio,
+            &service(),
+            "v2",
+            Some("v1"),
+            &a,
+        );
+        let Verdict::Fail(why) = &r.verdict else {
+            panic!("{r:#?}")
+        };
+        assert!(
+            why.contains("0.49 points under stable's 99.99% (max 0.2)"),
+            "{why}"
+        );
+        assert!(why.contains("3.00× stable's 100ms (max 1.5×)"), "{why}");
+        // Without the relative limits, stable is only shown.
+        let a = analysis("successRate: { min: 99 }\nlatency: { max: 500ms }\n");
+        let r = analyse(
+            &src,
+            &Engine::new(),
+            Flavor::Istio,
+            &service(),
+            "v2",
+            Some("v1"),
+            &a,
+        );
+        assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+        assert!(
+            r.checks[1].detail.ends_with("(stable 99.99%)"),
+            "{:?}",
+            r.checks[1]
+        );
+        assert!(
+            r.checks[2].detail.ends_with("(stable 100ms)"),
+            "{:?}",
+            r.checks[2]
+        );
+    }
 
     #[test]
     fn healthy_metrics_pass() {

@@ -473,6 +473,22 @@ fn service(
                     "success rate",
                     sr.min,
                 );
+                if let Some(drop) = sr.max_drop_vs_stable {
+                    d.percent(
+                        "spec.rollout.analysis.successRate.maxDropVsStable",
+                        "maxDropVsStable",
+                        drop,
+                    );
+                }
+            }
+            if let Some(r) = a.latency.as_ref().and_then(|l| l.max_ratio_vs_stable) {
+                if r.is_nan() || r < 1.0 {
+                    d.error(
+                        Code::OutOfRange,
+                        "spec.rollout.analysis.latency.maxRatioVsStable",
+                        format!("maxRatioVsStable is {r}: a ratio under 1 would fail a canary as fast as stable"),
+                    );
+                }
             }
             if let Some(l) = &a.latency {
                 if let Some(p) = l.percentile {
