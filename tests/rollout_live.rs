@@ -162,6 +162,41 @@ async fn wait_weight(
     }
 }
 
+#[derive(Clone, Copy)]
+enum Mesh {
+    Istio,
+    Linkerd,
+}
+
+/// Every canary weight the route shows, in order, until it reaches 100.
+async fn weights_until_promoted(
+    client: &kube::Client,
+    ns: &str,
+    svc: &str,
+    mesh: Mesh,
+    within: Duration,
+    run: &Running,
+) -> Vec<i64> {
+    let mut seen: Vec<i64> = Vec::new();
+    let deadline = Instant::now() + within;
+    while seen.last() != Some(&100) {
+        let w = match mesh {
+            Mesh::Istio => weight(client, ns, svc).await,
+            Mesh::Linkerd => linkerd_weight(client, ns, svc).await,
+        };
+        if let Some(w) = w.filter(|w| seen.last() != Some(w)) {
+            seen.push(w);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weights so far {seen:?}\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
 const HEALTHY_ANALYSIS: &str = "    analysis:\n      interval: 2s\n      failureLimit: 2\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 99 }\n      latency: { percentile: 99, max: 500ms }\n";
 
 #[tokio::test]
@@ -182,21 +217,15 @@ async fn a_healthy_canary_advances_through_every_step_and_promotes() {
         let run = start(dir.path(), &inv);
         let key = format!("{ns}/{svc}");
         // Every weight shows up, in order.
-        let mut seen: Vec<i64> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while seen.last() != Some(&100) {
-            if let Some(w) = weight(&client, &ns, &svc).await {
-                if seen.last() != Some(&w) {
-                    seen.push(w);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weights so far {seen:?}\n{}",
-                run.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = weights_until_promoted(
+            &client,
+            &ns,
+            &svc,
+            Mesh::Istio,
+            Duration::from_secs(90),
+            &run,
+        )
+        .await;
         assert_eq!(seen, [20, 50, 100], "{}", run.log());
         let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
         assert_eq!(s["weight"], 100);
@@ -772,21 +801,15 @@ async fn on_linkerd_the_analysis_reads_linkerd_metrics_and_the_route_moves() {
         let inv = format!("meshplan-system/{}", unique_name("ro"));
         let run = start(dir.path(), &inv);
         let key = format!("{ns}/{svc}");
-        let mut seen: Vec<i64> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while seen.last() != Some(&100) {
-            if let Some(w) = linkerd_weight(&client, &ns, &svc).await {
-                if seen.last() != Some(&w) {
-                    seen.push(w);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weights so far {seen:?}\n{}",
-                run.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = weights_until_promoted(
+            &client,
+            &ns,
+            &svc,
+            Mesh::Linkerd,
+            Duration::from_secs(60),
+            &run,
+        )
+        .await;
         assert_eq!(seen, [50, 100], "{}", run.log());
         let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
         // The checks ran (on Linkerd's response_total and response_latency_ms:
@@ -959,17 +982,7 @@ async fn blue_green_switches_everything_at_once_after_its_checks() {
         let inv = format!("meshplan-system/{}", unique_name("ro"));
         let run = start(dir.path(), &inv);
         let key = format!("{ns}/{svc}");
-        let mut seen: Vec<i64> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while seen.last() != Some(&100) {
-            if let Some(w) = weight(&client, &ns, &svc).await {
-                if seen.last() != Some(&w) {
-                    seen.push(w);
-                }
-            }
-            assert!(Instant::now() < deadline, "weights so far {seen:?}\n{}", run.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = weights_until_promoted(&client, &ns, &svc, Mesh::Istio, Duration::from_secs(60), &run).await;
         assert_eq!(seen, [0, 100], "no weight in between: {}", run.log());
         let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
         assert!(

@@ -229,36 +229,25 @@ pub fn analyse(
             Ok(None) => no_data("success rate"),
             Ok(Some(v)) => {
                 let base = baseline(qs.as_ref().map(|q| &q.success_rate));
-                let mut outcome = if v >= sr.min {
+                let outcome = if v >= sr.min {
                     Outcome::Pass
                 } else {
                     Outcome::Fail
                 };
-                let mut detail = format!(
+                let detail = format!(
                     "success rate {v:.2}% {} {}%",
                     if v >= sr.min { ">=" } else { "<" },
                     sr.min
                 );
-                match (base, sr.max_drop_vs_stable) {
-                    (Some(b), Some(max)) => {
-                        let drop = b - v;
-                        let _ = write!(
-                            detail,
-                            "; {drop:.2} points under stable's {b:.2}% (max {max})"
-                        );
-                        if drop > max {
-                            outcome = Outcome::Fail;
-                        }
-                    }
-                    (None, Some(_)) if outcome == Outcome::Pass => {
-                        outcome = Outcome::Inconclusive;
-                        detail.push_str("; stable has no data to compare with");
-                    }
-                    (Some(b), None) => {
-                        let _ = write!(detail, " (stable {b:.2}%)");
-                    }
-                    _ => {}
-                }
+                let (outcome, detail) = against_stable(
+                    outcome,
+                    detail,
+                    base,
+                    sr.max_drop_vs_stable,
+                    |b| Some(b - v),
+                    |e, b, m| format!("; {e:.2} points under stable's {b:.2}% (max {m})"),
+                    |b| format!(" (stable {b:.2}%)"),
+                );
                 CheckResult {
                     name: "success rate".into(),
                     value: Some(v),
@@ -276,32 +265,24 @@ pub fn analyse(
             Ok(None) => no_data(&name),
             Ok(Some(v)) => {
                 let base = baseline(qs.as_ref().map(|q| &q.latency));
-                let mut outcome = if v <= max {
+                let outcome = if v <= max {
                     Outcome::Pass
                 } else {
                     Outcome::Fail
                 };
-                let mut detail = format!(
+                let detail = format!(
                     "{name} {v:.0}ms {} {max:.0}ms",
                     if v <= max { "<=" } else { ">" }
                 );
-                match (base, l.max_ratio_vs_stable) {
-                    (Some(b), Some(ratio)) if b > 0.0 => {
-                        let r = v / b;
-                        let _ = write!(detail, "; {r:.2}× stable's {b:.0}ms (max {ratio}×)");
-                        if r > ratio {
-                            outcome = Outcome::Fail;
-                        }
-                    }
-                    (_, Some(_)) if outcome == Outcome::Pass => {
-                        outcome = Outcome::Inconclusive;
-                        detail.push_str("; stable has no latency to compare with");
-                    }
-                    (Some(b), None) => {
-                        let _ = write!(detail, " (stable {b:.0}ms)");
-                    }
-                    _ => {}
-                }
+                let (outcome, detail) = against_stable(
+                    outcome,
+                    detail,
+                    base,
+                    l.max_ratio_vs_stable,
+                    |b| (b > 0.0).then(|| v / b),
+                    |e, b, m| format!("; {e:.2}× stable's {b:.0}ms (max {m}×)"),
+                    |b| format!(" (stable {b:.0}ms)"),
+                );
                 CheckResult {
                     name: name.clone(),
                     value: Some(v),
@@ -377,6 +358,38 @@ pub fn slo_gate(
             }
         })
         .collect()
+}
+
+/// Judges a check against the stable version's value `base`: with a
+/// `limit`, an `excess` (how far the canary is from stable) over it fails,
+/// and no stable value to compare with is inconclusive; without one,
+/// stable's value is only shown.
+fn against_stable(
+    outcome: Outcome,
+    mut detail: String,
+    base: Option<f64>,
+    limit: Option<f64>,
+    excess: impl Fn(f64) -> Option<f64>,
+    over: impl Fn(f64, f64, f64) -> String,
+    shown: impl Fn(f64) -> String,
+) -> (Outcome, String) {
+    let measured = base.and_then(|b| excess(b).map(|e| (b, e)));
+    match (measured, limit) {
+        (Some((b, e)), Some(m)) => {
+            detail.push_str(&over(e, b, m));
+            let outcome = if e > m { Outcome::Fail } else { outcome };
+            (outcome, detail)
+        }
+        (None, Some(_)) if outcome == Outcome::Pass => {
+            detail.push_str("; stable has no data to compare with");
+            (Outcome::Inconclusive, detail)
+        }
+        (Some((b, _)), None) => {
+            detail.push_str(&shown(b));
+            (outcome, detail)
+        }
+        _ => (outcome, detail),
+    }
 }
 
 fn no_data(name: &str) -> CheckResult {
