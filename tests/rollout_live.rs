@@ -994,6 +994,44 @@ async fn blue_green_switches_everything_at_once_after_its_checks() {
     .await;
 }
 
+#[tokio::test]
+async fn the_slo_gate_holds_promotion_while_the_canary_burns_its_budget() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("slo");
+        // 5 % errors: the success-rate check (min 90) passes, but a 99.9 %
+        // availability SLO burns at 50×, over the 14.4× page threshold.
+        traffic(&ns, &svc, 0.05, None, 40.0);
+        let rollout = "    steps: [{ weight: 20 }, { weight: 100 }]\n    analysis:\n      interval: 2s\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 90 }\n      sloGate: true\n  slos:\n    - name: availability\n      objective: 99.9\n      sli: { availability: {} }\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, rollout);
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        wait_for("the SLO gate to hold", Duration::from_secs(40), || {
+            let s = status(&key, &inv);
+            async move {
+                let s = s?;
+                let held = s["lastAnalysis"]["checks"].as_array()?.iter().any(|c| {
+                    c["name"] == "SLO gate availability" && c["outcome"] == "inconclusive"
+                });
+                (held && s["inconclusive"].as_u64()? >= 2).then_some(())
+            }
+        })
+        .await;
+        let s = status(&key, &inv).unwrap();
+        assert_eq!((s["phase"].clone(), s["weight"].clone()), ("progressing".into(), 20.into()), "{s}");
+        let rate = &s["lastAnalysis"]["checks"][1];
+        assert_eq!((rate["name"].as_str(), rate["outcome"].as_str()), (Some("success rate"), Some("pass")), "{s}");
+
+        // The canary stops burning: the gate opens.
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        wait_phase(&key, &inv, "succeeded", Duration::from_secs(60), &run).await;
+        run.stop();
+    })
+    .await;
+}
+
 #[test]
 fn rollout_commands_without_a_rollout_say_so() {
     let env = TestEnv::get();
