@@ -240,10 +240,18 @@ fn govern(
     unsupported: Vec<EmitError>,
     summary: Summary,
 ) -> Compiled {
-    let engine = Engine::new();
-    let views = Views::new(repo);
-    let origins = intent_locations(repo);
     let mut diagnostics = Vec::new();
+    if !report.rules.has_resource_rules() {
+        return Compiled {
+            objects,
+            diagnostics,
+            unsupported,
+            summary,
+        };
+    }
+    let engine = Engine::new();
+    let views = Views::config_only(repo);
+    let origins = intent_locations(repo);
     for o in &objects {
         if let Some(loc) = origins.get(&o.origin.intent) {
             diagnostics.extend(report.rules.eval_resource(&engine, &views, &o.body, loc));

@@ -259,13 +259,25 @@ impl Views {
                     .unwrap_or_else(|_| Bound::from_value(cel::Value::Null))
             })
             .collect();
+        Self {
+            intents,
+            ..Self::config_only(repo)
+        }
+    }
+
+    /// Only `config`, which is all resource-scope rules see: converting
+    /// every intent for them would be wasted.
+    pub fn config_only(repo: &Repository) -> Self {
         let config = match &repo.config {
             Some(c) => Bound::new(&c.value).unwrap_or_else(|_| Bound::from_value(cel::Value::Null)),
             None => Bound::from_value(cel::Value::Map(cel::objects::Map {
                 map: Arc::new(Default::default()),
             })),
         };
-        Self { intents, config }
+        Self {
+            intents: Vec::new(),
+            config,
+        }
     }
 }
 
@@ -365,6 +377,11 @@ impl RuleSet {
                 )
             })
             .collect()
+    }
+
+    /// Whether any rule runs on compiled objects.
+    pub fn has_resource_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.scope == Scope::Resource)
     }
 
     /// Evaluates every `resource`-scope rule on one compiled object (JSON),
