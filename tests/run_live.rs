@@ -512,3 +512,89 @@ async fn an_unsigned_head_is_refused_and_the_last_signed_revision_stays() {
     })
     .await;
 }
+
+/// In a pod, `meshplan run` finds its cluster from the service account
+/// (no kubeconfig): the token and CA mounted at
+/// /var/run/secrets/kubernetes.io/serviceaccount and KUBERNETES_SERVICE_*.
+/// Reproduced for one process: a private mount namespace (unshare, as root
+/// in CI) bind-mounts the test ServiceAccount's token and the CA there, and
+/// HOME has no kubeconfig.
+#[tokio::test]
+async fn in_cluster_it_reads_the_mounted_service_account() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    let kc: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&env.sa_kubeconfig).unwrap()).unwrap();
+    let token = kc["users"][0]["user"]["token"].as_str().unwrap().to_owned();
+    let server = kc["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = kc["clusters"][0]["cluster"]["certificate-authority"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (host, port) = server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .unwrap();
+    with_temp_ns(&client.clone(), |ns| async move {
+        let sa = tempfile::tempdir().unwrap();
+        std::fs::write(sa.path().join("token"), &token).unwrap();
+        std::fs::copy(&ca, sa.path().join("ca.crt")).unwrap();
+        std::fs::write(sa.path().join("namespace"), "meshplan-system").unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("meshplan.yaml"), common::config_yaml(&ns)).unwrap();
+        std::fs::write(repo.path().join("api.yaml"), common::service_yaml("api", 10, "web")).unwrap();
+        let inv = inventory();
+        let port_listen = common::running::free_port();
+        let script = format!(
+            "set -e; d=/var/run/secrets/kubernetes.io/serviceaccount; mkdir -p $d; mount --bind '{}' $d; exec '{}' run '{}' --inventory '{inv}' --listen 127.0.0.1:{port_listen}",
+            sa.path().display(),
+            env!("CARGO_BIN_EXE_meshplan"),
+            repo.path().display(),
+        );
+        let log = home.path().join("run.log");
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("KUBERNETES_SERVICE_HOST", host)
+            .env("KUBERNETES_SERVICE_PORT", port)
+            .env("NO_COLOR", "1")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("unshare runs (util-linux)");
+        let vs = virtual_services(&client, &ns);
+        let found = wait_for_opt(Duration::from_secs(30), || async { vs.get_opt("api").await.ok().flatten() }).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            found.is_some(),
+            "meshplan run in a private mount namespace (needs root: CI runs as root) applied nothing:\n{text}"
+        );
+        assert!(!text.contains(&token), "the token was logged");
+    })
+    .await;
+}
+
+/// Polls `f` until it gives a value or `within` passes.
+async fn wait_for_opt<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
