@@ -507,6 +507,49 @@ async fn dropping_a_target_prunes_its_objects_and_keeps_the_others() {
     .await;
 }
 
+#[tokio::test]
+async fn apply_and_diff_keep_a_running_rollout_at_its_step() {
+    use meshplan_reconciler::rollout::{store, At, Phase, State};
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let rollout = "stable: v1\ncanary: v2\nsteps: [{ weight: 30 }, { gate: manual }, { weight: 100 }]\n";
+        let indented: String = rollout.lines().map(|l| format!("    {l}\n")).collect();
+        let repo = Repo::new(&ns).write_raw(
+            "api.yaml",
+            &format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: api\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: api, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: api, version: v2 }} }}\n  rollout:\n{indented}"),
+        );
+        let repo_path = repo.path().to_str().unwrap();
+        let inv = inventory();
+        // meshplan run has the rollout at its first step (30 %).
+        let r: meshplan_policy_lang::intent::rollout::Rollout =
+            serde_saphyr::from_str(rollout).unwrap();
+        let fp = meshplan_reconciler::controller::rollouts::fingerprint(&r);
+        let mut state = State::new("v2", &fp, 0);
+        state.phase = Phase::Progressing;
+        state.at = At::Step(0);
+        let cluster = meshplan_reconciler::Cluster::from_client(client.clone());
+        store::save(&cluster, "meshplan-system", &ns, "api", &state, None)
+            .await
+            .unwrap();
+
+        let out = meshplan_sa(&["apply", repo_path], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let vs = virtual_services(&client, &ns).get("api").await.unwrap();
+        let route = vs.data["spec"]["http"][0]["route"].clone();
+        let v2 = route
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["destination"]["subset"] == "v2")
+            .unwrap();
+        assert_eq!(v2["weight"], 30, "a manual apply moved the canary: {route}");
+        let diff = meshplan_sa(&["diff", repo_path, "--cluster", "--exit-code"], &inv);
+        assert_eq!(diff.status.code(), Some(0), "a running rollout is no change: {}", text(&diff));
+    })
+    .await;
+}
+
 /// A kubeconfig for a new ServiceAccount granted only `rules` cluster-wide
 /// (plus meshplan's own Role in meshplan-system, for the inventory).
 async fn restricted_kubeconfig(

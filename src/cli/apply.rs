@@ -19,8 +19,36 @@ pub fn connect_options(t: &ClusterArgs) -> ConnectOptions {
     }
 }
 
+/// The compiled revision at the cluster's rollout positions (compiled again
+/// only when a rollout runs there): applying or diffing never moves a
+/// running canary.
+pub async fn at_cluster_positions(
+    cluster: &Cluster,
+    inventory: &meshplan_reconciler::InventoryName,
+    checked: Checked,
+) -> anyhow::Result<meshplan_compiler::Compiled> {
+    let positions = meshplan_reconciler::controller::rollouts::current_positions(
+        cluster,
+        &inventory.namespace,
+        &checked.repo,
+    )
+    .await?;
+    if positions.by_service.is_empty() {
+        return Ok(checked.compiled);
+    }
+    let opts = meshplan_compiler::Options {
+        positions,
+        ..checked.options
+    };
+    Ok(meshplan_compiler::compile(
+        &checked.repo,
+        &checked.report,
+        &opts,
+    )?)
+}
+
 pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let Checked { compiled, .. } = match compile_repo(&args.compile, color, "apply")? {
+    let checked = match compile_repo(&args.compile, color, "apply")? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -32,6 +60,7 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let t = &args.target;
         let cluster = Cluster::connect(&connect_options(t)).await?;
+        let compiled = at_cluster_positions(&cluster, &t.inventory, checked).await?;
         let snapshot = live::read(&cluster, &compiled.objects, &t.inventory, t.concurrency).await?;
         let plan = diff::plan(&compiled.objects, &compiled.summary, &snapshot);
 

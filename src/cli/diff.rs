@@ -16,13 +16,13 @@ use super::render::{compile_repo, Checked};
 use super::{ClusterArgs, Color, CompileArgs, DiffArgs, DiffFormat};
 
 pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let Checked { compiled, .. } = match compile_repo(&args.compile, color, "diff")? {
+    let checked = match compile_repo(&args.compile, color, "diff")? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     let mut plan = match &args.against {
-        Some(dir) => against(dir, &args.compile, &compiled)?,
-        None => runtime()?.block_on(against_cluster(&args.target, &compiled))?,
+        Some(dir) => against(dir, &args.compile, &checked.compiled)?,
+        None => runtime()?.block_on(against_cluster(&args.target, checked))?,
     };
     plan.revision = source::revision_of(&args.compile.repo);
     let format = match args.format {
@@ -51,11 +51,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn against_cluster(
-    target: &ClusterArgs,
-    compiled: &meshplan_compiler::Compiled,
-) -> anyhow::Result<Plan> {
+async fn against_cluster(target: &ClusterArgs, checked: Checked) -> anyhow::Result<Plan> {
     let cluster = Cluster::connect(&super::apply::connect_options(target)).await?;
+    let compiled =
+        &super::apply::at_cluster_positions(&cluster, &target.inventory, checked).await?;
     let snapshot = live::read(
         &cluster,
         &compiled.objects,

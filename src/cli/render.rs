@@ -15,8 +15,12 @@ use super::{Color, CompileArgs, RenderArgs, RenderFormat, Unsupported};
 
 /// A repository that passed check, compiled.
 pub struct Checked {
+    pub repo: meshplan_policy_lang::parse::Repository,
     pub report: Report,
     pub compiled: Compiled,
+    /// What it was compiled with (to compile it again, e.g. at the
+    /// cluster's rollout positions).
+    pub options: Options,
 }
 
 /// Checks and compiles `args.repo`, printing diagnostics and warnings on
@@ -87,11 +91,18 @@ pub fn compile_repo(
         eprintln!("{verb} refused: resource rules failed on the compiled objects");
         return Ok(Err(ExitCode::from(1)));
     }
-    Ok(Ok(Checked { report, compiled }))
+    Ok(Ok(Checked {
+        repo,
+        report,
+        compiled,
+        options: opts,
+    }))
 }
 
 pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let Checked { report, compiled } = match compile_repo(&args.compile, color, "render")? {
+    let Checked {
+        report, compiled, ..
+    } = match compile_repo(&args.compile, color, "render")? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

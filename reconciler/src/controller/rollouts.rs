@@ -562,8 +562,43 @@ fn transitioned(key: &str, fx: &[Effect]) -> Vec<Transitioned> {
         .collect()
 }
 
+/// Where the cluster's rollouts stand, for a one-off `apply` or `diff
+/// --cluster` of `repo`: the stored step of every rollout still about the
+/// same canary and definition (anything else has not started). Without
+/// these, a manual apply during a rollout would put every canary back on
+/// stable, and a CI diff would report every running rollout as a change.
+/// No MeshRollout CRD (meshplan run never installed): no rollouts.
+pub async fn current_positions(
+    cluster: &Cluster,
+    home: &str,
+    repo: &Repository,
+) -> Result<Positions, Error> {
+    let stored = match store::list(cluster, home).await {
+        Ok(s) => s,
+        Err(Error::Api {
+            code: Some(404), ..
+        }) => return Ok(Positions::default()),
+        Err(e) => return Err(e),
+    };
+    let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
+        what: "lowering the repository for its rollouts".into(),
+        detail: e.to_string(),
+        code: None,
+    })?;
+    let mut positions = Positions::default();
+    for s in &ir.services {
+        let (Some(r), Some(st)) = (&s.rollout, stored.get(&s.key())) else {
+            continue;
+        };
+        if st.state.canary == r.canary && st.state.fingerprint == fingerprint(r) {
+            positions.by_service.insert(s.key(), st.state.at.into());
+        }
+    }
+    Ok(positions)
+}
+
 /// A short hash of the rollout's definition: a change restarts it.
-fn fingerprint(r: &Rollout) -> String {
+pub fn fingerprint(r: &Rollout) -> String {
     use sha2::{Digest, Sha256};
     let text = serde_json::to_string(r).unwrap_or_default();
     Sha256::digest(text.as_bytes())
