@@ -573,6 +573,15 @@ pub async fn current_positions(
     home: &str,
     repo: &Repository,
 ) -> Result<Positions, Error> {
+    let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
+        what: "lowering the repository for its rollouts".into(),
+        detail: e.to_string(),
+        code: None,
+    })?;
+    // No rollout in the repository: nothing to ask the cluster.
+    if ir.services.iter().all(|s| s.rollout.is_none()) {
+        return Ok(Positions::default());
+    }
     let stored = match store::list(cluster, home).await {
         Ok(s) => s,
         Err(Error::Api {
@@ -580,11 +589,6 @@ pub async fn current_positions(
         }) => return Ok(Positions::default()),
         Err(e) => return Err(e),
     };
-    let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
-        what: "lowering the repository for its rollouts".into(),
-        detail: e.to_string(),
-        code: None,
-    })?;
     let mut positions = Positions::default();
     for s in &ir.services {
         let (Some(r), Some(st)) = (&s.rollout, stored.get(&s.key())) else {

@@ -22,8 +22,13 @@ use crate::cluster::Cluster;
 use crate::Error;
 
 const COMPONENT: &str = "rollout";
-/// Said with every failed call: the usual cause.
-const CRD_HINT: &str = "(is the MeshRollout CRD installed? kubectl apply -f deploy/crds/)";
+/// Said when the API server does not know the kind: the usual cause.
+const CRD_HINT: &str = " (is the MeshRollout CRD installed? kubectl apply -f deploy/crds/)";
+
+fn api_error(what: String, e: &kube::Error) -> Error {
+    let missing = matches!(e, kube::Error::Api(s) if s.code == 404);
+    Error::api(if missing { what + CRD_HINT } else { what }, e)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,12 +89,10 @@ pub async fn load(
     service: &str,
 ) -> Result<Option<Stored>, Error> {
     let name = object_name(namespace, service);
-    let o = api(cluster, home).get_opt(&name).await.map_err(|e| {
-        Error::api(
-            format!("reading the rollout state {home}/{name} {CRD_HINT}"),
-            &e,
-        )
-    })?;
+    let o = api(cluster, home)
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error(format!("reading the rollout state {home}/{name}"), &e))?;
     Ok(o.as_ref().and_then(stored))
 }
 
@@ -186,8 +189,8 @@ pub async fn save(
     match result {
         Ok(o) => Ok(o.metadata.resource_version.unwrap_or_default()),
         Err(kube::Error::Api(s)) if s.code == 409 => Err(StoreError::Conflict(key)),
-        Err(e) => Err(StoreError::Api(Error::api(
-            format!("writing the rollout state {home}/{name} {CRD_HINT}"),
+        Err(e) => Err(StoreError::Api(api_error(
+            format!("writing the rollout state {home}/{name}"),
             &e,
         ))),
     }
@@ -198,12 +201,10 @@ pub async fn list(cluster: &Cluster, home: &str) -> Result<BTreeMap<String, Stor
     let lp = ListParams::default().labels(&format!(
         "app.kubernetes.io/name=meshplan,app.kubernetes.io/component={COMPONENT}"
     ));
-    let list = api(cluster, home).list(&lp).await.map_err(|e| {
-        Error::api(
-            format!("listing the rollout states in {home} {CRD_HINT}"),
-            &e,
-        )
-    })?;
+    let list = api(cluster, home)
+        .list(&lp)
+        .await
+        .map_err(|e| api_error(format!("listing the rollout states in {home}"), &e))?;
     Ok(list
         .items
         .iter()
