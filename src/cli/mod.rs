@@ -23,8 +23,10 @@ pub use output::Color;
 /// GitOps policy compiler and reconciler for service meshes.
 ///
 /// meshplan reads a repository of mesh intents (canary stages, zero-trust
-/// allow lists, SLOs, retries and timeouts), checks them with CEL rules and
-/// compiles them into mesh resources.
+/// allow lists, SLOs, retries and timeouts), checks them with CEL rules,
+/// compiles them into mesh resources (Istio, Linkerd, Gateway API, Consul,
+/// Cilium, NetworkPolicy, SMI, Prometheus rules), keeps clusters in sync
+/// with them, and advances canary rollouts from Prometheus metrics.
 #[derive(Debug, Parser)]
 #[command(name = "meshplan", version, propagate_version = true)]
 pub struct Cli {
