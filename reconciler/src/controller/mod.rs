@@ -58,6 +58,7 @@ use crate::Error;
 use self::cache::Cache;
 use self::lease::LeaseConfig;
 use self::metrics::Metrics;
+use self::rollouts::ROLLOUT_TICK;
 use self::status::Status;
 
 /// Where revisions come from.
@@ -116,9 +117,6 @@ pub trait Log: Send + Sync {
     fn warn(&self, message: &str);
 }
 
-/// How often rollouts are looked at while one runs (commands, analyses,
-/// pauses).
-const ROLLOUT_TICK: Duration = Duration::from_secs(1);
 /// With every rollout finished, one tick in this many.
 const IDLE_TICKS: u32 = 10;
 

@@ -49,6 +49,9 @@ use crate::rollout::{At, CommandResult, Effect, Event, Phase, State, Verdict};
 use crate::Error;
 use meshplan_policy_lang::intent::rollout::WebhookType;
 
+/// How often the controller ticks while a rollout runs.
+pub const ROLLOUT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Seconds since the epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -105,6 +108,9 @@ struct Tracked {
     version: Option<String>,
     /// The webhook the rollout waits for, and why (shown as its next step).
     waiting: Option<String>,
+    /// When this process last analysed it (due times to the millisecond;
+    /// the stored record has whole seconds).
+    analysed_at: Option<std::time::Instant>,
 }
 
 impl Rollouts {
@@ -201,6 +207,7 @@ impl Rollouts {
                 state,
                 version,
                 waiting: None,
+                analysed_at: None,
             };
             let fx = t.try_start(&key, now).await;
             t.describe(now);
@@ -225,91 +232,135 @@ impl Rollouts {
 
     /// One tick: commands, due analyses, time, settling.
     pub async fn tick(&mut self, cluster: &Cluster) -> Result<Ticked, Error> {
+        use futures::stream::{self, StreamExt};
         let mut out = Ticked::default();
         if self.tracked.is_empty() {
             return Ok(out);
         }
         let stored = store::list(cluster, &self.home).await?;
-        for (key, t) in &mut self.tracked {
-            // Written by someone else (a command, another replica): adopt
-            // it, unless it is about another canary or definition.
-            if let Some(s) = stored.get(key) {
-                if Some(&s.resource_version) != t.version.as_ref()
-                    && s.state.canary == t.rollout.canary
-                    && s.state.fingerprint == t.fingerprint
-                {
-                    t.state = s.state.clone();
-                    t.version = Some(s.resource_version.clone());
-                }
+        let home = self.home.as_str();
+        // Rollouts move independently: their analyses (Prometheus) and
+        // saves run side by side, a bounded number at a time, so a tick
+        // with many due analyses still fits in its second.
+        let results: Vec<(String, Result<TickOne, Error>)> = stream::iter(self.tracked.iter_mut())
+            .map(|(key, t)| {
+                let s = stored.get(key);
+                async move { (key.clone(), t.tick(key, s, cluster, home).await) }
+            })
+            .buffered(TICK_CONCURRENCY)
+            .collect()
+            .await;
+        for (key, r) in results {
+            let one = r?;
+            if let Some(v) = one.analysis {
+                out.analyses.push((key.clone(), v));
             }
-            let before = t.state.clone();
-            let now = unix_now();
-            let mut fx = Vec::new();
-            if let Some(cmd) = t.state.command.take() {
-                let (accepted, message) = match t.state.handle(&t.rollout, cmd.kind.event(), now) {
-                    Ok(effects) => {
-                        let m = effects
-                            .iter()
-                            .filter_map(|e| match e {
-                                Effect::Transitioned { from, to, .. } => {
-                                    Some(format!("{from} → {to}"))
-                                }
-                                Effect::Apply(_) => None,
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        fx.extend(effects);
-                        (true, if m.is_empty() { "done".to_owned() } else { m })
-                    }
-                    Err(r) => (false, r.0),
-                };
-                t.state.command_result = Some(CommandResult {
-                    id: cmd.id,
-                    kind: cmd.kind,
-                    accepted,
-                    message,
-                    time: now,
-                });
-            }
-            t.waiting = None;
-            fx.extend(t.try_start(key, now).await);
-            let mut events = Vec::new();
-            if let Some(verdict) = t.analyse_if_due(now).await {
-                out.analyses.push((key.clone(), verdict_name(&verdict)));
-                events.push(Event::Analysis(verdict));
-            }
-            events.push(Event::Tick);
-            fx.extend(t.step(key, events, now).await);
-            fx.extend(t.settle(key, now).await);
-            if let Some(w) = &t.waiting {
+            if let Some(w) = one.waiting {
                 out.waiting.push(format!("rollout {key}: {w}"));
             }
-            t.describe(now);
-            if t.state == before {
-                continue;
-            }
-            match t.save(cluster, &self.home).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => {
-                    // Someone wrote first: theirs stands; re-read next tick.
-                    t.state = before;
-                    continue;
-                }
-                Err(StoreError::Api(e)) => {
-                    t.state = before;
-                    return Err(e);
-                }
-            }
-            out.moved |= fx.iter().any(|e| matches!(e, Effect::Apply(_)));
-            let moves = transitioned(key, &fx);
-            t.notify(key, &moves);
-            out.transitions.extend(moves);
+            out.moved |= one.moved;
+            out.transitions.extend(one.moves);
         }
         Ok(out)
     }
 }
 
+/// Rollouts worked on at once in a tick.
+const TICK_CONCURRENCY: usize = 16;
+
+/// What one rollout's tick did.
+#[derive(Default)]
+struct TickOne {
+    analysis: Option<&'static str>,
+    waiting: Option<String>,
+    moved: bool,
+    moves: Vec<Transitioned>,
+}
+
 impl Tracked {
+    /// One tick of this rollout: adopt a state written by someone else,
+    /// carry out a queued command, analyse when due, let time pass, settle,
+    /// save.
+    async fn tick(
+        &mut self,
+        key: &str,
+        stored: Option<&store::Stored>,
+        cluster: &Cluster,
+        home: &str,
+    ) -> Result<TickOne, Error> {
+        let mut one = TickOne::default();
+        // Written by someone else (a command, another replica): adopt
+        // it, unless it is about another canary or definition.
+        if let Some(s) = stored {
+            if Some(&s.resource_version) != self.version.as_ref()
+                && s.state.canary == self.rollout.canary
+                && s.state.fingerprint == self.fingerprint
+            {
+                self.state = s.state.clone();
+                self.version = Some(s.resource_version.clone());
+            }
+        }
+        let before = self.state.clone();
+        let now = unix_now();
+        let mut fx = Vec::new();
+        if let Some(cmd) = self.state.command.take() {
+            let (accepted, message) = match self.state.handle(&self.rollout, cmd.kind.event(), now)
+            {
+                Ok(effects) => {
+                    let m = effects
+                        .iter()
+                        .filter_map(|e| match e {
+                            Effect::Transitioned { from, to, .. } => Some(format!("{from} → {to}")),
+                            Effect::Apply(_) => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    fx.extend(effects);
+                    (true, if m.is_empty() { "done".to_owned() } else { m })
+                }
+                Err(r) => (false, r.0),
+            };
+            self.state.command_result = Some(CommandResult {
+                id: cmd.id,
+                kind: cmd.kind,
+                accepted,
+                message,
+                time: now,
+            });
+        }
+        self.waiting = None;
+        fx.extend(self.try_start(key, now).await);
+        let mut events = Vec::new();
+        if let Some(verdict) = self.analyse_if_due(now).await {
+            one.analysis = Some(verdict_name(&verdict));
+            events.push(Event::Analysis(verdict));
+        }
+        events.push(Event::Tick);
+        fx.extend(self.step(key, events, now).await);
+        fx.extend(self.settle(key, now).await);
+        one.waiting = self.waiting.clone();
+        self.describe(now);
+        if self.state == before {
+            return Ok(one);
+        }
+        match self.save(cluster, home).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                // Someone wrote first: theirs stands; re-read next tick.
+                self.state = before;
+                return Ok(one);
+            }
+            Err(StoreError::Api(e)) => {
+                self.state = before;
+                return Err(e);
+            }
+        }
+        one.moved = fx.iter().any(|e| matches!(e, Effect::Apply(_)));
+        one.moves = transitioned(key, &fx);
+        self.notify(key, &one.moves);
+        Ok(one)
+    }
+
     /// Starts an idle rollout once its pre-rollout webhooks say yes.
     async fn try_start(&mut self, key: &str, now: u64) -> Vec<Effect> {
         if self.state.phase != Phase::Idle {
@@ -430,10 +481,18 @@ impl Tracked {
         let every = analysis
             .interval
             .map_or(60, |d| (d.as_millis() / 1000).max(1));
-        let last = self.state.last_analysis.as_ref().map_or(0, |r| r.time);
-        if now < last + every || now < self.state.stage_started + every {
+        if now < self.state.stage_started + every {
             return None;
         }
+        let due = match self.analysed_at {
+            // Half a tick early is on time: the tick is a second.
+            Some(t) => t.elapsed() + ROLLOUT_TICK / 2 >= std::time::Duration::from_secs(every),
+            None => now >= self.state.last_analysis.as_ref().map_or(0, |r| r.time) + every,
+        };
+        if !due {
+            return None;
+        }
+        self.analysed_at = Some(std::time::Instant::now());
         let Some(prom) = self.prometheus.clone() else {
             let v = Verdict::Inconclusive("meshplan.yaml sets no `metrics.url`".into());
             self.state.last_analysis = Some(analysis::Record {
