@@ -266,7 +266,7 @@ impl Rollouts {
 }
 
 /// Rollouts worked on at once in a tick.
-const TICK_CONCURRENCY: usize = 16;
+const TICK_CONCURRENCY: usize = 4;
 
 /// What one rollout's tick did.
 #[derive(Default)]
