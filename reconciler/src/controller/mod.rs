@@ -117,9 +117,6 @@ pub trait Log: Send + Sync {
     fn warn(&self, message: &str);
 }
 
-/// With every rollout finished, one tick in this many.
-const IDLE_TICKS: u32 = 10;
-
 /// What was compiled last.
 struct Desired {
     revision: String,
@@ -627,86 +624,6 @@ impl Controller {
             ));
         }
         Ok((compiled.objects, compiled.summary))
-    }
-
-    /// Moves the rollouts; when a position moved, compiles the current
-    /// revision again at the new positions and applies it.
-    async fn rollout_tick(&mut self) {
-        if !self.rollouts.active() {
-            // Finished rollouts only answer commands (refusals): seldom.
-            self.idle_ticks += 1;
-            if self.idle_ticks < IDLE_TICKS {
-                return;
-            }
-        }
-        self.idle_ticks = 0;
-        let ticked = match self.rollouts.tick(&self.cluster).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.log.warn(&format!("rollouts: {e}"));
-                return;
-            }
-        };
-        for (service, verdict) in &ticked.analyses {
-            self.metrics.rollout_analysis(service, verdict);
-        }
-        // Said once, not every second.
-        for w in &ticked.waiting {
-            if !self.waiting.contains(w) {
-                self.log.warn(w);
-            }
-        }
-        self.waiting = ticked.waiting.iter().cloned().collect();
-        self.transitioned(ticked.transitions).await;
-        if !ticked.moved {
-            return;
-        }
-        let Some(dir) = self.desired.as_ref().map(|d| d.dir.clone()) else {
-            return;
-        };
-        let built = self
-            .check(&dir)
-            .and_then(|(repo, report)| self.build(&repo, &report));
-        match built {
-            Ok((objects, summary)) => {
-                if let Some(d) = &mut self.desired {
-                    d.objects = objects;
-                    d.summary = summary;
-                }
-                self.sync(Instant::now()).await;
-            }
-            Err((message, _)) => self.log.warn(&format!("rollouts: {message}")),
-        }
-    }
-
-    /// Logs, records and announces rollout transitions.
-    async fn transitioned(&mut self, transitions: Vec<rollouts::Transitioned>) {
-        for t in transitions {
-            let line = format!(
-                "rollout {}: {} → {} ({})",
-                t.service, t.from, t.to, t.reason
-            );
-            if t.warning {
-                self.log.warn(&line);
-            } else {
-                self.log.info(&line);
-            }
-            self.metrics.rollout_transition(&t.service);
-            let reason = match t.to.split('@').next().unwrap_or_default() {
-                "Progressing" => "RolloutProgressing",
-                "Paused" => "RolloutPaused",
-                "Promoting" | "Succeeded" => "RolloutPromoted",
-                "RollingBack" | "Failed" => "RolloutRolledBack",
-                _ => "Rollout",
-            };
-            status::event(&self.cluster, &self.cfg.inventory, t.warning, reason, &line).await;
-        }
-        self.metrics.rollouts(
-            self.rollouts
-                .states()
-                .map(|(k, s)| (k.clone(), s.phase.name(), s.weight))
-                .collect(),
-        );
     }
 
     async fn failed(

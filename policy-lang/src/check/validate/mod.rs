@@ -16,6 +16,11 @@ use crate::yaml::{did_you_mean, Path};
 mod config;
 mod resilience;
 
+/// Whether exactly one of `flags` is set (a choice of fields).
+fn exactly_one(flags: &[bool]) -> bool {
+    flags.iter().filter(|b| **b).count() == 1
+}
+
 /// Diagnostics of one document.
 struct Doc<'a, T> {
     doc: &'a Loaded<T>,
@@ -624,15 +629,11 @@ fn service(
     for (i, slo) in spec.slos.iter().enumerate() {
         d.name(&format!("spec.slos[{i}].name"), "SLO name", &slo.name);
         let sli = &slo.sli;
-        let n = [
+        if !exactly_one(&[
             sli.availability.is_some(),
             sli.latency.is_some(),
             sli.custom.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if n != 1 {
+        ]) {
             d.error(
                 Code::Conflict,
                 &format!("spec.slos[{i}].sli"),
@@ -694,11 +695,7 @@ fn destination(
 }
 
 fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &StringMatch) {
-    let n = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if n != 1 {
+    if !exactly_one(&[m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()]) {
         d.error(
             Code::Conflict,
             path,
@@ -733,15 +730,11 @@ fn caller(
     path: &str,
     c: &Caller,
 ) {
-    let n = [
+    if !exactly_one(&[
         c.service.is_some(),
         c.namespace.is_some(),
         c.service_account.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if n != 1 {
+    ]) {
         d.error(
             Code::Conflict,
             path,

@@ -1,7 +1,7 @@
 //! Resilience settings: circuit breaking, load balancing, retries and
 //! failover.
 
-use super::Doc;
+use super::{exactly_one, Doc};
 use crate::diagnostic::Code;
 use crate::intent::service::Resilience;
 use crate::intent::ServiceIntent;
@@ -33,24 +33,21 @@ pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: b
                     "policy `consistentHash` needs a `consistentHash` block saying what to hash on",
                 );
             }
-            (P::ConsistentHash, Some(h)) => {
-                let n = [
+            (P::ConsistentHash, Some(h))
+                if !exactly_one(&[
                     h.header.is_some(),
                     h.cookie.is_some(),
                     h.source_ip == Some(true),
                     h.query_param.is_some(),
-                ]
-                .iter()
-                .filter(|b| **b)
-                .count();
-                if n != 1 {
-                    d.error(
-                        Code::Conflict,
-                        "spec.resilience.loadBalancer.consistentHash",
-                        "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`",
-                    );
-                }
+                ]) =>
+            {
+                d.error(
+                    Code::Conflict,
+                    "spec.resilience.loadBalancer.consistentHash",
+                    "set exactly one of `header`, `cookie`, `sourceIp`, `queryParam`",
+                );
             }
+            (P::ConsistentHash, Some(_)) => {}
             (_, Some(_)) => {
                 d.error_key(
                     Code::Conflict,
