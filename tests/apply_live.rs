@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::meshplan_sa;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -48,15 +50,6 @@ impl Repo {
     fn path(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Runs meshplan as the least-privilege ServiceAccount.
-fn meshplan_sa(args: &[&str], inventory: &str) -> Output {
-    let env = TestEnv::get();
-    let mut all: Vec<&str> = args.to_vec();
-    let kc = env.sa_kubeconfig.to_str().unwrap();
-    all.extend(["--kubeconfig", kc, "--inventory", inventory]);
-    common::meshplan(&all)
 }
 
 fn text(o: &Output) -> String {

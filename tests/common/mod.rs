@@ -1,5 +1,6 @@
 //! Helpers shared by the binary's tests.
 
+pub mod rollouts;
 pub mod running;
 
 use std::process::{Command, Output};
@@ -72,4 +73,14 @@ pub async fn install_smi_crd(client: &kube::Client) {
     if let Err(e) = meshplan_testenv::crds::install_crds(client, &dir).await {
         panic!("{}", meshplan_testenv::error_chain(&e));
     }
+}
+
+/// Runs meshplan as the least-privilege ServiceAccount, with `inventory`.
+#[allow(dead_code)]
+pub fn meshplan_sa(args: &[&str], inventory: &str) -> Output {
+    let env = meshplan_testenv::TestEnv::get();
+    let mut all: Vec<&str> = args.to_vec();
+    let kc = env.sa_kubeconfig.to_str().unwrap();
+    all.extend(["--kubeconfig", kc, "--inventory", inventory]);
+    meshplan(&all)
 }
