@@ -194,6 +194,11 @@ pub fn unsupported_diagnostics(
     } else {
         (Severity::Error, "remove the setting, add a target that expresses it, or set `unsupported: warning` in meshplan.yaml to render without it (docs/meshes.md lists what each target expresses)")
     };
+    let intents: BTreeMap<String, _> = repo
+        .services
+        .iter()
+        .map(|s| (intent_key(repo, s), s))
+        .collect();
     let mut out: Vec<Diagnostic> = errors
         .iter()
         .map(|e| {
@@ -203,10 +208,9 @@ pub fn unsupported_diagnostics(
                 format!("{}: {}", e.emitter, e.message),
             )
             .hint(hint);
-            let intent = repo.services.iter().find(|s| {
-                format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name) == e.intent
-            });
-            let Some(s) = intent else { return d };
+            let Some(s) = intents.get(&e.intent) else {
+                return d;
+            };
             let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
             let loc = fields
                 .iter()
@@ -221,11 +225,19 @@ pub fn unsupported_diagnostics(
     out
 }
 
+/// `namespace/name` of an intent, as `Origin::intent` names it.
+fn intent_key(
+    repo: &Repository,
+    s: &meshplan_policy_lang::parse::Loaded<meshplan_policy_lang::intent::ServiceIntent>,
+) -> String {
+    format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name)
+}
+
 fn intent_locations(repo: &Repository) -> BTreeMap<String, Location> {
     repo.services
         .iter()
         .map(|s| {
-            let key = format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name);
+            let key = intent_key(repo, s);
             (key, Location::new(s.file.clone(), s.root.span))
         })
         .collect()
