@@ -243,6 +243,15 @@ pub fn expresses(target: Target, f: Feature) -> bool {
     )
 }
 
+/// The names of those of `others` that express `f`.
+fn able(others: &[Target], f: Feature) -> Vec<&'static str> {
+    others
+        .iter()
+        .filter(|t| expresses(**t, f))
+        .map(|t| crate::target_name(*t))
+        .collect()
+}
+
 /// Reports every feature a service uses that `emitter` cannot express,
 /// given the targets rendered together.
 pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
@@ -262,15 +271,9 @@ pub fn report(emitter: &dyn Emitter, ir: &Ir, errors: &mut Vec<EmitError>) {
                     continue
                 }
                 Support::No(why) => why.to_owned(),
-                Support::Elsewhere(others, _) => format!(
-                    "add a target that can: {}",
-                    others
-                        .iter()
-                        .filter(|t| expresses(**t, f))
-                        .map(|t| crate::target_name(*t))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                Support::Elsewhere(others, _) => {
+                    format!("add a target that can: {}", able(others, f).join(", "))
+                }
             };
             let why = if why.is_empty() {
                 String::new()
@@ -312,15 +315,7 @@ pub fn matrix_markdown() -> String {
                 Support::Partial(n) => ("partly".to_owned(), Some(n)),
                 Support::No(n) => ("no".to_owned(), (!n.is_empty()).then_some(n)),
                 Support::Elsewhere(others, n) => (
-                    format!(
-                        "via {}",
-                        others
-                            .iter()
-                            .filter(|t| expresses(**t, f))
-                            .map(|t| crate::target_name(*t))
-                            .collect::<Vec<_>>()
-                            .join(" / ")
-                    ),
+                    format!("via {}", able(others, f).join(" / ")),
                     (!n.is_empty()).then_some(n),
                 ),
             };
