@@ -1,9 +1,9 @@
 //! Evaluating compiled CEL against bound values.
 //!
 //! Values are converted to the interpreter's representation once, when an
-//! intent is loaded ([`Bound::new`]); each evaluation borrows them through a
-//! resolver in a child scope of one base context, so nothing is converted
-//! or copied per evaluation.
+//! intent is loaded ([`Bound::new`], see [`super::view`]); each evaluation
+//! borrows them through a resolver in a child scope of one base context, so
+//! nothing is converted or copied per evaluation.
 
 use std::sync::Arc;
 
@@ -29,16 +29,34 @@ impl Bound {
     /// Converts a serializable value: `None` fields are dropped, so `has()`
     /// tells whether the user wrote a field, and integers are CEL ints.
     pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
-        let v = cel::to_value(value).map_err(|e| e.to_string())?;
-        Ok(Self::from_value(v))
+        let (val, longest_list) = super::ser::to_val(value).map_err(|e| e.to_string())?;
+        Ok(Self {
+            val: val.unwrap_or_else(|| Box::new(cel::common::types::CelNull)),
+            longest_list,
+        })
     }
 
     pub fn from_value(v: Value) -> Self {
-        let v = strip_nulls(v);
-        let longest_list = longest_list(&v);
+        let c = super::view::convert(v);
         Self {
-            val: to_val(v),
-            longest_list,
+            val: c.val,
+            longest_list: c.longest_list,
+        }
+    }
+
+    /// A list of bound values, sharing them (no copy).
+    pub fn list<'a>(items: impl IntoIterator<Item = &'a Bound>) -> Self {
+        let mut longest_list = 0;
+        let items: Vec<Box<dyn Val>> = items
+            .into_iter()
+            .map(|b| {
+                longest_list = longest_list.max(b.longest_list);
+                b.val.clone_as_boxed()
+            })
+            .collect();
+        Self {
+            longest_list: longest_list.max(items.len() as u64),
+            val: Box::new(super::view::SharedList::new(items)),
         }
     }
 
@@ -50,35 +68,6 @@ impl Bound {
 fn to_val(v: Value) -> Box<dyn Val> {
     let r: Result<Box<dyn Val>, _> = v.try_into();
     r.unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
-}
-
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Map(m) => {
-            let map: std::collections::HashMap<cel::objects::Key, Value> = m
-                .map
-                .iter()
-                .filter(|(_, v)| !matches!(v, Value::Null))
-                .map(|(k, v)| (k.clone(), strip_nulls(v.clone())))
-                .collect();
-            Value::Map(cel::objects::Map { map: Arc::new(map) })
-        }
-        Value::List(l) => Value::List(Arc::new(l.iter().cloned().map(strip_nulls).collect())),
-        // Rules compare with int literals (`weight <= 50`); CEL has no
-        // mixed int/uint arithmetic, so present every integer as an int.
-        Value::UInt(u) => i64::try_from(u).map_or(Value::UInt(u), Value::Int),
-        other => other,
-    }
-}
-
-fn longest_list(v: &Value) -> u64 {
-    match v {
-        Value::List(l) => (l.len() as u64).max(l.iter().map(longest_list).max().unwrap_or(0)),
-        Value::Map(m) => {
-            (m.map.len() as u64).max(m.map.values().map(longest_list).max().unwrap_or(0))
-        }
-        _ => 0,
-    }
 }
 
 /// Named values for one evaluation.

@@ -8,6 +8,8 @@
 pub mod compile;
 pub mod eval;
 pub mod position;
+pub mod ser;
+pub mod view;
 
 pub use compile::{At, Compiled, Issue};
 pub use eval::{Bindings, Bound, Engine, EvalError};

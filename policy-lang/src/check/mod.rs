@@ -50,7 +50,7 @@ pub fn check(repo: &Repository, engine: &Engine, mut diags: Vec<Diagnostic>) -> 
     rules::check_metric_conditions(engine, repo, &mut diags);
     let views = Views::new(repo);
     diags.extend(rules.eval_intents(engine, repo, &views));
-    diags.extend(rules.eval_repository(engine, &views, repo));
+    diags.extend(rules.eval_repository(engine, &views));
     normalize(&mut diags);
     Report {
         diagnostics: diags,

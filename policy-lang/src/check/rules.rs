@@ -251,14 +251,7 @@ pub struct Views {
 
 impl Views {
     pub fn new(repo: &Repository) -> Self {
-        let intents = repo
-            .services
-            .iter()
-            .map(|s| {
-                Bound::new(&defaulted(repo, &s.value))
-                    .unwrap_or_else(|_| Bound::from_value(cel::Value::Null))
-            })
-            .collect();
+        let intents = repo.services.iter().map(|s| intent_view(repo, s)).collect();
         Self {
             intents,
             ..Self::config_only(repo)
@@ -282,10 +275,15 @@ impl Views {
 }
 
 /// The intent as rules see it: namespace defaulted.
-fn defaulted(repo: &Repository, s: &ServiceIntent) -> ServiceIntent {
-    let mut s = s.clone();
-    s.metadata.namespace = Some(repo.namespace_of(&s).to_string());
-    s
+fn intent_view(repo: &Repository, s: &Loaded<ServiceIntent>) -> Bound {
+    let bound = if s.value.metadata.namespace.is_some() {
+        Bound::new(&s.value)
+    } else {
+        let mut s = s.value.clone();
+        s.metadata.namespace = Some(repo.default_namespace().to_string());
+        Bound::new(&s)
+    };
+    bound.unwrap_or_else(|_| Bound::from_value(cel::Value::Null))
 }
 
 enum Outcome {
@@ -339,13 +337,9 @@ impl RuleSet {
         out
     }
 
-    /// Evaluates every `repository`-scope rule once.
-    pub fn eval_repository(
-        &self,
-        engine: &Engine,
-        views: &Views,
-        repo: &Repository,
-    ) -> Vec<Diagnostic> {
+    /// Evaluates every `repository`-scope rule once, on the intents of
+    /// `views` (built by [`Views::new`]).
+    pub fn eval_repository(&self, engine: &Engine, views: &Views) -> Vec<Diagnostic> {
         let rules: Vec<&CompiledRule> = self
             .rules
             .iter()
@@ -354,12 +348,7 @@ impl RuleSet {
         if rules.is_empty() {
             return Vec::new();
         }
-        let list: Vec<cel::Value> = repo
-            .services
-            .iter()
-            .filter_map(|s| cel::to_value(defaulted(repo, &s.value)).ok())
-            .collect();
-        let intents = Bound::from_value(cel::Value::List(Arc::new(list)));
+        let intents = Bound::list(&views.intents);
         let b = Bindings::new()
             .with("intents", &intents)
             .with("config", &views.config);
@@ -401,10 +390,9 @@ impl RuleSet {
         if rules.is_empty() {
             return Vec::new();
         }
-        let Ok(v) = cel::to_value(object) else {
+        let Ok(obj) = Bound::new(object) else {
             return Vec::new();
         };
-        let obj = Bound::from_value(v);
         let b = Bindings::new()
             .with("object", &obj)
             .with("config", &views.config);

@@ -1,0 +1,322 @@
+//! Values converted once for evaluation: maps and lists shared, not copied.
+//!
+//! The interpreter copies a value whenever it must own one it only borrows:
+//! each element a comprehension binds (`steps.filter(s, …)`), each element
+//! of a `filter` result. For the interpreter's own maps and lists a copy is
+//! deep (a new hash map per step of a canary). Here every map and list of
+//! a converted value is held behind an `Arc`, so a copy is a reference
+//! count, while functions and operators still see the interpreter's
+//! built-in `map` and `list` (through [`Val::as_builtin`]): a rule cannot
+//! tell the difference.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::common::traits::{Adder, Container, Indexer, Iterable, Sizer, Zeroer};
+use cel::common::types::{self, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type};
+use cel::common::value::{Builtin, BuiltinRef, CowVal, Val};
+use cel::{ExecutionError, Value};
+
+/// A `map` shared by every copy of it.
+#[derive(Clone, Debug)]
+pub struct SharedMap(Arc<CelMap<'static>>);
+
+/// A `list` shared by every copy of it.
+#[derive(Clone, Debug)]
+pub struct SharedList(Arc<CelList<'static>>);
+
+impl SharedMap {
+    pub fn new(map: CelMap<'static>) -> Self {
+        Self(Arc::new(map))
+    }
+}
+
+impl SharedList {
+    pub fn new(items: Vec<Box<dyn Val>>) -> Self {
+        Self(Arc::new(CelList::from(items)))
+    }
+}
+
+impl Val for SharedMap {
+    fn get_type(&self) -> &Type {
+        <Self as Val>::cel_type()
+    }
+
+    fn cel_type() -> &'static Type {
+        &types::MAP_TYPE
+    }
+
+    fn as_container(&self) -> Option<&dyn Container> {
+        Some(&*self.0)
+    }
+
+    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(&*self.0)
+    }
+
+    // The interpreter moves elements out of containers it owns (a
+    // function's result); ours are shared, so that is a (cheap) copy.
+    fn into_indexer<'w>(self: Box<Self>) -> Option<Box<dyn Indexer + 'w>>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn as_iterable<'b, 'w>(&'b self) -> Option<&'b (dyn Iterable + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(&*self.0)
+    }
+
+    fn as_sizer(&self) -> Option<&dyn Sizer> {
+        Some(&*self.0)
+    }
+
+    fn as_zeroer(&self) -> Option<&dyn Zeroer> {
+        Some(&*self.0)
+    }
+
+    fn equals(&self, other: &dyn Val) -> bool {
+        self.0.equals(other)
+    }
+
+    fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
+    where
+        Self: 'w,
+    {
+        Box::new(self.clone())
+    }
+
+    fn as_builtin<'b, 'w>(&'b self) -> BuiltinRef<'b, 'w>
+    where
+        Self: 'w,
+    {
+        BuiltinRef::Map(&self.0)
+    }
+
+    fn into_builtin<'w>(self: Box<Self>) -> Option<Builtin<'w>>
+    where
+        Self: 'w,
+    {
+        Some(Builtin::Map(Arc::unwrap_or_clone(self.0)))
+    }
+}
+
+impl Val for SharedList {
+    fn get_type(&self) -> &Type {
+        <Self as Val>::cel_type()
+    }
+
+    fn cel_type() -> &'static Type {
+        &types::LIST_TYPE
+    }
+
+    fn as_adder<'b, 'w>(&'b self) -> Option<&'b (dyn Adder + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(&*self.0)
+    }
+
+    fn as_container(&self) -> Option<&dyn Container> {
+        Some(&*self.0)
+    }
+
+    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(&*self.0)
+    }
+
+    // The interpreter moves elements out of containers it owns (a
+    // function's result); ours are shared, so that is a (cheap) copy.
+    fn into_indexer<'w>(self: Box<Self>) -> Option<Box<dyn Indexer + 'w>>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn as_iterable<'b, 'w>(&'b self) -> Option<&'b (dyn Iterable + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(&*self.0)
+    }
+
+    fn as_sizer(&self) -> Option<&dyn Sizer> {
+        Some(&*self.0)
+    }
+
+    fn as_zeroer(&self) -> Option<&dyn Zeroer> {
+        Some(&*self.0)
+    }
+
+    fn equals(&self, other: &dyn Val) -> bool {
+        self.0.equals(other)
+    }
+
+    fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
+    where
+        Self: 'w,
+    {
+        Box::new(self.clone())
+    }
+
+    fn as_builtin<'b, 'w>(&'b self) -> BuiltinRef<'b, 'w>
+    where
+        Self: 'w,
+    {
+        BuiltinRef::List(&self.0)
+    }
+
+    fn into_builtin<'w>(self: Box<Self>) -> Option<Builtin<'w>>
+    where
+        Self: 'w,
+    {
+        Some(Builtin::List(Arc::unwrap_or_clone(self.0)))
+    }
+}
+
+macro_rules! shared_indexer {
+    ($($ty:ident),*) => {$(
+        impl Indexer for $ty {
+            fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+            where
+                Self: 'v,
+            {
+                self.0.get(idx)
+            }
+
+            fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+            where
+                Self: 'v,
+            {
+                self.0.get(idx).map(CowVal::into_owned)
+            }
+        }
+    )*};
+}
+
+shared_indexer!(SharedMap, SharedList);
+
+/// A converted value and the length of its longest list (the cost bound's
+/// input size).
+#[derive(Debug)]
+pub struct Converted {
+    pub val: Box<dyn Val>,
+    pub longest_list: u64,
+}
+
+/// Converts `v` in one pass, moving what it can: map entries that are null
+/// are dropped, so `has()` tells whether the user wrote a field; unsigned
+/// integers become ints (rules compare with int literals, `weight <= 50`,
+/// and CEL has no mixed int/uint arithmetic); maps and lists are shared.
+pub fn convert(v: Value) -> Converted {
+    let mut longest = 0;
+    let val = to_val(v, &mut longest);
+    Converted {
+        val,
+        longest_list: longest,
+    }
+}
+
+fn to_val(v: Value, longest: &mut u64) -> Box<dyn Val> {
+    match v {
+        Value::Map(m) => {
+            let map = Arc::unwrap_or_clone(m.map);
+            *longest = (*longest).max(map.len() as u64);
+            let mut out: HashMap<CelMapKey<'static>, Box<dyn Val>> =
+                HashMap::with_capacity(map.len());
+            for (k, v) in map {
+                if !matches!(v, Value::Null) {
+                    out.insert(k.into(), to_val(v, longest));
+                }
+            }
+            Box::new(SharedMap(Arc::new(CelMap::from(out))))
+        }
+        Value::List(l) => {
+            let items = Arc::unwrap_or_clone(l);
+            *longest = (*longest).max(items.len() as u64);
+            let items = items.into_iter().map(|i| to_val(i, longest)).collect();
+            Box::new(SharedList::new(items))
+        }
+        Value::UInt(u) => match i64::try_from(u) {
+            Ok(i) => Box::new(CelInt::from(i)),
+            Err(_) => Box::new(types::CelUInt::from(u)),
+        },
+        Value::String(s) => Box::new(CelString::from(Arc::unwrap_or_clone(s))),
+        other => other
+            .try_into()
+            .unwrap_or_else(|_| Box::new(CelNull) as Box<dyn Val>),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cel::{Bindings, Bound, Engine};
+
+    fn eval(src: &str, data: serde_json::Value) -> Value {
+        let engine = Engine::new();
+        let bound = Bound::new(&data).expect("converts");
+        let c = engine.compile(src, &["x"]).expect("compiles");
+        engine
+            .eval(&c, &Bindings::new().with("x", &bound))
+            .expect("evaluates")
+    }
+
+    #[test]
+    fn shared_maps_and_lists_behave_as_the_builtin_ones() {
+        let data = serde_json::json!({
+            "steps": [{"weight": 10}, {"pause": "1m"}, {"weight": 60}],
+            "labels": {"team": "a"},
+            "names": ["a", "b"],
+        });
+        for (src, want) in [
+            ("x.steps.filter(s, has(s.weight))[1].weight", Value::Int(60)),
+            ("x.steps.filter(s, has(s.weight)).size()", Value::Int(2)),
+            ("x.steps.map(s, s).size() == 3", Value::Bool(true)),
+            (
+                "'team' in x.labels && !('owner' in x.labels)",
+                Value::Bool(true),
+            ),
+            ("x.labels == {'team': 'a'}", Value::Bool(true)),
+            ("{'team': 'a'} == x.labels", Value::Bool(true)),
+            (
+                "x.names == ['a', 'b'] && ['a', 'b'] == x.names",
+                Value::Bool(true),
+            ),
+            ("(x.names + ['c']).size()", Value::Int(3)),
+            ("'b' in x.names", Value::Bool(true)),
+            ("x.names.join(',')", Value::String(Arc::new("a,b".into()))),
+            ("size(x.labels) + size(x.names)", Value::Int(3)),
+            (
+                "type(x.labels) == map && type(x.names) == list",
+                Value::Bool(true),
+            ),
+            ("x.labels.all(k, k == 'team')", Value::Bool(true)),
+            (
+                "math.greatest(x.steps.filter(s, has(s.weight)).map(s, s.weight))",
+                Value::Int(60),
+            ),
+        ] {
+            assert_eq!(eval(src, data.clone()), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn drops_nulls_and_presents_unsigned_integers_as_ints() {
+        let data = serde_json::json!({"absent": null, "n": 5u64, "items": [null]});
+        assert_eq!(
+            eval("!has(x.absent) && x.n == 5 && x.items.size() == 1", data),
+            Value::Bool(true)
+        );
+    }
+}
