@@ -29,14 +29,6 @@ fn main() {
         }
         add("(yaml tree only)", s.elapsed());
         let s = Instant::now();
-        for (_, text) in &sources.files {
-            let mut p = serde_saphyr::granit_parser::Parser::new_from_str(text);
-            while let Some(Ok(ev)) = p.next_event() {
-                std::hint::black_box(ev);
-            }
-        }
-        add("(events only)", s.elapsed());
-        let s = Instant::now();
         let (repo, mut diags) = parse::parse(&sources);
         add("parse", s.elapsed());
         let s = Instant::now();

@@ -7,7 +7,7 @@
 //! found on the typed model, then located by its path (`spec.rollout.steps[1]
 //! .weight`) in this tree.
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError, Span as YSpan};
+use libyaml_safer::{Event, EventData, MappingStyle, Mark, Parser, ScalarStyle, SequenceStyle};
 
 use crate::source::{Pos, Span};
 
@@ -208,8 +208,11 @@ pub const MAX_NODES: usize = 2_000_000;
 /// Parses every document of `text`. On a syntax error, the documents before
 /// it are kept (they are valid) and the error is returned alongside.
 pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
+    let mut input = text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
     let mut builder = Builder {
-        parser: Parser::new_from_str(text),
+        parser,
         anchors: Vec::new(),
         nodes: 0,
         errors: Vec::new(),
@@ -217,7 +220,10 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     let mut docs = Vec::new();
     loop {
         match builder.next() {
-            Ok(Some((Event::DocumentStart(..), _))) => match builder.node_or_end() {
+            Ok(Event {
+                data: EventData::DocumentStart { .. },
+                ..
+            }) => match builder.node_or_end() {
                 // An empty document (a trailing `---`) holds nothing.
                 Ok(Some(root)) if root.value == Value::Null => builder.anchors.clear(),
                 Ok(Some(root)) => {
@@ -231,8 +237,11 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
                     break;
                 }
             },
-            Ok(Some((Event::StreamEnd, _))) | Ok(None) => break,
-            Ok(Some(_)) => {}
+            Ok(Event {
+                data: EventData::StreamEnd,
+                ..
+            }) => break,
+            Ok(_) => {}
             Err(e) => {
                 builder.errors.push(e);
                 break;
@@ -242,67 +251,57 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     (docs, builder.errors)
 }
 
-struct Builder<'a> {
-    parser: Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>,
-    anchors: Vec<(usize, Node)>,
+struct Builder<'r, 'b> {
+    parser: Parser<&'b mut &'r [u8]>,
+    anchors: Vec<(String, Node)>,
     nodes: usize,
     errors: Vec<TreeError>,
 }
 
-fn pos(m: &serde_saphyr::granit_parser::Marker) -> Pos {
+fn pos(m: Mark) -> Pos {
     Pos::new(
-        u32::try_from(m.line()).unwrap_or(u32::MAX),
-        u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+        u32::try_from(m.line + 1).unwrap_or(u32::MAX),
+        u32::try_from(m.column + 1).unwrap_or(u32::MAX),
     )
 }
 
-fn span(s: &YSpan) -> Span {
-    Span::new(pos(&s.start), pos(&s.end))
+fn span(ev: &Event) -> Span {
+    Span::new(pos(ev.start_mark), pos(ev.end_mark))
 }
 
-fn scan_error(e: &ScanError) -> TreeError {
-    let p = pos(e.marker());
+fn syntax_error(e: &libyaml_safer::Error) -> TreeError {
+    let p = e.problem_mark().map(pos).unwrap_or(Pos::new(1, 1));
+    let message = match e.context() {
+        Some(context) => format!("{context}, {}", e.problem()),
+        None => e.problem().to_string(),
+    };
     TreeError {
         kind: TreeErrorKind::Syntax,
         span: Span::on_line(p, 1),
-        message: e.info(),
+        message,
     }
 }
 
-impl<'a> Builder<'a> {
-    fn next(&mut self) -> Result<Option<(Event<'a>, YSpan)>, TreeError> {
-        loop {
-            match self.parser.next_event() {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(scan_error(&e)),
-                // Comments are presentation only.
-                #[allow(unreachable_patterns)]
-                Some(Ok((ev, sp))) => {
-                    if is_presentation(&ev) {
-                        continue;
-                    }
-                    return Ok(Some((ev, sp)));
-                }
-            }
-        }
+impl Builder<'_, '_> {
+    fn next(&mut self) -> Result<Event, TreeError> {
+        self.parser.parse().map_err(|e| syntax_error(&e))
     }
 
     /// The document's root node, or `None` for an empty document.
     fn node_or_end(&mut self) -> Result<Option<Node>, TreeError> {
-        let Some((ev, sp)) = self.next()? else {
-            return Ok(None);
-        };
-        if matches!(ev, Event::DocumentEnd) {
+        let ev = self.next()?;
+        if matches!(ev.data, EventData::DocumentEnd { .. }) {
             return Ok(None);
         }
-        let node = self.node(ev, sp)?;
+        let node = self.node(ev)?;
         // Consume the DocumentEnd.
-        match self.next()? {
-            Some((Event::DocumentEnd, _)) | None => {}
-            Some((_, sp)) => {
+        let ev = self.next()?;
+        match ev.data {
+            EventData::DocumentEnd { .. } | EventData::StreamEnd => {}
+            _ => {
                 return Err(TreeError {
                     kind: TreeErrorKind::Syntax,
-                    span: span(&sp),
+                    span: span(&ev),
                     message: "unexpected content after the document".into(),
                 })
             }
@@ -324,42 +323,45 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn node(&mut self, ev: Event<'a>, sp: YSpan) -> Result<Node, TreeError> {
-        let start = span(&sp);
-        match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+    fn node(&mut self, ev: Event) -> Result<Node, TreeError> {
+        let start = span(&ev);
+        match ev.data {
+            EventData::Scalar {
+                value,
+                style,
+                anchor,
+                ..
+            } => {
                 self.count(start)?;
                 let style = match style {
-                    ScalarStyle::Plain => Style::Plain,
                     ScalarStyle::SingleQuoted => Style::SingleQuoted,
                     ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
                     ScalarStyle::Literal => Style::Literal,
                     ScalarStyle::Folded => Style::Folded,
+                    _ => Style::Plain,
                 };
                 let value = if style == Style::Plain
-                    && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                    && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL")
                 {
                     Value::Null
                 } else {
-                    Value::Scalar(text.into_owned(), style)
+                    Value::Scalar(value, style)
                 };
                 let node = Node { span: start, value };
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::SequenceStart(_, anchor, _) => {
+            EventData::SequenceStart { anchor, style, .. } => {
                 self.count(start)?;
                 let mut items = Vec::new();
                 let end = loop {
-                    let Some((ev, sp)) = self.next()? else {
-                        return Err(eof(start));
-                    };
-                    if matches!(ev, Event::SequenceEnd) {
-                        break span(&sp).end;
+                    let ev = self.next()?;
+                    if matches!(ev.data, EventData::SequenceEnd) {
+                        break ev;
                     }
-                    items.push(self.node(ev, sp)?);
+                    items.push(self.node(ev)?);
                 };
-                let end = items.last().map_or(end, |n| n.span.end.max(end));
+                let end = collection_end(style == SequenceStyle::Flow, &end, items.last());
                 let node = Node {
                     span: Span::new(start.start, end),
                     value: Value::Seq(items),
@@ -367,21 +369,17 @@ impl<'a> Builder<'a> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::MappingStart(_, anchor, _) => {
+            EventData::MappingStart { anchor, style, .. } => {
                 self.count(start)?;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
                 let end = loop {
-                    let Some((ev, sp)) = self.next()? else {
-                        return Err(eof(start));
-                    };
-                    if matches!(ev, Event::MappingEnd) {
-                        break span(&sp).end;
+                    let ev = self.next()?;
+                    if matches!(ev.data, EventData::MappingEnd) {
+                        break ev;
                     }
-                    let key = self.node(ev, sp)?;
-                    let Some((ev, sp)) = self.next()? else {
-                        return Err(eof(start));
-                    };
-                    let value = self.node(ev, sp)?;
+                    let key = self.node(ev)?;
+                    let ev = self.next()?;
+                    let value = self.node(ev)?;
                     match &key.value {
                         Value::Scalar(..) | Value::Null => {}
                         _ => {
@@ -410,7 +408,11 @@ impl<'a> Builder<'a> {
                     }
                     entries.push((key, value));
                 };
-                let end = entries.last().map_or(end, |(_, v)| v.span.end.max(end));
+                let end = collection_end(
+                    style == MappingStyle::Flow,
+                    &end,
+                    entries.last().map(|(_, v)| v),
+                );
                 let node = Node {
                     span: Span::new(start.start, end),
                     value: Value::Map(entries),
@@ -418,18 +420,18 @@ impl<'a> Builder<'a> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::Alias(id) => {
+            EventData::Alias { anchor } => {
                 let Some(node) = self
                     .anchors
                     .iter()
                     .rev()
-                    .find(|(a, _)| *a == id)
+                    .find(|(a, _)| *a == anchor)
                     .map(|(_, n)| n.clone())
                 else {
                     return Err(TreeError {
                         kind: TreeErrorKind::Syntax,
                         span: start,
-                        message: "alias to an unknown anchor".into(),
+                        message: format!("alias `*{anchor}` names no anchor defined before it"),
                     });
                 };
                 // An alias costs as many nodes as it expands to.
@@ -446,35 +448,22 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
-        if anchor != 0 {
+    fn remember(&mut self, anchor: Option<String>, node: &Node) {
+        if let Some(anchor) = anchor {
             self.anchors.push((anchor, node.clone()));
         }
     }
 }
 
-#[allow(unreachable_patterns)]
-fn is_presentation(ev: &Event<'_>) -> bool {
-    !matches!(
-        ev,
-        Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(..)
-            | Event::DocumentEnd
-            | Event::Alias(_)
-            | Event::Scalar(..)
-            | Event::SequenceStart(..)
-            | Event::SequenceEnd
-            | Event::MappingStart(..)
-            | Event::MappingEnd
-    )
-}
-
-fn eof(start: Span) -> TreeError {
-    TreeError {
-        kind: TreeErrorKind::Syntax,
-        span: start,
-        message: "unexpected end of input".into(),
+/// Where a collection ends: a flow collection at its closing bracket; a
+/// block collection with its last item (the parser marks a block's end at
+/// whatever follows it, possibly lines further down).
+fn collection_end(flow: bool, end: &Event, last: Option<&Node>) -> Pos {
+    let closing = pos(end.end_mark);
+    match last {
+        Some(last) if !flow => last.span.end,
+        Some(last) => closing.max(last.span.end),
+        None => closing,
     }
 }
 
@@ -555,6 +544,30 @@ mod tests {
             errs.iter().any(|e| e.kind == TreeErrorKind::TooLarge),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let root = one("é: [ä, x]\n");
+        let x = root.locate(&Path::parse("é[1]"));
+        assert_eq!(x.as_str(), Some("x"));
+        assert_eq!(x.span.start, Pos::new(1, 8));
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_node() {
+        let root = one("a: &p { port: 80 }\nb: *p\n");
+        let port = root.locate(&Path::parse("b.port"));
+        assert_eq!(port.as_str(), Some("80"));
+        let (_, errs) = parse("a: *nothing\n");
+        assert!(errs[0].message.contains("*nothing"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_block_collection_ends_with_its_last_item_and_a_flow_one_at_its_bracket() {
+        let root = one("a:\n  b: 1\n\n# later\nz: [1, 2 ]\n");
+        assert_eq!(root.locate(&Path::parse("a")).span.end, Pos::new(2, 7));
+        assert_eq!(root.locate(&Path::parse("z")).span.end, Pos::new(5, 11));
     }
 
     #[test]
