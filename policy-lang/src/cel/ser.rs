@@ -7,10 +7,9 @@
 //! borrowed (`&'static str`), so a typed intent converts with one
 //! allocation per string value and one per map or list.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use cel::common::types::{CelBool, CelDouble, CelInt, CelMap, CelMapKey, CelString};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelMapKey, CelString};
 use cel::common::types::{CelNull, CelUInt};
 use cel::common::value::Val;
 use serde::ser::{self, Serialize};
@@ -162,13 +161,13 @@ impl<'a> ser::Serializer for Serializer<'a> {
         variant: &'static str,
         v: &T,
     ) -> Result<Out, Error> {
-        let mut map = HashMap::with_capacity(1);
+        let mut entries = Vec::with_capacity(1);
         if let Some(inner) = v.serialize(Serializer {
             longest: &mut *self.longest,
         })? {
-            map.insert(CelMapKey::from(variant), inner);
+            entries.push((CelMapKey::from(variant), inner));
         }
-        val(SharedMap::new(CelMap::from(map)))
+        val(SharedMap::new(entries))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, Error> {
         Ok(Seq {
@@ -195,7 +194,7 @@ impl<'a> ser::Serializer for Serializer<'a> {
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Map<'a>, Error> {
         Ok(Map {
-            entries: HashMap::with_capacity(len.unwrap_or(0)),
+            entries: Vec::with_capacity(len.unwrap_or(0)),
             key: None,
             longest: self.longest,
         })
@@ -271,7 +270,9 @@ impl ser::SerializeTupleStruct for Seq<'_> {
 }
 
 struct Map<'a> {
-    entries: HashMap<CelMapKey<'static>, Box<dyn Val>>,
+    // Distinct keys: struct fields are, and so are the keys of every map
+    // type serde serializes.
+    entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>,
     key: Option<CelMapKey<'static>>,
     longest: &'a mut u64,
 }
@@ -285,14 +286,14 @@ impl Map<'_> {
         if let Some(value) = v.serialize(Serializer {
             longest: &mut *self.longest,
         })? {
-            self.entries.insert(key, value);
+            self.entries.push((key, value));
         }
         Ok(())
     }
 
     fn finish(self) -> Result<Out, Error> {
         *self.longest = (*self.longest).max(self.entries.len() as u64);
-        val(SharedMap::new(CelMap::from(self.entries)))
+        val(SharedMap::new(self.entries))
     }
 }
 

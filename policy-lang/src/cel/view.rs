@@ -10,7 +10,7 @@
 //! tell the difference.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cel::common::traits::{Adder, Container, Indexer, Iterable, Sizer, Zeroer};
 use cel::common::types::{self, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type};
@@ -18,22 +18,107 @@ use cel::common::value::{Builtin, BuiltinRef, CowVal, Val};
 use cel::{ExecutionError, Value};
 
 /// A `map` shared by every copy of it.
+///
+/// Entries are kept in a list: intent maps are small (a handful of fields),
+/// and finding a field by comparing a few short strings is several times
+/// cheaper than hashing it, which is what rules do most. The interpreter's
+/// own hash map, needed by what works on whole maps (equality, iteration,
+/// functions taking a map), is built from the entries the first time it is
+/// asked for, and kept.
 #[derive(Clone, Debug)]
-pub struct SharedMap(Arc<CelMap<'static>>);
+pub struct SharedMap(Arc<MapData>);
 
-/// A `list` shared by every copy of it.
-#[derive(Clone, Debug)]
-pub struct SharedList(Arc<CelList<'static>>);
+/// Up to this many entries, a key is found by scanning.
+const SCAN_LIMIT: usize = 24;
 
-impl SharedMap {
-    pub fn new(map: CelMap<'static>) -> Self {
-        Self(Arc::new(map))
+#[derive(Debug)]
+struct MapData {
+    entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>,
+    builtin: OnceLock<CelMap<'static>>,
+}
+
+impl MapData {
+    fn builtin(&self) -> &CelMap<'static> {
+        self.builtin.get_or_init(|| {
+            let map: HashMap<CelMapKey<'static>, Box<dyn Val>> = self
+                .entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            CelMap::from(map)
+        })
+    }
+
+    /// The value at a string key; `None` when the key is not a string, or
+    /// the map too large for a scan to beat hashing.
+    fn find(&self, key: &dyn Val) -> Option<Option<&(dyn Val + 'static)>> {
+        if self.entries.len() > SCAN_LIMIT {
+            return None;
+        }
+        let key = key.downcast_ref::<CelString>()?.inner();
+        Some(
+            self.entries
+                .iter()
+                .find(|(k, _)| matches!(k, CelMapKey::String(s) if s.inner() == key))
+                .map(|(_, v)| &**v),
+        )
     }
 }
 
-impl SharedList {
-    pub fn new(items: Vec<Box<dyn Val>>) -> Self {
-        Self(Arc::new(CelList::from(items)))
+impl SharedMap {
+    /// A map of distinct keys.
+    pub fn new(entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>) -> Self {
+        Self(Arc::new(MapData {
+            entries,
+            builtin: OnceLock::new(),
+        }))
+    }
+}
+
+impl Container for SharedMap {
+    fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
+        match self.0.find(key) {
+            Some(found) => Ok(found.is_some()),
+            None => self.0.builtin().contains(key),
+        }
+    }
+}
+
+impl Sizer for SharedMap {
+    fn size(&self) -> CelInt {
+        i64::try_from(self.0.entries.len())
+            .unwrap_or(i64::MAX)
+            .into()
+    }
+}
+
+impl Zeroer for SharedMap {
+    fn is_zero_value(&self) -> bool {
+        self.0.entries.is_empty()
+    }
+}
+
+impl Indexer for SharedMap {
+    fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        match self.0.find(idx) {
+            Some(Some(v)) => Ok(CowVal::Borrowed(v)),
+            // What `has()` turns into `false`.
+            Some(None) => Err(ExecutionError::NoSuchKey(Arc::new(
+                idx.downcast_ref::<CelString>()
+                    .map_or_else(String::new, |s| s.inner().to_owned()),
+            ))),
+            None => self.0.builtin().get(idx),
+        }
+    }
+
+    fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.get(idx).map(CowVal::into_owned)
     }
 }
 
@@ -47,14 +132,14 @@ impl Val for SharedMap {
     }
 
     fn as_container(&self) -> Option<&dyn Container> {
-        Some(&*self.0)
+        Some(self)
     }
 
     fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
     where
         Self: 'w,
     {
-        Some(&*self.0)
+        Some(self)
     }
 
     // The interpreter moves elements out of containers it owns (a
@@ -70,19 +155,19 @@ impl Val for SharedMap {
     where
         Self: 'w,
     {
-        Some(&*self.0)
+        Some(self.0.builtin())
     }
 
     fn as_sizer(&self) -> Option<&dyn Sizer> {
-        Some(&*self.0)
+        Some(self)
     }
 
     fn as_zeroer(&self) -> Option<&dyn Zeroer> {
-        Some(&*self.0)
+        Some(self)
     }
 
     fn equals(&self, other: &dyn Val) -> bool {
-        self.0.equals(other)
+        self.0.builtin().equals(other)
     }
 
     fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
@@ -96,14 +181,24 @@ impl Val for SharedMap {
     where
         Self: 'w,
     {
-        BuiltinRef::Map(&self.0)
+        BuiltinRef::Map(self.0.builtin())
     }
 
     fn into_builtin<'w>(self: Box<Self>) -> Option<Builtin<'w>>
     where
         Self: 'w,
     {
-        Some(Builtin::Map(Arc::unwrap_or_clone(self.0)))
+        Some(Builtin::Map(self.0.builtin().clone()))
+    }
+}
+
+/// A `list` shared by every copy of it.
+#[derive(Clone, Debug)]
+pub struct SharedList(Arc<CelList<'static>>);
+
+impl SharedList {
+    pub fn new(items: Vec<Box<dyn Val>>) -> Self {
+        Self(Arc::new(CelList::from(items)))
     }
 }
 
@@ -204,7 +299,7 @@ macro_rules! shared_indexer {
     )*};
 }
 
-shared_indexer!(SharedMap, SharedList);
+shared_indexer!(SharedList);
 
 /// A converted value and the length of its longest list (the cost bound's
 /// input size).
@@ -232,14 +327,12 @@ fn to_val(v: Value, longest: &mut u64) -> Box<dyn Val> {
         Value::Map(m) => {
             let map = Arc::unwrap_or_clone(m.map);
             *longest = (*longest).max(map.len() as u64);
-            let mut out: HashMap<CelMapKey<'static>, Box<dyn Val>> =
-                HashMap::with_capacity(map.len());
-            for (k, v) in map {
-                if !matches!(v, Value::Null) {
-                    out.insert(k.into(), to_val(v, longest));
-                }
-            }
-            Box::new(SharedMap(Arc::new(CelMap::from(out))))
+            let entries = map
+                .into_iter()
+                .filter(|(_, v)| !matches!(v, Value::Null))
+                .map(|(k, v)| (k.into(), to_val(v, longest)))
+                .collect();
+            Box::new(SharedMap::new(entries))
         }
         Value::List(l) => {
             let items = Arc::unwrap_or_clone(l);
@@ -309,6 +402,29 @@ mod tests {
         ] {
             assert_eq!(eval(src, data.clone()), want, "{src}");
         }
+    }
+
+    #[test]
+    fn large_maps_and_non_string_keys_are_found_too() {
+        let big: serde_json::Map<String, serde_json::Value> = (0..40)
+            .map(|i| (format!("k{i}"), serde_json::json!(i)))
+            .collect();
+        assert_eq!(
+            eval(
+                "x.k39 == 39 && !has(x.k40) && 'k3' in x && size(x) == 40",
+                serde_json::Value::Object(big)
+            ),
+            Value::Bool(true)
+        );
+        let engine = Engine::new();
+        let m: std::collections::HashMap<cel::objects::Key, Value> =
+            [(1i64.into(), Value::String(Arc::new("one".into())))].into();
+        let bound = Bound::from_value(Value::Map(cel::objects::Map { map: Arc::new(m) }));
+        let c = engine
+            .compile("x[1] == 'one' && !(2 in x) && 1 in x", &["x"])
+            .unwrap();
+        let got = engine.eval(&c, &Bindings::new().with("x", &bound));
+        assert_eq!(got, Ok(Value::Bool(true)));
     }
 
     #[test]
