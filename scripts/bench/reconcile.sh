@@ -30,13 +30,13 @@ SA=$ENV_DIR/sa.kubeconfig
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 
 cd "$ROOT"
-cargo build --release -q --bin meshplan
-cargo build --release -q -p meshplan-policy-lang --example generate
-BIN=$ROOT/target/release/meshplan
+cargo build --profile dist -q --bin meshplan
+cargo build --profile dist -q -p meshplan-policy-lang --example generate
+BIN=$ROOT/target/dist/meshplan
 mkdir -p "$W"
 repo=$W/repo-$N
 rm -rf "$repo" "$W/rendered" "$W/kubectl"
-target/release/examples/generate "$N" "$repo" 2>/dev/null
+target/dist/examples/generate "$N" "$repo" 2>/dev/null
 # Namespaces of this run only, so the first sync is a first sync.
 tag=b$(date +%s)
 find "$repo" -name '*.yaml' -exec sed -i "s/^  namespace: team-/  namespace: $tag-team-/" {} +

@@ -15,10 +15,10 @@ command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 command -v kubectl >/dev/null || { echo "kubectl is missing: run scripts/env/install.sh" >&2; exit 2; }
 
 cd "$ROOT"
-cargo build --release -q --bin meshplan
-cargo build --release -q -p meshplan-policy-lang --example generate
-BIN=$ROOT/target/release/meshplan
-GEN=$ROOT/target/release/examples/generate
+cargo build --profile dist -q --bin meshplan
+cargo build --profile dist -q -p meshplan-policy-lang --example generate
+BIN=$ROOT/target/dist/meshplan
+GEN=$ROOT/target/dist/examples/generate
 mkdir -p "$W"
 
 # timed LABEL CMD...: runs CMD pinned to one core; prints "seconds rss_kib".

@@ -34,8 +34,8 @@ PROM=$(json prometheusUrl)
 GEN=$(json metricsUrl)
 
 cd "$ROOT"
-cargo build --release -q --bin meshplan
-BIN=$ROOT/target/release/meshplan
+cargo build --profile dist -q --bin meshplan
+BIN=$ROOT/target/dist/meshplan
 rm -rf "$W"; mkdir -p "$W/repo"
 ns=bench-ro-$(date +%s)
 kubectl create namespace "$ns" >/dev/null
