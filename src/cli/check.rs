@@ -66,11 +66,13 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
         }
     }
     print(&render(&report, args.format, color));
-    Ok(if report.passes(args.strict) {
+    let code = if report.passes(args.strict) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    super::free_at_exit((repo, report));
+    Ok(code)
 }
 
 pub fn render(report: &Report, format: Format, color: Color) -> String {

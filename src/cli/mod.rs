@@ -357,6 +357,14 @@ pub struct RunArgs {
     pub timeout: std::time::Duration,
 }
 
+/// Leaves `value` to the operating system, which reclaims it when the
+/// one-shot command exits a moment later. Freeing a repository's node trees
+/// and the compiled objects one allocation at a time costs about a tenth of
+/// a check or render (docs/benchmarks.md) and serves nobody.
+fn free_at_exit<T>(value: T) {
+    std::mem::forget(value);
+}
+
 fn parse_kind_bool(s: &str) -> Result<(String, bool), String> {
     let (k, v) = s
         .split_once('=')

@@ -101,7 +101,10 @@ pub fn compile_repo(
 
 pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
     let Checked {
-        report, compiled, ..
+        repo,
+        report,
+        compiled,
+        ..
     } = match compile_repo(&args.compile, color, "render")? {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -129,6 +132,7 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
             eprintln!("rendered {} objects into {}", objects.len(), dir.display());
         }
     }
+    super::free_at_exit((repo, report, compiled));
     Ok(ExitCode::SUCCESS)
 }
 
