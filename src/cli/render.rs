@@ -142,6 +142,9 @@ fn write_tree(
     objects: &[meshplan_compiler::MeshObject],
     format: RenderFormat,
 ) -> anyhow::Result<()> {
+    // Objects come sorted by kind, not by folder: remember which folders
+    // exist rather than asking the file system again for every file.
+    let mut made = std::collections::HashSet::new();
     for o in objects {
         let mut rel = o.file_path();
         let text = match format {
@@ -153,8 +156,11 @@ fn write_tree(
         };
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            if !made.contains(parent) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+                made.insert(parent.to_path_buf());
+            }
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
