@@ -208,6 +208,62 @@ pub const MAX_NODES: usize = 2_000_000;
 /// Parses every document of `text`. On a syntax error, the documents before
 /// it are kept (they are valid) and the error is returned alongside.
 pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
+    // libyaml-safer still has `panic!("TODO")`s on a few malformed inputs
+    // (a tag followed by `,` in a flow collection: `{!,`). Bad input must
+    // be a diagnostic, never a crash: such a panic becomes a syntax error
+    // at the start of the file, and is kept off stderr (`quiet_panics`).
+    quiet_panics::install();
+    let result = std::panic::catch_unwind(|| quiet_panics::during(|| parse_events(text)));
+    result.unwrap_or_else(|_| {
+        (
+            Vec::new(),
+            vec![TreeError {
+                kind: TreeErrorKind::Syntax,
+                span: Span::on_line(Pos::new(1, 1), 1),
+                message: "the YAML parser cannot read this file (it fails on a construct \
+                          such as a tag inside a flow collection); check its syntax with a \
+                          YAML linter"
+                    .into(),
+            }],
+        )
+    })
+}
+
+/// A panic hook that stays silent for panics caught while parsing on this
+/// thread, and defers to the previous hook for every other panic.
+mod quiet_panics {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    thread_local! {
+        static PARSING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !PARSING.with(Cell::get) {
+                    previous(info);
+                }
+            }));
+        });
+    }
+
+    pub fn during<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                PARSING.with(|p| p.set(self.0));
+            }
+        }
+        let _reset = Reset(PARSING.with(|p| p.replace(true)));
+        f()
+    }
+}
+
+fn parse_events(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     let mut input = text.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
@@ -544,6 +600,22 @@ mod tests {
             errs.iter().any(|e| e.kind == TreeErrorKind::TooLarge),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_parser_panic_is_a_syntax_error_not_a_crash() {
+        for text in ["{!,", "a: [!, b]\n"] {
+            let (docs, errs) = parse(text);
+            assert!(docs.is_empty());
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            assert_eq!(errs[0].kind, TreeErrorKind::Syntax);
+            assert!(
+                errs[0].message.contains("cannot read this file"),
+                "{errs:?}"
+            );
+        }
+        // Other panics on this thread still reach the hook chain.
+        assert!(std::panic::catch_unwind(|| panic!("elsewhere")).is_err());
     }
 
     #[test]
