@@ -279,27 +279,21 @@ impl Val for SharedList {
     }
 }
 
-macro_rules! shared_indexer {
-    ($($ty:ident),*) => {$(
-        impl Indexer for $ty {
-            fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-            where
-                Self: 'v,
-            {
-                self.0.get(idx)
-            }
+impl Indexer for SharedList {
+    fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.0.get(idx)
+    }
 
-            fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-            where
-                Self: 'v,
-            {
-                self.0.get(idx).map(CowVal::into_owned)
-            }
-        }
-    )*};
+    fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.0.get(idx).map(CowVal::into_owned)
+    }
 }
-
-shared_indexer!(SharedList);
 
 /// A converted value and the length of its longest list (the cost bound's
 /// input size).
