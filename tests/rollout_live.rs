@@ -367,17 +367,22 @@ async fn the_slo_gate_holds_promotion_while_the_canary_burns_its_budget() {
             let s = status(&key, &inv);
             async move {
                 let s = s?;
-                let held = s["lastAnalysis"]["checks"].as_array()?.iter().any(|c| {
+                let checks = s["lastAnalysis"]["checks"].as_array()?;
+                let held = checks.iter().any(|c| {
                     c["name"] == "SLO gate availability" && c["outcome"] == "inconclusive"
                 });
-                (held && s["inconclusive"].as_u64()? >= 2).then_some(())
+                // Held by the gate alone: the success rate itself passes.
+                // (An analysis racing Prometheus's first scrape of the
+                // canary may find no data yet: waited out, not asserted.)
+                let rate_passes = checks
+                    .iter()
+                    .any(|c| c["name"] == "success rate" && c["outcome"] == "pass");
+                (held && rate_passes && s["inconclusive"].as_u64()? >= 2).then_some(())
             }
         })
         .await;
         let s = status(&key, &inv).unwrap();
         assert_eq!((s["phase"].clone(), s["weight"].clone()), ("progressing".into(), 20.into()), "{s}");
-        let rate = &s["lastAnalysis"]["checks"][1];
-        assert_eq!((rate["name"].as_str(), rate["outcome"].as_str()), (Some("success rate"), Some("pass")), "{s}");
 
         // The canary stops burning: the gate opens.
         traffic(&ns, &svc, 0.0, None, 40.0);

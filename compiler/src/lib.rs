@@ -9,6 +9,7 @@
 //! (resource-scope CEL rules on every object) → sort
 //! ```
 
+mod body;
 pub mod emit;
 pub mod ir;
 pub mod lower;
@@ -266,7 +267,11 @@ fn govern(
     let origins = intent_locations(repo);
     for o in &objects {
         if let Some(loc) = origins.get(&o.origin.intent) {
-            diagnostics.extend(report.rules.eval_resource(&engine, &views, &o.body, loc));
+            diagnostics.extend(
+                report
+                    .rules
+                    .eval_resource(&engine, &views, &o.body.value(), loc),
+            );
         }
     }
     meshplan_policy_lang::diagnostic::normalize(&mut diagnostics);

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use crate::body::Body;
 use crate::ir::Origin;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -36,7 +37,7 @@ pub struct MeshObject {
     pub namespace: Option<String>,
     pub name: String,
     /// The whole object: `apiVersion`, `kind`, `metadata`, and the rest.
-    pub body: Value,
+    pub body: Body,
     pub origin: Origin,
     /// The emitter that made it (`istio`, `gateway-api`, …).
     pub emitter: &'static str,
@@ -66,7 +67,7 @@ impl MeshObject {
                 kind: kind.into(),
                 namespace: Some(namespace.into()),
                 name: name.into(),
-                body: Value::Null,
+                body: Body::new(&Value::Null),
                 origin: origin.clone(),
                 emitter,
             },
@@ -176,7 +177,7 @@ impl ObjectBuilder {
         body.insert("kind".into(), obj.kind.clone().into());
         body.insert("metadata".into(), Value::Object(metadata));
         body.extend(fields);
-        obj.body = Value::Object(body);
+        obj.body = Body::new(&Value::Object(body));
         obj
     }
 }
@@ -256,6 +257,7 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
             continue;
         }
         let prev = out.last_mut().expect("checked");
+        let (mut merged, other) = (prev.body.value(), o.body.value());
         let content = |b: &Value| {
             let mut b = b.clone();
             if let Some(m) = b.as_object_mut() {
@@ -263,7 +265,7 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
             }
             b
         };
-        if content(&prev.body) != content(&o.body) {
+        if content(&merged) != content(&other) {
             return Err(format!(
                 "targets `{}` and `{}` both emit {} with different content",
                 prev.emitter,
@@ -273,25 +275,26 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
         }
         for key in ["labels", "annotations"] {
             let ptr = format!("/metadata/{key}");
-            let from = o
-                .body
+            let from = other
                 .pointer(&ptr)
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            if let Some(into) = prev.body.pointer_mut(&ptr).and_then(Value::as_object_mut) {
+            if let Some(into) = merged.pointer_mut(&ptr).and_then(Value::as_object_mut) {
                 for (k, v) in from {
                     into.entry(k).or_insert(v);
                 }
             }
         }
+        prev.body = Body::new(&merged);
     }
     Ok(out)
 }
 
 /// One object as YAML (a document without the `---` separator).
 pub fn to_yaml(obj: &MeshObject) -> String {
-    value_to_yaml(&obj.body)
+    // Serialising a body (transcoded JSON) cannot fail.
+    serde_saphyr::to_string(&obj.body).unwrap_or_default()
 }
 
 /// Any JSON value as YAML, formatted as meshplan writes objects.
@@ -314,8 +317,18 @@ pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
 
 /// A Kubernetes `List` of every object, as JSON.
 pub fn to_json_list(objects: &[MeshObject]) -> String {
-    let items: Vec<&Value> = objects.iter().map(|o| &o.body).collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct List<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        items: Vec<&'a Body>,
+    }
+    let list = List {
+        api_version: "v1",
+        kind: "List",
+        items: objects.iter().map(|o| &o.body).collect(),
+    };
     let mut s = serde_json::to_string_pretty(&list).unwrap_or_default();
     s.push('\n');
     s
@@ -347,7 +360,8 @@ mod tests {
         )
         .spec(json!({"hosts": ["web"]}))
         .build();
-        let md = &o.body["metadata"];
+        let body = o.body.value();
+        let md = &body["metadata"];
         assert_eq!(md["labels"][MANAGED_BY], "meshplan");
         assert_eq!(md["labels"][INTENT], "web");
         assert_eq!(md["labels"][INTENT_NAMESPACE], "shop");
@@ -373,7 +387,7 @@ mod tests {
         let c = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
             .spec(json!({"a": 1, "b": 3}))
             .build();
-        let hash = |o: &MeshObject| o.body["metadata"]["annotations"][CONTENT_HASH].clone();
+        let hash = |o: &MeshObject| o.body.value()["metadata"]["annotations"][CONTENT_HASH].clone();
         assert_eq!(hash(&a), hash(&b));
         assert_ne!(hash(&a), hash(&c));
     }
@@ -389,7 +403,8 @@ mod tests {
         let merged =
             merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 80)]).unwrap();
         assert_eq!(merged.len(), 1);
-        let ann = &merged[0].body["metadata"]["annotations"];
+        let body = merged[0].body.value();
+        let ann = &body["metadata"]["annotations"];
         assert_eq!(
             (ann["a"].as_str(), ann["b"].as_str()),
             (Some("x"), Some("x"))

@@ -157,7 +157,7 @@ impl SchemaSet {
             };
             // Metadata is the API server's business (names are checked by
             // the intent language already).
-            let mut body = o.body.clone();
+            let mut body = o.body.value();
             if let Some(m) = body.as_object_mut() {
                 m.remove("metadata");
                 m.remove("apiVersion");

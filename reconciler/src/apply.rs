@@ -38,9 +38,10 @@
 //! - **A dry run** sends every call with `dryRun=All` and writes no
 //!   inventory.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -69,7 +70,8 @@ pub struct Options {
     pub inventory: InventoryName,
     /// Recorded in the inventory.
     pub revision: Option<String>,
-    pub summary: Summary,
+    /// Shared: a resync copies no summary.
+    pub summary: Arc<Summary>,
 }
 
 impl Default for Options {
@@ -81,7 +83,7 @@ impl Default for Options {
             timeout: Duration::from_secs(300),
             inventory: InventoryName::default(),
             revision: None,
-            summary: Summary::default(),
+            summary: Arc::default(),
         }
     }
 }
@@ -151,10 +153,12 @@ pub async fn apply(
         .collect();
 
     if !opts.dry_run {
-        let mut widened = previous.clone();
-        widened.objects.extend(desired.iter().cloned());
-        // Unchanged, it is not written: a no-op resync makes no write call.
-        if existing != Some(&widened) {
+        // Unchanged, it is not written: a no-op resync makes no write call
+        // (nor copies the inventory).
+        let listed = existing.is_some() && desired.iter().all(|d| previous.objects.contains(d));
+        if !listed {
+            let mut widened = previous.clone();
+            widened.objects.extend(desired.iter().cloned());
             write_inventory(cluster, &opts.inventory, &widened, deadline, &retries).await?;
         }
     }
@@ -228,29 +232,40 @@ pub async fn apply(
 
     if !opts.dry_run {
         // Desired objects, and whatever was to be pruned but was not.
-        let gone: Vec<Key> = pruned.iter().map(Key::of).collect();
+        // Entries of an object now desired under another API version are
+        // replaced by the desired one.
+        let gone: HashSet<Key> = pruned.iter().map(Key::of).collect();
+        let wanted: HashSet<Key> = desired.iter().map(Key::of).collect();
         let mut narrowed = Inventory {
             objects: previous
                 .objects
                 .iter()
-                .filter(|o| !gone.contains(&Key::of(o)))
+                .filter(|o| {
+                    let k = Key::of(o);
+                    !gone.contains(&k) && !wanted.contains(&k)
+                })
                 .cloned()
                 .collect(),
             revision: previous.revision.clone(),
-            summary: previous.summary.clone(),
+            summary: None,
         };
-        // Entries of an object now desired under another API version are
-        // replaced by the desired one.
-        let wanted: Vec<Key> = desired.iter().map(Key::of).collect();
-        narrowed.objects.retain(|o| !wanted.contains(&Key::of(o)));
         narrowed.objects.extend(desired.iter().cloned());
         // The revision counts as applied only when everything was.
         let all_ok = failed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-        if all_ok {
+        let summary = if all_ok {
             narrowed.revision = opts.revision.clone().or(narrowed.revision);
-            narrowed.summary = Some(opts.summary.clone());
-        }
-        if existing != Some(&narrowed) {
+            Some(opts.summary.as_ref())
+        } else {
+            previous.summary.as_ref()
+        };
+        // Compared field by field: the summary is copied only to be written.
+        let same = existing.is_some_and(|e| {
+            e.objects == narrowed.objects
+                && e.revision == narrowed.revision
+                && e.summary.as_ref() == summary
+        });
+        if !same {
+            narrowed.summary = summary.cloned();
             write_inventory(cluster, &opts.inventory, &narrowed, deadline, &retries).await?;
         }
     }

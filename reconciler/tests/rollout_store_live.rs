@@ -61,3 +61,27 @@ async fn a_rollout_state_survives_a_restart_and_refuses_stale_writers() {
     let all = store::list(&cluster, "meshplan-system").await.unwrap();
     assert_eq!(all[&format!("shop/{svc}")].state.at, At::Step(2));
 }
+
+#[tokio::test]
+async fn listing_reads_every_page_of_states() {
+    let env = TestEnv::get();
+    let cluster = Cluster::from_client(env.sa_client().await);
+    // More than one list page (100) of states of a namespace of this test.
+    let ns = unique_name("paged");
+    let s = State::new("v2", "f1", 0);
+    let saves = (0..150).map(|i| {
+        let (cluster, ns, s) = (&cluster, &ns, &s);
+        async move {
+            store::save(cluster, "meshplan-system", ns, &format!("svc-{i}"), s, None)
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(saves).await;
+    let all = store::list(&cluster, "meshplan-system").await.unwrap();
+    let ours = all
+        .keys()
+        .filter(|k| k.starts_with(&format!("{ns}/")))
+        .count();
+    assert_eq!(ours, 150);
+}

@@ -93,7 +93,7 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
             timeout: args.timeout,
             inventory: t.inventory.clone(),
             revision: revision.clone(),
-            summary: compiled.summary.clone(),
+            summary: std::sync::Arc::new(compiled.summary.clone()),
         };
         let outcome = apply::apply(
             &cluster,

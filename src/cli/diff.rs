@@ -95,7 +95,7 @@ fn against(
         };
         let base = compile(&repo, &report, &opts)
             .with_context(|| format!("cannot compile the base {}", dir.display()))?;
-        let old: Vec<Value> = base.objects.into_iter().map(|o| o.body).collect();
+        let old: Vec<Value> = base.objects.into_iter().map(|o| o.body.value()).collect();
         return Ok(diff::plan_against(
             &compiled.objects,
             &compiled.summary,

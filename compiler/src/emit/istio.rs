@@ -79,13 +79,14 @@ impl Emitter for Istio {
         out.extend(namespace_default_deny(ir));
         if let Some(rev) = &ir.istio_revision {
             for o in &mut out[start..] {
-                if let Some(labels) = o
-                    .body
-                    .pointer_mut("/metadata/labels")
-                    .and_then(Value::as_object_mut)
-                {
-                    labels.insert("istio.io/rev".into(), Value::String(rev.clone()));
-                }
+                o.body.edit(|body| {
+                    if let Some(labels) = body
+                        .pointer_mut("/metadata/labels")
+                        .and_then(Value::as_object_mut)
+                    {
+                        labels.insert("istio.io/rev".into(), Value::String(rev.clone()));
+                    }
+                });
             }
         }
     }

@@ -102,9 +102,11 @@ impl Emitter for Linkerd {
 /// Failure accrual (Linkerd's circuit breaking) is configured on the
 /// Services clients route to: the backends.
 fn failure_accrual(s: &Service, mut o: MeshObject) -> MeshObject {
-    if let Some(cb) = &s.circuit_breaker {
-        if let Some(a) = o
-            .body
+    let Some(cb) = &s.circuit_breaker else {
+        return o;
+    };
+    o.body.edit(|body| {
+        if let Some(a) = body
             .pointer_mut("/metadata/annotations")
             .and_then(Value::as_object_mut)
         {
@@ -123,7 +125,7 @@ fn failure_accrual(s: &Service, mut o: MeshObject) -> MeshObject {
                 );
             }
         }
-    }
+    });
     o
 }
 

@@ -159,7 +159,11 @@ async fn watch_kind(
     ready: watch::Sender<bool>,
 ) {
     let api = cluster.api_all(&r);
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
+    // Pages of 100, not kube's 500: a page is held as whole objects while
+    // it is read, once per kind at start and concurrently for every kind.
+    let config = watcher::Config::default()
+        .labels(&format!("{MANAGED_BY}={MANAGER}"))
+        .page_size(100);
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     // Objects of the kind listed so far in a (re)list.
     let mut relist: HashSet<Key> = HashSet::new();

@@ -123,7 +123,7 @@ struct Desired {
     /// Its files (compiled again when a rollout moves).
     dir: PathBuf,
     objects: Vec<MeshObject>,
-    summary: Summary,
+    summary: Arc<Summary>,
 }
 
 /// Runs until `shutdown` turns true. Returns the bound HTTP address on
@@ -348,7 +348,7 @@ impl Controller {
                         revision: revision.clone(),
                         dir: dir.clone(),
                         objects,
-                        summary,
+                        summary: Arc::new(summary),
                     });
                 }
                 Err((message, diagnostics)) => {

@@ -324,7 +324,7 @@ impl super::Controller {
             Ok((objects, summary)) => {
                 if let Some(d) = &mut self.desired {
                     d.objects = objects;
-                    d.summary = summary;
+                    d.summary = std::sync::Arc::new(summary);
                 }
                 self.sync(std::time::Instant::now()).await;
             }

@@ -11,7 +11,7 @@ mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use meshplan_compiler::object::{value_to_yaml, CONTENT_HASH, SOURCE};
+use meshplan_compiler::object::{to_yaml, value_to_yaml, Body, CONTENT_HASH, SOURCE};
 use meshplan_compiler::summary::{self, Summary};
 use meshplan_compiler::MeshObject;
 use serde::Serialize;
@@ -78,7 +78,7 @@ pub struct Change {
     pub diff: String,
     /// What to apply (create, update).
     #[serde(skip)]
-    pub desired: Option<Value>,
+    pub desired: Option<Body>,
     /// The live object's UID (prune: deleted only if it is still this one).
     #[serde(skip)]
     pub uid: Option<String>,
@@ -193,7 +193,7 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
         let mut ch = Change::new(Action::Create, &id);
         match snapshot.objects.get(&Key::of(&id)) {
             None => {
-                ch.diff = unified("", &value_to_yaml(&d.body));
+                ch.diff = unified("", &to_yaml(d));
                 ch.desired = Some(d.body.clone());
             }
             Some(live) if !live.labelled => {
@@ -208,23 +208,26 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
                 // Labelled, but never applied by meshplan's field manager
                 // (created by `kubectl apply` of rendered output, say):
                 // apply once to own its fields.
-                let in_sync = live
-                    .fields
-                    .as_ref()
-                    .is_some_and(|f| fields::object_in_sync(&d.body, &live.body, f, SOURCE));
+                let in_sync = live.fields.as_ref().is_some_and(|f| {
+                    live.in_sync_with(&d.body, || {
+                        let (want, body) = (d.body.value(), live.body.value());
+                        fields::object_in_sync(&want, &body, &f.value(), SOURCE)
+                    })
+                });
                 if in_sync {
                     ch.action = Action::Unchanged;
                 } else {
-                    let mut want = fields::comparable(&d.body);
-                    take_live_source(&mut want, &live.body);
+                    let (desired, body) = (d.body.value(), live.body.value());
+                    let mut want = fields::comparable(&desired);
+                    take_live_source(&mut want, &body);
                     let view = match &live.fields {
-                        Some(f) => fields::owned_view(&want, &live.body, f),
-                        None => fields::trim_to(&live.body, &want),
+                        Some(f) => fields::owned_view(&want, &body, &f.value()),
+                        None => fields::trim_to(&body, &want),
                     };
                     ch.action = Action::Update;
-                    ch.drift = hash(&live.body).is_some() && hash(&live.body) == hash(&d.body);
-                    let before = with_identity(view, &d.body);
-                    ch.diff = unified(&value_to_yaml(&before), &value_to_yaml(&d.body));
+                    ch.drift = hash(&body).is_some() && hash(&body) == hash(&desired);
+                    let before = with_identity(view, &desired);
+                    ch.diff = unified(&value_to_yaml(&before), &value_to_yaml(&desired));
                     ch.desired = Some(d.body.clone());
                 }
             }
@@ -240,12 +243,12 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
         // needs nothing.
         if let Some(live) = snapshot.objects.get(&key).filter(|l| l.labelled) {
             let mut ch = Change::new(Action::Prune, &live.id);
-            ch.uid = live
-                .body
+            let body = live.body.value();
+            ch.uid = body
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            ch.diff = unified(&value_to_yaml(&for_display(&live.body)), "");
+            ch.diff = unified(&value_to_yaml(&for_display(&body)), "");
             changes.push(ch);
         }
     }
@@ -292,14 +295,15 @@ pub fn plan_against(
         let id = ObjectRef::of(d);
         let key = Key::of(&id);
         let mut ch = Change::new(Action::Create, &id);
+        let desired = d.body.value();
         match old.get(&key) {
-            None => ch.diff = unified("", &value_to_yaml(&d.body)),
-            Some((_, o)) if normalized(o) == normalized(&with_live_source(&d.body, o)) => {
+            None => ch.diff = unified("", &value_to_yaml(&desired)),
+            Some((_, o)) if normalized(o) == normalized(&with_live_source(&desired, o)) => {
                 ch.action = Action::Unchanged
             }
             Some((_, o)) => {
                 ch.action = Action::Update;
-                ch.diff = unified(&value_to_yaml(o), &value_to_yaml(&d.body));
+                ch.diff = unified(&value_to_yaml(o), &value_to_yaml(&desired));
             }
         }
         if ch.action != Action::Unchanged {

@@ -37,15 +37,16 @@ fn fields_of(v: &Value) -> Value {
 
 /// The object as the API server returns it after meshplan applied it.
 fn applied(o: &MeshObject) -> LiveObject {
-    let mut body = o.body.clone();
+    let mut body = o.body.value();
     body["metadata"]["uid"] = json!(format!("uid-{}", o.name));
     body["metadata"]["resourceVersion"] = json!("7");
-    LiveObject {
-        id: ObjectRef::of(o),
-        labelled: true,
-        fields: Some(fields_of(&fields::comparable(&o.body))),
-        body,
-    }
+    let fields = fields_of(&fields::comparable(&o.body.value()));
+    LiveObject::new(
+        ObjectRef::of(o),
+        true,
+        Body::new(&body),
+        Some(Body::new(&fields)),
+    )
 }
 
 #[derive(Default)]
@@ -115,7 +116,8 @@ fn a_new_revision_updates_and_is_not_drift() {
 fn an_edit_in_the_cluster_is_drift() {
     let a = vs("a", 100);
     let mut live = applied(&a);
-    live.body["spec"]["http"][0]["route"][0]["weight"] = json!(10);
+    live.body
+        .edit(|b| b["spec"]["http"][0]["route"][0]["weight"] = json!(10));
     let snap = SnapshotBuilder::default().live(live).listed(&a).build();
     let p = plan(&[a], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Update, true)]);
@@ -196,10 +198,10 @@ fn changes_come_in_apply_order() {
 fn against_files_compares_whole_objects_regardless_of_key_order() {
     let a = vs("a", 100);
     let mut reordered = serde_json::Map::new();
-    for (k, v) in a.body.as_object().unwrap().iter().rev() {
+    for (k, v) in a.body.value().as_object().unwrap().iter().rev() {
         reordered.insert(k.clone(), v.clone());
     }
-    let old = vec![Value::Object(reordered), vs("b", 1).body];
+    let old = vec![Value::Object(reordered), vs("b", 1).body.value()];
     let p = plan_against(&[a, vs("c", 1)], &Summary::default(), &old, None);
     assert_eq!(
         actions(&p),
@@ -235,19 +237,15 @@ fn every_format_names_the_change_and_the_counts() {
 fn an_intent_that_only_moved_lines_is_unchanged() {
     let a = vs("a", 100);
     let mut moved = a.clone();
-    moved.body["metadata"]["annotations"][meshplan_compiler::object::SOURCE] =
-        json!("shop/a.yaml:9");
+    moved.body.edit(|b| {
+        b["metadata"]["annotations"][meshplan_compiler::object::SOURCE] = json!("shop/a.yaml:9")
+    });
     let snap = SnapshotBuilder::default()
         .live(applied(&a))
         .listed(&a)
         .build();
     let p = plan(&[moved.clone()], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
-    let p = plan_against(
-        &[moved],
-        &Summary::default(),
-        std::slice::from_ref(&a.body),
-        None,
-    );
+    let p = plan_against(&[moved], &Summary::default(), &[a.body.value()], None);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
 }

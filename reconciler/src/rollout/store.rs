@@ -198,27 +198,37 @@ pub async fn save(
 
 /// Every stored rollout, by `namespace/service`.
 pub async fn list(cluster: &Cluster, home: &str) -> Result<BTreeMap<String, Stored>, Error> {
-    let lp = ListParams::default().labels(&format!(
-        "app.kubernetes.io/name=meshplan,app.kubernetes.io/component={COMPONENT}"
-    ));
-    let list = api(cluster, home)
-        .list(&lp)
-        .await
-        .map_err(|e| api_error(format!("listing the rollout states in {home}"), &e))?;
-    Ok(list
-        .items
-        .iter()
-        .filter_map(|o| {
-            let labels = o.metadata.labels.clone().unwrap_or_default();
+    let mut lp = ListParams::default()
+        .labels(&format!(
+            "app.kubernetes.io/name=meshplan,app.kubernetes.io/component={COMPONENT}"
+        ))
+        // In pages: a thousand rollouts' states read whole every tick
+        // held 17 MiB at once; a page holds a tenth of that.
+        .limit(LIST_PAGE);
+    let mut out = BTreeMap::new();
+    loop {
+        let page = api(cluster, home)
+            .list(&lp)
+            .await
+            .map_err(|e| api_error(format!("listing the rollout states in {home}"), &e))?;
+        out.extend(page.items.iter().filter_map(|o| {
+            let labels = o.metadata.labels.as_ref()?;
             let key = format!(
                 "{}/{}",
                 labels.get("meshplan.dev/intent-namespace")?,
                 labels.get("meshplan.dev/intent")?
             );
             Some((key, stored(o)?))
-        })
-        .collect())
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
 }
+
+/// Rollout states read per list call.
+const LIST_PAGE: u32 = 100;
 
 #[cfg(test)]
 mod tests {
