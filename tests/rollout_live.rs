@@ -391,3 +391,30 @@ async fn the_slo_gate_holds_promotion_while_the_canary_burns_its_budget() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_stops_the_reconciler_while_prometheus_hangs() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("hang");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        // Listens and never answers: each query waits out its timeout (10 s).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let steps = "    steps: [{ weight: 20 }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &url, &format!("{steps}{HEALTHY_ANALYSIS}"));
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        wait_weight(&client, &ns, &svc, 20, Duration::from_secs(60), &run).await;
+        // The first analysis is due 2 s into the step; then it hangs.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let asked = Instant::now();
+        let code = run.stop();
+        let took = asked.elapsed();
+        assert_eq!(code, Some(0), "not stopped within 10 s of SIGTERM");
+        assert!(took < Duration::from_secs(3), "stopping took {took:?}");
+        drop(silent);
+    })
+    .await;
+}

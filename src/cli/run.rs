@@ -158,7 +158,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }),
         timeout: args.timeout,
     };
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let cluster = Cluster::connect(&connect_options(&args.target)).await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -177,7 +178,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ));
         controller::run(cluster, config, log, stop_rx, None).await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // An analysis still waiting on Prometheus (a blocking call, up to its
+    // timeout) is not waited for: the process stops now.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 async fn wait_for_signal() {

@@ -24,8 +24,10 @@
 //! - **A no-op resync makes no write call**: the plan comes from the
 //!   cache, and the inventory and status are written only when they
 //!   change.
-//! - **SIGTERM stops cleanly**: the current reconcile finishes, the lease
-//!   is released, the process exits 0.
+//! - **SIGTERM stops cleanly**: the current reconcile finishes (a rollout
+//!   tick does not: it may wait on Prometheus, and stopping mid-tick is
+//!   stopping as after a crash, which rollouts survive), the lease is
+//!   released, the process exits 0.
 
 pub mod cache;
 pub mod http;
@@ -211,6 +213,7 @@ pub async fn run(
     let mut rollout_ticker = tokio::time::interval(ROLLOUT_TICK);
     rollout_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
+    let mut stop = shutdown.clone();
     loop {
         shared.beat();
         let is_leader = *leader.borrow();
@@ -232,7 +235,15 @@ pub async fn run(
             _ = ticker.tick() => Some(Trigger::Interval),
             _ = rollout_ticker.tick() => {
                 if *leader.borrow() && ctl.desired.is_some() {
-                    ctl.rollout_tick().await;
+                    // A tick waits on Prometheus for every due analysis (up
+                    // to its timeout when Prometheus does not answer): a
+                    // SIGTERM does not wait for it. Stopping mid-tick is
+                    // stopping as after a crash, which a rollout survives
+                    // (its state is stored per step; see `rollout`).
+                    tokio::select! {
+                        _ = ctl.rollout_tick() => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
                 }
                 None
             }
