@@ -49,22 +49,6 @@ impl Body {
         f(&mut v);
         *self = Body::new(&v);
     }
-
-    /// The string at a JSON pointer (`/metadata/uid`), without a tree.
-    pub fn str_at(&self, pointer: &str) -> Option<String> {
-        // Small objects: a tree is the simplest correct reader; this is
-        // called once per object in a plan, not in a loop.
-        self.value()
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-}
-
-impl From<&Value> for Body {
-    fn from(v: &Value) -> Body {
-        Body::new(v)
-    }
 }
 
 impl fmt::Debug for Body {
@@ -128,7 +112,7 @@ mod tests {
     fn edits_go_through_a_tree() {
         let mut b = Body::new(&sample());
         b.edit(|v| v["metadata"]["labels"]["x"] = json!("3"));
-        assert_eq!(b.str_at("/metadata/labels/x").as_deref(), Some("3"));
-        assert_eq!(b.str_at("/metadata/missing"), None);
+        assert_eq!(b.value()["metadata"]["labels"]["x"], "3");
+        assert_eq!(b.value()["metadata"]["labels"]["z"], "1");
     }
 }
