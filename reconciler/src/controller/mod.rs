@@ -488,11 +488,12 @@ impl Controller {
             });
         };
         let inventory = live::read_inventory(&self.cluster, &self.cfg.inventory).await?;
+        let none = crate::inventory::Inventory::default();
         let gone = self
             .cache
             .ensure(
                 &desired.objects,
-                &inventory.clone().unwrap_or_default(),
+                inventory.as_ref().unwrap_or(&none),
                 self.cfg.timeout,
             )
             .await?;
