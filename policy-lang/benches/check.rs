@@ -9,14 +9,14 @@
 //!   once (target: under 2 µs median).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-
-// The allocator of the `meshplan` binary, so the numbers are the CLI's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use meshplan_policy_lang::cel::{Bindings, Bound, Engine};
 use meshplan_policy_lang::check::{check_sources, Views};
 use meshplan_policy_lang::generate;
 use meshplan_policy_lang::parse;
+
+// The allocator of the `meshplan` binary, so the numbers are the CLI's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn load_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("load_check");
