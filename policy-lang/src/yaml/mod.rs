@@ -2,6 +2,7 @@
 //! deserializer over it ([`de`]).
 
 pub mod de;
+mod fast;
 pub mod node;
 
 pub use de::{did_you_mean, from_node, DeError, DeErrorKind};

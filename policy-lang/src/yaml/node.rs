@@ -179,7 +179,7 @@ impl Node {
 }
 
 /// A parsed document.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Document {
     pub root: Node,
     /// 0-based index of the document in its file.
@@ -208,6 +208,17 @@ pub const MAX_NODES: usize = 2_000_000;
 /// Parses every document of `text`. On a syntax error, the documents before
 /// it are kept (they are valid) and the error is returned alongside.
 pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
+    // Most intent files are plain block YAML, which the fast reader builds
+    // the same tree from several times faster; it leaves everything else,
+    // errors included, to libyaml.
+    if let Some(docs) = super::fast::parse(text) {
+        return (docs, Vec::new());
+    }
+    with_libyaml(text)
+}
+
+/// Parses every document of `text` with libyaml.
+pub(super) fn with_libyaml(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     // libyaml-safer still has `panic!("TODO")`s on a few malformed inputs
     // (a tag followed by `,` in a flow collection: `{!,`). Bad input must
     // be a diagnostic, never a crash: such a panic becomes a syntax error
@@ -396,14 +407,10 @@ impl Builder<'_, '_> {
                     ScalarStyle::Folded => Style::Folded,
                     _ => Style::Plain,
                 };
-                let value = if style == Style::Plain
-                    && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL")
-                {
-                    Value::Null
-                } else {
-                    Value::Scalar(value, style)
+                let node = Node {
+                    span: start,
+                    value: scalar_value(value, style),
                 };
-                let node = Node { span: start, value };
                 self.remember(anchor, &node);
                 Ok(node)
             }
@@ -508,6 +515,15 @@ impl Builder<'_, '_> {
         if let Some(anchor) = anchor {
             self.anchors.push((anchor, node.clone()));
         }
+    }
+}
+
+/// A scalar's value: the plain spellings of null are [`Value::Null`].
+pub(super) fn scalar_value(value: String, style: Style) -> Value {
+    if style == Style::Plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+        Value::Null
+    } else {
+        Value::Scalar(value, style)
     }
 }
 

@@ -1,0 +1,795 @@
+//! A fast reader for the plain block YAML that intent files are written in.
+//!
+//! libyaml's scanner (`libyaml-safer`) spends most of a repository's load
+//! time copying the input a character at a time. Intent files use a small
+//! part of YAML: block mappings and sequences, one-line scalars, one-line
+//! flow collections, comments and `---`. This reader handles exactly that
+//! part and builds the same [`Node`] tree, spans included; on anything
+//! else (a block or multi-line scalar, an anchor, a tag, a tab, a
+//! non-ASCII character, an empty value, a duplicate key, a syntax error…)
+//! it gives up and [`super::node::parse`] reads the file with libyaml, so
+//! every diagnostic still comes from there.
+//!
+//! Contract, tested against libyaml on every YAML file of the project and
+//! on generated and mutated documents: when [`parse`] returns documents,
+//! libyaml reads the text without error into the same documents.
+
+use super::node::{scalar_value, Document, Node, Style, Value, MAX_NODES};
+use crate::source::{Pos, Span};
+
+/// Reads `text`, or `None` when it is not in the subset this reader knows.
+pub(super) fn parse(text: &str) -> Option<Vec<Document>> {
+    let b = text.as_bytes();
+    // ASCII only (columns are then bytes), no control characters but `\n`
+    // (so no tabs and no `\r`).
+    if b.iter().any(|&c| (c < 0x20 && c != b'\n') || c >= 0x7f) {
+        return None;
+    }
+    let mut r = Reader {
+        b,
+        lines: lines(b)?,
+        next: 0,
+        nodes: 0,
+    };
+    let mut docs = Vec::new();
+    let mut i = 0;
+    loop {
+        // Consecutive markers are empty documents, which hold nothing.
+        while r.lines.get(i).is_some_and(|l| l.marker) {
+            i += 1;
+        }
+        let Some(&line) = r.lines.get(i) else {
+            break;
+        };
+        let root = r.block_node(i, line.indent, -1)?;
+        if r.lines.get(r.next).is_some_and(|l| !l.marker) {
+            return None;
+        }
+        docs.push(Document {
+            root,
+            index: docs.len(),
+        });
+        i = r.next;
+    }
+    Some(docs)
+}
+
+/// A line with content: not blank, not only a comment.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    /// Byte offsets of the line in the text, without its `\n`.
+    start: usize,
+    end: usize,
+    /// Leading spaces.
+    indent: usize,
+    /// 1-based line number.
+    no: u32,
+    /// A `---` document marker.
+    marker: bool,
+}
+
+fn lines(b: &[u8]) -> Option<Vec<Line>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (n, raw) in b.split(|&c| c == b'\n').enumerate() {
+        let end = start + raw.len();
+        let indent = raw.iter().take_while(|&&c| c == b' ').count();
+        let no = u32::try_from(n + 1).ok()?;
+        match raw.get(indent) {
+            None | Some(b'#') => {}
+            _ if raw == b"---" => out.push(Line {
+                start,
+                end,
+                indent: 0,
+                no,
+                marker: true,
+            }),
+            // Directives, `...`, and markers with content on their line.
+            _ if raw.starts_with(b"---") || raw.starts_with(b"...") || raw[0] == b'%' => {
+                return None
+            }
+            _ => out.push(Line {
+                start,
+                end,
+                indent,
+                no,
+                marker: false,
+            }),
+        }
+        start = end + 1;
+    }
+    Some(out)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    lines: Vec<Line>,
+    /// The first line not yet read.
+    next: usize,
+    nodes: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn text(&self, li: usize) -> &'a [u8] {
+        let l = self.lines[li];
+        &self.b[l.start..l.end]
+    }
+
+    fn pos(&self, li: usize, col: usize) -> Pos {
+        Pos::new(
+            self.lines[li].no,
+            u32::try_from(col + 1).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn count(&mut self) -> Option<()> {
+        self.nodes += 1;
+        (self.nodes <= MAX_NODES).then_some(())
+    }
+
+    /// The content line after the current one, unless a marker ends the
+    /// document there.
+    fn following(&self) -> Option<Line> {
+        self.lines.get(self.next).filter(|l| !l.marker).copied()
+    }
+
+    /// The node at line `li`, column `col`, inside a parent indented by
+    /// `parent` (-1 for a document's root).
+    fn block_node(&mut self, li: usize, col: usize, parent: isize) -> Option<Node> {
+        let s = self.text(li);
+        if is_entry(s, col) {
+            return self.block_seq(li, col);
+        }
+        if mapping_key(s, col).is_some() {
+            return self.block_map(li, col);
+        }
+        let node = self.inline(li, col)?;
+        // A deeper line would continue the scalar over several lines.
+        match self.following() {
+            Some(l) if l.indent as isize > parent => None,
+            _ => Some(node),
+        }
+    }
+
+    /// A block mapping whose first key is at line `li`, column `n`.
+    fn block_map(&mut self, first: usize, n: usize) -> Option<Node> {
+        self.count()?;
+        let start = self.pos(first, n);
+        let mut entries: Vec<(Node, Node)> = Vec::new();
+        let mut li = first;
+        loop {
+            let s = self.text(li);
+            let colon = mapping_key(s, n)?;
+            self.count()?;
+            let key = Node {
+                span: Span::new(self.pos(li, n), self.pos(li, colon)),
+                value: scalar(&s[n..colon], Style::Plain),
+            };
+            let name = key.as_str().unwrap_or("");
+            if entries
+                .iter()
+                .any(|(k, _)| k.as_str().unwrap_or("") == name)
+            {
+                return None;
+            }
+            let c = skip_spaces(s, colon + 1);
+            let value = if c == s.len() || s[c] == b'#' {
+                // The value is on the following lines: deeper, or a
+                // sequence at the key's own indentation.
+                self.next = li + 1;
+                match self.following() {
+                    Some(l) if l.indent > n => self.block_node(self.next, l.indent, n as isize)?,
+                    Some(l) if l.indent == n && is_entry(self.text(self.next), n) => {
+                        self.block_seq(self.next, n)?
+                    }
+                    _ => return None,
+                }
+            } else {
+                self.inline(li, c)?
+            };
+            entries.push((key, value));
+            match self.following() {
+                Some(l) if l.indent > n => return None,
+                Some(l) if l.indent == n => {
+                    if is_entry(self.text(self.next), n) {
+                        return None;
+                    }
+                    li = self.next;
+                }
+                _ => break,
+            }
+        }
+        let end = entries.last().map_or(start, |(_, v)| v.span.end);
+        Some(Node {
+            span: Span::new(start, end),
+            value: Value::Map(entries),
+        })
+    }
+
+    /// A block sequence whose first `-` is at line `li`, column `n`.
+    fn block_seq(&mut self, first: usize, n: usize) -> Option<Node> {
+        self.count()?;
+        let start = self.pos(first, n);
+        let mut items = Vec::new();
+        let mut li = first;
+        loop {
+            let s = self.text(li);
+            let c = skip_spaces(s, n + 1);
+            let item = if c == s.len() || s[c] == b'#' {
+                self.next = li + 1;
+                match self.following() {
+                    Some(l) if l.indent > n => self.block_node(self.next, l.indent, n as isize)?,
+                    _ => return None,
+                }
+            } else if is_entry(s, c) {
+                self.block_seq(li, c)?
+            } else if mapping_key(s, c).is_some() {
+                self.block_map(li, c)?
+            } else {
+                self.inline(li, c)?
+            };
+            items.push(item);
+            match self.following() {
+                Some(l) if l.indent > n => return None,
+                Some(l) if l.indent == n && is_entry(self.text(self.next), n) => li = self.next,
+                _ => break,
+            }
+        }
+        let end = items.last().map_or(start, |v: &Node| v.span.end);
+        Some(Node {
+            span: Span::new(start, end),
+            value: Value::Seq(items),
+        })
+    }
+
+    /// A value that ends on its line (a scalar or a flow collection),
+    /// followed by nothing but a comment; the next line becomes current.
+    fn inline(&mut self, li: usize, c: usize) -> Option<Node> {
+        let s = self.text(li);
+        let (node, end) = self.flow_node(li, s, c, false)?;
+        let after = skip_spaces(s, end);
+        // A comment needs a space before its `#`.
+        if after != s.len() && !(s[after] == b'#' && after > end) {
+            return None;
+        }
+        self.next = li + 1;
+        Some(node)
+    }
+
+    /// A scalar or flow collection starting at `c`; `flow` inside a flow
+    /// collection. Returns the node and the offset after it.
+    fn flow_node(&mut self, li: usize, s: &[u8], c: usize, flow: bool) -> Option<(Node, usize)> {
+        self.count()?;
+        let (value, end) = match *s.get(c)? {
+            b'[' => return self.flow_seq(li, s, c),
+            b'{' => return self.flow_map(li, s, c),
+            b'\'' => {
+                let mut text = Vec::new();
+                let mut i = c + 1;
+                loop {
+                    match *s.get(i)? {
+                        b'\'' if s.get(i + 1) == Some(&b'\'') => {
+                            text.push(b'\'');
+                            i += 2;
+                        }
+                        b'\'' => break,
+                        ch => {
+                            text.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                (scalar(&text, Style::SingleQuoted), i + 1)
+            }
+            b'"' => {
+                let close = c + 1 + s[c + 1..].iter().position(|&ch| ch == b'"')?;
+                if s[c + 1..close].contains(&b'\\') {
+                    return None;
+                }
+                (scalar(&s[c + 1..close], Style::DoubleQuoted), close + 1)
+            }
+            first => {
+                let next = s.get(c + 1).copied();
+                let starts = match first {
+                    b'-' => next.is_some_and(|ch| ch != b' '),
+                    _ => !INDICATORS.contains(&first),
+                };
+                if !starts {
+                    return None;
+                }
+                let mut i = c;
+                let mut end = c;
+                while i < s.len() {
+                    let ch = s[i];
+                    if ch == b'#' && s[i - 1] == b' ' {
+                        break;
+                    }
+                    if ch == b':' {
+                        match s.get(i + 1) {
+                            None | Some(b' ') => return None,
+                            Some(b',' | b'[' | b']' | b'{' | b'}') if flow => return None,
+                            _ => {}
+                        }
+                    }
+                    if flow && matches!(ch, b',' | b']' | b'}') {
+                        break;
+                    }
+                    if flow && matches!(ch, b'[' | b'{') {
+                        return None;
+                    }
+                    if ch != b' ' {
+                        end = i + 1;
+                    }
+                    i += 1;
+                }
+                if flow && i == s.len() {
+                    return None;
+                }
+                (scalar(&s[c..end], Style::Plain), end)
+            }
+        };
+        let node = Node {
+            span: Span::new(self.pos(li, c), self.pos(li, end)),
+            value,
+        };
+        Some((node, end))
+    }
+
+    fn flow_seq(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
+        let mut items = Vec::new();
+        let mut i = skip_spaces(s, c + 1);
+        if s.get(i) != Some(&b']') {
+            loop {
+                let (item, end) = self.flow_node(li, s, i, true)?;
+                items.push(item);
+                i = skip_spaces(s, end);
+                match *s.get(i)? {
+                    b',' => {
+                        i = skip_spaces(s, i + 1);
+                        if s.get(i) == Some(&b']') {
+                            return None;
+                        }
+                    }
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let span = Span::new(self.pos(li, c), self.pos(li, i + 1));
+        Some((
+            Node {
+                span,
+                value: Value::Seq(items),
+            },
+            i + 1,
+        ))
+    }
+
+    fn flow_map(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
+        let mut entries: Vec<(Node, Node)> = Vec::new();
+        let mut i = skip_spaces(s, c + 1);
+        if s.get(i) != Some(&b'}') {
+            loop {
+                let colon = mapping_key(s, i)?;
+                self.count()?;
+                let key = Node {
+                    span: Span::new(self.pos(li, i), self.pos(li, colon)),
+                    value: scalar(&s[i..colon], Style::Plain),
+                };
+                let name = key.as_str().unwrap_or("");
+                if entries
+                    .iter()
+                    .any(|(k, _)| k.as_str().unwrap_or("") == name)
+                {
+                    return None;
+                }
+                let (value, end) = self.flow_node(li, s, skip_spaces(s, colon + 1), true)?;
+                entries.push((key, value));
+                i = skip_spaces(s, end);
+                match *s.get(i)? {
+                    b',' => {
+                        i = skip_spaces(s, i + 1);
+                        if s.get(i) == Some(&b'}') {
+                            return None;
+                        }
+                    }
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let span = Span::new(self.pos(li, c), self.pos(li, i + 1));
+        Some((
+            Node {
+                span,
+                value: Value::Map(entries),
+            },
+            i + 1,
+        ))
+    }
+}
+
+/// Characters a plain scalar may not start with (`-` is decided apart).
+const INDICATORS: &[u8] = b"?:,[]{}#&*!|>'\"%@` ";
+
+/// Longest key read here; libyaml refuses implicit keys over 1,024.
+const MAX_KEY: usize = 512;
+
+fn skip_spaces(s: &[u8], mut i: usize) -> usize {
+    while s.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
+}
+
+/// `-` followed by a space or the line's end: a block sequence entry.
+fn is_entry(s: &[u8], c: usize) -> bool {
+    s.get(c) == Some(&b'-') && matches!(s.get(c + 1), None | Some(b' '))
+}
+
+/// A simple key at `c` followed by `:` and a space or the line's end: the
+/// offset of the `:`.
+fn mapping_key(s: &[u8], c: usize) -> Option<usize> {
+    let key_char = |ch: u8| ch.is_ascii_alphanumeric() || matches!(ch, b'_' | b'.' | b'/' | b'-');
+    let first = *s.get(c)?;
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return None;
+    }
+    let len = s[c..].iter().take_while(|&&ch| key_char(ch)).count();
+    let colon = c + len;
+    let ends = s.get(colon) == Some(&b':') && matches!(s.get(colon + 1), None | Some(b' '));
+    (ends && len <= MAX_KEY).then_some(colon)
+}
+
+fn scalar(text: &[u8], style: Style) -> Value {
+    // The text is ASCII: checked before reading.
+    scalar_value(String::from_utf8_lossy(text).into_owned(), style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::node::with_libyaml;
+    use proptest::prelude::*;
+
+    /// The contract: whatever this reader accepts, libyaml reads without
+    /// error into the same documents, spans included. Returns whether the
+    /// fast reader accepted the text.
+    fn agrees(text: &str) -> bool {
+        let Some(fast) = super::parse(text) else {
+            return false;
+        };
+        let (slow, errors) = with_libyaml(text);
+        assert!(
+            errors.is_empty(),
+            "accepted what libyaml refuses ({errors:?}):\n{text}"
+        );
+        assert_eq!(fast, slow, "a different tree for:\n{text}");
+        true
+    }
+
+    #[test]
+    fn reads_generated_repositories_like_libyaml() {
+        for (name, text) in &crate::generate::repository(20).files {
+            assert!(agrees(text), "{name} left to libyaml");
+        }
+    }
+
+    /// Every YAML file of the project (examples, fixtures, snapshots).
+    #[test]
+    fn reads_the_projects_yaml_like_libyaml() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("readable") {
+                let path = entry.expect("entry").path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if path.is_dir() {
+                    if !matches!(name, "target" | ".git" | "node_modules") {
+                        dirs.push(path);
+                    }
+                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut fast = 0;
+        for path in &files {
+            let text = std::fs::read_to_string(path).expect("utf-8");
+            fast += usize::from(agrees(&text));
+        }
+        // Most of them are plain block YAML: the fast reader is used.
+        assert!(files.len() > 50, "{} files", files.len());
+        assert!(
+            fast * 2 > files.len(),
+            "{fast} of {} read fast",
+            files.len()
+        );
+    }
+
+    #[test]
+    fn leaves_everything_else_to_libyaml() {
+        for text in [
+            "a: |\n  text\n",
+            "a: &x 1\nb: *x\n",
+            "a: !tag 1\n",
+            "a:\n\tb: 1\n",
+            "a: caf\u{e9}\n",
+            "a: 1\r\nb: 2\r\n",
+            "a: one\n  two\n",
+            "a: [1,\n  2]\n",
+            "a:\nb: 1\n",
+            "a: 1\na: 2\n",
+            "a: \"x\\ty\"\n",
+            "a: 'open\n",
+            "? a\n: 1\n",
+            "%YAML 1.2\n---\na: 1\n",
+            "a: 1\n...\n",
+            "--- a\n",
+            "a: b: c\n",
+            "a: [b, ]\n",
+            "- a\nb: 1\n",
+            "a: 1\n- b\n",
+            "a:\n  - b\n - c\n",
+        ] {
+            assert!(super::parse(text).is_none(), "read fast: {text:?}");
+        }
+    }
+
+    #[test]
+    fn reads_the_usual_shapes_like_libyaml() {
+        for text in [
+            "a: 1\n",
+            "# c\n---\na: 1 # c\nb:   'it''s'  \n---\n---\nc: \"q\"\n",
+            "a:\n- 1\n- two\nb: x\n",
+            "- a: 1\n  b: [x, 'y', \"z\", {}, []]\n- - p\n  - q\n-\n  k: v\n",
+            "m: { a: 1, b: { c: [d] }, e: http://h:90 }\n",
+            "deep:\n    x:\n        - y\n    z: ~\nnull: Null\n",
+            "  indented: 1\n  root: 2\n",
+            "scalar\n",
+            "a: -1\nb: -x\nc: a#b\nd: x,y[z]{w}\n",
+        ] {
+            assert!(agrees(text), "left to libyaml: {text:?}");
+        }
+    }
+
+    /// A tiny deterministic generator of YAML-ish text: valid-looking
+    /// documents in random styles, then randomly damaged.
+    struct Gen(u64, bool);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.below(xs.len())]
+        }
+
+        fn scalar(&mut self) -> String {
+            let usual = [
+                "a", "b c", "8080", "http", "5xx", "99.9", "svc-1", "true", "x.y/z", "-1",
+            ];
+            let s = if !self.1 || self.below(10) > 0 {
+                self.pick(&usual)
+            } else {
+                self.pick(&[
+                    "a",
+                    "b c",
+                    "null",
+                    "~",
+                    "-1",
+                    "x:y",
+                    "x: y",
+                    "http://h:1",
+                    "a,b",
+                    "#x",
+                    "x #y",
+                    "it's",
+                    "q\"q",
+                    "",
+                    " ",
+                    "-",
+                    "?x",
+                    "[a]",
+                    "{a}",
+                    "1.5",
+                    "a  b",
+                    "*x",
+                    "&x",
+                    "!x",
+                    "|",
+                    ">",
+                    "%x",
+                    "@x",
+                    "-x",
+                    "a'",
+                    "true",
+                ])
+            };
+            match self.below(4) {
+                0 => format!("'{}'", s.replace('\'', "''")),
+                1 => format!("\"{s}\""),
+                _ => s.to_string(),
+            }
+        }
+
+        fn key(&mut self) -> &'static str {
+            if !self.1 || self.below(12) > 0 {
+                self.pick(&["a", "b", "name", "x.y", "a-b", "k_1", "port", "1"])
+            } else {
+                self.pick(&["null", "~", "a b", "-k", "a:b", "'q'", "\"q\"", "? a"])
+            }
+        }
+
+        fn flow(&mut self, depth: usize, out: &mut String) {
+            match if depth > 2 { 0 } else { self.below(3) } {
+                0 => out.push_str(&self.scalar()),
+                1 => {
+                    out.push('[');
+                    for i in 0..self.below(3) {
+                        if i > 0 {
+                            out.push_str(self.pick(&[",", ", ", " , "]));
+                        }
+                        self.flow(depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push_str(self.pick(&["{", "{ "]));
+                    let mut used = Vec::new();
+                    for i in 0..self.below(3) {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(self.fresh_key(&mut used));
+                        out.push_str(if self.1 {
+                            self.pick(&[": ", ":", ":  "])
+                        } else {
+                            ": "
+                        });
+                        self.flow(depth + 1, out);
+                    }
+                    out.push_str(self.pick(&["}", " }"]));
+                }
+            }
+        }
+
+        /// A value after `key:` or `-` (the cursor is on that line); `entry`
+        /// after `-`, where a sequence must be deeper.
+        fn value(&mut self, indent: usize, entry: bool, depth: usize, out: &mut String) {
+            let last = if self.1 { 20 } else { 19 };
+            match if depth > 2 { 0 } else { self.below(last) } {
+                0..=4 => {
+                    out.push(' ');
+                    self.flow(depth, out);
+                    self.end_line(out);
+                }
+                5..=7 => {
+                    self.end_line(out);
+                    let n = indent + 1 + self.below(3);
+                    self.map(n, depth + 1, out);
+                }
+                8..=18 => {
+                    self.end_line(out);
+                    let n = indent + usize::from(entry) + self.below(3);
+                    self.seq(n, depth + 1, out);
+                }
+                _ => self.end_line(out),
+            }
+        }
+
+        fn end_line(&mut self, out: &mut String) {
+            let rare = self.1 && self.below(40) == 0;
+            out.push_str(if rare {
+                "#c"
+            } else {
+                self.pick(&["", "", "", " ", " # c", "  #c"])
+            });
+            out.push('\n');
+            if self.below(6) == 0 {
+                let n = self.below(6);
+                out.push_str(&" ".repeat(n));
+                out.push_str(self.pick(&["", "# note"]));
+                out.push('\n');
+            }
+        }
+
+        /// A key not yet used in its mapping (duplicates only when weird).
+        fn fresh_key(&mut self, used: &mut Vec<&'static str>) -> &'static str {
+            let mut k = self.key();
+            while !self.1 && used.contains(&k) {
+                k = self.key();
+            }
+            used.push(k);
+            k
+        }
+
+        fn map(&mut self, indent: usize, depth: usize, out: &mut String) {
+            let mut used = Vec::new();
+            for _ in 0..1 + self.below(3) {
+                out.push_str(&" ".repeat(indent));
+                out.push_str(self.fresh_key(&mut used));
+                out.push(':');
+                self.value(indent, false, depth, out);
+            }
+        }
+
+        fn seq(&mut self, indent: usize, depth: usize, out: &mut String) {
+            for _ in 0..1 + self.below(3) {
+                out.push_str(&" ".repeat(indent));
+                out.push('-');
+                if self.below(3) == 0 && depth < 3 {
+                    // A mapping starting on the entry's line.
+                    out.push(' ');
+                    let n = indent + 2;
+                    out.push_str("first:");
+                    self.value(n, false, depth + 1, out);
+                    if self.below(2) == 0 {
+                        self.map(n, depth + 1, out);
+                    }
+                } else {
+                    self.value(indent, true, depth, out);
+                }
+            }
+        }
+
+        fn document(&mut self) -> String {
+            let mut out = String::new();
+            for d in 0..1 + self.below(3) {
+                if d > 0 || self.below(2) == 0 {
+                    out.push_str("---\n");
+                }
+                match self.below(3) {
+                    0 => {
+                        let n = self.below(2);
+                        self.seq(n, 0, &mut out)
+                    }
+                    _ => {
+                        let n = self.below(2);
+                        self.map(n, 0, &mut out)
+                    }
+                }
+            }
+            out
+        }
+
+        fn damage(&mut self, text: &mut String) {
+            let at = self.below(text.len() + 1);
+            let at = (0..=at)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            let piece = self.pick(&[
+                " ", ":", "-", "#", "\n", "'", "\"", "[", "]", "{", "}", ",", "a", "  ", "---\n",
+                "\t",
+            ]);
+            if self.below(2) == 0 && at < text.len() {
+                text.remove(at);
+            } else {
+                text.insert_str(at, piece);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn agrees_with_libyaml_on_generated_and_damaged_documents(
+            seed in 1u64..,
+            damage in 0usize..4,
+        ) {
+            let mut g = Gen(seed, seed % 3 == 0);
+            let mut text = g.document();
+            for _ in 0..damage {
+                g.damage(&mut text);
+            }
+            agrees(&text);
+        }
+    }
+}
