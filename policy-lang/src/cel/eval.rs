@@ -13,6 +13,7 @@ use cel::{Context, Env, Value};
 use serde::Serialize;
 
 use super::compile::Compiled;
+use super::view::SharedMap;
 
 /// Most steps one evaluation may take (see [`super::compile::Shape`]).
 pub const COST_BUDGET: u64 = 5_000_000;
@@ -103,14 +104,29 @@ impl<'a> Bindings<'a> {
 }
 
 impl VariableResolver for Bindings<'_> {
+    /// The interpreter asks for a qualified name (`intent.spec.rollout`) as
+    /// a whole first, then for each shorter prefix, and selects the fields
+    /// left on the first that resolves. Answering the whole name here, by
+    /// walking our own maps, saves those lookups and selections; a name
+    /// that does not walk through (a missing field, a value that is not one
+    /// of our maps) is left to the interpreter, which then selects field by
+    /// field and reports what is missing, as it would have.
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        if let Some((_, b)) = self.vars.iter().find(|(n, _)| *n == variable) {
-            return Some(CowVal::Borrowed(&*b.val));
+        let (root, fields) = match variable.split_once('.') {
+            Some((root, fields)) => (root, Some(fields)),
+            None => (variable, None),
+        };
+        let mut val: &dyn Val = match self.vars.iter().find(|(n, _)| *n == root) {
+            Some((_, b)) => &*b.val,
+            None => {
+                let (_, v) = self.extra.iter().find(|(n, _)| *n == root)?;
+                &**v
+            }
+        };
+        for field in fields.into_iter().flat_map(|f| f.split('.')) {
+            val = val.downcast_ref::<SharedMap>()?.field(field)?;
         }
-        self.extra
-            .iter()
-            .find(|(n, _)| *n == variable)
-            .map(|(_, v)| CowVal::Borrowed(&**v))
+        Some(CowVal::Borrowed(val))
     }
 }
 
@@ -241,6 +257,41 @@ mod tests {
             .compile("intent.spec.nothing.deeper == 1", &["intent"])
             .unwrap();
         assert!(matches!(engine.eval(&c, &b), Err(EvalError::Execution(_))));
+    }
+
+    /// The resolver answers qualified names itself; what it cannot walk
+    /// still resolves (or fails) as the interpreter decides.
+    #[test]
+    fn qualified_names_select_like_fields() {
+        let engine = Engine::new();
+        let intent = Bound::new(&serde_json::json!({
+            "spec": {"steps": [{"weight": 10u32}, {"weight": 60u32}], "name": "a"}
+        }))
+        .unwrap();
+        let b = Bindings::new()
+            .with("intent", &intent)
+            .with_value("result", Value::Int(7));
+        let eval =
+            |src: &str| engine.eval(&engine.compile(src, &["intent", "result"]).unwrap(), &b);
+        assert_eq!(eval("intent.spec.steps[1].weight"), Ok(Value::Int(60)));
+        assert_eq!(
+            eval("intent.spec.name + intent.spec.name"),
+            Ok(Value::String("aa".to_string().into()))
+        );
+        assert_eq!(
+            eval("has(intent.spec.steps) && !has(intent.spec.gone)"),
+            Ok(Value::Bool(true))
+        );
+        // A comprehension variable shadows a binding of the same name.
+        assert_eq!(
+            eval("intent.spec.steps.all(intent, intent.weight > 5)"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(eval("result + 1"), Ok(Value::Int(8)));
+        let Err(EvalError::Execution(missing)) = eval("intent.spec.gone.deeper == 1") else {
+            panic!("a missing field must fail");
+        };
+        assert!(missing.contains("gone"), "{missing}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use cel::common::traits::{Adder, Container, Indexer, Iterable, Sizer, Zeroer};
 use cel::common::types::{self, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type};
-use cel::common::value::{Builtin, BuiltinRef, CowVal, Val};
+use cel::common::value::{Builtin, BuiltinRef, CowVal, StaticVal, Val};
 use cel::{ExecutionError, Value};
 
 /// A `map` shared by every copy of it.
@@ -73,7 +73,19 @@ impl SharedMap {
             builtin: OnceLock::new(),
         }))
     }
+
+    /// The value of the string key `name`, as `map.name` selects it.
+    pub fn field(&self, name: &str) -> Option<&(dyn Val + 'static)> {
+        self.0
+            .entries
+            .iter()
+            .find(|(k, _)| matches!(k, CelMapKey::String(s) if s.inner() == name))
+            .map(|(_, v)| &**v)
+    }
 }
+
+/// `field` finds a value by downcasting to this type.
+impl StaticVal for SharedMap {}
 
 impl Container for SharedMap {
     fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
@@ -163,6 +175,10 @@ impl Val for SharedMap {
     }
 
     fn as_zeroer(&self) -> Option<&dyn Zeroer> {
+        Some(self)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
 

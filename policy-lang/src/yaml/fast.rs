@@ -442,8 +442,9 @@ fn mapping_key(s: &[u8], c: usize) -> Option<usize> {
 }
 
 fn scalar(text: &[u8], style: Style) -> Value {
-    // The text is ASCII: checked before reading.
-    scalar_value(String::from_utf8_lossy(text).into_owned(), style)
+    // The text is ASCII (checked before reading), so this never fails.
+    let text = std::str::from_utf8(text).unwrap_or_default();
+    scalar_value(text.to_owned(), style)
 }
 
 #[cfg(test)]
