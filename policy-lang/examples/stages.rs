@@ -43,7 +43,7 @@ fn main() {
         rules::check_metric_conditions(&engine, &repo, &mut diags);
         add("compile rules", s.elapsed());
         let s = Instant::now();
-        let views = Views::new(&repo);
+        let views = Views::for_rules(&repo, &set);
         add("views", s.elapsed());
         let s = Instant::now();
         diags.extend(set.eval_intents(&engine, &repo, &views));

@@ -48,7 +48,7 @@ pub fn check(repo: &Repository, engine: &Engine, mut diags: Vec<Diagnostic>) -> 
     diags.extend(semantic::analyze(repo));
     let rules = rules::compile(engine, repo, &mut diags);
     rules::check_metric_conditions(engine, repo, &mut diags);
-    let views = Views::new(repo);
+    let views = Views::for_rules(repo, &rules);
     diags.extend(rules.eval_intents(engine, repo, &views));
     diags.extend(rules.eval_repository(engine, &views));
     normalize(&mut diags);

@@ -258,6 +258,19 @@ impl Views {
         }
     }
 
+    /// What `rules` need held at once: every intent's view when a
+    /// repository-scope rule sees them all; otherwise only `config`, and
+    /// [`RuleSet::eval_intents`] converts each intent as its rules run and
+    /// drops it after, so a large repository's views never all exist
+    /// together (they are as large as its node trees).
+    pub fn for_rules(repo: &Repository, rules: &RuleSet) -> Self {
+        if rules.rules.iter().any(|r| r.scope == Scope::Repository) {
+            Self::new(repo)
+        } else {
+            Self::config_only(repo)
+        }
+    }
+
     /// Only `config`, which is all resource-scope rules see: converting
     /// every intent for them would be wasted.
     pub fn config_only(repo: &Repository) -> Self {
@@ -313,7 +326,9 @@ impl RuleSet {
         }
     }
 
-    /// Evaluates every `intent`-scope rule on every service intent.
+    /// Evaluates every `intent`-scope rule on every service intent, with
+    /// the intent views of `views`, or, when it holds none, each converted
+    /// for its own rules (see [`Views::for_rules`]).
     pub fn eval_intents(
         &self,
         engine: &Engine,
@@ -321,7 +336,18 @@ impl RuleSet {
         views: &Views,
     ) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for (s, bound) in repo.services.iter().zip(&views.intents) {
+        if !self.rules.iter().any(|r| r.scope == Scope::Intent) {
+            return out;
+        }
+        for (i, s) in repo.services.iter().enumerate() {
+            let converted;
+            let bound = match views.intents.get(i) {
+                Some(bound) => bound,
+                None => {
+                    converted = intent_view(repo, s);
+                    &converted
+                }
+            };
             let b = Bindings::new()
                 .with("intent", bound)
                 .with("config", &views.config);
@@ -600,5 +626,44 @@ mod tests {
         };
         let (_, report) = crate::check::check_sources(&sources);
         assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
+    }
+
+    /// Intent views are held at once only for repository-scope rules; the
+    /// same intent rule finds the same failure either way.
+    #[test]
+    fn intent_views_are_converted_one_at_a_time_without_repository_rules() {
+        let policy = |scope: &str, rule: &str| {
+            format!(
+                "apiVersion: meshplan.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: org\nspec:\n  rules:\n    - name: owner\n      rule: intent.metadata.name != 'web'\n      message: not web\n    - name: other\n      scope: {scope}\n      rule: {rule}\n      message: other\n"
+            )
+        };
+        let svc = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: web\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n";
+        let mut found = Vec::new();
+        for (scope, rule, held) in [
+            ("repository", "size(intents) < 100", 1),
+            ("resource", "has(object.kind)", 0),
+        ] {
+            let (repo, diags) = parse(&Sources {
+                files: vec![
+                    ("p.yaml".into(), policy(scope, rule)),
+                    ("s.yaml".into(), svc.into()),
+                ],
+            });
+            assert!(diags.is_empty(), "{diags:?}");
+            let engine = Engine::new();
+            let mut diags = Vec::new();
+            let set = compile(&engine, &repo, &mut diags);
+            assert!(diags.is_empty(), "{diags:?}");
+            let views = Views::for_rules(&repo, &set);
+            assert_eq!(views.intents.len(), held, "{scope}");
+            let failures: Vec<String> = set
+                .eval_intents(&engine, &repo, &views)
+                .into_iter()
+                .map(|d| format!("{} {}", d.code, d.message))
+                .collect();
+            found.push(failures);
+        }
+        assert_eq!(found[0].len(), 1, "{found:?}");
+        assert_eq!(found[0], found[1]);
     }
 }
