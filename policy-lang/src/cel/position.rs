@@ -57,7 +57,7 @@ fn align(file: &SourceFile, node: &Node, value: &str, style: Style) -> Option<Ve
 /// The file span of characters `[start, end)` of the scalar `node`.
 pub fn map_chars(file: &SourceFile, node: &Node, start: usize, end: usize) -> Span {
     let (value, style) = match &node.value {
-        crate::yaml::Value::Scalar(s, st) => (s.as_str(), *st),
+        crate::yaml::Value::Scalar(s, st) => (&**s, *st),
         _ => return node.span,
     };
     let Some(offsets) = align(file, node, value, style) else {

@@ -195,7 +195,7 @@ pub struct NodeDe<'a> {
 impl<'a> NodeDe<'a> {
     fn scalar(&self) -> Option<(&'a str, Style)> {
         match &self.node.value {
-            Value::Scalar(s, st) => Some((s.as_str(), *st)),
+            Value::Scalar(s, st) => Some((&**s, *st)),
             _ => None,
         }
     }
@@ -514,7 +514,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         let span = self.node.span;
         let r = match &self.node.value {
             Value::Scalar(s, _) => {
-                if variants.contains(&s.as_str()) {
+                if variants.contains(&&**s) {
                     visitor.visit_enum(Enum {
                         variant: self,
                         value: None,

@@ -202,7 +202,7 @@ impl<'a> Reader<'a> {
         let end = entries.last().map_or(start, |(_, v)| v.span.end);
         Some(Node {
             span: Span::new(start, end),
-            value: Value::Map(entries),
+            value: Value::Map(entries.into_boxed_slice()),
         })
     }
 
@@ -238,7 +238,7 @@ impl<'a> Reader<'a> {
         let end = items.last().map_or(start, |v: &Node| v.span.end);
         Some(Node {
             span: Span::new(start, end),
-            value: Value::Seq(items),
+            value: Value::Seq(items.into_boxed_slice()),
         })
     }
 
@@ -359,7 +359,7 @@ impl<'a> Reader<'a> {
         Some((
             Node {
                 span,
-                value: Value::Seq(items),
+                value: Value::Seq(items.into_boxed_slice()),
             },
             i + 1,
         ))
@@ -402,7 +402,7 @@ impl<'a> Reader<'a> {
         Some((
             Node {
                 span,
-                value: Value::Map(entries),
+                value: Value::Map(entries.into_boxed_slice()),
             },
             i + 1,
         ))
