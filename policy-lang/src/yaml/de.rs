@@ -573,6 +573,19 @@ impl<'a, I: Iterator<Item = &'a Node>> SeqAccess<'a> for Seq<'a, I> {
             None => Ok(None),
         }
     }
+
+    // An exact length lets a `Vec` be allocated once, with no spare
+    // capacity (typed intents are kept as long as the repository).
+    fn size_hint(&self) -> Option<usize> {
+        exact(self.items.size_hint())
+    }
+}
+
+fn exact(hint: (usize, Option<usize>)) -> Option<usize> {
+    match hint {
+        (low, Some(high)) if low == high => Some(low),
+        _ => None,
+    }
 }
 
 struct Map<'a, I> {
@@ -595,6 +608,10 @@ impl<'a, I: Iterator<Item = &'a (Node, Node)>> MapAccess<'a> for Map<'a, I> {
             }
             None => Ok(None),
         }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        exact(self.entries.size_hint())
     }
 
     fn next_value_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<T::Value, DeError> {
