@@ -160,18 +160,7 @@ impl<'a> Reader<'a> {
         loop {
             let s = self.text(li);
             let colon = mapping_key(s, n)?;
-            self.count()?;
-            let key = Node {
-                span: Span::new(self.pos(li, n), self.pos(li, colon)),
-                value: scalar(&s[n..colon], Style::Plain),
-            };
-            let name = key.as_str().unwrap_or("");
-            if entries
-                .iter()
-                .any(|(k, _)| k.as_str().unwrap_or("") == name)
-            {
-                return None;
-            }
+            let key = self.key(li, s, n, colon, &entries)?;
             let c = skip_spaces(s, colon + 1);
             let value = if c == s.len() || s[c] == b'#' {
                 // The value is on the following lines: deeper, or a
@@ -337,75 +326,83 @@ impl<'a> Reader<'a> {
 
     fn flow_seq(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
         let mut items = Vec::new();
-        let mut i = skip_spaces(s, c + 1);
-        if s.get(i) != Some(&b']') {
-            loop {
-                let (item, end) = self.flow_node(li, s, i, true)?;
-                items.push(item);
-                i = skip_spaces(s, end);
-                match *s.get(i)? {
-                    b',' => {
-                        i = skip_spaces(s, i + 1);
-                        if s.get(i) == Some(&b']') {
-                            return None;
-                        }
-                    }
-                    b']' => break,
-                    _ => return None,
-                }
-            }
-        }
-        let span = Span::new(self.pos(li, c), self.pos(li, i + 1));
-        Some((
-            Node {
-                span,
-                value: Value::Seq(items.into_boxed_slice()),
-            },
-            i + 1,
-        ))
+        let close = self.flow_items(s, c, b']', |r, i| {
+            let (item, end) = r.flow_node(li, s, i, true)?;
+            items.push(item);
+            Some(end)
+        })?;
+        let value = Value::Seq(items.into_boxed_slice());
+        Some(self.flow_collection(li, c, close, value))
     }
 
     fn flow_map(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
         let mut entries: Vec<(Node, Node)> = Vec::new();
+        let close = self.flow_items(s, c, b'}', |r, i| {
+            let colon = mapping_key(s, i)?;
+            let key = r.key(li, s, i, colon, &entries)?;
+            let (value, end) = r.flow_node(li, s, skip_spaces(s, colon + 1), true)?;
+            entries.push((key, value));
+            Some(end)
+        })?;
+        let value = Value::Map(entries.into_boxed_slice());
+        Some(self.flow_collection(li, c, close, value))
+    }
+
+    /// The items of the flow collection opened at `c`, each read by `item`
+    /// (which returns the offset after it), separated by commas: the offset
+    /// of the `close` bracket. A trailing comma is left to libyaml.
+    fn flow_items(
+        &mut self,
+        s: &[u8],
+        c: usize,
+        close: u8,
+        mut item: impl FnMut(&mut Self, usize) -> Option<usize>,
+    ) -> Option<usize> {
         let mut i = skip_spaces(s, c + 1);
-        if s.get(i) != Some(&b'}') {
-            loop {
-                let colon = mapping_key(s, i)?;
-                self.count()?;
-                let key = Node {
-                    span: Span::new(self.pos(li, i), self.pos(li, colon)),
-                    value: scalar(&s[i..colon], Style::Plain),
-                };
-                let name = key.as_str().unwrap_or("");
-                if entries
-                    .iter()
-                    .any(|(k, _)| k.as_str().unwrap_or("") == name)
-                {
-                    return None;
-                }
-                let (value, end) = self.flow_node(li, s, skip_spaces(s, colon + 1), true)?;
-                entries.push((key, value));
-                i = skip_spaces(s, end);
-                match *s.get(i)? {
-                    b',' => {
-                        i = skip_spaces(s, i + 1);
-                        if s.get(i) == Some(&b'}') {
-                            return None;
-                        }
+        if s.get(i) == Some(&close) {
+            return Some(i);
+        }
+        loop {
+            i = skip_spaces(s, item(self, i)?);
+            match *s.get(i)? {
+                b',' => {
+                    i = skip_spaces(s, i + 1);
+                    if s.get(i) == Some(&close) {
+                        return None;
                     }
-                    b'}' => break,
-                    _ => return None,
                 }
+                ch if ch == close => return Some(i),
+                _ => return None,
             }
         }
-        let span = Span::new(self.pos(li, c), self.pos(li, i + 1));
-        Some((
-            Node {
-                span,
-                value: Value::Map(entries.into_boxed_slice()),
-            },
-            i + 1,
-        ))
+    }
+
+    /// A flow collection from its opening bracket at `c` to its closing
+    /// one at `close`, and the offset after it.
+    fn flow_collection(&self, li: usize, c: usize, close: usize, value: Value) -> (Node, usize) {
+        let span = Span::new(self.pos(li, c), self.pos(li, close + 1));
+        (Node { span, value }, close + 1)
+    }
+
+    /// The key from `c` to its `:` at `colon`, unless `entries` has it.
+    fn key(
+        &mut self,
+        li: usize,
+        s: &[u8],
+        c: usize,
+        colon: usize,
+        entries: &[(Node, Node)],
+    ) -> Option<Node> {
+        self.count()?;
+        let key = Node {
+            span: Span::new(self.pos(li, c), self.pos(li, colon)),
+            value: scalar(&s[c..colon], Style::Plain),
+        };
+        let name = key.as_str().unwrap_or("");
+        let duplicate = entries
+            .iter()
+            .any(|(k, _)| k.as_str().unwrap_or("") == name);
+        (!duplicate).then_some(key)
     }
 }
 
