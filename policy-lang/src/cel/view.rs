@@ -56,12 +56,15 @@ impl MapData {
             return None;
         }
         let key = key.downcast_ref::<CelString>()?.inner();
-        Some(
-            self.entries
-                .iter()
-                .find(|(k, _)| matches!(k, CelMapKey::String(s) if s.inner() == key))
-                .map(|(_, v)| &**v),
-        )
+        Some(self.field(key))
+    }
+
+    /// The value of the string key `name`, found by scanning.
+    fn field(&self, name: &str) -> Option<&(dyn Val + 'static)> {
+        self.entries
+            .iter()
+            .find(|(k, _)| matches!(k, CelMapKey::String(s) if s.inner() == name))
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -76,11 +79,7 @@ impl SharedMap {
 
     /// The value of the string key `name`, as `map.name` selects it.
     pub fn field(&self, name: &str) -> Option<&(dyn Val + 'static)> {
-        self.0
-            .entries
-            .iter()
-            .find(|(k, _)| matches!(k, CelMapKey::String(s) if s.inner() == name))
-            .map(|(_, v)| &**v)
+        self.0.field(name)
     }
 }
 

@@ -264,7 +264,7 @@ impl Views {
     /// drops it after, so a large repository's views never all exist
     /// together (they are as large as its node trees).
     pub fn for_rules(repo: &Repository, rules: &RuleSet) -> Self {
-        if rules.rules.iter().any(|r| r.scope == Scope::Repository) {
+        if rules.in_scope(Scope::Repository).next().is_some() {
             Self::new(repo)
         } else {
             Self::config_only(repo)
@@ -336,7 +336,7 @@ impl RuleSet {
         views: &Views,
     ) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        if !self.rules.iter().any(|r| r.scope == Scope::Intent) {
+        if self.in_scope(Scope::Intent).next().is_none() {
             return out;
         }
         for (i, s) in repo.services.iter().enumerate() {
@@ -351,7 +351,7 @@ impl RuleSet {
             let b = Bindings::new()
                 .with("intent", bound)
                 .with("config", &views.config);
-            for r in self.rules.iter().filter(|r| r.scope == Scope::Intent) {
+            for r in self.in_scope(Scope::Intent) {
                 let subject = || format!("intent `{}`", s.value.metadata.name);
                 if let Some(d) =
                     self.eval_rule(engine, r, &b, subject, |path| s.locate(path), Some(s))
@@ -366,11 +366,7 @@ impl RuleSet {
     /// Evaluates every `repository`-scope rule once, on the intents of
     /// `views` (built by [`Views::new`]).
     pub fn eval_repository(&self, engine: &Engine, views: &Views) -> Vec<Diagnostic> {
-        let rules: Vec<&CompiledRule> = self
-            .rules
-            .iter()
-            .filter(|r| r.scope == Scope::Repository)
-            .collect();
+        let rules: Vec<&CompiledRule> = self.in_scope(Scope::Repository).collect();
         if rules.is_empty() {
             return Vec::new();
         }
@@ -396,7 +392,11 @@ impl RuleSet {
 
     /// Whether any rule runs on compiled objects.
     pub fn has_resource_rules(&self) -> bool {
-        self.rules.iter().any(|r| r.scope == Scope::Resource)
+        self.in_scope(Scope::Resource).next().is_some()
+    }
+
+    fn in_scope(&self, scope: Scope) -> impl Iterator<Item = &CompiledRule> {
+        self.rules.iter().filter(move |r| r.scope == scope)
     }
 
     /// Evaluates every `resource`-scope rule on one compiled object (JSON),
@@ -408,11 +408,7 @@ impl RuleSet {
         object: &serde_json::Value,
         origin: &Location,
     ) -> Vec<Diagnostic> {
-        let rules: Vec<&CompiledRule> = self
-            .rules
-            .iter()
-            .filter(|r| r.scope == Scope::Resource)
-            .collect();
+        let rules: Vec<&CompiledRule> = self.in_scope(Scope::Resource).collect();
         if rules.is_empty() {
             return Vec::new();
         }

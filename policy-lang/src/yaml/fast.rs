@@ -210,12 +210,9 @@ impl<'a> Reader<'a> {
                     Some(l) if l.indent > n => self.block_node(self.next, l.indent, n as isize)?,
                     _ => return None,
                 }
-            } else if is_entry(s, c) {
-                self.block_seq(li, c)?
-            } else if mapping_key(s, c).is_some() {
-                self.block_map(li, c)?
             } else {
-                self.inline(li, c)?
+                // On the entry's line: `- - a`, `- key: v` or `- value`.
+                self.block_node(li, c, n as isize)?
             };
             items.push(item);
             match self.following() {
