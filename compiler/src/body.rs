@@ -6,9 +6,9 @@
 //! allocation per key and per string), so an object is built as a tree,
 //! serialised once by [`ObjectBuilder::build`](crate::object::ObjectBuilder::build)
 //! and read back only where a tree is needed (schema validation, resource
-//! rules, a diff). Output goes straight from the text: [`Body`] serialises
-//! by transcoding it, so YAML and pretty JSON come out as they did from the
-//! tree, key order included, without building one.
+//! rules, a diff). Output goes straight from the text: YAML through
+//! [`crate::yaml`], pretty JSON by transcoding it ([`Body`]'s `Serialize`),
+//! key order kept, without building a tree.
 
 use std::fmt;
 

@@ -16,6 +16,7 @@ pub mod lower;
 pub mod object;
 pub mod summary;
 pub mod validate;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 

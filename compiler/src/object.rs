@@ -185,9 +185,9 @@ impl ObjectBuilder {
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
 /// 16 hex digits: changes exactly when the content does.
 fn content_hash(fields: &Map<String, Value>) -> String {
-    let mut text = String::with_capacity(1024);
+    let mut text = Vec::with_capacity(4096);
     canonical_map(fields, &mut text);
-    let digest = Sha256::digest(text.as_bytes());
+    let digest = Sha256::digest(&text);
     let mut hex = String::with_capacity(16);
     for b in &digest[..8] {
         let _ = write!(hex, "{b:02x}");
@@ -195,36 +195,38 @@ fn content_hash(fields: &Map<String, Value>) -> String {
     hex
 }
 
-fn canonical_map(m: &Map<String, Value>, out: &mut String) {
+fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&String, &Value)> = m.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
+    out.push(b'{');
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        // A JSON string of the key; serialising a &str cannot fail.
-        out.push_str(&serde_json::to_string(k).unwrap_or_default());
-        out.push(':');
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
         canonical(v, out);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
-fn canonical(v: &Value, out: &mut String) {
+fn canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => canonical_map(m, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
@@ -293,24 +295,23 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
 
 /// One object as YAML (a document without the `---` separator).
 pub fn to_yaml(obj: &MeshObject) -> String {
-    // Serialising a body (transcoded JSON) cannot fail.
-    serde_saphyr::to_string(&obj.body).unwrap_or_default()
+    crate::yaml::to_string(obj.body.json())
 }
 
 /// Any JSON value as YAML, formatted as meshplan writes objects.
 pub fn value_to_yaml(v: &Value) -> String {
-    // Serialising a JSON value cannot fail.
-    serde_saphyr::to_string(v).unwrap_or_default()
+    // Serialising a JSON value cannot fail (its keys are strings).
+    crate::yaml::to_string(&serde_json::to_string(v).unwrap_or_default())
 }
 
 /// A YAML stream of every object, `---` between documents.
 pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(objects.iter().map(|o| o.body.json().len() * 3 / 2).sum());
     for (i, o) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&to_yaml(o));
+        crate::yaml::write(o.body.json(), &mut out);
     }
     out
 }
