@@ -164,22 +164,46 @@ impl ObjectBuilder {
             format!("{}:{}", obj.origin.file, obj.origin.line).into(),
         );
         a.insert(CONTENT_HASH.into(), content_hash(&fields).into());
+        // The content (everything beside metadata) ends the body.
+        let content = serde_json::to_string(&fields).unwrap_or_default();
         a.extend(annotations);
-        let mut metadata = Map::new();
-        metadata.insert("name".into(), obj.name.clone().into());
+        // `{"apiVersion":…,"kind":…,"metadata":{…},<content's fields>}`, the
+        // JSON serde_json would write for the whole tree, without building
+        // it. Writing JSON into a String's bytes cannot fail and keeps them
+        // UTF-8.
+        let mut body = Vec::with_capacity(content.len() + 512);
+        body.extend_from_slice(b"{\"apiVersion\":");
+        put_json(&mut body, &obj.api_version);
+        body.extend_from_slice(b",\"kind\":");
+        put_json(&mut body, &obj.kind);
+        body.extend_from_slice(b",\"metadata\":{\"name\":");
+        put_json(&mut body, &obj.name);
         if let Some(ns) = &obj.namespace {
-            metadata.insert("namespace".into(), ns.clone().into());
+            body.extend_from_slice(b",\"namespace\":");
+            put_json(&mut body, ns);
         }
-        metadata.insert("labels".into(), Value::Object(l));
-        metadata.insert("annotations".into(), Value::Object(a));
-        let mut body = Map::new();
-        body.insert("apiVersion".into(), obj.api_version.clone().into());
-        body.insert("kind".into(), obj.kind.clone().into());
-        body.insert("metadata".into(), Value::Object(metadata));
-        body.extend(fields);
-        obj.body = Body::new(&Value::Object(body));
+        body.extend_from_slice(b",\"labels\":");
+        put_json(&mut body, &l);
+        body.extend_from_slice(b",\"annotations\":");
+        put_json(&mut body, &a);
+        body.push(b'}');
+        match content.len() {
+            // `{}`: no fields.
+            0..=2 => body.push(b'}'),
+            _ => {
+                body.push(b',');
+                body.extend_from_slice(&content.as_bytes()[1..]);
+            }
+        }
+        obj.body = Body::from_compact_json(String::from_utf8(body).unwrap_or_default());
         obj
     }
+}
+
+/// Appends the compact JSON of `v` (a string or a string map of a body's
+/// head: serialising cannot fail).
+fn put_json(out: &mut Vec<u8>, v: &impl serde::Serialize) {
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
