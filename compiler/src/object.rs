@@ -330,14 +330,25 @@ pub fn value_to_yaml(v: &Value) -> String {
 
 /// A YAML stream of every object, `---` between documents.
 pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
-    let mut out = String::with_capacity(objects.iter().map(|o| o.body.json().len() * 3 / 2).sum());
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail; the YAML is UTF-8.
+    let _ = write_yaml_stream(objects, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the YAML stream of every object to `w` one object at a time (a
+/// stream of 10,000 services is ~100 MB: it is never held whole).
+pub fn write_yaml_stream(objects: &[MeshObject], w: &mut impl std::io::Write) -> std::io::Result<()> {
+    let mut doc = String::new();
     for (i, o) in objects.iter().enumerate() {
+        doc.clear();
         if i > 0 {
-            out.push_str("---\n");
+            doc.push_str("---\n");
         }
-        crate::yaml::write(o.body.json(), &mut out);
+        crate::yaml::write(o.body.json(), &mut doc);
+        w.write_all(doc.as_bytes())?;
     }
-    out
+    w.flush()
 }
 
 /// A Kubernetes `List` of every object, as JSON.

@@ -112,10 +112,23 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
     let objects = &compiled.objects;
     match &args.out {
         None => {
-            print(&match args.format {
-                RenderFormat::Yaml => object::to_yaml_stream(objects),
-                RenderFormat::Json => object::to_json_list(objects),
-            });
+            match args.format {
+                RenderFormat::Yaml => {
+                    let mut out = std::io::BufWriter::with_capacity(
+                        1 << 16,
+                        std::io::stdout().lock(),
+                    );
+                    // A closed pipe (`meshplan render | head`) is not an
+                    // error.
+                    match object::write_yaml_stream(objects, &mut out) {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                            return Err(e).context("cannot write to stdout")
+                        }
+                        _ => {}
+                    }
+                }
+                RenderFormat::Json => print(&object::to_json_list(objects)),
+            }
             // On stderr, so stdout stays a clean stream for pipes.
             eprintln!(
                 "rendered {} objects from {} services{}",
