@@ -240,7 +240,7 @@ fn intent_locations(repo: &Repository) -> BTreeMap<String, Location> {
         .iter()
         .map(|s| {
             let key = intent_key(repo, s);
-            (key, Location::new(s.file.clone(), s.root.span))
+            (key, Location::new(s.file.clone(), s.span))
         })
         .collect()
 }

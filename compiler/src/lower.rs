@@ -80,7 +80,7 @@ fn service(
     let origin = Origin {
         intent: format!("{namespace}/{name}"),
         file: loaded.file.name.clone(),
-        line: loaded.root.span.start.line,
+        line: loaded.span.start.line,
     };
     let fail = |message: String| LowerError {
         origin: format!("{}:{}", origin.file, origin.line),

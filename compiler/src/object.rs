@@ -338,7 +338,10 @@ pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
 
 /// Writes the YAML stream of every object to `w` one object at a time (a
 /// stream of 10,000 services is ~100 MB: it is never held whole).
-pub fn write_yaml_stream(objects: &[MeshObject], w: &mut impl std::io::Write) -> std::io::Result<()> {
+pub fn write_yaml_stream(
+    objects: &[MeshObject],
+    w: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut doc = String::new();
     for (i, o) in objects.iter().enumerate() {
         doc.clear();

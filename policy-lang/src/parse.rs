@@ -8,6 +8,7 @@
 //! repository's configuration. A document that cannot be read is reported
 //! and left out; the rest is still checked, so one run shows every problem.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -29,24 +30,58 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Loaded<T> {
     pub value: T,
     pub file: Arc<SourceFile>,
-    /// The document's node tree, to locate any of its fields.
-    pub root: Node,
+    /// 0-based index of the document in its file.
+    pub doc: usize,
+    /// Where the whole document is.
+    pub span: Span,
+    /// The document's node tree, to locate any of its fields; dropped by
+    /// [`Repository::forget_trees`] once checked, and then read again from
+    /// `file` when a location is asked for.
+    tree: Option<Node>,
 }
 
 impl<T> Loaded<T> {
+    /// The document's node tree.
+    pub fn root(&self) -> Cow<'_, Node> {
+        match &self.tree {
+            Some(t) => Cow::Borrowed(t),
+            None => Cow::Owned(self.reread()),
+        }
+    }
+
+    /// The tree of a document already read once: it parses as it did.
+    fn reread(&self) -> Node {
+        yaml::parse(&self.file.text)
+            .0
+            .into_iter()
+            .nth(self.doc)
+            .map(|d| d.root)
+            .unwrap_or(Node {
+                span: self.span,
+                value: yaml::Value::Null,
+            })
+    }
+
     /// The location of the node at `path` (or its nearest ancestor).
     pub fn locate(&self, path: &Path) -> Location {
-        Location::new(Arc::clone(&self.file), self.root.locate(path).span)
+        Location::new(Arc::clone(&self.file), self.root().locate(path).span)
     }
 
     /// The location of the key of the node at `path`.
     pub fn locate_key(&self, path: &Path) -> Location {
-        Location::new(Arc::clone(&self.file), self.root.locate_key(path).span)
+        Location::new(Arc::clone(&self.file), self.root().locate_key(path).span)
     }
 
     /// The node at `path`, when it exists exactly.
-    pub fn node(&self, path: &Path) -> Option<&Node> {
-        self.root.find(path)
+    pub fn node(&self, path: &Path) -> Option<Cow<'_, Node>> {
+        match &self.tree {
+            Some(t) => t.find(path).map(Cow::Borrowed),
+            None => self.reread().find(path).cloned().map(Cow::Owned),
+        }
+    }
+
+    fn forget_tree(&mut self) {
+        self.tree = None;
     }
 }
 
@@ -61,6 +96,16 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// Drops every document's node tree. Check needs them all; after it
+    /// they only serve the odd diagnostic (read again from the file then),
+    /// and they are the largest part of a repository in memory (a third of
+    /// it at 10,000 services).
+    pub fn forget_trees(&mut self) {
+        self.config.iter_mut().for_each(Loaded::forget_tree);
+        self.services.iter_mut().for_each(Loaded::forget_tree);
+        self.policies.iter_mut().for_each(Loaded::forget_tree);
+    }
+
     /// The namespace intents without one go to.
     pub fn default_namespace(&self) -> &str {
         self.config
@@ -178,7 +223,7 @@ pub fn parse(sources: &Sources) -> (Repository, Vec<Diagnostic>) {
         }
         let is_config = name == CONFIG_FILE;
         for doc in docs {
-            load_document(&mut repo, &mut diags, &file, doc.root, is_config);
+            load_document(&mut repo, &mut diags, &file, doc, is_config);
         }
         if is_config && repo.config.is_none() && !diags.iter().any(|d| same_file(d, &file)) {
             diags.push(
@@ -204,9 +249,10 @@ fn load_document(
     repo: &mut Repository,
     diags: &mut Vec<Diagnostic>,
     file: &Arc<SourceFile>,
-    root: Node,
+    doc: yaml::Document,
     is_config: bool,
 ) {
+    let (root, index) = (doc.root, doc.index);
     let at = |n: &Node| Location::new(Arc::clone(file), n.span);
     if root.value == yaml::Value::Null {
         return; // An empty document, e.g. a trailing `---`.
@@ -295,7 +341,9 @@ fn load_document(
                 repo.config = Some(Loaded {
                     value,
                     file: Arc::clone(file),
-                    root,
+                    doc: index,
+                    span: root.span,
+                    tree: Some(root),
                 });
             }
         }
@@ -320,7 +368,9 @@ fn load_document(
                 repo.services.push(Loaded {
                     value,
                     file: Arc::clone(file),
-                    root,
+                    doc: index,
+                    span: root.span,
+                    tree: Some(root),
                 });
             }
         }
@@ -329,7 +379,9 @@ fn load_document(
                 repo.policies.push(Loaded {
                     value,
                     file: Arc::clone(file),
-                    root,
+                    doc: index,
+                    span: root.span,
+                    tree: Some(root),
                 });
             }
         }
@@ -389,4 +441,41 @@ fn within(d: &Diagnostic, root: &Node) -> bool {
     d.location
         .as_ref()
         .is_some_and(|l| l.span.start >= root.span.start && l.span.start <= root.span.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgotten_trees_locate_as_before() {
+        let text = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: a\nspec:\n  ports:\n  - name: web\n    port: 80\n    protocol: http\n---\napiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: b\n  namespace: x\nspec:\n  ports:\n  - name: http\n    port: 8080\n    protocol: http\n";
+        let (mut repo, diags) = parse(&Sources {
+            files: vec![("a.yaml".into(), text.into())],
+        });
+        assert!(diags.is_empty(), "{diags:?}");
+        let paths = [
+            "metadata.name",
+            "spec.ports[0].protocol",
+            "spec.ports[0]",
+            "nope",
+        ];
+        let seen = |repo: &Repository| {
+            let mut out = Vec::new();
+            for s in &repo.services {
+                for p in paths {
+                    let p = Path::parse(p);
+                    let node = s.node(&p).map(|n| n.span);
+                    out.push((s.locate(&p), s.locate_key(&p), node, s.root().span));
+                }
+            }
+            out
+        };
+        let before = seen(&repo);
+        repo.forget_trees();
+        assert!(repo.services.iter().all(|s| s.tree.is_none()));
+        assert_eq!(seen(&repo), before);
+        assert_eq!(repo.services[1].doc, 1);
+        assert_eq!(repo.services[1].span.start.line, 11);
+    }
 }

@@ -64,17 +64,19 @@ pub fn check(repo: &Repository, engine: &Engine, mut diags: Vec<Diagnostic>) -> 
 /// Reads, parses and checks the repository at `root`.
 pub fn check_dir(root: &FsPath) -> Result<(Repository, Report), crate::Error> {
     let (sources, mut diags) = parse::read_dir(root)?;
-    let (repo, parse_diags) = parse::parse(&sources);
+    let (mut repo, parse_diags) = parse::parse(&sources);
     diags.extend(parse_diags);
     let engine = Engine::new();
     let report = check(&repo, &engine, diags);
+    repo.forget_trees();
     Ok((repo, report))
 }
 
 /// Parses and checks in-memory sources (tests, fuzzing, benchmarks).
 pub fn check_sources(sources: &parse::Sources) -> (Repository, Report) {
-    let (repo, diags) = parse::parse(sources);
+    let (mut repo, diags) = parse::parse(sources);
     let engine = Engine::new();
     let report = check(&repo, &engine, diags);
+    repo.forget_trees();
     (repo, report)
 }

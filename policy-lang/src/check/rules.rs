@@ -6,6 +6,7 @@
 //! mismatch, over budget) is reported at the rule, naming the intent it ran
 //! on: never a panic, and never a silent pass.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -79,8 +80,8 @@ fn compile_at<T>(
 ) -> Option<Expr> {
     let node = doc
         .node(path)
-        .cloned()
-        .unwrap_or_else(|| doc.root.locate(path).clone());
+        .map(Cow::into_owned)
+        .unwrap_or_else(|| doc.root().locate(path).clone());
     let location = Location::new(Arc::clone(&doc.file), position::node_span(&node));
     match engine.compile(source, vars) {
         Ok(compiled) => Some(Expr { compiled, location }),
