@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use meshplan_policy_lang::intent::labels::Labels;
+
 use meshplan_policy_lang::intent::service::{
     Faults, LoadBalancer, Match, MtlsMode, Redirect, Retries, Rewrite,
 };
@@ -54,7 +56,7 @@ pub struct Service {
     pub ports: Vec<Port>,
     pub versions: Vec<Version>,
     /// Labels every version's pods carry: selects the whole service.
-    pub workload_selector: BTreeMap<String, String>,
+    pub workload_selector: Labels,
     /// Routes in order, the catch-all default route last.
     pub routes: Vec<Route>,
     pub timeout: Option<Duration>,
@@ -110,7 +112,7 @@ pub struct Port {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Version {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// A routing rule with its destination resolved to weighted versions.

@@ -4,7 +4,7 @@
 //! if one does not (a check bug, or a caller that skipped `check`), lowering
 //! returns an error naming it instead of guessing or panicking.
 
-use std::collections::BTreeMap;
+use meshplan_policy_lang::intent::labels::Labels;
 
 use meshplan_policy_lang::intent::config::GatewayApiChannel;
 use meshplan_policy_lang::intent::rollout::Strategy;
@@ -367,10 +367,10 @@ fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
 
 /// The labels every version carries; `app: <host>` when there are no
 /// versions (the Kubernetes convention meshes rely on too).
-fn common_labels(versions: &[Version], host: &str) -> BTreeMap<String, String> {
+fn common_labels(versions: &[Version], host: &str) -> Labels {
     let mut common = match versions.first() {
         Some(v) => v.labels.clone(),
-        None => return BTreeMap::from([("app".to_owned(), host.to_owned())]),
+        None => return Labels::from([("app", host)]),
     };
     for v in &versions[1..] {
         common.retain(|k, val| v.labels.get(k) == Some(val));
@@ -460,15 +460,12 @@ mod tests {
     fn the_selector_is_what_every_version_shares() {
         let v = |ver: &str| Version {
             name: ver.into(),
-            labels: BTreeMap::from([
-                ("app".into(), "reviews".into()),
-                ("version".into(), ver.into()),
-            ]),
+            labels: Labels::from([("app", "reviews"), ("version", ver)]),
         };
         assert_eq!(
             common_labels(&[v("v1"), v("v2")], "reviews"),
-            BTreeMap::from([("app".into(), "reviews".into())])
+            Labels::from([("app", "reviews")])
         );
-        assert_eq!(common_labels(&[], "web")["app"], "web");
+        assert_eq!(common_labels(&[], "web").get("app").unwrap(), "web");
     }
 }

@@ -8,12 +8,11 @@
 pub mod access;
 pub mod config;
 pub mod duration;
+pub mod labels;
 pub mod policy;
 pub mod rollout;
 pub mod service;
 pub mod slo;
-
-use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -62,9 +61,9 @@ pub struct Metadata {
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: labels::Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: labels::Labels,
 }
 
 /// A document of one kind: `apiVersion`, `kind`, `metadata`, `spec`.

@@ -109,7 +109,7 @@ pub struct Version {
     /// The version's name (a DNS label): `v1`, `stable`, `canary`.
     pub name: String,
     /// Pod labels selecting this version's pods.
-    pub labels: BTreeMap<String, String>,
+    pub labels: super::labels::Labels,
 }
 
 /// A routing rule: requests matching `match` go to `destination`, or are

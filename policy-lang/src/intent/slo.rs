@@ -1,8 +1,6 @@
 //! The `slos` block: availability and latency objectives with burn-rate
 //! alerting.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -89,5 +87,5 @@ pub struct AlertTarget {
     pub enabled: Option<bool>,
     /// Labels added to the alert (routing in Alertmanager).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: super::labels::Labels,
 }
