@@ -277,7 +277,7 @@ fn resolver(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<Mes
                 let own: Vec<_> = v
                     .labels
                     .iter()
-                    .filter(|(k, _)| !s.workload_selector.contains_key(*k))
+                    .filter(|(k, _)| !s.workload_selector.contains_key(k))
                     .collect();
                 let labels = if own.is_empty() {
                     v.labels.iter().collect()
