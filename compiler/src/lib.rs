@@ -19,6 +19,7 @@ pub mod validate;
 pub mod yaml;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::{Report, Views};
@@ -201,6 +202,9 @@ pub fn unsupported_diagnostics(
         .iter()
         .map(|s| (intent_key(repo, s), s))
         .collect();
+    // Checked repositories have dropped their trees: read each intent's
+    // again once for all its findings (they come sorted by file).
+    let mut tree = None;
     let mut out: Vec<Diagnostic> = errors
         .iter()
         .map(|e| {
@@ -213,14 +217,18 @@ pub fn unsupported_diagnostics(
             let Some(s) = intents.get(&e.intent) else {
                 return d;
             };
+            let root = match &tree {
+                Some((key, root)) if *key == &e.intent => root,
+                _ => &tree.insert((&e.intent, s.root())).1,
+            };
             let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
-            let loc = fields
+            let key = fields
                 .iter()
                 .map(|f| Path::parse(f))
-                .find(|p| s.node(p).is_some())
-                .map(|p| s.locate_key(&p))
-                .unwrap_or_else(|| s.locate_key(&Path::parse("metadata.name")));
-            d.at(loc)
+                .find(|p| root.find(p).is_some())
+                .map(|p| root.locate_key(&p))
+                .unwrap_or_else(|| root.locate_key(&Path::parse("metadata.name")));
+            d.at(Location::new(Arc::clone(&s.file), key.span))
         })
         .collect();
     meshplan_policy_lang::diagnostic::normalize(&mut out);
