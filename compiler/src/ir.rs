@@ -7,6 +7,7 @@
 //! translates; it never looks anything up in the repository.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meshplan_policy_lang::intent::labels::Labels;
 
@@ -37,9 +38,10 @@ pub struct Ir {
 /// Where an object came from: the intent and its file position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin {
+    // Shared: every object of a service carries its origin.
     /// `namespace/name` of the intent.
-    pub intent: String,
-    pub file: String,
+    pub intent: Arc<str>,
+    pub file: Arc<str>,
     pub line: u32,
 }
 

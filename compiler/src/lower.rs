@@ -78,8 +78,8 @@ fn service(
     let name = s.metadata.name.clone();
     let host = spec.service.clone().unwrap_or_else(|| name.clone());
     let origin = Origin {
-        intent: format!("{namespace}/{name}"),
-        file: loaded.file.name.clone(),
+        intent: format!("{namespace}/{name}").into(),
+        file: loaded.file.name.as_str().into(),
         line: loaded.span.start.line,
     };
     let fail = |message: String| LowerError {

@@ -67,7 +67,8 @@ impl MeshObject {
                 kind: kind.into(),
                 namespace: Some(namespace.into()),
                 name: name.into(),
-                body: Body::new(&Value::Null),
+                // Replaced by `build`.
+                body: Body::from_compact_json(String::new()),
                 origin: origin.clone(),
                 emitter,
             },
@@ -272,17 +273,19 @@ fn cmp_fallback(a: &MeshObject, b: &MeshObject) -> Ordering {
 /// Services Gateway API and Linkerd share): same identity and same content
 /// make one object, its labels and annotations united. `objects` must be
 /// sorted. Same identity with different content is an error naming it.
-pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, String> {
-    let mut out: Vec<MeshObject> = Vec::with_capacity(objects.len());
-    for o in objects {
-        let same = out.last().is_some_and(|prev| {
-            prev.sort_key() == o.sort_key() && prev.api_version == o.api_version
-        });
-        if !same {
-            out.push(o);
+pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, String> {
+    // In place: a second vector of 50,000 objects would be the peak of a
+    // large render. `kept` is the last object kept; later ones either merge
+    // into it or move up next to it.
+    let mut kept = 0;
+    for next in 1..objects.len() {
+        let (head, tail) = objects.split_at_mut(next);
+        let (prev, o) = (&mut head[kept], &tail[0]);
+        if prev.sort_key() != o.sort_key() || prev.api_version != o.api_version {
+            kept += 1;
+            objects.swap(kept, next);
             continue;
         }
-        let prev = out.last_mut().expect("checked");
         let (mut merged, other) = (prev.body.value(), o.body.value());
         let content = |b: &Value| {
             let mut b = b.clone();
@@ -314,7 +317,8 @@ pub fn merge_duplicates(objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Str
         }
         prev.body = Body::new(&merged);
     }
-    Ok(out)
+    objects.truncate(kept + 1);
+    Ok(objects)
 }
 
 /// One object as YAML (a document without the `---` separator).

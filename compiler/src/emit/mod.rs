@@ -44,8 +44,8 @@ impl EmitError {
     pub fn new(emitter: &'static str, origin: &Origin, message: impl Into<String>) -> Self {
         Self {
             emitter,
-            intent: origin.intent.clone(),
-            file: origin.file.clone(),
+            intent: origin.intent.to_string(),
+            file: origin.file.to_string(),
             line: origin.line,
             message: message.into(),
             feature: None,

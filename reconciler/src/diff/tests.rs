@@ -13,8 +13,8 @@ fn vs(name: &str, weight: u32) -> MeshObject {
         "shop",
         name,
         &Origin {
-            intent: format!("shop/{name}"),
-            file: format!("shop/{name}.yaml"),
+            intent: format!("shop/{name}").into(),
+            file: format!("shop/{name}.yaml").into(),
             line: 1,
         },
     )
