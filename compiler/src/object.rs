@@ -221,10 +221,22 @@ fn content_hash(fields: &Map<String, Value>) -> String {
 }
 
 fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
-    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Emitted maps have a handful of keys: sort them on the stack.
+    const SMALL: usize = 16;
+    let mut small: [Option<(&String, &Value)>; SMALL] = [None; SMALL];
+    let mut large = Vec::new();
+    let entries: &mut [Option<(&String, &Value)>] = if m.len() <= SMALL {
+        for (slot, e) in small.iter_mut().zip(m.iter()) {
+            *slot = Some(e);
+        }
+        &mut small[..m.len()]
+    } else {
+        large.extend(m.iter().map(Some));
+        &mut large
+    };
+    entries.sort_unstable_by(|a, b| a.map(|e| e.0).cmp(&b.map(|e| e.0)));
     out.push(b'{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
+    for (i, (k, v)) in entries.iter().flatten().enumerate() {
         if i > 0 {
             out.push(b',');
         }
