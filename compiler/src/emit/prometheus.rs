@@ -201,7 +201,11 @@ pub fn slo_rules(
                 ));
                 break;
             };
-            rules.push(json!({"record": record_name(w), "expr": expr, "labels": labels(s, slo)}));
+            rules.push(Value::Object(serde_json::Map::from_iter([
+                ("record".to_owned(), Value::String(record_name(w))),
+                ("expr".to_owned(), Value::String(expr)),
+                ("labels".to_owned(), labels(s, slo)),
+            ])));
         }
         let window = slo
             .window
@@ -226,15 +230,21 @@ pub fn slo_rules(
                 if let Some(url) = &alerting.runbook_url {
                     annotations["runbook_url"] = url.clone().into();
                 }
-                rules.push(json!({
+                // Values moved in: `json!` would copy them (it serialises
+                // an embedded `Value` into a new one).
+                let mut alert = json!({
                     "alert": format!("SLOBurnRate{}", if severity == "page" { "Page" } else { "Ticket" }),
                     "expr": alert_expr(s, slo, windows),
-                    "labels": l,
-                    "annotations": annotations,
-                }));
+                });
+                alert["labels"] = Value::Object(l);
+                alert["annotations"] = annotations;
+                rules.push(alert);
             }
         }
-        groups.push(json!({"name": format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name), "rules": rules}));
+        let mut group =
+            json!({"name": format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name)});
+        group["rules"] = Value::Array(rules);
+        groups.push(group);
     }
     Some(
         MeshObject::builder(
@@ -245,7 +255,10 @@ pub fn slo_rules(
             &format!("{}-slos-{}", s.name, flavor.name()),
             &s.origin,
         )
-        .spec(json!({"groups": groups}))
+        .spec(Value::Object(serde_json::Map::from_iter([(
+            "groups".to_owned(),
+            Value::Array(groups),
+        )])))
         .build(),
     )
 }
