@@ -429,6 +429,30 @@ mod tests {
     }
 
     #[test]
+    fn the_body_is_the_json_of_the_whole_tree() {
+        let hash = |o: &MeshObject| o.body.value()["metadata"]["annotations"][CONTENT_HASH].clone();
+        let bare = MeshObject::builder("x", "v1", "ConfigMap", "ns", "a", &origin()).build();
+        let expected = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns",
+                "labels": {MANAGED_BY: MANAGER, INTENT: "web", INTENT_NAMESPACE: "shop"},
+                "annotations": {SOURCE: "shop/web.yaml:3", CONTENT_HASH: hash(&bare)}},
+        });
+        assert_eq!(bare.body.json(), serde_json::to_string(&expected).unwrap());
+        let full = MeshObject::builder("x", "v1", "ConfigMap", "ns", "a", &origin())
+            .label("l", "\"q\"")
+            .field("data", json!({"k": "v"}))
+            .field("immutable", json!(true))
+            .build();
+        let mut expected = expected;
+        expected["metadata"]["labels"]["l"] = json!("\"q\"");
+        expected["metadata"]["annotations"][CONTENT_HASH] = hash(&full);
+        expected["data"] = json!({"k": "v"});
+        expected["immutable"] = json!(true);
+        assert_eq!(full.body.json(), serde_json::to_string(&expected).unwrap());
+    }
+
+    #[test]
     fn the_hash_follows_content_not_key_order() {
         let a = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
             .spec(json!({"a": 1, "b": 2}))
@@ -467,6 +491,24 @@ mod tests {
         let err =
             merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 81)]).unwrap_err();
         assert!(err.contains("Service ns/web-v1"), "{err}");
+        // Others keep their order around the merged ones.
+        let named = |name: &str| {
+            MeshObject::builder("x", "v1", "Service", "ns", name, &origin())
+                .spec(json!({}))
+                .build()
+        };
+        let mut objects = vec![
+            named("a"),
+            mk("gateway-api", "a", 80),
+            mk("linkerd", "b", 80),
+        ];
+        objects.extend([named("x"), named("y"), named("y"), named("z")]);
+        let names: Vec<String> = merge_duplicates(objects)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, ["a", "web-v1", "x", "y", "z"]);
     }
 
     #[test]
