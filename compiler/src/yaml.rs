@@ -63,13 +63,14 @@ impl<'a> Writer<'a> {
         matches!(self.s.get(self.i + 1), Some(b'}' | b']'))
     }
 
-    /// The entries of the mapping at the cursor, at `indent`; the first on
-    /// the current line when `inline` (after `- `, or at the document's
-    /// start).
-    fn map(&mut self, indent: usize, inline: bool) {
-        self.i += 1; // '{'
+    /// The members of the collection at the cursor (closed by `close`),
+    /// each on a line of its own at `indent` — the first on the current
+    /// line when `inline` (after `- `, or at the document's start) —
+    /// written by `member`.
+    fn members(&mut self, close: u8, indent: usize, inline: bool, member: fn(&mut Self, usize)) {
+        self.i += 1; // '{' or '['
         let mut first = true;
-        while self.peek() != b'}' {
+        while self.peek() != close {
             if !first {
                 self.i += 1; // ','
             }
@@ -77,31 +78,28 @@ impl<'a> Writer<'a> {
                 self.indent(indent);
             }
             first = false;
-            let key = self.string();
-            write_string(&key, self.out);
-            self.i += 1; // ':'
-            self.out.push(':');
-            self.after_key(indent);
+            member(self, indent);
         }
-        self.i += 1; // '}'
+        self.i += 1; // '}' or ']'
+    }
+
+    /// The entries of the mapping at the cursor, at `indent`.
+    fn map(&mut self, indent: usize, inline: bool) {
+        self.members(b'}', indent, inline, |w, indent| {
+            let key = w.string();
+            write_string(&key, w.out);
+            w.i += 1; // ':'
+            w.out.push(':');
+            w.after_key(indent);
+        });
     }
 
     /// The items of the sequence at the cursor, dashes at `indent`.
     fn seq(&mut self, indent: usize, inline: bool) {
-        self.i += 1; // '['
-        let mut first = true;
-        while self.peek() != b']' {
-            if !first {
-                self.i += 1; // ','
-            }
-            if !(first && inline) {
-                self.indent(indent);
-            }
-            first = false;
-            self.out.push_str("- ");
-            self.after_dash(indent + 2);
-        }
-        self.i += 1; // ']'
+        self.members(b']', indent, inline, |w, indent| {
+            w.out.push_str("- ");
+            w.after_dash(indent + 2);
+        });
     }
 
     /// A mapping value, the cursor after `key:`.
@@ -212,25 +210,9 @@ fn write_string(s: &str, out: &mut String) {
         }
         out.push('\'');
     } else {
-        // A JSON string is a YAML double-quoted scalar.
-        let _ = serde_json::to_writer(StringWriter(out), s);
-    }
-}
-
-/// Adapts a `String` for `serde_json::to_writer` (which writes UTF-8).
-struct StringWriter<'a>(&'a mut String);
-
-impl std::io::Write for StringWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.push_str(
-            std::str::from_utf8(buf)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-        );
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        // A JSON string is a YAML double-quoted scalar; serialising a &str
+        // cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 }
 

@@ -41,6 +41,16 @@ pub struct Loaded<T> {
 }
 
 impl<T> Loaded<T> {
+    fn new(value: T, file: &Arc<SourceFile>, doc: usize, root: Node) -> Self {
+        Loaded {
+            value,
+            file: Arc::clone(file),
+            doc,
+            span: root.span,
+            tree: Some(root),
+        }
+    }
+
     /// The document's node tree.
     pub fn root(&self) -> Cow<'_, Node> {
         match &self.tree {
@@ -338,13 +348,7 @@ fn load_document(
                     .at(at(kind_node)),
                 );
             } else if let Some(value) = typed::<Config>(file, &root, diags) {
-                repo.config = Some(Loaded {
-                    value,
-                    file: Arc::clone(file),
-                    doc: index,
-                    span: root.span,
-                    tree: Some(root),
-                });
+                repo.config = Some(Loaded::new(value, file, index, root));
             }
         }
         (Kind::MeshplanConfig, false) => diags.push(
@@ -365,24 +369,12 @@ fn load_document(
         ),
         (Kind::ServiceIntent, false) => {
             if let Some(value) = typed::<ServiceIntent>(file, &root, diags) {
-                repo.services.push(Loaded {
-                    value,
-                    file: Arc::clone(file),
-                    doc: index,
-                    span: root.span,
-                    tree: Some(root),
-                });
+                repo.services.push(Loaded::new(value, file, index, root));
             }
         }
         (Kind::Policy, false) => {
             if let Some(value) = typed::<Policy>(file, &root, diags) {
-                repo.policies.push(Loaded {
-                    value,
-                    file: Arc::clone(file),
-                    doc: index,
-                    span: root.span,
-                    tree: Some(root),
-                });
+                repo.policies.push(Loaded::new(value, file, index, root));
             }
         }
     }

@@ -256,7 +256,7 @@ pub fn slo_rules(
             &s.origin,
         )
         .spec(Value::Object(serde_json::Map::from_iter([(
-            "groups".to_owned(),
+            "groups".into(),
             Value::Array(groups),
         )])))
         .build(),

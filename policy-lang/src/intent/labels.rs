@@ -17,10 +17,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Labels(Box<[(String, String)]>);
 
 impl Labels {
-    pub fn new() -> Self {
-        Labels::default()
-    }
-
     pub fn get(&self, key: &str) -> Option<&String> {
         self.find(key).ok().map(|i| &self.0[i].1)
     }
@@ -32,10 +28,6 @@ impl Labels {
     /// Entries in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &String)> {
         self.0.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
     }
 
     pub fn len(&self) -> usize {
