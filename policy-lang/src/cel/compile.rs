@@ -124,12 +124,15 @@ pub enum At {
 pub struct Compiled {
     pub program: Program,
     pub shape: Shape,
+    /// The expression lowered for the fast path, when it can be.
+    pub fast: Option<super::fast::Plan>,
 }
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compiled")
             .field("shape", &self.shape)
+            .field("fast", &self.fast.is_some())
             .finish()
     }
 }
@@ -232,6 +235,7 @@ pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compi
         *w = w.saturating_add(literal.saturating_mul(body));
     }
     Ok(Compiled {
+        fast: super::fast::Plan::new(program.expression(), variables),
         program,
         shape: Shape {
             terms: by_power.into_iter().collect(),

@@ -94,6 +94,18 @@ impl<'a> Bindings<'a> {
         self
     }
 
+    /// The value bound to `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&(dyn Val + 'static)> {
+        match self.vars.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => Some(&*b.val),
+            None => self
+                .extra
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| &**v),
+        }
+    }
+
     fn longest_list(&self) -> u64 {
         self.vars
             .iter()
@@ -116,13 +128,7 @@ impl VariableResolver for Bindings<'_> {
             Some((root, fields)) => (root, Some(fields)),
             None => (variable, None),
         };
-        let mut val: &dyn Val = match self.vars.iter().find(|(n, _)| *n == root) {
-            Some((_, b)) => &*b.val,
-            None => {
-                let (_, v) = self.extra.iter().find(|(n, _)| *n == root)?;
-                &**v
-            }
-        };
+        let mut val: &dyn Val = self.get(root)?;
         for field in fields.into_iter().flat_map(|f| f.split('.')) {
             val = val.downcast_ref::<SharedMap>()?.field(field)?;
         }
@@ -183,12 +189,26 @@ impl Engine {
         super::compile::compile(&self.env, source, variables)
     }
 
-    /// Evaluates `expr` with `bindings`, within the cost budget.
+    /// Evaluates `expr` with `bindings`, within the cost budget: on the
+    /// fast path when it answers (see [`super::fast`]), else in the
+    /// interpreter.
     pub fn eval(&self, expr: &Compiled, bindings: &Bindings<'_>) -> Result<Value, EvalError> {
         let estimated = expr.shape.cost(bindings.longest_list());
         if estimated > COST_BUDGET {
             return Err(EvalError::Budget { estimated });
         }
+        if let Some(v) = expr.fast.as_ref().and_then(|plan| plan.eval(bindings)) {
+            return Ok(v);
+        }
+        self.interpret(expr, bindings)
+    }
+
+    /// Evaluates `expr` in the `cel` interpreter alone (no cost check).
+    pub(crate) fn interpret(
+        &self,
+        expr: &Compiled,
+        bindings: &Bindings<'_>,
+    ) -> Result<Value, EvalError> {
         let mut ctx = self.base.new_inner_scope();
         ctx.set_variable_resolver(bindings);
         expr.program

@@ -81,6 +81,15 @@ impl SharedMap {
     pub fn field(&self, name: &str) -> Option<&(dyn Val + 'static)> {
         self.0.field(name)
     }
+
+    /// How many entries the map has.
+    pub fn len(&self) -> usize {
+        self.0.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.entries.is_empty()
+    }
 }
 
 /// `field` finds a value by downcasting to this type.
@@ -215,7 +224,14 @@ impl SharedList {
     pub fn new(items: Vec<Box<dyn Val>>) -> Self {
         Self(Arc::new(CelList::from(items)))
     }
+
+    pub fn items(&self) -> &[Box<dyn Val>] {
+        self.0.inner()
+    }
 }
+
+/// `items` is reached by downcasting to this type.
+impl StaticVal for SharedList {}
 
 impl Val for SharedList {
     fn get_type(&self) -> &Type {
@@ -270,6 +286,10 @@ impl Val for SharedList {
 
     fn equals(&self, other: &dyn Val) -> bool {
         self.0.equals(other)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
