@@ -56,6 +56,10 @@ pub struct Options {
     pub positions: Positions,
     /// Overrides meshplan.yaml's `unsupported`.
     pub unsupported: Option<UnsupportedSetting>,
+    /// Leave [`Compiled::summary`] empty: `render` and `check` show no
+    /// semantic diff, and at 10,000 services the summary is 17 MB of the
+    /// heap's peak.
+    pub skip_summary: bool,
 }
 
 /// The compiler's output.
@@ -69,7 +73,8 @@ pub struct Compiled {
     /// when meshplan.yaml sets `unsupported: warning`; otherwise they are
     /// an [`Error::Emit`]).
     pub unsupported: Vec<EmitError>,
-    /// What the revision means, for semantic diffs.
+    /// What the revision means, for semantic diffs (empty when
+    /// [`Options::skip_summary`]).
     pub summary: Summary,
 }
 
@@ -90,7 +95,10 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .is_some_and(|u| u == UnsupportedSetting::Warning);
     lower::lower(repo, &opts.positions)
         .map_err(Error::Lower)
-        .map(|ir| (Summary::of(&ir), ir))
+        .map(|ir| match opts.skip_summary {
+            true => (Summary::default(), ir),
+            false => (Summary::of(&ir), ir),
+        })
         .and_then(|(summary, ir)| Ok((summary, emit_all(ir, &targets)?)))
         .and_then(
             |(summary, (objects, unsupported))| match unsupported.is_empty() || tolerate {

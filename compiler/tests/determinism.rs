@@ -43,3 +43,27 @@ fn rendering_ignores_file_order() {
 fn rendering_twice_gives_the_same_bytes() {
     assert_eq!(render_with_order(0, false), render_with_order(0, false));
 }
+
+#[test]
+fn skipping_the_summary_changes_nothing_else() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let (sources, _) = read_dir(&root).unwrap();
+    let (repo, parse_diags) = parse(&sources);
+    let report = check(&repo, &Engine::new(), parse_diags);
+    let compile_with = |skip_summary| {
+        let opts = Options {
+            targets: Some(vec![Target::Istio]),
+            skip_summary,
+            ..Options::default()
+        };
+        compile(&repo, &report, &opts).unwrap()
+    };
+    let (full, lean) = (compile_with(false), compile_with(true));
+    assert!(!full.summary.services.is_empty());
+    assert!(lean.summary.services.is_empty());
+    assert_eq!(
+        object::to_yaml_stream(&full.objects),
+        object::to_yaml_stream(&lean.objects)
+    );
+    assert_eq!(full.unsupported, lean.unsupported);
+}

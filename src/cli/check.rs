@@ -30,6 +30,7 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
             .is_some_and(|u| u == UnsupportedSetting::Warning);
         let opts = Options {
             unsupported: Some(UnsupportedSetting::Warning),
+            skip_summary: true,
             ..Options::default()
         };
         match compile(&repo, &report, &opts) {

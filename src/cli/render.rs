@@ -53,6 +53,7 @@ pub fn compile_repo(
             Unsupported::Error => UnsupportedSetting::Error,
             Unsupported::Warning => UnsupportedSetting::Warning,
         }),
+        skip_summary: true,
         ..Options::default()
     };
     let compiled = match compile(&repo, &report, &opts) {
