@@ -25,7 +25,9 @@ use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::{Report, Views};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
-use meshplan_policy_lang::parse::Repository;
+use meshplan_policy_lang::parse::{file_trees, Repository};
+use meshplan_policy_lang::source::SourceFile;
+use meshplan_policy_lang::yaml::Node;
 use meshplan_policy_lang::{Diagnostic, Location};
 
 pub use emit::EmitError;
@@ -212,9 +214,11 @@ pub fn unsupported_diagnostics(
         .iter()
         .map(|s| (intent_key(repo, s), s))
         .collect();
-    // Checked repositories have dropped their trees: read each intent's
-    // again once for all its findings (they come sorted by file).
-    let mut tree = None;
+    // Checked repositories have dropped their trees: read each file again
+    // once for all its findings (they come sorted by file). Not per
+    // intent: an intent's tree alone costs reading its whole file, which
+    // for one file of 1,000 intents made this quadratic (23 s).
+    let mut trees: Option<(&Arc<SourceFile>, Vec<Node>)> = None;
     let mut out: Vec<Diagnostic> = errors
         .iter()
         .map(|e| {
@@ -227,9 +231,10 @@ pub fn unsupported_diagnostics(
             let Some(s) = intents.get(&e.intent) else {
                 return d;
             };
-            let root = match &tree {
-                Some((key, root)) if *key == &e.intent => root,
-                _ => &tree.insert((&e.intent, s.root())).1,
+            let root = match &trees {
+                _ if s.has_tree() => s.root(),
+                Some((file, t)) if Arc::ptr_eq(file, &s.file) => s.root_among(t),
+                _ => s.root_among(&trees.insert((&s.file, file_trees(&s.file))).1),
             };
             let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
             let key = fields

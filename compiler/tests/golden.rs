@@ -48,6 +48,7 @@ fn render(dir: &Path, mesh: Option<Target>) -> String {
         targets: mesh.map(|m| vec![m]),
         positions: positions(dir),
         unsupported: Some(UnsupportedSetting::Warning),
+        skip_summary: false,
     };
     let compiled =
         compile(&repo, &report, &opts).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));

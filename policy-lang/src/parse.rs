@@ -72,6 +72,22 @@ impl<T> Loaded<T> {
             })
     }
 
+    /// Whether the tree is still held (not dropped by
+    /// [`Repository::forget_trees`]).
+    pub fn has_tree(&self) -> bool {
+        self.tree.is_some()
+    }
+
+    /// The document's node tree, taken from `file_trees` (every tree of
+    /// its file, from [`file_trees`]) when it was forgotten: locating many
+    /// documents of one file reads the file once, not once per document.
+    pub fn root_among<'a>(&'a self, file_trees: &'a [Node]) -> Cow<'a, Node> {
+        match (&self.tree, file_trees.get(self.doc)) {
+            (Some(t), _) | (None, Some(t)) => Cow::Borrowed(t),
+            (None, None) => Cow::Owned(self.reread()),
+        }
+    }
+
     /// The location of the node at `path` (or its nearest ancestor).
     pub fn locate(&self, path: &Path) -> Location {
         Location::new(Arc::clone(&self.file), self.root().locate(path).span)
@@ -93,6 +109,15 @@ impl<T> Loaded<T> {
     fn forget_tree(&mut self) {
         self.tree = None;
     }
+}
+
+/// The node tree of every document of `file`, read again.
+pub fn file_trees(file: &SourceFile) -> Vec<Node> {
+    yaml::parse(&file.text)
+        .0
+        .into_iter()
+        .map(|d| d.root)
+        .collect()
 }
 
 /// Everything read from a repository.
@@ -464,9 +489,17 @@ mod tests {
             out
         };
         let before = seen(&repo);
+        let roots: Vec<Node> = repo.services.iter().map(|s| s.root().into_owned()).collect();
         repo.forget_trees();
-        assert!(repo.services.iter().all(|s| s.tree.is_none()));
+        assert!(repo.services.iter().all(|s| s.tree.is_none() && !s.has_tree()));
         assert_eq!(seen(&repo), before);
+        // One reading of the file serves every document in it.
+        let trees = file_trees(&repo.services[0].file);
+        for (s, root) in repo.services.iter().zip(&roots) {
+            assert!(matches!(s.root_among(&trees), Cow::Borrowed(_)));
+            assert_eq!(&*s.root_among(&trees), root);
+            assert_eq!(&*s.root_among(&[]), root, "read again when not given");
+        }
         assert_eq!(repo.services[1].doc, 1);
         assert_eq!(repo.services[1].span.start.line, 11);
     }

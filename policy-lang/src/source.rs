@@ -5,7 +5,7 @@
 //! characters (not bytes), as editors and rustc do.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A position in a source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,6 +50,9 @@ pub struct SourceFile {
     /// diagnostics (stable across platforms).
     pub name: String,
     pub text: String,
+    /// Where each line starts, indexed when first asked: diagnostics in a
+    /// file of thousands of documents would each scan it from the top.
+    line_starts: OnceLock<Box<[usize]>>,
 }
 
 impl SourceFile {
@@ -57,20 +60,22 @@ impl SourceFile {
         Arc::new(Self {
             name: name.into(),
             text: text.into(),
+            line_starts: OnceLock::new(),
+        })
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
         })
     }
 
     /// The byte offset of a position, if it is inside the text.
     pub fn offset(&self, pos: Pos) -> Option<usize> {
         let idx = usize::try_from(pos.line).ok()?.checked_sub(1)?;
-        let line_start = if idx == 0 {
-            0
-        } else {
-            self.text
-                .match_indices('\n')
-                .nth(idx - 1)
-                .map(|(i, _)| i + 1)?
-        };
+        let line_start = *self.line_starts().get(idx)?;
         let col = usize::try_from(pos.col).ok()?.checked_sub(1)?;
         let line = &self.text[line_start..];
         let within = line
@@ -84,9 +89,10 @@ impl SourceFile {
     /// The position of a byte offset.
     pub fn pos_at(&self, offset: usize) -> Pos {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let starts = self.line_starts();
+        // The lines starting at or before `offset`; the first starts at 0.
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
         let col = self.text[line_start..offset].chars().count() + 1;
         Pos::new(
             u32::try_from(line).unwrap_or(u32::MAX),
@@ -97,10 +103,12 @@ impl SourceFile {
     /// The text of a 1-based line, without its line break.
     pub fn line(&self, line: u32) -> Option<&str> {
         let idx = usize::try_from(line).ok()?.checked_sub(1)?;
-        self.text
-            .split('\n')
-            .nth(idx)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        let starts = self.line_starts();
+        let start = *starts.get(idx)?;
+        // The next line's start, less its `\n`.
+        let end = starts.get(idx + 1).map_or(self.text.len(), |next| next - 1);
+        let l = &self.text[start..end];
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 }
 
@@ -130,5 +138,44 @@ impl fmt::Display for Location {
 impl PartialEq for Location {
     fn eq(&self, other: &Self) -> bool {
         self.file.name == other.file.name && self.span == other.span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines, offsets and positions found through the line index are
+    /// those of scanning the text from the top.
+    #[test]
+    fn the_line_index_agrees_with_scanning() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\r\nbé\r\n\nc",
+            "é\n\n\nxyz\n",
+        ] {
+            let f = SourceFile::new("f.yaml", text);
+            let lines: Vec<&str> = text.split('\n').collect();
+            for (i, want) in lines.iter().enumerate() {
+                let line = u32::try_from(i + 1).unwrap();
+                assert_eq!(f.line(line), Some(want.strip_suffix('\r').unwrap_or(want)));
+            }
+            let past = u32::try_from(lines.len() + 1).unwrap();
+            assert_eq!(f.line(past), None, "{text:?}");
+            assert_eq!(f.line(0), None);
+            for (offset, _) in text.char_indices().chain([(text.len(), ' ')]) {
+                let before = &text[..offset];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let col = text[start..offset].chars().count() + 1;
+                let pos = Pos::new(line as u32, col as u32);
+                assert_eq!(f.pos_at(offset), pos, "{text:?} at {offset}");
+                assert_eq!(f.offset(pos), Some(offset), "{text:?} at {pos:?}");
+            }
+        }
     }
 }

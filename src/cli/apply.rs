@@ -48,7 +48,7 @@ pub async fn at_cluster_positions(
 }
 
 pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let checked = match compile_repo(&args.compile, color, "apply")? {
+    let checked = match compile_repo(&args.compile, color, "apply", true)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

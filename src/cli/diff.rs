@@ -16,7 +16,7 @@ use super::render::{compile_repo, Checked};
 use super::{ClusterArgs, Color, CompileArgs, DiffArgs, DiffFormat};
 
 pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
-    let checked = match compile_repo(&args.compile, color, "diff")? {
+    let checked = match compile_repo(&args.compile, color, "diff", true)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

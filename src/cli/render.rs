@@ -25,11 +25,13 @@ pub struct Checked {
 
 /// Checks and compiles `args.repo`, printing diagnostics and warnings on
 /// stderr. `Err(code)` when it must not go further (`verb` names what is
-/// refused: "render", "apply"…).
+/// refused: "render", "apply"…). `summary`: build the semantic summary
+/// (`diff` and `apply` show it; `render` does not).
 pub fn compile_repo(
     args: &CompileArgs,
     color: Color,
     verb: &str,
+    summary: bool,
 ) -> anyhow::Result<Result<Checked, ExitCode>> {
     let (repo, report) =
         check_dir(&args.repo).with_context(|| format!("cannot read {}", args.repo.display()))?;
@@ -53,7 +55,7 @@ pub fn compile_repo(
             Unsupported::Error => UnsupportedSetting::Error,
             Unsupported::Warning => UnsupportedSetting::Warning,
         }),
-        skip_summary: true,
+        skip_summary: !summary,
         ..Options::default()
     };
     let compiled = match compile(&repo, &report, &opts) {
@@ -106,7 +108,7 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
         report,
         compiled,
         ..
-    } = match compile_repo(&args.compile, color, "render")? {
+    } = match compile_repo(&args.compile, color, "render", false)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
