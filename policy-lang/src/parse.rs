@@ -489,9 +489,16 @@ mod tests {
             out
         };
         let before = seen(&repo);
-        let roots: Vec<Node> = repo.services.iter().map(|s| s.root().into_owned()).collect();
+        let roots: Vec<Node> = repo
+            .services
+            .iter()
+            .map(|s| s.root().into_owned())
+            .collect();
         repo.forget_trees();
-        assert!(repo.services.iter().all(|s| s.tree.is_none() && !s.has_tree()));
+        assert!(repo
+            .services
+            .iter()
+            .all(|s| s.tree.is_none() && !s.has_tree()));
         assert_eq!(seen(&repo), before);
         // One reading of the file serves every document in it.
         let trees = file_trees(&repo.services[0].file);
