@@ -6,8 +6,8 @@
 //! anything failed, a boxed value for every intermediate result. An
 //! expression made only of the common nodes — field selection, `has`,
 //! indexes, comparisons, `&&` `||` `!` `?:`, int and double arithmetic,
-//! `in`, `size`, `lists.range`, `getMilliseconds` on a duration, list
-//! literals and the `all` `exists` `exists_one` `map` `filter` macros — is
+//! `in`, `size`, `lists.range`, `getMilliseconds` on a duration,
+//! `duration('…')` of a literal (folded at compile time), list literals and the `all` `exists` `exists_one` `map` `filter` macros — is
 //! lowered once more, at compile time, into a [`Plan`] that walks the bound
 //! values by reference.
 //!
@@ -66,6 +66,7 @@ enum Lit {
     Int(i64),
     Double(f64),
     Str(Box<str>),
+    Duration(chrono::Duration),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -197,6 +198,7 @@ impl<'e> Lower<'e> {
         let args = &c.args;
         let one = |me: &mut Self, e: &'e IdedExpr| me.node(e).map(Box::new);
         match (c.target.as_deref(), args.len()) {
+            (None, 1) if name == "duration" => duration_literal(&args[0]).map(Node::Lit),
             (None, 1) => {
                 let wrap = match name {
                     operators::LOGICAL_NOT => Node::Not,
@@ -327,6 +329,25 @@ impl<'e> Lower<'e> {
     }
 }
 
+/// `duration('30s')` with a literal, folded at compile time by the
+/// interpreter itself (so it parses durations exactly as at run time); not
+/// folded when the text is not a valid duration, which then fails at run
+/// time as it always did.
+fn duration_literal(arg: &IdedExpr) -> Option<Lit> {
+    let Expr::Literal(LiteralValue::String(text)) = &arg.expr else {
+        return None;
+    };
+    let text = text.inner();
+    if text.contains(['"', '\\', '\n', '\r']) {
+        return None;
+    }
+    let program = cel::Program::compile(&format!("duration(\"{text}\")")).ok()?;
+    match program.execute(&cel::Context::default()).ok()? {
+        Value::Duration(d) => Some(Lit::Duration(d)),
+        _ => None,
+    }
+}
+
 /// The arguments of a global call to `name` with `n` of them.
 fn call<'e>(e: &'e IdedExpr, name: &str, n: usize) -> Option<&'e [IdedExpr]> {
     match &e.expr {
@@ -367,6 +388,7 @@ impl<'a> Run<'a, '_> {
                 Lit::Int(i) => V::Int(*i),
                 Lit::Double(d) => V::Double(*d),
                 Lit::Str(s) => V::Str(s),
+                Lit::Duration(d) => V::Duration(*d),
             }),
             Node::Root(name) => of(self.bindings.get(name)?),
             Node::Local(up) => {

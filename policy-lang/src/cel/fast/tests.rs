@@ -68,6 +68,11 @@ fn answers_the_common_expressions_as_the_interpreter() {
         ),
         ("y.perTry < y.timeout", Value::Bool(true)),
         (
+            "y.timeout <= duration('1.5s') && !(y.timeout > duration('1m'))",
+            Value::Bool(true),
+        ),
+        ("duration('1h30m').getMilliseconds()", Value::Int(5_400_000)),
+        (
             "y.timeout",
             Value::Duration(chrono::Duration::milliseconds(1500)),
         ),
@@ -113,6 +118,9 @@ fn leaves_the_unusual_to_the_interpreter() {
         "string(x.n) == '7'",
         "x.s.startsWith('h')",
         "x.n == uint(7)",
+        // not a duration: fails at run time, in the interpreter
+        "duration('soon') > duration('1s')",
+        "duration(x.s) > duration('1s')",
     ] {
         let c = engine.compile(src, &["x"]).unwrap();
         assert!(c.fast.is_none(), "{src}");
