@@ -61,11 +61,9 @@ impl<T> Loaded<T> {
 
     /// The tree of a document already read once: it parses as it did.
     fn reread(&self) -> Node {
-        yaml::parse(&self.file.text)
-            .0
+        file_trees(&self.file)
             .into_iter()
             .nth(self.doc)
-            .map(|d| d.root)
             .unwrap_or(Node {
                 span: self.span,
                 value: yaml::Value::Null,

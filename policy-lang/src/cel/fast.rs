@@ -7,8 +7,9 @@
 //! expression made only of the common nodes — field selection, `has`,
 //! indexes, comparisons, `&&` `||` `!` `?:`, int and double arithmetic,
 //! `in`, `size`, `lists.range`, `getMilliseconds` on a duration,
-//! `duration('…')` of a literal (folded at compile time), list literals and the `all` `exists` `exists_one` `map` `filter` macros — is
-//! lowered once more, at compile time, into a [`Plan`] that walks the bound
+//! `duration('…')` of a literal (folded at compile time), list literals
+//! and the `all` `exists` `exists_one` `map` `filter` macros — is lowered
+//! once more, at compile time, into a [`Plan`] that walks the bound
 //! values by reference.
 //!
 //! A plan answers only when it is sure. On anything out of the ordinary (an
@@ -272,15 +273,14 @@ impl<'e> Lower<'e> {
     /// Which macro `c` is an expansion of (see the `cel` parser's
     /// `macros.rs`), with its predicate and function lowered.
     fn kind(&mut self, c: &'e ComprehensionExpr) -> Option<Kind> {
-        let init = &c.accu_init.expr;
-        if matches!(init, Expr::Literal(LiteralValue::Boolean(b)) if *b.inner()) {
+        if is_bool(&c.accu_init, true) {
             // all: while @not_strictly_false(@result): @result = @result && p
             let cond = call(&c.loop_cond, operators::NOT_STRICTLY_FALSE, 1)?;
             let step = call(&c.loop_step, operators::LOGICAL_AND, 2)?;
             (is_accu(&cond[0]) && is_accu(&step[0]) && is_accu(&c.result)).then_some(())?;
             return self.node(&step[1]).map(Kind::All);
         }
-        if matches!(init, Expr::Literal(LiteralValue::Boolean(b)) if !*b.inner()) {
+        if is_bool(&c.accu_init, false) {
             // exists: while @not_strictly_false(!@result): @result = @result || p
             let cond = call(&c.loop_cond, operators::NOT_STRICTLY_FALSE, 1)?;
             let not = call(&cond[0], operators::LOGICAL_NOT, 1)?;
@@ -288,10 +288,10 @@ impl<'e> Lower<'e> {
             (is_accu(&not[0]) && is_accu(&step[0]) && is_accu(&c.result)).then_some(())?;
             return self.node(&step[1]).map(Kind::Exists);
         }
-        if !is_true(&c.loop_cond) {
+        if !is_bool(&c.loop_cond, true) {
             return None;
         }
-        if matches!(init, Expr::Literal(LiteralValue::Int(i)) if *i.inner() == 0) {
+        if is_int(&c.accu_init, 0) {
             // exists_one: @result = p ? @result + 1 : @result; @result == 1
             let step = call(&c.loop_step, operators::CONDITIONAL, 3)?;
             let add = call(&step[1], operators::ADD, 2)?;
@@ -304,7 +304,9 @@ impl<'e> Lower<'e> {
             ok.then_some(())?;
             return self.node(&step[0]).map(Kind::ExistsOne);
         }
-        if !matches!(init, Expr::List(l) if l.elements.is_empty()) || !is_accu(&c.result) {
+        if !matches!(&c.accu_init.expr, Expr::List(l) if l.elements.is_empty())
+            || !is_accu(&c.result)
+        {
             return None;
         }
         // map: @result = @result + [f], or with a predicate
@@ -362,8 +364,8 @@ fn is_accu(e: &IdedExpr) -> bool {
     matches!(&e.expr, Expr::Ident(n) if n == ACCU)
 }
 
-fn is_true(e: &IdedExpr) -> bool {
-    matches!(&e.expr, Expr::Literal(LiteralValue::Boolean(b)) if *b.inner())
+fn is_bool(e: &IdedExpr, want: bool) -> bool {
+    matches!(&e.expr, Expr::Literal(LiteralValue::Boolean(b)) if *b.inner() == want)
 }
 
 fn is_int(e: &IdedExpr, want: i64) -> bool {
