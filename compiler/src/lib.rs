@@ -95,40 +95,90 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .unsupported
         .or_else(|| repo.config.as_ref().and_then(|c| c.value.unsupported))
         .is_some_and(|u| u == UnsupportedSetting::Warning);
-    lower::lower(repo, &opts.positions)
-        .map_err(Error::Lower)
-        .map(|ir| match opts.skip_summary {
-            true => (Summary::default(), ir),
-            false => (Summary::of(&ir), ir),
-        })
-        .and_then(|(summary, ir)| Ok((summary, emit_all(ir, &targets)?)))
-        .and_then(
-            |(summary, (objects, unsupported))| match unsupported.is_empty() || tolerate {
-                true => Ok(govern(repo, report, objects, unsupported, summary)),
-                false => Err(Error::Emit(unsupported)),
-            },
-        )
+    lower_and_emit(repo, opts, &targets).and_then(|(summary, (objects, unsupported))| {
+        match unsupported.is_empty() || tolerate {
+            true => Ok(govern(repo, report, objects, unsupported, summary)),
+            false => Err(Error::Emit(unsupported)),
+        }
+    })
+}
+
+type Emitted = (Vec<MeshObject>, Vec<EmitError>);
+
+/// The lower and emit stages, with the summary of the lowered IR. When
+/// every target is [namespace-local](emit::Emitter::namespace_local), a
+/// namespace at a time: only one namespace's IR is ever held (at 10,000
+/// services the whole IR is 45 MB beside the objects); the result is the
+/// same.
+fn lower_and_emit(
+    repo: &Repository,
+    opts: &Options,
+    targets: &[Target],
+) -> Result<(Summary, Emitted), Error> {
+    let targets = sorted_targets(targets);
+    let emitters: Vec<Box<dyn emit::Emitter>> = targets.iter().map(|t| emit::emitter(*t)).collect();
+    let lowering = lower::Lowering::new(repo, &opts.positions);
+    let groups = match emitters.iter().all(|e| e.namespace_local()) {
+        true => lowering.by_namespace(),
+        false => vec![repo.services.iter().collect()],
+    };
+    let mut ir = lowering.settings();
+    ir.targets = targets.clone();
+    let mut summary = Summary::default();
+    let mut objects = reserve_objects(repo.services.len(), targets.len());
+    let mut errors = Vec::new();
+    for group in groups {
+        ir.services = lowering.services(&group).map_err(Error::Lower)?;
+        if !opts.skip_summary {
+            summary.services.extend(Summary::of(&ir).services);
+        }
+        emit_into(&ir, &emitters, &mut objects, &mut errors);
+    }
+    Ok((summary, finish(objects, errors)?))
 }
 
 /// Runs each target's emitter; returns the sorted objects and what the
 /// targets could not express.
-pub fn emit_all(
-    mut ir: Ir,
-    targets: &[Target],
-) -> Result<(Vec<MeshObject>, Vec<EmitError>), Error> {
-    // Up to 8 objects per service and target: room reserved but never
-    // written costs no memory, and the vector is not copied as it grows.
-    let mut objects = Vec::with_capacity(ir.services.len() * 8 * targets.len().max(1));
+pub fn emit_all(mut ir: Ir, targets: &[Target]) -> Result<Emitted, Error> {
+    ir.targets = sorted_targets(targets);
+    let emitters: Vec<Box<dyn emit::Emitter>> =
+        ir.targets.iter().map(|t| emit::emitter(*t)).collect();
+    let mut objects = reserve_objects(ir.services.len(), emitters.len());
     let mut errors = Vec::new();
+    emit_into(&ir, &emitters, &mut objects, &mut errors);
+    finish(objects, errors)
+}
+
+fn sorted_targets(targets: &[Target]) -> Vec<Target> {
     let mut targets = targets.to_vec();
     targets.sort();
     targets.dedup();
-    ir.targets = targets.clone();
-    for t in targets {
-        let e = emit::emitter(t);
-        emit::features::report(e.as_ref(), &ir, &mut errors);
-        e.emit(&ir, &mut objects, &mut errors);
+    targets
+}
+
+fn reserve_objects(services: usize, targets: usize) -> Vec<MeshObject> {
+    // Room for 12 objects per service and target (Linkerd makes 9 for a
+    // service of three versions with an allow list and SLOs): room
+    // reserved but never written costs no memory, while outgrowing it
+    // would copy the vector into one twice as large.
+    Vec::with_capacity(services * 12 * targets.max(1))
+}
+
+fn emit_into(
+    ir: &Ir,
+    emitters: &[Box<dyn emit::Emitter>],
+    objects: &mut Vec<MeshObject>,
+    errors: &mut Vec<EmitError>,
+) {
+    for e in emitters {
+        emit::features::report(e.as_ref(), ir, errors);
+        e.emit(ir, objects, errors);
     }
+}
+
+/// Sorts what the emitters made, and merges the objects several targets
+/// emit alike.
+fn finish(mut objects: Vec<MeshObject>, mut errors: Vec<EmitError>) -> Result<Emitted, Error> {
     errors.sort_by(|a, b| {
         (&a.file, a.line, a.emitter, &a.message).cmp(&(&b.file, b.line, b.emitter, &b.message))
     });

@@ -29,33 +29,95 @@ pub struct LowerError {
 
 /// Lowers every service of `repo`, with rollouts at `positions`.
 pub fn lower(repo: &Repository, positions: &Positions) -> Result<Ir, LowerError> {
-    let config = repo.config.as_ref().map(|c| &c.value);
-    let default_mtls = config
-        .and_then(|c| c.defaults.as_ref())
-        .and_then(|d| d.mtls)
-        .unwrap_or(MtlsMode::Strict);
-    let index = ServiceIndex::new(repo);
-    let mut services = repo
-        .services
-        .iter()
-        .map(|s| service(repo, &index, s, default_mtls, positions))
-        .collect::<Result<Vec<_>, _>>()?;
-    services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(Ir {
-        trust_domain: repo.trust_domain().to_owned(),
-        services,
-        istio_revision: config
-            .and_then(|c| c.istio.as_ref())
-            .and_then(|i| i.revision.clone()),
-        default_mtls,
-        gateway_api_experimental: config
-            .and_then(|c| c.gateway_api.as_ref())
-            .is_some_and(|g| g.channel == GatewayApiChannel::Experimental),
-        consul_namespaces: config
-            .and_then(|c| c.consul.as_ref())
-            .is_some_and(|c| c.namespaces),
-        targets: Vec::new(),
-    })
+    let lowering = Lowering::new(repo, positions);
+    let mut ir = lowering.settings();
+    ir.services = lowering.services(&repo.services.iter().collect::<Vec<_>>())?;
+    Ok(ir)
+}
+
+/// Lowering in parts: the repository's settings once, then any group of
+/// its services — a namespace at a time, so that a large repository's IR
+/// is never whole (see `compile`). Lowering every group gives the same
+/// services as [`lower`].
+pub struct Lowering<'r> {
+    repo: &'r Repository,
+    index: ServiceIndex<'r>,
+    positions: &'r Positions,
+    settings: Ir,
+}
+
+impl std::fmt::Debug for Lowering<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lowering")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> Lowering<'r> {
+    pub fn new(repo: &'r Repository, positions: &'r Positions) -> Self {
+        let config = repo.config.as_ref().map(|c| &c.value);
+        let settings = Ir {
+            trust_domain: repo.trust_domain().to_owned(),
+            services: Vec::new(),
+            istio_revision: config
+                .and_then(|c| c.istio.as_ref())
+                .and_then(|i| i.revision.clone()),
+            default_mtls: config
+                .and_then(|c| c.defaults.as_ref())
+                .and_then(|d| d.mtls)
+                .unwrap_or(MtlsMode::Strict),
+            gateway_api_experimental: config
+                .and_then(|c| c.gateway_api.as_ref())
+                .is_some_and(|g| g.channel == GatewayApiChannel::Experimental),
+            consul_namespaces: config
+                .and_then(|c| c.consul.as_ref())
+                .is_some_and(|c| c.namespaces),
+            targets: Vec::new(),
+        };
+        Lowering {
+            repo,
+            index: ServiceIndex::new(repo),
+            positions,
+            settings,
+        }
+    }
+
+    /// The repository-wide part of the IR: no services.
+    pub fn settings(&self) -> Ir {
+        self.settings.clone()
+    }
+
+    /// The repository's intents by namespace, namespaces in order.
+    pub fn by_namespace(&self) -> Vec<Vec<&'r Loaded<ServiceIntent>>> {
+        let mut groups: std::collections::BTreeMap<&str, Vec<&Loaded<ServiceIntent>>> =
+            std::collections::BTreeMap::new();
+        for s in &self.repo.services {
+            groups
+                .entry(self.repo.namespace_of(&s.value))
+                .or_default()
+                .push(s);
+        }
+        groups.into_values().collect()
+    }
+
+    /// `intents` lowered, sorted by namespace, then name.
+    pub fn services(&self, intents: &[&Loaded<ServiceIntent>]) -> Result<Vec<Service>, LowerError> {
+        // Sized up front: collecting through `Result` does not know the
+        // count, and doubling leaves up to half the vector spare.
+        let mut services = Vec::with_capacity(intents.len());
+        for s in intents {
+            services.push(service(
+                self.repo,
+                &self.index,
+                s,
+                self.settings.default_mtls,
+                self.positions,
+            )?);
+        }
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(services)
+    }
 }
 
 fn service_account_of(s: &ServiceIntent) -> &str {

@@ -67,3 +67,55 @@ fn skipping_the_summary_changes_nothing_else() {
     );
     assert_eq!(full.unsupported, lean.unsupported);
 }
+
+/// `compile` lowers and emits a namespace at a time when every target is
+/// namespace-local; the whole IR at once must give the same objects,
+/// unsupported features and summary, for every case and local target.
+#[test]
+fn emitting_a_namespace_at_a_time_gives_what_the_whole_ir_gives() {
+    use meshplan_compiler::emit::emitter;
+    use meshplan_compiler::{emit_all, lower::lower, Summary};
+    use meshplan_policy_lang::check::check_dir;
+    use meshplan_policy_lang::intent::config::UnsupportedSetting;
+
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs: Vec<_> = std::fs::read_dir(here.join("tests/cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.push(here.join("../examples-repo"));
+    let local: Vec<Target> = Target::ALL
+        .into_iter()
+        .filter(|t| emitter(*t).namespace_local())
+        .collect();
+    assert!(local.contains(&Target::Istio) && !local.contains(&Target::Consul));
+    let mut namespaces_seen = 0;
+    for dir in dirs {
+        let (repo, report) = check_dir(&dir).unwrap();
+        assert!(report.passes(false), "{}", dir.display());
+        let namespaces: std::collections::BTreeSet<&str> = repo
+            .services
+            .iter()
+            .map(|s| repo.namespace_of(&s.value))
+            .collect();
+        namespaces_seen = namespaces_seen.max(namespaces.len());
+        let sets = local.iter().map(|t| vec![*t]).chain([local.clone()]);
+        for targets in sets {
+            let opts = Options {
+                targets: Some(targets.clone()),
+                unsupported: Some(UnsupportedSetting::Warning),
+                ..Options::default()
+            };
+            let parts = compile(&repo, &report, &opts).unwrap();
+            let ir = lower(&repo, &opts.positions).unwrap();
+            let summary = Summary::of(&ir);
+            let (objects, unsupported) = emit_all(ir, &targets).unwrap();
+            let what = format!("{} {targets:?}", dir.display());
+            assert_eq!(parts.objects, objects, "{what}");
+            assert_eq!(parts.unsupported, unsupported, "{what}");
+            assert_eq!(parts.summary, summary, "{what}");
+        }
+    }
+    // The cases must exercise the split: some hold several namespaces.
+    assert!(namespaces_seen >= 3, "{namespaces_seen}");
+}

@@ -137,6 +137,20 @@ impl Repository {
         self.config.iter_mut().for_each(Loaded::forget_tree);
         self.services.iter_mut().for_each(Loaded::forget_tree);
         self.policies.iter_mut().for_each(Loaded::forget_tree);
+        // What is kept from here on is kept whole: no spare room (the
+        // intents' vector grew by doubling: 7.6 MB spare at 10,000).
+        self.services.shrink_to_fit();
+        self.policies.shrink_to_fit();
+        self.files.shrink_to_fit();
+        // Repacked: each intent was allocated among its tree's nodes, so
+        // without the trees the pages holding its strings stay mostly
+        // empty and the allocator can neither return nor reuse them for
+        // the compiler's larger objects. A copy lands densely in fresh
+        // pages; at 10,000 services this lowers render's peak RSS by
+        // 29 MB (218 → 189 MB), for ~20 ms of copying.
+        for s in &mut self.services {
+            s.value = s.value.clone();
+        }
     }
 
     /// The namespace intents without one go to.

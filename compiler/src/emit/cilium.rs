@@ -56,6 +56,10 @@ impl Emitter for Cilium {
         }
     }
 
+    fn namespace_local(&self) -> bool {
+        true
+    }
+
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, _errors: &mut Vec<EmitError>) {
         for s in &ir.services {
             if let Some(o) = policy(s) {

@@ -79,9 +79,13 @@ impl Emitter for GatewayApi {
         }
     }
 
+    fn namespace_local(&self) -> bool {
+        true
+    }
+
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         for s in &ir.services {
-            out.extend(backend_services(NAME, s));
+            out.extend(backend_services(NAME, s, &[]));
             for (p, name) in l7_routes(s) {
                 out.push(route(ir, s, p, &name, errors));
             }

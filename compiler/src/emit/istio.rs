@@ -57,6 +57,10 @@ impl Emitter for Istio {
         }
     }
 
+    fn namespace_local(&self) -> bool {
+        true
+    }
+
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         let start = out.len();
         for s in &ir.services {

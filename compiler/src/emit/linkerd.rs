@@ -71,6 +71,10 @@ impl Emitter for Linkerd {
         }
     }
 
+    fn namespace_local(&self) -> bool {
+        true
+    }
+
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         for s in &ir.services {
             if let Some(cb) = &s.circuit_breaker {
@@ -82,11 +86,7 @@ impl Emitter for Linkerd {
                     ));
                 }
             }
-            out.extend(
-                backend_services(NAME, s)
-                    .into_iter()
-                    .map(|o| failure_accrual(s, o)),
-            );
+            out.extend(backend_services(NAME, s, &failure_accrual(s)));
             for (p, name) in l7_routes(s) {
                 out.push(route(s, p, &name));
             }
@@ -101,32 +101,24 @@ impl Emitter for Linkerd {
 
 /// Failure accrual (Linkerd's circuit breaking) is configured on the
 /// Services clients route to: the backends.
-fn failure_accrual(s: &Service, mut o: MeshObject) -> MeshObject {
+fn failure_accrual(s: &Service) -> Vec<(&'static str, String)> {
     let Some(cb) = &s.circuit_breaker else {
-        return o;
+        return Vec::new();
     };
-    o.body.edit(|body| {
-        if let Some(a) = body
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-        {
-            a.insert(
-                "balancer.linkerd.io/failure-accrual".into(),
-                "consecutive".into(),
-            );
-            a.insert(
-                "balancer.linkerd.io/failure-accrual-consecutive-max-failures".into(),
-                cb.consecutive_errors.to_string().into(),
-            );
-            if let Some(d) = cb.base_ejection_time {
-                a.insert(
-                    "balancer.linkerd.io/failure-accrual-consecutive-min-penalty".into(),
-                    gateway_duration(d).into(),
-                );
-            }
-        }
-    });
-    o
+    let mut a = vec![
+        ("balancer.linkerd.io/failure-accrual", "consecutive".into()),
+        (
+            "balancer.linkerd.io/failure-accrual-consecutive-max-failures",
+            cb.consecutive_errors.to_string(),
+        ),
+    ];
+    if let Some(d) = cb.base_ejection_time {
+        a.push((
+            "balancer.linkerd.io/failure-accrual-consecutive-min-penalty",
+            gateway_duration(d),
+        ));
+    }
+    a
 }
 
 fn retry_conditions(on: &[RetryOn]) -> String {

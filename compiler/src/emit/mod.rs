@@ -67,6 +67,14 @@ pub trait Emitter {
     fn support(&self, feature: Feature) -> Support;
     /// Appends this mesh's objects to `out`; problems to `errors`.
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>);
+    /// Whether what it emits for a namespace's services depends only on
+    /// them and the IR's settings — never on services of other namespaces.
+    /// Then the compiler may lower and emit a namespace at a time, holding
+    /// one namespace's IR instead of the repository's; the objects are the
+    /// same either way (a test renders every fixture both ways).
+    fn namespace_local(&self) -> bool {
+        false
+    }
 }
 
 /// The emitter of a target.
@@ -133,8 +141,12 @@ pub fn backend_service_name(s: &Service, version: &str) -> String {
 
 /// Per-version backend Services (`<host>-<version>`), selecting each
 /// version's pods: meshes that split traffic between Services (Gateway API
-/// in GAMMA mode, Linkerd) route to these.
-pub fn backend_services(emitter: &'static str, s: &Service) -> Vec<MeshObject> {
+/// in GAMMA mode, Linkerd) route to these; `annotations` are added to each.
+pub fn backend_services(
+    emitter: &'static str,
+    s: &Service,
+    annotations: &[(&str, String)],
+) -> Vec<MeshObject> {
     let ports: Vec<Value> = s
         .ports
         .iter()
@@ -163,6 +175,7 @@ pub fn backend_services(emitter: &'static str, s: &Service) -> Vec<MeshObject> {
                 &s.origin,
             )
             .label("meshplan.dev/version", &v.name)
+            .annotations(annotations)
             .spec(json!({"selector": v.labels, "ports": ports}))
             .build()
         })

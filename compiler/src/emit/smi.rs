@@ -36,6 +36,10 @@ impl Emitter for Smi {
         }
     }
 
+    fn namespace_local(&self) -> bool {
+        true
+    }
+
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, _errors: &mut Vec<EmitError>) {
         for s in &ir.services {
             let Some(RouteAction::Forward(backends)) = s.routes.last().map(|r| &r.action) else {
@@ -45,7 +49,7 @@ impl Emitter for Smi {
                 // Nothing to split between.
                 continue;
             }
-            out.extend(backend_services(NAME, s));
+            out.extend(backend_services(NAME, s, &[]));
             let backends: Vec<Value> = backends
                 .iter()
                 .map(
