@@ -186,9 +186,37 @@ impl<'a> Writer<'a> {
         if !escaped {
             return Cow::Borrowed(raw);
         }
-        // serde_json wrote it: a JSON string literal, quotes and all, parses.
-        Cow::Owned(serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default())
+        Cow::Owned(unescape(raw))
     }
+}
+
+/// The text of a JSON string literal's contents (without its quotes).
+/// PromQL's quoted label values make this common: the usual escapes are
+/// undone here; `\u` escapes (control characters, which serde_json writes
+/// so) go through serde_json.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(k) = rest.find('\\') {
+        out.push_str(&rest[..k]);
+        let c = match rest.as_bytes().get(k + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'n') => '\n',
+            Some(b't') => '\t',
+            Some(b'r') => '\r',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            // serde_json wrote it: a JSON string literal, quotes and all,
+            // parses.
+            _ => return serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default(),
+        };
+        out.push(c);
+        rest = &rest[k + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Bytes of the JSON text between token boundaries: whole UTF-8 sequences.

@@ -120,6 +120,23 @@ fn escapes_line_breaks_and_control_characters() {
 
 /// What the project's own reader (libyaml's structure, the YAML 1.2 core
 /// schema for plain scalars) makes of `text`.
+#[test]
+fn unescapes_what_serde_json_escapes() {
+    for s in [
+        "",
+        "plain",
+        r#"a{b="c",d=~"5.."}"#,
+        "\\ / \n \t \r \u{8} \u{c} \u{1} \u{1f} é ✓ \"\"",
+        "ends with \\",
+    ] {
+        let json = serde_json::to_string(s).unwrap();
+        assert_eq!(super::unescape(&json[1..json.len() - 1]), s);
+    }
+    // `\/` and `\uXXXX` (surrogate pairs too) are JSON that serde_json
+    // reads though it does not write them.
+    assert_eq!(super::unescape(r"a\/b\u00e9\ud83d\ude00"), "a/bé😀");
+}
+
 fn read_with_libyaml(text: &str) -> Value {
     use meshplan_policy_lang::yaml::{self as y, Style};
     fn convert(n: &y::Node) -> Value {
@@ -201,7 +218,7 @@ proptest! {
 
 /// JSON values with strings made of the characters YAML cares about.
 fn value() -> impl Strategy<Value = Value> {
-    let string = "[-a-z0-9 :#'\"{}\\[\\],&*!|>%@`?~.+=_/\\\\\n\t\u{1}é]{0,12}";
+    let string = "[-a-z0-9 :#'\"{}\\[\\],&*!|>%@`?~.+=_/\\\\\n\t\r\u{1}\u{8}\u{c}é]{0,12}";
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
