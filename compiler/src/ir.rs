@@ -35,14 +35,36 @@ pub struct Ir {
     pub targets: Vec<meshplan_policy_lang::intent::Target>,
 }
 
-/// Where an object came from: the intent and its file position.
+/// Where an object came from: the intent and its file position
+/// ([`OriginData`]'s fields, through `Deref`). Shared: every object of a
+/// service points at one (8 bytes an object, not 40: 90,000 objects at
+/// 10,000 services).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Origin {
-    // Shared: every object of a service carries its origin.
+pub struct Origin(Arc<OriginData>);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OriginData {
     /// `namespace/name` of the intent.
     pub intent: Arc<str>,
     pub file: Arc<str>,
     pub line: u32,
+}
+
+impl Origin {
+    pub fn new(intent: &str, file: &str, line: u32) -> Self {
+        Origin(Arc::new(OriginData {
+            intent: intent.into(),
+            file: file.into(),
+            line,
+        }))
+    }
+}
+
+impl std::ops::Deref for Origin {
+    type Target = OriginData;
+    fn deref(&self) -> &OriginData {
+        &self.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -139,11 +139,11 @@ fn service(
     let namespace = repo.namespace_of(s).to_owned();
     let name = s.metadata.name.clone();
     let host = spec.service.clone().unwrap_or_else(|| name.clone());
-    let origin = Origin {
-        intent: format!("{namespace}/{name}").into(),
-        file: loaded.file.name.as_str().into(),
-        line: loaded.span.start.line,
-    };
+    let origin = Origin::new(
+        &format!("{namespace}/{name}"),
+        &loaded.file.name,
+        loaded.span.start.line,
+    );
     let fail = |message: String| LowerError {
         origin: format!("{}:{}", origin.file, origin.line),
         message,

@@ -141,7 +141,10 @@ impl SchemaSet {
         let engine = Engine::new();
         let mut report = Report::default();
         for o in objects {
-            let Some(schema) = self.schemas.get(&(o.api_version.clone(), o.kind.clone())) else {
+            let Some(schema) = self
+                .schemas
+                .get(&(o.api_version.to_owned(), o.kind.to_owned()))
+            else {
                 report
                     .no_schema
                     .insert(format!("{} {}", o.api_version, o.kind));

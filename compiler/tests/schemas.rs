@@ -53,7 +53,7 @@ fn every_emitted_object_passes_the_upstream_schemas() {
                 ..Options::default()
             };
             let compiled = compile(&r, &report, &opts).unwrap();
-            kinds.extend(compiled.objects.iter().map(|o| o.kind.clone()));
+            kinds.extend(compiled.objects.iter().map(|o| o.kind));
             let v = set.validate(&compiled.objects);
             checked += v.objects;
             skipped.extend(v.rules_skipped);

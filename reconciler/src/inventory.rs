@@ -30,8 +30,8 @@ pub struct ObjectRef {
 impl ObjectRef {
     pub fn of(o: &MeshObject) -> ObjectRef {
         ObjectRef {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
+            api_version: o.api_version.to_owned(),
+            kind: o.kind.to_owned(),
             namespace: o.namespace.clone(),
             name: o.name.clone(),
         }

@@ -152,14 +152,14 @@ pub fn kinds(
     let mut kinds = BTreeMap::new();
     for o in desired {
         kinds.insert(
-            (o.group().to_owned(), o.kind.clone()),
-            (o.api_version.clone(), true),
+            (o.group().to_owned(), o.kind.to_owned()),
+            (o.api_version.to_owned(), true),
         );
     }
     for o in &inventory.objects {
         kinds
-            .entry((o.group().to_owned(), o.kind.clone()))
-            .or_insert((o.api_version.clone(), false));
+            .entry((o.group().to_owned(), o.kind.to_owned()))
+            .or_insert((o.api_version.to_owned(), false));
     }
     kinds
 }

@@ -121,7 +121,7 @@ impl Emitter for Consul {
     }
 }
 
-fn obj(kind: &str, s: &Service, spec: Value) -> MeshObject {
+fn obj(kind: &'static str, s: &Service, spec: Value) -> MeshObject {
     MeshObject::builder(NAME, API, kind, &s.namespace, &s.host, &s.origin)
         .spec(spec)
         .build()

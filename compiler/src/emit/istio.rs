@@ -96,7 +96,7 @@ impl Emitter for Istio {
     }
 }
 
-fn obj(api: &str, kind: &str, s: &Service, name: &str, spec: Value) -> MeshObject {
+fn obj(api: &'static str, kind: &'static str, s: &Service, name: &str, spec: Value) -> MeshObject {
     MeshObject::builder(NAME, api, kind, &s.namespace, name, &s.origin)
         .spec(spec)
         .build()

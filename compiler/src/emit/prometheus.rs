@@ -105,34 +105,78 @@ impl Flavor {
     }
 }
 
-/// The error ratio (bad / all events) of an SLI over `window`.
-fn error_ratio(flavor: Flavor, s: &Service, sli: &Sli, window: &str) -> Option<String> {
-    let sel = flavor.selector(s, None);
-    let total = format!("sum(rate({}{{{sel}}}[{window}]))", flavor.requests());
-    if let Some(a) = &sli.availability {
-        let errors = format!(
-            "sum(rate({}{{{sel}{}}}[{window}]))",
-            flavor.requests(),
-            flavor.errors(&a.error_codes)
-        );
-        return Some(format!("({errors}) / ({total})"));
+/// An SLI's error ratio (bad / all events), for any window: what does not
+/// depend on the window is worked out once per SLO, since every SLO has a
+/// rule per window and 10,000 services make 140,000 of them.
+enum ErrorRatio<'a> {
+    /// `(bad) / (all)`: requests matching `bad` (extra matchers) of all.
+    Requests { metric: &'static str, bad: String },
+    /// `1 - ((good) / (all))`: requests in the `le` bucket of all.
+    Latency { metric: &'static str, le: String },
+    /// `1 - ((good) / (total))`, `{{window}}` replaced.
+    Custom { good: &'a str, total: &'a str },
+}
+
+impl<'a> ErrorRatio<'a> {
+    fn of(flavor: Flavor, sli: &'a Sli) -> Option<Self> {
+        if let Some(a) = &sli.availability {
+            return Some(ErrorRatio::Requests {
+                metric: flavor.requests(),
+                bad: flavor.errors(&a.error_codes),
+            });
+        }
+        if let Some(l) = &sli.latency {
+            return Some(ErrorRatio::Latency {
+                metric: flavor.buckets(),
+                le: le_value(l.threshold.as_millis()),
+            });
+        }
+        let c = sli.custom.as_ref()?;
+        Some(ErrorRatio::Custom {
+            good: &c.good_query,
+            total: &c.total_query,
+        })
     }
-    if let Some(l) = &sli.latency {
-        let le = le_value(l.threshold.as_millis());
-        let good = format!(
-            "sum(rate({}{{{sel},le=\"{le}\"}}[{window}]))",
-            flavor.buckets()
-        );
-        let count = format!(
-            "sum(rate({}{{{sel},le=\"+Inf\"}}[{window}]))",
-            flavor.buckets()
-        );
-        return Some(format!("1 - (({good}) / ({count}))"));
+
+    /// The ratio over `window`, `sel` selecting the service's traffic.
+    fn over(&self, sel: &str, window: &str) -> String {
+        // `sum(rate(<metric>{<sel><extra>}[<window>]))`
+        let sum_rate = |out: &mut String, metric: &str, extra: &[&str]| {
+            out.push_str("sum(rate(");
+            out.push_str(metric);
+            out.push('{');
+            out.push_str(sel);
+            extra.iter().for_each(|e| out.push_str(e));
+            out.push_str("}[");
+            out.push_str(window);
+            out.push_str("]))");
+        };
+        let mut out = String::with_capacity(2 * sel.len() + 128);
+        match self {
+            ErrorRatio::Requests { metric, bad } => {
+                out.push('(');
+                sum_rate(&mut out, metric, &[bad]);
+                out.push_str(") / (");
+                sum_rate(&mut out, metric, &[]);
+                out.push(')');
+            }
+            ErrorRatio::Latency { metric, le } => {
+                out.push_str("1 - ((");
+                sum_rate(&mut out, metric, &[",le=\"", le, "\""]);
+                out.push_str(") / (");
+                sum_rate(&mut out, metric, &[",le=\"+Inf\""]);
+                out.push_str("))");
+            }
+            ErrorRatio::Custom { good, total } => {
+                out.push_str("1 - ((");
+                out.push_str(&good.replace("{{window}}", window));
+                out.push_str(") / (");
+                out.push_str(&total.replace("{{window}}", window));
+                out.push_str("))");
+            }
+        }
+        out
     }
-    let c = sli.custom.as_ref()?;
-    let good = c.good_query.replace("{{window}}", window);
-    let all = c.total_query.replace("{{window}}", window);
-    Some(format!("1 - (({good}) / ({all}))"))
 }
 
 /// A histogram bucket bound as Prometheus prints it (`500`, `0.5`).
@@ -190,22 +234,24 @@ pub fn slo_rules(
         return None;
     }
     let mut groups = Vec::new();
+    let sel = flavor.selector(s, None);
     for slo in &s.slos {
         let mut rules = Vec::new();
-        for w in WINDOWS {
-            let Some(expr) = error_ratio(flavor, s, &slo.sli, w) else {
-                errors.push(EmitError::new(
-                    emitter,
-                    &s.origin,
-                    format!("SLO `{}` has no SLI", slo.name),
-                ));
-                break;
-            };
-            rules.push(Value::Object(serde_json::Map::from_iter([
-                ("record".to_owned(), Value::String(record_name(w))),
-                ("expr".to_owned(), Value::String(expr)),
-                ("labels".to_owned(), labels(s, slo)),
-            ])));
+        match ErrorRatio::of(flavor, &slo.sli) {
+            None => errors.push(EmitError::new(
+                emitter,
+                &s.origin,
+                format!("SLO `{}` has no SLI", slo.name),
+            )),
+            Some(ratio) => {
+                for w in WINDOWS {
+                    rules.push(Value::Object(serde_json::Map::from_iter([
+                        ("record".to_owned(), Value::String(record_name(w))),
+                        ("expr".to_owned(), Value::String(ratio.over(&sel, w))),
+                        ("labels".to_owned(), labels(s, slo)),
+                    ])));
+                }
+            }
         }
         let window = slo
             .window

@@ -12,11 +12,7 @@ fn vs(name: &str, weight: u32) -> MeshObject {
         "VirtualService",
         "shop",
         name,
-        &Origin {
-            intent: format!("shop/{name}").into(),
-            file: format!("shop/{name}.yaml").into(),
-            line: 1,
-        },
+        &Origin::new(&format!("shop/{name}"), &format!("shop/{name}.yaml"), 1),
     )
     .spec(json!({"hosts": [name], "http": [{"route": [{"weight": weight}]}]}))
     .build()
