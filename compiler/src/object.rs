@@ -319,21 +319,14 @@ fn cmp_fallback(a: &MeshObject, b: &MeshObject) -> Ordering {
         .then_with(|| emitter_rank(a.emitter).cmp(&emitter_rank(b.emitter)))
 }
 
-/// An emitter's place in the order targets are emitted in ([`Target`]'s).
+/// An emitter's place in the order targets are emitted in (`Target`'s,
+/// which `Target::ALL` lists).
 fn emitter_rank(emitter: &str) -> usize {
     use meshplan_policy_lang::intent::Target;
-    const ALL: [Target; 7] = [
-        Target::Istio,
-        Target::Linkerd,
-        Target::GatewayApi,
-        Target::Consul,
-        Target::Cilium,
-        Target::NetworkPolicy,
-        Target::Smi,
-    ];
-    ALL.iter()
+    Target::ALL
+        .iter()
         .position(|t| crate::target_name(*t) == emitter)
-        .unwrap_or(ALL.len())
+        .unwrap_or(Target::ALL.len())
 }
 
 /// Merges objects several targets emit alike (the per-version backend
