@@ -128,6 +128,8 @@ fn lower_and_emit(
     let mut objects = reserve_objects(repo.services.len(), targets.len());
     let mut errors = Vec::new();
     for group in groups {
+        // The last namespace's IR goes before the next one is made.
+        ir.services = Vec::new();
         ir.services = lowering.services(&group).map_err(Error::Lower)?;
         if !opts.skip_summary {
             summary.services.extend(Summary::of(&ir).services);
