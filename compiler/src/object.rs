@@ -130,12 +130,8 @@ impl ObjectBuilder {
         self
     }
 
-    pub fn annotations(mut self, kv: &[(&str, String)]) -> Self {
-        for (k, v) in kv {
-            self.annotations
-                .insert((*k).into(), Value::String(v.clone()));
-        }
-        self
+    pub fn annotations(self, kv: &[(&str, String)]) -> Self {
+        kv.iter().fold(self, |b, (k, v)| b.annotation(k, v))
     }
 
     /// A top-level field beside `metadata` (`spec`, `data`, …).

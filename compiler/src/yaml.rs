@@ -46,6 +46,14 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    /// The JSON text between two token boundaries. Slicing the `str`
+    /// checks only that both ends are character boundaries (they are
+    /// ASCII delimiters), not every byte again as decoding UTF-8 from
+    /// bytes would (3 % of a large render).
+    fn text(&self, start: usize, end: usize) -> &'a str {
+        self.json.get(start..end).unwrap_or_default()
+    }
+
     fn peek(&self) -> u8 {
         self.s.get(self.i).copied().unwrap_or(b'n')
     }
@@ -218,16 +226,6 @@ fn unescape(raw: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-impl<'a> Writer<'a> {
-    /// The JSON text between two token boundaries. Slicing the `str`
-    /// checks only that both ends are character boundaries (they are
-    /// ASCII delimiters), not every byte again as decoding UTF-8 from
-    /// bytes would (3 % of a large render).
-    fn text(&self, start: usize, end: usize) -> &'a str {
-        self.json.get(start..end).unwrap_or_default()
-    }
 }
 
 /// `s` as a YAML scalar: plain, single- or double-quoted.

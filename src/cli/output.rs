@@ -66,15 +66,19 @@ pub fn print(text: &str) {
 
 /// Colours diagnostics written to stderr when stderr is a terminal.
 pub fn colorize_stderr(text: &str, color: Color) -> String {
-    let on = match color {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
-    if on {
+    if stderr_colored(color) {
         colorize(text)
     } else {
         text.to_owned()
+    }
+}
+
+/// Whether diagnostics on stderr are coloured.
+pub fn stderr_colored(color: Color) -> bool {
+    match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     }
 }
 

@@ -11,7 +11,7 @@ use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::human;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 
-use super::output::{colorize_stderr, print};
+use super::output::{colorize, colorize_stderr, print, stderr_colored};
 use super::{Color, CompileArgs, RenderArgs, RenderFormat, Unsupported};
 
 /// A repository that passed check, compiled.
@@ -82,14 +82,13 @@ pub fn compile_repo(
     // Written as they are rendered, not gathered first: 10,000 services
     // for a mesh lacking three of their features are 60,000 warnings
     // (24 MB of text).
+    let colored = stderr_colored(color);
     let mut stderr = std::io::BufWriter::new(std::io::stderr().lock());
     let mut warn = |d: &meshplan_policy_lang::Diagnostic| {
+        let text = human::render(d) + "\n";
+        let text = if colored { colorize(&text) } else { text };
         // Like eprint!: a closed stderr is no reason to stop.
-        let _ = write!(
-            stderr,
-            "{}",
-            colorize_stderr(&(human::render(d) + "\n"), color)
-        );
+        let _ = stderr.write_all(text.as_bytes());
     };
     report
         .diagnostics
