@@ -62,6 +62,10 @@ pub struct Options {
     /// semantic diff, and at 10,000 services the summary is 17 MB of the
     /// heap's peak.
     pub skip_summary: bool,
+    /// [Pack](object::Body::pack) each object's body as soon as its
+    /// namespace is emitted, for a caller that holds the objects long
+    /// (`meshplan run`): the text of every object is never held at once.
+    pub pack_bodies: bool,
 }
 
 /// The compiler's output.
@@ -134,7 +138,13 @@ fn lower_and_emit(
         if !opts.skip_summary {
             summary.services.extend(Summary::of(&ir).services);
         }
+        let start = objects.len();
         emit_into(&ir, &emitters, &mut objects, &mut errors);
+        if opts.pack_bodies {
+            for o in &mut objects[start..] {
+                o.body.pack();
+            }
+        }
     }
     Ok((summary, finish(objects, errors)?))
 }

@@ -379,7 +379,7 @@ pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>,
 
 /// One object as YAML (a document without the `---` separator).
 pub fn to_yaml(obj: &MeshObject) -> String {
-    crate::yaml::to_string(obj.body.json())
+    crate::yaml::to_string(&obj.body.json())
 }
 
 /// Any JSON value as YAML, formatted as meshplan writes objects.
@@ -408,7 +408,7 @@ pub fn write_yaml_stream(
         if i > 0 {
             doc.push_str("---\n");
         }
-        crate::yaml::write(o.body.json(), &mut doc);
+        crate::yaml::write(&o.body.json(), &mut doc);
         w.write_all(doc.as_bytes())?;
     }
     w.flush()

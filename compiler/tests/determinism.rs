@@ -68,6 +68,40 @@ fn skipping_the_summary_changes_nothing_else() {
     assert_eq!(full.unsupported, lean.unsupported);
 }
 
+#[test]
+fn packing_bodies_changes_how_they_are_held_not_what_they_say() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let (sources, _) = read_dir(&root).unwrap();
+    let (repo, parse_diags) = parse(&sources);
+    let report = check(&repo, &Engine::new(), parse_diags);
+    // Linkerd and Gateway API both emit the backend Services: merged
+    // objects are among them.
+    let compile_with = |pack_bodies| {
+        let opts = Options {
+            targets: Some(vec![Target::Istio, Target::GatewayApi, Target::Linkerd]),
+            pack_bodies,
+            ..Options::default()
+        };
+        compile(&repo, &report, &opts).unwrap()
+    };
+    let (text, packed) = (compile_with(false), compile_with(true));
+    assert_eq!(
+        object::to_yaml_stream(&text.objects),
+        object::to_yaml_stream(&packed.objects)
+    );
+    assert_eq!(text.objects, packed.objects);
+    let held = |objects: &[object::MeshObject]| -> usize {
+        objects.iter().map(|o| o.body.held_len()).sum()
+    };
+    assert!(
+        held(&packed.objects) * 2 < held(&text.objects),
+        "packed {} bytes, text {}",
+        held(&packed.objects),
+        held(&text.objects)
+    );
+    assert_eq!(text.summary, packed.summary);
+}
+
 /// `compile` lowers and emits a namespace at a time when every target is
 /// namespace-local; the whole IR at once must give the same objects,
 /// unsupported features and summary, for every case and local target.

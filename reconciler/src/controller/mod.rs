@@ -617,6 +617,7 @@ impl Controller {
     ) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
         let opts = Options {
             positions: self.rollouts.positions(),
+            pack_bodies: true,
             ..self.cfg.compile.clone()
         };
         let compiled = compile(repo, report, &opts).map_err(|e| {
@@ -635,7 +636,17 @@ impl Controller {
                 self.lines(&compiled.diagnostics),
             ));
         }
-        Ok((compiled.objects, compiled.summary))
+        let mut objects = compiled.objects;
+        // Held until the next revision (and beside it while that one
+        // compiles): packed, a tenth of a PrometheusRule's size. The
+        // compiler packed all but the objects it merged.
+        for o in &mut objects {
+            o.body.pack();
+        }
+        // The compiler reserved room for more objects than most revisions
+        // make; this vector lives until the next revision.
+        objects.shrink_to_fit();
+        Ok((objects, compiled.summary))
     }
 
     async fn failed(
