@@ -117,7 +117,9 @@ impl PartialEq for LiveObject {
 pub struct Snapshot {
     /// Shared with the controller's cache: a snapshot copies no object.
     pub objects: BTreeMap<Key, Arc<LiveObject>>,
-    pub inventory: Inventory,
+    /// Shared with the controller, which reads it again only when it
+    /// changed.
+    pub inventory: Arc<Inventory>,
     /// Whether the inventory ConfigMap exists (a first apply has none).
     pub inventory_exists: bool,
     /// Kinds listed in the inventory that the cluster no longer serves
@@ -130,10 +132,40 @@ pub async fn read_inventory(
     cluster: &Cluster,
     at: &InventoryName,
 ) -> Result<Option<Inventory>, Error> {
+    Ok(read_inventory_version(cluster, at)
+        .await?
+        .map(|(_, inventory)| inventory))
+}
+
+/// The inventory with its ConfigMap's `resourceVersion`.
+pub async fn read_inventory_version(
+    cluster: &Cluster,
+    at: &InventoryName,
+) -> Result<Option<(String, Inventory)>, Error> {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
     match api.get_opt(&at.name).await {
-        Ok(Some(cm)) => Ok(Some(Inventory::from_data(&cm.data.unwrap_or_default()))),
+        Ok(Some(cm)) => Ok(Some((
+            cm.metadata.resource_version.unwrap_or_default(),
+            Inventory::from_data(&cm.data.unwrap_or_default()),
+        ))),
         Ok(None) => Ok(None),
+        Err(e) => Err(Error::api(
+            format!("reading the inventory ConfigMap {at}"),
+            &e,
+        )),
+    }
+}
+
+/// The inventory ConfigMap's `resourceVersion` (its metadata only: a
+/// thousand services' inventory is most of a megabyte); `None` when there
+/// is none.
+pub async fn inventory_version(
+    cluster: &Cluster,
+    at: &InventoryName,
+) -> Result<Option<String>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
+    match api.get_metadata_opt(&at.name).await {
+        Ok(m) => Ok(m.map(|m| m.metadata.resource_version.unwrap_or_default())),
         Err(e) => Err(Error::api(
             format!("reading the inventory ConfigMap {at}"),
             &e,
@@ -230,7 +262,7 @@ pub async fn read(
 
     Ok(Snapshot {
         objects,
-        inventory,
+        inventory: Arc::new(inventory),
         inventory_exists,
         gone_kinds,
     })

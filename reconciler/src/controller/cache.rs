@@ -111,7 +111,7 @@ impl Cache {
     pub async fn snapshot(
         &self,
         desired: &[MeshObject],
-        inventory: Option<Inventory>,
+        inventory: Option<Arc<Inventory>>,
         gone_kinds: Vec<(String, String)>,
         concurrency: usize,
     ) -> Result<Snapshot, Error> {
@@ -189,7 +189,10 @@ async fn watch_kind(
                 }
             }
             Event::InitDone => {
-                // Objects deleted while the watch was down.
+                // Objects deleted while the watch was down. The set goes
+                // with this list: a copy of every key, kept for nothing
+                // until the next relist.
+                let relist = std::mem::take(&mut relist);
                 let mut map = objects.write().unwrap_or_else(|p| p.into_inner());
                 let stale: Vec<Key> = map
                     .keys()

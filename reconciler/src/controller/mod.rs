@@ -52,7 +52,7 @@ use tokio::sync::{mpsc, watch};
 use crate::apply::{self, Quiet};
 use crate::cluster::Cluster;
 use crate::diff::{self, Action, Plan};
-use crate::inventory::InventoryName;
+use crate::inventory::{Inventory, InventoryName};
 use crate::live;
 use crate::source::git::{GitSource, Secret};
 use crate::Error;
@@ -202,6 +202,7 @@ pub async fn run(
         rollouts: rollouts::Rollouts::new(&cfg_home),
         idle_ticks: 0,
         waiting: Default::default(),
+        inventory: None,
     };
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
@@ -301,6 +302,8 @@ struct Controller {
     idle_ticks: u32,
     /// What rollouts wait for (webhooks), as last logged.
     waiting: std::collections::BTreeSet<String>,
+    /// The inventory last read, with its ConfigMap's resourceVersion.
+    inventory: Option<(String, Arc<Inventory>)>,
 }
 
 impl Controller {
@@ -487,13 +490,14 @@ impl Controller {
                 code: None,
             });
         };
-        let inventory = live::read_inventory(&self.cluster, &self.cfg.inventory).await?;
-        let none = crate::inventory::Inventory::default();
+        let inventory =
+            cached_inventory(&self.cluster, &self.cfg.inventory, &mut self.inventory).await?;
+        let none = Inventory::default();
         let gone = self
             .cache
             .ensure(
                 &desired.objects,
-                inventory.as_ref().unwrap_or(&none),
+                inventory.as_deref().unwrap_or(&none),
                 self.cfg.timeout,
             )
             .await?;
@@ -518,7 +522,7 @@ impl Controller {
         let outcome = apply::apply(
             &self.cluster,
             &plan,
-            snapshot.inventory_exists.then_some(&snapshot.inventory),
+            snapshot.inventory_exists.then_some(&*snapshot.inventory),
             &opts,
             &Quiet,
         )
@@ -709,6 +713,27 @@ struct SyncOutcome {
 
 /// Turns drift on report-only kinds into "unchanged" (not applied), and
 /// returns those objects.
+/// The inventory, read again only when its ConfigMap changed (asked by
+/// its metadata alone): a resync of 5,000 objects otherwise reads and
+/// parses most of a megabyte.
+async fn cached_inventory(
+    cluster: &Cluster,
+    at: &InventoryName,
+    cached: &mut Option<(String, Arc<Inventory>)>,
+) -> Result<Option<Arc<Inventory>>, Error> {
+    let Some(version) = live::inventory_version(cluster, at).await? else {
+        *cached = None;
+        return Ok(None);
+    };
+    if let Some((_, inventory)) = cached.as_ref().filter(|(v, _)| *v == version) {
+        return Ok(Some(inventory.clone()));
+    }
+    *cached = live::read_inventory_version(cluster, at)
+        .await?
+        .map(|(v, inventory)| (v, Arc::new(inventory)));
+    Ok(cached.as_ref().map(|(_, i)| i.clone()))
+}
+
 fn hold_report_only(plan: &mut Plan, cfg: &Config) -> Vec<String> {
     let mut held = Vec::new();
     for c in &mut plan.changes {

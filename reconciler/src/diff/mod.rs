@@ -172,13 +172,15 @@ impl Plan {
     }
 
     fn sort(&mut self) {
-        self.changes.sort_by_cached_key(|c| {
-            (
-                c.phase(),
-                c.kind.clone(),
-                c.namespace.clone(),
-                c.name.clone(),
-            )
+        // Compared in place: cached keys would copy three strings of every
+        // object on every resync.
+        self.changes.sort_by(|a, b| {
+            (a.phase(), &a.kind, &a.namespace, &a.name).cmp(&(
+                b.phase(),
+                &b.kind,
+                &b.namespace,
+                &b.name,
+            ))
         });
     }
 }
@@ -259,12 +261,16 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
         .filter(|(k, l)| l.labelled && !wanted.contains(k) && !listed.contains(k))
         .map(|(_, l)| l.id.to_string())
         .collect();
-    let before = snapshot.inventory.summary.clone().unwrap_or_default();
+    // Borrowed: a thousand services' summary is a couple of MB to copy.
+    let summary = match &snapshot.inventory.summary {
+        Some(before) => before.changes(summary),
+        None => Summary::default().changes(summary),
+    };
     let mut p = Plan {
         revision: None,
         previous_revision: snapshot.inventory.revision.clone(),
         changes,
-        summary: before.changes(summary),
+        summary,
         unlisted,
         gone_kinds: snapshot
             .gone_kinds

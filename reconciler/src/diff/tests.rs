@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::*;
@@ -56,7 +58,9 @@ impl SnapshotBuilder {
         self
     }
     fn listed(mut self, o: &MeshObject) -> Self {
-        self.0.inventory.objects.insert(ObjectRef::of(o));
+        Arc::make_mut(&mut self.0.inventory)
+            .objects
+            .insert(ObjectRef::of(o));
         self
     }
     fn build(self) -> Snapshot {
@@ -166,10 +170,10 @@ fn an_object_read_through_another_api_version_is_the_same_object() {
     let mut listed = ObjectRef::of(&a);
     listed.api_version = "networking.istio.io/v1beta1".into();
     let mut snap = SnapshotBuilder::default().live(old).build();
-    snap.inventory = Inventory {
+    snap.inventory = Arc::new(Inventory {
         objects: [listed].into_iter().collect(),
         ..Inventory::default()
-    };
+    });
     let p = plan(&[a], &Summary::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
 }
