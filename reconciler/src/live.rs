@@ -6,11 +6,12 @@
 //! create are then looked up once more, so an existing object meshplan
 //! does not own is refused rather than taken over. `managedFields` is
 //! dropped from every object kept: only meshplan's own field set is
-//! retained, which is all a comparison needs. Objects are kept as packed
-//! compact JSON text, not trees (a watch-fed cache of thousands of objects
-//! took four to five times as much as trees, and the text five times as
-//! much as packed), and each remembers its last comparison, so a resync
-//! that finds nothing changed inflates and parses nothing.
+//! retained, which is all a comparison needs. Objects are kept as compact
+//! JSON text, not trees (a watch-fed cache of thousands of objects took
+//! four to five times as much as trees), packed in the controller's cache
+//! (the text is five times the packed size), and each remembers its last
+//! comparison, so a resync that finds nothing changed inflates and parses
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -53,11 +54,12 @@ pub struct LiveObject {
     pub id: ObjectRef,
     /// Carries `app.kubernetes.io/managed-by: meshplan`.
     pub labelled: bool,
-    /// The object without `managedFields`, [packed](Body::packed): a
-    /// comparison that the memo below answers reads none of it.
+    /// The object without `managedFields` ([packed](Body::packed) in the
+    /// controller's cache: a comparison the memo below answers reads none
+    /// of it).
     pub body: Body,
     /// meshplan's server-side-apply field set, if it ever applied it
-    /// (packed too).
+    /// (packed in the cache too).
     pub fields: Option<Body>,
     /// The last comparison: a digest of the desired body it was made
     /// against, and whether the two were in sync. A watch event replaces
@@ -74,6 +76,17 @@ impl LiveObject {
             fields,
             memo: Mutex::new(None),
         }
+    }
+
+    /// The object with its body and field set packed, for keeping (a
+    /// one-off plan keeps them as text: it reads each once).
+    pub fn packed(self) -> LiveObject {
+        LiveObject::new(
+            self.id,
+            self.labelled,
+            self.body.packed(),
+            self.fields.map(Body::packed),
+        )
     }
 
     /// Whether this object is in sync with `desired`, by `compare` the
@@ -363,7 +376,7 @@ pub fn to_live(obj: DynamicObject, r: &Resolved) -> LiveObject {
                 e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
                     && e.get("operation").and_then(Value::as_str) == Some("Apply")
             })
-            .and_then(|e| e.get("fieldsV1").map(|f| Body::new(f).packed()))
+            .and_then(|e| e.get("fieldsV1").map(Body::new))
     });
     let labelled = body
         .pointer("/metadata/labels")
@@ -376,7 +389,7 @@ pub fn to_live(obj: DynamicObject, r: &Resolved) -> LiveObject {
         namespace: obj.metadata.namespace.clone(),
         name: obj.metadata.name.clone().unwrap_or_default(),
     };
-    LiveObject::new(id, labelled, Body::new(&body).packed(), fields)
+    LiveObject::new(id, labelled, Body::new(&body), fields)
 }
 
 #[cfg(test)]

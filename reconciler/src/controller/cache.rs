@@ -4,8 +4,9 @@
 //! One watcher per kind (label `app.kubernetes.io/managed-by=meshplan`, all
 //! namespaces), started when a revision first needs the kind. Each object
 //! is kept as a [`LiveObject`]: without `managedFields`, with meshplan's
-//! own field set. Every change after a kind's initial list is sent on the
-//! `changed` channel, which the controller turns into a drift check.
+//! own field set, packed ([`LiveObject::packed`]). Every change after a
+//! kind's initial list is sent on the `changed` channel, which the
+//! controller turns into a drift check.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -177,7 +178,7 @@ async fn watch_kind(
         match event {
             Event::Init => relist.clear(),
             Event::InitApply(o) => {
-                let o = live::to_live(o, &r);
+                let o = live::to_live(o, &r).packed();
                 let key = Key::of(&o.id);
                 relist.insert(key.clone());
                 let mut map = objects.write().unwrap_or_else(|p| p.into_inner());
@@ -213,7 +214,7 @@ async fn watch_kind(
                 let _ = ready.send(true);
             }
             Event::Apply(o) => {
-                let o = live::to_live(o, &r);
+                let o = live::to_live(o, &r).packed();
                 let key = Key::of(&o.id);
                 objects
                     .write()
