@@ -1,6 +1,6 @@
 //! Same input ⇒ byte-identical output, whatever order the files arrive in.
 
-use meshplan_compiler::{compile, object, Options};
+use meshplan_compiler::{compile, object, Compiled, Options};
 use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::check;
 use meshplan_policy_lang::intent::Target;
@@ -44,19 +44,23 @@ fn rendering_twice_gives_the_same_bytes() {
     assert_eq!(render_with_order(0, false), render_with_order(0, false));
 }
 
-#[test]
-fn skipping_the_summary_changes_nothing_else() {
+/// examples-repo, checked and compiled with `opts`.
+fn compile_examples(opts: &Options) -> Compiled {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
     let (sources, _) = read_dir(&root).unwrap();
     let (repo, parse_diags) = parse(&sources);
     let report = check(&repo, &Engine::new(), parse_diags);
+    compile(&repo, &report, opts).unwrap()
+}
+
+#[test]
+fn skipping_the_summary_changes_nothing_else() {
     let compile_with = |skip_summary| {
-        let opts = Options {
+        compile_examples(&Options {
             targets: Some(vec![Target::Istio]),
             skip_summary,
             ..Options::default()
-        };
-        compile(&repo, &report, &opts).unwrap()
+        })
     };
     let (full, lean) = (compile_with(false), compile_with(true));
     assert!(!full.summary.services.is_empty());
@@ -70,19 +74,14 @@ fn skipping_the_summary_changes_nothing_else() {
 
 #[test]
 fn packing_bodies_changes_how_they_are_held_not_what_they_say() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
-    let (sources, _) = read_dir(&root).unwrap();
-    let (repo, parse_diags) = parse(&sources);
-    let report = check(&repo, &Engine::new(), parse_diags);
     // Linkerd and Gateway API both emit the backend Services: merged
     // objects are among them.
     let compile_with = |pack_bodies| {
-        let opts = Options {
+        compile_examples(&Options {
             targets: Some(vec![Target::Istio, Target::GatewayApi, Target::Linkerd]),
             pack_bodies,
             ..Options::default()
-        };
-        compile(&repo, &report, &opts).unwrap()
+        })
     };
     let (text, packed) = (compile_with(false), compile_with(true));
     assert_eq!(
