@@ -711,8 +711,6 @@ struct SyncOutcome {
     managed: usize,
 }
 
-/// Turns drift on report-only kinds into "unchanged" (not applied), and
-/// returns those objects.
 /// The inventory, read again only when its ConfigMap changed (asked by
 /// its metadata alone): a resync of 5,000 objects otherwise reads and
 /// parses most of a megabyte.
@@ -734,6 +732,8 @@ async fn cached_inventory(
     Ok(cached.as_ref().map(|(_, i)| i.clone()))
 }
 
+/// Turns drift on report-only kinds into "unchanged" (not applied), and
+/// returns those objects.
 fn hold_report_only(plan: &mut Plan, cfg: &Config) -> Vec<String> {
     let mut held = Vec::new();
     for c in &mut plan.changes {
