@@ -47,17 +47,13 @@ impl Body {
     pub fn new(v: &Value) -> Body {
         // Serialising a `Value` to a string cannot fail (its keys are
         // strings).
-        Body::text(serde_json::to_string(v).unwrap_or_default())
-    }
-
-    fn text(text: String) -> Body {
-        Body(Repr::Text(text.into_boxed_str()))
+        Body::from_compact_json(serde_json::to_string(v).unwrap_or_default())
     }
 
     /// A body from compact JSON text the caller wrote (one JSON object, as
     /// serde_json writes it: no whitespace).
     pub(crate) fn from_compact_json(text: String) -> Body {
-        Body::text(text)
+        Body(Repr::Text(text.into_boxed_str()))
     }
 
     /// The body as a tree.

@@ -62,8 +62,8 @@ pub struct Options {
     /// semantic diff, and at 10,000 services the summary is 17 MB of the
     /// heap's peak.
     pub skip_summary: bool,
-    /// [Pack](object::Body::pack) each object's body as soon as its
-    /// namespace is emitted, for a caller that holds the objects long
+    /// [Pack](object::Body::pack) every object's body, each namespace's as
+    /// soon as it is emitted, for a caller that holds the objects long
     /// (`meshplan run`): the text of every object is never held at once.
     pub pack_bodies: bool,
 }
@@ -146,7 +146,14 @@ fn lower_and_emit(
             }
         }
     }
-    Ok((summary, finish(objects, errors)?))
+    let (mut objects, errors) = finish(objects, errors)?;
+    if opts.pack_bodies {
+        // Objects merged across targets were written again as text.
+        for o in &mut objects {
+            o.body.pack();
+        }
+    }
+    Ok((summary, (objects, errors)))
 }
 
 /// Runs each target's emitter; returns the sorted objects and what the

@@ -151,7 +151,7 @@ pub async fn read_inventory(
 }
 
 /// The inventory with its ConfigMap's `resourceVersion`.
-pub async fn read_inventory_version(
+async fn read_inventory_version(
     cluster: &Cluster,
     at: &InventoryName,
 ) -> Result<Option<(String, Inventory)>, Error> {
@@ -169,20 +169,41 @@ pub async fn read_inventory_version(
     }
 }
 
-/// The inventory ConfigMap's `resourceVersion` (its metadata only: a
-/// thousand services' inventory is most of a megabyte); `None` when there
-/// is none.
-pub async fn inventory_version(
-    cluster: &Cluster,
-    at: &InventoryName,
-) -> Result<Option<String>, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
-    match api.get_metadata_opt(&at.name).await {
-        Ok(m) => Ok(m.map(|m| m.metadata.resource_version.unwrap_or_default())),
-        Err(e) => Err(Error::api(
-            format!("reading the inventory ConfigMap {at}"),
-            &e,
-        )),
+/// The inventory as last read, with its ConfigMap's `resourceVersion`,
+/// for a caller that reads it again and again (`meshplan run`).
+#[derive(Debug, Default)]
+pub struct InventoryCache(Option<(String, Arc<Inventory>)>);
+
+impl InventoryCache {
+    /// The inventory (`None` when there is none yet), read again only when
+    /// its ConfigMap changed, which its metadata alone tells: a thousand
+    /// services' inventory is most of a megabyte to read and parse.
+    pub async fn read(
+        &mut self,
+        cluster: &Cluster,
+        at: &InventoryName,
+    ) -> Result<Option<Arc<Inventory>>, Error> {
+        let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
+        let version = match api.get_metadata_opt(&at.name).await {
+            Ok(m) => m.map(|m| m.metadata.resource_version.unwrap_or_default()),
+            Err(e) => {
+                return Err(Error::api(
+                    format!("reading the inventory ConfigMap {at}"),
+                    &e,
+                ))
+            }
+        };
+        let Some(version) = version else {
+            self.0 = None;
+            return Ok(None);
+        };
+        if let Some((_, inventory)) = self.0.as_ref().filter(|(v, _)| *v == version) {
+            return Ok(Some(inventory.clone()));
+        }
+        self.0 = read_inventory_version(cluster, at)
+            .await?
+            .map(|(v, inventory)| (v, Arc::new(inventory)));
+        Ok(self.0.as_ref().map(|(_, i)| i.clone()))
     }
 }
 

@@ -202,7 +202,7 @@ pub async fn run(
         rollouts: rollouts::Rollouts::new(&cfg_home),
         idle_ticks: 0,
         waiting: Default::default(),
-        inventory: None,
+        inventory: live::InventoryCache::default(),
     };
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
@@ -302,8 +302,7 @@ struct Controller {
     idle_ticks: u32,
     /// What rollouts wait for (webhooks), as last logged.
     waiting: std::collections::BTreeSet<String>,
-    /// The inventory last read, with its ConfigMap's resourceVersion.
-    inventory: Option<(String, Arc<Inventory>)>,
+    inventory: live::InventoryCache,
 }
 
 impl Controller {
@@ -490,8 +489,10 @@ impl Controller {
                 code: None,
             });
         };
-        let inventory =
-            cached_inventory(&self.cluster, &self.cfg.inventory, &mut self.inventory).await?;
+        let inventory = self
+            .inventory
+            .read(&self.cluster, &self.cfg.inventory)
+            .await?;
         let none = Inventory::default();
         let gone = self
             .cache
@@ -640,13 +641,10 @@ impl Controller {
                 self.lines(&compiled.diagnostics),
             ));
         }
-        let mut objects = compiled.objects;
         // Held until the next revision (and beside it while that one
-        // compiles): packed, a tenth of a PrometheusRule's size. The
-        // compiler packed all but the objects it merged.
-        for o in &mut objects {
-            o.body.pack();
-        }
+        // compiles): packed (`pack_bodies` above), a tenth of a
+        // PrometheusRule's size.
+        let mut objects = compiled.objects;
         // The compiler reserved room for more objects than most revisions
         // make; this vector lives until the next revision.
         objects.shrink_to_fit();
@@ -709,27 +707,6 @@ struct SyncOutcome {
     report_only: Vec<String>,
     failures: Vec<String>,
     managed: usize,
-}
-
-/// The inventory, read again only when its ConfigMap changed (asked by
-/// its metadata alone): a resync of 5,000 objects otherwise reads and
-/// parses most of a megabyte.
-async fn cached_inventory(
-    cluster: &Cluster,
-    at: &InventoryName,
-    cached: &mut Option<(String, Arc<Inventory>)>,
-) -> Result<Option<Arc<Inventory>>, Error> {
-    let Some(version) = live::inventory_version(cluster, at).await? else {
-        *cached = None;
-        return Ok(None);
-    };
-    if let Some((_, inventory)) = cached.as_ref().filter(|(v, _)| *v == version) {
-        return Ok(Some(inventory.clone()));
-    }
-    *cached = live::read_inventory_version(cluster, at)
-        .await?
-        .map(|(v, inventory)| (v, Arc::new(inventory)));
-    Ok(cached.as_ref().map(|(_, i)| i.clone()))
 }
 
 /// Turns drift on report-only kinds into "unchanged" (not applied), and
