@@ -206,7 +206,7 @@ pub struct ClusterArgs {
     )]
     pub inventory: meshplan_reconciler::InventoryName,
     /// API requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = meshplan_reconciler::apply::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
 }
 
