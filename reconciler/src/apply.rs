@@ -80,10 +80,12 @@ pub struct Options {
 /// them in larger batches and the server's watch decodes them in larger
 /// batches: a first sync of 5,010 objects on the two-core test machine
 /// took 14 s at 16, 10.5 s at 64 and 8 s at 128 (docs/benchmarks.md).
-/// 64 stays well under an API server's default 200 mutating requests in
-/// flight, and API Priority and Fairness queues any excess per client;
-/// a 429 is retried with backoff.
-pub const DEFAULT_CONCURRENCY: usize = 64;
+/// 128 is under an API server's default of 200 mutating requests in
+/// flight; API Priority and Fairness (on by default since Kubernetes 1.20)
+/// queues a client's excess in its own flow rather than starving others,
+/// and a 429 is retried with backoff. Each request in flight holds a
+/// connection: 128 cost `run` ~2 MiB more than 64.
+pub const DEFAULT_CONCURRENCY: usize = 128;
 
 impl Default for Options {
     fn default() -> Self {
