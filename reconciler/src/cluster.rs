@@ -35,6 +35,14 @@ pub struct Resolved {
     pub namespaced: bool,
 }
 
+impl Resolved {
+    /// The namespace a request about an object in `namespace` names: none
+    /// for a cluster-scoped kind, whatever the object says.
+    pub fn namespace<'a>(&self, namespace: Option<&'a str>) -> Option<&'a str> {
+        namespace.filter(|_| self.namespaced)
+    }
+}
+
 /// Resolved kinds by `(apiVersion, kind)`.
 type KindCache = HashMap<(String, String), Arc<Resolved>>;
 
@@ -137,9 +145,15 @@ impl Cluster {
 
     /// The API of one object's kind and namespace.
     pub fn api_for(&self, r: &Resolved, id: &ObjectRef) -> Api<DynamicObject> {
-        match (&id.namespace, r.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
-            _ => Api::all_with(self.client.clone(), &r.resource),
+        self.api_in(r, id.namespace.as_deref())
+    }
+
+    /// The API of a kind in `namespace` (across every namespace without
+    /// one, and always for a cluster-scoped kind).
+    pub fn api_in(&self, r: &Resolved, namespace: Option<&str>) -> Api<DynamicObject> {
+        match r.namespace(namespace) {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
+            None => Api::all_with(self.client.clone(), &r.resource),
         }
     }
 
@@ -163,11 +177,7 @@ impl Cluster {
         params: &PatchParams,
         body: &Body,
     ) -> Result<(), kube::Error> {
-        let namespace = match (&id.namespace, r.namespaced) {
-            (Some(ns), true) => Some(ns.as_str()),
-            _ => None,
-        };
-        let url = DynamicObject::url_path(&r.resource, namespace);
+        let url = DynamicObject::url_path(&r.resource, r.namespace(id.namespace.as_deref()));
         self.apply_at(url, &id.name, params, body).await
     }
 

@@ -340,12 +340,7 @@ pub async fn lookup(
         |(api_version, kind, ns, ids)| async move {
             let r = cluster.resolve(&api_version, &kind).await?;
             let wanted: std::collections::HashSet<Key> = ids.iter().map(Key::of).collect();
-            let api = match (&ns, r.namespaced) {
-                (Some(ns), true) => {
-                    kube::Api::namespaced_with(cluster.client().clone(), ns, &r.resource)
-                }
-                _ => cluster.api_all(&r),
-            };
+            let api = cluster.api_in(&r, ns.as_deref());
             // Only objects that are not meshplan's: ours were listed already.
             let unowned = format!("{MANAGED_BY}!={MANAGER}");
             let list = api
