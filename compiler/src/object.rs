@@ -47,9 +47,59 @@ pub struct MeshObject {
 #[derive(Debug)]
 pub struct ObjectBuilder {
     obj: MeshObject,
-    labels: Map<String, Value>,
-    annotations: Map<String, Value>,
-    fields: Map<String, Value>,
+    /// Labels and annotations beside the stamped ones, in the order they
+    /// were set (setting one again replaces its value in place).
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
+    /// The fields beside `metadata`, in the order they were set.
+    fields: Vec<(String, Field)>,
+}
+
+/// A field's value: a tree, or the text an emitter wrote itself.
+#[derive(Debug)]
+enum Field {
+    Tree(Value),
+    Text(JsonText),
+}
+
+/// A value an emitter wrote as JSON text itself, without building a tree
+/// (the PrometheusRule, a third of a large render's bytes): the compact
+/// text as the body shows it, and the canonical text (every map's keys
+/// sorted, as [`canonical`] writes a tree) the content hash is taken of.
+/// Both are JSON as serde_json writes it: tests compare them with the
+/// tree's.
+#[derive(Debug, Default)]
+pub struct JsonText {
+    pub body: Vec<u8>,
+    pub canonical: Vec<u8>,
+}
+
+impl JsonText {
+    /// Appends `text` to both.
+    pub fn both(&mut self, text: &[u8]) {
+        self.body.extend_from_slice(text);
+        self.canonical.extend_from_slice(text);
+    }
+
+    /// Appends the JSON string of `s` to both, escaped once.
+    pub fn string(&mut self, s: &str) {
+        let start = self.body.len();
+        write_json(&mut self.body, s);
+        self.canonical.extend_from_slice(&self.body[start..]);
+    }
+
+    /// Appends `v` to both: in its order to the body, keys sorted to the
+    /// canonical text.
+    pub fn value(&mut self, v: &Value) {
+        write_json(&mut self.body, v);
+        canonical(v, &mut self.canonical);
+    }
+}
+
+/// `v` as compact JSON. Writing a string or a JSON value into a Vec cannot
+/// fail.
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(out, v);
 }
 
 impl MeshObject {
@@ -72,9 +122,9 @@ impl MeshObject {
                 origin: origin.clone(),
                 emitter,
             },
-            labels: Map::new(),
-            annotations: Map::new(),
-            fields: Map::new(),
+            labels: Vec::new(),
+            annotations: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -121,12 +171,12 @@ impl MeshObject {
 
 impl ObjectBuilder {
     pub fn label(mut self, k: &str, v: &str) -> Self {
-        self.labels.insert(k.into(), Value::String(v.into()));
+        set_pair(&mut self.labels, k, v);
         self
     }
 
     pub fn annotation(mut self, k: &str, v: &str) -> Self {
-        self.annotations.insert(k.into(), Value::String(v.into()));
+        set_pair(&mut self.annotations, k, v);
         self
     }
 
@@ -134,14 +184,28 @@ impl ObjectBuilder {
         kv.iter().fold(self, |b, (k, v)| b.annotation(k, v))
     }
 
-    /// A top-level field beside `metadata` (`spec`, `data`, …).
-    pub fn field(mut self, k: &str, v: Value) -> Self {
-        self.fields.insert(k.into(), v);
-        self
+    /// A top-level field beside `metadata` (`spec`, `data`, …); setting
+    /// one again replaces its value in place.
+    pub fn field(self, k: &str, v: Value) -> Self {
+        self.set(k, Field::Tree(v))
     }
 
     pub fn spec(self, v: Value) -> Self {
         self.field("spec", v)
+    }
+
+    /// The `spec`, as text the emitter wrote.
+    pub fn spec_text(self, text: JsonText) -> Self {
+        self.set("spec", Field::Text(text))
+    }
+
+    fn set(mut self, k: &str, v: Field) -> Self {
+        // A handful of fields: a scan, not a map.
+        match self.fields.iter_mut().find(|(key, _)| key == k) {
+            Some((_, slot)) => *slot = v,
+            None => self.fields.push((k.into(), v)),
+        }
+        self
     }
 
     /// Stamps ownership labels, the source and the content hash.
@@ -152,24 +216,20 @@ impl ObjectBuilder {
             annotations,
             fields,
         } = self;
-        let (intent_ns, intent) = obj
-            .origin
-            .intent
-            .split_once('/')
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .unwrap_or_default();
-        let mut l = Map::new();
-        l.insert(MANAGED_BY.into(), MANAGER.into());
-        l.insert(INTENT.into(), intent.into());
-        l.insert(INTENT_NAMESPACE.into(), intent_ns.into());
-        l.extend(labels);
-        let mut a = Map::new();
-        a.insert(
-            SOURCE.into(),
-            format!("{}:{}", obj.origin.file, obj.origin.line).into(),
-        );
-        a.insert(CONTENT_HASH.into(), content_hash(&fields).into());
-        a.extend(annotations);
+        let (intent_ns, intent) = obj.origin.intent.split_once('/').unwrap_or_default();
+        let source = format!("{}:{}", obj.origin.file, obj.origin.line);
+        let hash = content_hash(&fields);
+        let metadata = Metadata {
+            labels: (
+                [
+                    (MANAGED_BY, MANAGER),
+                    (INTENT, intent),
+                    (INTENT_NAMESPACE, intent_ns),
+                ],
+                &labels,
+            ),
+            annotations: ([(SOURCE, &source), (CONTENT_HASH, &hash)], &annotations),
+        };
         // The JSON serde_json would write for the whole tree, without
         // building it, in one pass, into a buffer kept between objects; the
         // body is then allocated at its exact size. (A string grown while
@@ -177,15 +237,9 @@ impl ObjectBuilder {
         // block in place when it loses less than half: 12 MB spare at
         // 10,000 services.) Serialising maps of strings and JSON values
         // cannot fail, and serde_json writes UTF-8.
-        let whole = Whole {
-            obj: &obj,
-            labels: &l,
-            annotations: &a,
-            fields: &fields,
-        };
         let body = SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
-            let _ = serde_json::to_writer(&mut *buf, &whole);
+            write_body(buf, &obj, &metadata, &fields);
             Body::from_compact_json(std::str::from_utf8(buf).unwrap_or_default().into())
         });
         obj.body = body;
@@ -197,49 +251,103 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// An object's body as serde sees it: `apiVersion`, `kind`, `metadata`
-/// (`name`, `namespace`, `labels`, `annotations`), then the content's
-/// fields in their order.
-struct Whole<'a> {
-    obj: &'a MeshObject,
-    labels: &'a Map<String, Value>,
-    annotations: &'a Map<String, Value>,
-    fields: &'a Map<String, Value>,
+/// Labels or annotations: the stamped ones first, then the builder's
+/// (which replace a stamped one of the same key in place, as inserting
+/// into a map would).
+type Stamped<'a, const N: usize> = ([(&'a str, &'a str); N], &'a [(String, String)]);
+
+struct Metadata<'a> {
+    labels: Stamped<'a, 3>,
+    annotations: Stamped<'a, 2>,
 }
 
-impl serde::Serialize for Whole<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Metadata<'b>(&'b Whole<'b>);
-        impl serde::Serialize for Metadata<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let w = self.0;
-                let mut m = serializer.serialize_map(None)?;
-                m.serialize_entry("name", &w.obj.name)?;
-                if let Some(ns) = &w.obj.namespace {
-                    m.serialize_entry("namespace", ns)?;
-                }
-                m.serialize_entry("labels", w.labels)?;
-                m.serialize_entry("annotations", w.annotations)?;
-                m.end()
-            }
-        }
-        let mut m = serializer.serialize_map(None)?;
-        m.serialize_entry("apiVersion", &self.obj.api_version)?;
-        m.serialize_entry("kind", &self.obj.kind)?;
-        m.serialize_entry("metadata", &Metadata(self))?;
-        for (k, v) in self.fields {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+/// Sets `k` to `v`: in place when `k` is there, else last.
+fn set_pair(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
+    match pairs.iter_mut().find(|(key, _)| key == k) {
+        Some((_, slot)) => *slot = v.into(),
+        None => pairs.push((k.into(), v.into())),
     }
+}
+
+fn write_stamped<const N: usize>(out: &mut Vec<u8>, (stamped, set): &Stamped<'_, N>) {
+    let entries = stamped
+        .iter()
+        .map(|&(k, v)| {
+            let v = set.iter().find(|(key, _)| key == k).map_or(v, |(_, v)| v);
+            (k, v)
+        })
+        .chain(
+            set.iter()
+                .filter(|(k, _)| !stamped.iter().any(|(s, _)| s == k))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(out, k);
+        out.push(b':');
+        write_json(out, v);
+    }
+    out.push(b'}');
+}
+
+/// An object's body: `apiVersion`, `kind`, `metadata` (`name`,
+/// `namespace`, `labels`, `annotations`), then the content's fields in
+/// their order, as serde_json would write the tree.
+fn write_body(
+    out: &mut Vec<u8>,
+    obj: &MeshObject,
+    metadata: &Metadata,
+    fields: &[(String, Field)],
+) {
+    out.extend_from_slice(b"{\"apiVersion\":");
+    write_json(out, obj.api_version);
+    out.extend_from_slice(b",\"kind\":");
+    write_json(out, obj.kind);
+    out.extend_from_slice(b",\"metadata\":{\"name\":");
+    write_json(out, &obj.name);
+    if let Some(ns) = &obj.namespace {
+        out.extend_from_slice(b",\"namespace\":");
+        write_json(out, ns);
+    }
+    out.extend_from_slice(b",\"labels\":");
+    write_stamped(out, &metadata.labels);
+    out.extend_from_slice(b",\"annotations\":");
+    write_stamped(out, &metadata.annotations);
+    out.push(b'}');
+    for (k, v) in fields {
+        out.push(b',');
+        write_json(out, k);
+        out.push(b':');
+        match v {
+            Field::Tree(v) => write_json(out, v),
+            Field::Text(t) => out.extend_from_slice(&t.body),
+        }
+    }
+    out.push(b'}');
 }
 
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
 /// 16 hex digits: changes exactly when the content does.
-fn content_hash(fields: &Map<String, Value>) -> String {
+fn content_hash(fields: &[(String, Field)]) -> String {
     let mut text = Vec::with_capacity(4096);
-    canonical_map(fields, &mut text);
+    let mut sorted: Vec<&(String, Field)> = fields.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    text.push(b'{');
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        write_json(&mut text, k);
+        text.push(b':');
+        match v {
+            Field::Tree(v) => canonical(v, &mut text),
+            Field::Text(t) => text.extend_from_slice(&t.canonical),
+        }
+    }
+    text.push(b'}');
     let digest = Sha256::digest(&text);
     let mut hex = String::with_capacity(16);
     for b in &digest[..8] {
@@ -268,15 +376,14 @@ fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        // Writing JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, k);
+        write_json(out, k);
         out.push(b':');
         canonical(v, out);
     }
     out.push(b'}');
 }
 
-fn canonical(v: &Value, out: &mut Vec<u8>) {
+pub(crate) fn canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => canonical_map(m, out),
         Value::Array(items) => {
@@ -290,7 +397,7 @@ fn canonical(v: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         other => {
-            let _ = serde_json::to_writer(&mut *out, other);
+            write_json(out, other);
         }
     }
 }

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{gateway_duration, EmitError};
 use crate::ir::Service;
-use crate::object::MeshObject;
+use crate::object::{canonical, write_json, JsonText, MeshObject};
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -184,10 +184,6 @@ fn le_value(ms: u64) -> String {
     ms.to_string()
 }
 
-fn labels(s: &Service, slo: &Slo) -> Value {
-    json!({"namespace": s.namespace, "service": s.host, "slo": slo.name})
-}
-
 fn record_name(window: &str) -> String {
     format!("meshplan:slo_error_ratio:rate{window}")
 }
@@ -216,6 +212,14 @@ fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64)]) -> String {
         .join(" or ")
 }
 
+/// The compact JSON of `v`.
+fn json_text(v: &(impl serde::Serialize + ?Sized)) -> String {
+    let mut out = Vec::new();
+    write_json(&mut out, v);
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Shortest decimal that round-trips, without float noise (`0.0144`).
 fn fmt_f64(v: f64) -> String {
     let s = format!("{:.10}", v);
@@ -233,10 +237,28 @@ pub fn slo_rules(
     if s.slos.is_empty() {
         return None;
     }
-    let mut groups = Vec::new();
+    // Written as text, body and canonical side by side, without a tree:
+    // this object is a third of a large render's bytes. Keys: a group's
+    // `name`, `rules`; a recording rule's `record`, `expr`, `labels`; an
+    // alert's `alert`, `expr`, `labels`, `annotations` (sorted for the
+    // canonical text).
+    let mut spec = JsonText::default();
+    spec.both(br#"{"groups":["#);
     let sel = flavor.selector(s, None);
-    for slo in &s.slos {
-        let mut rules = Vec::new();
+    for (i, slo) in s.slos.iter().enumerate() {
+        if i > 0 {
+            spec.both(b",");
+        }
+        spec.both(br#"{"name":"#);
+        spec.string(&format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name));
+        spec.both(br#","rules":["#);
+        let mut rules = 0;
+        let mut next_rule = |spec: &mut JsonText| {
+            if rules > 0 {
+                spec.both(b",");
+            }
+            rules += 1;
+        };
         match ErrorRatio::of(flavor, &slo.sli) {
             None => errors.push(EmitError::new(
                 emitter,
@@ -244,12 +266,28 @@ pub fn slo_rules(
                 format!("SLO `{}` has no SLI", slo.name),
             )),
             Some(ratio) => {
+                // Sorted already: the same in both texts.
+                let labels = json_text(&json!({
+                    "namespace": s.namespace, "service": s.host, "slo": slo.name
+                }));
                 for w in WINDOWS {
-                    rules.push(Value::Object(serde_json::Map::from_iter([
-                        ("record".to_owned(), Value::String(record_name(w))),
-                        ("expr".to_owned(), Value::String(ratio.over(&sel, w))),
-                        ("labels".to_owned(), labels(s, slo)),
-                    ])));
+                    next_rule(&mut spec);
+                    let record = json_text(&record_name(w));
+                    let expr = json_text(&ratio.over(&sel, w));
+                    let [r, e, l] = [&record, &expr, &labels].map(String::as_bytes);
+                    spec.body.extend_from_slice(b"{\"record\":");
+                    spec.body.extend_from_slice(r);
+                    spec.body.extend_from_slice(b",\"expr\":");
+                    spec.body.extend_from_slice(e);
+                    spec.body.extend_from_slice(b",\"labels\":");
+                    spec.body.extend_from_slice(l);
+                    spec.canonical.extend_from_slice(b"{\"expr\":");
+                    spec.canonical.extend_from_slice(e);
+                    spec.canonical.extend_from_slice(b",\"labels\":");
+                    spec.canonical.extend_from_slice(l);
+                    spec.canonical.extend_from_slice(b",\"record\":");
+                    spec.canonical.extend_from_slice(r);
+                    spec.both(b"}");
                 }
             }
         }
@@ -276,22 +314,32 @@ pub fn slo_rules(
                 if let Some(url) = &alerting.runbook_url {
                     annotations["runbook_url"] = url.clone().into();
                 }
-                // Values moved in: `json!` would copy them (it serialises
-                // an embedded `Value` into a new one).
-                let mut alert = json!({
-                    "alert": format!("SLOBurnRate{}", if severity == "page" { "Page" } else { "Ticket" }),
-                    "expr": alert_expr(s, slo, windows),
-                });
-                alert["labels"] = Value::Object(l);
-                alert["annotations"] = annotations;
-                rules.push(alert);
+                let name = match severity {
+                    "page" => "SLOBurnRatePage",
+                    _ => "SLOBurnRateTicket",
+                };
+                let (l, expr) = (Value::Object(l), json_text(&alert_expr(s, slo, windows)));
+                next_rule(&mut spec);
+                spec.both(br#"{"alert":"#);
+                spec.string(name);
+                spec.body.extend_from_slice(b",\"expr\":");
+                spec.body.extend_from_slice(expr.as_bytes());
+                spec.body.extend_from_slice(b",\"labels\":");
+                write_json(&mut spec.body, &l);
+                spec.body.extend_from_slice(b",\"annotations\":");
+                write_json(&mut spec.body, &annotations);
+                spec.canonical.extend_from_slice(b",\"annotations\":");
+                canonical(&annotations, &mut spec.canonical);
+                spec.canonical.extend_from_slice(b",\"expr\":");
+                spec.canonical.extend_from_slice(expr.as_bytes());
+                spec.canonical.extend_from_slice(b",\"labels\":");
+                canonical(&l, &mut spec.canonical);
+                spec.both(b"}");
             }
         }
-        let mut group =
-            json!({"name": format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name)});
-        group["rules"] = Value::Array(rules);
-        groups.push(group);
+        spec.both(b"]}");
     }
+    spec.both(b"]}");
     Some(
         MeshObject::builder(
             emitter,
@@ -301,10 +349,7 @@ pub fn slo_rules(
             &format!("{}-slos-{}", s.name, flavor.name()),
             &s.origin,
         )
-        .spec(Value::Object(serde_json::Map::from_iter([(
-            "groups".into(),
-            Value::Array(groups),
-        )])))
+        .spec_text(spec)
         .build(),
     )
 }
