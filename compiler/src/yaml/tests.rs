@@ -196,6 +196,21 @@ fn implicit_types() -> Vec<Regex> {
     .collect()
 }
 
+#[test]
+fn words_and_bytes_agree_on_every_byte_at_every_place() {
+    // 17 bytes: two words and a tail; the second template puts spaces next
+    // to `:` and `#` across word boundaries.
+    for template in ["abcdefghijklmnopq", "abcdefg: #ijklm#o", "a: b #c d:e f# gh"] {
+        for at in 0..template.len() {
+            for c in 0..=u8::MAX {
+                let mut b = template.as_bytes().to_vec();
+                b[at] = c;
+                assert_eq!(plain_bytes(&b), plain_bytes_in(&b, 0, b.len()), "{b:?}");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
