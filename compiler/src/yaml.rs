@@ -96,8 +96,7 @@ impl<'a> Writer<'a> {
     /// The entries of the mapping at the cursor, at `indent`.
     fn map(&mut self, indent: usize, inline: bool) {
         self.members(b'}', indent, inline, |w, indent| {
-            let key = w.string();
-            write_string(&key, w.out);
+            w.string();
             w.i += 1; // ':'
             w.out.push(':');
             w.after_key(indent);
@@ -149,8 +148,7 @@ impl<'a> Writer<'a> {
     fn scalar(&mut self) {
         match self.peek() {
             b'"' => {
-                let s = self.string();
-                write_string(&s, self.out);
+                self.string();
             }
             b'{' | b'[' => {
                 let open = self.s[self.i];
@@ -173,13 +171,59 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// The JSON string at the cursor, written as a YAML scalar.
+    fn string(&mut self) {
+        // Eight bytes at a time, one pass both finds the end (or an escape)
+        // and sees whether every byte is printable ASCII other than a
+        // space, so that only the string's ends decide whether it is plain
+        // (nearly every key and value: most are a few bytes long, where
+        // memchr and then `plain_safe` cost twice as much).
+        let start = self.i + 1;
+        let s = self.s;
+        let mut j = start;
+        let mut other = false;
+        while let Some(chunk) = s.get(j..j + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            // Flags above the lowest are not exact (borrows), the lowest
+            // is; a flag below the stop comes from a byte below it.
+            let stop = zero_bytes(x ^ (ONES * u64::from(b'"')))
+                | zero_bytes(x ^ (ONES * u64::from(b'\\')));
+            let unusual = not_graphic(x);
+            if stop == 0 {
+                other |= unusual != 0;
+                j += 8;
+                continue;
+            }
+            let at = stop.trailing_zeros() / 8;
+            other |= unusual & ((1u64 << (at * 8)) - 1) != 0;
+            j += at as usize;
+            break;
+        }
+        while let Some(&c) = s.get(j).filter(|c| !matches!(c, b'"' | b'\\')) {
+            other |= !c.is_ascii_graphic();
+            j += 1;
+        }
+        if s.get(j) == Some(&b'"') {
+            self.i = j + 1;
+            let text = self.text(start, j);
+            let plain = match other {
+                false => plain_ends(text),
+                true => plain_safe(text),
+            };
+            return write_scalar(text, plain, self.out);
+        }
+        let text = self.escaped_string();
+        write_string(&text, self.out);
+    }
+
     /// The JSON string at the cursor, unescaped.
-    fn string(&mut self) -> Cow<'a, str> {
+    fn escaped_string(&mut self) -> Cow<'a, str> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
-        // memchr's vectorised search: strings are most of the text (a
-        // byte-at-a-time scan was 6 % of a large render).
+        // memchr's vectorised search (strings with escapes are PromQL, long).
         while let Some(k) = memchr::memchr2(b'"', b'\\', &self.s[j.min(self.s.len())..]) {
             j += k;
             if self.s[j] == b'"' {
@@ -229,7 +273,13 @@ fn unescape(raw: &str) -> String {
 
 /// `s` as a YAML scalar: plain, single- or double-quoted.
 fn write_string(s: &str, out: &mut String) {
-    if plain_safe(s) {
+    write_scalar(s, plain_safe(s), out);
+}
+
+/// `s` as a YAML scalar: plain when `plain` (what [`plain_safe`] says of
+/// it), else single- or double-quoted.
+fn write_scalar(s: &str, plain: bool, out: &mut String) {
+    if plain {
         out.push_str(s);
     } else if s.contains('"') && single_quotable(s) {
         out.push('\'');
@@ -265,6 +315,12 @@ fn single_quotable(s: &str) -> bool {
 /// timestamp, a merge key). Conservative: a string it refuses is quoted,
 /// which is always correct.
 pub fn plain_safe(s: &str) -> bool {
+    plain_ends(s) && plain_bytes(s.as_bytes())
+}
+
+/// What [`plain_safe`] asks of a string beside its bytes one by one: how
+/// it starts and ends, and that it reads as nothing but a string.
+fn plain_ends(s: &str) -> bool {
     let b = s.as_bytes();
     let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
         return false;
@@ -276,10 +332,7 @@ pub fn plain_safe(s: &str) -> bool {
     {
         return false;
     }
-    if last == b' ' || last == b':' || !plain_bytes(b) {
-        return false;
-    }
-    if s.starts_with("...") {
+    if last == b' ' || last == b':' || s.starts_with("...") {
         return false;
     }
     !resolves_to_other_type(s)
@@ -313,22 +366,34 @@ fn plain_bytes(b: &[u8]) -> bool {
     // Eight bytes at a time: a word of printable ASCII other than a space
     // (nearly all) needs no more look; one with anything else is looked at
     // byte by byte. This was 7 % of a large render one byte at a time.
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES * 0x80;
     let mut at = 0;
     for chunk in b.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        // A byte below `!` (0x21), or above `~` (0x7e) incl. non-ASCII.
-        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-        let above = (x.wrapping_add(ONES * (0x7f - 0x7e)) | x) & HIGH;
-        if below | above != 0 && !plain_bytes_in(b, at, at + 8) {
+        if not_graphic(u64::from_le_bytes(word)) != 0 && !plain_bytes_in(b, at, at + 8) {
             return false;
         }
         at += 8;
     }
     plain_bytes_in(b, at, b.len())
+}
+
+const ONES: u64 = u64::MAX / 255;
+const HIGH: u64 = ONES * 0x80;
+
+/// The high bit of each byte of `x` that is zero (exact for the lowest;
+/// a borrow may flag bytes above it).
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Flags bytes of `x` that are not printable ASCII other than a space:
+/// below `!` (0x21) or above `~` (0x7e), non-ASCII included. Exact for the
+/// lowest flag; a borrow or carry may flag bytes above it.
+fn not_graphic(x: u64) -> u64 {
+    let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+    let above = (x.wrapping_add(ONES * (0x7f - 0x7e)) | x) & HIGH;
+    below | above
 }
 
 /// [`plain_bytes`] for `b[from..to]`, one table lookup a byte; only a space

@@ -200,12 +200,41 @@ fn implicit_types() -> Vec<Regex> {
 fn words_and_bytes_agree_on_every_byte_at_every_place() {
     // 17 bytes: two words and a tail; the second template puts spaces next
     // to `:` and `#` across word boundaries.
-    for template in ["abcdefghijklmnopq", "abcdefg: #ijklm#o", "a: b #c d:e f# gh"] {
+    for template in [
+        "abcdefghijklmnopq",
+        "abcdefg: #ijklm#o",
+        "a: b #c d:e f# gh",
+    ] {
         for at in 0..template.len() {
             for c in 0..=u8::MAX {
                 let mut b = template.as_bytes().to_vec();
                 b[at] = c;
                 assert_eq!(plain_bytes(&b), plain_bytes_in(&b, 0, b.len()), "{b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn strings_are_written_as_write_string_decides_wherever_a_character_stands() {
+    // The word-at-a-time scan of a JSON string must decide as `plain_safe`
+    // does for every character at every place, across word boundaries.
+    for template in ["abcdefghijklmnopq", "a: b #c d:e f# g", "x", "12345678", ""] {
+        for at in 0..=template.len() {
+            for c in (0..0x80u8).map(char::from).chain(['é', '😀', '\u{2028}']) {
+                let mut s = template.to_owned();
+                s.insert(at, c);
+                let mut scalar = String::new();
+                write_string(&s, &mut scalar);
+                // As a value and as a key, with text after it (the scan
+                // reads whole words past the string's end).
+                let v = json!({"a": s, "b": "x"});
+                assert_eq!(yaml_of(&v), format!("a: {scalar}\nb: x\n"), "{s:?}");
+                let mut m = serde_json::Map::new();
+                m.insert(s.clone(), json!(1));
+                m.insert("after".into(), json!(1));
+                let v = Value::Object(m);
+                assert_eq!(yaml_of(&v), format!("{scalar}: 1\nafter: 1\n"), "{s:?}");
             }
         }
     }
