@@ -392,7 +392,9 @@ fn zero_bytes(x: u64) -> u64 {
 /// lowest flag; a borrow or carry may flag bytes above it.
 fn not_graphic(x: u64) -> u64 {
     let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-    let above = (x.wrapping_add(ONES * (0x7f - 0x7e)) | x) & HIGH;
+    // Adding 1 to each byte sets the high bit of 0x7f (DEL) and keeps it
+    // on bytes above; nothing below 0x7f reaches it.
+    let above = (x.wrapping_add(ONES) | x) & HIGH;
     below | above
 }
 
