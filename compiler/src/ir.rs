@@ -48,6 +48,8 @@ pub struct OriginData {
     pub intent: Arc<str>,
     pub file: Arc<str>,
     pub line: u32,
+    /// `file:line`, written once for every object the service makes.
+    pub source: Box<str>,
 }
 
 impl Origin {
@@ -56,6 +58,7 @@ impl Origin {
             intent: intent.into(),
             file: file.into(),
             line,
+            source: format!("{file}:{line}").into(),
         }))
     }
 }

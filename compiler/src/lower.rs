@@ -145,7 +145,7 @@ fn service(
         loaded.span.start.line,
     );
     let fail = |message: String| LowerError {
-        origin: format!("{}:{}", origin.file, origin.line),
+        origin: origin.source.to_string(),
         message,
     };
 

@@ -13,7 +13,6 @@
 //! | `meshplan.dev/content-hash` | annotation | SHA-256 (first 16 hex digits) of the object without its metadata |
 
 use std::cmp::Ordering;
-use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -217,7 +216,7 @@ impl ObjectBuilder {
             fields,
         } = self;
         let (intent_ns, intent) = obj.origin.intent.split_once('/').unwrap_or_default();
-        let source = format!("{}:{}", obj.origin.file, obj.origin.line);
+        let origin = obj.origin.clone();
         let hash = content_hash(&fields);
         let metadata = Metadata {
             labels: (
@@ -228,7 +227,10 @@ impl ObjectBuilder {
                 ],
                 &labels,
             ),
-            annotations: ([(SOURCE, &source), (CONTENT_HASH, &hash)], &annotations),
+            annotations: (
+                [(SOURCE, &origin.source), (CONTENT_HASH, &hash)],
+                &annotations,
+            ),
         };
         // The JSON serde_json would write for the whole tree, without
         // building it, in one pass, into a buffer kept between objects; the
@@ -332,28 +334,55 @@ fn write_body(
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
 /// 16 hex digits: changes exactly when the content does.
 fn content_hash(fields: &[(String, Field)]) -> String {
-    let mut text = Vec::with_capacity(4096);
-    let mut sorted: Vec<&(String, Field)> = fields.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    CANONICAL.with_borrow_mut(|text| {
+        text.clear();
+        canonical_fields(fields, text);
+        hex16(&Sha256::digest(&text[..]))
+    })
+}
+
+thread_local! {
+    /// The canonical text of the object being built, kept between objects.
+    static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The first 8 bytes of `digest` as 16 lowercase hex digits.
+fn hex16(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest
+        .iter()
+        .take(8)
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
+/// `fields` as one map, keys sorted, each value as [`canonical`] writes it.
+fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
+    // Nearly always one field (`spec`): nothing to sort, nothing to
+    // allocate.
+    let mut sorted: Vec<&(String, Field)> = Vec::new();
+    if !fields.windows(2).all(|w| w[0].0 <= w[1].0) {
+        sorted.extend(fields.iter());
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    let in_order: &mut dyn Iterator<Item = &(String, Field)> = match sorted.is_empty() {
+        true => &mut fields.iter(),
+        false => &mut sorted.into_iter(),
+    };
     text.push(b'{');
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
+    for (i, (k, v)) in in_order.enumerate() {
         if i > 0 {
             text.push(b',');
         }
-        write_json(&mut text, k);
+        write_json(text, k);
         text.push(b':');
         match v {
-            Field::Tree(v) => canonical(v, &mut text),
+            Field::Tree(v) => canonical(v, text),
             Field::Text(t) => text.extend_from_slice(&t.canonical),
         }
     }
     text.push(b'}');
-    let digest = Sha256::digest(&text);
-    let mut hex = String::with_capacity(16);
-    for b in &digest[..8] {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
 }
 
 fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
