@@ -87,11 +87,25 @@ impl JsonText {
         self.canonical.extend_from_slice(&self.body[start..]);
     }
 
-    /// Appends `v` to both: in its order to the body, keys sorted to the
-    /// canonical text.
-    pub fn value(&mut self, v: &Value) {
-        write_json(&mut self.body, v);
-        canonical(v, &mut self.canonical);
+    /// The texts of `v`: in its order, and keys sorted.
+    pub fn of(v: &Value) -> JsonText {
+        let mut t = JsonText::default();
+        write_json(&mut t.body, v);
+        canonical(v, &mut t.canonical);
+        t
+    }
+
+    /// Appends a map of `(key, body text, canonical text)` entries: in this
+    /// order to the body, keys sorted to the canonical text.
+    pub fn map(&mut self, entries: &mut [(&str, &[u8], &[u8])]) {
+        let text = |out: &mut Vec<u8>, t: &[u8]| out.extend_from_slice(t);
+        write_map(&mut self.body, entries.iter().map(|e| (e.0, e.1)), text);
+        entries.sort_unstable_by_key(|e| e.0);
+        write_map(
+            &mut self.canonical,
+            entries.iter().map(|e| (e.0, e.2)),
+            text,
+        );
     }
 }
 
@@ -99,6 +113,24 @@ impl JsonText {
 /// fail.
 pub(crate) fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
     let _ = serde_json::to_writer(out, v);
+}
+
+/// A JSON map of `entries`, each value written by `value`.
+fn write_map<'k, V>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'k str, V)>,
+    mut value: impl FnMut(&mut Vec<u8>, V),
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(out, k);
+        out.push(b':');
+        value(out, v);
+    }
+    out.push(b'}');
 }
 
 impl MeshObject {
@@ -283,16 +315,7 @@ fn write_stamped<const N: usize>(out: &mut Vec<u8>, (stamped, set): &Stamped<'_,
                 .filter(|(k, _)| !stamped.iter().any(|(s, _)| s == k))
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-    out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json(out, k);
-        out.push(b':');
-        write_json(out, v);
-    }
-    out.push(b'}');
+    write_map(out, entries, write_json);
 }
 
 /// An object's body: `apiVersion`, `kind`, `metadata` (`name`,
@@ -319,16 +342,24 @@ fn write_body(
     out.extend_from_slice(b",\"annotations\":");
     write_stamped(out, &metadata.annotations);
     out.push(b'}');
-    for (k, v) in fields {
-        out.push(b',');
-        write_json(out, k);
-        out.push(b':');
-        match v {
+    // The fields continue the body's map: written as a map of their own,
+    // its `{` becomes the `,` after `metadata` (or is dropped).
+    let start = out.len();
+    write_map(
+        out,
+        fields.iter().map(|(k, v)| (k.as_str(), v)),
+        |out, v| match v {
             Field::Tree(v) => write_json(out, v),
             Field::Text(t) => out.extend_from_slice(&t.body),
+        },
+    );
+    match fields.is_empty() {
+        true => {
+            out.truncate(start);
+            out.push(b'}');
         }
+        false => out[start] = b',',
     }
-    out.push(b'}');
 }
 
 /// SHA-256 of the canonical JSON of an object's content (keys sorted), first
@@ -370,19 +401,14 @@ fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
         true => &mut fields.iter(),
         false => &mut sorted.into_iter(),
     };
-    text.push(b'{');
-    for (i, (k, v)) in in_order.enumerate() {
-        if i > 0 {
-            text.push(b',');
-        }
-        write_json(text, k);
-        text.push(b':');
-        match v {
+    write_map(
+        text,
+        in_order.map(|(k, v)| (k.as_str(), v)),
+        |text, v| match v {
             Field::Tree(v) => canonical(v, text),
             Field::Text(t) => text.extend_from_slice(&t.canonical),
-        }
-    }
-    text.push(b'}');
+        },
+    );
 }
 
 fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
@@ -400,16 +426,8 @@ fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
         &mut large
     };
     entries.sort_unstable_by(|a, b| a.map(|e| e.0).cmp(&b.map(|e| e.0)));
-    out.push(b'{');
-    for (i, (k, v)) in entries.iter().flatten().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json(out, k);
-        out.push(b':');
-        canonical(v, out);
-    }
-    out.push(b'}');
+    let entries = entries.iter().flatten().map(|(k, v)| (k.as_str(), *v));
+    write_map(out, entries, |out, v| canonical(v, out));
 }
 
 pub(crate) fn canonical(v: &Value, out: &mut Vec<u8>) {

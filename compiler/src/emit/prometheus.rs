@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{gateway_duration, EmitError};
 use crate::ir::Service;
-use crate::object::{canonical, write_json, JsonText, MeshObject};
+use crate::object::{write_json, JsonText, MeshObject};
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -298,19 +298,7 @@ pub fn slo_rules(
                     let record = json_text(&record_name(w));
                     let expr = ratio.over(&sel, w);
                     let [r, e, l] = [&record, &expr, &labels].map(String::as_bytes);
-                    spec.body.extend_from_slice(b"{\"record\":");
-                    spec.body.extend_from_slice(r);
-                    spec.body.extend_from_slice(b",\"expr\":");
-                    spec.body.extend_from_slice(e);
-                    spec.body.extend_from_slice(b",\"labels\":");
-                    spec.body.extend_from_slice(l);
-                    spec.canonical.extend_from_slice(b"{\"expr\":");
-                    spec.canonical.extend_from_slice(e);
-                    spec.canonical.extend_from_slice(b",\"labels\":");
-                    spec.canonical.extend_from_slice(l);
-                    spec.canonical.extend_from_slice(b",\"record\":");
-                    spec.canonical.extend_from_slice(r);
-                    spec.both(b"}");
+                    spec.map(&mut [("record", r, r), ("expr", e, e), ("labels", l, l)]);
                 }
             }
         }
@@ -341,23 +329,16 @@ pub fn slo_rules(
                     "page" => "SLOBurnRatePage",
                     _ => "SLOBurnRateTicket",
                 };
-                let (l, expr) = (Value::Object(l), alert_expr(s, slo, windows));
+                let (name, expr) = (json_text(name), alert_expr(s, slo, windows));
+                let (n, e) = (name.as_bytes(), expr.as_bytes());
+                let (l, a) = (JsonText::of(&Value::Object(l)), JsonText::of(&annotations));
                 next_rule(&mut spec);
-                spec.both(br#"{"alert":"#);
-                spec.string(name);
-                spec.body.extend_from_slice(b",\"expr\":");
-                spec.body.extend_from_slice(expr.as_bytes());
-                spec.body.extend_from_slice(b",\"labels\":");
-                write_json(&mut spec.body, &l);
-                spec.body.extend_from_slice(b",\"annotations\":");
-                write_json(&mut spec.body, &annotations);
-                spec.canonical.extend_from_slice(b",\"annotations\":");
-                canonical(&annotations, &mut spec.canonical);
-                spec.canonical.extend_from_slice(b",\"expr\":");
-                spec.canonical.extend_from_slice(expr.as_bytes());
-                spec.canonical.extend_from_slice(b",\"labels\":");
-                canonical(&l, &mut spec.canonical);
-                spec.both(b"}");
+                spec.map(&mut [
+                    ("alert", n, n),
+                    ("expr", e, e),
+                    ("labels", &l.body, &l.canonical),
+                    ("annotations", &a.body, &a.canonical),
+                ]);
             }
         }
         spec.both(b"]}");
