@@ -62,11 +62,12 @@ enum Field {
 }
 
 /// A value an emitter wrote as JSON text itself, without building a tree
-/// (the PrometheusRule, a third of a large render's bytes): the compact
+/// (the PrometheusRule, over half of a large render's bytes): the compact
 /// text as the body shows it, and the canonical text (every map's keys
 /// sorted, as [`canonical`] writes a tree) the content hash is taken of.
 /// Both are JSON as serde_json writes it: tests compare them with the
-/// tree's.
+/// tree's, and the golden renders' content hashes would change if the
+/// canonical text did.
 #[derive(Debug, Default)]
 pub struct JsonText {
     pub body: Vec<u8>,
@@ -714,6 +715,31 @@ mod tests {
         expected["data"] = json!({"k": "v"});
         expected["immutable"] = json!(true);
         assert_eq!(full.body.json(), serde_json::to_string(&expected).unwrap());
+    }
+
+    #[test]
+    fn json_text_maps_are_the_trees_texts_in_both_orders() {
+        let tree = json!({"record": "r", "expr": "x{a=\"b\"}", "labels": {"z": "1", "a": "2"}});
+        let text = |v: &Value| serde_json::to_vec(v).unwrap();
+        let (r, e, labels) = (
+            text(&tree["record"]),
+            text(&tree["expr"]),
+            JsonText::of(&tree["labels"]),
+        );
+        let mut t = JsonText::default();
+        t.map(&mut [
+            ("record", &r, &r),
+            ("expr", &e, &e),
+            ("labels", &labels.body, &labels.canonical),
+        ]);
+        assert_eq!(t.body, text(&tree));
+        let mut sorted = Vec::new();
+        canonical(&tree, &mut sorted);
+        assert_eq!(t.canonical, sorted);
+        assert_eq!(
+            String::from_utf8(sorted).unwrap(),
+            r#"{"expr":"x{a=\"b\"}","labels":{"a":"2","z":"1"},"record":"r"}"#
+        );
     }
 
     #[test]
