@@ -176,8 +176,9 @@ impl<'a> Writer<'a> {
         // Eight bytes at a time, one pass both finds the end (or an escape)
         // and sees whether every byte is printable ASCII other than a
         // space, so that only the string's ends decide whether it is plain
-        // (nearly every key and value: most are a few bytes long, where
-        // memchr and then `plain_safe` cost twice as much).
+        // (nearly every key and value). Most are a few bytes long, where a
+        // memchr call and then a second pass over the bytes cost more
+        // (−2.6 % instructions for a Linkerd render).
         let start = self.i + 1;
         let s = self.s;
         let mut j = start;
