@@ -1,0 +1,220 @@
+use serde_json::json;
+
+use super::*;
+
+fn origin() -> Origin {
+    Origin::new("shop/web", "shop/web.yaml", 3)
+}
+
+#[test]
+fn stamps_ownership_and_source() {
+    let o = MeshObject::builder(
+        "istio",
+        "networking.istio.io/v1",
+        "VirtualService",
+        "shop",
+        "web",
+        &origin(),
+    )
+    .spec(json!({"hosts": ["web"]}))
+    .build();
+    let body = o.body.value();
+    let md = &body["metadata"];
+    assert_eq!(md["labels"][MANAGED_BY], "meshplan");
+    assert_eq!(md["labels"][INTENT], "web");
+    assert_eq!(md["labels"][INTENT_NAMESPACE], "shop");
+    assert_eq!(md["annotations"][SOURCE], "shop/web.yaml:3");
+    assert_eq!(md["annotations"][CONTENT_HASH].as_str().unwrap().len(), 16);
+    assert_eq!(
+        o.file_path(),
+        "shop/networking.istio.io.virtualservice-web.yaml"
+    );
+}
+
+#[test]
+fn the_body_is_the_json_of_the_whole_tree() {
+    let hash = |o: &MeshObject| o.body.value()["metadata"]["annotations"][CONTENT_HASH].clone();
+    let bare = MeshObject::builder("x", "v1", "ConfigMap", "ns", "a", &origin()).build();
+    let expected = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "namespace": "ns",
+            "labels": {MANAGED_BY: MANAGER, INTENT: "web", INTENT_NAMESPACE: "shop"},
+            "annotations": {SOURCE: "shop/web.yaml:3", CONTENT_HASH: hash(&bare)}},
+    });
+    assert_eq!(bare.body.json(), serde_json::to_string(&expected).unwrap());
+    let full = MeshObject::builder("x", "v1", "ConfigMap", "ns", "a", &origin())
+        .label("l", "\"q\"")
+        .field("data", json!({"k": "v"}))
+        .field("immutable", json!(true))
+        .build();
+    let mut expected = expected;
+    expected["metadata"]["labels"]["l"] = json!("\"q\"");
+    expected["metadata"]["annotations"][CONTENT_HASH] = hash(&full);
+    expected["data"] = json!({"k": "v"});
+    expected["immutable"] = json!(true);
+    assert_eq!(full.body.json(), serde_json::to_string(&expected).unwrap());
+}
+
+#[test]
+fn json_text_maps_are_the_trees_texts_in_both_orders() {
+    let tree = json!({"record": "r", "expr": "x{a=\"b\"}", "labels": {"z": "1", "a": "2"}});
+    let text = |v: &Value| serde_json::to_vec(v).unwrap();
+    let (r, e, labels) = (
+        text(&tree["record"]),
+        text(&tree["expr"]),
+        JsonText::of(&tree["labels"]),
+    );
+    let mut t = JsonText::default();
+    t.map(&mut [
+        ("record", &r, &r),
+        ("expr", &e, &e),
+        ("labels", &labels.body, &labels.canonical),
+    ]);
+    assert_eq!(t.body, text(&tree));
+    let mut sorted = Vec::new();
+    canonical(&tree, &mut sorted);
+    assert_eq!(t.canonical, sorted);
+    assert_eq!(
+        String::from_utf8(sorted).unwrap(),
+        r#"{"expr":"x{a=\"b\"}","labels":{"a":"2","z":"1"},"record":"r"}"#
+    );
+}
+
+#[test]
+fn the_hash_follows_content_not_key_order() {
+    let a = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+        .spec(json!({"a": 1, "b": 2}))
+        .build();
+    let mut m = Map::new();
+    m.insert("b".into(), json!(2));
+    m.insert("a".into(), json!(1));
+    let b = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+        .spec(Value::Object(m))
+        .build();
+    let c = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
+        .spec(json!({"a": 1, "b": 3}))
+        .build();
+    let hash = |o: &MeshObject| o.body.value()["metadata"]["annotations"][CONTENT_HASH].clone();
+    assert_eq!(hash(&a), hash(&b));
+    assert_ne!(hash(&a), hash(&c));
+}
+
+#[test]
+fn identical_objects_of_two_targets_become_one() {
+    let mk = |emitter: &'static str, ann: &str, port: u32| {
+        MeshObject::builder(emitter, "v1", "Service", "ns", "web-v1", &origin())
+            .annotation(ann, "x")
+            .spec(json!({"ports": [{"port": port}]}))
+            .build()
+    };
+    let merged =
+        merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 80)]).unwrap();
+    assert_eq!(merged.len(), 1);
+    let body = merged[0].body.value();
+    let ann = &body["metadata"]["annotations"];
+    assert_eq!(
+        (ann["a"].as_str(), ann["b"].as_str()),
+        (Some("x"), Some("x"))
+    );
+    let err =
+        merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 81)]).unwrap_err();
+    assert!(err.contains("Service ns/web-v1"), "{err}");
+    // Others keep their order around the merged ones.
+    let named = |name: &str| {
+        MeshObject::builder("x", "v1", "Service", "ns", name, &origin())
+            .spec(json!({}))
+            .build()
+    };
+    let mut objects = vec![
+        named("a"),
+        mk("gateway-api", "a", 80),
+        mk("linkerd", "b", 80),
+    ];
+    objects.extend([named("x"), named("y"), named("y"), named("z")]);
+    let names: Vec<String> = merge_duplicates(objects)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, ["a", "web-v1", "x", "y", "z"]);
+}
+
+#[test]
+fn sorts_by_kind_group_namespace_name() {
+    let mk = |api: &'static str, kind: &'static str, ns: &str, name: &str| {
+        MeshObject::builder("x", api, kind, ns, name, &origin()).build()
+    };
+    let mut v = vec![
+        mk("policy.linkerd.io/v1beta3", "HTTPRoute", "a", "z"),
+        mk("v1", "Service", "a", "a"),
+        mk("gateway.networking.k8s.io/v1", "HTTPRoute", "b", "a"),
+        mk("gateway.networking.k8s.io/v1", "HTTPRoute", "a", "b"),
+    ];
+    sort(&mut v);
+    let names: Vec<String> = v
+        .iter()
+        .map(|o| format!("{} {}", o.api_version, o.display_name()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "gateway.networking.k8s.io/v1 HTTPRoute a/b",
+            "gateway.networking.k8s.io/v1 HTTPRoute b/a",
+            "policy.linkerd.io/v1beta3 HTTPRoute a/z",
+            "v1 Service a/a",
+        ]
+    );
+}
+
+#[test]
+fn sorting_by_ranks_gives_the_order_of_the_whole_keys() {
+    let kinds = [
+        ("v1", "Service"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("policy.linkerd.io/v1beta3", "HTTPRoute"),
+        ("networking.istio.io/v1", "VirtualService"),
+    ];
+    let emitters = ["istio", "linkerd", "gateway-api"];
+    // A fixed pseudo-random sequence: every mix of kind, namespace,
+    // name and emitter, some repeated, in no order.
+    let mut x: u64 = 7;
+    let mut next = move |n: usize| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as usize % n
+    };
+    let mut v: Vec<MeshObject> = (0..500)
+        .map(|_| {
+            let (api, kind) = kinds[next(kinds.len())];
+            let ns = format!("ns{}", next(7));
+            let name = format!("svc{}", next(40));
+            MeshObject::builder(emitters[next(3)], api, kind, &ns, &name, &origin()).build()
+        })
+        .collect();
+    let mut expected = v.clone();
+    sort_by_keys(&mut expected);
+    sort(&mut v);
+    let ids = |v: &[MeshObject]| -> Vec<String> {
+        v.iter()
+            .map(|o| format!("{} {} {}", o.api_version, o.display_name(), o.emitter))
+            .collect()
+    };
+    assert_eq!(ids(&v), ids(&expected));
+}
+
+#[test]
+fn sorts_one_identity_from_several_targets_in_target_order() {
+    let mk = |emitter: &'static str| {
+        MeshObject::builder(emitter, "v1", "Service", "a", "web-v1", &origin()).build()
+    };
+    for input in [
+        ["gateway-api", "linkerd", "istio"],
+        ["linkerd", "istio", "gateway-api"],
+    ] {
+        let mut v: Vec<MeshObject> = input.into_iter().map(mk).collect();
+        sort(&mut v);
+        let emitters: Vec<&str> = v.iter().map(|o| o.emitter).collect();
+        assert_eq!(emitters, ["istio", "linkerd", "gateway-api"]);
+    }
+}
