@@ -98,15 +98,11 @@ impl JsonText {
 
     /// Appends a map of `(key, body text, canonical text)` entries: in this
     /// order to the body, keys sorted to the canonical text.
-    pub fn map(&mut self, entries: &mut [(&str, &[u8], &[u8])]) {
+    pub fn map(&mut self, entries: &[(&str, &[u8], &[u8])]) {
         let text = |out: &mut Vec<u8>, t: &[u8]| out.extend_from_slice(t);
         write_map(&mut self.body, entries.iter().map(|e| (e.0, e.1)), text);
-        entries.sort_unstable_by_key(|e| e.0);
-        write_map(
-            &mut self.canonical,
-            entries.iter().map(|e| (e.0, e.2)),
-            text,
-        );
+        let canonical = entries.iter().map(|e| (e.0, e.2));
+        write_sorted_map(&mut self.canonical, canonical, text);
     }
 }
 
@@ -232,11 +228,7 @@ impl ObjectBuilder {
     }
 
     fn set(mut self, k: &str, v: Field) -> Self {
-        // A handful of fields: a scan, not a map.
-        match self.fields.iter_mut().find(|(key, _)| key == k) {
-            Some((_, slot)) => *slot = v,
-            None => self.fields.push((k.into(), v)),
-        }
+        set_pair(&mut self.fields, k, v);
         self
     }
 
@@ -249,7 +241,6 @@ impl ObjectBuilder {
             fields,
         } = self;
         let (intent_ns, intent) = obj.origin.intent.split_once('/').unwrap_or_default();
-        let origin = obj.origin.clone();
         let hash = content_hash(&fields);
         let metadata = Metadata {
             labels: (
@@ -261,7 +252,7 @@ impl ObjectBuilder {
                 &labels,
             ),
             annotations: (
-                [(SOURCE, &origin.source), (CONTENT_HASH, &hash)],
+                [(SOURCE, &obj.origin.source), (CONTENT_HASH, &hash)],
                 &annotations,
             ),
         };
@@ -296,8 +287,9 @@ struct Metadata<'a> {
     annotations: Stamped<'a, 2>,
 }
 
-/// Sets `k` to `v`: in place when `k` is there, else last.
-fn set_pair(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
+/// Sets `k` to `v`: in place when `k` is there, else last (a handful of
+/// entries: a scan, not a map).
+fn set_pair<V>(pairs: &mut Vec<(String, V)>, k: &str, v: impl Into<V>) {
     match pairs.iter_mut().find(|(key, _)| key == k) {
         Some((_, slot)) => *slot = v.into(),
         None => pairs.push((k.into(), v.into())),
@@ -391,44 +383,40 @@ fn hex16(digest: &[u8]) -> String {
 
 /// `fields` as one map, keys sorted, each value as [`canonical`] writes it.
 fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
-    // Nearly always one field (`spec`): nothing to sort, nothing to
-    // allocate.
-    let mut sorted: Vec<&(String, Field)> = Vec::new();
-    if !fields.windows(2).all(|w| w[0].0 <= w[1].0) {
-        sorted.extend(fields.iter());
-        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    }
-    let in_order: &mut dyn Iterator<Item = &(String, Field)> = match sorted.is_empty() {
-        true => &mut fields.iter(),
-        false => &mut sorted.into_iter(),
-    };
-    write_map(
-        text,
-        in_order.map(|(k, v)| (k.as_str(), v)),
-        |text, v| match v {
-            Field::Tree(v) => canonical(v, text),
-            Field::Text(t) => text.extend_from_slice(&t.canonical),
-        },
-    );
+    let entries = fields.iter().map(|(k, v)| (k.as_str(), v));
+    write_sorted_map(text, entries, |text, v| match v {
+        Field::Tree(v) => canonical(v, text),
+        Field::Text(t) => text.extend_from_slice(&t.canonical),
+    });
 }
 
 fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
-    // Emitted maps have a handful of keys: sort them on the stack.
+    let entries = m.iter().map(|(k, v)| (k.as_str(), v));
+    write_sorted_map(out, entries, |out, v| canonical(v, out));
+}
+
+/// [`write_map`] with the keys sorted. Emitted maps have a handful of
+/// keys: they are sorted on the stack, without allocating.
+fn write_sorted_map<'k, V: Copy>(
+    out: &mut Vec<u8>,
+    entries: impl ExactSizeIterator<Item = (&'k str, V)>,
+    value: impl FnMut(&mut Vec<u8>, V),
+) {
     const SMALL: usize = 16;
-    let mut small: [Option<(&String, &Value)>; SMALL] = [None; SMALL];
+    let mut small: [Option<(&str, V)>; SMALL] = [None; SMALL];
     let mut large = Vec::new();
-    let entries: &mut [Option<(&String, &Value)>] = if m.len() <= SMALL {
-        for (slot, e) in small.iter_mut().zip(m.iter()) {
+    let n = entries.len();
+    let slots: &mut [Option<(&str, V)>] = if n <= SMALL {
+        for (slot, e) in small.iter_mut().zip(entries) {
             *slot = Some(e);
         }
-        &mut small[..m.len()]
+        &mut small[..n]
     } else {
-        large.extend(m.iter().map(Some));
+        large.extend(entries.map(Some));
         &mut large
     };
-    entries.sort_unstable_by(|a, b| a.map(|e| e.0).cmp(&b.map(|e| e.0)));
-    let entries = entries.iter().flatten().map(|(k, v)| (k.as_str(), *v));
-    write_map(out, entries, |out, v| canonical(v, out));
+    slots.sort_unstable_by(|a, b| a.map(|e| e.0).cmp(&b.map(|e| e.0)));
+    write_map(out, slots.iter().flatten().copied(), value);
 }
 
 pub(crate) fn canonical(v: &Value, out: &mut Vec<u8>) {

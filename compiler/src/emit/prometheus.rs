@@ -298,7 +298,7 @@ pub fn slo_rules(
                     let record = json_text(&record_name(w));
                     let expr = ratio.over(&sel, w);
                     let [r, e, l] = [&record, &expr, &labels].map(String::as_bytes);
-                    spec.map(&mut [("record", r, r), ("expr", e, e), ("labels", l, l)]);
+                    spec.map(&[("record", r, r), ("expr", e, e), ("labels", l, l)]);
                 }
             }
         }
@@ -333,7 +333,7 @@ pub fn slo_rules(
                 let (n, e) = (name.as_bytes(), expr.as_bytes());
                 let (l, a) = (JsonText::of(&Value::Object(l)), JsonText::of(&annotations));
                 next_rule(&mut spec);
-                spec.map(&mut [
+                spec.map(&[
                     ("alert", n, n),
                     ("expr", e, e),
                     ("labels", &l.body, &l.canonical),

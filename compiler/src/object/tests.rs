@@ -65,7 +65,7 @@ fn json_text_maps_are_the_trees_texts_in_both_orders() {
         JsonText::of(&tree["labels"]),
     );
     let mut t = JsonText::default();
-    t.map(&mut [
+    t.map(&[
         ("record", &r, &r),
         ("expr", &e, &e),
         ("labels", &labels.body, &labels.canonical),
