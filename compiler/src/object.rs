@@ -88,6 +88,16 @@ impl JsonText {
         self.canonical.extend_from_slice(&self.body[start..]);
     }
 
+    /// JSON text whose maps have their keys sorted already: the body's
+    /// text is the canonical text.
+    pub fn sorted(text: String) -> JsonText {
+        let body = text.into_bytes();
+        JsonText {
+            canonical: body.clone(),
+            body,
+        }
+    }
+
     /// The texts of `v`: in its order, and keys sorted.
     pub fn of(v: &Value) -> JsonText {
         let mut t = JsonText::default();
@@ -110,6 +120,14 @@ impl JsonText {
 /// fail.
 pub(crate) fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
     let _ = serde_json::to_writer(out, v);
+}
+
+/// The compact JSON of `v`.
+pub(crate) fn json_text(v: &(impl serde::Serialize + ?Sized)) -> String {
+    let mut out = Vec::new();
+    write_json(&mut out, v);
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A JSON map of `entries`, each value written by `value`.

@@ -252,10 +252,26 @@ fn display_name(root: &FsPath, p: &FsPath) -> String {
 
 /// Parses and types every document. Pure: no file system.
 pub fn parse(sources: &Sources) -> (Repository, Vec<Diagnostic>) {
+    parse_files(sources.files.iter().cloned())
+}
+
+/// [`parse`], keeping the sources' text rather than copying it.
+pub fn parse_owned(sources: Sources) -> (Repository, Vec<Diagnostic>) {
+    parse_files(sources.files.into_iter())
+}
+
+fn parse_files(
+    files: impl ExactSizeIterator<Item = (String, String)>,
+) -> (Repository, Vec<Diagnostic>) {
     let mut repo = Repository::default();
     let mut diags = Vec::new();
-    for (name, text) in &sources.files {
-        let file = SourceFile::new(name.clone(), text.clone());
+    // A file holds a service, mostly: the intents' vector is not grown
+    // by doubling (and copied whole each time).
+    repo.services.reserve(files.len());
+    repo.files.reserve(files.len());
+    for (name, text) in files {
+        let file = SourceFile::new(name, text);
+        let (name, text) = (&file.name, &file.text);
         repo.files.push(Arc::clone(&file));
         let (docs, errors) = yaml::parse(text);
         for e in errors {

@@ -31,7 +31,7 @@ use super::{
     Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
-use crate::object::MeshObject;
+use crate::object::{json_text, JsonText, MeshObject};
 
 const NAME: &str = "linkerd";
 const POLICY: &str = "policy.linkerd.io/v1beta3";
@@ -203,6 +203,19 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         Protocol::Grpc => "gRPC",
         Protocol::Tcp => "opaque",
     };
+    // Written as text (see `JsonText`); labels are sorted by key.
+    let selector = format!(r#"{{"matchLabels":{}}}"#, json_text(&s.workload_selector));
+    let port = p.target_port.to_string();
+    let [protocol, access_policy] = [protocol, access_policy].map(json_text);
+    let [sel, port, protocol, access] =
+        [&selector, &port, &protocol, &access_policy].map(String::as_bytes);
+    let mut spec = JsonText::default();
+    spec.map(&[
+        ("podSelector", sel, sel),
+        ("port", port, port),
+        ("proxyProtocol", protocol, protocol),
+        ("accessPolicy", access, access),
+    ]);
     MeshObject::builder(
         NAME,
         POLICY,
@@ -211,12 +224,7 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         &server_name(s, p),
         &s.origin,
     )
-    .spec(json!({
-        "podSelector": {"matchLabels": s.workload_selector},
-        "port": p.target_port,
-        "proxyProtocol": protocol,
-        "accessPolicy": access_policy,
-    }))
+    .spec_text(spec)
     .build()
 }
 
@@ -255,7 +263,10 @@ fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut V
                 &authn,
                 &s.origin,
             )
-            .spec(json!({"identities": identities}))
+            .spec_text(JsonText::sorted(format!(
+                r#"{{"identities":{}}}"#,
+                json_text(&identities)
+            )))
             .build(),
         );
         let ports: Vec<&Port> = if rule.ports.is_empty() {
@@ -277,32 +288,50 @@ fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut V
             continue;
         }
         for p in ports {
-            let target = if (!rule.methods.is_empty() || !rule.paths.is_empty())
-                && p.protocol.is_l7()
-            {
-                // Methods and paths: an inbound route on the Server that
-                // matches them, and the authorization on that route.
-                let route = format!("{}-allow-{i}-{}", s.name, p.name);
-                out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
-                routed.insert(p.name.clone());
-                json!({"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": route})
-            } else {
-                whole.insert(p.name.clone());
-                json!({"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)})
-            };
+            let target =
+                if (!rule.methods.is_empty() || !rule.paths.is_empty()) && p.protocol.is_l7() {
+                    // Methods and paths: an inbound route on the Server that
+                    // matches them, and the authorization on that route.
+                    let route = format!("{}-allow-{i}-{}", s.name, p.name);
+                    out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
+                    routed.insert(p.name.clone());
+                    policy_ref("HTTPRoute", &route)
+                } else {
+                    whole.insert(p.name.clone());
+                    policy_ref("Server", &server_name(s, p))
+                };
+            let required = format!("[{}]", policy_ref("MeshTLSAuthentication", &authn));
+            let [target, required] = [&target, &required].map(String::as_bytes);
+            let mut spec = JsonText::default();
+            spec.map(&[
+                ("targetRef", target, target),
+                ("requiredAuthenticationRefs", required, required),
+            ]);
             out.push(
-                MeshObject::builder(NAME, POLICY_ALPHA, "AuthorizationPolicy", &s.namespace, &format!("{authn}-{}", p.name), &s.origin)
-                    .spec(json!({
-                        "targetRef": target,
-                        "requiredAuthenticationRefs": [
-                            {"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": authn}
-                        ],
-                    }))
-                    .build(),
+                MeshObject::builder(
+                    NAME,
+                    POLICY_ALPHA,
+                    "AuthorizationPolicy",
+                    &s.namespace,
+                    &format!("{authn}-{}", p.name),
+                    &s.origin,
+                )
+                .spec_text(spec)
+                .build(),
             );
         }
     }
     catch_all_routes(s, &routed, &whole, out);
+}
+
+/// A reference to a `policy.linkerd.io` object, as JSON text (its keys
+/// sorted: the same in both texts).
+fn policy_ref(kind: &str, name: &str) -> String {
+    format!(
+        r#"{{"group":"policy.linkerd.io","kind":{},"name":{}}}"#,
+        json_text(kind),
+        json_text(name)
+    )
 }
 
 fn catch_all_routes(
@@ -333,43 +362,65 @@ fn inbound_route(
     methods: &[String],
     paths: &[String],
 ) -> MeshObject {
-    let path_matches: Vec<Option<Value>> = if paths.is_empty() {
+    // Written as text (see `JsonText`). A path match's keys are sorted.
+    let path_matches: Vec<Option<String>> = if paths.is_empty() {
         vec![None]
     } else {
         paths
             .iter()
             .map(|path| {
-                Some(match path.strip_suffix('*') {
-                    Some(prefix) => json!({"type": "PathPrefix", "value": prefix}),
-                    None => json!({"type": "Exact", "value": path}),
-                })
+                let (kind, value) = match path.strip_suffix('*') {
+                    Some(prefix) => ("PathPrefix", prefix),
+                    None => ("Exact", path.as_str()),
+                };
+                Some(format!(
+                    r#"{{"type":"{kind}","value":{}}}"#,
+                    json_text(value)
+                ))
             })
             .collect()
     };
-    let method_list: Vec<Option<&String>> = if methods.is_empty() {
+    let method_list: Vec<Option<String>> = if methods.is_empty() {
         vec![None]
     } else {
-        methods.iter().map(Some).collect()
+        methods.iter().map(|m| Some(json_text(m))).collect()
     };
     let mut matches = Vec::new();
     for path in &path_matches {
         for m in &method_list {
-            let mut v = Map::new();
-            if let Some(path) = path {
-                v.insert("path".into(), path.clone());
-            }
-            if let Some(m) = m {
-                v.insert("method".into(), (*m).clone().into());
-            }
-            matches.push(Value::Object(v));
+            let entries: Vec<(&str, &[u8], &[u8])> = [("path", path), ("method", m)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_bytes(), v.as_bytes())))
+                .collect();
+            matches.push(entries);
         }
     }
+    let mut rules = JsonText::default();
+    rules.both(b"[");
+    // The schema allows 8 matches per rule (and 16 rules).
+    for (i, chunk) in matches.chunks(MAX_MATCHES).enumerate() {
+        if i > 0 {
+            rules.both(b",");
+        }
+        rules.both(br#"{"matches":["#);
+        for (j, entries) in chunk.iter().enumerate() {
+            if j > 0 {
+                rules.both(b",");
+            }
+            rules.map(entries);
+        }
+        rules.both(b"]}");
+    }
+    rules.both(b"]");
+    let parents = format!("[{}]", policy_ref("Server", &server_name(s, p)));
+    let mut spec = JsonText::default();
+    let parents = parents.as_bytes();
+    spec.map(&[
+        ("parentRefs", parents, parents),
+        ("rules", &rules.body, &rules.canonical),
+    ]);
     MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
-        .spec(json!({
-            "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
-            // The schema allows 8 matches per rule (and 16 rules).
-            "rules": matches.chunks(MAX_MATCHES).map(|c| json!({"matches": c})).collect::<Vec<_>>(),
-        }))
+        .spec_text(spec)
         .build()
 }
 

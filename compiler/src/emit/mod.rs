@@ -24,7 +24,7 @@ use meshplan_policy_lang::intent::Protocol;
 pub use features::{Feature, Support};
 
 use crate::ir::{Ir, Origin, Service};
-use crate::object::MeshObject;
+use crate::object::{json_text, JsonText, MeshObject};
 
 /// Something a mesh cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,25 +147,44 @@ pub fn backend_services(
     s: &Service,
     annotations: &[(&str, String)],
 ) -> Vec<MeshObject> {
-    let ports: Vec<Value> = s
-        .ports
-        .iter()
-        .map(|p| {
-            let mut v = json!({"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": "TCP"});
-            let app = match p.protocol {
-                Protocol::Http => Some("http"),
-                Protocol::Http2 | Protocol::Grpc => Some("kubernetes.io/h2c"),
-                Protocol::Tcp => None,
-            };
-            if let Some(a) = app {
-                v["appProtocol"] = a.into();
-            }
-            v
-        })
-        .collect();
+    // Written as text, not built as trees (see `JsonText`): three objects
+    // a service, of the same ports.
+    let mut ports = JsonText::default();
+    ports.both(b"[");
+    for (i, p) in s.ports.iter().enumerate() {
+        if i > 0 {
+            ports.both(b",");
+        }
+        let app = match p.protocol {
+            Protocol::Http => Some(&br#""http""#[..]),
+            Protocol::Http2 | Protocol::Grpc => Some(&br#""kubernetes.io/h2c""#[..]),
+            Protocol::Tcp => None,
+        };
+        let name = json_text(&p.name);
+        let (port, target) = (p.port.to_string(), p.target_port.to_string());
+        let [name, port, target] = [&name, &port, &target].map(String::as_bytes);
+        let tcp = br#""TCP""#;
+        let mut entries = vec![
+            ("name", name, name),
+            ("port", port, port),
+            ("targetPort", target, target),
+            ("protocol", tcp, tcp),
+        ];
+        entries.extend(app.map(|a| ("appProtocol", a, a)));
+        ports.map(&entries);
+    }
+    ports.both(b"]");
     s.versions
         .iter()
         .map(|v| {
+            // Labels are sorted by key: the same in both texts.
+            let selector = json_text(&v.labels);
+            let mut spec = JsonText::default();
+            let sel = selector.as_bytes();
+            spec.map(&[
+                ("selector", sel, sel),
+                ("ports", &ports.body, &ports.canonical),
+            ]);
             MeshObject::builder(
                 emitter,
                 "v1",
@@ -176,7 +195,7 @@ pub fn backend_services(
             )
             .label("meshplan.dev/version", &v.name)
             .annotations(annotations)
-            .spec(json!({"selector": v.labels, "ports": ports}))
+            .spec_text(spec)
             .build()
         })
         .collect()

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{gateway_duration, EmitError};
 use crate::ir::Service;
-use crate::object::{write_json, JsonText, MeshObject};
+use crate::object::{json_text, JsonText, MeshObject};
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -233,14 +233,6 @@ fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64)]) -> String {
         .collect::<Vec<_>>()
         .join(" or ");
     format!("\"{conditions}\"")
-}
-
-/// The compact JSON of `v`.
-fn json_text(v: &(impl serde::Serialize + ?Sized)) -> String {
-    let mut out = Vec::new();
-    write_json(&mut out, v);
-    // serde_json writes UTF-8.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Shortest decimal that round-trips, without float noise (`0.0144`).

@@ -64,7 +64,7 @@ pub fn check(repo: &Repository, engine: &Engine, mut diags: Vec<Diagnostic>) -> 
 /// Reads, parses and checks the repository at `root`.
 pub fn check_dir(root: &FsPath) -> Result<(Repository, Report), crate::Error> {
     let (sources, mut diags) = parse::read_dir(root)?;
-    let (mut repo, parse_diags) = parse::parse(&sources);
+    let (mut repo, parse_diags) = parse::parse_owned(sources);
     diags.extend(parse_diags);
     let engine = Engine::new();
     let report = check(&repo, &engine, diags);
