@@ -14,7 +14,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use crate::body::Body;
@@ -84,8 +84,16 @@ impl JsonText {
     /// Appends the JSON string of `s` to both, escaped once.
     pub fn string(&mut self, s: &str) {
         let start = self.body.len();
-        write_json(&mut self.body, s);
+        write_str(&mut self.body, s);
         self.canonical.extend_from_slice(&self.body[start..]);
+    }
+
+    /// Room for `n` bytes in each text before either grows.
+    pub fn with_capacity(n: usize) -> JsonText {
+        JsonText {
+            body: Vec::with_capacity(n),
+            canonical: Vec::with_capacity(n),
+        }
     }
 
     /// JSON text whose maps have their keys sorted already: the body's
@@ -101,8 +109,8 @@ impl JsonText {
     /// The texts of `v`: in its order, and keys sorted.
     pub fn of(v: &Value) -> JsonText {
         let mut t = JsonText::default();
-        write_json(&mut t.body, v);
-        canonical(v, &mut t.canonical);
+        write_value(&mut t.body, v, false);
+        write_value(&mut t.canonical, v, true);
         t
     }
 
@@ -130,6 +138,82 @@ pub(crate) fn json_text(v: &(impl serde::Serialize + ?Sized)) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The JSON string of `s` ([`write_str`]).
+pub(crate) fn json_str(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The JSON map of `entries`, strings to strings, in their order.
+pub(crate) fn json_map<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = Vec::new();
+    write_map(&mut out, entries, write_str);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `s` as a JSON string, as serde_json writes it. Nearly every string of
+/// an object needs no escaping: those are copied whole, found so eight
+/// bytes at a time (serde_json looks at each byte: that was 7 % of a
+/// large render's instructions); the others are left to serde_json.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escaping(s.as_bytes()) {
+        return write_json(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `b` has a byte a JSON string escapes: a control character,
+/// `"` or `\`. (A false alarm would only cost time: it has none.)
+fn needs_escaping(b: &[u8]) -> bool {
+    use crate::yaml::{below, zero_bytes, ONES};
+    let flags = |x: u64| {
+        below(x, 0x20)
+            | zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+    };
+    let mut words = b.chunks_exact(8);
+    let any = words.by_ref().any(|w| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        flags(u64::from_le_bytes(word)) != 0
+    });
+    any || words
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
+/// `v` as compact JSON, as serde_json writes it; with `sorted`, every
+/// map's keys sorted (the canonical text).
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value, sorted: bool) {
+    match v {
+        Value::Object(m) => {
+            let entries = m.iter().map(|(k, v)| (k.as_str(), v));
+            let value = |out: &mut Vec<u8>, v| write_value(out, v, sorted);
+            match sorted {
+                true => write_sorted_map(out, entries, value),
+                false => write_map(out, entries, value),
+            }
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item, sorted);
+            }
+            out.push(b']');
+        }
+        Value::String(s) => write_str(out, s),
+        other => write_json(out, other),
+    }
+}
+
 /// A JSON map of `entries`, each value written by `value`.
 fn write_map<'k, V>(
     out: &mut Vec<u8>,
@@ -141,7 +225,7 @@ fn write_map<'k, V>(
         if i > 0 {
             out.push(b',');
         }
-        write_json(out, k);
+        write_str(out, k);
         out.push(b':');
         value(out, v);
     }
@@ -326,7 +410,7 @@ fn write_stamped<const N: usize>(out: &mut Vec<u8>, (stamped, set): &Stamped<'_,
                 .filter(|(k, _)| !stamped.iter().any(|(s, _)| s == k))
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-    write_map(out, entries, write_json);
+    write_map(out, entries, write_str);
 }
 
 /// An object's body: `apiVersion`, `kind`, `metadata` (`name`,
@@ -339,14 +423,14 @@ fn write_body(
     fields: &[(String, Field)],
 ) {
     out.extend_from_slice(b"{\"apiVersion\":");
-    write_json(out, obj.api_version);
+    write_str(out, obj.api_version);
     out.extend_from_slice(b",\"kind\":");
-    write_json(out, obj.kind);
+    write_str(out, obj.kind);
     out.extend_from_slice(b",\"metadata\":{\"name\":");
-    write_json(out, &obj.name);
+    write_str(out, &obj.name);
     if let Some(ns) = &obj.namespace {
         out.extend_from_slice(b",\"namespace\":");
-        write_json(out, ns);
+        write_str(out, ns);
     }
     out.extend_from_slice(b",\"labels\":");
     write_stamped(out, &metadata.labels);
@@ -360,7 +444,7 @@ fn write_body(
         out,
         fields.iter().map(|(k, v)| (k.as_str(), v)),
         |out, v| match v {
-            Field::Tree(v) => write_json(out, v),
+            Field::Tree(v) => write_value(out, v, false),
             Field::Text(t) => out.extend_from_slice(&t.body),
         },
     );
@@ -403,14 +487,9 @@ fn hex16(digest: &[u8]) -> String {
 fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
     let entries = fields.iter().map(|(k, v)| (k.as_str(), v));
     write_sorted_map(text, entries, |text, v| match v {
-        Field::Tree(v) => canonical(v, text),
+        Field::Tree(v) => write_value(text, v, true),
         Field::Text(t) => text.extend_from_slice(&t.canonical),
     });
-}
-
-fn canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
-    let entries = m.iter().map(|(k, v)| (k.as_str(), v));
-    write_sorted_map(out, entries, |out, v| canonical(v, out));
 }
 
 /// [`write_map`] with the keys sorted. Emitted maps have a handful of
@@ -437,25 +516,6 @@ fn write_sorted_map<'k, V: Copy>(
     write_map(out, slots.iter().flatten().copied(), value);
 }
 
-pub(crate) fn canonical(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Object(m) => canonical_map(m, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical(item, out);
-            }
-            out.push(b']');
-        }
-        other => {
-            write_json(out, other);
-        }
-    }
-}
-
 /// Sorts objects by kind, group, namespace and name, then API version and
 /// emitter: a total order, so the result does not depend on the order
 /// objects came in (same-identity objects of several targets are merged
@@ -464,9 +524,9 @@ pub fn sort(objects: &mut [MeshObject]) {
     // Kind, group and namespace are compared as ranks worked out once (a
     // handful of kinds, a namespace per few hundred objects): comparing
     // their strings was most of sorting 90,000 objects. Names break ties.
-    // An order of (rank, index) pairs is sorted, then applied in place: a
-    // stable sort or a sorted copy would hold a second 8 MB of objects at
-    // the heap's peak; the pairs are 8 bytes an object.
+    // An order of (rank, name prefix, index) keys is sorted, then applied
+    // in place: a stable sort or a sorted copy would hold a second 8 MB of
+    // objects at the heap's peak; the keys are 24 bytes an object.
     let mut kinds: Vec<(&str, &str)> = Vec::new();
     let mut namespaces: Vec<&str> = Vec::new();
     for o in objects.iter() {
@@ -489,19 +549,42 @@ pub fn sort(objects: &mut [MeshObject]) {
     if k_bits + n_bits > 32 {
         return sort_by_keys(objects);
     }
-    let rank = |o: &MeshObject| {
+    let key = |(o, index): (&MeshObject, u32)| {
         let k = kinds.binary_search(&(o.kind, o.group())).unwrap_or(0) as u32;
         let n = namespaces.binary_search(&namespace_key(o)).unwrap_or(0) as u32;
-        (k << n_bits) | n
+        SortKey {
+            rank: (k << n_bits) | n,
+            name: name_prefix(&o.name),
+            index,
+        }
     };
-    let mut order: Vec<(u32, u32)> = objects.iter().map(rank).zip(0..len).collect();
-    order.sort_unstable_by(|(ra, a), (rb, b)| {
-        let (oa, ob) = (&objects[*a as usize], &objects[*b as usize]);
-        ra.cmp(rb)
-            .then_with(|| oa.name.cmp(&ob.name))
-            .then_with(|| cmp_fallback(oa, ob))
+    let mut order: Vec<SortKey> = objects.iter().zip(0..len).map(key).collect();
+    // The names' first 16 bytes are in the keys: the objects themselves
+    // (scattered over the heap) are read only for names sharing them.
+    order.sort_unstable_by(|a, b| {
+        (a.rank, a.name).cmp(&(b.rank, b.name)).then_with(|| {
+            let (oa, ob) = (&objects[a.index as usize], &objects[b.index as usize]);
+            oa.name.cmp(&ob.name).then_with(|| cmp_fallback(oa, ob))
+        })
     });
     permute(objects, &mut order);
+}
+
+/// An object's place in the order, as far as numbers tell it.
+struct SortKey {
+    rank: u32,
+    index: u32,
+    name: [u64; 2],
+}
+
+/// The first 16 bytes of `name`, zero-padded, as numbers: where two
+/// prefixes differ, the names compare as they do.
+fn name_prefix(name: &str) -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    let n = name.len().min(16);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let half = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+    [half(0), half(8)]
 }
 
 /// Bits to number `n` things (0 for one).
@@ -523,20 +606,20 @@ fn namespace_key(o: &MeshObject) -> &str {
     o.namespace.as_deref().unwrap_or("")
 }
 
-/// Puts the item at index `order[k].1` at position `k`, for every `k`,
-/// following each cycle of the permutation with swaps (`order`'s indices
-/// are used up).
-fn permute<T>(items: &mut [T], order: &mut [(u32, u32)]) {
-    let from = |order: &[(u32, u32)], at: usize| order[at].1 as usize;
+/// Puts the item at index `order[k].index` at position `k`, for every
+/// `k`, following each cycle of the permutation with swaps (`order`'s
+/// indices are used up).
+fn permute<T>(items: &mut [T], order: &mut [SortKey]) {
+    let from = |order: &[SortKey], at: usize| order[at].index as usize;
     for start in 0..items.len() {
         let mut at = start;
         while from(order, at) != start {
             let next = from(order, at);
             items.swap(at, next);
-            order[at].1 = at as u32;
+            order[at].index = at as u32;
             at = next;
         }
-        order[at].1 = at as u32;
+        order[at].index = at as u32;
     }
 }
 

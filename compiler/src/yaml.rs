@@ -379,20 +379,26 @@ fn plain_bytes(b: &[u8]) -> bool {
     plain_bytes_in(b, at, b.len())
 }
 
-const ONES: u64 = u64::MAX / 255;
+pub(crate) const ONES: u64 = u64::MAX / 255;
 const HIGH: u64 = ONES * 0x80;
 
 /// The high bit of each byte of `x` that is zero (exact for the lowest;
 /// a borrow may flag bytes above it).
-fn zero_bytes(x: u64) -> u64 {
+pub(crate) fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// The high bit of each byte of `x` below `n` (at most 0x80; exact for
+/// the lowest, a borrow may flag bytes above it).
+pub(crate) fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH
 }
 
 /// Flags bytes of `x` that are not printable ASCII other than a space:
 /// below `!` (0x21) or above `~` (0x7e), non-ASCII included. Exact for the
 /// lowest flag; a borrow or carry may flag bytes above it.
 fn not_graphic(x: u64) -> u64 {
-    let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+    let below = below(x, 0x21);
     // Adding 1 to each byte sets the high bit of 0x7f (DEL) and keeps it
     // on bytes above; nothing below 0x7f reaches it.
     let above = (x.wrapping_add(ONES) | x) & HIGH;

@@ -31,7 +31,7 @@ use super::{
     Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
-use crate::object::{json_text, JsonText, MeshObject};
+use crate::object::{json_map, json_str, json_text, JsonText, MeshObject};
 
 const NAME: &str = "linkerd";
 const POLICY: &str = "policy.linkerd.io/v1beta3";
@@ -204,9 +204,16 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         Protocol::Tcp => "opaque",
     };
     // Written as text (see `JsonText`); labels are sorted by key.
-    let selector = format!(r#"{{"matchLabels":{}}}"#, json_text(&s.workload_selector));
+    let selector = format!(
+        r#"{{"matchLabels":{}}}"#,
+        json_map(
+            s.workload_selector
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        )
+    );
     let port = p.target_port.to_string();
-    let [protocol, access_policy] = [protocol, access_policy].map(json_text);
+    let [protocol, access_policy] = [protocol, access_policy].map(json_str);
     let [sel, port, protocol, access] =
         [&selector, &port, &protocol, &access_policy].map(String::as_bytes);
     let mut spec = JsonText::default();
@@ -329,8 +336,8 @@ fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut V
 fn policy_ref(kind: &str, name: &str) -> String {
     format!(
         r#"{{"group":"policy.linkerd.io","kind":{},"name":{}}}"#,
-        json_text(kind),
-        json_text(name)
+        json_str(kind),
+        json_str(name)
     )
 }
 
@@ -375,7 +382,7 @@ fn inbound_route(
                 };
                 Some(format!(
                     r#"{{"type":"{kind}","value":{}}}"#,
-                    json_text(value)
+                    json_str(value)
                 ))
             })
             .collect()
@@ -383,7 +390,7 @@ fn inbound_route(
     let method_list: Vec<Option<String>> = if methods.is_empty() {
         vec![None]
     } else {
-        methods.iter().map(|m| Some(json_text(m))).collect()
+        methods.iter().map(|m| Some(json_str(m))).collect()
     };
     let mut matches = Vec::new();
     for path in &path_matches {

@@ -24,7 +24,7 @@ use meshplan_policy_lang::intent::Protocol;
 pub use features::{Feature, Support};
 
 use crate::ir::{Ir, Origin, Service};
-use crate::object::{json_text, JsonText, MeshObject};
+use crate::object::{json_map, json_str, JsonText, MeshObject};
 
 /// Something a mesh cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,7 +160,7 @@ pub fn backend_services(
             Protocol::Http2 | Protocol::Grpc => Some(&br#""kubernetes.io/h2c""#[..]),
             Protocol::Tcp => None,
         };
-        let name = json_text(&p.name);
+        let name = json_str(&p.name);
         let (port, target) = (p.port.to_string(), p.target_port.to_string());
         let [name, port, target] = [&name, &port, &target].map(String::as_bytes);
         let tcp = br#""TCP""#;
@@ -178,7 +178,7 @@ pub fn backend_services(
         .iter()
         .map(|v| {
             // Labels are sorted by key: the same in both texts.
-            let selector = json_text(&v.labels);
+            let selector = json_map(v.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut spec = JsonText::default();
             let sel = selector.as_bytes();
             spec.map(&[

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{gateway_duration, EmitError};
 use crate::ir::Service;
-use crate::object::{json_text, JsonText, MeshObject};
+use crate::object::{json_map, json_str, JsonText, MeshObject};
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -207,7 +207,7 @@ fn sel_of(s: &Service, slo: &Slo) -> String {
 
 /// `s` as it stands inside a JSON string (without the quotes around it).
 fn escaped(s: &str) -> String {
-    let quoted = json_text(s);
+    let quoted = json_str(s);
     quoted
         .strip_prefix('"')
         .and_then(|q| q.strip_suffix('"'))
@@ -257,7 +257,9 @@ pub fn slo_rules(
     // `name`, `rules`; a recording rule's `record`, `expr`, `labels`; an
     // alert's `alert`, `expr`, `labels`, `annotations` (sorted for the
     // canonical text).
-    let mut spec = JsonText::default();
+    // An SLO's group is 2–3 KB of JSON: room for it up front, rather than
+    // growing both texts a dozen times.
+    let mut spec = JsonText::with_capacity(3072 * s.slos.len());
     spec.both(br#"{"groups":["#);
     let sel = escaped(&flavor.selector(s, None));
     for (i, slo) in s.slos.iter().enumerate() {
@@ -282,12 +284,14 @@ pub fn slo_rules(
             )),
             Some(ratio) => {
                 // Sorted already: the same in both texts.
-                let labels = json_text(&json!({
-                    "namespace": s.namespace, "service": s.host, "slo": slo.name
-                }));
+                let labels = json_map([
+                    ("namespace", s.namespace.as_str()),
+                    ("service", &s.host),
+                    ("slo", &slo.name),
+                ]);
                 for w in WINDOWS {
                     next_rule(&mut spec);
-                    let record = json_text(&record_name(w));
+                    let record = json_str(&record_name(w));
                     let expr = ratio.over(&sel, w);
                     let [r, e, l] = [&record, &expr, &labels].map(String::as_bytes);
                     spec.map(&[("record", r, r), ("expr", e, e), ("labels", l, l)]);
@@ -321,7 +325,7 @@ pub fn slo_rules(
                     "page" => "SLOBurnRatePage",
                     _ => "SLOBurnRateTicket",
                 };
-                let (name, expr) = (json_text(name), alert_expr(s, slo, windows));
+                let (name, expr) = (json_str(name), alert_expr(s, slo, windows));
                 let (n, e) = (name.as_bytes(), expr.as_bytes());
                 let (l, a) = (JsonText::of(&Value::Object(l)), JsonText::of(&annotations));
                 next_rule(&mut spec);

@@ -72,7 +72,7 @@ fn json_text_maps_are_the_trees_texts_in_both_orders() {
     ]);
     assert_eq!(t.body, text(&tree));
     let mut sorted = Vec::new();
-    canonical(&tree, &mut sorted);
+    write_value(&mut sorted, &tree, true);
     assert_eq!(t.canonical, sorted);
     assert_eq!(
         String::from_utf8(sorted).unwrap(),
@@ -85,7 +85,7 @@ fn the_hash_follows_content_not_key_order() {
     let a = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
         .spec(json!({"a": 1, "b": 2}))
         .build();
-    let mut m = Map::new();
+    let mut m = serde_json::Map::new();
     m.insert("b".into(), json!(2));
     m.insert("a".into(), json!(1));
     let b = MeshObject::builder("x", "v1", "Service", "ns", "a", &origin())
@@ -188,7 +188,10 @@ fn sorting_by_ranks_gives_the_order_of_the_whole_keys() {
         .map(|_| {
             let (api, kind) = kinds[next(kinds.len())];
             let ns = format!("ns{}", next(7));
-            let name = format!("svc{}", next(40));
+            // Names sharing their first 16 bytes and more, and names
+            // ending inside them.
+            let stem = ["svc", "a-long-shared-name-", "a-long-shared-name"][next(3)];
+            let name = format!("{stem}{}", next(40));
             MeshObject::builder(emitters[next(3)], api, kind, &ns, &name, &origin()).build()
         })
         .collect();
@@ -217,4 +220,41 @@ fn sorts_one_identity_from_several_targets_in_target_order() {
         let emitters: Vec<&str> = v.iter().map(|o| o.emitter).collect();
         assert_eq!(emitters, ["istio", "linkerd", "gateway-api"]);
     }
+}
+
+/// Every character that matters to JSON escaping (every control
+/// character, `"`, `\`, DEL, multi-byte characters) at every place of
+/// strings across the eight-byte words: written as serde_json writes them.
+#[test]
+fn strings_are_written_as_serde_json_writes_them_wherever_a_character_stands() {
+    let mut special: Vec<char> = (0u8..0x20).map(char::from).collect();
+    special.extend(['"', '\\', '\u{7f}', 'é', '€', '😀', '/', ' ', 'a']);
+    for len in 0..20 {
+        for at in 0..len.max(1) {
+            for &c in &special {
+                let s: String = (0..len).map(|i| if i == at { c } else { 'x' }).collect();
+                let mut ours = Vec::new();
+                write_str(&mut ours, &s);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    serde_json::to_string(&s).unwrap(),
+                    "{s:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn values_are_written_as_serde_json_writes_them_in_either_order() {
+    let tree = json!({"z": [1, 2.5, null, true, "a\"b"], "a": {"y": "\n", "b": -3}});
+    let mut body = Vec::new();
+    write_value(&mut body, &tree, false);
+    assert_eq!(body, serde_json::to_vec(&tree).unwrap());
+    let mut sorted = Vec::new();
+    write_value(&mut sorted, &tree, true);
+    assert_eq!(
+        String::from_utf8(sorted).unwrap(),
+        r#"{"a":{"b":-3,"y":"\n"},"z":[1,2.5,null,true,"a\"b"]}"#
+    );
 }
