@@ -221,38 +221,32 @@ impl<'a> Writer<'a> {
 
     /// The JSON string at the cursor, unescaped.
     fn escaped_string(&mut self) -> Cow<'a, str> {
-        let start = self.i + 1;
-        let mut j = start;
-        let mut escaped = false;
-        // memchr's vectorised search (strings with escapes are PromQL, long).
-        while let Some(k) = memchr::memchr2(b'"', b'\\', &self.s[j.min(self.s.len())..]) {
-            j += k;
-            if self.s[j] == b'"' {
-                break;
-            }
-            escaped = true;
-            j += 2;
-        }
-        let end = j.min(self.s.len());
+        let (text, end) = json_string_at(self.json, self.i + 1);
         self.i = end + 1;
-        let raw = self.text(start, end);
-        if !escaped {
-            return Cow::Borrowed(raw);
-        }
-        Cow::Owned(unescape(raw))
+        text
     }
 }
 
-/// The text of a JSON string literal's contents (without its quotes).
-/// PromQL's quoted label values make this common: the usual escapes are
-/// undone here; `\u` escapes (control characters, which serde_json writes
+/// The contents of the JSON string literal starting at byte `start` (after
+/// its opening quote) of `json`, unescaped, and where its closing quote
+/// is. PromQL's quoted label values make escapes common: the usual ones
+/// are undone as they are found (memchr's vectorised search: such strings
+/// are long); `\u` escapes (control characters, which serde_json writes
 /// so) go through serde_json.
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(k) = rest.find('\\') {
-        out.push_str(&rest[..k]);
-        let c = match rest.as_bytes().get(k + 1) {
+fn json_string_at(json: &str, start: usize) -> (Cow<'_, str>, usize) {
+    let s = json.as_bytes();
+    let text = |from: usize, to: usize| json.get(from..to).unwrap_or_default();
+    let mut j = start;
+    // The text so far, once there is an escape; where the rest starts.
+    let mut out: Option<String> = None;
+    let mut from = start;
+    let mut unicode = false;
+    while let Some(k) = memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+        j += k;
+        if s[j] == b'"' {
+            break;
+        }
+        let c = match s.get(j + 1) {
             Some(b'"') => '"',
             Some(b'\\') => '\\',
             Some(b'/') => '/',
@@ -261,15 +255,33 @@ fn unescape(raw: &str) -> String {
             Some(b'r') => '\r',
             Some(b'b') => '\u{8}',
             Some(b'f') => '\u{c}',
-            // serde_json wrote it: a JSON string literal, quotes and all,
-            // parses.
-            _ => return serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default(),
+            _ => {
+                unicode = true;
+                '\u{0}'
+            }
         };
-        out.push(c);
-        rest = &rest[k + 2..];
+        // A PromQL expression is a few hundred bytes.
+        let o = out.get_or_insert_with(|| String::with_capacity(256));
+        o.push_str(text(from, j));
+        o.push(c);
+        j += 2;
+        from = j;
     }
-    out.push_str(rest);
-    out
+    let end = j.min(s.len());
+    let raw = text(start, end);
+    let unescaped = match out {
+        None => Cow::Borrowed(raw),
+        // serde_json wrote it: a JSON string literal, quotes and all,
+        // parses.
+        Some(_) if unicode => {
+            Cow::Owned(serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default())
+        }
+        Some(mut o) => {
+            o.push_str(text(from, end));
+            Cow::Owned(o)
+        }
+    };
+    (unescaped, end)
 }
 
 /// `s` as a YAML scalar: plain, single- or double-quoted.
@@ -422,10 +434,16 @@ fn resolves_to_other_type(s: &str) -> bool {
         "null", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "+.inf", "-.inf",
         ".nan", "~",
     ];
-    if s.len() <= 5 && WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) {
+    let b = s.as_bytes();
+    // Most short strings (`name`, `port`, `GET`…) start with none of the
+    // words' first characters: looked at no further.
+    let word_start = matches!(
+        b[0].to_ascii_lowercase(),
+        b'n' | b't' | b'f' | b'y' | b'o' | b'.' | b'+' | b'-' | b'~'
+    );
+    if s.len() <= 5 && word_start && WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) {
         return true;
     }
-    let b = s.as_bytes();
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     let u = unsigned.as_bytes();
     if !matches!(b[0], b'0'..=b'9' | b'+' | b'-' | b'.') {
