@@ -31,7 +31,7 @@ use super::{
     Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
-use crate::object::{json_map, json_str, json_text, JsonText, MeshObject};
+use crate::object::{json_labels, json_str, json_text, JsonText, MeshObject};
 
 const NAME: &str = "linkerd";
 const POLICY: &str = "policy.linkerd.io/v1beta3";
@@ -203,15 +203,8 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         Protocol::Grpc => "gRPC",
         Protocol::Tcp => "opaque",
     };
-    // Written as text (see `JsonText`); labels are sorted by key.
-    let selector = format!(
-        r#"{{"matchLabels":{}}}"#,
-        json_map(
-            s.workload_selector
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-        )
-    );
+    // Written as text (see `JsonText`).
+    let selector = format!(r#"{{"matchLabels":{}}}"#, json_labels(&s.workload_selector));
     let port = p.target_port.to_string();
     let [protocol, access_policy] = [protocol, access_policy].map(json_str);
     let [sel, port, protocol, access] =

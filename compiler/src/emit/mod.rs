@@ -24,7 +24,7 @@ use meshplan_policy_lang::intent::Protocol;
 pub use features::{Feature, Support};
 
 use crate::ir::{Ir, Origin, Service};
-use crate::object::{json_map, json_str, JsonText, MeshObject};
+use crate::object::{json_labels, json_str, JsonText, MeshObject};
 
 /// Something a mesh cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,8 +177,7 @@ pub fn backend_services(
     s.versions
         .iter()
         .map(|v| {
-            // Labels are sorted by key: the same in both texts.
-            let selector = json_map(v.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let selector = json_labels(&v.labels);
             let mut spec = JsonText::default();
             let sel = selector.as_bytes();
             spec.map(&[
