@@ -18,7 +18,7 @@ pub mod summary;
 pub mod validate;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use meshplan_policy_lang::cel::Engine;
@@ -278,11 +278,14 @@ pub fn unsupported_diagnostics(
     } else {
         (Severity::Error, "remove the setting, add a target that expresses it, or set `unsupported: warning` in meshplan.yaml to render without it (docs/meshes.md lists what each target expresses)")
     };
-    let intents: BTreeMap<String, _> = repo
+    let intents: HashMap<String, _> = repo
         .services
         .iter()
         .map(|s| (intent_key(repo, s), s))
         .collect();
+    // A feature's fields, parsed once (a large render has 60,000 findings
+    // of a handful of features).
+    let mut feature_paths: HashMap<Option<emit::Feature>, Vec<Path>> = HashMap::new();
     // Checked repositories have dropped their trees: read each file again
     // once for all its findings (they come sorted by file). Not per
     // intent: an intent's tree alone costs reading its whole file, which
@@ -305,12 +308,14 @@ pub fn unsupported_diagnostics(
                 Some((file, t)) if Arc::ptr_eq(file, &s.file) => s.root_among(t),
                 _ => s.root_among(&trees.insert((&s.file, file_trees(&s.file))).1),
             };
-            let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
-            let key = fields
+            let paths = feature_paths.entry(e.feature).or_insert_with(|| {
+                let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
+                fields.iter().map(|f| Path::parse(f)).collect()
+            });
+            let key = paths
                 .iter()
-                .map(|f| Path::parse(f))
                 .find(|p| root.find(p).is_some())
-                .map(|p| root.locate_key(&p))
+                .map(|p| root.locate_key(p))
                 .unwrap_or_else(|| root.locate_key(&Path::parse("metadata.name")));
             d.at(Location::new(Arc::clone(&s.file), key.span))
         })
