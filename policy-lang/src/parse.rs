@@ -138,7 +138,8 @@ impl Repository {
         self.services.iter_mut().for_each(Loaded::forget_tree);
         self.policies.iter_mut().for_each(Loaded::forget_tree);
         // What is kept from here on is kept whole: no spare room (the
-        // intents' vector grew by doubling: 7.6 MB spare at 10,000).
+        // intents' vector is reserved a file each; a file may hold none,
+        // or several).
         self.services.shrink_to_fit();
         self.policies.shrink_to_fit();
         self.files.shrink_to_fit();
