@@ -396,22 +396,12 @@ fn inbound_route(
         }
     }
     let mut rules = JsonText::default();
-    rules.both(b"[");
     // The schema allows 8 matches per rule (and 16 rules).
-    for (i, chunk) in matches.chunks(MAX_MATCHES).enumerate() {
-        if i > 0 {
-            rules.both(b",");
-        }
-        rules.both(br#"{"matches":["#);
-        for (j, entries) in chunk.iter().enumerate() {
-            if j > 0 {
-                rules.both(b",");
-            }
-            rules.map(entries);
-        }
-        rules.both(b"]}");
-    }
-    rules.both(b"]");
+    rules.list(matches.chunks(MAX_MATCHES), |rules, chunk| {
+        rules.both(br#"{"matches":"#);
+        rules.list(chunk, |rules, entries| rules.map(entries));
+        rules.both(b"}");
+    });
     let parents = format!("[{}]", policy_ref("Server", &server_name(s, p)));
     let mut spec = JsonText::default();
     let parents = parents.as_bytes();

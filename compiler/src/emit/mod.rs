@@ -150,11 +150,7 @@ pub fn backend_services(
     // Written as text, not built as trees (see `JsonText`): three objects
     // a service, of the same ports.
     let mut ports = JsonText::default();
-    ports.both(b"[");
-    for (i, p) in s.ports.iter().enumerate() {
-        if i > 0 {
-            ports.both(b",");
-        }
+    ports.list(&s.ports, |ports, p| {
         let app = match p.protocol {
             Protocol::Http => Some(&br#""http""#[..]),
             Protocol::Http2 | Protocol::Grpc => Some(&br#""kubernetes.io/h2c""#[..]),
@@ -172,8 +168,7 @@ pub fn backend_services(
         ];
         entries.extend(app.map(|a| ("appProtocol", a, a)));
         ports.map(&entries);
-    }
-    ports.both(b"]");
+    });
     s.versions
         .iter()
         .map(|v| {

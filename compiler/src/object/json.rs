@@ -59,6 +59,22 @@ impl JsonText {
         t
     }
 
+    /// Appends a list of `items`, each written by `item`, to both.
+    pub fn list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut item: impl FnMut(&mut Self, T),
+    ) {
+        self.both(b"[");
+        for (i, t) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.both(b",");
+            }
+            item(self, t);
+        }
+        self.both(b"]");
+    }
+
     /// Appends a map of `(key, body text, canonical text)` entries: in this
     /// order to the body, keys sorted to the canonical text.
     pub fn map(&mut self, entries: &[(&str, &[u8], &[u8])]) {
