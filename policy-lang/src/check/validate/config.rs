@@ -32,7 +32,7 @@ pub(super) fn config(
         if !seen.insert(*t) {
             d.error(
                 Code::DuplicateName,
-                &format!("targets[{i}]"),
+                &format_args!("targets[{i}]"),
                 "this target is listed twice",
             );
         }
@@ -52,12 +52,8 @@ pub(super) fn config(
             );
         }
     }
-    d.unique(
-        "cluster",
-        cfg.clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), format!("clusters[{i}].name"))),
-    );
+    d.unique("cluster", "clusters", "name", &cfg.clusters, |c| {
+        c.name.as_str()
+    });
     let _ = repo;
 }

@@ -2,7 +2,8 @@
 //! references, ranges and contradictions. Each finding points at the node by
 //! its path in the document.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::intent::access::Caller;
@@ -14,69 +15,14 @@ use crate::resolve::ServiceIndex;
 use crate::yaml::{did_you_mean, Path};
 
 mod config;
+mod doc;
 mod resilience;
+
+use doc::{Doc, Field, Item};
 
 /// Whether exactly one of `flags` is set (a choice of fields).
 fn exactly_one(flags: &[bool]) -> bool {
     flags.iter().filter(|b| **b).count() == 1
-}
-
-/// Diagnostics of one document.
-struct Doc<'a, T> {
-    doc: &'a Loaded<T>,
-    out: &'a mut Vec<Diagnostic>,
-}
-
-impl<T> Doc<'_, T> {
-    fn error(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let loc = self.doc.locate(&Path::parse(path));
-        self.out.push(Diagnostic::error(code, message).at(loc));
-        self.out.last_mut().expect("just pushed")
-    }
-
-    fn error_key(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let loc = self.doc.locate_key(&Path::parse(path));
-        self.out.push(Diagnostic::error(code, message).at(loc));
-        self.out.last_mut().expect("just pushed")
-    }
-
-    /// A DNS-1123 label (Kubernetes object and port names).
-    fn name(&mut self, path: &str, what: &str, name: &str) {
-        if !is_dns_label(name) {
-            self.error(
-                Code::InvalidName,
-                path,
-                format!("{what} `{name}` is not a valid name: use at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit"),
-            );
-        }
-    }
-
-    /// Reports the second and later items of `items` with the same key.
-    fn unique(&mut self, what: &str, items: impl Iterator<Item = (String, String)>) {
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        for (key, path) in items {
-            if let Some(first) = seen.get(&key) {
-                let first_line = self.doc.locate(&Path::parse(first)).span.start.line;
-                self.error(
-                    Code::DuplicateName,
-                    &path,
-                    format!("duplicate {what} `{key}` (first defined at line {first_line})"),
-                );
-            } else {
-                seen.insert(key, path);
-            }
-        }
-    }
-
-    fn percent(&mut self, path: &str, what: &str, v: f64) {
-        if !(0.0..=100.0).contains(&v) || v.is_nan() {
-            self.error(
-                Code::OutOfRange,
-                path,
-                format!("{what} is {v}: a percentage must be between 0 and 100"),
-            );
-        }
-    }
 }
 
 pub fn is_dns_label(s: &str) -> bool {
@@ -94,11 +40,13 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let index = ServiceIndex::new(repo);
     // Duplicate services across files: the second is reported.
-    let mut seen: BTreeMap<(String, String), &Loaded<ServiceIntent>> = BTreeMap::new();
+    // A hash map of borrowed names: 10,000 services are checked here.
+    let mut seen: HashMap<(&str, &str), &Loaded<ServiceIntent>> =
+        HashMap::with_capacity(repo.services.len());
     for s in &repo.services {
         let key = (
-            repo.namespace_of(&s.value).to_string(),
-            s.value.metadata.name.clone(),
+            repo.namespace_of(&s.value),
+            s.value.metadata.name.as_str(),
         );
         if let Some(first) = seen.get(&key) {
             let loc = first.locate(&Path::parse("metadata.name"));
@@ -135,21 +83,15 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
             out: &mut out,
         };
         d.name("metadata.name", "policy name", name);
-        d.unique(
-            "rule",
-            p.value
-                .spec
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.name.clone(), format!("spec.rules[{i}].name"))),
-        );
+        d.unique("rule", "spec.rules", "name", &p.value.spec.rules, |r| {
+            r.name.as_str()
+        });
         for (i, r) in p.value.spec.rules.iter().enumerate() {
-            d.name(&format!("spec.rules[{i}].name"), "rule name", &r.name);
+            d.name(&format_args!("spec.rules[{i}].name"), "rule name", &r.name);
             if r.message.is_some() && r.message_expression.is_some() {
                 d.error_key(
                     Code::Conflict,
-                    &format!("spec.rules[{i}].messageExpression"),
+                    &format_args!("spec.rules[{i}].messageExpression"),
                     "set `message` or `messageExpression`, not both",
                 );
             }
@@ -168,7 +110,7 @@ fn service(
     out: &mut Vec<Diagnostic>,
 ) {
     let spec = &s.value.spec;
-    let ns = repo.namespace_of(&s.value).to_string();
+    let ns = repo.namespace_of(&s.value);
     let mut d = Doc { doc: s, out };
     d.name("metadata.name", "service name", &s.value.metadata.name);
     if let Some(n) = &s.value.metadata.namespace {
@@ -185,49 +127,39 @@ fn service(
         );
     }
     for (i, p) in spec.ports.iter().enumerate() {
-        d.name(&format!("spec.ports[{i}].name"), "port name", &p.name);
+        d.name(&format_args!("spec.ports[{i}].name"), "port name", &p.name);
         for (field, v) in [("port", Some(p.port)), ("targetPort", p.target_port)] {
             if let Some(v) = v {
                 if !(1..=65535).contains(&v) {
                     d.error(
                         Code::OutOfRange,
-                        &format!("spec.ports[{i}].{field}"),
+                        &format_args!("spec.ports[{i}].{field}"),
                         format!("port {v} is out of range: ports are 1 to 65535"),
                     );
                 }
             }
         }
     }
-    d.unique(
-        "port",
-        spec.ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), format!("spec.ports[{i}].name"))),
-    );
-    d.unique(
-        "port number",
-        spec.ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.port.to_string(), format!("spec.ports[{i}].port"))),
-    );
+    d.unique("port", "spec.ports", "name", &spec.ports, |p| {
+        p.name.as_str()
+    });
+    d.unique("port number", "spec.ports", "port", &spec.ports, |p| p.port);
 
     // Versions.
     let versions: Vec<&str> = spec.versions.iter().map(|v| v.name.as_str()).collect();
-    d.unique(
-        "version",
-        spec.versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.name.clone(), format!("spec.versions[{i}].name"))),
-    );
+    d.unique("version", "spec.versions", "name", &spec.versions, |v| {
+        v.name.as_str()
+    });
     for (i, v) in spec.versions.iter().enumerate() {
-        d.name(&format!("spec.versions[{i}].name"), "version name", &v.name);
+        d.name(
+            &format_args!("spec.versions[{i}].name"),
+            "version name",
+            &v.name,
+        );
         if v.labels.is_empty() {
             d.error_key(
                 Code::MissingField,
-                &format!("spec.versions[{i}].labels"),
+                &format_args!("spec.versions[{i}].labels"),
                 format!(
                     "version `{}` selects no pods: give it at least one label",
                     v.name
@@ -238,7 +170,7 @@ fn service(
             if !v.labels.is_empty() && v.labels == w.labels {
                 d.error(
                     Code::Conflict,
-                    &format!("spec.versions[{i}].labels"),
+                    &format_args!("spec.versions[{i}].labels"),
                     format!(
                         "versions `{}` and `{}` select the same pods",
                         w.name, v.name
@@ -248,7 +180,7 @@ fn service(
             }
         }
     }
-    let mut version_ref = |d: &mut Doc<'_, ServiceIntent>, path: &str, v: &str| {
+    let mut version_ref = |d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, v: &str| {
         if !versions.contains(&v) {
             let msg = if versions.is_empty() {
                 format!("version `{v}` is not defined: this service declares no versions")
@@ -267,21 +199,17 @@ fn service(
         }
     };
     if let Some(v) = &spec.default_version {
-        version_ref(&mut d, "spec.defaultVersion", v);
+        version_ref(&mut d, &"spec.defaultVersion", v);
     }
 
     // Routes.
-    d.unique(
-        "route",
-        spec.routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.clone(), format!("spec.routes[{i}].name"))),
-    );
+    d.unique("route", "spec.routes", "name", &spec.routes, |r| {
+        r.name.as_str()
+    });
     let l7 = spec.ports.iter().any(|p| p.protocol.is_l7());
     for (i, r) in spec.routes.iter().enumerate() {
-        let base = format!("spec.routes[{i}]");
-        d.name(&format!("{base}.name"), "route name", &r.name);
+        let base = Item("spec.routes", i);
+        d.name(&format_args!("{base}.name"), "route name", &r.name);
         if !l7 {
             d.error_key(
                 Code::Conflict,
@@ -293,7 +221,7 @@ fn service(
             (Some(_), Some(_)) => {
                 d.error_key(
                     Code::Conflict,
-                    &format!("{base}.redirect"),
+                    &format_args!("{base}.redirect"),
                     "a route has a `destination` or a `redirect`, not both",
                 );
             }
@@ -309,7 +237,7 @@ fn service(
         if let Some(dest) = &r.destination {
             destination(
                 &mut d,
-                &format!("{base}.destination"),
+                &format_args!("{base}.destination"),
                 dest,
                 &mut version_ref,
             );
@@ -319,28 +247,28 @@ fn service(
                 if ![301, 302, 303, 307, 308].contains(&code) {
                     d.error(
                         Code::OutOfRange,
-                        &format!("{base}.redirect.code"),
+                        &format_args!("{base}.redirect.code"),
                         format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
                     );
                 }
             }
         }
         for (j, m) in r.matches.iter().enumerate() {
-            let mp = format!("{base}.match[{j}]");
+            let mp = Item(Field(base, "match"), j);
             for (k, sm) in &m.headers {
-                string_match(&mut d, &format!("{mp}.headers.{k}"), sm);
+                string_match(&mut d, &format_args!("{mp}.headers.{k}"), sm);
             }
             for (k, sm) in &m.cookies {
-                string_match(&mut d, &format!("{mp}.cookies.{k}"), sm);
+                string_match(&mut d, &format_args!("{mp}.cookies.{k}"), sm);
             }
             for (k, sm) in &m.query_params {
-                string_match(&mut d, &format!("{mp}.queryParams.{k}"), sm);
+                string_match(&mut d, &format_args!("{mp}.queryParams.{k}"), sm);
             }
             if let Some(sm) = &m.path {
-                string_match(&mut d, &format!("{mp}.path"), sm);
+                string_match(&mut d, &format_args!("{mp}.path"), sm);
             }
             if let Some(method) = &m.method {
-                http_method(&mut d, &format!("{mp}.method"), method);
+                http_method(&mut d, &format_args!("{mp}.method"), method);
             }
         }
     }
@@ -375,7 +303,7 @@ fn service(
         }
     }
     if let Some(m) = &spec.mirror {
-        version_ref(&mut d, "spec.mirror.version", &m.version);
+        version_ref(&mut d, &"spec.mirror.version", &m.version);
         if let Some(p) = m.percentage {
             d.percent("spec.mirror.percentage", "mirror percentage", p);
         }
@@ -402,13 +330,13 @@ fn service(
                     let hint = did_you_mean(name, &names);
                     d.error(
                         Code::UnknownReference,
-                        &format!("spec.rateLimit.ports[{i}]"),
+                        &format_args!("spec.rateLimit.ports[{i}]"),
                         format!("port `{name}` is not defined"),
                     )
                     .hint = hint;
                 }
                 Some(p) if p.protocol == Protocol::Tcp => {
-                    d.error(Code::Conflict, &format!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
+                    d.error(Code::Conflict, &format_args!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
                 }
                 Some(_) => {}
             }
@@ -420,8 +348,8 @@ fn service(
 
     // Rollout.
     if let Some(ro) = &spec.rollout {
-        version_ref(&mut d, "spec.rollout.stable", &ro.stable);
-        version_ref(&mut d, "spec.rollout.canary", &ro.canary);
+        version_ref(&mut d, &"spec.rollout.stable", &ro.stable);
+        version_ref(&mut d, &"spec.rollout.canary", &ro.canary);
         if ro.stable == ro.canary {
             d.error(
                 Code::Conflict,
@@ -430,10 +358,10 @@ fn service(
             );
         }
         for (i, st) in ro.steps.iter().enumerate() {
-            let p = format!("spec.rollout.steps[{i}]");
+            let p = Item("spec.rollout.steps", i);
             if let Some(w) = st.weight {
                 if w > 100 {
-                    d.error(Code::OutOfRange, &format!("{p}.weight"), format!("weight {w} is over 100: a weight is the canary's percentage of traffic"));
+                    d.error(Code::OutOfRange, &format_args!("{p}.weight"), format!("weight {w} is over 100: a weight is the canary's percentage of traffic"));
                 }
             }
             if st.weight.is_none() && st.pause.is_none() && st.gate.is_none() {
@@ -508,12 +436,10 @@ fn service(
             }
             d.unique(
                 "metric",
-                a.metrics.iter().enumerate().map(|(i, m)| {
-                    (
-                        m.name.clone(),
-                        format!("spec.rollout.analysis.metrics[{i}].name"),
-                    )
-                }),
+                "spec.rollout.analysis.metrics",
+                "name",
+                &a.metrics,
+                |m| m.name.as_str(),
             );
             if let Some(SloGate::Named(names)) = &a.slo_gate {
                 let slos: Vec<&str> = spec.slos.iter().map(|s| s.name.as_str()).collect();
@@ -522,7 +448,7 @@ fn service(
                         let hint = did_you_mean(n, &slos);
                         d.error(
                             Code::UnknownReference,
-                            &format!("spec.rollout.analysis.sloGate[{i}]"),
+                            &format_args!("spec.rollout.analysis.sloGate[{i}]"),
                             format!("SLO `{n}` is not defined in this service's `slos`"),
                         )
                         .hint = hint;
@@ -539,16 +465,16 @@ fn service(
         }
         d.unique(
             "webhook",
-            ro.webhooks
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (w.name.clone(), format!("spec.rollout.webhooks[{i}].name"))),
+            "spec.rollout.webhooks",
+            "name",
+            &ro.webhooks,
+            |w| w.name.as_str(),
         );
         for (i, w) in ro.webhooks.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 d.error(
                     Code::InvalidValue,
-                    &format!("spec.rollout.webhooks[{i}].url"),
+                    &format_args!("spec.rollout.webhooks[{i}].url"),
                     format!(
                         "webhook URL `{}` must start with http:// or https://",
                         w.url
@@ -561,16 +487,16 @@ fn service(
     // Access.
     if let Some(acc) = &spec.access {
         for (i, rule) in acc.allow.iter().enumerate() {
-            let base = format!("spec.access.allow[{i}]");
+            let base = Item("spec.access.allow", i);
             if rule.from.is_empty() {
                 d.error_key(
                     Code::MissingField,
-                    &format!("{base}.from"),
+                    &format_args!("{base}.from"),
                     "an allow rule needs at least one caller in `from`",
                 );
             }
             for (j, c) in rule.from.iter().enumerate() {
-                caller(&mut d, index, &ns, &format!("{base}.from[{j}]"), c);
+                caller(&mut d, index, &ns, &format_args!("{base}.from[{j}]"), c);
             }
             let mut l7_ports = true;
             for (j, p) in rule.ports.iter().enumerate() {
@@ -588,7 +514,7 @@ fn service(
                         let hint = did_you_mean(&shown, &names);
                         d.error(
                             Code::UnknownReference,
-                            &format!("{base}.ports[{j}]"),
+                            &format_args!("{base}.ports[{j}]"),
                             format!("port `{shown}` is not a port of this service"),
                         )
                         .hint = hint;
@@ -601,16 +527,16 @@ fn service(
                 l7_ports = false;
             }
             if !l7_ports && (!rule.methods.is_empty() || !rule.paths.is_empty()) {
-                d.error_key(Code::Conflict, &format!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
+                d.error_key(Code::Conflict, &format_args!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
             }
             for (j, m) in rule.methods.iter().enumerate() {
-                http_method(&mut d, &format!("{base}.methods[{j}]"), m);
+                http_method(&mut d, &format_args!("{base}.methods[{j}]"), m);
             }
             for (j, p) in rule.paths.iter().enumerate() {
                 if !(p.starts_with('/') || p == "*") {
                     d.error(
                         Code::InvalidValue,
-                        &format!("{base}.paths[{j}]"),
+                        &format_args!("{base}.paths[{j}]"),
                         format!("path `{p}` must start with `/`"),
                     );
                 }
@@ -619,15 +545,9 @@ fn service(
     }
 
     // SLOs.
-    d.unique(
-        "SLO",
-        spec.slos
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), format!("spec.slos[{i}].name"))),
-    );
+    d.unique("SLO", "spec.slos", "name", &spec.slos, |s| s.name.as_str());
     for (i, slo) in spec.slos.iter().enumerate() {
-        d.name(&format!("spec.slos[{i}].name"), "SLO name", &slo.name);
+        d.name(&format_args!("spec.slos[{i}].name"), "SLO name", &slo.name);
         let sli = &slo.sli;
         if !exactly_one(&[
             sli.availability.is_some(),
@@ -636,13 +556,13 @@ fn service(
         ]) {
             d.error(
                 Code::Conflict,
-                &format!("spec.slos[{i}].sli"),
+                &format_args!("spec.slos[{i}].sli"),
                 "an SLI is exactly one of `availability`, `latency`, `custom`",
             );
         }
         if let Some(w) = slo.window {
             if w.as_millis() < 3_600_000 {
-                d.error(Code::OutOfRange, &format!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
+                d.error(Code::OutOfRange, &format_args!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
             }
         }
     }
@@ -650,20 +570,20 @@ fn service(
 
 fn destination(
     d: &mut Doc<'_, ServiceIntent>,
-    base: &str,
+    base: &dyn Display,
     dest: &Destination,
-    version_ref: &mut impl FnMut(&mut Doc<'_, ServiceIntent>, &str, &str),
+    version_ref: &mut impl FnMut(&mut Doc<'_, ServiceIntent>, &dyn Display, &str),
 ) {
     match (&dest.version, dest.weights.is_empty()) {
-        (Some(v), true) => version_ref(d, &format!("{base}.version"), v),
+        (Some(v), true) => version_ref(d, &format_args!("{base}.version"), v),
         (None, false) => {
             let mut sum = 0u32;
             for (i, w) in dest.weights.iter().enumerate() {
-                version_ref(d, &format!("{base}.weights[{i}].version"), &w.version);
+                version_ref(d, &format_args!("{base}.weights[{i}].version"), &w.version);
                 if w.weight > 100 {
                     d.error(
                         Code::OutOfRange,
-                        &format!("{base}.weights[{i}].weight"),
+                        &format_args!("{base}.weights[{i}].weight"),
                         format!("weight {} is over 100", w.weight),
                     );
                 }
@@ -672,7 +592,7 @@ fn destination(
             if sum != 100 {
                 d.error_key(
                     Code::OutOfRange,
-                    &format!("{base}.weights"),
+                    &format_args!("{base}.weights"),
                     format!("weights sum to {sum}: they must sum to 100"),
                 );
             }
@@ -680,7 +600,7 @@ fn destination(
         (Some(_), false) => {
             d.error_key(
                 Code::Conflict,
-                &format!("{base}.weights"),
+                &format_args!("{base}.weights"),
                 "set `version` or `weights`, not both",
             );
         }
@@ -694,7 +614,7 @@ fn destination(
     }
 }
 
-fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &StringMatch) {
+fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, m: &StringMatch) {
     if !exactly_one(&[m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()]) {
         d.error(
             Code::Conflict,
@@ -708,7 +628,7 @@ const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-fn http_method(d: &mut Doc<'_, ServiceIntent>, path: &str, m: &str) {
+fn http_method(d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, m: &str) {
     if !METHODS.contains(&m) {
         let hint = did_you_mean(m, METHODS);
         d.error(
@@ -727,7 +647,7 @@ fn caller(
     d: &mut Doc<'_, ServiceIntent>,
     index: &ServiceIndex<'_>,
     ns: &str,
-    path: &str,
+    path: &dyn Display,
     c: &Caller,
 ) {
     if !exactly_one(&[
@@ -746,7 +666,7 @@ fn caller(
         if let Err(msg) = index.resolve(ns, s) {
             let names = index.names();
             let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
-            d.error(Code::UnknownReference, &format!("{path}.service"), msg)
+            d.error(Code::UnknownReference, &format_args!("{path}.service"), msg)
                 .hint = hint;
         }
     }
@@ -754,7 +674,7 @@ fn caller(
         if n != "*" && !is_dns_label(n) {
             d.error(
                 Code::InvalidName,
-                &format!("{path}.namespace"),
+                &format_args!("{path}.namespace"),
                 format!("namespace `{n}` is not a valid name"),
             );
         }
@@ -765,7 +685,7 @@ fn caller(
             _ => {
                 d.error(
                     Code::InvalidValue,
-                    &format!("{path}.serviceAccount"),
+                    &format_args!("{path}.serviceAccount"),
                     format!("service account `{sa}` must be written `namespace/name`"),
                 );
             }

@@ -68,7 +68,7 @@ pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: b
         }
     }
     for (i, f) in res.failover.iter().enumerate() {
-        let path = format!("spec.resilience.failover[{i}]");
+        let path = super::Item("spec.resilience.failover", i);
         if f.service.is_none() && f.peer.is_none() && f.datacenter.is_none() {
             d.error(
                 Code::MissingField,
@@ -79,9 +79,9 @@ pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: b
         if let Some(svc) = &f.service {
             let (ns, name) = svc.split_once('/').unwrap_or(("", svc));
             if !ns.is_empty() {
-                d.name(&format!("{path}.service"), "namespace", ns);
+                d.name(&format_args!("{path}.service"), "namespace", ns);
             }
-            d.name(&format!("{path}.service"), "service name", name);
+            d.name(&format_args!("{path}.service"), "service name", name);
         }
     }
 }
