@@ -32,7 +32,7 @@ pub(super) fn config(
         if !seen.insert(*t) {
             d.error(
                 Code::DuplicateName,
-                &format_args!("targets[{i}]"),
+                format_args!("targets[{i}]"),
                 "this target is listed twice",
             );
         }

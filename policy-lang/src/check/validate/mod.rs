@@ -44,10 +44,7 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
     let mut seen: HashMap<(&str, &str), &Loaded<ServiceIntent>> =
         HashMap::with_capacity(repo.services.len());
     for s in &repo.services {
-        let key = (
-            repo.namespace_of(&s.value),
-            s.value.metadata.name.as_str(),
-        );
+        let key = (repo.namespace_of(&s.value), s.value.metadata.name.as_str());
         if let Some(first) = seen.get(&key) {
             let loc = first.locate(&Path::parse("metadata.name"));
             out.push(
@@ -87,11 +84,11 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
             r.name.as_str()
         });
         for (i, r) in p.value.spec.rules.iter().enumerate() {
-            d.name(&format_args!("spec.rules[{i}].name"), "rule name", &r.name);
+            d.name(format_args!("spec.rules[{i}].name"), "rule name", &r.name);
             if r.message.is_some() && r.message_expression.is_some() {
                 d.error_key(
                     Code::Conflict,
-                    &format_args!("spec.rules[{i}].messageExpression"),
+                    format_args!("spec.rules[{i}].messageExpression"),
                     "set `message` or `messageExpression`, not both",
                 );
             }
@@ -127,13 +124,13 @@ fn service(
         );
     }
     for (i, p) in spec.ports.iter().enumerate() {
-        d.name(&format_args!("spec.ports[{i}].name"), "port name", &p.name);
+        d.name(format_args!("spec.ports[{i}].name"), "port name", &p.name);
         for (field, v) in [("port", Some(p.port)), ("targetPort", p.target_port)] {
             if let Some(v) = v {
                 if !(1..=65535).contains(&v) {
                     d.error(
                         Code::OutOfRange,
-                        &format_args!("spec.ports[{i}].{field}"),
+                        format_args!("spec.ports[{i}].{field}"),
                         format!("port {v} is out of range: ports are 1 to 65535"),
                     );
                 }
@@ -152,14 +149,14 @@ fn service(
     });
     for (i, v) in spec.versions.iter().enumerate() {
         d.name(
-            &format_args!("spec.versions[{i}].name"),
+            format_args!("spec.versions[{i}].name"),
             "version name",
             &v.name,
         );
         if v.labels.is_empty() {
             d.error_key(
                 Code::MissingField,
-                &format_args!("spec.versions[{i}].labels"),
+                format_args!("spec.versions[{i}].labels"),
                 format!(
                     "version `{}` selects no pods: give it at least one label",
                     v.name
@@ -170,7 +167,7 @@ fn service(
             if !v.labels.is_empty() && v.labels == w.labels {
                 d.error(
                     Code::Conflict,
-                    &format_args!("spec.versions[{i}].labels"),
+                    format_args!("spec.versions[{i}].labels"),
                     format!(
                         "versions `{}` and `{}` select the same pods",
                         w.name, v.name
@@ -209,11 +206,11 @@ fn service(
     let l7 = spec.ports.iter().any(|p| p.protocol.is_l7());
     for (i, r) in spec.routes.iter().enumerate() {
         let base = Item("spec.routes", i);
-        d.name(&format_args!("{base}.name"), "route name", &r.name);
+        d.name(format_args!("{base}.name"), "route name", &r.name);
         if !l7 {
             d.error_key(
                 Code::Conflict,
-                &base,
+                base,
                 "routes need an http, http2 or grpc port: this service only has tcp ports",
             );
         }
@@ -221,14 +218,14 @@ fn service(
             (Some(_), Some(_)) => {
                 d.error_key(
                     Code::Conflict,
-                    &format_args!("{base}.redirect"),
+                    format_args!("{base}.redirect"),
                     "a route has a `destination` or a `redirect`, not both",
                 );
             }
             (None, None) => {
                 d.error(
                     Code::MissingField,
-                    &base,
+                    base,
                     "a route needs a `destination` or a `redirect`",
                 );
             }
@@ -247,7 +244,7 @@ fn service(
                 if ![301, 302, 303, 307, 308].contains(&code) {
                     d.error(
                         Code::OutOfRange,
-                        &format_args!("{base}.redirect.code"),
+                        format_args!("{base}.redirect.code"),
                         format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
                     );
                 }
@@ -330,13 +327,13 @@ fn service(
                     let hint = did_you_mean(name, &names);
                     d.error(
                         Code::UnknownReference,
-                        &format_args!("spec.rateLimit.ports[{i}]"),
+                        format_args!("spec.rateLimit.ports[{i}]"),
                         format!("port `{name}` is not defined"),
                     )
                     .hint = hint;
                 }
                 Some(p) if p.protocol == Protocol::Tcp => {
-                    d.error(Code::Conflict, &format_args!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
+                    d.error(Code::Conflict, format_args!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
                 }
                 Some(_) => {}
             }
@@ -361,13 +358,13 @@ fn service(
             let p = Item("spec.rollout.steps", i);
             if let Some(w) = st.weight {
                 if w > 100 {
-                    d.error(Code::OutOfRange, &format_args!("{p}.weight"), format!("weight {w} is over 100: a weight is the canary's percentage of traffic"));
+                    d.error(Code::OutOfRange, format_args!("{p}.weight"), format!("weight {w} is over 100: a weight is the canary's percentage of traffic"));
                 }
             }
             if st.weight.is_none() && st.pause.is_none() && st.gate.is_none() {
                 d.error(
                     Code::MissingField,
-                    &p,
+                    p,
                     "a step needs a `weight`, a `pause` or a `gate`",
                 );
             }
@@ -448,7 +445,7 @@ fn service(
                         let hint = did_you_mean(n, &slos);
                         d.error(
                             Code::UnknownReference,
-                            &format_args!("spec.rollout.analysis.sloGate[{i}]"),
+                            format_args!("spec.rollout.analysis.sloGate[{i}]"),
                             format!("SLO `{n}` is not defined in this service's `slos`"),
                         )
                         .hint = hint;
@@ -474,7 +471,7 @@ fn service(
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 d.error(
                     Code::InvalidValue,
-                    &format_args!("spec.rollout.webhooks[{i}].url"),
+                    format_args!("spec.rollout.webhooks[{i}].url"),
                     format!(
                         "webhook URL `{}` must start with http:// or https://",
                         w.url
@@ -491,12 +488,12 @@ fn service(
             if rule.from.is_empty() {
                 d.error_key(
                     Code::MissingField,
-                    &format_args!("{base}.from"),
+                    format_args!("{base}.from"),
                     "an allow rule needs at least one caller in `from`",
                 );
             }
             for (j, c) in rule.from.iter().enumerate() {
-                caller(&mut d, index, &ns, &format_args!("{base}.from[{j}]"), c);
+                caller(&mut d, index, ns, &format_args!("{base}.from[{j}]"), c);
             }
             let mut l7_ports = true;
             for (j, p) in rule.ports.iter().enumerate() {
@@ -514,7 +511,7 @@ fn service(
                         let hint = did_you_mean(&shown, &names);
                         d.error(
                             Code::UnknownReference,
-                            &format_args!("{base}.ports[{j}]"),
+                            format_args!("{base}.ports[{j}]"),
                             format!("port `{shown}` is not a port of this service"),
                         )
                         .hint = hint;
@@ -527,7 +524,7 @@ fn service(
                 l7_ports = false;
             }
             if !l7_ports && (!rule.methods.is_empty() || !rule.paths.is_empty()) {
-                d.error_key(Code::Conflict, &format_args!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
+                d.error_key(Code::Conflict, format_args!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
             }
             for (j, m) in rule.methods.iter().enumerate() {
                 http_method(&mut d, &format_args!("{base}.methods[{j}]"), m);
@@ -536,7 +533,7 @@ fn service(
                 if !(p.starts_with('/') || p == "*") {
                     d.error(
                         Code::InvalidValue,
-                        &format_args!("{base}.paths[{j}]"),
+                        format_args!("{base}.paths[{j}]"),
                         format!("path `{p}` must start with `/`"),
                     );
                 }
@@ -547,7 +544,7 @@ fn service(
     // SLOs.
     d.unique("SLO", "spec.slos", "name", &spec.slos, |s| s.name.as_str());
     for (i, slo) in spec.slos.iter().enumerate() {
-        d.name(&format_args!("spec.slos[{i}].name"), "SLO name", &slo.name);
+        d.name(format_args!("spec.slos[{i}].name"), "SLO name", &slo.name);
         let sli = &slo.sli;
         if !exactly_one(&[
             sli.availability.is_some(),
@@ -556,13 +553,13 @@ fn service(
         ]) {
             d.error(
                 Code::Conflict,
-                &format_args!("spec.slos[{i}].sli"),
+                format_args!("spec.slos[{i}].sli"),
                 "an SLI is exactly one of `availability`, `latency`, `custom`",
             );
         }
         if let Some(w) = slo.window {
             if w.as_millis() < 3_600_000 {
-                d.error(Code::OutOfRange, &format_args!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
+                d.error(Code::OutOfRange, format_args!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
             }
         }
     }
@@ -583,7 +580,7 @@ fn destination(
                 if w.weight > 100 {
                     d.error(
                         Code::OutOfRange,
-                        &format_args!("{base}.weights[{i}].weight"),
+                        format_args!("{base}.weights[{i}].weight"),
                         format!("weight {} is over 100", w.weight),
                     );
                 }
@@ -592,7 +589,7 @@ fn destination(
             if sum != 100 {
                 d.error_key(
                     Code::OutOfRange,
-                    &format_args!("{base}.weights"),
+                    format_args!("{base}.weights"),
                     format!("weights sum to {sum}: they must sum to 100"),
                 );
             }
@@ -600,7 +597,7 @@ fn destination(
         (Some(_), false) => {
             d.error_key(
                 Code::Conflict,
-                &format_args!("{base}.weights"),
+                format_args!("{base}.weights"),
                 "set `version` or `weights`, not both",
             );
         }
@@ -666,7 +663,7 @@ fn caller(
         if let Err(msg) = index.resolve(ns, s) {
             let names = index.names();
             let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
-            d.error(Code::UnknownReference, &format_args!("{path}.service"), msg)
+            d.error(Code::UnknownReference, format_args!("{path}.service"), msg)
                 .hint = hint;
         }
     }
@@ -674,7 +671,7 @@ fn caller(
         if n != "*" && !is_dns_label(n) {
             d.error(
                 Code::InvalidName,
-                &format_args!("{path}.namespace"),
+                format_args!("{path}.namespace"),
                 format!("namespace `{n}` is not a valid name"),
             );
         }
@@ -685,7 +682,7 @@ fn caller(
             _ => {
                 d.error(
                     Code::InvalidValue,
-                    &format_args!("{path}.serviceAccount"),
+                    format_args!("{path}.serviceAccount"),
                     format!("service account `{sa}` must be written `namespace/name`"),
                 );
             }

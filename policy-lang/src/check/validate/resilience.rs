@@ -72,16 +72,16 @@ pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: b
         if f.service.is_none() && f.peer.is_none() && f.datacenter.is_none() {
             d.error(
                 Code::MissingField,
-                &path,
+                path,
                 "a failover target needs at least one of `service`, `peer`, `datacenter`",
             );
         }
         if let Some(svc) = &f.service {
             let (ns, name) = svc.split_once('/').unwrap_or(("", svc));
             if !ns.is_empty() {
-                d.name(&format_args!("{path}.service"), "namespace", ns);
+                d.name(format_args!("{path}.service"), "namespace", ns);
             }
-            d.name(&format_args!("{path}.service"), "service name", name);
+            d.name(format_args!("{path}.service"), "service name", name);
         }
     }
 }
