@@ -520,21 +520,28 @@ pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Writes the YAML stream of every object to `w` one object at a time (a
-/// stream of 10,000 services is ~100 MB: it is never held whole).
+/// Writes the YAML stream of every object to `w`, a few hundred KB at a
+/// time (a stream of 10,000 services is ~100 MB: it is never held whole).
+/// Each write ends with a whole document, so `w` needs no buffer of its
+/// own: stdout's line buffering then writes it straight through, and the
+/// stream is not copied once more into a `BufWriter`.
 pub fn write_yaml_stream(
     objects: &[MeshObject],
     w: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
-    let mut doc = String::new();
+    const CHUNK: usize = 1 << 18;
+    let mut text = String::with_capacity(CHUNK + (CHUNK >> 2));
     for (i, o) in objects.iter().enumerate() {
-        doc.clear();
         if i > 0 {
-            doc.push_str("---\n");
+            text.push_str("---\n");
         }
-        crate::yaml::write(&o.body.json(), &mut doc);
-        w.write_all(doc.as_bytes())?;
+        crate::yaml::write(&o.body.json(), &mut text);
+        if text.len() >= CHUNK {
+            w.write_all(text.as_bytes())?;
+            text.clear();
+        }
     }
+    w.write_all(text.as_bytes())?;
     w.flush()
 }
 

@@ -127,8 +127,9 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
         None => {
             match args.format {
                 RenderFormat::Yaml => {
-                    let mut out =
-                        std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+                    // Unbuffered: the stream is written in chunks of whole
+                    // documents (`write_yaml_stream`).
+                    let mut out = std::io::stdout().lock();
                     // A closed pipe (`meshplan render | head`) is not an
                     // error.
                     match object::write_yaml_stream(objects, &mut out) {
