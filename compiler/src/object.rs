@@ -359,16 +359,26 @@ pub fn sort(objects: &mut [MeshObject]) {
     if k_bits + n_bits > 32 {
         return sort_by_keys(objects);
     }
-    let key = |(o, index): (&MeshObject, u32)| {
-        let k = kinds.binary_search(&(o.kind, o.group())).unwrap_or(0) as u32;
-        let n = namespaces.binary_search(&namespace_key(o)).unwrap_or(0) as u32;
-        SortKey {
-            rank: (k << n_bits) | n,
+    // Runs of objects share a kind and a namespace: their ranks are
+    // looked up again only when they change (a search compares strings).
+    let mut kind_rank = (("", ""), 0);
+    let mut namespace_rank = ("", 0);
+    let mut order: Vec<SortKey> = Vec::with_capacity(objects.len());
+    for (o, index) in objects.iter().zip(0..len) {
+        let kind = (o.kind, o.group());
+        if kind_rank.0 != kind {
+            kind_rank = (kind, kinds.binary_search(&kind).unwrap_or(0) as u32);
+        }
+        let ns = namespace_key(o);
+        if namespace_rank.0 != ns {
+            namespace_rank = (ns, namespaces.binary_search(&ns).unwrap_or(0) as u32);
+        }
+        order.push(SortKey {
+            rank: (kind_rank.1 << n_bits) | namespace_rank.1,
             name: name_prefix(&o.name),
             index,
-        }
-    };
-    let mut order: Vec<SortKey> = objects.iter().zip(0..len).map(key).collect();
+        });
+    }
     // The names' first 16 bytes are in the keys: the objects themselves
     // (scattered over the heap) are read only for names sharing them.
     order.sort_unstable_by(|a, b| {
@@ -461,7 +471,11 @@ pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>,
     for next in 1..objects.len() {
         let (head, tail) = objects.split_at_mut(next);
         let (prev, o) = (&mut head[kept], &tail[0]);
-        if prev.sort_key() != o.sort_key() || prev.api_version != o.api_version {
+        // Names first: neighbours nearly always differ there.
+        if prev.name != o.name
+            || prev.sort_key() != o.sort_key()
+            || prev.api_version != o.api_version
+        {
             kept += 1;
             objects.swap(kept, next);
             continue;
