@@ -21,6 +21,7 @@
 
 use std::cmp::Ordering;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use cel::common::ast::{operators, CallExpr, ComprehensionExpr, Expr, LiteralValue};
@@ -48,8 +49,8 @@ enum Node {
     Root(Box<str>),
     /// A comprehension variable, counted from the innermost (0).
     Local(usize),
-    Select(Box<Node>, Box<str>),
-    Has(Box<Node>, Box<str>),
+    Select(Box<Node>, Field),
+    Has(Box<Node>, Field),
     Not(Box<Node>),
     Neg(Box<Node>),
     Size(Box<Node>),
@@ -59,6 +60,21 @@ enum Node {
     Binary(Op, Box<[Node; 2]>),
     List(Vec<Node>),
     Loop(Box<Loop>),
+}
+
+/// A field name, and where it was found last time. Rules select the same
+/// fields of maps of the same shape (serialized intents) again and again:
+/// the entry at the hint is tried before the map is scanned.
+#[derive(Debug)]
+struct Field {
+    name: Box<str>,
+    hint: AtomicUsize,
+}
+
+impl Field {
+    fn of<'m>(&self, m: &'m SharedMap) -> Option<&'m (dyn Val + 'static)> {
+        m.field_at(&self.name, &self.hint)
+    }
 }
 
 #[derive(Debug)]
@@ -166,7 +182,10 @@ impl<'e> Lower<'e> {
             Expr::Ident(name) => self.ident(name)?,
             Expr::Select(s) => {
                 let operand = Box::new(self.node(&s.operand)?);
-                let field = s.field.as_str().into();
+                let field = Field {
+                    name: s.field.as_str().into(),
+                    hint: AtomicUsize::new(0),
+                };
                 if s.test {
                     Node::Has(operand, field)
                 } else {
@@ -401,11 +420,11 @@ impl<'a> Run<'a, '_> {
                 Some(s.val.clone())
             }
             Node::Select(x, field) => match self.node(x, scope)? {
-                V::Map(m) => of(m.field(field)?),
+                V::Map(m) => of(field.of(m)?),
                 _ => None,
             },
             Node::Has(x, field) => match self.node(x, scope)? {
-                V::Map(m) => Some(V::Bool(m.field(field).is_some())),
+                V::Map(m) => Some(V::Bool(field.of(m).is_some())),
                 _ => None,
             },
             Node::Not(x) => match self.node(x, scope)? {

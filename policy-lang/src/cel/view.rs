@@ -10,6 +10,7 @@
 //! tell the difference.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cel::common::traits::{Adder, Container, Indexer, Iterable, Sizer, Zeroer};
@@ -80,6 +81,26 @@ impl SharedMap {
     /// The value of the string key `name`, as `map.name` selects it.
     pub fn field(&self, name: &str) -> Option<&(dyn Val + 'static)> {
         self.0.field(name)
+    }
+
+    /// [`SharedMap::field`], trying the entry at `hint` first; `hint` is
+    /// set to where the field was found. (Atomic so that a compiled rule
+    /// stays shareable between threads; relaxed: a stale hint only costs
+    /// the scan.)
+    pub fn field_at(&self, name: &str, hint: &AtomicUsize) -> Option<&(dyn Val + 'static)> {
+        let entries = &self.0.entries;
+        let at = hint.load(Ordering::Relaxed);
+        if let Some((CelMapKey::String(k), v)) = entries.get(at) {
+            if k.inner() == name {
+                return Some(&**v);
+            }
+        }
+        let (i, (_, v)) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| matches!(k, CelMapKey::String(s) if s.inner() == name))?;
+        hint.store(i, Ordering::Relaxed);
+        Some(&**v)
     }
 
     /// How many entries the map has.
