@@ -406,6 +406,36 @@ mod tests {
     use super::*;
     use crate::cel::{Bindings, Bound, Engine};
 
+    /// A hint left by one map does not mislead the lookup in another whose
+    /// fields stand elsewhere, or lack the field.
+    #[test]
+    fn finds_a_field_wherever_the_last_map_had_it() {
+        let map = |keys: &[&'static str]| {
+            SharedMap::new(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let v: Box<dyn Val> = Box::new(CelInt::from(i as i64));
+                        (CelMapKey::from(*k), v)
+                    })
+                    .collect(),
+            )
+        };
+        let (a, b, c) = (map(&["x", "y", "z"]), map(&["z", "y"]), map(&["w"]));
+        let hint = AtomicUsize::new(0);
+        let at = |m: &SharedMap, name: &str| {
+            m.field_at(name, &hint)
+                .and_then(|v| v.downcast_ref::<CelInt>().map(|i| *i.inner()))
+        };
+        for _ in 0..2 {
+            assert_eq!(at(&a, "z"), Some(2));
+            assert_eq!(at(&b, "z"), Some(0));
+            assert_eq!(at(&c, "z"), None);
+            assert_eq!(at(&a, "y"), Some(1));
+            assert_eq!(at(&b, "y"), Some(1));
+        }
+    }
+
     fn eval(src: &str, data: serde_json::Value) -> Value {
         let engine = Engine::new();
         let bound = Bound::new(&data).expect("converts");
