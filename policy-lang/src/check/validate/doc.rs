@@ -7,6 +7,7 @@ use std::fmt::{self, Display};
 use super::is_dns_label;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::parse::Loaded;
+use crate::source::Location;
 use crate::yaml::Path;
 
 /// Diagnostics of one document.
@@ -26,8 +27,7 @@ impl<T> Doc<'_, T> {
         message: impl Into<String>,
     ) -> &mut Diagnostic {
         let loc = self.doc.locate(&Path::parse(&path.to_string()));
-        self.out.push(Diagnostic::error(code, message).at(loc));
-        self.out.last_mut().expect("just pushed")
+        self.push(code, loc, message)
     }
 
     pub(super) fn error_key(
@@ -37,6 +37,10 @@ impl<T> Doc<'_, T> {
         message: impl Into<String>,
     ) -> &mut Diagnostic {
         let loc = self.doc.locate_key(&Path::parse(&path.to_string()));
+        self.push(code, loc, message)
+    }
+
+    fn push(&mut self, code: Code, loc: Location, message: impl Into<String>) -> &mut Diagnostic {
         self.out.push(Diagnostic::error(code, message).at(loc));
         self.out.last_mut().expect("just pushed")
     }
