@@ -1,4 +1,5 @@
-//! A serde [`Deserializer`] over a [`Node`] tree.
+//! A serde [`Deserializer`] over a [`Node`] tree, or over the fast
+//! reader's [`Tape`](super::tape::Tape) (any [`Tree`]).
 //!
 //! Why not deserialize from the text directly: we want *every* error at the
 //! node it concerns (`weight: ten` at `ten`), unknown fields reported all at
@@ -16,7 +17,48 @@ use serde::de::{
 };
 
 use super::node::{Node, Style, Value};
+use super::tape::TapeNode;
 use crate::source::Span;
+
+/// A node the deserializer reads: a [`Node`] of a tree, or a node of the
+/// fast reader's tape (read without building a tree).
+pub trait Tree<'a>: Copy {
+    type Items: Iterator<Item = Self>;
+    type Entries: Iterator<Item = (Self, Self)> + Clone;
+    fn span(self) -> Span;
+    fn shape(self) -> Shape<'a, Self>;
+}
+
+/// What a [`Tree`] node holds.
+#[derive(Debug)]
+pub enum Shape<'a, T: Tree<'a>> {
+    Null,
+    Scalar(&'a str, Style),
+    Seq(T::Items),
+    Map(T::Entries),
+}
+
+impl<'a> Tree<'a> for &'a Node {
+    type Items = std::slice::Iter<'a, Node>;
+    type Entries = std::iter::Map<std::slice::Iter<'a, (Node, Node)>, Pair<'a>>;
+    fn span(self) -> Span {
+        self.span
+    }
+    fn shape(self) -> Shape<'a, Self> {
+        match &self.value {
+            Value::Null => Shape::Null,
+            Value::Scalar(s, style) => Shape::Scalar(s, *style),
+            Value::Seq(items) => Shape::Seq(items.iter()),
+            Value::Map(entries) => Shape::Map(entries.iter().map(pair as Pair<'a>)),
+        }
+    }
+}
+
+type Pair<'a> = fn(&'a (Node, Node)) -> (&'a Node, &'a Node);
+
+fn pair((k, v): &(Node, Node)) -> (&Node, &Node) {
+    (k, v)
+}
 
 /// What kind of mistake a [`DeError`] is; each maps to a diagnostic code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,19 +225,34 @@ pub fn from_node<'a, T: de::Deserialize<'a>>(
     node: &'a Node,
     sink: &'a RefCell<Vec<DeError>>,
 ) -> Result<T, DeError> {
+    from_tree(node, sink)
+}
+
+/// [`from_node`] for a node of the fast reader's tape.
+pub fn from_tape<'a, T: de::Deserialize<'a>>(
+    node: TapeNode<'a>,
+    sink: &'a RefCell<Vec<DeError>>,
+) -> Result<T, DeError> {
+    from_tree(node, sink)
+}
+
+fn from_tree<'a, N: Tree<'a>, T: de::Deserialize<'a>>(
+    node: N,
+    sink: &'a RefCell<Vec<DeError>>,
+) -> Result<T, DeError> {
     T::deserialize(NodeDe { node, sink })
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct NodeDe<'a> {
-    node: &'a Node,
+pub struct NodeDe<'a, N = &'a Node> {
+    node: N,
     sink: &'a RefCell<Vec<DeError>>,
 }
 
-impl<'a> NodeDe<'a> {
+impl<'a, N: Tree<'a>> NodeDe<'a, N> {
     fn scalar(&self) -> Option<(&'a str, Style)> {
-        match &self.node.value {
-            Value::Scalar(s, st) => Some((&**s, *st)),
+        match self.node.shape() {
+            Shape::Scalar(s, st) => Some((s, st)),
             _ => None,
         }
     }
@@ -210,15 +267,15 @@ impl<'a> NodeDe<'a> {
     }
 
     fn unexpected(&self) -> Unexpected<'a> {
-        match &self.node.value {
-            Value::Null => Unexpected::Unit,
-            Value::Scalar(s, _) => Unexpected::Str(s),
-            Value::Seq(_) => Unexpected::Seq,
-            Value::Map(_) => Unexpected::Map,
+        match self.node.shape() {
+            Shape::Null => Unexpected::Unit,
+            Shape::Scalar(s, _) => Unexpected::Str(s),
+            Shape::Seq(_) => Unexpected::Seq,
+            Shape::Map(_) => Unexpected::Map,
         }
     }
 
-    fn child(&self, node: &'a Node) -> Self {
+    fn child(&self, node: N) -> Self {
         Self {
             node,
             sink: self.sink,
@@ -272,7 +329,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 macro_rules! int_method {
     ($method:ident) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-            let span = self.node.span;
+            let span = self.node.span();
             let r = match self.plain().and_then(parse_int) {
                 Some(n) if n >= 0 => match u64::try_from(n) {
                     Ok(u) => visitor.visit_u64(u),
@@ -295,14 +352,14 @@ macro_rules! int_method {
     };
 }
 
-impl<'a> Deserializer<'a> for NodeDe<'a> {
+impl<'a, N: Tree<'a>> Deserializer<'a> for NodeDe<'a, N> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        let r = match &self.node.value {
-            Value::Null => visitor.visit_unit(),
-            Value::Scalar(s, Style::Plain) => {
+        let span = self.node.span();
+        let r = match self.node.shape() {
+            Shape::Null => visitor.visit_unit(),
+            Shape::Scalar(s, Style::Plain) => {
                 if let Some(b) = parse_bool(s) {
                     visitor.visit_bool(b)
                 } else if let Some(n) = parse_int(s) {
@@ -319,14 +376,11 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
                     visitor.visit_str(s)
                 }
             }
-            Value::Scalar(s, _) => visitor.visit_str(s),
-            Value::Seq(items) => visitor.visit_seq(Seq {
+            Shape::Scalar(s, _) => visitor.visit_str(s),
+            Shape::Seq(items) => visitor.visit_seq(Seq { de: self, items }),
+            Shape::Map(entries) => visitor.visit_map(Map {
                 de: self,
-                items: items.iter(),
-            }),
-            Value::Map(entries) => visitor.visit_map(Map {
-                de: self,
-                entries: entries.iter(),
+                entries,
                 value: None,
             }),
         };
@@ -334,7 +388,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
+        let span = self.node.span();
         match self.plain().and_then(parse_bool) {
             Some(b) => visitor.visit_bool(b),
             None => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
@@ -356,7 +410,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_f64<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
+        let span = self.node.span();
         match self.plain().and_then(parse_float) {
             Some(f) => visitor.visit_f64(f),
             None => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
@@ -369,7 +423,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
+        let span = self.node.span();
         match self.scalar() {
             Some((s, _)) => visitor.visit_borrowed_str(s),
             None => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
@@ -390,16 +444,16 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match self.node.value {
-            Value::Null => visitor.visit_none(),
+        match self.node.shape() {
+            Shape::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }
     }
 
     fn deserialize_unit<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        match self.node.value {
-            Value::Null => visitor.visit_unit(),
+        let span = self.node.span();
+        match self.node.shape() {
+            Shape::Null => visitor.visit_unit(),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
         .map_err(|e: DeError| e.at(span))
@@ -422,16 +476,13 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        match &self.node.value {
-            Value::Seq(items) => visitor.visit_seq(Seq {
-                de: self,
-                items: items.iter(),
-            }),
+        let span = self.node.span();
+        match self.node.shape() {
+            Shape::Seq(items) => visitor.visit_seq(Seq { de: self, items }),
             // `allow:` with nothing under it is an empty list.
-            Value::Null => visitor.visit_seq(Seq {
+            Shape::Null => visitor.visit_seq(Seq {
                 de: self,
-                items: [].iter(),
+                items: std::iter::empty(),
             }),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
@@ -456,16 +507,16 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     }
 
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        match &self.node.value {
-            Value::Map(entries) => visitor.visit_map(Map {
+        let span = self.node.span();
+        match self.node.shape() {
+            Shape::Map(entries) => visitor.visit_map(Map {
                 de: self,
-                entries: entries.iter(),
+                entries,
                 value: None,
             }),
-            Value::Null => visitor.visit_map(Map {
+            Shape::Null => visitor.visit_map(Map {
                 de: self,
-                entries: [].iter(),
+                entries: std::iter::empty(),
                 value: None,
             }),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
@@ -479,20 +530,30 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        let Value::Map(entries) = &self.node.value else {
+        let span = self.node.span();
+        let Shape::Map(entries) = self.node.shape() else {
             return self.deserialize_map(visitor);
         };
+        let known = |k: &N| fields.contains(&self.child(*k).scalar().map_or("", |(s, _)| s));
+        // Nearly always every key is a field: read as they are.
+        if entries.clone().all(|(k, _)| known(&k)) {
+            return visitor
+                .visit_map(Map {
+                    de: self,
+                    entries,
+                    value: None,
+                })
+                .map_err(|e| e.at(span));
+        }
         // Report every unknown key at the key itself, then read the rest.
-        let known: Vec<&'a (Node, Node)> = entries
-            .iter()
+        let known: Vec<(N, N)> = entries
             .filter(|(k, _)| {
-                let name = k.as_str().unwrap_or("");
-                if fields.contains(&name) {
+                if known(k) {
                     return true;
                 }
+                let name = self.child(*k).scalar().map_or("", |(s, _)| s);
                 let e: DeError = de::Error::unknown_field(name, fields);
-                self.sink.borrow_mut().push(e.at(k.span));
+                self.sink.borrow_mut().push(e.at(k.span()));
                 false
             })
             .collect();
@@ -511,10 +572,10 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        let r = match &self.node.value {
-            Value::Scalar(s, _) => {
-                if variants.contains(&&**s) {
+        let span = self.node.span();
+        let r = match self.node.shape() {
+            Shape::Scalar(s, _) => {
+                if variants.contains(&s) {
                     visitor.visit_enum(Enum {
                         variant: self,
                         value: None,
@@ -523,18 +584,20 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
                     Err(de::Error::unknown_variant(s, variants))
                 }
             }
-            Value::Map(entries) if entries.len() == 1 => {
-                let (k, v) = &entries[0];
-                let name = k.as_str().unwrap_or("");
-                if variants.contains(&name) {
-                    visitor.visit_enum(Enum {
-                        variant: self.child(k),
-                        value: Some(self.child(v)),
-                    })
-                } else {
-                    Err(DeError::unknown_variant_at(name, variants, k.span))
+            Shape::Map(mut entries) => match (entries.next(), entries.next()) {
+                (Some((k, v)), None) => {
+                    let name = self.child(k).scalar().map_or("", |(s, _)| s);
+                    if variants.contains(&name) {
+                        visitor.visit_enum(Enum {
+                            variant: self.child(k),
+                            value: Some(self.child(v)),
+                        })
+                    } else {
+                        Err(DeError::unknown_variant_at(name, variants, k.span()))
+                    }
                 }
-            }
+                _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
+            },
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         };
         r.map_err(|e| e.at(span))
@@ -556,12 +619,12 @@ impl DeError {
     }
 }
 
-struct Seq<'a, I> {
-    de: NodeDe<'a>,
+struct Seq<'a, N, I> {
+    de: NodeDe<'a, N>,
     items: I,
 }
 
-impl<'a, I: Iterator<Item = &'a Node>> SeqAccess<'a> for Seq<'a, I> {
+impl<'a, N: Tree<'a>, I: Iterator<Item = N>> SeqAccess<'a> for Seq<'a, N, I> {
     type Error = DeError;
 
     fn next_element_seed<T: DeserializeSeed<'a>>(
@@ -588,13 +651,13 @@ fn exact(hint: (usize, Option<usize>)) -> Option<usize> {
     }
 }
 
-struct Map<'a, I> {
-    de: NodeDe<'a>,
+struct Map<'a, N, I> {
+    de: NodeDe<'a, N>,
     entries: I,
-    value: Option<&'a Node>,
+    value: Option<N>,
 }
 
-impl<'a, I: Iterator<Item = &'a (Node, Node)>> MapAccess<'a> for Map<'a, I> {
+impl<'a, N: Tree<'a>, I: Iterator<Item = (N, N)>> MapAccess<'a> for Map<'a, N, I> {
     type Error = DeError;
 
     fn next_key_seed<K: DeserializeSeed<'a>>(
@@ -623,12 +686,12 @@ impl<'a, I: Iterator<Item = &'a (Node, Node)>> MapAccess<'a> for Map<'a, I> {
     }
 }
 
-struct Enum<'a> {
-    variant: NodeDe<'a>,
-    value: Option<NodeDe<'a>>,
+struct Enum<'a, N> {
+    variant: NodeDe<'a, N>,
+    value: Option<NodeDe<'a, N>>,
 }
 
-impl<'a> EnumAccess<'a> for Enum<'a> {
+impl<'a, N: Tree<'a>> EnumAccess<'a> for Enum<'a, N> {
     type Error = DeError;
     type Variant = Self;
 
@@ -639,18 +702,18 @@ impl<'a> EnumAccess<'a> for Enum<'a> {
     }
 }
 
-impl<'a> VariantAccess<'a> for Enum<'a> {
+impl<'a, N: Tree<'a>> VariantAccess<'a> for Enum<'a, N> {
     type Error = DeError;
 
     fn unit_variant(self) -> Result<(), DeError> {
         match self.value {
             None => Ok(()),
-            Some(v) if v.node.value == Value::Null => Ok(()),
+            Some(v) if matches!(v.node.shape(), Shape::Null) => Ok(()),
             Some(v) => Err(DeError::new(
                 DeErrorKind::WrongType,
                 "this value takes no settings".into(),
             )
-            .at(v.node.span)),
+            .at(v.node.span())),
         }
     }
 
@@ -661,7 +724,7 @@ impl<'a> VariantAccess<'a> for Enum<'a> {
                 DeErrorKind::WrongType,
                 "this value needs settings (a mapping under it)".into(),
             )
-            .at(self.variant.node.span)),
+            .at(self.variant.node.span())),
         }
     }
 
@@ -685,68 +748,4 @@ impl<'a> VariantAccess<'a> for Enum<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::yaml::parse;
-    use serde::Deserialize;
-
-    #[derive(Debug, Deserialize, PartialEq)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct T {
-        name: String,
-        #[serde(default)]
-        count: Option<u32>,
-        #[serde(default)]
-        tags: Vec<String>,
-    }
-
-    fn de(text: &str) -> (Result<T, DeError>, Vec<DeError>) {
-        let (docs, errs) = parse(text);
-        assert!(errs.is_empty());
-        let sink = RefCell::new(Vec::new());
-        let r = from_node(&docs[0].root, &sink);
-        (r, sink.into_inner())
-    }
-
-    #[test]
-    fn keeps_plain_scalars_as_written_for_strings() {
-        let (r, _) = de("name: 1.10\n");
-        assert_eq!(r.unwrap().name, "1.10");
-    }
-
-    #[test]
-    fn rejects_a_quoted_number_where_an_integer_is_expected() {
-        let (r, _) = de("name: x\ncount: \"3\"\n");
-        let e = r.unwrap_err();
-        assert_eq!(e.kind, DeErrorKind::WrongType);
-        assert_eq!(e.span.unwrap().start.line, 2);
-    }
-
-    #[test]
-    fn collects_every_unknown_field_with_a_hint() {
-        let (r, unknown) = de("name: x\ncont: 1\ntagz: []\n");
-        assert!(r.is_ok());
-        assert_eq!(unknown.len(), 2);
-        assert_eq!(unknown[0].hint.as_deref(), Some("did you mean `count`?"));
-        assert_eq!(unknown[1].span.unwrap().start.line, 3);
-    }
-
-    #[test]
-    fn reports_integers_out_of_range() {
-        let (r, _) = de("name: x\ncount: 99999999999\n");
-        assert_eq!(r.unwrap_err().kind, DeErrorKind::InvalidValue);
-    }
-
-    #[test]
-    fn suggests_only_close_names() {
-        assert_eq!(
-            did_you_mean("retires", &["retries", "timeout"]).as_deref(),
-            Some("did you mean `retries`?")
-        );
-        assert_eq!(
-            did_you_mean("per_try_timeout", &["perTryTimeout"]).as_deref(),
-            Some("did you mean `perTryTimeout`?")
-        );
-        assert_eq!(did_you_mean("banana", &["retries", "timeout"]), None);
-    }
-}
+mod tests;

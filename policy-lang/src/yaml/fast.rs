@@ -4,7 +4,8 @@
 //! time copying the input a character at a time. Intent files use a small
 //! part of YAML: block mappings and sequences, one-line scalars, one-line
 //! flow collections, comments and `---`. This reader handles exactly that
-//! part and builds the same [`Node`] tree, spans included; on anything
+//! part and writes the same nodes onto a [`Tape`], spans included (and
+//! [`Tape::trees`] builds the same [`Node`](super::Node) trees); on anything
 //! else (a block or multi-line scalar, an anchor, a tag, a tab, a
 //! non-ASCII character, an empty value, a duplicate key, a syntax error…)
 //! it gives up and [`super::node::parse`] reads the file with libyaml, so
@@ -14,11 +15,21 @@
 //! on generated and mutated documents: when [`parse`] returns documents,
 //! libyaml reads the text without error into the same documents.
 
-use super::node::{scalar_value, Document, Node, Style, Value, MAX_NODES};
+use super::node::{Document, Style, MAX_NODES};
+use super::tape::{Kind, Tape, Tok};
 use crate::source::{Pos, Span};
 
 /// Reads `text`, or `None` when it is not in the subset this reader knows.
 pub(super) fn parse(text: &str) -> Option<Vec<Document>> {
+    let mut tape = Tape::default();
+    read(text, &mut tape)?;
+    Some(tape.trees(text))
+}
+
+/// Reads `text` onto `tape` (emptied first), or `None` when it is not in
+/// the subset this reader knows.
+pub fn read(text: &str, tape: &mut Tape) -> Option<()> {
+    tape.clear();
     let b = text.as_bytes();
     // ASCII only (columns are then bytes), no control characters but `\n`
     // (so no tabs and no `\r`).
@@ -26,13 +37,12 @@ pub(super) fn parse(text: &str) -> Option<Vec<Document>> {
         return None;
     }
     let mut r = Reader {
-        text,
         b,
         lines: lines(b)?,
         next: 0,
         nodes: 0,
+        tape,
     };
-    let mut docs = Vec::new();
     let mut i = 0;
     loop {
         // Consecutive markers are empty documents, which hold nothing.
@@ -46,13 +56,10 @@ pub(super) fn parse(text: &str) -> Option<Vec<Document>> {
         if r.lines.get(r.next).is_some_and(|l| !l.marker) {
             return None;
         }
-        docs.push(Document {
-            root,
-            index: docs.len(),
-        });
+        r.tape.docs.push(u32::try_from(root).ok()?);
         i = r.next;
     }
-    Some(docs)
+    Some(())
 }
 
 /// A line with content: not blank, not only a comment.
@@ -117,29 +124,19 @@ fn lines(b: &[u8]) -> Option<Vec<Line>> {
     Some(out)
 }
 
-struct Reader<'a> {
-    text: &'a str,
+struct Reader<'a, 't> {
     b: &'a [u8],
     lines: Vec<Line>,
     /// The first line not yet read.
     next: usize,
     nodes: usize,
+    tape: &'t mut Tape,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn text(&self, li: usize) -> &'a [u8] {
         let l = self.lines[li];
         &self.b[l.start..l.end]
-    }
-
-    /// The scalar written from column `from` to `to` of line `li`.
-    fn scalar(&self, li: usize, from: usize, to: usize, style: Style) -> Value {
-        let start = self.lines[li].start;
-        // Sliced from the text, not converted from bytes: the text is
-        // ASCII, so every offset is a character boundary and this never
-        // fails (`from_utf8` on every scalar was 3 % of the reader).
-        let text = self.text.get(start + from..start + to).unwrap_or_default();
-        scalar_value(text.to_owned(), style)
     }
 
     fn pos(&self, li: usize, col: usize) -> Pos {
@@ -154,6 +151,61 @@ impl<'a> Reader<'a> {
         (self.nodes <= MAX_NODES).then_some(())
     }
 
+    /// Pushes a node; a collection's length, end and `next` are set when
+    /// it is closed.
+    fn push(&mut self, tok: Tok) -> usize {
+        let i = self.tape.toks.len();
+        self.tape.toks.push(Tok {
+            next: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            ..tok
+        });
+        i
+    }
+
+    fn open(&mut self, kind: Kind, start: Pos) -> usize {
+        self.push(Tok {
+            span: Span::new(start, start),
+            kind,
+            style: Style::Plain,
+            owned: false,
+            from: 0,
+            to: 0,
+            len: 0,
+            next: 0,
+        })
+    }
+
+    fn close(&mut self, at: usize, len: usize, end: Pos) {
+        let next = u32::try_from(self.tape.toks.len()).unwrap_or(u32::MAX);
+        let t = &mut self.tape.toks[at];
+        t.len = u32::try_from(len).unwrap_or(u32::MAX);
+        t.next = next;
+        t.span.end = end;
+    }
+
+    fn end_of(&self, at: usize) -> Pos {
+        self.tape.toks[at].span.end
+    }
+
+    /// The scalar written from column `from` to `to` of line `li`.
+    fn scalar(&mut self, li: usize, from: usize, to: usize, style: Style) -> usize {
+        let start = self.lines[li].start;
+        let text = &self.b[start + from..start + to];
+        let null =
+            style == Style::Plain && matches!(text, b"" | b"~" | b"null" | b"Null" | b"NULL");
+        self.push(Tok {
+            span: Span::new(self.pos(li, from), self.pos(li, to)),
+            kind: if null { Kind::Null } else { Kind::Scalar },
+            style,
+            owned: false,
+            // Files are at most 16 MiB (`parse::MAX_FILE_BYTES`).
+            from: u32::try_from(start + from).ok().unwrap_or(u32::MAX),
+            to: u32::try_from(start + to).ok().unwrap_or(u32::MAX),
+            len: 0,
+            next: 0,
+        })
+    }
+
     /// The content line after the current one, unless a marker ends the
     /// document there.
     fn following(&self) -> Option<Line> {
@@ -162,7 +214,7 @@ impl<'a> Reader<'a> {
 
     /// The node at line `li`, column `col`, inside a parent indented by
     /// `parent` (-1 for a document's root).
-    fn block_node(&mut self, li: usize, col: usize, parent: isize) -> Option<Node> {
+    fn block_node(&mut self, li: usize, col: usize, parent: isize) -> Option<usize> {
         let s = self.text(li);
         if is_entry(s, col) {
             return self.block_seq(li, col);
@@ -179,15 +231,17 @@ impl<'a> Reader<'a> {
     }
 
     /// A block mapping whose first key is at line `li`, column `n`.
-    fn block_map(&mut self, first: usize, n: usize) -> Option<Node> {
+    fn block_map(&mut self, first: usize, n: usize) -> Option<usize> {
         self.count()?;
         let start = self.pos(first, n);
-        let mut entries: Vec<(Node, Node)> = Vec::new();
+        let map = self.open(Kind::Map, start);
+        let mut len = 0;
+        let mut end;
         let mut li = first;
         loop {
             let s = self.text(li);
             let colon = mapping_key(s, n)?;
-            let key = self.key(li, n, colon, &entries)?;
+            self.key(li, n, colon, map, len)?;
             let c = skip_spaces(s, colon + 1);
             let value = if c == s.len() || s[c] == b'#' {
                 // The value is on the following lines: deeper, or a
@@ -203,7 +257,8 @@ impl<'a> Reader<'a> {
             } else {
                 self.inline(li, c)?
             };
-            entries.push((key, value));
+            len += 2;
+            end = self.end_of(value);
             match self.following() {
                 Some(l) if l.indent > n => return None,
                 Some(l) if l.indent == n => {
@@ -215,18 +270,17 @@ impl<'a> Reader<'a> {
                 _ => break,
             }
         }
-        let end = entries.last().map_or(start, |(_, v)| v.span.end);
-        Some(Node {
-            span: Span::new(start, end),
-            value: Value::Map(entries.into_boxed_slice()),
-        })
+        self.close(map, len, end);
+        Some(map)
     }
 
     /// A block sequence whose first `-` is at line `li`, column `n`.
-    fn block_seq(&mut self, first: usize, n: usize) -> Option<Node> {
+    fn block_seq(&mut self, first: usize, n: usize) -> Option<usize> {
         self.count()?;
         let start = self.pos(first, n);
-        let mut items = Vec::new();
+        let seq = self.open(Kind::Seq, start);
+        let mut len = 0;
+        let mut end;
         let mut li = first;
         loop {
             let s = self.text(li);
@@ -241,23 +295,21 @@ impl<'a> Reader<'a> {
                 // On the entry's line: `- - a`, `- key: v` or `- value`.
                 self.block_node(li, c, n as isize)?
             };
-            items.push(item);
+            len += 1;
+            end = self.end_of(item);
             match self.following() {
                 Some(l) if l.indent > n => return None,
                 Some(l) if l.indent == n && is_entry(self.text(self.next), n) => li = self.next,
                 _ => break,
             }
         }
-        let end = items.last().map_or(start, |v: &Node| v.span.end);
-        Some(Node {
-            span: Span::new(start, end),
-            value: Value::Seq(items.into_boxed_slice()),
-        })
+        self.close(seq, len, end);
+        Some(seq)
     }
 
     /// A value that ends on its line (a scalar or a flow collection),
     /// followed by nothing but a comment; the next line becomes current.
-    fn inline(&mut self, li: usize, c: usize) -> Option<Node> {
+    fn inline(&mut self, li: usize, c: usize) -> Option<usize> {
         let s = self.text(li);
         let (node, end) = self.flow_node(li, s, c, false)?;
         let after = skip_spaces(s, end);
@@ -271,38 +323,45 @@ impl<'a> Reader<'a> {
 
     /// A scalar or flow collection starting at `c`; `flow` inside a flow
     /// collection. Returns the node and the offset after it.
-    fn flow_node(&mut self, li: usize, s: &[u8], c: usize, flow: bool) -> Option<(Node, usize)> {
+    fn flow_node(&mut self, li: usize, s: &[u8], c: usize, flow: bool) -> Option<(usize, usize)> {
         self.count()?;
-        let (value, end) = match *s.get(c)? {
-            b'[' => return self.flow_seq(li, s, c),
-            b'{' => return self.flow_map(li, s, c),
+        match *s.get(c)? {
+            b'[' => self.flow_seq(li, s, c),
+            b'{' => self.flow_map(li, s, c),
             b'\'' => {
-                let mut text = Vec::new();
+                let mut doubled = false;
                 let mut i = c + 1;
                 loop {
                     match *s.get(i)? {
                         b'\'' if s.get(i + 1) == Some(&b'\'') => {
-                            text.push(b'\'');
+                            doubled = true;
                             i += 2;
                         }
                         b'\'' => break,
-                        ch => {
-                            text.push(ch);
-                            i += 1;
-                        }
+                        _ => i += 1,
                     }
                 }
-                (scalar(&text, Style::SingleQuoted), i + 1)
+                let node = self.scalar(li, c + 1, i, Style::SingleQuoted);
+                let span = Span::new(self.pos(li, c), self.pos(li, i + 1));
+                let t = &mut self.tape.toks[node];
+                t.span = span;
+                if doubled {
+                    // The text with each `''` undone, kept beside the tape.
+                    let text = String::from_utf8_lossy(&s[c + 1..i]).replace("''", "'");
+                    t.owned = true;
+                    t.from = u32::try_from(self.tape.owned.len()).unwrap_or(u32::MAX);
+                    self.tape.owned.push(text);
+                }
+                Some((node, i + 1))
             }
             b'"' => {
                 let close = c + 1 + s[c + 1..].iter().position(|&ch| ch == b'"')?;
                 if s[c + 1..close].contains(&b'\\') {
                     return None;
                 }
-                (
-                    self.scalar(li, c + 1, close, Style::DoubleQuoted),
-                    close + 1,
-                )
+                let node = self.scalar(li, c + 1, close, Style::DoubleQuoted);
+                self.tape.toks[node].span = Span::new(self.pos(li, c), self.pos(li, close + 1));
+                Some((node, close + 1))
             }
             first => {
                 let next = s.get(c + 1).copied();
@@ -341,38 +400,35 @@ impl<'a> Reader<'a> {
                 if flow && i == s.len() {
                     return None;
                 }
-                (self.scalar(li, c, end, Style::Plain), end)
+                Some((self.scalar(li, c, end, Style::Plain), end))
             }
-        };
-        let node = Node {
-            span: Span::new(self.pos(li, c), self.pos(li, end)),
-            value,
-        };
-        Some((node, end))
+        }
     }
 
-    fn flow_seq(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
-        let mut items = Vec::new();
+    fn flow_seq(&mut self, li: usize, s: &[u8], c: usize) -> Option<(usize, usize)> {
+        let seq = self.open(Kind::Seq, self.pos(li, c));
+        let mut len = 0;
         let close = self.flow_items(s, c, b']', |r, i| {
-            let (item, end) = r.flow_node(li, s, i, true)?;
-            items.push(item);
+            let (_, end) = r.flow_node(li, s, i, true)?;
+            len += 1;
             Some(end)
         })?;
-        let value = Value::Seq(items.into_boxed_slice());
-        Some(self.flow_collection(li, c, close, value))
+        self.close(seq, len, self.pos(li, close + 1));
+        Some((seq, close + 1))
     }
 
-    fn flow_map(&mut self, li: usize, s: &[u8], c: usize) -> Option<(Node, usize)> {
-        let mut entries: Vec<(Node, Node)> = Vec::new();
+    fn flow_map(&mut self, li: usize, s: &[u8], c: usize) -> Option<(usize, usize)> {
+        let map = self.open(Kind::Map, self.pos(li, c));
+        let mut len = 0;
         let close = self.flow_items(s, c, b'}', |r, i| {
             let colon = mapping_key(s, i)?;
-            let key = r.key(li, i, colon, &entries)?;
-            let (value, end) = r.flow_node(li, s, skip_spaces(s, colon + 1), true)?;
-            entries.push((key, value));
+            r.key(li, i, colon, map, len)?;
+            let (_, end) = r.flow_node(li, s, skip_spaces(s, colon + 1), true)?;
+            len += 2;
             Some(end)
         })?;
-        let value = Value::Map(entries.into_boxed_slice());
-        Some(self.flow_collection(li, c, close, value))
+        self.close(map, len, self.pos(li, close + 1));
+        Some((map, close + 1))
     }
 
     /// The items of the flow collection opened at `c`, each read by `item`
@@ -404,28 +460,24 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A flow collection from its opening bracket at `c` to its closing
-    /// one at `close`, and the offset after it.
-    fn flow_collection(&self, li: usize, c: usize, close: usize, value: Value) -> (Node, usize) {
-        let span = Span::new(self.pos(li, c), self.pos(li, close + 1));
-        (Node { span, value }, close + 1)
-    }
-
-    /// The key from `c` to its `:` at `colon`, unless `entries` has it.
-    fn key(&mut self, li: usize, c: usize, colon: usize, entries: &[(Node, Node)]) -> Option<Node> {
+    /// The key from `c` to its `:` at `colon`, unless the mapping at `map`
+    /// (`len` children so far) has it.
+    fn key(&mut self, li: usize, c: usize, colon: usize, map: usize, len: usize) -> Option<()> {
         self.count()?;
-        let value = self.scalar(li, c, colon, Style::Plain);
-        let name = match &value {
-            Value::Scalar(name, _) => name,
-            _ => "",
+        let key = self.scalar(li, c, colon, Style::Plain);
+        let name = |t: &Tok| match t.kind {
+            Kind::Scalar => &self.b[t.from as usize..t.to as usize],
+            _ => b"",
         };
-        let duplicate = entries
-            .iter()
-            .any(|(k, _)| k.as_str().unwrap_or("") == name);
-        (!duplicate).then(|| Node {
-            span: Span::new(self.pos(li, c), self.pos(li, colon)),
-            value,
-        })
+        let toks = &self.tape.toks;
+        let mut at = map + 1;
+        for _ in 0..len / 2 {
+            if name(&toks[at]) == name(&toks[key]) {
+                return None;
+            }
+            at = toks[toks[at].next as usize].next as usize;
+        }
+        Some(())
     }
 }
 
@@ -459,12 +511,6 @@ fn mapping_key(s: &[u8], c: usize) -> Option<usize> {
     let colon = c + len;
     let ends = s.get(colon) == Some(&b':') && matches!(s.get(colon + 1), None | Some(b' '));
     (ends && len <= MAX_KEY).then_some(colon)
-}
-
-fn scalar(text: &[u8], style: Style) -> Value {
-    // The text is ASCII (checked before reading), so this never fails.
-    let text = std::str::from_utf8(text).unwrap_or_default();
-    scalar_value(text.to_owned(), style)
 }
 
 #[cfg(test)]

@@ -4,6 +4,33 @@
 pub mod de;
 mod fast;
 pub mod node;
+mod tape;
 
-pub use de::{did_you_mean, from_node, DeError, DeErrorKind};
+pub use de::{did_you_mean, from_node, from_tape, DeError, DeErrorKind};
+pub use fast::read;
 pub use node::{parse, Document, Node, Path, Seg, Style, TreeError, TreeErrorKind, Value};
+pub use tape::{Tape, TapeNode};
+
+/// Every YAML file of the project (examples, fixtures, snapshots), for
+/// tests that read them all.
+#[cfg(test)]
+pub(crate) fn project_yaml_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !matches!(name, "target" | ".git" | "node_modules") {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}

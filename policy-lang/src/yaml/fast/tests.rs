@@ -29,22 +29,7 @@ fn reads_generated_repositories_like_libyaml() {
 /// Every YAML file of the project (examples, fixtures, snapshots).
 #[test]
 fn reads_the_projects_yaml_like_libyaml() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut files = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("readable") {
-            let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_dir() {
-                if !matches!(name, "target" | ".git" | "node_modules") {
-                    dirs.push(path);
-                }
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                files.push(path);
-            }
-        }
-    }
+    let files = crate::yaml::project_yaml_files();
     let mut fast = 0;
     for path in &files {
         let text = std::fs::read_to_string(path).expect("utf-8");
