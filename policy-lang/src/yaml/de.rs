@@ -3,8 +3,8 @@
 //!
 //! Why not deserialize from the text directly: we want *every* error at the
 //! node it concerns (`weight: ten` at `ten`), unknown fields reported all at
-//! once with a "did you mean" hint at the key, and the tree kept for
-//! semantic errors found later. Plain scalars are resolved by the YAML 1.2
+//! once with a "did you mean" hint at the key, and the tree at hand (kept,
+//! or read again) for semantic errors found later. Plain scalars are resolved by the YAML 1.2
 //! core schema only when the target type asks for a number or boolean, so
 //! `version: 1.10` stays the string `"1.10"`.
 

@@ -1,5 +1,6 @@
-//! YAML with positions: a span-carrying node tree ([`node`]) and a serde
-//! deserializer over it ([`de`]).
+//! YAML with positions: a span-carrying node tree ([`node`]), the fast
+//! reader's flat output it is built from for plain files (`tape`), and a
+//! serde deserializer over either ([`de`]).
 
 pub mod de;
 mod fast;

@@ -5,7 +5,7 @@
 //! freeing them all again; for the one-service files most repositories are
 //! made of, the typed intent can be read straight from the tape instead
 //! ([`super::de::from_tape`]), and a tree is built only when a diagnostic
-//! must be located in the file (it is read again then). [`Tape::node`]
+//! must be located in the file (it is read again then). [`Tape::trees`]
 //! builds the same tree the reader used to build, for every other file.
 
 use super::de::{Shape, Tree};
