@@ -199,8 +199,8 @@ impl<'a> Reader<'a, '_> {
             style,
             owned: false,
             // Files are at most 16 MiB (`parse::MAX_FILE_BYTES`).
-            from: u32::try_from(start + from).ok().unwrap_or(u32::MAX),
-            to: u32::try_from(start + to).ok().unwrap_or(u32::MAX),
+            from: u32::try_from(start + from).unwrap_or(u32::MAX),
+            to: u32::try_from(start + to).unwrap_or(u32::MAX),
             len: 0,
             next: 0,
         })
