@@ -343,7 +343,7 @@ fn service_from_tape(repo: &mut Repository, file: &Arc<SourceFile>, tape: &Tape)
         return false;
     }
     let sink = RefCell::new(Vec::new());
-    match yaml::from_tape::<ServiceIntent>(root, &sink) {
+    match yaml::from_node::<_, ServiceIntent>(root, &sink) {
         Ok(value) if sink.borrow().is_empty() => {
             repo.services.push(Loaded {
                 value,
@@ -632,7 +632,7 @@ mod tests {
                     let typed = |from_tape: bool| {
                         let sink = RefCell::new(Vec::new());
                         let r: Result<ServiceIntent, _> = match tape.root(&text, d) {
-                            Some(root) if from_tape => yaml::from_tape(root, &sink),
+                            Some(root) if from_tape => yaml::from_node(root, &sink),
                             _ => yaml::from_node(&doc.root, &sink),
                         };
                         (r, sink.into_inner())

@@ -4,9 +4,9 @@
 //! Why not deserialize from the text directly: we want *every* error at the
 //! node it concerns (`weight: ten` at `ten`), unknown fields reported all at
 //! once with a "did you mean" hint at the key, and the tree at hand (kept,
-//! or read again) for semantic errors found later. Plain scalars are resolved by the YAML 1.2
-//! core schema only when the target type asks for a number or boolean, so
-//! `version: 1.10` stays the string `"1.10"`.
+//! or read again) for semantic errors found later. Plain scalars are
+//! resolved by the YAML 1.2 core schema only when the target type asks for
+//! a number or boolean, so `version: 1.10` stays the string `"1.10"`.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -17,7 +17,6 @@ use serde::de::{
 };
 
 use super::node::{Node, Style, Value};
-use super::tape::TapeNode;
 use crate::source::Span;
 
 /// A node the deserializer reads: a [`Node`] of a tree, or a node of the
@@ -219,24 +218,10 @@ pub fn did_you_mean(got: &str, candidates: &[&str]) -> Option<String> {
     (best.0 <= limit).then(|| format!("did you mean `{}`?", best.1))
 }
 
-/// Deserializes `T` from `node`; unknown fields go to `sink` (the rest of
-/// the value is still read so that all of them are reported at once).
-pub fn from_node<'a, T: de::Deserialize<'a>>(
-    node: &'a Node,
-    sink: &'a RefCell<Vec<DeError>>,
-) -> Result<T, DeError> {
-    from_tree(node, sink)
-}
-
-/// [`from_node`] for a node of the fast reader's tape.
-pub fn from_tape<'a, T: de::Deserialize<'a>>(
-    node: TapeNode<'a>,
-    sink: &'a RefCell<Vec<DeError>>,
-) -> Result<T, DeError> {
-    from_tree(node, sink)
-}
-
-fn from_tree<'a, N: Tree<'a>, T: de::Deserialize<'a>>(
+/// Deserializes `T` from `node` (of a tree or of the fast reader's tape);
+/// unknown fields go to `sink` (the rest of the value is still read so
+/// that all of them are reported at once).
+pub fn from_node<'a, N: Tree<'a>, T: de::Deserialize<'a>>(
     node: N,
     sink: &'a RefCell<Vec<DeError>>,
 ) -> Result<T, DeError> {
@@ -273,6 +258,11 @@ impl<'a, N: Tree<'a>> NodeDe<'a, N> {
             Shape::Seq(_) => Unexpected::Seq,
             Shape::Map(_) => Unexpected::Map,
         }
+    }
+
+    /// A mapping key's text ("" for a key that is not a scalar).
+    fn key_name(&self, key: N) -> &'a str {
+        self.child(key).scalar().map_or("", |(s, _)| s)
     }
 
     fn child(&self, node: N) -> Self {
@@ -534,7 +524,7 @@ impl<'a, N: Tree<'a>> Deserializer<'a> for NodeDe<'a, N> {
         let Shape::Map(entries) = self.node.shape() else {
             return self.deserialize_map(visitor);
         };
-        let known = |k: &N| fields.contains(&self.child(*k).scalar().map_or("", |(s, _)| s));
+        let known = |k: &N| fields.contains(&self.key_name(*k));
         // Nearly always every key is a field: read as they are.
         if entries.clone().all(|(k, _)| known(&k)) {
             return visitor
@@ -551,7 +541,7 @@ impl<'a, N: Tree<'a>> Deserializer<'a> for NodeDe<'a, N> {
                 if known(k) {
                     return true;
                 }
-                let name = self.child(*k).scalar().map_or("", |(s, _)| s);
+                let name = self.key_name(*k);
                 let e: DeError = de::Error::unknown_field(name, fields);
                 self.sink.borrow_mut().push(e.at(k.span()));
                 false
@@ -586,7 +576,7 @@ impl<'a, N: Tree<'a>> Deserializer<'a> for NodeDe<'a, N> {
             }
             Shape::Map(mut entries) => match (entries.next(), entries.next()) {
                 (Some((k, v)), None) => {
-                    let name = self.child(k).scalar().map_or("", |(s, _)| s);
+                    let name = self.key_name(k);
                     if variants.contains(&name) {
                         visitor.visit_enum(Enum {
                             variant: self.child(k),

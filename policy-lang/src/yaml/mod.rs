@@ -7,7 +7,7 @@ mod fast;
 pub mod node;
 mod tape;
 
-pub use de::{did_you_mean, from_node, from_tape, DeError, DeErrorKind};
+pub use de::{did_you_mean, from_node, DeError, DeErrorKind};
 pub use fast::read;
 pub use node::{parse, Document, Node, Path, Seg, Style, TreeError, TreeErrorKind, Value};
 pub use tape::{Tape, TapeNode};

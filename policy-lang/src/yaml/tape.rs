@@ -4,7 +4,7 @@
 //! A [`Node`] tree costs an allocation per scalar and per collection, and
 //! freeing them all again; for the one-service files most repositories are
 //! made of, the typed intent can be read straight from the tape instead
-//! ([`super::de::from_tape`]), and a tree is built only when a diagnostic
+//! ([`super::de::from_node`] reads either), and a tree is built only when a diagnostic
 //! must be located in the file (it is read again then). [`Tape::trees`]
 //! builds the same tree the reader used to build, for every other file.
 

@@ -22,7 +22,7 @@ fn de(text: &str) -> (Result<T, DeError>, Vec<DeError>) {
     let mut tape = crate::yaml::Tape::default();
     assert!(crate::yaml::read(text, &mut tape).is_some(), "{text}");
     let sink = RefCell::new(Vec::new());
-    let r = from_tape(tape.root(text, 0).expect("a document"), &sink);
+    let r = from_node(tape.root(text, 0).expect("a document"), &sink);
     assert_eq!((r, sink.into_inner()), tree, "{text}");
     tree
 }
