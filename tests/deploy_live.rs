@@ -110,7 +110,7 @@ fn the_deployment_is_locked_down() {
 }
 
 #[test]
-fn the_image_is_multi_stage_minimal_and_non_root() {
+fn the_image_is_multi_stage_minimal_non_root_and_built_by_the_dist_script() {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Dockerfile"))
             .unwrap();
@@ -119,4 +119,10 @@ fn the_image_is_multi_stage_minimal_and_non_root() {
     assert!(froms[1].contains("distroless"), "{froms:?}");
     let user = text.lines().rfind(|l| l.starts_with("USER ")).unwrap();
     assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
+    // The shipped binary is the one the render benchmark measures.
+    let build = text.lines().find(|l| l.starts_with("RUN bin=")).unwrap();
+    assert!(build.contains("scripts/build-dist.sh"), "{build}");
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/build-dist.sh")
+        .is_file());
 }

@@ -3,6 +3,9 @@
 # ROUNDS runs each:
 #   meshplan render REPO --mesh M             (check + compile + YAML stream)
 #   meshplan render REPO --mesh M --out DIR   (the same, one file per object)
+# with the binary meshplan ships (scripts/build-dist.sh: profile `dist` with
+# profile-guided optimisation), the YAML stream also with the plain `dist`
+# build (what `cargo install` gives; PGO=0 measures that one only),
 # beside the peer users run today to build rendered objects from files:
 #   kubectl kustomize DIR   (a kustomization listing every rendered file)
 # for generated repositories of 1,000 and 10,000 services. Prints a
@@ -26,7 +29,13 @@ command -v kubectl >/dev/null || { echo "kubectl is missing: run scripts/env/ins
 cd "$ROOT"
 cargo build --profile dist -q --bin meshplan
 cargo build --profile dist -q -p meshplan-policy-lang --example generate
-BIN=$ROOT/target/dist/meshplan
+PLAIN=$ROOT/target/dist/meshplan
+# BIN=PATH times an already built binary (e.g. target/pgo/meshplan from an
+# earlier build-dist.sh) instead of building one.
+if [ -z "${BIN:-}" ]; then
+    BIN=$PLAIN
+    [ "${PGO:-1}" = 0 ] || BIN=$(scripts/build-dist.sh)
+fi
 GEN=$ROOT/target/dist/examples/generate
 mkdir -p "$W" "$OUT"
 
@@ -36,13 +45,13 @@ timed() {
     tail -1 "$W/time.txt"
 }
 
-# warm REPO: reads the repository's files and the binary into the page
+# warm REPO BIN: reads the repository's files and the binary into the page
 # cache. This VM's kernel evicts cold file pages within a minute even with
 # gigabytes free (measured on 2026-11-23: ~25 of the 10,000 intent files a
 # second), so an unwarmed run partly measures the virtual disk.
 warm() {
     find "$1" -type f -print0 | xargs -0 cat >/dev/null
-    cat "$BIN" >/dev/null
+    cat "$2" >/dev/null
 }
 
 # median REPO CMD...: runs CMD ROUNDS times with `timed`, the repository
@@ -55,7 +64,7 @@ median() {
     shift
     for _ in $(seq "$ROUNDS"); do
         [ -n "${BEFORE:-}" ] && eval "$BEFORE"
-        warm "$repo"
+        warm "$repo" "$1"
         read -r t r < <(timed "$@")
         s+=("$t")
         [ "$r" -gt "$rss" ] && rss=$r
@@ -63,8 +72,8 @@ median() {
     printf '%s\n' "${s[@]}" | sort -n | awk -v rss="$rss" '{a[NR] = $1} END {print a[int((NR + 1) / 2)], a[1], rss}'
 }
 
-echo "| services | mesh | objects | render to stdout, median / fastest (s) | objects/s (median) | render --out, median / fastest (s) | peak RSS (MiB) | kubectl kustomize (s) | kustomize peak RSS (MiB) | ratio (kustomize / --out median) |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| services | mesh | objects | render to stdout, median / fastest (s) | objects/s (median) | the same without PGO (s) | render --out, median / fastest (s) | peak RSS (MiB) | kubectl kustomize (s) | kustomize peak RSS (MiB) | ratio (kustomize / --out median) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
     repo="$W/repo-$n"
     [ -d "$repo" ] || "$GEN" "$n" "$repo" 2>/dev/null
@@ -75,6 +84,11 @@ for n in $SIZES; do
         # /dev/null (render's default output), and a tree of files.
         "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out" >/dev/null 2>&1
         read -r s_s s_min s_rss < <(median "$repo" "$BIN" render "$repo" --mesh "$mesh" --unsupported warning)
+        plain=—
+        if [ "$BIN" != "$PLAIN" ]; then
+            read -r p_s p_min _ < <(median "$repo" "$PLAIN" render "$repo" --mesh "$mesh" --unsupported warning)
+            plain="$p_s / $p_min"
+        fi
         read -r m_s m_min m_rss < <(BEFORE="rm -rf '$out'" median "$repo" "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out")
         objects=$(find "$out" -name '*.yaml' | wc -l)
         files=$(cd "$out" && find . -name '*.yaml' | sort | sed 's|^\./|- |')
@@ -86,12 +100,12 @@ for n in $SIZES; do
             k_s=0 k_rss=0
         fi
         [ "$m_rss" -gt "$s_rss" ] && s_rss=$m_rss
-        awk -v n="$n" -v mesh="$mesh" -v o="$objects" -v ss="$s_s" -v sm="$s_min" -v ms="$m_s" -v mm="$m_min" -v mr="$s_rss" -v ks="$k_s" -v kr="$k_rss" 'BEGIN {
+        awk -v n="$n" -v mesh="$mesh" -v o="$objects" -v ss="$s_s" -v sm="$s_min" -v plain="$plain" -v ms="$m_s" -v mm="$m_min" -v mr="$s_rss" -v ks="$k_s" -v kr="$k_rss" 'BEGIN {
             ops = (ss > 0) ? o / ss : 0
             if (ks > 0)
-                printf "| %d | %s | %d | %.2f / %.2f | %.0f | %.2f / %.2f | %.0f | %.2f | %.0f | %.1f× |\n", n, mesh, o, ss, sm, ops, ms, mm, mr / 1024, ks, kr / 1024, (ms > 0 ? ks / ms : 0)
+                printf "| %d | %s | %d | %.2f / %.2f | %.0f | %s | %.2f / %.2f | %.0f | %.2f | %.0f | %.1f× |\n", n, mesh, o, ss, sm, ops, plain, ms, mm, mr / 1024, ks, kr / 1024, (ms > 0 ? ks / ms : 0)
             else
-                printf "| %d | %s | %d | %.2f / %.2f | %.0f | %.2f / %.2f | %.0f | not run | | |\n", n, mesh, o, ss, sm, ops, ms, mm, mr / 1024
+                printf "| %d | %s | %d | %.2f / %.2f | %.0f | %s | %.2f / %.2f | %.0f | not run | | |\n", n, mesh, o, ss, sm, ops, plain, ms, mm, mr / 1024
         }'
         rm -rf "$out"
     done
