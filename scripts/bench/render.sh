@@ -27,9 +27,8 @@ command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 command -v kubectl >/dev/null || { echo "kubectl is missing: run scripts/env/install.sh" >&2; exit 2; }
 
 cd "$ROOT"
-cargo build --profile dist -q --bin meshplan
 cargo build --profile dist -q -p meshplan-policy-lang --example generate
-PLAIN=$ROOT/target/dist/meshplan
+PLAIN=$(PGO=0 scripts/build-dist.sh)
 # BIN=PATH times an already built binary (e.g. target/pgo/meshplan from an
 # earlier build-dist.sh) instead of building one.
 if [ -z "${BIN:-}" ]; then
