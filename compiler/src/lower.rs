@@ -4,12 +4,10 @@
 //! if one does not (a check bug, or a caller that skipped `check`), lowering
 //! returns an error naming it instead of guessing or panicking.
 
-use meshplan_policy_lang::intent::labels::Labels;
-
 use meshplan_policy_lang::intent::config::GatewayApiChannel;
 use meshplan_policy_lang::intent::rollout::Strategy;
 use meshplan_policy_lang::intent::service::MtlsMode;
-use meshplan_policy_lang::intent::{Caller, PortRef, ServiceIntent};
+use meshplan_policy_lang::intent::{workloads, Caller, PortRef, ServiceIntent};
 use meshplan_policy_lang::parse::{Loaded, Repository};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
@@ -138,7 +136,7 @@ fn service(
     let spec = &s.spec;
     let namespace = repo.namespace_of(s).to_owned();
     let name = s.metadata.name.clone();
-    let host = spec.service.clone().unwrap_or_else(|| name.clone());
+    let host = workloads::host(s).to_owned();
     let origin = Origin::new(
         &format!("{namespace}/{name}"),
         &loaded.file.name,
@@ -169,15 +167,18 @@ fn service(
             .cloned()
             .ok_or_else(|| fail(format!("unknown port {r:?}")))
     };
+    // The pods of each version carry the service's selector and their own
+    // labels: every selector emitted is one of these (`check` proved
+    // they reach this service's pods only).
+    let workload_selector = workloads::selector(s);
     let versions: Vec<Version> = spec
         .versions
         .iter()
         .map(|v| Version {
             name: v.name.clone(),
-            labels: v.labels.clone(),
+            labels: workloads::pod_labels(&workload_selector, &v.labels),
         })
         .collect();
-    let workload_selector = common_labels(&versions, &host);
 
     let mut routes = Vec::new();
     for r in &spec.routes {
@@ -427,24 +428,9 @@ fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
     }
 }
 
-/// The labels every version carries; `app: <host>` when there are no
-/// versions (the Kubernetes convention meshes rely on too).
-fn common_labels(versions: &[Version], host: &str) -> Labels {
-    let mut common = match versions.first() {
-        Some(v) => v.labels.clone(),
-        None => return Labels::from([("app", host)]),
-    };
-    for v in &versions[1..] {
-        common.retain(|k, val| v.labels.get(k) == Some(val));
-    }
-    if common.is_empty() {
-        common.insert("app".into(), host.into());
-    }
-    common
-}
-
 #[cfg(test)]
 mod tests {
+    use meshplan_policy_lang::intent::labels::Labels;
     use meshplan_policy_lang::intent::rollout::Step;
 
     use super::*;
@@ -519,15 +505,22 @@ mod tests {
     }
 
     #[test]
-    fn the_selector_is_what_every_version_shares() {
-        let v = |ver: &str| Version {
-            name: ver.into(),
-            labels: Labels::from([("app", "reviews"), ("version", ver)]),
-        };
+    fn a_versions_pods_carry_the_service_selector() {
+        // Before: reviews' versions labelled only `version: vN` gave
+        // backend Services selecting every `version: v1` pod of the
+        // namespace.
+        let text = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: reviews }\nspec:\n  selector: { app: reviews }\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { version: v1 } }\n    - { name: v2, labels: { version: v2 } }\n";
+        let (repo, report) =
+            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
+                files: vec![("s.yaml".into(), text.into())],
+            });
+        assert!(report.passes(false), "{:?}", report.diagnostics);
+        let ir = lower(&repo, &Positions::default()).unwrap();
+        let s = &ir.services[0];
+        assert_eq!(s.workload_selector, Labels::from([("app", "reviews")]));
         assert_eq!(
-            common_labels(&[v("v1"), v("v2")], "reviews"),
-            Labels::from([("app", "reviews")])
+            s.versions[0].labels,
+            Labels::from([("app", "reviews"), ("version", "v1")])
         );
-        assert_eq!(common_labels(&[], "web").get("app").unwrap(), "web");
     }
 }

@@ -71,10 +71,11 @@ pub enum Code {
     NotABucket,
     TargetUnsupported,
     CiliumL7Widening,
+    SelectorOverlap,
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 31] = [
         Code::Io,
         Code::YamlSyntax,
         Code::UnknownField,
@@ -105,6 +106,7 @@ impl Code {
         Code::NotABucket,
         Code::TargetUnsupported,
         Code::CiliumL7Widening,
+        Code::SelectorOverlap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +141,7 @@ impl Code {
             Code::NotABucket => "MP2011",
             Code::TargetUnsupported => "MP4002",
             Code::CiliumL7Widening => "MP2012",
+            Code::SelectorOverlap => "MP2013",
         }
     }
 
@@ -180,6 +183,9 @@ impl Code {
             Code::TargetUnsupported => "a feature a chosen target cannot express",
             Code::CiliumL7Widening => {
                 "an L7 allow rule that Cilium's per-port merge with an L4-only rule voids"
+            }
+            Code::SelectorOverlap => {
+                "a pod selector that may also select another service's or version's pods"
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod rollout;
 pub mod service;
 pub mod slo;
+pub mod workloads;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

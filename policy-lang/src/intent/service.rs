@@ -23,6 +23,14 @@ pub struct ServiceSpec {
     /// Defaults to the service name.
     #[serde(default)]
     pub service_account: Option<String>,
+    /// Pod labels that select every pod of this service and no pod of
+    /// another: the selector of its authorization, mTLS, Server and network
+    /// policies. Each version's pods carry these and the version's own
+    /// labels. Defaults to the labels every version shares (`app: <service>`
+    /// when they share none); `check` refuses a selector that may also
+    /// select another service's pods (MP2013).
+    #[serde(default)]
+    pub selector: Option<super::labels::Labels>,
     /// The ports the service listens on.
     pub ports: Vec<Port>,
     /// The deployed versions, each selected by pod labels.

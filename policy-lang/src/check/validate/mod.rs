@@ -17,6 +17,7 @@ use crate::yaml::{did_you_mean, Path};
 mod config;
 mod doc;
 mod resilience;
+mod workloads;
 
 use doc::{Doc, Field, Item};
 
@@ -97,6 +98,7 @@ pub fn validate(repo: &Repository) -> Vec<Diagnostic> {
     if let Some(c) = &repo.config {
         config::config(repo, c, &mut out);
     }
+    workloads::workloads(repo, &mut out);
     out
 }
 
@@ -115,6 +117,10 @@ fn service(
     }
     if let Some(sa) = &spec.service_account {
         d.name("spec.serviceAccount", "service account", sa);
+    }
+    if let Some(host) = &spec.service {
+        // It names objects and, with `render --out`, files.
+        d.name("spec.service", "Service name", host);
     }
     if spec.ports.is_empty() {
         d.error_key(
