@@ -6,8 +6,10 @@
 //!   Linkerd's failure-accrual annotations when a circuit breaker is set;
 //! - an **HTTPRoute** (`policy.linkerd.io/v1beta3`) per http/http2/grpc
 //!   port, parented to the Service: matches, weighted `backendRefs`,
-//!   redirects, per-route timeouts; the service's timeout and retries as
-//!   `timeout.linkerd.io/*` and `retry.linkerd.io/*` annotations;
+//!   redirects, each rule's timeout (its own, else the service's: never a
+//!   `timeout.linkerd.io` annotation, which would override every rule's);
+//!   retries as `retry.linkerd.io/*` annotations (http status conditions
+//!   only: resets, connection failures and gRPC ports are reported);
 //! - with an allow list: a **Server** per port (`<name>-<port>`,
 //!   `accessPolicy: deny`, so whatever is not authorized is refused), and per
 //!   allow rule a **MeshTLSAuthentication** of the callers' identities
@@ -64,6 +66,9 @@ impl Emitter for Linkerd {
             Feature::RateLimit => Support::Partial(
                 "HTTPLocalRateLimitPolicy counts whole requests per second: other rates are reported",
             ),
+            Feature::Retries => Support::Partial(
+                "on response status only (`5xx`, `gateway-error`, `retriable-4xx` as 409), on http ports: retries on resets or failed connections, and on gRPC ports (Linkerd reads gRPC conditions only from a GRPCRoute or the Service), are reported",
+            ),
             Feature::StrictMtls => Support::Partial(
                 "meshed pods always talk mTLS; plain text from unmeshed clients is refused only on ports an allow list puts behind a Server",
             ),
@@ -88,7 +93,7 @@ impl Emitter for Linkerd {
             }
             out.extend(backend_services(NAME, s, &failure_accrual(s)));
             for (p, name) in l7_routes(s) {
-                out.push(route(s, p, &name));
+                out.push(route(s, p, &name, errors));
             }
             authorization(ir, s, out, errors);
             rate_limit(s, out, errors);
@@ -121,25 +126,47 @@ fn failure_accrual(s: &Service) -> Vec<(&'static str, String)> {
     a
 }
 
-fn retry_conditions(on: &[RetryOn]) -> String {
-    let mut v: Vec<&str> = on
-        .iter()
-        .filter_map(|r| match r {
-            RetryOn::ServerError => Some("5xx"),
-            RetryOn::GatewayError => Some("gateway-error"),
-            _ => None,
-        })
-        .collect();
-    v.dedup();
-    if v.is_empty() {
-        "5xx".into()
-    } else {
-        v.join(",")
+/// The `retry.linkerd.io/http` conditions of `on` (Linkerd's retries
+/// reference: `5xx`, `gateway-error`, a status code or a range), and the
+/// conditions Linkerd cannot retry on: it retries on a response's status
+/// only, never on a reset or a failed connection. gRPC conditions do not
+/// apply to an http port. `None`: no condition applies to http at all.
+fn http_retry_conditions(on: &[RetryOn]) -> (Option<String>, Vec<RetryOn>) {
+    if on.is_empty() {
+        // Linkerd's documented default condition.
+        return (Some("5xx".into()), Vec::new());
     }
+    let mut v: Vec<&str> = Vec::new();
+    let mut unsupported = Vec::new();
+    for r in on {
+        let c = match r {
+            RetryOn::ServerError => "5xx",
+            RetryOn::GatewayError => "gateway-error",
+            // Istio's `retriable-4xx` is 409 Conflict only.
+            RetryOn::Retriable4xx => "409",
+            RetryOn::Reset | RetryOn::ConnectFailure | RetryOn::RefusedStream => {
+                unsupported.push(*r);
+                continue;
+            }
+            RetryOn::Unavailable
+            | RetryOn::Cancelled
+            | RetryOn::DeadlineExceeded
+            | RetryOn::ResourceExhausted => continue,
+        };
+        if !v.contains(&c) {
+            v.push(c);
+        }
+    }
+    ((!v.is_empty()).then(|| v.join(",")), unsupported)
 }
 
-fn route(s: &Service, port: &Port, name: &str) -> MeshObject {
-    let grpc = port.protocol == Protocol::Grpc;
+/// The route of `port`. Timeouts are each rule's own `timeouts.request`
+/// (the route's, else the service's): Linkerd's timeouts reference says a
+/// `timeout.linkerd.io/*` annotation on the route applies to every rule and
+/// wins over a rule's field, so an annotation would override the routes'
+/// own timeouts. Retries are annotations of the whole route (no per-rule
+/// retries exist), their conditions per Linkerd's retries reference.
+fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let mut rules = Vec::new();
     for r in &s.routes {
         let mut rule = Map::new();
@@ -153,9 +180,7 @@ fn route(s: &Service, port: &Port, name: &str) -> MeshObject {
             }
             RouteAction::Forward(backends) => {
                 rule.insert("backendRefs".into(), backend_refs(s, backends, port));
-                // The service's timeout is an annotation; a route's own
-                // timeout overrides it here.
-                if let Some(t) = r.timeout {
+                if let Some(t) = r.timeout.or(s.timeout) {
                     rule.insert("timeouts".into(), json!({"request": gateway_duration(t)}));
                 }
             }
@@ -163,32 +188,67 @@ fn route(s: &Service, port: &Port, name: &str) -> MeshObject {
         rules.push(Value::Object(rule));
     }
     let mut b = MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin);
-    if let Some(t) = s.timeout {
-        b = b.annotation("timeout.linkerd.io/request", &gateway_duration(t));
-    }
-    if let Some(rt) = s.retries.as_ref().filter(|r| r.attempts > 0) {
-        let kind = if grpc {
-            "retry.linkerd.io/grpc"
-        } else {
-            "retry.linkerd.io/http"
-        };
-        let on = if grpc {
-            "cancelled,deadline-exceeded,resource-exhausted,unavailable".to_owned()
-        } else {
-            retry_conditions(&rt.retry_on)
-        };
-        b = b
-            .annotation(kind, &on)
-            .annotation("retry.linkerd.io/limit", &rt.attempts.to_string());
-        if let Some(t) = rt.per_try_timeout {
-            b = b.annotation("retry.linkerd.io/timeout", &gateway_duration(t));
-        }
+    for (k, v) in retry_annotations(s, port, errors) {
+        b = b.annotation(k, &v);
     }
     b.spec(json!({
         "parentRefs": [{"group": "core", "kind": "Service", "name": s.host, "port": port.port}],
         "rules": rules,
     }))
     .build()
+}
+
+/// The retry annotations of an HTTPRoute of `port`; what Linkerd cannot
+/// express is reported.
+fn retry_annotations(
+    s: &Service,
+    port: &Port,
+    errors: &mut Vec<EmitError>,
+) -> Vec<(&'static str, String)> {
+    let Some(rt) = s.retries.as_ref().filter(|r| r.attempts > 0) else {
+        return Vec::new();
+    };
+    if port.protocol == Protocol::Grpc {
+        // `retry.linkerd.io/grpc` is "not valid on an HTTPRoute resource"
+        // (Linkerd's retries reference): only on a GRPCRoute or the
+        // Service, neither of which meshplan emits for Linkerd.
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!("service `{}`: Linkerd reads gRPC retry conditions only from a GRPCRoute or the Service, not from the HTTPRoute meshplan emits for port `{}`", s.key(), port.name),
+        ).of(Feature::Retries));
+        return Vec::new();
+    }
+    let (conditions, unsupported) = http_retry_conditions(&rt.retry_on);
+    if !unsupported.is_empty() {
+        let names: Vec<&str> = unsupported
+            .iter()
+            .map(|r| super::istio::retry_on(*r))
+            .collect();
+        errors.push(
+            EmitError::new(
+                NAME,
+                &s.origin,
+                format!(
+                    "service `{}`: Linkerd retries on response status codes only, not on {}",
+                    s.key(),
+                    names.join(", ")
+                ),
+            )
+            .of(Feature::Retries),
+        );
+    }
+    let Some(conditions) = conditions else {
+        return Vec::new();
+    };
+    let mut a = vec![
+        ("retry.linkerd.io/http", conditions),
+        ("retry.linkerd.io/limit", rt.attempts.to_string()),
+    ];
+    if let Some(t) = rt.per_try_timeout {
+        a.push(("retry.linkerd.io/timeout", gateway_duration(t)));
+    }
+    a
 }
 
 fn server_name(s: &Service, p: &Port) -> String {
@@ -440,11 +500,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_conditions_default_to_5xx() {
-        assert_eq!(retry_conditions(&[]), "5xx");
+    fn retry_conditions_are_what_linkerd_can_retry_on() {
+        assert_eq!(http_retry_conditions(&[]), (Some("5xx".into()), vec![]));
+        // Before: `reset` silently became nothing and `unavailable` alone
+        // became a retry on 5xx.
         assert_eq!(
-            retry_conditions(&[RetryOn::GatewayError, RetryOn::Reset]),
-            "gateway-error"
+            http_retry_conditions(&[RetryOn::GatewayError, RetryOn::Reset]),
+            (Some("gateway-error".into()), vec![RetryOn::Reset])
+        );
+        assert_eq!(
+            http_retry_conditions(&[RetryOn::Unavailable]),
+            (None, vec![])
+        );
+        assert_eq!(
+            http_retry_conditions(&[RetryOn::ServerError, RetryOn::Retriable4xx]),
+            (Some("5xx,409".into()), vec![])
         );
     }
 }

@@ -51,6 +51,12 @@ impl EmitError {
             feature: None,
         }
     }
+
+    /// Located at the intent's setting of `feature`.
+    pub fn of(mut self, feature: Feature) -> Self {
+        self.feature = Some(feature);
+        self
+    }
 }
 
 /// One mesh's translation of the IR.
