@@ -13,6 +13,7 @@ mod body;
 pub mod emit;
 pub mod ir;
 pub mod lower;
+pub mod model;
 pub mod object;
 pub mod summary;
 pub mod validate;
