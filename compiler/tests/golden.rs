@@ -8,30 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-use meshplan_compiler::{compile, object, Options, Position, Positions};
+mod common;
+
+use common::positions;
+use meshplan_compiler::{compile, object, Options};
 use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 
 const MESHES: [Target; 7] = Target::ALL;
-
-fn positions(dir: &Path) -> Positions {
-    let mut p = Positions::default();
-    let Ok(text) = std::fs::read_to_string(dir.join("positions.txt")) else {
-        return p;
-    };
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let pos = match parts.as_slice() {
-            [_, "promoted"] => Position::Promoted,
-            [_, "shadow"] => Position::Shadow,
-            [_, "step", n] => Position::Step(n.parse().expect("step number")),
-            _ => panic!("bad positions.txt line: {line}"),
-        };
-        p.by_service.insert(parts[0].to_owned(), pos);
-    }
-    p
-}
 
 /// `mesh`: one target alone; `None`: the targets of the case's
 /// meshplan.yaml, rendered together.
@@ -63,14 +48,13 @@ fn render(dir: &Path, mesh: Option<Target>) -> String {
 }
 
 fn cases() -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cases: Vec<(String, PathBuf)> = std::fs::read_dir(root.join("tests/cases"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
+    let mut cases: Vec<(String, PathBuf)> = common::case_dirs()
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, p)
+        })
         .collect();
-    cases.push(("examples-repo".into(), root.join("../examples-repo")));
     cases.sort();
     cases
 }

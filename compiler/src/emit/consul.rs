@@ -39,7 +39,10 @@ use serde_json::{json, Map, Value};
 
 use super::features::{Feature, Support, METRICS};
 use super::istio::retry_on;
-use super::{cookie_regex, gateway_duration, regex_escape, whole_per_second, EmitError, Emitter};
+use super::{
+    cookie_regex, gateway_duration, regex_escape, segment_prefix, whole_per_second, EmitError,
+    Emitter, PathBlock,
+};
 use crate::ir::{Backend, Ir, Peer, Route, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -397,18 +400,12 @@ fn string_match(name: &str, m: &StringMatch) -> Value {
     }
 }
 
-fn http_match(m: &Match) -> Value {
+/// The ServiceRouter matches of one intent match item, each with the part
+/// of a path prefix it covers: Consul's `pathPrefix` is Envoy's plain
+/// string prefix, so a segment-wise prefix becomes `pathExact` and a
+/// `pathPrefix` ending in `/` (`segment_prefix`).
+fn http_match(m: &Match) -> Vec<(Value, Option<PathBlock>)> {
     let mut http = Map::new();
-    if let Some(p) = &m.path {
-        let (k, v) = if let Some(v) = &p.exact {
-            ("pathExact", v.clone())
-        } else if let Some(v) = &p.prefix {
-            ("pathPrefix", v.clone())
-        } else {
-            ("pathRegex", p.regex.clone().unwrap_or_default())
-        };
-        http.insert(k.into(), v.into());
-    }
     if let Some(method) = &m.method {
         http.insert("methods".into(), json!([method]));
     }
@@ -433,13 +430,35 @@ fn http_match(m: &Match) -> Value {
             .collect();
         http.insert("queryParam".into(), q.into());
     }
-    json!({"http": http})
+    let Some(p) = &m.path else {
+        return vec![(json!({ "http": http }), None)];
+    };
+    let Some(prefix) = &p.prefix else {
+        let (k, v) = match &p.exact {
+            Some(v) => ("pathExact", v.clone()),
+            None => ("pathRegex", p.regex.clone().unwrap_or_default()),
+        };
+        http.insert(k.into(), v.into());
+        return vec![(json!({ "http": http }), None)];
+    };
+    segment_prefix(prefix)
+        .into_iter()
+        .map(|block| {
+            let mut http = http.clone();
+            match &block {
+                PathBlock::Whole(p) => http.insert("pathExact".into(), p.clone().into()),
+                PathBlock::Below(p) => http.insert("pathPrefix".into(), p.clone().into()),
+            };
+            (json!({ "http": http }), Some(block))
+        })
+        .collect()
 }
 
 fn destination(
     s: &Service,
     r: &Route,
     subset: Option<&str>,
+    block: Option<&PathBlock>,
     report: &mut impl FnMut(String),
 ) -> Value {
     let mut d = Map::new();
@@ -458,7 +477,10 @@ fn destination(
     }
     if let Some(rw) = &r.rewrite {
         if let Some(p) = &rw.path_prefix {
-            d.insert("prefixRewrite".into(), p.clone().into());
+            // Envoy replaces the matched string: `/api/` below a
+            // segment-wise prefix, the whole path on an exact match.
+            let to = block.map_or_else(|| p.clone(), |b| b.rewrite(p));
+            d.insert("prefixRewrite".into(), to.into());
         }
         if rw.host.is_some() {
             report(format!(
@@ -489,19 +511,22 @@ fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
                 }
             },
         };
-        let dest = destination(s, r, Some(&subset), report);
         if r.matches.is_empty() {
+            let dest = destination(s, r, Some(&subset), None, report);
             routes.push(json!({"match": {"http": {"pathPrefix": "/"}}, "destination": dest}));
         }
         for m in &r.matches {
-            routes.push(json!({"match": http_match(m), "destination": dest}));
+            for (matched, block) in http_match(m) {
+                let dest = destination(s, r, Some(&subset), block.as_ref(), report);
+                routes.push(json!({"match": matched, "destination": dest}));
+            }
         }
     }
     if default.timeout.or(s.timeout).is_some() || s.retries.is_some() {
         // On to the splitter (no subset), with the service's settings.
         routes.push(json!({
             "match": {"http": {"pathPrefix": "/"}},
-            "destination": destination(s, default, None, report),
+            "destination": destination(s, default, None, None, report),
         }));
     }
     (!routes.is_empty()).then(|| obj("ServiceRouter", s, json!({"routes": routes})))

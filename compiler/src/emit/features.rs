@@ -28,6 +28,7 @@ pub enum Feature {
     PathMatch,
     MethodMatch,
     QueryMatch,
+    RouteOrder,
     Redirect,
     Rewrite,
     Timeout,
@@ -48,7 +49,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 24] = [
+    pub const ALL: [Feature; 25] = [
         Feature::WeightedSplit,
         Feature::TcpSplit,
         Feature::HeaderMatch,
@@ -56,6 +57,7 @@ impl Feature {
         Feature::PathMatch,
         Feature::MethodMatch,
         Feature::QueryMatch,
+        Feature::RouteOrder,
         Feature::Redirect,
         Feature::Rewrite,
         Feature::Timeout,
@@ -85,6 +87,7 @@ impl Feature {
             Feature::PathMatch => "path matches",
             Feature::MethodMatch => "method matches",
             Feature::QueryMatch => "query-parameter matches",
+            Feature::RouteOrder => "first-match route order",
             Feature::Redirect => "redirects",
             Feature::Rewrite => "request rewrites",
             Feature::Timeout => "timeouts",
@@ -116,6 +119,7 @@ impl Feature {
             | Feature::PathMatch
             | Feature::MethodMatch
             | Feature::QueryMatch
+            | Feature::RouteOrder
             | Feature::Redirect
             | Feature::Rewrite => &["spec.routes"],
             Feature::Timeout => &["spec.resilience.timeout", "spec.routes"],
@@ -157,6 +161,8 @@ impl Feature {
             Feature::PathMatch => matches().any(|m| m.path.is_some()),
             Feature::MethodMatch => matches().any(|m| m.method.is_some()),
             Feature::QueryMatch => matches().any(|m| !m.query_params.is_empty()),
+            // Order decides only between two routes that match something.
+            Feature::RouteOrder => s.routes.iter().filter(|r| !r.matches.is_empty()).count() > 1,
             Feature::Redirect => s
                 .routes
                 .iter()

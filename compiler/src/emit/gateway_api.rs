@@ -22,6 +22,7 @@ use meshplan_policy_lang::intent::service::{Match, Redirect, RetryOn, StringMatc
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
+use super::precedence::first_match;
 use super::{
     backend_service_name, backend_services, cookie_regex, gateway_duration, l7_routes,
     regex_escape, EmitError, Emitter, Feature, Support,
@@ -31,6 +32,8 @@ use crate::object::MeshObject;
 
 const NAME: &str = "gateway-api";
 const API: &str = "gateway.networking.k8s.io/v1";
+/// Matches per HTTPRoute/GRPCRoute rule the schema allows.
+const MAX_MATCHES: usize = 64;
 
 #[derive(Debug)]
 pub struct GatewayApi;
@@ -75,6 +78,7 @@ impl Emitter for GatewayApi {
                 METRICS,
                 "SLO rules are written against a mesh's standard metrics",
             ),
+            Feature::RouteOrder => Support::Partial(super::ROUTE_ORDER_NOTE),
             _ => Support::Yes,
         }
     }
@@ -197,13 +201,34 @@ fn retry_codes(on: &[RetryOn]) -> Vec<u32> {
     codes
 }
 
+/// Each route's match items under the rules' precedence: first match kept
+/// (`precedence`), or the intent's own items and the reason it is not.
+pub(crate) fn ordered_matches(
+    emitter: &'static str,
+    s: &Service,
+    max_items: usize,
+    errors: &mut Vec<EmitError>,
+) -> Vec<Vec<Match>> {
+    match first_match(&s.routes, max_items) {
+        Ok(items) => items,
+        Err(why) => {
+            errors.push(
+                EmitError::new(emitter, &s.origin, format!("service `{}`: {why}", s.key()))
+                    .of(Feature::RouteOrder),
+            );
+            s.routes.iter().map(|r| r.matches.clone()).collect()
+        }
+    }
+}
+
 fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let grpc = port.protocol == Protocol::Grpc;
     let mut rules = Vec::new();
-    for r in &s.routes {
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES, errors);
+    for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
-        if !r.matches.is_empty() {
-            let ms: Vec<Value> = r.matches.iter().map(|m| http_match(m, grpc)).collect();
+        if !items.is_empty() {
+            let ms: Vec<Value> = items.iter().map(|m| http_match(m, grpc)).collect();
             rule.insert("matches".into(), ms.into());
         }
         let mut filters = Vec::new();

@@ -29,10 +29,10 @@ use serde_json::{json, Map, Value};
 use meshplan_policy_lang::intent::Target;
 
 use super::{
-    cookie_regex, istio_string_match, prometheus, proto_duration, EmitError, Emitter, Feature,
-    Support,
+    cookie_regex, istio_string_match, prometheus, proto_duration, segment_prefix, EmitError,
+    Emitter, Feature, PathBlock, Support,
 };
-use crate::ir::{Backend, Ir, Peer, RouteAction, Service};
+use crate::ir::{Backend, Ir, Peer, Route, RouteAction, Service};
 use crate::object::MeshObject;
 
 const NAME: &str = "istio";
@@ -229,7 +229,11 @@ fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
         .into()
 }
 
-fn http_match(s: &Service, m: &Match) -> Result<Value, EmitError> {
+/// The match blocks of one intent match item, each with the part of a
+/// path prefix it covers. Istio's `uri.prefix` is a plain string prefix
+/// (Envoy's route `prefix`), so a segment-wise prefix becomes two blocks
+/// (`segment_prefix`), ORed as Istio ORs a route's match blocks.
+fn http_match(s: &Service, m: &Match) -> Result<Vec<(Value, Option<PathBlock>)>, EmitError> {
     let mut v = Map::new();
     let mut headers = Map::new();
     for (k, sm) in &m.headers {
@@ -248,9 +252,6 @@ fn http_match(s: &Service, m: &Match) -> Result<Value, EmitError> {
     if !headers.is_empty() {
         v.insert("headers".into(), Value::Object(headers));
     }
-    if let Some(p) = &m.path {
-        v.insert("uri".into(), istio_string_match(p));
-    }
     if let Some(method) = &m.method {
         v.insert(
             "method".into(),
@@ -265,7 +266,25 @@ fn http_match(s: &Service, m: &Match) -> Result<Value, EmitError> {
             .collect();
         v.insert("queryParams".into(), json!(q));
     }
-    Ok(Value::Object(v))
+    let Some(p) = &m.path else {
+        return Ok(vec![(Value::Object(v), None)]);
+    };
+    let Some(prefix) = &p.prefix else {
+        v.insert("uri".into(), istio_string_match(p));
+        return Ok(vec![(Value::Object(v), None)]);
+    };
+    Ok(segment_prefix(prefix)
+        .into_iter()
+        .map(|block| {
+            let mut v = v.clone();
+            let uri = match &block {
+                PathBlock::Whole(p) => json!({"exact": p}),
+                PathBlock::Below(p) => json!({"prefix": p}),
+            };
+            v.insert("uri".into(), uri);
+            (Value::Object(v), Some(block))
+        })
+        .collect())
 }
 
 pub(crate) fn retry_on(r: RetryOn) -> &'static str {
@@ -287,87 +306,7 @@ fn virtual_service(s: &Service) -> Result<MeshObject, EmitError> {
     let mut http = Vec::new();
     if s.has_l7() {
         for r in &s.routes {
-            let mut route = Map::new();
-            route.insert("name".into(), r.name.clone().into());
-            if !r.matches.is_empty() {
-                let ms = r
-                    .matches
-                    .iter()
-                    .map(|m| http_match(s, m))
-                    .collect::<Result<Vec<_>, _>>()?;
-                route.insert("match".into(), ms.into());
-            }
-            match &r.action {
-                RouteAction::Redirect(rd) => {
-                    let mut v = Map::new();
-                    if let Some(p) = &rd.path {
-                        v.insert("uri".into(), p.clone().into());
-                    }
-                    if let Some(h) = &rd.host {
-                        v.insert("authority".into(), h.clone().into());
-                    }
-                    v.insert("redirectCode".into(), rd.code.unwrap_or(302).into());
-                    route.insert("redirect".into(), Value::Object(v));
-                }
-                RouteAction::Forward(backends) => {
-                    if let Some(rw) = &r.rewrite {
-                        let mut v = Map::new();
-                        if let Some(p) = &rw.path_prefix {
-                            v.insert("uri".into(), p.clone().into());
-                        }
-                        if let Some(h) = &rw.host {
-                            v.insert("authority".into(), h.clone().into());
-                        }
-                        route.insert("rewrite".into(), Value::Object(v));
-                    }
-                    route.insert("route".into(), destinations(s, backends, None));
-                    if let Some(t) = r.timeout.or(s.timeout) {
-                        route.insert("timeout".into(), proto_duration(t).into());
-                    }
-                    if let Some(rt) = &s.retries {
-                        let mut v = Map::new();
-                        v.insert("attempts".into(), rt.attempts.into());
-                        if let Some(d) = rt.per_try_timeout {
-                            v.insert("perTryTimeout".into(), proto_duration(d).into());
-                        }
-                        if !rt.retry_on.is_empty() {
-                            let on: Vec<&str> = rt.retry_on.iter().map(|r| retry_on(*r)).collect();
-                            v.insert("retryOn".into(), on.join(",").into());
-                        }
-                        route.insert("retries".into(), Value::Object(v));
-                    }
-                    if let Some(f) = &s.faults {
-                        let mut v = Map::new();
-                        if let Some(d) = &f.delay {
-                            v.insert(
-                                "delay".into(),
-                                json!({"percentage": {"value": d.percentage}, "fixedDelay": proto_duration(d.delay)}),
-                            );
-                        }
-                        if let Some(a) = &f.abort {
-                            v.insert(
-                                "abort".into(),
-                                json!({"percentage": {"value": a.percentage}, "httpStatus": a.http_status}),
-                            );
-                        }
-                        route.insert("fault".into(), Value::Object(v));
-                    }
-                    // Mirroring to a version this route already answers
-                    // from would only double its load.
-                    if let Some(m) = s.mirror.as_ref().filter(|m| {
-                        !backends
-                            .iter()
-                            .any(|b| b.version == m.version && b.weight > 0)
-                    }) {
-                        route.insert(
-                            "mirror".into(),
-                            json!({"host": s.fqdn(), "subset": m.version}),
-                        );
-                        route.insert("mirrorPercentage".into(), json!({"value": m.percentage}));
-                    }
-                }
-            }
-            http.push(Value::Object(route));
+            http.extend(http_routes(s, r)?);
         }
     }
     let default = s.routes.last().and_then(|r| match &r.action {
@@ -400,6 +339,127 @@ fn virtual_service(s: &Service) -> Result<MeshObject, EmitError> {
         &s.name,
         Value::Object(spec),
     ))
+}
+
+/// The http routes of one intent route: one, or one per rewrite target
+/// when a path-prefix rewrite must replace `/api` in `/api` but `/api/` in
+/// `/api/v1` (Istio replaces the matched string; the intent, the matched
+/// segments). Consecutive, so first match still picks the same route.
+fn http_routes(s: &Service, r: &Route) -> Result<Vec<Value>, EmitError> {
+    let mut blocks = Vec::new();
+    for m in &r.matches {
+        blocks.extend(http_match(s, m)?);
+    }
+    let Some(to) = r.rewrite.as_ref().and_then(|rw| rw.path_prefix.as_deref()) else {
+        let blocks = blocks.into_iter().map(|(v, _)| v).collect();
+        return Ok(vec![http_route(s, r, blocks, None)?]);
+    };
+    // A route per rewrite target, in the order of the first block of each.
+    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    for (v, block) in blocks {
+        let uri = block.map_or_else(|| to.to_owned(), |b| b.rewrite(to));
+        match groups.iter_mut().find(|(u, _)| *u == uri) {
+            Some((_, g)) => g.push(v),
+            None => groups.push((uri, vec![v])),
+        }
+    }
+    if groups.is_empty() {
+        return Ok(vec![http_route(s, r, Vec::new(), Some(to.to_owned()))?]);
+    }
+    groups
+        .into_iter()
+        .map(|(uri, blocks)| http_route(s, r, blocks, Some(uri)))
+        .collect()
+}
+
+/// One http route: `blocks` ORed, `uri` the path-prefix rewrite.
+fn http_route(
+    s: &Service,
+    r: &Route,
+    blocks: Vec<Value>,
+    uri: Option<String>,
+) -> Result<Value, EmitError> {
+    let mut route = Map::new();
+    route.insert("name".into(), r.name.clone().into());
+    if !blocks.is_empty() {
+        route.insert("match".into(), blocks.into());
+    }
+    match &r.action {
+        RouteAction::Redirect(rd) => {
+            let mut v = Map::new();
+            if let Some(p) = &rd.path {
+                v.insert("uri".into(), p.clone().into());
+            }
+            if let Some(h) = &rd.host {
+                v.insert("authority".into(), h.clone().into());
+            }
+            v.insert("redirectCode".into(), rd.code.unwrap_or(302).into());
+            route.insert("redirect".into(), Value::Object(v));
+        }
+        RouteAction::Forward(backends) => {
+            if let Some(rw) = &r.rewrite {
+                let mut v = Map::new();
+                if let Some(p) = uri {
+                    v.insert("uri".into(), p.into());
+                }
+                if let Some(h) = &rw.host {
+                    v.insert("authority".into(), h.clone().into());
+                }
+                route.insert("rewrite".into(), Value::Object(v));
+            }
+            route.insert("route".into(), destinations(s, backends, None));
+            forward_settings(s, r, backends, &mut route);
+        }
+    }
+    Ok(Value::Object(route))
+}
+
+/// Timeout, retries, fault and mirror of a forwarding route.
+fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Map<String, Value>) {
+    if let Some(t) = r.timeout.or(s.timeout) {
+        route.insert("timeout".into(), proto_duration(t).into());
+    }
+    if let Some(rt) = &s.retries {
+        let mut v = Map::new();
+        v.insert("attempts".into(), rt.attempts.into());
+        if let Some(d) = rt.per_try_timeout {
+            v.insert("perTryTimeout".into(), proto_duration(d).into());
+        }
+        if !rt.retry_on.is_empty() {
+            let on: Vec<&str> = rt.retry_on.iter().map(|r| retry_on(*r)).collect();
+            v.insert("retryOn".into(), on.join(",").into());
+        }
+        route.insert("retries".into(), Value::Object(v));
+    }
+    if let Some(f) = &s.faults {
+        let mut v = Map::new();
+        if let Some(d) = &f.delay {
+            v.insert(
+                "delay".into(),
+                json!({"percentage": {"value": d.percentage}, "fixedDelay": proto_duration(d.delay)}),
+            );
+        }
+        if let Some(a) = &f.abort {
+            v.insert(
+                "abort".into(),
+                json!({"percentage": {"value": a.percentage}, "httpStatus": a.http_status}),
+            );
+        }
+        route.insert("fault".into(), Value::Object(v));
+    }
+    // Mirroring to a version this route already answers from would only
+    // double its load.
+    if let Some(m) = s.mirror.as_ref().filter(|m| {
+        !backends
+            .iter()
+            .any(|b| b.version == m.version && b.weight > 0)
+    }) {
+        route.insert(
+            "mirror".into(),
+            json!({"host": s.fqdn(), "subset": m.version}),
+        );
+        route.insert("mirrorPercentage".into(), json!({"value": m.percentage}));
+    }
 }
 
 fn peer_authentication(s: &Service) -> MeshObject {

@@ -27,10 +27,10 @@ use meshplan_policy_lang::intent::service::RetryOn;
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
-use super::gateway_api::{backend_refs, http_match, request_redirect};
+use super::gateway_api::{backend_refs, http_match, ordered_matches, request_redirect};
 use super::{
-    backend_services, gateway_duration, l7_routes, prometheus, whole_per_second, EmitError,
-    Emitter, Feature, Support,
+    backend_services, gateway_duration, l7_routes, prometheus, regex_escape, whole_per_second,
+    EmitError, Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
 use crate::object::{json_labels, json_str, json_text, JsonText, MeshObject};
@@ -66,6 +66,7 @@ impl Emitter for Linkerd {
             Feature::RateLimit => Support::Partial(
                 "HTTPLocalRateLimitPolicy counts whole requests per second: other rates are reported",
             ),
+            Feature::RouteOrder => Support::Partial(super::ROUTE_ORDER_NOTE),
             Feature::Retries => Support::Partial(
                 "on response status only (`5xx`, `gateway-error`, `retriable-4xx` as 409), on http ports: retries on resets or failed connections, and on gRPC ports (Linkerd reads gRPC conditions only from a GRPCRoute or the Service), are reported",
             ),
@@ -168,10 +169,11 @@ fn http_retry_conditions(on: &[RetryOn]) -> (Option<String>, Vec<RetryOn>) {
 /// retries exist), their conditions per Linkerd's retries reference.
 fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let mut rules = Vec::new();
-    for r in &s.routes {
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES, errors);
+    for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
-        if !r.matches.is_empty() {
-            let ms: Vec<Value> = r.matches.iter().map(|m| http_match(m, false)).collect();
+        if !items.is_empty() {
+            let ms: Vec<Value> = items.iter().map(|m| http_match(m, false)).collect();
             rule.insert("matches".into(), ms.into());
         }
         match &r.action {
@@ -429,13 +431,17 @@ fn inbound_route(
         paths
             .iter()
             .map(|path| {
+                // An allow-list glob `/api/*` is a string prefix (it
+                // admits `/api/x`, not `/api`); a `PathPrefix` matches
+                // whole segments (`/api/` would admit `/api`), so the glob
+                // is a regular expression, which Linkerd matches whole.
                 let (kind, value) = match path.strip_suffix('*') {
-                    Some(prefix) => ("PathPrefix", prefix),
-                    None => ("Exact", path.as_str()),
+                    Some(prefix) => ("RegularExpression", format!("{}.*", regex_escape(prefix))),
+                    None => ("Exact", path.clone()),
                 };
                 Some(format!(
                     r#"{{"type":"{kind}","value":{}}}"#,
-                    json_str(value)
+                    json_str(&value)
                 ))
             })
             .collect()

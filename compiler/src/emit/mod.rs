@@ -12,6 +12,7 @@ pub mod gateway_api;
 pub mod istio;
 pub mod linkerd;
 pub mod networkpolicy;
+mod precedence;
 pub mod prometheus;
 pub mod smi;
 
@@ -199,6 +200,50 @@ pub fn backend_services(
             .build()
         })
         .collect()
+}
+
+/// How a precedence-based target keeps first-match order
+/// (`precedence::first_match`), for its feature matrix note.
+pub(crate) const ROUTE_ORDER_NOTE: &str = "first match kept by giving each route its conjunction with every more specific match after it; reported where one cannot be written (two regular expressions on one value, two cookie tests, a longer path under a path-prefix rewrite) or a rule would hold too many matches";
+
+/// An intent path prefix as a mesh whose prefix is a plain string prefix
+/// (Envoy's route `prefix`: Istio, Consul) must write it: the intent's
+/// matches whole segments, `/api` matching `/api` and `/api/v1` but not
+/// `/apis`, so it becomes `exact: /api` or `prefix: /api/` (`/` alone
+/// stays `prefix: /`). A trailing `/` of the intent's prefix is ignored,
+/// as Gateway API's `PathPrefix` ignores it.
+pub(crate) fn segment_prefix(prefix: &str) -> Vec<PathBlock> {
+    let bare = prefix.trim_end_matches('/');
+    if bare.is_empty() {
+        return vec![PathBlock::Below("/".into())];
+    }
+    vec![
+        PathBlock::Whole(bare.into()),
+        PathBlock::Below(format!("{bare}/")),
+    ]
+}
+
+/// One string-prefix mesh match of a segment-wise path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PathBlock {
+    /// The prefix itself: an exact match.
+    Whole(String),
+    /// Below it: a string prefix ending in `/`.
+    Below(String),
+}
+
+impl PathBlock {
+    /// The prefix to rewrite the matched part to, so that replacing the
+    /// matched string gives what replacing the matched segments gives
+    /// (`/api` → `/v2`: `/api` becomes `/v2`, `/api/x` becomes `/v2/x`).
+    pub(crate) fn rewrite(&self, to: &str) -> String {
+        let bare = to.trim_end_matches('/');
+        match self {
+            PathBlock::Whole(_) if bare.is_empty() => "/".into(),
+            PathBlock::Whole(_) => bare.into(),
+            PathBlock::Below(_) => format!("{bare}/"),
+        }
+    }
 }
 
 /// A duration in protobuf JSON form (`3s`, `0.5s`), as Istio wants it.

@@ -5,7 +5,6 @@
 //! | code | finding |
 //! |---|---|
 //! | MP2006 | a route that can never match: an earlier route matches every request it would |
-//! | MP2007 | a route the meshes order differently: first match (Istio) versus most specific (Gateway API, Linkerd) |
 //! | MP2008 | STRICT mTLS and a caller namespace with no service in the repository (maybe outside the mesh) |
 //! | MP2009 | an allow rule that grants nothing an earlier rule does not already grant |
 //! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml), or an SLO on the mesh's standard metrics with no istio or linkerd target |
@@ -59,7 +58,7 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
         .and_then(|c| c.value.metrics.as_ref())
         .is_some_and(|m| !m.url.is_empty());
     for s in &repo.services {
-        routes(s, &targets, &mut out);
+        routes(s, &mut out);
         let mtls = s.value.spec.mtls.unwrap_or(default_mtls);
         if let Some(access) = &s.value.spec.access {
             for (i, rule) in access.allow.iter().enumerate() {
@@ -156,12 +155,9 @@ fn warn(
     );
 }
 
-/// Shadowing (first match wins) and precedence (most specific wins).
-fn routes(s: &Loaded<ServiceIntent>, targets: &[Target], out: &mut Vec<Diagnostic>) {
+/// Shadowing: first match wins.
+fn routes(s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
     let rs = &s.value.spec.routes;
-    let by_precedence = targets
-        .iter()
-        .any(|t| matches!(t, Target::GatewayApi | Target::Linkerd));
     for (j, later) in rs.iter().enumerate() {
         for (i, earlier) in rs[..j].iter().enumerate() {
             // Every alternative of `later` is matched by one of `earlier`.
@@ -177,27 +173,17 @@ fn routes(s: &Loaded<ServiceIntent>, targets: &[Target], out: &mut Vec<Diagnosti
             if !shadowed {
                 continue;
             }
-            let more_specific = later.matches.iter().all(|b| {
-                earlier
-                    .matches
-                    .iter()
-                    .filter(|a| match_covers(a, b))
-                    .all(|a| specificity(b) > specificity(a))
-            }) && !earlier.matches.is_empty();
             let line = s
                 .locate(&Path::parse(&format!("spec.routes[{i}]")))
                 .span
                 .start
                 .line;
-            if by_precedence && more_specific {
-                warn(out, s, Code::RouteOrder, &format!("spec.routes[{j}].match"),
-                    format!("the meshes disagree on this route: route `{}` (line {line}) comes first and matches every request this one does, so Istio never uses `{}`; Gateway API and Linkerd pick the most specific match, so they use `{}` for those requests", earlier.name, later.name, later.name),
-                    "put the more specific route first, so every mesh routes alike");
-            } else {
-                warn(out, s, Code::ShadowedRoute, &format!("spec.routes[{j}].match"),
-                    format!("route `{}` can never match: route `{}` (line {line}) comes first and matches every request it would", later.name, earlier.name),
-                    "move it above the broader route, or remove it");
-            }
+            // Every target keeps first-match order (Gateway API and Linkerd
+            // too: the compiler gives the earlier route the later one's
+            // specificity), so the later route is dead everywhere.
+            warn(out, s, Code::ShadowedRoute, &format!("spec.routes[{j}].match"),
+                format!("route `{}` can never match: route `{}` (line {line}) comes first and matches every request it would", later.name, earlier.name),
+                "move it above the broader route, or remove it");
             break;
         }
     }
@@ -233,27 +219,6 @@ fn string_covers(a: &StringMatch, b: &StringMatch) -> bool {
         (_, _, Some(r)) => b.regex.as_ref() == Some(r),
         _ => true,
     }
-}
-
-/// Gateway API's precedence, as a sortable key: an exact path, then the
-/// longest prefix, then a method, then the most headers, then the most
-/// query parameters.
-fn specificity(m: &Match) -> (u8, usize, bool, usize, usize) {
-    let (kind, len) = match &m.path {
-        Some(StringMatch { exact: Some(e), .. }) => (2, e.len()),
-        Some(StringMatch {
-            prefix: Some(p), ..
-        }) => (1, p.len()),
-        Some(_) => (1, 0),
-        None => (0, 0),
-    };
-    (
-        kind,
-        len,
-        m.method.is_some(),
-        m.headers.len() + m.cookies.len(),
-        m.query_params.len(),
-    )
 }
 
 /// Whether allow rule `a` grants at least everything `b` does.
@@ -369,13 +334,11 @@ mod tests {
     }
 
     #[test]
-    fn with_gateway_api_the_meshes_disagree_instead() {
+    fn with_gateway_api_the_broader_route_shadows_too() {
+        // Before: MP2007 said Gateway API would pick the later route; the
+        // compiler now keeps first match there too.
         let w = warnings(GATEWAY, &svc(BROAD_FIRST));
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("MP2007 the meshes disagree on this route"),
-            "{w:?}"
-        );
+        assert_eq!(w, ["MP2006 route `api-v2` can never match: route `api` (line 10) comes first and matches every request it would"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ fn fixture(feature: Feature) -> &'static str {
         Feature::PathMatch => "routes: [{ name: r, match: [{ path: { prefix: /beta/ } }], destination: { version: v2 } }]",
         Feature::MethodMatch => "routes: [{ name: r, match: [{ method: POST }], destination: { version: v2 } }]",
         Feature::QueryMatch => "routes: [{ name: r, match: [{ queryParams: { beta: { exact: \"1\" } } }], destination: { version: v2 } }]",
+        Feature::RouteOrder => "routes: [{ name: a, match: [{ headers: { x-user: { exact: jason } } }], destination: { version: v2 } }, { name: b, match: [{ path: { prefix: /api }, method: GET }], destination: { version: v1 } }]",
         Feature::Redirect => "routes: [{ name: r, match: [{ path: { prefix: /old/ } }], redirect: { path: /new/ } }]",
         Feature::Rewrite => "routes: [{ name: r, match: [{ path: { prefix: /api/ } }], destination: { version: v1 }, rewrite: { pathPrefix: / } }]",
         Feature::Timeout => "resilience: { timeout: 3s }",
