@@ -9,14 +9,28 @@
 //!
 //! For each SLO and window `W` in 5m, 30m, 1h, 2h, 6h, 1d, 3d, a recording
 //! rule `meshplan:slo_error_ratio:rate<W>` (labels `namespace`, `service`,
-//! `slo`). With the error budget `B = 1 − objective/100`:
+//! `slo`). With the error budget `B = 1 − objective/100` and the SLO's
+//! period `P` (its `window`, 30d by default), an alert fires when both
+//! windows burn faster than `factor × B`, where `factor = share × P / long
+//! window`: the rate that spends `share` of the budget in the long window
+//! (the SRE workbook's "Alerting on SLOs", table 5-8, and Sloth's
+//! `getBurnRateFactor`; Sloth's 30d and 28d window catalogues use these
+//! shares and windows):
 //!
-//! | alert | long window | short window | burn rate |
-//! |---|---|---|---|
-//! | page | 1h | 5m | 14.4 × B |
-//! | page | 6h | 30m | 6 × B |
-//! | ticket | 1d | 2h | 3 × B |
-//! | ticket | 3d | 6h | 1 × B |
+//! | alert | long window | short window | budget share | factor at 30d | at 28d | at 7d |
+//! |---|---|---|---|---|---|---|
+//! | page | 1h | 5m | 2 % | 14.4 | 13.44 | 3.36 |
+//! | page | 6h | 30m | 5 % | 6 | 5.6 | 1.4 |
+//! | ticket | 1d | 2h | 10 % | 3 | 2.8 | 0.7 |
+//! | ticket | 3d | 6h | 10 % | 1 | 0.93 | 0.23 |
+//!
+//! Availability counts HTTP 5xx (and the SLI's `errorCodes`) as errors;
+//! on a service with a gRPC port, also the gRPC statuses a server fails
+//! with (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+//! DATA_LOSS: the ones grpc-gateway maps to 5xx), which Istio reports in
+//! `grpc_response_status` under HTTP 200. Linkerd classifies a response
+//! (`classification="failure"`: 5xx or a non-OK gRPC status); extra
+//! `errorCodes` are added to its failures, not substituted for them.
 
 use std::fmt::Write as _;
 
@@ -24,15 +38,21 @@ use meshplan_policy_lang::intent::slo::Sli;
 use meshplan_policy_lang::intent::Slo;
 use serde_json::{json, Value};
 
-use super::{gateway_duration, EmitError};
+use meshplan_policy_lang::intent::Protocol;
+
+use super::{gateway_duration, regex_escape, EmitError};
 use crate::ir::Service;
 use crate::object::{json_map, json_str, JsonText, MeshObject};
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
-/// (long window, short window, burn-rate factor), per severity.
-const PAGE: [(&str, &str, f64); 2] = [("1h", "5m", 14.4), ("6h", "30m", 6.0)];
-const TICKET: [(&str, &str, f64); 2] = [("1d", "2h", 3.0), ("3d", "6h", 1.0)];
+/// (long window, short window, its length in hours, the share of the error
+/// budget that burning that fast for the long window spends), per
+/// severity.
+const PAGE: [(&str, &str, f64, f64); 2] = [("1h", "5m", 1.0, 0.02), ("6h", "30m", 6.0, 0.05)];
+const TICKET: [(&str, &str, f64, f64); 2] = [("1d", "2h", 24.0, 0.10), ("3d", "6h", 72.0, 0.10)];
+/// gRPC statuses a server fails with (`grpc_response_status`).
+const GRPC_SERVER_ERRORS: &str = "2|4|12|13|14|15";
 
 /// Whose standard metrics the queries use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,18 +86,34 @@ impl Flavor {
                 sel
             }
             // Linkerd's inbound metrics name the workload (Deployment), not
-            // the Service: meshplan expects `<service>-<version>`.
-            Flavor::Linkerd => match version {
-                Some(v) => format!(
-                    "direction=\"inbound\",namespace=\"{}\",deployment=\"{}-{v}\"",
-                    s.namespace, s.host
-                ),
-                None => format!(
-                    "direction=\"inbound\",namespace=\"{}\",deployment=~\"{h}|{h}-.*\"",
-                    s.namespace,
-                    h = s.host
-                ),
-            },
+            // the Service: meshplan expects `<service>-<version>` per
+            // version (`<service>` without versions). Named exactly: a
+            // pattern like `svc-.*` would count `svc-admin`'s traffic.
+            Flavor::Linkerd => {
+                let names: Vec<String> = match version {
+                    Some(v) => vec![format!("{}-{v}", s.host)],
+                    None if s.versions.is_empty() => vec![s.host.clone()],
+                    None => s
+                        .versions
+                        .iter()
+                        .map(|v| format!("{}-{}", s.host, v.name))
+                        .collect(),
+                };
+                let deployment = match names.as_slice() {
+                    [one] => format!("deployment=\"{one}\""),
+                    many => format!(
+                        "deployment=~\"{}\"",
+                        many.iter()
+                            .map(|n| regex_escape(n))
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    ),
+                };
+                format!(
+                    "direction=\"inbound\",namespace=\"{}\",{deployment}",
+                    s.namespace
+                )
+            }
         }
     }
 
@@ -95,12 +131,30 @@ impl Flavor {
         }
     }
 
-    fn errors(self, extra_codes: &[String]) -> String {
+    /// The failed requests, as matchers each selecting a disjoint set of
+    /// series (summed together): one set, or several when no single label
+    /// matcher says "failed".
+    fn errors(self, extra_codes: &[String], grpc: bool) -> Vec<String> {
         let extra: String = extra_codes.iter().map(|c| format!("|{c}")).collect();
         match self {
-            Flavor::Istio => format!(",response_code=~\"5..{extra}\""),
-            Flavor::Linkerd if extra.is_empty() => ",classification=\"failure\"".into(),
-            Flavor::Linkerd => format!(",status_code=~\"5..{extra}\""),
+            Flavor::Istio => {
+                let http = format!(",response_code=~\"5..{extra}\"");
+                if !grpc {
+                    return vec![http];
+                }
+                vec![
+                    http,
+                    format!(",response_code!~\"5..{extra}\",grpc_response_status=~\"{GRPC_SERVER_ERRORS}\""),
+                ]
+            }
+            Flavor::Linkerd if extra.is_empty() => vec![",classification=\"failure\"".into()],
+            Flavor::Linkerd => vec![
+                ",classification=\"failure\"".into(),
+                format!(
+                    ",classification!=\"failure\",status_code=~\"{}\"",
+                    &extra[1..]
+                ),
+            ],
         }
     }
 }
@@ -114,8 +168,12 @@ impl Flavor {
 /// once each instead of every query whole (PromQL is full of quotes, and
 /// escaping it was 3 % of a large render).
 enum ErrorRatio {
-    /// `(bad) / (all)`: requests matching `bad` (extra matchers) of all.
-    Requests { metric: &'static str, bad: String },
+    /// `(bad) / (all)`: requests matching any of `bad` (extra matchers,
+    /// each a disjoint set of series) of all.
+    Requests {
+        metric: &'static str,
+        bad: Vec<String>,
+    },
     /// `1 - ((good) / (all))`: requests in the `le` bucket of all.
     Latency { metric: &'static str, le: String },
     /// `1 - ((good) / (total))`, `{{window}}` replaced.
@@ -123,11 +181,15 @@ enum ErrorRatio {
 }
 
 impl ErrorRatio {
-    fn of(flavor: Flavor, sli: &Sli) -> Option<Self> {
+    fn of(flavor: Flavor, sli: &Sli, grpc: bool) -> Option<Self> {
         if let Some(a) = &sli.availability {
             return Some(ErrorRatio::Requests {
                 metric: flavor.requests(),
-                bad: escaped(&flavor.errors(&a.error_codes)),
+                bad: flavor
+                    .errors(&a.error_codes, grpc)
+                    .iter()
+                    .map(|e| escaped(e))
+                    .collect(),
             });
         }
         if let Some(l) = &sli.latency {
@@ -164,7 +226,19 @@ impl ErrorRatio {
         match self {
             ErrorRatio::Requests { metric, bad } => {
                 out.push('(');
-                sum_rate(&mut out, metric, &[bad]);
+                if let [one] = bad.as_slice() {
+                    sum_rate(&mut out, metric, &[one]);
+                } else {
+                    // Each part may have no series at all.
+                    for (i, b) in bad.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(" + ");
+                        }
+                        out.push('(');
+                        sum_rate(&mut out, metric, &[b]);
+                        out.push_str(" or vector(0))");
+                    }
+                }
                 out.push_str(") / (");
                 sum_rate(&mut out, metric, &[]);
                 out.push(')');
@@ -217,13 +291,13 @@ fn escaped(s: &str) -> String {
 
 /// The burn-rate condition over `windows`, as a JSON string (see
 /// [`ErrorRatio`]).
-fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64)]) -> String {
+fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64, f64)]) -> String {
     let budget = 1.0 - slo.objective / 100.0;
     let sel = escaped(&sel_of(s, slo));
     let conditions = windows
         .iter()
-        .map(|(long, short, factor)| {
-            let threshold = fmt_f64(factor * budget);
+        .map(|(long, short, hours, share)| {
+            let threshold = fmt_f64(burn_factor(slo, *hours, *share) * budget);
             format!(
                 "({long_rec}{{{sel}}} > {threshold} and {short_rec}{{{sel}}} > {threshold})",
                 long_rec = record_name(long),
@@ -233,6 +307,21 @@ fn alert_expr(s: &Service, slo: &Slo, windows: &[(&str, &str, f64)]) -> String {
         .collect::<Vec<_>>()
         .join(" or ");
     format!("\"{conditions}\"")
+}
+
+/// The burn rate that spends `share` of the error budget of `slo`'s period
+/// in `hours` (14.4 for 2 % in 1 h of 30 days).
+fn burn_factor(slo: &Slo, hours: f64, share: f64) -> f64 {
+    let period_hours = slo.window.map_or(30.0 * 24.0, |w| w.as_secs_f64() / 3600.0);
+    share * period_hours / hours
+}
+
+/// A period as people write it: `30d`, not `720h`.
+fn days(d: meshplan_policy_lang::intent::Duration) -> String {
+    match d.as_millis() {
+        ms if ms > 0 && ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+        _ => gateway_duration(d),
+    }
 }
 
 /// Shortest decimal that round-trips, without float noise (`0.0144`).
@@ -276,7 +365,8 @@ pub fn slo_rules(
             }
             rules += 1;
         };
-        match ErrorRatio::of(flavor, &slo.sli) {
+        let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
+        match ErrorRatio::of(flavor, &slo.sli, grpc) {
             None => errors.push(EmitError::new(
                 emitter,
                 &s.origin,
@@ -298,10 +388,7 @@ pub fn slo_rules(
                 }
             }
         }
-        let window = slo
-            .window
-            .map(gateway_duration)
-            .unwrap_or_else(|| "30d".into());
+        let window = slo.window.map_or_else(|| "30d".into(), days);
         if let Some(alerting) = &slo.alerting {
             for (severity, target, windows) in [
                 ("page", &alerting.page, &PAGE),
@@ -377,7 +464,9 @@ pub fn analysis_queries(
 ) -> AnalysisQueries {
     let sel = flavor.selector(s, Some(version));
     let req = flavor.requests();
-    let errors = flavor.errors(&[]);
+    // The rollout engine's success rate: HTTP failures (issue: gRPC and
+    // `errorCodes` are the SLO's, not yet the analysis').
+    let errors = flavor.errors(&[], false).remove(0);
     AnalysisQueries {
         request_volume: format!("sum(increase({req}{{{sel}}}[{interval}]))"),
         success_rate: format!(
@@ -419,14 +508,14 @@ mod tests {
             "totalQuery": "sum(rate(all[{{window}}]))",
         }}))
         .unwrap();
-        let ratio = ErrorRatio::of(Flavor::Istio, &custom).unwrap();
+        let ratio = ErrorRatio::of(Flavor::Istio, &custom, false).unwrap();
         assert_eq!(
             query(&ratio, sel),
             r#"1 - ((sum(rate(ok{r="\\"}[5m]))) / (sum(rate(all[5m]))))"#
         );
         let latency: Sli =
             serde_json::from_value(json!({"latency": {"threshold": "250ms"}})).unwrap();
-        let ratio = ErrorRatio::of(Flavor::Linkerd, &latency).unwrap();
+        let ratio = ErrorRatio::of(Flavor::Linkerd, &latency, false).unwrap();
         let m = "response_latency_ms_bucket";
         assert_eq!(
             query(&ratio, sel),
@@ -436,7 +525,7 @@ mod tests {
         );
         let availability: Sli =
             serde_json::from_value(json!({"availability": {"errorCodes": ["429"]}})).unwrap();
-        let ratio = ErrorRatio::of(Flavor::Istio, &availability).unwrap();
+        let ratio = ErrorRatio::of(Flavor::Istio, &availability, false).unwrap();
         let m = "istio_requests_total";
         assert_eq!(
             query(&ratio, sel),
@@ -444,6 +533,34 @@ mod tests {
                 r#"(sum(rate({m}{{{sel},response_code=~"5..|429"}}[5m]))) / (sum(rate({m}{{{sel}}}[5m])))"#
             )
         );
+    }
+
+    #[test]
+    fn burn_rate_factors_are_the_budget_share_over_the_period() {
+        let slo = |window: &str| -> Slo {
+            serde_json::from_value(json!({"name": "a", "objective": 99.9, "window": window, "sli": {"availability": {}}}))
+                .unwrap()
+        };
+        let f = |w: &str, hours: f64, share: f64| fmt_f64(burn_factor(&slo(w), hours, share));
+        // Sloth's 30d and 28d catalogues; the SRE workbook's table 5-8.
+        assert_eq!(
+            [
+                f("30d", 1.0, 0.02),
+                f("30d", 6.0, 0.05),
+                f("30d", 24.0, 0.1),
+                f("30d", 72.0, 0.1)
+            ],
+            ["14.4", "6", "3", "1"]
+        );
+        assert_eq!(
+            [
+                f("28d", 1.0, 0.02),
+                f("28d", 6.0, 0.05),
+                f("28d", 24.0, 0.1)
+            ],
+            ["13.44", "5.6", "2.8"]
+        );
+        assert_eq!(f("7d", 1.0, 0.02), "3.36");
     }
 
     #[test]

@@ -91,12 +91,13 @@ impl Cluster {
     /// The pods of `namespace` that `selector` selects.
     pub fn select<'a>(
         &'a self,
-        namespace: &'a str,
-        selector: &'a Labels,
-    ) -> impl Iterator<Item = &'a Pod> + 'a {
+        namespace: &str,
+        selector: &Labels,
+    ) -> impl Iterator<Item = &'a Pod> + use<'a> {
+        let (namespace, selector) = (namespace.to_owned(), selector.clone());
         self.pods
             .iter()
-            .filter(move |p| p.namespace == namespace && selects(selector, &p.labels))
+            .filter(move |p| p.namespace == namespace && selects(&selector, &p.labels))
     }
 
     pub fn pod(&self, id: &str) -> Option<&Pod> {
