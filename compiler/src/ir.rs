@@ -93,8 +93,6 @@ pub struct Service {
     pub load_balancer: Option<LoadBalancer>,
     /// Tried in order when none of the service's endpoints is healthy.
     pub failover: Vec<Failover>,
-    pub faults: Option<Faults>,
-    pub mirror: Option<Mirror>,
     pub rate_limit: Option<RateLimit>,
     pub mtls: MtlsMode,
     pub access: Option<Access>,
@@ -151,6 +149,11 @@ pub struct Route {
     pub action: RouteAction,
     pub rewrite: Option<Rewrite>,
     pub timeout: Option<Duration>,
+    /// The route's faults, else the service's.
+    pub faults: Option<Faults>,
+    /// The route's mirror, else the service's (or the rollout's, while it
+    /// mirrors).
+    pub mirror: Option<Mirror>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -180,6 +180,34 @@ fn service(
         })
         .collect();
 
+    let key = format!("{namespace}/{name}");
+    let position = positions
+        .by_service
+        .get(&key)
+        .copied()
+        .unwrap_or(Position::NotStarted);
+    let default_version = spec
+        .default_version
+        .clone()
+        .or_else(|| versions.first().map(|v| v.name.clone()));
+    let mut mirror = spec.mirror.as_ref().map(|m| Mirror {
+        version: m.version.clone(),
+        percentage: m.percentage.unwrap_or(100.0),
+    });
+    // A mirror rollout copies traffic only before any weight moves.
+    if let Some(r) = spec
+        .rollout
+        .as_ref()
+        .filter(|r| position == Position::Shadow && r.strategy == Strategy::Mirror)
+    {
+        if let Some(m) = &r.mirror {
+            mirror = Some(Mirror {
+                version: r.canary.clone(),
+                percentage: m.percentage,
+            });
+        }
+    }
+    let mirror = mirror;
     let mut routes = Vec::new();
     for r in &spec.routes {
         let action = if let Some(redirect) = &r.redirect {
@@ -212,23 +240,18 @@ fn service(
             action,
             rewrite: r.rewrite.clone(),
             timeout: r.timeout,
+            faults: r.faults.clone().or_else(|| spec.faults.clone()),
+            mirror: r
+                .mirror
+                .as_ref()
+                .map(|m| Mirror {
+                    version: m.version.clone(),
+                    percentage: m.percentage.unwrap_or(100.0),
+                })
+                .or_else(|| mirror.clone()),
         });
     }
 
-    let key = format!("{namespace}/{name}");
-    let position = positions
-        .by_service
-        .get(&key)
-        .copied()
-        .unwrap_or(Position::NotStarted);
-    let default_version = spec
-        .default_version
-        .clone()
-        .or_else(|| versions.first().map(|v| v.name.clone()));
-    let mut mirror = spec.mirror.as_ref().map(|m| Mirror {
-        version: m.version.clone(),
-        percentage: m.percentage.unwrap_or(100.0),
-    });
     let default_backends = match &spec.rollout {
         Some(r) => {
             let canary = canary_weight(r, position);
@@ -246,14 +269,8 @@ fn service(
                         }]),
                         rewrite: None,
                         timeout: None,
-                    });
-                }
-            }
-            if position == Position::Shadow && r.strategy == Strategy::Mirror {
-                if let Some(m) = &r.mirror {
-                    mirror = Some(Mirror {
-                        version: r.canary.clone(),
-                        percentage: m.percentage,
+                        faults: spec.faults.clone(),
+                        mirror: mirror.clone(),
                     });
                 }
             }
@@ -283,6 +300,8 @@ fn service(
         action: RouteAction::Forward(default_backends),
         rewrite: None,
         timeout: None,
+        faults: spec.faults.clone(),
+        mirror,
     });
 
     let res = spec.resilience.clone().unwrap_or_default();
@@ -375,8 +394,6 @@ fn service(
         connection_pool: res.connection_pool,
         load_balancer: res.load_balancer,
         failover,
-        faults: spec.faults.clone(),
-        mirror,
         rate_limit,
         mtls: spec.mtls.unwrap_or(default_mtls),
         access,

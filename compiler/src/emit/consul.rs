@@ -219,10 +219,12 @@ fn defaults(
     report: &mut impl FnMut(String),
     errors: &mut Vec<EmitError>,
 ) -> MeshObject {
-    let mut spec = json!({
-        "protocol": protocol,
-        "mutualTLSMode": match s.mtls { MtlsMode::Strict => "strict", MtlsMode::Permissive => "permissive" },
-    });
+    let mut spec = json!({ "protocol": protocol });
+    match s.mtls {
+        MtlsMode::Strict => spec["mutualTLSMode"] = "strict".into(),
+        MtlsMode::Permissive => spec["mutualTLSMode"] = "permissive".into(),
+        MtlsMode::Unmanaged => {}
+    }
     if let Some(pool) = &s.connection_pool {
         if let Some(n) = pool.max_connections {
             spec["maxInboundConnections"] = n.into();

@@ -273,7 +273,7 @@ fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitErr
                         filters.push(json!({"type": "URLRewrite", "urlRewrite": v}));
                     }
                 }
-                if let Some(m) = s.mirror.as_ref().filter(|m| {
+                if let Some(m) = r.mirror.as_ref().filter(|m| {
                     !backends
                         .iter()
                         .any(|b| b.version == m.version && b.weight > 0)

@@ -69,7 +69,7 @@ impl Emitter for Istio {
                 Ok(vs) => out.push(vs),
                 Err(e) => errors.push(e),
             }
-            out.push(peer_authentication(s));
+            out.extend(peer_authentication(s));
             if let Some(p) = authorization_policy(ir, s) {
                 out.push(p);
             }
@@ -431,7 +431,7 @@ fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Ma
         }
         route.insert("retries".into(), Value::Object(v));
     }
-    if let Some(f) = &s.faults {
+    if let Some(f) = &r.faults {
         let mut v = Map::new();
         if let Some(d) = &f.delay {
             v.insert(
@@ -449,7 +449,7 @@ fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Ma
     }
     // Mirroring to a version this route already answers from would only
     // double its load.
-    if let Some(m) = s.mirror.as_ref().filter(|m| {
+    if let Some(m) = r.mirror.as_ref().filter(|m| {
         !backends
             .iter()
             .any(|b| b.version == m.version && b.weight > 0)
@@ -462,18 +462,19 @@ fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Ma
     }
 }
 
-fn peer_authentication(s: &Service) -> MeshObject {
+fn peer_authentication(s: &Service) -> Option<MeshObject> {
     let mode = match s.mtls {
         MtlsMode::Strict => "STRICT",
         MtlsMode::Permissive => "PERMISSIVE",
+        MtlsMode::Unmanaged => return None,
     };
-    obj(
+    Some(obj(
         SECURITY,
         "PeerAuthentication",
         s,
         &s.name,
         json!({"selector": selector(s), "mtls": {"mode": mode}}),
-    )
+    ))
 }
 
 fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {

@@ -256,6 +256,8 @@ mod tests {
             action: RouteAction::Forward(vec![]),
             rewrite: None,
             timeout: None,
+            faults: None,
+            mirror: None,
         }
     }
 

@@ -8,8 +8,12 @@
 //!   version. An A/B test's match is tried after the service's routes.
 //! - A path prefix matches whole path segments: `/api` matches `/api`,
 //!   `/api/` and `/api/v1`, not `/apis`; a trailing `/` is ignored.
-//! - Timeouts: the route's, else the service's. Retries, faults and the
-//!   mirror are the service's, on every forwarded request.
+//! - Timeouts: the route's, else the service's. Faults and the mirror: the
+//!   route's, else the service's (the rollout's mirror while a `mirror`
+//!   rollout copies traffic). A route that already sends a share of its
+//!   requests to the mirror's version copies nothing (that would double the
+//!   version's load). Retries are the service's. Routing is what meshed
+//!   callers see: a caller without a sidecar is not routed by the mesh.
 //! - Access: with an allow list and `defaultDeny` (the default), a
 //!   request is admitted only when a rule names its caller, port, method
 //!   and path (allow-list paths are exact, or a glob prefix ending in `*`:
@@ -107,6 +111,16 @@ fn routing(
                     .collect(),
             };
             let mut f = forward_settings(repo, s, true);
+            if let Some(faults) = &r.faults {
+                f.fault = Some(fault(faults));
+            }
+            if let Some(m) = &r.mirror {
+                f.mirror = Some((
+                    vec![pod_id(repo, s, &m.version)],
+                    m.percentage.unwrap_or(100.0),
+                ));
+            }
+            drop_self_mirror(repo, s, &weights, &mut f);
             f.pods = shares(repo, s, &weights);
             f.timeout_ms = r
                 .timeout
@@ -129,6 +143,7 @@ fn routing(
             if let Some(t) = ab.ab_test.as_ref().filter(|t| holds(&t.matches, request)) {
                 let _ = t;
                 let mut f = forward_settings(repo, s, true);
+                drop_self_mirror(repo, s, &[(ab.canary.clone(), 100)], &mut f);
                 f.pods = shares(repo, s, &[(ab.canary.clone(), 100)]);
                 f.timeout_ms = spec
                     .resilience
@@ -141,7 +156,7 @@ fn routing(
         }
     }
     let mut f = forward_settings(repo, s, port.protocol.is_l7());
-    f.pods = shares(repo, s, &default_weights(s, position));
+    let weights = default_weights(s, position);
     f.timeout_ms = spec
         .resilience
         .as_ref()
@@ -155,6 +170,8 @@ fn routing(
             }
         }
     }
+    drop_self_mirror(repo, s, &weights, &mut f);
+    f.pods = shares(repo, s, &weights);
     f.rule = "the default route".into();
     Routing::Forward(f)
 }
@@ -190,13 +207,7 @@ fn forward_settings(repo: &Repository, s: &ServiceIntent, l7: bool) -> Forward {
                 on,
             }
         });
-    let fault = spec.faults.as_ref().map(|f| Fault {
-        delay: f
-            .delay
-            .as_ref()
-            .map(|d| (d.percentage, d.delay.as_millis())),
-        abort: f.abort.as_ref().map(|a| (a.percentage, a.http_status)),
-    });
+    let fault = spec.faults.as_ref().map(fault);
     Forward {
         retries,
         fault,
@@ -207,6 +218,36 @@ fn forward_settings(repo: &Repository, s: &ServiceIntent, l7: bool) -> Forward {
             )
         }),
         ..Forward::default()
+    }
+}
+
+fn fault(f: &meshplan_policy_lang::intent::service::Faults) -> Fault {
+    Fault {
+        delay: f
+            .delay
+            .as_ref()
+            .map(|d| (d.percentage, d.delay.as_millis())),
+        abort: f.abort.as_ref().map(|a| (a.percentage, a.http_status)),
+    }
+}
+
+/// No copy to a version the route already sends requests to.
+fn drop_self_mirror(
+    repo: &Repository,
+    s: &ServiceIntent,
+    weights: &[(String, u32)],
+    f: &mut Forward,
+) {
+    let sends = |pod: &String| {
+        weights
+            .iter()
+            .any(|(v, w)| *w > 0 && pod_id(repo, s, v) == *pod)
+    };
+    if f.mirror
+        .as_ref()
+        .is_some_and(|(pods, _)| pods.iter().any(sends))
+    {
+        f.mirror = None;
     }
 }
 

@@ -41,6 +41,7 @@ pub mod cilium;
 pub mod cluster;
 pub mod consul;
 pub mod gateway_api;
+pub mod httproute;
 pub mod intent;
 pub mod istio;
 pub mod linkerd;

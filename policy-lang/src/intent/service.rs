@@ -144,6 +144,13 @@ pub struct Route {
     /// Overrides the service's timeout for this route.
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// Fault injection for this route's requests only (instead of the
+    /// service's `faults`).
+    #[serde(default)]
+    pub faults: Option<Faults>,
+    /// Copy this route's requests (instead of the service's `mirror`).
+    #[serde(default)]
+    pub mirror: Option<Mirror>,
 }
 
 /// Request conditions that must all hold.
@@ -453,4 +460,8 @@ pub enum MtlsMode {
     Strict,
     /// Both mutual-TLS and plain-text traffic are accepted (migration).
     Permissive,
+    /// meshplan renders nothing for mTLS: the mesh's own configuration (a
+    /// namespace- or mesh-wide PeerAuthentication, Consul's defaults)
+    /// decides.
+    Unmanaged,
 }

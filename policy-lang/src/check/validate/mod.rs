@@ -256,6 +256,19 @@ fn service(
                 }
             }
         }
+        if let Some(f) = &r.faults {
+            faults(&mut d, &format!("{base}.faults"), f);
+        }
+        if let Some(m) = &r.mirror {
+            version_ref(&mut d, &format_args!("{base}.mirror.version"), &m.version);
+            if let Some(p) = m.percentage {
+                d.percent(
+                    format_args!("{base}.mirror.percentage"),
+                    "mirror percentage",
+                    p,
+                );
+            }
+        }
         for (j, m) in r.matches.iter().enumerate() {
             let mp = Item(Field(base, "match"), j);
             for (k, sm) in &m.headers {
@@ -280,30 +293,7 @@ fn service(
         resilience::resilience(&mut d, res, l7);
     }
     if let Some(f) = &spec.faults {
-        if let Some(delay) = &f.delay {
-            d.percent(
-                "spec.faults.delay.percentage",
-                "delay percentage",
-                delay.percentage,
-            );
-        }
-        if let Some(abort) = &f.abort {
-            d.percent(
-                "spec.faults.abort.percentage",
-                "abort percentage",
-                abort.percentage,
-            );
-            if !(200..=599).contains(&abort.http_status) {
-                d.error(
-                    Code::OutOfRange,
-                    "spec.faults.abort.httpStatus",
-                    format!(
-                        "HTTP status {} is not between 200 and 599",
-                        abort.http_status
-                    ),
-                );
-            }
-        }
+        faults(&mut d, "spec.faults", f);
     }
     if let Some(m) = &spec.mirror {
         version_ref(&mut d, &"spec.mirror.version", &m.version);
@@ -643,6 +633,34 @@ fn http_method(d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, m: &str) {
             ),
         )
         .hint = hint;
+    }
+}
+
+/// Percentages and the abort status of `faults` at `path`.
+fn faults(d: &mut Doc<'_, ServiceIntent>, path: &str, f: &crate::intent::service::Faults) {
+    if let Some(delay) = &f.delay {
+        d.percent(
+            format_args!("{path}.delay.percentage"),
+            "delay percentage",
+            delay.percentage,
+        );
+    }
+    if let Some(abort) = &f.abort {
+        d.percent(
+            format_args!("{path}.abort.percentage"),
+            "abort percentage",
+            abort.percentage,
+        );
+        if !(200..=599).contains(&abort.http_status) {
+            d.error(
+                Code::OutOfRange,
+                format_args!("{path}.abort.httpStatus"),
+                format!(
+                    "HTTP status {} is not between 200 and 599",
+                    abort.http_status
+                ),
+            );
+        }
     }
 }
 
