@@ -214,8 +214,14 @@ pub struct AllowRule {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Peer {
-    /// A workload identity.
-    ServiceAccount { namespace: String, name: String },
+    /// A workload identity; `service`: the Kubernetes Service of the
+    /// repository's service that runs as it, when the caller was named as
+    /// a service (Consul names callers by service, not identity).
+    ServiceAccount {
+        namespace: String,
+        name: String,
+        service: Option<String>,
+    },
     /// Every workload of a namespace.
     Namespace(String),
     /// Any namespace.

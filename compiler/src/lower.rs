@@ -430,6 +430,7 @@ fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
         return Some(Peer::ServiceAccount {
             namespace: namespace.to_owned(),
             name: service_account_of(intent).to_owned(),
+            service: Some(workloads::host(intent).to_owned()),
         });
     }
     if let Some(sa) = &c.service_account {
@@ -437,6 +438,7 @@ fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
         return Some(Peer::ServiceAccount {
             namespace: namespace.into(),
             name: name.into(),
+            service: None,
         });
     }
     match c.namespace.as_deref()? {
@@ -516,7 +518,8 @@ mod tests {
             api.access.as_ref().unwrap().rules[0].from,
             [Peer::ServiceAccount {
                 namespace: "b".into(),
-                name: "web-sa".into()
+                name: "web-sa".into(),
+                service: Some("web".into()),
             }]
         );
     }

@@ -207,7 +207,9 @@ fn weight_changes(o: &ServiceSummary, n: &ServiceSummary, lines: &mut Vec<String
 
 fn peer_name(p: &Peer) -> String {
     match p {
-        Peer::ServiceAccount { namespace, name } => format!("serviceaccount {namespace}/{name}"),
+        Peer::ServiceAccount {
+            namespace, name, ..
+        } => format!("serviceaccount {namespace}/{name}"),
         Peer::Namespace(ns) => format!("namespace {ns}"),
         Peer::AnyNamespace => "any namespace".to_owned(),
     }

@@ -110,7 +110,9 @@ fn any_endpoint() -> Value {
 
 fn endpoint(p: &Peer) -> Value {
     match p {
-        Peer::ServiceAccount { namespace, name } => {
+        Peer::ServiceAccount {
+            namespace, name, ..
+        } => {
             json!({"matchLabels": {NS: namespace, SA: name}})
         }
         Peer::Namespace(ns) => json!({"matchLabels": {NS: ns}}),

@@ -78,7 +78,10 @@ impl Emitter for Consul {
                 "ServiceSplitter splits the default route; a weighted split on a matching route is reported",
             ),
             Feature::AllowList => Support::Partial(
-                "intentions cover the whole service: rules limited to some ports are reported; naming a namespace needs `consul.namespaces: true` (Enterprise)",
+                "intentions cover the whole service: rules limited to some ports are reported; naming a namespace needs `consul.namespaces: true` (Enterprise); with permissive mTLS, plain-text callers bypass intentions: reported",
+            ),
+            Feature::AllowListL7 => Support::Partial(
+                "with permissive mTLS, plain-text callers bypass intentions: reported",
             ),
             Feature::SloRules => Support::Elsewhere(METRICS, ""),
             _ => Support::Yes,
@@ -254,6 +257,28 @@ fn defaults(
     }
     if !overrides.is_empty() {
         spec["upstreamConfig"] = json!({"overrides": overrides});
+    }
+    // The destination's proxy ends a request after 15 s unless told
+    // otherwise (Envoy's route timeout, Consul's `local_request_timeout_ms`
+    // default): a longer timeout of the routes would be cut short.
+    let longest = s
+        .routes
+        .iter()
+        .filter_map(|r| r.timeout.or(s.timeout))
+        .map(|t| t.as_millis())
+        .max();
+    if let Some(ms) = longest.filter(|ms| *ms > 15_000) {
+        spec["localRequestTimeoutMs"] = ms.into();
+    }
+    if s.mtls == MtlsMode::Permissive && s.access.as_ref().is_some_and(|a| a.default_deny) {
+        errors.push(
+            EmitError::new(
+                NAME,
+                &s.origin,
+                format!("service `{}`: Consul's permissive mTLS admits plain-text callers without checking intentions, so the allow list does not hold for them", s.key()),
+            )
+            .of(Feature::AllowList),
+        );
     }
     obj("ServiceDefaults", s, spec)
 }
@@ -513,12 +538,27 @@ fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
                 }
             },
         };
+        // A request without a path condition matched the prefix `/`,
+        // which a path-prefix rewrite replaces (and Consul refuses a
+        // `prefixRewrite` without a path match).
+        let root = PathBlock::Below("/".into());
         if r.matches.is_empty() {
-            let dest = destination(s, r, Some(&subset), None, report);
+            let dest = destination(s, r, Some(&subset), Some(&root), report);
             routes.push(json!({"match": {"http": {"pathPrefix": "/"}}, "destination": dest}));
         }
         for m in &r.matches {
-            for (matched, block) in http_match(m) {
+            for (mut matched, block) in http_match(m) {
+                let rewrites = r
+                    .rewrite
+                    .as_ref()
+                    .is_some_and(|rw| rw.path_prefix.is_some());
+                let block = match block {
+                    None if rewrites && m.path.is_none() => {
+                        matched["http"]["pathPrefix"] = "/".into();
+                        Some(root.clone())
+                    }
+                    b => b,
+                };
                 let dest = destination(s, r, Some(&subset), block.as_ref(), report);
                 routes.push(json!({"match": matched, "destination": dest}));
             }
@@ -578,7 +618,17 @@ fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<M
         }
         for p in &rule.from {
             let source = match p {
-                Peer::ServiceAccount { namespace, name } => (name.clone(), ns(namespace)),
+                // consul-k8s registers a pod under the Kubernetes Service
+                // selecting it; a bare identity stands for a service of
+                // the same name (as consul-k8s requires with ACLs).
+                Peer::ServiceAccount {
+                    namespace,
+                    name,
+                    service,
+                } => (
+                    service.clone().unwrap_or_else(|| name.clone()),
+                    ns(namespace),
+                ),
                 Peer::Namespace(n) if ir.consul_namespaces => ("*".into(), Some(n.clone())),
                 Peer::Namespace(n) => {
                     report(format!("allow rule {i}: Consul without namespaces cannot name namespace `{n}`: list its services, or set `consul.namespaces: true` in meshplan.yaml (Consul Enterprise)"));
@@ -607,9 +657,11 @@ fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<M
             Grant::All => v["action"] = "allow".into(),
             Grant::Permissions(p) => {
                 let mut p = p.clone();
-                if access.default_deny && (name, namespace) == (&everyone.0, &everyone.1) {
-                    // The wildcard source is taken: deny what its
-                    // permissions do not allow within it.
+                if access.default_deny {
+                    // A request matching none of a source's permissions
+                    // falls to the default intention policy (Consul's
+                    // service-intentions reference, `Permissions`), which
+                    // may allow: deny it here.
                     p.push(json!({"action": "deny", "http": {"pathPrefix": "/"}}));
                 }
                 v["permissions"] = p.into();
@@ -675,7 +727,7 @@ mod tests {
 
     #[test]
     fn without_namespaces_a_namespace_caller_is_reported() {
-        let e = errors("  ports: [{ name: http, port: 80, protocol: http }]\n  mtls: permissive\n  access: { allow: [{ from: [{ namespace: ops }] }] }\n");
+        let e = errors("  ports: [{ name: http, port: 80, protocol: http }]\n  access: { allow: [{ from: [{ namespace: ops }] }] }\n");
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("cannot name namespace `ops`"), "{e:?}");
     }

@@ -54,7 +54,7 @@ impl Emitter for GatewayApi {
                 Support::Partial("GRPCRoute has no timeouts: reported on grpc ports")
             }
             Feature::Retries => Support::Partial(
-                "HTTPRoute `retry` needs the experimental channel; GRPCRoute has none: reported",
+                "HTTPRoute `retry` needs the experimental channel and retries on the status codes every implementation honours (500, 502, 503, 504; 409): all of `5xx`, resets and failed connections are reported; GRPCRoute has none: reported",
             ),
             Feature::PerTryTimeout => Support::Partial(
                 "the `backendRequest` timeout, with retries (experimental channel)",
@@ -184,21 +184,36 @@ pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Va
         .into()
 }
 
-fn retry_codes(on: &[RetryOn]) -> Vec<u32> {
+/// The status codes of the retry conditions, and those the conditions
+/// name that Gateway API cannot promise: its `codes` are only those it
+/// requires implementations to honour (500, 502, 503, 504; 409 for
+/// `retriable-4xx`, which it allows), so `5xx` is reported as partly
+/// rendered, and resets and failed connections, which it leaves to each
+/// implementation, as not rendered. gRPC conditions do not apply to an
+/// HTTPRoute.
+fn retry_codes(on: &[RetryOn]) -> (Vec<u32>, Vec<&'static str>) {
     let mut codes = Vec::new();
+    let mut unsupported = Vec::new();
     for r in on {
         match r {
-            RetryOn::ServerError => codes.extend([500, 502, 503, 504]),
+            RetryOn::ServerError => {
+                codes.extend([500, 502, 503, 504]);
+                unsupported.push("`5xx` beyond 500, 502, 503 and 504");
+            }
             RetryOn::GatewayError => codes.extend([502, 503, 504]),
             RetryOn::Retriable4xx => codes.push(409),
-            // Connection failures and resets are retried by implementations
-            // without a code; gRPC statuses have no HTTP code.
-            _ => {}
+            RetryOn::Reset => unsupported.push("`reset`"),
+            RetryOn::ConnectFailure => unsupported.push("`connect-failure`"),
+            RetryOn::RefusedStream => unsupported.push("`refused-stream`"),
+            RetryOn::Unavailable
+            | RetryOn::Cancelled
+            | RetryOn::DeadlineExceeded
+            | RetryOn::ResourceExhausted => {}
         }
     }
     codes.sort_unstable();
     codes.dedup();
-    codes
+    (codes, unsupported)
 }
 
 /// Each route's match items under the rules' precedence: first match kept
@@ -302,9 +317,23 @@ fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitErr
                         if ir.gateway_api_experimental {
                             let mut v = Map::new();
                             v.insert("attempts".into(), rt.attempts.into());
-                            let codes = retry_codes(&rt.retry_on);
+                            let (codes, unsupported) = retry_codes(&rt.retry_on);
                             if !codes.is_empty() {
                                 v.insert("codes".into(), codes.into());
+                            }
+                            if !unsupported.is_empty() {
+                                errors.push(
+                                    EmitError::new(
+                                        NAME,
+                                        &s.origin,
+                                        format!(
+                                            "service `{}`: Gateway API's HTTPRoute retries on the status codes it lists, and implementations need only honour 500, 502, 503 and 504: not on {}",
+                                            s.key(),
+                                            unsupported.join(", ")
+                                        ),
+                                    )
+                                    .of(Feature::Retries),
+                                );
                             }
                             rule.insert("retry".into(), Value::Object(v));
                         } else {
@@ -347,12 +376,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_codes_cover_the_retry_conditions() {
-        assert_eq!(
-            retry_codes(&[RetryOn::ServerError, RetryOn::GatewayError]),
-            [500, 502, 503, 504]
-        );
-        assert_eq!(retry_codes(&[RetryOn::Reset]), Vec::<u32>::new());
+    fn retry_codes_cover_what_every_implementation_honours() {
+        let (codes, missing) = retry_codes(&[RetryOn::ServerError, RetryOn::GatewayError]);
+        assert_eq!(codes, [500, 502, 503, 504]);
+        assert_eq!(missing, ["`5xx` beyond 500, 502, 503 and 504"]);
+        // Before: a reset silently retried nothing.
+        assert_eq!(retry_codes(&[RetryOn::Reset]), (vec![], vec!["`reset`"]));
     }
 
     #[test]

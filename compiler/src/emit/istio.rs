@@ -357,14 +357,19 @@ fn http_routes(s: &Service, r: &Route) -> Result<Vec<Value>, EmitError> {
     // A route per rewrite target, in the order of the first block of each.
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
     for (v, block) in blocks {
-        let uri = block.map_or_else(|| to.to_owned(), |b| b.rewrite(to));
+        // No path condition: the prefix `/` matched (`check` refuses a
+        // prefix rewrite with exact or regex paths).
+        let uri = block
+            .unwrap_or_else(|| PathBlock::Below("/".into()))
+            .rewrite(to);
         match groups.iter_mut().find(|(u, _)| *u == uri) {
             Some((_, g)) => g.push(v),
             None => groups.push((uri, vec![v])),
         }
     }
     if groups.is_empty() {
-        return Ok(vec![http_route(s, r, Vec::new(), Some(to.to_owned()))?]);
+        let uri = PathBlock::Below("/".into()).rewrite(to);
+        return Ok(vec![http_route(s, r, Vec::new(), Some(uri))?]);
     }
     groups
         .into_iter()
@@ -487,9 +492,9 @@ fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {
             let mut namespaces = Vec::new();
             for p in &r.from {
                 match p {
-                    Peer::ServiceAccount { namespace, name } => {
-                        principals.push(format!("{}/ns/{namespace}/sa/{name}", ir.trust_domain))
-                    }
+                    Peer::ServiceAccount {
+                        namespace, name, ..
+                    } => principals.push(format!("{}/ns/{namespace}/sa/{name}", ir.trust_domain)),
                     Peer::Namespace(ns) => namespaces.push(ns.clone()),
                     Peer::AnyNamespace => namespaces.push("*".into()),
                 }

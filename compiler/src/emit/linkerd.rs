@@ -23,7 +23,7 @@
 //! mirroring, rewrites, connection pools, load-balancing policies, and
 //! traffic splits on tcp ports.
 
-use meshplan_policy_lang::intent::service::RetryOn;
+use meshplan_policy_lang::intent::service::{MtlsMode, RetryOn};
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
@@ -70,9 +70,8 @@ impl Emitter for Linkerd {
             Feature::Retries => Support::Partial(
                 "on response status only (`5xx`, `gateway-error`, `retriable-4xx` as 409), on http ports: retries on resets or failed connections, and on gRPC ports (Linkerd reads gRPC conditions only from a GRPCRoute or the Service), are reported",
             ),
-            Feature::StrictMtls => Support::Partial(
-                "meshed pods always talk mTLS; plain text from unmeshed clients is refused only on ports an allow list puts behind a Server",
-            ),
+            // A Server on every port (`all-authenticated`, or `deny` with
+            // an allow list) refuses plain text.
             _ => Support::Yes,
         }
     }
@@ -293,7 +292,9 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
 fn identity(ir: &Ir, p: &Peer) -> String {
     let td = &ir.trust_domain;
     match p {
-        Peer::ServiceAccount { namespace, name } => {
+        Peer::ServiceAccount {
+            namespace, name, ..
+        } => {
             format!("{name}.{namespace}.serviceaccount.identity.linkerd.{td}")
         }
         Peer::Namespace(ns) => format!("*.{ns}.serviceaccount.identity.linkerd.{td}"),
@@ -301,8 +302,21 @@ fn identity(ir: &Ir, p: &Peer) -> String {
     }
 }
 
+/// Whether every port of `s` gets a Server: an allow list denies what
+/// it does not name, and STRICT mTLS refuses plain text — which Linkerd
+/// does only for a port behind a Server (`all-authenticated`); without
+/// one, its default policy admits everyone.
+fn has_servers(s: &Service) -> bool {
+    s.access.as_ref().is_some_and(|a| a.default_deny) || s.mtls == MtlsMode::Strict
+}
+
 fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
     let Some(access) = s.access.as_ref().filter(|a| a.default_deny) else {
+        if s.mtls == MtlsMode::Strict {
+            for p in &s.ports {
+                out.push(server(s, p, "all-authenticated"));
+            }
+        }
         return;
     };
     for p in &s.ports {
@@ -355,9 +369,19 @@ fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut V
                     // Methods and paths: an inbound route on the Server that
                     // matches them, and the authorization on that route.
                     let route = format!("{}-allow-{i}-{}", s.name, p.name);
-                    out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
                     routed.insert(p.name.clone());
-                    policy_ref("HTTPRoute", &route)
+                    if p.protocol == Protocol::Grpc {
+                        // No path it can express: the rule is not rendered
+                        // (reported), rather than widened to every call.
+                        let Some(r) = grpc_inbound_route(s, p, &route, &rule.paths, errors) else {
+                            continue;
+                        };
+                        out.push(r);
+                        grpc_route_ref(&route)
+                    } else {
+                        out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
+                        policy_ref("HTTPRoute", &route)
+                    }
                 } else {
                     whole.insert(p.name.clone());
                     policy_ref("Server", &server_name(s, p))
@@ -407,13 +431,14 @@ fn catch_all_routes(
         .iter()
         .filter(|p| routed.contains(&p.name) && whole.contains(&p.name))
     {
-        out.push(inbound_route(
-            s,
-            p,
-            &format!("{}-{}-all", s.name, p.name),
-            &[],
-            &["/*".to_owned()],
-        ));
+        let name = format!("{}-{}-all", s.name, p.name);
+        out.push(if p.protocol == Protocol::Grpc {
+            grpc_inbound_route(s, p, &name, &[], &mut Vec::new()).expect("no paths: every call")
+        } else {
+            // No match condition: the lowest precedence, so any rule's
+            // own route takes the requests it matches.
+            inbound_route(s, p, &name, &[], &[])
+        });
     }
 }
 
@@ -480,14 +505,85 @@ fn inbound_route(
         .build()
 }
 
+/// A reference to a Gateway API GRPCRoute, as JSON text.
+fn grpc_route_ref(name: &str) -> String {
+    format!(
+        r#"{{"group":"gateway.networking.k8s.io","kind":"GRPCRoute","name":{}}}"#,
+        json_str(name)
+    )
+}
+
+/// The inbound route of an allow rule on a gRPC port: Linkerd classifies
+/// a gRPC Server's requests by GRPCRoutes only (its HTTPRoutes do not
+/// apply), which match a gRPC service and method, not a path. So a path
+/// is `/package.Service/Method` (exact) or `/package.Service/*` (every
+/// method); any other path is reported. No paths: every call; `None`
+/// when paths are given and none can be written.
+fn grpc_inbound_route(
+    s: &Service,
+    p: &Port,
+    name: &str,
+    paths: &[String],
+    errors: &mut Vec<EmitError>,
+) -> Option<MeshObject> {
+    let mut matches = Vec::new();
+    for path in paths {
+        let call = path
+            .strip_prefix('/')
+            .and_then(|rest| match rest.split_once('/') {
+                Some((svc, "*")) if !svc.is_empty() && !svc.contains('*') => {
+                    Some(json!({"method": {"type": "Exact", "service": svc}}))
+                }
+                Some((svc, m))
+                    if !svc.is_empty()
+                        && !m.is_empty()
+                        && !m.contains(['/', '*'])
+                        && !svc.contains('*') =>
+                {
+                    Some(json!({"method": {"type": "Exact", "service": svc, "method": m}}))
+                }
+                _ => None,
+            });
+        match call {
+            Some(m) => matches.push(m),
+            None => errors.push(
+                EmitError::new(
+                    NAME,
+                    &s.origin,
+                    format!("service `{}`: on gRPC port `{}`, Linkerd authorizes by gRPC service and method: `{path}` is not `/package.Service/Method` or `/package.Service/*`", s.key(), p.name),
+                )
+                .of(Feature::AllowListL7),
+            ),
+        }
+    }
+    if !paths.is_empty() && matches.is_empty() {
+        return None;
+    }
+    let rules: Vec<Value> = if matches.is_empty() {
+        vec![json!({})]
+    } else {
+        matches
+            .chunks(MAX_MATCHES)
+            .map(|c| json!({"matches": c}))
+            .collect()
+    };
+    Some(
+        MeshObject::builder(NAME, "gateway.networking.k8s.io/v1", "GRPCRoute", &s.namespace, name, &s.origin)
+            .spec(json!({
+                "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
+                "rules": rules,
+            }))
+            .build(),
+    )
+}
+
 fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
     let Some(rl) = &s.rate_limit else { return };
     let Some(rps) = whole_per_second(NAME, "Linkerd", s, rl, errors) else {
         return;
     };
-    let with_servers = s.access.as_ref().is_some_and(|a| a.default_deny);
     for p in &rl.ports {
-        if !with_servers {
+        if !has_servers(s) {
             out.push(server(s, p, "all-unauthenticated"));
         }
         out.push(

@@ -152,7 +152,9 @@ fn peer(ir: &Ir, p: &Peer) -> Result<Vec<Value>, String> {
     match p {
         Peer::Namespace(ns) => Ok(vec![json!({"namespaceSelector": namespace_selector(ns)})]),
         Peer::AnyNamespace => Ok(vec![json!({"namespaceSelector": {}})]),
-        Peer::ServiceAccount { namespace, name } => {
+        Peer::ServiceAccount {
+            namespace, name, ..
+        } => {
             let pods = pods_of(ir, namespace, name);
             if pods.is_empty() {
                 return Err(format!("NetworkPolicy selects pods by labels, and no intent of this repository runs as service account `{namespace}/{name}`: allow its namespace, or add its intent"));
@@ -196,7 +198,9 @@ fn caller_egress<'a>(
                 egress.add(ns, None, dest, &rule.ports);
             }
         }
-        Peer::ServiceAccount { namespace, name } if denied.contains(namespace) => {
+        Peer::ServiceAccount {
+            namespace, name, ..
+        } if denied.contains(namespace) => {
             for c in pods_of(ir, namespace, name) {
                 egress.add(namespace, Some(c), dest, &rule.ports);
             }

@@ -18,7 +18,8 @@
 //!   request is admitted only when a rule names its caller, port, method
 //!   and path (allow-list paths are exact, or a glob prefix ending in `*`:
 //!   `/cart*` admits `/cartoon`); STRICT mTLS refuses callers without an
-//!   identity.
+//!   identity; with `mtls: unmanaged` the mesh's own mTLS settings decide
+//!   whether such a caller gets in (no answer).
 
 use std::collections::BTreeMap;
 
@@ -50,7 +51,7 @@ pub fn answer(
     };
     Answer {
         routing: Some(routing(repo, positions, intent, request)),
-        authorization: Some(authorization(repo, cluster, intent, request)),
+        authorization: authorization(repo, cluster, intent, request),
     }
 }
 
@@ -359,12 +360,18 @@ pub fn segment_prefix(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// The path after replacing the matched prefix with `with`.
+/// The path after replacing the matched prefix with `with`: the matching
+/// item's path prefix, or `/` for an item without a path condition.
 fn rewrite_prefix(matches: &[Match], r: &Request, with: &str) -> Option<String> {
-    let prefix = matches
-        .iter()
-        .filter(|m| item_holds(m, r))
-        .find_map(|m| m.path.as_ref().and_then(|p| p.prefix.clone()))?;
+    let prefix = if matches.is_empty() {
+        "/".to_owned()
+    } else {
+        let m = matches.iter().find(|m| item_holds(m, r))?;
+        match &m.path {
+            None => "/".to_owned(),
+            Some(p) => p.prefix.clone()?,
+        }
+    };
     let rest = &r.path[prefix.trim_end_matches('/').len()..];
     let with = with.trim_end_matches('/');
     Some(match (with.is_empty(), rest.is_empty()) {
@@ -374,12 +381,14 @@ fn rewrite_prefix(matches: &[Match], r: &Request, with: &str) -> Option<String> 
     })
 }
 
+/// The verdict at each of the service's pods; `None` when the intents
+/// leave it to the mesh (`mtls: unmanaged` and a caller without identity).
 fn authorization(
     repo: &Repository,
     cluster: &Cluster,
     s: &ServiceIntent,
     r: &Request,
-) -> BTreeMap<String, Verdict> {
+) -> Option<BTreeMap<String, Verdict>> {
     let ns = repo.namespace_of(s);
     let default_mtls = repo
         .config
@@ -388,6 +397,9 @@ fn authorization(
         .and_then(|d| d.mtls)
         .unwrap_or(MtlsMode::Strict);
     let mtls = s.spec.mtls.unwrap_or(default_mtls);
+    if mtls == MtlsMode::Unmanaged && matches!(r.source, Source::Unauthenticated { .. }) {
+        return None;
+    }
     let verdict = if mtls == MtlsMode::Strict && matches!(r.source, Source::Unauthenticated { .. })
     {
         Verdict::Deny {
@@ -426,7 +438,7 @@ fn authorization(
         p.id.starts_with(&format!("{ns}/{}/", s.metadata.name))
             || p.id == format!("{ns}/{}", s.metadata.name)
     });
-    pods.map(|p| (p.id.clone(), verdict.clone())).collect()
+    Some(pods.map(|p| (p.id.clone(), verdict.clone())).collect())
 }
 
 /// An allow-list path: exact, or a glob prefix ending in `*`.

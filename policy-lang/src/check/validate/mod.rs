@@ -256,6 +256,25 @@ fn service(
                 }
             }
         }
+        if r.rewrite
+            .as_ref()
+            .is_some_and(|rw| rw.path_prefix.is_some())
+        {
+            // The rewrite replaces the matched prefix: a route matching
+            // exact or regex paths has none.
+            if let Some(j) = r
+                .matches
+                .iter()
+                .position(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_none()))
+            {
+                d.error(
+                    Code::Conflict,
+                    format_args!("{base}.match[{j}].path"),
+                    "`rewrite.pathPrefix` replaces the path prefix a request matched: this match item has an exact or regex path",
+                )
+                .hint = Some("match a path prefix, or split the route".into());
+            }
+        }
         if let Some(f) = &r.faults {
             faults(&mut d, &format!("{base}.faults"), f);
         }
