@@ -10,7 +10,8 @@
 //!   `k8s:io.cilium.k8s.policy.serviceaccount` for a workload identity;
 //!   the rule's container ports; methods and paths as L7 HTTP rules
 //!   (Cilium's path is a regular expression matched against the whole
-//!   path: exact paths are escaped, `/p/*` becomes `/p/.*`);
+//!   path and query: exact paths are escaped and admit a query, `/p/*`
+//!   becomes `/p/.*`);
 //! - strict mTLS as `authentication.mode: required` on every rule (Cilium's
 //!   mutual authentication must be enabled in the agent); a service with
 //!   strict mTLS and no allow list gets one rule admitting every endpoint,
@@ -120,11 +121,14 @@ fn endpoint(p: &Peer) -> Value {
     }
 }
 
-/// A path of the allow list as Cilium's regular expression.
+/// A path of the allow list as Cilium's regular expression. Cilium
+/// matches it against Envoy's `:path`, query string included (its L7
+/// policy docs): an exact path admits any query (`/login?next=/`), as the
+/// allow list and the other meshes do.
 fn path_regex(p: &str) -> String {
     match p.strip_suffix('*') {
         Some(prefix) => format!("{}.*", regex_escape(prefix)),
-        None => regex_escape(p),
+        None => format!("{}(\\?.*)?", regex_escape(p)),
     }
 }
 
@@ -180,8 +184,8 @@ mod tests {
 
     #[test]
     fn paths_become_anchored_regular_expressions() {
-        assert_eq!(path_regex("/cart"), "/cart");
+        assert_eq!(path_regex("/cart"), "/cart(\\?.*)?");
         assert_eq!(path_regex("/cart/*"), "/cart/.*");
-        assert_eq!(path_regex("/a.b"), "/a\\.b");
+        assert_eq!(path_regex("/a.b"), "/a\\.b(\\?.*)?");
     }
 }

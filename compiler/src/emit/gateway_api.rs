@@ -32,8 +32,10 @@ use crate::object::MeshObject;
 
 const NAME: &str = "gateway-api";
 const API: &str = "gateway.networking.k8s.io/v1";
-/// Matches per HTTPRoute/GRPCRoute rule the schema allows.
+/// Matches per HTTPRoute/GRPCRoute rule, and rules per route, the schema
+/// allows.
 const MAX_MATCHES: usize = 64;
+const MAX_RULES: usize = 16;
 
 #[derive(Debug)]
 pub struct GatewayApi;
@@ -216,6 +218,43 @@ fn retry_codes(on: &[RetryOn]) -> (Vec<u32>, Vec<&'static str>) {
     (codes, unsupported)
 }
 
+/// `rule` with `matches`, as several consecutive rules of at most `max`
+/// matches each (the schema's limit; consecutive rules with one action
+/// mean one rule).
+pub(crate) fn push_rule(
+    rules: &mut Vec<Value>,
+    rule: Map<String, Value>,
+    matches: Vec<Value>,
+    max: usize,
+) {
+    if matches.is_empty() {
+        rules.push(Value::Object(rule));
+        return;
+    }
+    for chunk in matches.chunks(max) {
+        let mut r = Map::new();
+        r.insert("matches".into(), chunk.to_vec().into());
+        r.extend(rule.clone());
+        rules.push(Value::Object(r));
+    }
+}
+
+/// Reports a route of more rules than an HTTPRoute holds.
+pub(crate) fn check_rule_count(
+    emitter: &'static str,
+    s: &Service,
+    rules: usize,
+    max: usize,
+    errors: &mut Vec<EmitError>,
+) {
+    if rules > max {
+        errors.push(
+            EmitError::new(emitter, &s.origin, format!("service `{}`: keeping first-match order takes {rules} rules; a route holds at most {max}", s.key()))
+                .of(Feature::RouteOrder),
+        );
+    }
+}
+
 /// Each route's match items under the rules' precedence: first match kept
 /// (`precedence`), or the intent's own items and the reason it is not.
 pub(crate) fn ordered_matches(
@@ -239,13 +278,10 @@ pub(crate) fn ordered_matches(
 fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let grpc = port.protocol == Protocol::Grpc;
     let mut rules = Vec::new();
-    let ordered = ordered_matches(NAME, s, MAX_MATCHES, errors);
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES * MAX_RULES, errors);
     for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
-        if !items.is_empty() {
-            let ms: Vec<Value> = items.iter().map(|m| http_match(m, grpc)).collect();
-            rule.insert("matches".into(), ms.into());
-        }
+        let ms: Vec<Value> = items.iter().map(|m| http_match(m, grpc)).collect();
         let mut filters = Vec::new();
         match &r.action {
             RouteAction::Redirect(rd) => {
@@ -359,8 +395,9 @@ fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitErr
         if !filters.is_empty() {
             rule.insert("filters".into(), filters.into());
         }
-        rules.push(Value::Object(rule));
+        push_rule(&mut rules, rule, ms, MAX_MATCHES);
     }
+    check_rule_count(NAME, s, rules.len(), MAX_RULES, errors);
     let kind = if grpc { "GRPCRoute" } else { "HTTPRoute" };
     let spec = json!({
         "parentRefs": [{"group": "", "kind": "Service", "name": s.host, "port": port.port}],

@@ -27,13 +27,17 @@ use meshplan_policy_lang::intent::service::{MtlsMode, RetryOn};
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
-use super::gateway_api::{backend_refs, http_match, ordered_matches, request_redirect};
+use super::gateway_api::{
+    backend_refs, check_rule_count, http_match, ordered_matches, push_rule, request_redirect,
+};
 use super::{
-    backend_services, gateway_duration, l7_routes, prometheus, regex_escape, whole_per_second,
-    EmitError, Emitter, Feature, Support,
+    backend_services, gateway_duration, l7_routes, prometheus, whole_per_second, EmitError,
+    Emitter, Feature, Support,
 };
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
-use crate::object::{json_labels, json_str, json_text, JsonText, MeshObject};
+use crate::object::{json_labels, json_str, JsonText, MeshObject};
+
+mod inbound;
 
 const NAME: &str = "linkerd";
 const POLICY: &str = "policy.linkerd.io/v1beta3";
@@ -95,7 +99,7 @@ impl Emitter for Linkerd {
             for (p, name) in l7_routes(s) {
                 out.push(route(s, p, &name, errors));
             }
-            authorization(ir, s, out, errors);
+            inbound::authorization(ir, s, out, errors);
             rate_limit(s, out, errors);
             if let Some(r) = prometheus::slo_rules(NAME, prometheus::Flavor::Linkerd, s, errors) {
                 out.push(r);
@@ -168,13 +172,10 @@ fn http_retry_conditions(on: &[RetryOn]) -> (Option<String>, Vec<RetryOn>) {
 /// retries exist), their conditions per Linkerd's retries reference.
 fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let mut rules = Vec::new();
-    let ordered = ordered_matches(NAME, s, MAX_MATCHES, errors);
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES * MAX_RULES, errors);
     for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
-        if !items.is_empty() {
-            let ms: Vec<Value> = items.iter().map(|m| http_match(m, false)).collect();
-            rule.insert("matches".into(), ms.into());
-        }
+        let ms: Vec<Value> = items.iter().map(|m| http_match(m, false)).collect();
         match &r.action {
             RouteAction::Redirect(rd) => {
                 rule.insert("filters".into(), json!([request_redirect(rd)]));
@@ -186,8 +187,9 @@ fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> M
                 }
             }
         }
-        rules.push(Value::Object(rule));
+        push_rule(&mut rules, rule, ms, MAX_MATCHES);
     }
+    check_rule_count(NAME, s, rules.len(), MAX_RULES, errors);
     let mut b = MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin);
     for (k, v) in retry_annotations(s, port, errors) {
         b = b.annotation(k, &v);
@@ -308,273 +310,6 @@ fn identity(ir: &Ir, p: &Peer) -> String {
 /// one, its default policy admits everyone.
 fn has_servers(s: &Service) -> bool {
     s.access.as_ref().is_some_and(|a| a.default_deny) || s.mtls == MtlsMode::Strict
-}
-
-fn authorization(ir: &Ir, s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
-    let Some(access) = s.access.as_ref().filter(|a| a.default_deny) else {
-        if s.mtls == MtlsMode::Strict {
-            for p in &s.ports {
-                out.push(server(s, p, "all-authenticated"));
-            }
-        }
-        return;
-    };
-    for p in &s.ports {
-        out.push(server(s, p, "deny"));
-    }
-    // Ports with inbound routes (method/path rules) and ports any caller
-    // may use whole: both need a catch-all route, since requests matching
-    // no route of a Server are refused.
-    let mut routed = std::collections::BTreeSet::new();
-    let mut whole = std::collections::BTreeSet::new();
-    for (i, rule) in access.rules.iter().enumerate() {
-        let authn = format!("{}-allow-{i}", s.name);
-        let identities: Vec<String> = rule.from.iter().map(|p| identity(ir, p)).collect();
-        out.push(
-            MeshObject::builder(
-                NAME,
-                POLICY_ALPHA,
-                "MeshTLSAuthentication",
-                &s.namespace,
-                &authn,
-                &s.origin,
-            )
-            .spec_text(JsonText::sorted(format!(
-                r#"{{"identities":{}}}"#,
-                json_text(&identities)
-            )))
-            .build(),
-        );
-        let ports: Vec<&Port> = if rule.ports.is_empty() {
-            s.ports.iter().collect()
-        } else {
-            rule.ports.iter().collect()
-        };
-        let combinations = rule.methods.len().max(1) * rule.paths.len().max(1);
-        if combinations > MAX_MATCHES * MAX_RULES {
-            errors.push(EmitError::new(
-                NAME,
-                &s.origin,
-                format!(
-                    "service `{}`: allow rule {i} has {combinations} method × path combinations; a Linkerd HTTPRoute holds at most {}",
-                    s.key(),
-                    MAX_MATCHES * MAX_RULES
-                ),
-            ));
-            continue;
-        }
-        for p in ports {
-            let target =
-                if (!rule.methods.is_empty() || !rule.paths.is_empty()) && p.protocol.is_l7() {
-                    // Methods and paths: an inbound route on the Server that
-                    // matches them, and the authorization on that route.
-                    let route = format!("{}-allow-{i}-{}", s.name, p.name);
-                    routed.insert(p.name.clone());
-                    if p.protocol == Protocol::Grpc {
-                        // No path it can express: the rule is not rendered
-                        // (reported), rather than widened to every call.
-                        let Some(r) = grpc_inbound_route(s, p, &route, &rule.paths, errors) else {
-                            continue;
-                        };
-                        out.push(r);
-                        grpc_route_ref(&route)
-                    } else {
-                        out.push(inbound_route(s, p, &route, &rule.methods, &rule.paths));
-                        policy_ref("HTTPRoute", &route)
-                    }
-                } else {
-                    whole.insert(p.name.clone());
-                    policy_ref("Server", &server_name(s, p))
-                };
-            let required = format!("[{}]", policy_ref("MeshTLSAuthentication", &authn));
-            let [target, required] = [&target, &required].map(String::as_bytes);
-            let mut spec = JsonText::default();
-            spec.map(&[
-                ("targetRef", target, target),
-                ("requiredAuthenticationRefs", required, required),
-            ]);
-            out.push(
-                MeshObject::builder(
-                    NAME,
-                    POLICY_ALPHA,
-                    "AuthorizationPolicy",
-                    &s.namespace,
-                    &format!("{authn}-{}", p.name),
-                    &s.origin,
-                )
-                .spec_text(spec)
-                .build(),
-            );
-        }
-    }
-    catch_all_routes(s, &routed, &whole, out);
-}
-
-/// A reference to a `policy.linkerd.io` object, as JSON text (its keys
-/// sorted: the same in both texts).
-fn policy_ref(kind: &str, name: &str) -> String {
-    format!(
-        r#"{{"group":"policy.linkerd.io","kind":{},"name":{}}}"#,
-        json_str(kind),
-        json_str(name)
-    )
-}
-
-fn catch_all_routes(
-    s: &Service,
-    routed: &std::collections::BTreeSet<String>,
-    whole: &std::collections::BTreeSet<String>,
-    out: &mut Vec<MeshObject>,
-) {
-    for p in s
-        .ports
-        .iter()
-        .filter(|p| routed.contains(&p.name) && whole.contains(&p.name))
-    {
-        let name = format!("{}-{}-all", s.name, p.name);
-        out.push(if p.protocol == Protocol::Grpc {
-            grpc_inbound_route(s, p, &name, &[], &mut Vec::new()).expect("no paths: every call")
-        } else {
-            // No match condition: the lowest precedence, so any rule's
-            // own route takes the requests it matches.
-            inbound_route(s, p, &name, &[], &[])
-        });
-    }
-}
-
-fn inbound_route(
-    s: &Service,
-    p: &Port,
-    name: &str,
-    methods: &[String],
-    paths: &[String],
-) -> MeshObject {
-    // Written as text (see `JsonText`). A path match's keys are sorted.
-    let path_matches: Vec<Option<String>> = if paths.is_empty() {
-        vec![None]
-    } else {
-        paths
-            .iter()
-            .map(|path| {
-                // An allow-list glob `/api/*` is a string prefix (it
-                // admits `/api/x`, not `/api`); a `PathPrefix` matches
-                // whole segments (`/api/` would admit `/api`), so the glob
-                // is a regular expression, which Linkerd matches whole.
-                let (kind, value) = match path.strip_suffix('*') {
-                    Some(prefix) => ("RegularExpression", format!("{}.*", regex_escape(prefix))),
-                    None => ("Exact", path.clone()),
-                };
-                Some(format!(
-                    r#"{{"type":"{kind}","value":{}}}"#,
-                    json_str(&value)
-                ))
-            })
-            .collect()
-    };
-    let method_list: Vec<Option<String>> = if methods.is_empty() {
-        vec![None]
-    } else {
-        methods.iter().map(|m| Some(json_str(m))).collect()
-    };
-    let mut matches = Vec::new();
-    for path in &path_matches {
-        for m in &method_list {
-            let entries: Vec<(&str, &[u8], &[u8])> = [("path", path), ("method", m)]
-                .into_iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_bytes(), v.as_bytes())))
-                .collect();
-            matches.push(entries);
-        }
-    }
-    let mut rules = JsonText::default();
-    // The schema allows 8 matches per rule (and 16 rules).
-    rules.list(matches.chunks(MAX_MATCHES), |rules, chunk| {
-        rules.both(br#"{"matches":"#);
-        rules.list(chunk, |rules, entries| rules.map(entries));
-        rules.both(b"}");
-    });
-    let parents = format!("[{}]", policy_ref("Server", &server_name(s, p)));
-    let mut spec = JsonText::default();
-    let parents = parents.as_bytes();
-    spec.map(&[
-        ("parentRefs", parents, parents),
-        ("rules", &rules.body, &rules.canonical),
-    ]);
-    MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
-        .spec_text(spec)
-        .build()
-}
-
-/// A reference to a Gateway API GRPCRoute, as JSON text.
-fn grpc_route_ref(name: &str) -> String {
-    format!(
-        r#"{{"group":"gateway.networking.k8s.io","kind":"GRPCRoute","name":{}}}"#,
-        json_str(name)
-    )
-}
-
-/// The inbound route of an allow rule on a gRPC port: Linkerd classifies
-/// a gRPC Server's requests by GRPCRoutes only (its HTTPRoutes do not
-/// apply), which match a gRPC service and method, not a path. So a path
-/// is `/package.Service/Method` (exact) or `/package.Service/*` (every
-/// method); any other path is reported. No paths: every call; `None`
-/// when paths are given and none can be written.
-fn grpc_inbound_route(
-    s: &Service,
-    p: &Port,
-    name: &str,
-    paths: &[String],
-    errors: &mut Vec<EmitError>,
-) -> Option<MeshObject> {
-    let mut matches = Vec::new();
-    for path in paths {
-        let call = path
-            .strip_prefix('/')
-            .and_then(|rest| match rest.split_once('/') {
-                Some((svc, "*")) if !svc.is_empty() && !svc.contains('*') => {
-                    Some(json!({"method": {"type": "Exact", "service": svc}}))
-                }
-                Some((svc, m))
-                    if !svc.is_empty()
-                        && !m.is_empty()
-                        && !m.contains(['/', '*'])
-                        && !svc.contains('*') =>
-                {
-                    Some(json!({"method": {"type": "Exact", "service": svc, "method": m}}))
-                }
-                _ => None,
-            });
-        match call {
-            Some(m) => matches.push(m),
-            None => errors.push(
-                EmitError::new(
-                    NAME,
-                    &s.origin,
-                    format!("service `{}`: on gRPC port `{}`, Linkerd authorizes by gRPC service and method: `{path}` is not `/package.Service/Method` or `/package.Service/*`", s.key(), p.name),
-                )
-                .of(Feature::AllowListL7),
-            ),
-        }
-    }
-    if !paths.is_empty() && matches.is_empty() {
-        return None;
-    }
-    let rules: Vec<Value> = if matches.is_empty() {
-        vec![json!({})]
-    } else {
-        matches
-            .chunks(MAX_MATCHES)
-            .map(|c| json!({"matches": c}))
-            .collect()
-    };
-    Some(
-        MeshObject::builder(NAME, "gateway.networking.k8s.io/v1", "GRPCRoute", &s.namespace, name, &s.origin)
-            .spec(json!({
-                "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
-                "rules": rules,
-            }))
-            .build(),
-    )
 }
 
 fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {

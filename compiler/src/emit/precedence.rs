@@ -1,10 +1,12 @@
 //! First match on a mesh that picks the most specific match.
 //!
 //! Intents' routes are tried in order; Gateway API (HTTPRoute, "Matching
-//! precedence" in `httproute_types.go`) and Linkerd's proxy choose, among
-//! every matching rule of a route, the match with the exact path, else
-//! the longest path prefix, then a method, then the most headers, then
-//! the most query parameters — and on a tie, the rule listed first.
+//! precedence" in `httproute_types.go`) chooses, among every matching
+//! rule of a route, the match with the exact path, else the longest path
+//! prefix, then a method, then the most headers, then the most query
+//! parameters — and on a tie, the rule listed first. Linkerd's proxy
+//! ranks the path by the characters it matches only (an exact `/a` ties a
+//! prefix `/a`), then the same. "Outranks" below means under either.
 //!
 //! So a later route can win a request an earlier route also matches
 //! (examples-repo's reviews: `end-user: jason` is route 1, an Android
@@ -57,7 +59,8 @@ pub(crate) fn first_match(routes: &[Route], max_items: usize) -> Result<Vec<Vec<
                 for a in &own[i] {
                     // A regular expression's rank is the implementation's
                     // own (Gateway API leaves it open): never assumed lower.
-                    if rank(b) <= rank(a) && !regex_path(a) && !regex_path(b) {
+                    let outranks = rank(b) > rank(a) || linkerd_rank(b) > linkerd_rank(a);
+                    if !outranks && !regex_path(a) && !regex_path(b) {
                         continue;
                     }
                     let rewrites = routes[i]
@@ -115,6 +118,22 @@ fn later_name<'a>(routes: &'a [Route], finals: &[Vec<Match>], b: &Match, i: usiz
         .skip(i + 1)
         .find(|(_, f)| f.contains(b))
         .map_or("", |(j, _)| routes[j].name.as_str())
+}
+
+/// Linkerd's proxy order (`RequestMatch`): the characters of the path a
+/// match matches (an exact path no higher than a prefix of its length; no
+/// path is the prefix `/`), then a method, headers, query parameters.
+fn linkerd_rank(m: &Match) -> (usize, bool, usize, usize) {
+    let len = match &m.path {
+        None => 1,
+        Some(p) => match (&p.exact, &p.prefix) {
+            (Some(e), _) => e.len(),
+            (None, Some(pre)) => pre.trim_end_matches('/').len().max(1),
+            (None, None) => 0,
+        },
+    };
+    let headers = m.headers.len() + usize::from(!m.cookies.is_empty());
+    (len, m.method.is_some(), headers, m.query_params.len())
 }
 
 fn regex_path(m: &Match) -> bool {
