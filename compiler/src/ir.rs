@@ -226,6 +226,8 @@ pub enum Peer {
     Namespace(String),
     /// Any namespace.
     AnyNamespace,
+    /// Any caller the mTLS mode admits, with or without a mesh identity.
+    Anyone,
 }
 
 /// Where each service's rollout stands. The compiler renders the weights of

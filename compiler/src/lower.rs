@@ -424,6 +424,9 @@ pub fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Positi
 }
 
 fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
+    if c.anyone == Some(true) {
+        return Some(Peer::Anyone);
+    }
     if let Some(s) = &c.service {
         // Resolved exactly as check resolves it.
         let (intent, namespace) = index.resolve(from_ns, s).ok()?;

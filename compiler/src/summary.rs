@@ -212,6 +212,7 @@ fn peer_name(p: &Peer) -> String {
         } => format!("serviceaccount {namespace}/{name}"),
         Peer::Namespace(ns) => format!("namespace {ns}"),
         Peer::AnyNamespace => "any namespace".to_owned(),
+        Peer::Anyone => "anyone".to_owned(),
     }
 }
 

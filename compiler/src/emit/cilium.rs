@@ -117,7 +117,7 @@ fn endpoint(p: &Peer) -> Value {
             json!({"matchLabels": {NS: namespace, SA: name}})
         }
         Peer::Namespace(ns) => json!({"matchLabels": {NS: ns}}),
-        Peer::AnyNamespace => any_endpoint(),
+        Peer::AnyNamespace | Peer::Anyone => any_endpoint(),
     }
 }
 
@@ -133,7 +133,13 @@ fn path_regex(p: &str) -> String {
 }
 
 fn rule(s: &Service, r: &AllowRule) -> Value {
-    let mut out = json!({"fromEndpoints": r.from.iter().map(endpoint).collect::<Vec<_>>()});
+    // Anyone: every entity, inside the cluster or not (a kubelet probe is
+    // the `host` entity, a client outside it `world`).
+    let mut out = if r.from.contains(&Peer::Anyone) {
+        json!({"fromEntities": ["all"]})
+    } else {
+        json!({"fromEndpoints": r.from.iter().map(endpoint).collect::<Vec<_>>()})
+    };
     let l7 = !r.methods.is_empty() || !r.paths.is_empty();
     // L7 rules need ports: the rule's, or every L7 port of the service.
     let ports: Vec<&crate::ir::Port> = if r.ports.is_empty() && l7 {

@@ -577,6 +577,7 @@ fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
 /// A source of intentions: the name and, with namespaces, the namespace.
 type Source = (String, Option<String>);
 
+#[derive(Clone, Debug)]
 enum Grant {
     All,
     Permissions(Vec<Value>),
@@ -603,6 +604,37 @@ fn permissions(methods: &[String], paths: &[String]) -> Vec<Value> {
             with_methods(http)
         })
         .collect()
+}
+
+/// Only the most precise intention of a source applies (Consul's
+/// intentions "Precedence and match order": an exact name before a
+/// wildcard), so a named source also gets what the wildcards covering it
+/// (everyone, its namespace) are granted.
+fn inherit_wildcards(sources: &mut BTreeMap<Source, Grant>, everyone: &Source) {
+    let wildcards: Vec<(Source, Grant)> = sources
+        .iter()
+        .filter(|((name, _), _)| name == "*")
+        .map(|(k, g)| (k.clone(), g.clone()))
+        .collect();
+    for ((name, namespace), grant) in sources.iter_mut() {
+        if name == "*" {
+            continue;
+        }
+        for ((_, wns), wgrant) in &wildcards {
+            let covers = *wns == everyone.1 || wns == namespace;
+            if !covers {
+                continue;
+            }
+            match (grant.clone(), wgrant) {
+                (Grant::All, _) => {}
+                (_, Grant::All) => *grant = Grant::All,
+                (Grant::Permissions(mut own), Grant::Permissions(more)) => {
+                    own.extend(more.iter().cloned());
+                    *grant = Grant::Permissions(own);
+                }
+            }
+        }
+    }
 }
 
 fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
@@ -634,7 +666,9 @@ fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<M
                     report(format!("allow rule {i}: Consul without namespaces cannot name namespace `{n}`: list its services, or set `consul.namespaces: true` in meshplan.yaml (Consul Enterprise)"));
                     continue;
                 }
-                Peer::AnyNamespace => ("*".into(), ns("*")),
+                // Consul admits only mesh callers through intentions: every
+                // service is the most a wildcard can name.
+                Peer::AnyNamespace | Peer::Anyone => ("*".into(), ns("*")),
             };
             let grant = sources
                 .entry(source)
@@ -647,6 +681,7 @@ fn intentions(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<M
         }
     }
     let everyone: Source = ("*".into(), ns("*"));
+    inherit_wildcards(&mut sources, &everyone);
     let mut out: Vec<Value> = Vec::new();
     for ((name, namespace), grant) in &sources {
         let mut v = json!({"name": name});

@@ -490,13 +490,17 @@ fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {
         .map(|r| {
             let mut principals = Vec::new();
             let mut namespaces = Vec::new();
-            for p in &r.from {
+            // Anyone: a rule without `from` admits every source, with an
+            // identity or without (AuthorizationPolicy reference, `Rule`).
+            let anyone = r.from.contains(&Peer::Anyone);
+            for p in r.from.iter().filter(|_| !anyone) {
                 match p {
                     Peer::ServiceAccount {
                         namespace, name, ..
                     } => principals.push(format!("{}/ns/{namespace}/sa/{name}", ir.trust_domain)),
                     Peer::Namespace(ns) => namespaces.push(ns.clone()),
                     Peer::AnyNamespace => namespaces.push("*".into()),
+                    Peer::Anyone => {}
                 }
             }
             let mut from = Vec::new();

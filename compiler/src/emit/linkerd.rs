@@ -300,6 +300,9 @@ fn identity(ir: &Ir, p: &Peer) -> String {
             format!("{name}.{namespace}.serviceaccount.identity.linkerd.{td}")
         }
         Peer::Namespace(ns) => format!("*.{ns}.serviceaccount.identity.linkerd.{td}"),
+        // Under strict mTLS, anyone is any meshed identity; otherwise a
+        // NetworkAuthentication admits callers without one (`inbound`).
+        Peer::Anyone => "*".into(),
         Peer::AnyNamespace => "*".into(),
     }
 }

@@ -76,6 +76,18 @@ impl Emitter for NetworkPolicy {
             };
             let mut ingress = Vec::new();
             for rule in &access.rules {
+                if rule.from.contains(&Peer::Anyone) {
+                    // A rule without `from` admits every source.
+                    let mut r = json!({});
+                    if let Some(ports) = ports(rule) {
+                        r["ports"] = ports;
+                    }
+                    ingress.push(r);
+                    for ns in &denied {
+                        egress.add(ns, None, s, &rule.ports);
+                    }
+                    continue;
+                }
                 let mut from = Vec::new();
                 for p in &rule.from {
                     match peer(ir, p) {
@@ -152,6 +164,7 @@ fn peer(ir: &Ir, p: &Peer) -> Result<Vec<Value>, String> {
     match p {
         Peer::Namespace(ns) => Ok(vec![json!({"namespaceSelector": namespace_selector(ns)})]),
         Peer::AnyNamespace => Ok(vec![json!({"namespaceSelector": {}})]),
+        Peer::Anyone => Ok(Vec::new()),
         Peer::ServiceAccount {
             namespace, name, ..
         } => {

@@ -460,6 +460,9 @@ fn port_is(s: &ServiceIntent, p: &PortRef, port: u32) -> bool {
 }
 
 fn caller_is(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller, source: &Source) -> bool {
+    if c.anyone == Some(true) {
+        return true;
+    }
     let Source::Workload {
         namespace,
         service_account,

@@ -216,7 +216,10 @@ fn access_yaml(rules: &[RuleSpec], svcs: &[Svc]) -> String {
     for r in rules {
         let from = r.from % svcs.len();
         let ns = ["a", "b"][svcs[from].namespace];
-        let caller = if r.by_namespace {
+        // Every fifth rule admits anyone (a public path, a probe).
+        let caller = if r.from == 2 && r.paths.len() == 1 {
+            "anyone: true".to_owned()
+        } else if r.by_namespace {
             format!("namespace: {ns}")
         } else {
             format!("service: {ns}/s{from}")

@@ -263,7 +263,7 @@ fn cilium_widening(s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
             .as_deref()
             .or(caller.service_account.as_deref())
             .or(caller.namespace.as_deref())
-            .unwrap_or("*");
+            .unwrap_or("anyone");
         let line = s
             .locate(&Path::parse(&format!("spec.access.allow[{j}]")))
             .span
@@ -291,7 +291,7 @@ fn callers_overlap(a: &Caller, b: &Caller) -> bool {
 }
 
 fn caller_covers(a: &Caller, b: &Caller) -> bool {
-    if a.namespace.as_deref() == Some("*") {
+    if a.namespace.as_deref() == Some("*") || a.anyone == Some(true) {
         return true;
     }
     a == b

@@ -36,7 +36,8 @@ pub struct AllowRule {
     pub paths: Vec<String>,
 }
 
-/// One caller: exactly one of `service`, `namespace`, `serviceAccount`.
+/// One caller: exactly one of `service`, `namespace`, `serviceAccount`,
+/// `anyone`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Caller {
@@ -49,6 +50,12 @@ pub struct Caller {
     /// A workload identity: `namespace/serviceaccount`.
     #[serde(default)]
     pub service_account: Option<String>,
+    /// `true`: every caller the service's mTLS mode admits — under
+    /// permissive (or unmanaged) mTLS also callers without a mesh identity:
+    /// kubelet probes, clients outside the mesh. For public endpoints and
+    /// probe paths.
+    #[serde(default)]
+    pub anyone: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 
 use super::{identity, server, server_name, MAX_MATCHES, NAME, POLICY, POLICY_ALPHA};
 use crate::emit::{regex_escape, EmitError, Feature};
-use crate::ir::{AllowRule, Ir, Port, Service};
+use crate::ir::{AllowRule, Ir, Peer, Port, Service};
 use crate::object::{json_str, json_text, JsonText, MeshObject};
 
 /// Cells per port beyond which the rules are reported, not rendered.
@@ -199,26 +199,45 @@ pub(super) fn authorization(
         return;
     };
     for (i, rule) in access.rules.iter().enumerate() {
-        let identities: Vec<String> = rule.from.iter().map(|p| identity(ir, p)).collect();
+        let (kind, spec) = authentication(ir, s, rule);
         out.push(
             MeshObject::builder(
                 NAME,
                 POLICY_ALPHA,
-                "MeshTLSAuthentication",
+                kind,
                 &s.namespace,
                 &authn(s, i),
                 &s.origin,
             )
-            .spec_text(JsonText::sorted(format!(
-                r#"{{"identities":{}}}"#,
-                json_text(&identities)
-            )))
+            .spec_text(spec)
             .build(),
         );
     }
     for p in &s.ports {
         out.push(server(s, p, "deny"));
         port(s, p, &access.rules, out, errors);
+    }
+}
+
+/// How a rule's callers authenticate: their mesh identities, or — for
+/// `anyone` without strict mTLS — any network, so that callers without an
+/// identity (kubelet probes) get in too (authorization-policy reference,
+/// `NetworkAuthentication`).
+fn authentication(ir: &Ir, s: &Service, rule: &AllowRule) -> (&'static str, JsonText) {
+    if kind_of(s, rule) == "NetworkAuthentication" {
+        let nets = r#"{"networks":[{"cidr":"0.0.0.0/0"},{"cidr":"::/0"}]}"#;
+        return ("NetworkAuthentication", JsonText::sorted(nets.to_owned()));
+    }
+    let identities: Vec<String> = rule.from.iter().map(|p| identity(ir, p)).collect();
+    let spec = JsonText::sorted(format!(r#"{{"identities":{}}}"#, json_text(&identities)));
+    ("MeshTLSAuthentication", spec)
+}
+
+fn kind_of(s: &Service, rule: &AllowRule) -> &'static str {
+    if rule.from.contains(&Peer::Anyone) && s.mtls != MtlsMode::Strict {
+        "NetworkAuthentication"
+    } else {
+        "MeshTLSAuthentication"
     }
 }
 
@@ -248,6 +267,7 @@ fn port(
             &format!("{}-{}", authn(s, *i), p.name),
             &policy_ref("Server", &server_name(s, p)),
             *i,
+            kind_of(s, &rules[*i]),
         ));
     }
     if l7.is_empty() {
@@ -279,6 +299,7 @@ fn port(
                 &format!("{}-{}-r{k:02}", authn(s, *i), p.name),
                 &target,
                 *i,
+                kind_of(s, &rules[*i]),
             ));
         }
     }
@@ -312,8 +333,8 @@ fn port(
 }
 
 /// An AuthorizationPolicy admitting rule `rule`'s callers at `target`.
-fn policy(s: &Service, name: &str, target: &str, rule: usize) -> MeshObject {
-    let required = format!("[{}]", policy_ref("MeshTLSAuthentication", &authn(s, rule)));
+fn policy(s: &Service, name: &str, target: &str, rule: usize, kind: &str) -> MeshObject {
+    let required = format!("[{}]", policy_ref(kind, &authn(s, rule)));
     let [target, required] = [target, &required].map(str::as_bytes);
     let mut spec = JsonText::default();
     spec.map(&[

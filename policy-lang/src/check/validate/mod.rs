@@ -694,13 +694,21 @@ fn caller(
         c.service.is_some(),
         c.namespace.is_some(),
         c.service_account.is_some(),
+        c.anyone.is_some(),
     ]) {
         d.error(
             Code::Conflict,
             path,
-            "a caller is exactly one of `service`, `namespace`, `serviceAccount`",
+            "a caller is exactly one of `service`, `namespace`, `serviceAccount`, `anyone`",
         );
         return;
+    }
+    if c.anyone == Some(false) {
+        d.error(
+            Code::InvalidValue,
+            format_args!("{path}.anyone"),
+            "`anyone: false` names no caller: set `anyone: true`, or name the callers",
+        );
     }
     if let Some(s) = &c.service {
         if let Err(msg) = index.resolve(ns, s) {
