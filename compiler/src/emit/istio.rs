@@ -524,7 +524,9 @@ fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {
                 op.insert("paths".into(), r.paths.clone().into());
             }
             let mut rule = Map::new();
-            rule.insert("from".into(), from.into());
+            if !from.is_empty() {
+                rule.insert("from".into(), from.into());
+            }
             if !op.is_empty() {
                 rule.insert("to".into(), json!([{"operation": op}]));
             }
