@@ -10,7 +10,9 @@
 #   kubectl kustomize DIR   (a kustomization listing every rendered file)
 # for generated repositories of 1,000 and 10,000 services. Prints a
 # Markdown table (seconds, objects/s, peak RSS) for docs/benchmarks.md.
-# Not part of the test suite.
+# BASE=PATH also times another build (an earlier commit's, to hold a
+# change to "no more than 10 % slower") in the same run, each of its
+# medians right after this build's, and prints the ratio. Not part of the test suite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${BENCH_DIR:-$ROOT/target/bench-render}
@@ -71,6 +73,7 @@ median() {
     printf '%s\n' "${s[@]}" | sort -n | awk -v rss="$rss" '{a[NR] = $1} END {print a[int((NR + 1) / 2)], a[1], rss}'
 }
 
+base_rows=()
 echo "| services | mesh | objects | render to stdout, median / fastest (s) | objects/s (median) | the same without PGO (s) | render --out, median / fastest (s) | peak RSS (MiB) | kubectl kustomize (s) | kustomize peak RSS (MiB) | ratio (kustomize / --out median) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
@@ -87,6 +90,10 @@ for n in $SIZES; do
         if [ "$BIN" != "$PLAIN" ]; then
             read -r p_s p_min _ < <(median "$repo" "$PLAIN" render "$repo" --mesh "$mesh" --unsupported warning)
             plain="$p_s / $p_min"
+        fi
+        if [ -n "${BASE:-}" ]; then
+            read -r b_s b_min _ < <(median "$repo" "$BASE" render "$repo" --mesh "$mesh" --unsupported warning)
+            base_rows+=("| $n | $mesh | $s_s / $s_min | $b_s / $b_min | $(awk -v a="$s_s" -v b="$b_s" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') |")
         fi
         read -r m_s m_min m_rss < <(BEFORE="rm -rf '$out'" median "$repo" "$BIN" render "$repo" --mesh "$mesh" --unsupported warning --out "$out")
         objects=$(find "$out" -name '*.yaml' | wc -l)
@@ -109,3 +116,9 @@ for n in $SIZES; do
         rm -rf "$out"
     done
 done
+if [ -n "${BASE:-}" ]; then
+    echo
+    echo "| services | mesh | this build, median / fastest (s) | BASE, median / fastest (s) | this / BASE (median) |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${base_rows[@]}"
+fi
