@@ -497,10 +497,16 @@ fn destination(
     }
     if let Some(rt) = &s.retries {
         d.insert("numRetries".into(), rt.attempts.into());
-        if !rt.retry_on.is_empty() {
-            let on: Vec<&str> = rt.retry_on.iter().map(|o| retry_on(*o)).collect();
-            d.insert("retryOn".into(), on.into());
-        }
+        // Consul retries only on the conditions it is given (its
+        // service-router reference): none would mean no retries at all,
+        // so no conditions in the intent are Envoy's usual `5xx` and
+        // `connect-failure`.
+        let on: Vec<&str> = if rt.retry_on.is_empty() {
+            vec!["5xx", "connect-failure"]
+        } else {
+            rt.retry_on.iter().map(|o| retry_on(*o)).collect()
+        };
+        d.insert("retryOn".into(), on.into());
     }
     if let Some(rw) = &r.rewrite {
         if let Some(p) = &rw.path_prefix {

@@ -351,5 +351,56 @@ pub fn matrix_markdown() -> String {
     out
 }
 
+/// The part of an example intent that uses `feature`.
+fn example_spec(feature: Feature) -> &'static str {
+    match feature {
+        Feature::WeightedSplit => "rollout: { stable: v1, canary: v2, steps: [{ weight: 50 }, { gate: manual }, { weight: 100 }] }",
+        Feature::TcpSplit => "rollout: { stable: v1, canary: v2, steps: [{ weight: 50 }, { gate: manual }, { weight: 100 }] }",
+        Feature::HeaderMatch => "routes: [{ name: r, match: [{ headers: { x-beta: { exact: \"on\" } } }], destination: { version: v2 } }]",
+        Feature::CookieMatch => "routes: [{ name: r, match: [{ cookies: { beta: { exact: \"on\" } } }], destination: { version: v2 } }]",
+        Feature::PathMatch => "routes: [{ name: r, match: [{ path: { prefix: /beta/ } }], destination: { version: v2 } }]",
+        Feature::MethodMatch => "routes: [{ name: r, match: [{ method: POST }], destination: { version: v2 } }]",
+        Feature::QueryMatch => "routes: [{ name: r, match: [{ queryParams: { beta: { exact: \"1\" } } }], destination: { version: v2 } }]",
+        Feature::RouteOrder => "routes: [{ name: a, match: [{ headers: { x-user: { exact: jason } } }], destination: { version: v2 } }, { name: b, match: [{ path: { prefix: /api }, method: GET }], destination: { version: v1 } }]",
+        Feature::Redirect => "routes: [{ name: r, match: [{ path: { prefix: /old/ } }], redirect: { path: /new/ } }]",
+        Feature::Rewrite => "routes: [{ name: r, match: [{ path: { prefix: /api/ } }], destination: { version: v1 }, rewrite: { pathPrefix: / } }]",
+        Feature::Timeout => "resilience: { timeout: 3s }",
+        Feature::Retries => "resilience: { timeout: 3s, retries: { attempts: 2 } }",
+        Feature::PerTryTimeout => "resilience: { timeout: 3s, retries: { attempts: 2, perTryTimeout: 1s } }",
+        Feature::CircuitBreaker => "resilience: { circuitBreaker: { consecutiveErrors: 5 } }",
+        Feature::ConnectionPool => "resilience: { connectionPool: { maxConnections: 10 } }",
+        Feature::LoadBalancing => "resilience: { loadBalancer: { policy: leastRequest } }",
+        Feature::SessionAffinity => "resilience: { loadBalancer: { policy: consistentHash, consistentHash: { header: x-user } } }",
+        Feature::Failover => "resilience: { failover: [{ peer: east }] }",
+        Feature::FaultInjection => "faults: { abort: { percentage: 1, httpStatus: 503 } }",
+        Feature::Mirroring => "mirror: { version: v2, percentage: 10 }",
+        Feature::RateLimit => "rateLimit: { requests: 100, per: 1s }",
+        Feature::StrictMtls => "mtls: strict",
+        Feature::AllowList => "access: { allow: [{ from: [{ serviceAccount: callers/web }] }] }",
+        Feature::AllowListL7 => "access: { allow: [{ from: [{ serviceAccount: callers/web }], methods: [GET] }] }",
+        Feature::SloRules => "slos: [{ name: availability, objective: 99.9, sli: { availability: {} } }]",
+    }
+}
+
+/// A ServiceIntent `t/svc` using `feature` and little else (permissive
+/// mTLS, so that strict mTLS is only the feature that asks for it; a
+/// rollout renders at step 0): what the tests hold each emitter to, its
+/// declarations and the feature's meaning (`compiler/tests/model/`).
+pub fn example_intent(feature: Option<Feature>) -> String {
+    let ports = match feature {
+        Some(Feature::TcpSplit) => "[{ name: db, port: 5432, protocol: tcp }]",
+        _ => "[{ name: http, port: 80, protocol: http }]",
+    };
+    let extra = feature.map(example_spec).unwrap_or("");
+    let mtls = if feature == Some(Feature::StrictMtls) {
+        ""
+    } else {
+        "mtls: permissive"
+    };
+    format!(
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: svc, namespace: t }}\nspec:\n  ports: {ports}\n  versions:\n    - {{ name: v1, labels: {{ app: svc, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: svc, version: v2 }} }}\n  {mtls}\n  {extra}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod compare;
+mod features;
 mod generated;
 mod requests;
 
@@ -39,10 +40,20 @@ fn targets() -> Vec<Target> {
 
 /// Every divergence of every target on `repo`, as `target: request: …`.
 pub fn divergences(repo: &Repository, report: &Report, positions: &Positions) -> Vec<String> {
+    divergences_on(repo, report, positions, &targets())
+}
+
+/// Every divergence of `targets` on `repo`.
+pub fn divergences_on(
+    repo: &Repository,
+    report: &Report,
+    positions: &Positions,
+    targets: &[Target],
+) -> Vec<String> {
     let cluster = Cluster::of(repo);
     let requests = requests::requests(repo, &cluster);
     let mut out = Vec::new();
-    for target in targets() {
+    for &target in targets {
         let name = meshplan_compiler::target_name(target);
         let opts = Options {
             targets: Some(vec![target]),
