@@ -90,21 +90,15 @@ impl Flavor {
             // version (`<service>` without versions). Named exactly: a
             // pattern like `svc-.*` would count `svc-admin`'s traffic.
             Flavor::Linkerd => {
-                let names: Vec<String> = match version {
-                    Some(v) => vec![format!("{}-{v}", s.host)],
-                    None if s.versions.is_empty() => vec![s.host.clone()],
-                    None => s
-                        .versions
-                        .iter()
-                        .map(|v| format!("{}-{}", s.host, v.name))
-                        .collect(),
-                };
-                let deployment = match names.as_slice() {
-                    [one] => format!("deployment=\"{one}\""),
-                    many => format!(
-                        "deployment=~\"{}\"",
+                let deployment = match (version, s.versions.as_slice()) {
+                    (Some(v), _) => format!("deployment=\"{}-{v}\"", s.host),
+                    (None, []) => format!("deployment=\"{}\"", s.host),
+                    (None, [one]) => format!("deployment=\"{}-{}\"", s.host, one.name),
+                    (None, many) => format!(
+                        "deployment=~\"{}-({})\"",
+                        regex_escape(&s.host),
                         many.iter()
-                            .map(|n| regex_escape(n))
+                            .map(|v| regex_escape(&v.name))
                             .collect::<Vec<_>>()
                             .join("|")
                     ),

@@ -375,34 +375,45 @@ fn grpc_route_ref(name: &str) -> String {
 /// prefix (it admits `/api/x`, not `/api`); a `PathPrefix` matches whole
 /// segments, so it is a regular expression, which Linkerd matches whole.
 fn http_route(s: &Service, p: &Port, name: &str, items: &[Item]) -> MeshObject {
-    let matches: Vec<Value> = items
+    // Written as text (see `JsonText`): one route per cell of every
+    // service's allow list. A path match's keys are sorted.
+    let fields: Vec<[Option<String>; 2]> = items
         .iter()
         .map(|it| {
-            let mut m = serde_json::Map::new();
-            match &it.path {
-                Some(PathPattern::Exact(e)) => {
-                    m.insert("path".into(), json!({"type": "Exact", "value": e}));
-                }
-                Some(PathPattern::Glob(g)) => {
-                    m.insert("path".into(), json!({"type": "RegularExpression", "value": format!("{}.*", regex_escape(g))}));
-                }
-                None => {}
-            }
-            if let Some(method) = &it.method {
-                m.insert("method".into(), method.clone().into());
-            }
-            Value::Object(m)
+            let path = it.path.as_ref().map(|p| {
+                let (kind, value) = match p {
+                    PathPattern::Exact(e) => ("Exact", e.clone()),
+                    PathPattern::Glob(g) => ("RegularExpression", format!("{}.*", regex_escape(g))),
+                };
+                format!(r#"{{"type":"{kind}","value":{}}}"#, json_str(&value))
+            });
+            [path, it.method.as_deref().map(json_str)]
         })
         .collect();
-    let rules: Vec<Value> = matches
-        .chunks(MAX_MATCHES)
-        .map(|c| json!({ "matches": c }))
+    let matches: Vec<Vec<(&str, &[u8], &[u8])>> = fields
+        .iter()
+        .map(|[path, method]| {
+            [("path", path), ("method", method)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_bytes(), v.as_bytes())))
+                .collect()
+        })
         .collect();
+    let mut rules = JsonText::default();
+    rules.list(matches.chunks(MAX_MATCHES), |rules, chunk| {
+        rules.both(br#"{"matches":"#);
+        rules.list(chunk, |rules, entries| rules.map(entries));
+        rules.both(b"}");
+    });
+    let parents = format!("[{}]", policy_ref("Server", &server_name(s, p)));
+    let parents = parents.as_bytes();
+    let mut spec = JsonText::default();
+    spec.map(&[
+        ("parentRefs", parents, parents),
+        ("rules", &rules.body, &rules.canonical),
+    ]);
     MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
-        .spec(json!({
-            "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
-            "rules": rules,
-        }))
+        .spec_text(spec)
         .build()
 }
 
