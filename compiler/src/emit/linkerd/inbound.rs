@@ -41,6 +41,9 @@ use crate::emit::{regex_escape, EmitError, Feature};
 use crate::ir::{AllowRule, Ir, Peer, Port, Service};
 use crate::object::{json_str, json_text, JsonText, MeshObject};
 
+/// A key with its value as body and canonical text (`JsonText::map`).
+type Entry<'a> = (&'a str, &'a [u8], &'a [u8]);
+
 /// Cells per port beyond which the rules are reported, not rendered.
 const MAX_CELLS: usize = 64;
 
@@ -390,7 +393,7 @@ fn http_route(s: &Service, p: &Port, name: &str, items: &[Item]) -> MeshObject {
             [path, it.method.as_deref().map(json_str)]
         })
         .collect();
-    let matches: Vec<Vec<(&str, &[u8], &[u8])>> = fields
+    let matches: Vec<Vec<Entry<'_>>> = fields
         .iter()
         .map(|[path, method]| {
             [("path", path), ("method", method)]
