@@ -46,6 +46,8 @@ pub mod intent;
 pub mod istio;
 pub mod linkerd;
 pub mod networkpolicy;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use cluster::Cluster;
 

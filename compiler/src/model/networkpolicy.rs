@@ -461,26 +461,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ir::Origin;
+    use crate::model::testing::{self, labels};
     use crate::model::{KubeService, Pod, ServicePort};
 
     fn policy(ns: &str, name: &str, spec: Value) -> MeshObject {
-        MeshObject::builder(
-            "networkpolicy",
-            "networking.k8s.io/v1",
-            "NetworkPolicy",
-            ns,
-            name,
-            &Origin::new("ns/x", "f.yaml", 1),
-        )
-        .spec(spec)
-        .build()
-    }
-
-    fn labels(kv: &[(&str, &str)]) -> Labels {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        testing::obj("networking.k8s.io/v1", "NetworkPolicy", ns, name, spec, &[])
     }
 
     fn pod(ns: &str, id: &str, kv: &[(&str, &str)]) -> Pod {

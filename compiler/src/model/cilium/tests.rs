@@ -5,26 +5,11 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::ir::Origin;
-use crate::model::{KubeService, Labels, Pod, ServicePort};
+use crate::model::testing::{self, labels};
+use crate::model::{KubeService, Pod, ServicePort};
 
 fn cnp(ns: &str, name: &str, spec: Value) -> MeshObject {
-    MeshObject::builder(
-        "cilium",
-        "cilium.io/v2",
-        "CiliumNetworkPolicy",
-        ns,
-        name,
-        &Origin::new("ns/x", "f.yaml", 1),
-    )
-    .spec(spec)
-    .build()
-}
-
-fn labels(kv: &[(&str, &str)]) -> Labels {
-    kv.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    testing::obj("cilium.io/v2", "CiliumNetworkPolicy", ns, name, spec, &[])
 }
 
 fn pod(ns: &str, id: &str, sa: &str, kv: &[(&str, &str)]) -> Pod {
@@ -334,21 +319,19 @@ fn the_source_egress_applies() {
 
 #[test]
 fn queries_headers_and_clusterwide_policies() {
-    let ccnp = MeshObject::builder(
-        "cilium",
+    let ccnp = testing::obj(
         "cilium.io/v2",
         "CiliumClusterwideNetworkPolicy",
         "",
         "headers",
-        &Origin::new("ns/x", "f.yaml", 1),
-    )
-    .spec(json!({
-        "endpointSelector": {"matchLabels": {"class": "deathstar"}},
-        "ingress": [{"fromEndpoints": [{}],
-                     "toPorts": [{"ports": [{"port": "80"}],
-                                  "rules": {"http": [{"path": "/api", "headers": ["X-My-Header: true"]}]}}]}]
-    }))
-    .build();
+        json!({
+            "endpointSelector": {"matchLabels": {"class": "deathstar"}},
+            "ingress": [{"fromEndpoints": [{}],
+                         "toPorts": [{"ports": [{"port": "80"}],
+                                      "rules": {"http": [{"path": "/api", "headers": ["X-My-Header: true"]}]}}]}]
+        }),
+        &[],
+    );
     let c = cluster();
     let mut r = request(&c, "other/tiefighter", "GET", "/api");
     assert!(!verdict_of(std::slice::from_ref(&ccnp), &r).allowed());

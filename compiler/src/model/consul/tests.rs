@@ -6,26 +6,11 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::ir::Origin;
+use crate::model::testing::{self, labels};
 use crate::model::{Forward, KubeService, Retries, ServicePort, Verdict, NO_POD};
 
 fn entry(kind: &'static str, ns: &str, name: &str, spec: Value) -> MeshObject {
-    MeshObject::builder(
-        "consul",
-        "consul.hashicorp.com/v1alpha1",
-        kind,
-        ns,
-        name,
-        &Origin::new("ns/x", "f.yaml", 1),
-    )
-    .spec(spec)
-    .build()
-}
-
-fn labels(kv: &[(&str, &str)]) -> Labels {
-    kv.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    testing::obj("consul.hashicorp.com/v1alpha1", kind, ns, name, spec, &[])
 }
 
 fn service(ns: &str, name: &str, selector: &[(&str, &str)]) -> KubeService {

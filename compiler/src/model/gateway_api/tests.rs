@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::model::httproute::tests::{get, obj, shop, version_services};
+use crate::model::httproute::tests::{get, shop, version_services};
+use crate::model::testing::obj;
 use crate::model::NO_POD;
 
 fn route(name: &str, spec: Value) -> MeshObject {

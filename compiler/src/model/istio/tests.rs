@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::Istio;
-use crate::ir::Origin;
+use crate::model::testing::{self, labels};
 use crate::model::{
     Answer, Cluster, KubeService, Labels, Model, ModelError, Pod, Redirect, Request, Retries,
     Routing, ServicePort, Source, Verdict, NO_POD,
@@ -21,22 +21,7 @@ fn obj(kind: &'static str, ns: &str, name: &str, spec: Value) -> MeshObject {
         "EnvoyFilter" => "networking.istio.io/v1alpha3",
         _ => "v1",
     };
-    MeshObject::builder(
-        "istio",
-        api,
-        kind,
-        ns,
-        name,
-        &Origin::new("ns/x", "f.yaml", 1),
-    )
-    .spec(spec)
-    .build()
-}
-
-fn labels(kv: &[(&str, &str)]) -> Labels {
-    kv.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    testing::obj(api, kind, ns, name, spec, &[])
 }
 
 fn pod(ns: &str, app: &str, version: Option<&str>, sa: &str, port: u32) -> Pod {
@@ -619,16 +604,14 @@ fn http_only_fields_on_tcp_never_allow_and_always_deny() {
 #[test]
 fn other_kinds_are_ignored_and_malformed_fields_are_errors() {
     let filter = obj("EnvoyFilter", "bookinfo", "x", json!({"configPatches": []}));
-    let linkerd = MeshObject::builder(
-        "linkerd",
+    let linkerd = testing::obj(
         "policy.linkerd.io/v1alpha1",
         "AuthorizationPolicy",
         "bookinfo",
         "reviews",
-        &Origin::new("ns/x", "f.yaml", 1),
-    )
-    .spec(json!({"requiredAuthenticationRefs": "not a list"}))
-    .build();
+        json!({"requiredAuthenticationRefs": "not a list"}),
+        &[],
+    );
     let a = answer(&[filter, linkerd], &get("reviews", 9080, "/"));
     assert!(a
         .authorization

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::model::httproute::tests::{kube_service, labels, obj, pod};
+use crate::model::testing::{kube_service, labels, obj, pod};
 
 const TD: &str = "cluster.local";
 
