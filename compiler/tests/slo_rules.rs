@@ -178,6 +178,11 @@ fn istio(svc: &str, code: &str) -> String {
     format!("istio_requests_total{{reporter=\"destination\",destination_service_name=\"{svc}\",destination_service_namespace=\"shop\",destination_version=\"v1\",response_code=\"{code}\"}}")
 }
 
+/// Linkerd's inbound response counter of a Deployment.
+fn linkerd(deployment: &str, class: &str, code: &str) -> String {
+    format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"{deployment}\",classification=\"{class}\",status_code=\"{code}\"}}")
+}
+
 /// Minutes of steady traffic before a burn: more than the 6 h window, so
 /// that every page window holds only steady traffic before it.
 const WARM: u32 = 400;
@@ -326,9 +331,7 @@ fn grpc_failures_count_on_grpc_ports() {
         Target::Linkerd,
         &intent("ledger", ports, &availability("99.9", "30d")),
     );
-    let linkerd = |class: &str, code: &str| {
-        format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"ledger-v1\",classification=\"{class}\",status_code=\"{code}\"}}")
-    };
+    let linkerd = |class: &str, code: &str| linkerd("ledger-v1", class, code);
     prove(
         "linkerd grpc",
         &r,
@@ -354,9 +357,7 @@ fn one_services_errors_never_page_another() {
         intent("cart-admin", HTTP, &availability("99.9", "30d"))
     );
     let r = rules(Target::Linkerd, &both);
-    let linkerd = |deployment: &str, class: &str| {
-        format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"{deployment}\",classification=\"{class}\",status_code=\"200\"}}")
-    };
+    let linkerd = |deployment: &str, class: &str| linkerd(deployment, class, "200");
     prove(
         "linkerd neighbours",
         &r,
@@ -381,9 +382,7 @@ fn extra_error_codes_add_to_linkerds_failures() {
     let slo = "    - name: availability\n      objective: 99.9\n      sli: { availability: { errorCodes: [\"429\"] } }\n      alerting: { page: {} }\n";
     let ports = "[{ name: grpc, port: 9090, protocol: grpc }]";
     let r = rules(Target::Linkerd, &intent("ledger", ports, slo));
-    let linkerd = |class: &str, code: &str| {
-        format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"ledger-v1\",classification=\"{class}\",status_code=\"{code}\"}}")
-    };
+    let linkerd = |class: &str, code: &str| linkerd("ledger-v1", class, code);
     // gRPC failures alone page (they were dropped when 429 was added)...
     prove(
         "linkerd grpc with 429",
