@@ -118,13 +118,6 @@ impl<'r> Lowering<'r> {
     }
 }
 
-fn service_account_of(s: &ServiceIntent) -> &str {
-    s.spec
-        .service_account
-        .as_deref()
-        .unwrap_or(&s.metadata.name)
-}
-
 fn service(
     repo: &Repository,
     index: &ServiceIndex<'_>,
@@ -382,7 +375,7 @@ fn service(
         name,
         namespace,
         host,
-        service_account: service_account_of(s).to_owned(),
+        service_account: workloads::service_account(s).to_owned(),
         origin,
         ports,
         versions,
@@ -432,7 +425,7 @@ fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
         let (intent, namespace) = index.resolve(from_ns, s).ok()?;
         return Some(Peer::ServiceAccount {
             namespace: namespace.to_owned(),
-            name: service_account_of(intent).to_owned(),
+            name: workloads::service_account(intent).to_owned(),
             service: Some(workloads::host(intent).to_owned()),
         });
     }

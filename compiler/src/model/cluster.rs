@@ -31,11 +31,7 @@ impl Cluster {
             let s = &loaded.value;
             let namespace = repo.namespace_of(s).to_owned();
             let selector = workloads::selector(s);
-            let service_account = s
-                .spec
-                .service_account
-                .clone()
-                .unwrap_or_else(|| s.metadata.name.clone());
+            let service_account = workloads::service_account(s).to_owned();
             let ports: Vec<u32> = s
                 .spec
                 .ports

@@ -473,13 +473,7 @@ fn caller_is(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller, source: &Sourc
     };
     if let Some(svc) = &c.service {
         return index.resolve(from_ns, svc).is_ok_and(|(intent, ns)| {
-            ns == namespace
-                && intent
-                    .spec
-                    .service_account
-                    .as_deref()
-                    .unwrap_or(&intent.metadata.name)
-                    == service_account
+            ns == namespace && workloads::service_account(intent) == service_account
         });
     }
     if let Some(sa) = &c.service_account {

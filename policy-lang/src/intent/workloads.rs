@@ -21,6 +21,15 @@ pub fn host(intent: &ServiceIntent) -> &str {
         .unwrap_or(&intent.metadata.name)
 }
 
+/// The ServiceAccount `intent`'s pods run as: its mesh identity.
+pub fn service_account(intent: &ServiceIntent) -> &str {
+    intent
+        .spec
+        .service_account
+        .as_deref()
+        .unwrap_or(&intent.metadata.name)
+}
+
 /// The labels selecting every pod of `intent`.
 pub fn selector(intent: &ServiceIntent) -> Labels {
     if let Some(s) = &intent.spec.selector {
