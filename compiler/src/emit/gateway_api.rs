@@ -260,10 +260,11 @@ pub(crate) fn check_rule_count(
 pub(crate) fn ordered_matches(
     emitter: &'static str,
     s: &Service,
-    max_items: usize,
+    max_matches: usize,
+    max_rules: usize,
     errors: &mut Vec<EmitError>,
 ) -> Vec<Vec<Match>> {
-    match first_match(&s.routes, max_items) {
+    match first_match(&s.routes, max_matches * max_rules, max_rules) {
         Ok(items) => items,
         Err(why) => {
             errors.push(
@@ -278,7 +279,7 @@ pub(crate) fn ordered_matches(
 fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let grpc = port.protocol == Protocol::Grpc;
     let mut rules = Vec::new();
-    let ordered = ordered_matches(NAME, s, MAX_MATCHES * MAX_RULES, errors);
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES, MAX_RULES, errors);
     for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
         let ms: Vec<Value> = items.iter().map(|m| http_match(m, grpc)).collect();

@@ -172,7 +172,7 @@ fn http_retry_conditions(on: &[RetryOn]) -> (Option<String>, Vec<RetryOn>) {
 /// retries exist), their conditions per Linkerd's retries reference.
 fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
     let mut rules = Vec::new();
-    let ordered = ordered_matches(NAME, s, MAX_MATCHES * MAX_RULES, errors);
+    let ordered = ordered_matches(NAME, s, MAX_MATCHES, MAX_RULES, errors);
     for (r, items) in s.routes.iter().zip(&ordered) {
         let mut rule = Map::new();
         let ms: Vec<Value> = items.iter().map(|m| http_match(m, false)).collect();

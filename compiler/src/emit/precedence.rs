@@ -39,8 +39,27 @@ use crate::ir::Route;
 
 /// The match items to emit for each route (`routes` in order; a route
 /// without matches matches everything and keeps none), or why first match
-/// cannot be kept within `max_items` items per route.
-pub(crate) fn first_match(routes: &[Route], max_items: usize) -> Result<Vec<Vec<Match>>, String> {
+/// cannot be kept within `max_items` items per route and `max_routes`
+/// routes (a target's route holds that many rules: more routes could never
+/// be rendered, and are refused before any work).
+pub(crate) fn first_match(
+    routes: &[Route],
+    max_items: usize,
+    max_routes: usize,
+) -> Result<Vec<Vec<Match>>, String> {
+    if routes.len() > max_routes {
+        return Err(format!(
+            "{} routes; a route of this target holds at most {max_routes} rules",
+            routes.len()
+        ));
+    }
+    if let Some(r) = routes.iter().find(|r| r.matches.len() > max_items) {
+        return Err(format!(
+            "route `{}` has {} match items; a route of this target holds at most {max_items}",
+            r.name,
+            r.matches.len()
+        ));
+    }
     let own: Vec<Vec<Match>> = routes
         .iter()
         .map(|r| {
@@ -54,7 +73,7 @@ pub(crate) fn first_match(routes: &[Route], max_items: usize) -> Result<Vec<Vec<
     let mut finals: Vec<Vec<Match>> = vec![Vec::new(); routes.len()];
     for i in (0..routes.len()).rev() {
         let mut items = own[i].clone();
-        for later in finals.iter().skip(i + 1) {
+        'later: for later in finals.iter().skip(i + 1) {
             for b in later {
                 for a in &own[i] {
                     // A regular expression's rank is the implementation's
@@ -89,14 +108,16 @@ pub(crate) fn first_match(routes: &[Route], max_items: usize) -> Result<Vec<Vec<
                     if !items.contains(&both) {
                         items.push(both);
                     }
+                    if items.len() > max_items {
+                        break 'later;
+                    }
                 }
             }
         }
         if items.len() > max_items {
             return Err(format!(
-                "keeping route `{}` ahead of the more specific routes after it takes {} match items; a rule holds at most {max_items}",
-                routes[i].name,
-                items.len()
+                "keeping route `{}` ahead of the more specific routes after it takes more than {max_items} match items, all a route of this target holds",
+                routes[i].name
             ));
         }
         finals[i] = items;
@@ -294,7 +315,7 @@ mod tests {
             ),
             route("default", vec![]),
         ];
-        let f = first_match(&routes, 8).unwrap();
+        let f = first_match(&routes, 8, 16).unwrap();
         assert_eq!(f[0].len(), 2);
         assert_eq!(
             f[0][1],
@@ -312,7 +333,7 @@ mod tests {
             route("c", vec![m("method: POST")]),
             route("d", vec![m("method: GET\npath: { exact: /x }")]),
         ];
-        let f = first_match(&routes, 8).unwrap();
+        let f = first_match(&routes, 8, 16).unwrap();
         // `/a/b` outranks `/a`; `/a/b` and a POST: the conjunction is
         // needed only where the later outranks: `c` ranks below `a`.
         assert_eq!(f[0].len(), 1);
@@ -331,8 +352,37 @@ mod tests {
                 vec![m("headers: { x: { regex: 'b.*' } }\nmethod: GET")],
             ),
         ];
-        assert!(first_match(&routes, 8)
+        assert!(first_match(&routes, 8, 16)
             .unwrap_err()
             .contains("regular expression"));
+    }
+
+    #[test]
+    fn more_routes_than_a_target_holds_are_refused_before_any_work() {
+        // 20,000 routes would be 2·10⁸ comparisons; no HTTPRoute holds them.
+        let routes: Vec<Route> = (0..20_000)
+            .map(|i| {
+                route(
+                    &format!("r{i}"),
+                    vec![m(&format!("headers: {{ x: {{ exact: \"{i}\" }} }}"))],
+                )
+            })
+            .collect();
+        assert!(first_match(&routes, 1024, 16)
+            .unwrap_err()
+            .contains("20000 routes"));
+        let wide = [route(
+            "wide",
+            (0..2_000)
+                .map(|i| {
+                    m(&format!(
+                        "method: GET\nheaders: {{ x: {{ exact: \"{i}\" }} }}"
+                    ))
+                })
+                .collect(),
+        )];
+        assert!(first_match(&wide, 1024, 16)
+            .unwrap_err()
+            .contains("2000 match items"));
     }
 }
