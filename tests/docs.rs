@@ -33,7 +33,7 @@ fn intents_reference_examples_check_clean() {
         "docs/intents.md examples do not check clean:\n{}",
         human::render_all(&report.diagnostics)
     );
-    assert_eq!(repo.services.len(), 2);
+    assert_eq!(repo.services.len(), 3);
     assert_eq!(repo.policies.len(), 1);
     assert!(repo.config.is_some());
 }

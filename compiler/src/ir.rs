@@ -166,8 +166,47 @@ pub enum RouteAction {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Backend {
+    /// A version of the service the route belongs to, or, with `service`,
+    /// of that service (empty: it declares none; its whole Service).
     pub version: String,
     pub weight: u32,
+    /// Another service of the repository (`destination.service`): the
+    /// route sends to its default route, flattened into these backends.
+    pub service: Option<Arc<OtherService>>,
+}
+
+impl Backend {
+    /// A version of the route's own service.
+    pub fn version(version: &str, weight: u32) -> Self {
+        Backend {
+            version: version.to_owned(),
+            weight,
+            service: None,
+        }
+    }
+
+    /// Whether this is `version` of the route's own service.
+    pub fn is_own(&self, version: &str) -> bool {
+        self.service.is_none() && self.version == version
+    }
+}
+
+/// Another service a route sends to, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherService {
+    pub namespace: String,
+    /// Its intent's name.
+    pub name: String,
+    /// Its Kubernetes Service.
+    pub host: String,
+    /// The Service port requests go to.
+    pub port: u32,
+}
+
+impl OtherService {
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.host, self.namespace)
+    }
 }
 
 /// A failover target, its service resolved to a namespace.

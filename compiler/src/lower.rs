@@ -12,9 +12,11 @@ use meshplan_policy_lang::parse::{Loaded, Repository};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
 use crate::ir::{
-    Access, AllowRule, Backend, Failover, Ir, Mirror, Origin, Peer, Port, Position, Positions,
-    RateLimit, Route, RouteAction, Service, Version,
+    Access, AllowRule, Failover, Ir, Mirror, Origin, Peer, Port, Position, Positions, RateLimit,
+    Service, Version,
 };
+
+mod routes;
 
 /// Why lowering failed: a reference `check` should have caught.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,16 +175,7 @@ fn service(
         })
         .collect();
 
-    let key = format!("{namespace}/{name}");
-    let position = positions
-        .by_service
-        .get(&key)
-        .copied()
-        .unwrap_or(Position::NotStarted);
-    let default_version = spec
-        .default_version
-        .clone()
-        .or_else(|| versions.first().map(|v| v.name.clone()));
+    let position = routes::position(positions, &namespace, &name);
     let mut mirror = spec.mirror.as_ref().map(|m| Mirror {
         version: m.version.clone(),
         percentage: m.percentage.unwrap_or(100.0),
@@ -200,103 +193,17 @@ fn service(
             });
         }
     }
-    let mirror = mirror;
-    let mut routes = Vec::new();
-    for r in &spec.routes {
-        let action = if let Some(redirect) = &r.redirect {
-            RouteAction::Redirect(redirect.clone())
-        } else if let Some(d) = &r.destination {
-            match &d.version {
-                Some(v) => RouteAction::Forward(vec![Backend {
-                    version: v.clone(),
-                    weight: 100,
-                }]),
-                None => RouteAction::Forward(
-                    d.weights
-                        .iter()
-                        .map(|w| Backend {
-                            version: w.version.clone(),
-                            weight: w.weight,
-                        })
-                        .collect(),
-                ),
-            }
-        } else {
-            return Err(fail(format!(
-                "route `{}` has neither a destination nor a redirect",
-                r.name
-            )));
-        };
-        routes.push(Route {
-            name: r.name.clone(),
-            matches: r.matches.clone(),
-            action,
-            rewrite: r.rewrite.clone(),
-            timeout: r.timeout,
-            faults: r.faults.clone().or_else(|| spec.faults.clone()),
-            mirror: r
-                .mirror
-                .as_ref()
-                .map(|m| Mirror {
-                    version: m.version.clone(),
-                    percentage: m.percentage.unwrap_or(100.0),
-                })
-                .or_else(|| mirror.clone()),
-        });
-    }
-
-    let default_backends = match &spec.rollout {
-        Some(r) => {
-            let canary = canary_weight(r, position);
-            // A/B acts for the whole rollout; mirroring only before any
-            // weight moves.
-            let ab = matches!(position, Position::Shadow | Position::Step(_));
-            if ab && r.strategy == Strategy::AbTest {
-                if let Some(ab) = &r.ab_test {
-                    routes.push(Route {
-                        name: "rollout-ab-test".into(),
-                        matches: ab.matches.clone(),
-                        action: RouteAction::Forward(vec![Backend {
-                            version: r.canary.clone(),
-                            weight: 100,
-                        }]),
-                        rewrite: None,
-                        timeout: None,
-                        faults: spec.faults.clone(),
-                        mirror: mirror.clone(),
-                    });
-                }
-            }
-            vec![
-                Backend {
-                    version: r.stable.clone(),
-                    weight: 100 - canary,
-                },
-                Backend {
-                    version: r.canary.clone(),
-                    weight: canary,
-                },
-            ]
-        }
-        None => default_version
-            .map(|v| {
-                vec![Backend {
-                    version: v,
-                    weight: 100,
-                }]
-            })
-            .unwrap_or_default(),
-    };
-    routes.push(Route {
-        name: "default".into(),
-        matches: Vec::new(),
-        action: RouteAction::Forward(default_backends),
-        rewrite: None,
-        timeout: None,
-        faults: spec.faults.clone(),
-        mirror,
-    });
-
+    let routes = routes::routes(
+        &routes::Routing {
+            index,
+            positions,
+            namespace: &namespace,
+            spec,
+            position,
+            mirror,
+        },
+        &fail,
+    )?;
     let res = spec.resilience.clone().unwrap_or_default();
     let rate_limit = match &spec.rate_limit {
         Some(rl) => {

@@ -43,7 +43,7 @@ use super::{
     cookie_regex, gateway_duration, regex_escape, segment_prefix, whole_per_second, EmitError,
     Emitter, PathBlock,
 };
-use crate::ir::{Backend, Ir, Peer, Route, RouteAction, Service};
+use crate::ir::{Backend, Ir, OtherService, Peer, Route, RouteAction, Service};
 use crate::object::MeshObject;
 
 const NAME: &str = "consul";
@@ -83,6 +83,9 @@ impl Emitter for Consul {
             Feature::AllowListL7 => Support::Partial(
                 "with permissive mTLS, plain-text callers bypass intentions: reported",
             ),
+            Feature::ServiceRoute => Support::Partial(
+                "a service of another namespace needs `consul.namespaces: true` (Enterprise): reported",
+            ),
             Feature::SloRules => Support::Elsewhere(METRICS, ""),
             _ => Support::Yes,
         }
@@ -114,7 +117,7 @@ impl Emitter for Consul {
             out.extend(resolver(ir, s, &mut report));
             if protocol != "tcp" {
                 out.extend(splitter(s));
-                out.extend(router(s, &mut report));
+                out.extend(router(ir, s, &mut report));
             }
             out.extend(intentions(ir, s, &mut report));
             errors.extend(
@@ -481,16 +484,48 @@ fn http_match(m: &Match) -> Vec<(Value, Option<PathBlock>)> {
         .collect()
 }
 
+/// Where a ServiceRouter route sends its requests.
+enum To<'a> {
+    /// On to the service's own splitter (or resolver).
+    Splitter,
+    /// A subset of the service.
+    Subset(&'a str),
+    /// Another service, and its namespace with Consul namespaces.
+    Service(&'a str, Option<&'a str>),
+}
+
+/// A route to another service, named as Consul names services (by their
+/// Kubernetes Service); without Consul namespaces, a service of another
+/// namespace cannot be told apart from one of the same name here.
+fn other_service<'a>(ir: &Ir, s: &Service, o: &'a OtherService) -> Result<To<'a>, String> {
+    if ir.consul_namespaces {
+        Ok(To::Service(&o.host, Some(&o.namespace)))
+    } else if o.namespace == s.namespace {
+        Ok(To::Service(&o.host, None))
+    } else {
+        Err(format!("Consul without namespaces cannot name `{}/{}` in another namespace (set `consul.namespaces: true` for Consul Enterprise)", o.namespace, o.name))
+    }
+}
+
 fn destination(
     s: &Service,
     r: &Route,
-    subset: Option<&str>,
+    to: &To<'_>,
     block: Option<&PathBlock>,
     report: &mut impl FnMut(String),
 ) -> Value {
     let mut d = Map::new();
-    if let Some(v) = subset {
-        d.insert("serviceSubset".into(), v.into());
+    match to {
+        To::Splitter => {}
+        To::Subset(v) => {
+            d.insert("serviceSubset".into(), (*v).into());
+        }
+        To::Service(name, ns) => {
+            d.insert("service".into(), (*name).into());
+            if let Some(ns) = ns {
+                d.insert("namespace".into(), (*ns).into());
+            }
+        }
     }
     if let Some(t) = r.timeout.or(s.timeout) {
         d.insert("requestTimeout".into(), gateway_duration(t).into());
@@ -525,31 +560,43 @@ fn destination(
     Value::Object(d)
 }
 
-fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
+fn router(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
     let (default, matching) = s.routes.split_last()?;
     let mut routes = Vec::new();
     for r in matching {
-        let subset = match &r.action {
-            RouteAction::Redirect(_) => continue, // reported: Consul has no redirects
-            RouteAction::Forward(b) => match b
-                .iter()
-                .filter(|b| b.weight > 0)
-                .collect::<Vec<&Backend>>()
-                .as_slice()
-            {
-                [one] => one.version.clone(),
-                _ => {
-                    report(format!("route `{}`: Consul splits weights on the default route only (ServiceSplitter)", r.name));
+        let RouteAction::Forward(b) = &r.action else {
+            continue; // reported: Consul has no redirects
+        };
+        let positive: Vec<&Backend> = b.iter().filter(|b| b.weight > 0).collect();
+        let subset = match (
+            positive.as_slice(),
+            b.first().and_then(|b| b.service.as_deref()),
+        ) {
+            // Another service: its own splitter and resolver take over
+            // (the discovery chain's router "Destination.Service"), so its
+            // weights are not repeated here.
+            (_, Some(o)) => match other_service(ir, s, o) {
+                Ok(to) => to,
+                Err(why) => {
+                    report(format!("route `{}`: {why}", r.name));
                     continue;
                 }
             },
+            ([one], None) => To::Subset(&one.version),
+            _ => {
+                report(format!(
+                    "route `{}`: Consul splits weights on the default route only (ServiceSplitter)",
+                    r.name
+                ));
+                continue;
+            }
         };
         // A request without a path condition matched the prefix `/`,
         // which a path-prefix rewrite replaces (and Consul refuses a
         // `prefixRewrite` without a path match).
         let root = PathBlock::Below("/".into());
         if r.matches.is_empty() {
-            let dest = destination(s, r, Some(&subset), Some(&root), report);
+            let dest = destination(s, r, &subset, Some(&root), report);
             routes.push(json!({"match": {"http": {"pathPrefix": "/"}}, "destination": dest}));
         }
         for m in &r.matches {
@@ -565,7 +612,7 @@ fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
                     }
                     b => b,
                 };
-                let dest = destination(s, r, Some(&subset), block.as_ref(), report);
+                let dest = destination(s, r, &subset, block.as_ref(), report);
                 routes.push(json!({"match": matched, "destination": dest}));
             }
         }
@@ -574,7 +621,7 @@ fn router(s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
         // On to the splitter (no subset), with the service's settings.
         routes.push(json!({
             "match": {"http": {"pathPrefix": "/"}},
-            "destination": destination(s, default, None, None, report),
+            "destination": destination(s, default, &To::Splitter, None, report),
         }));
     }
     (!routes.is_empty()).then(|| obj("ServiceRouter", s, json!({"routes": routes})))

@@ -29,6 +29,7 @@ pub enum Feature {
     MethodMatch,
     QueryMatch,
     RouteOrder,
+    ServiceRoute,
     Redirect,
     Rewrite,
     Timeout,
@@ -49,7 +50,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 25] = [
+    pub const ALL: [Feature; 26] = [
         Feature::WeightedSplit,
         Feature::TcpSplit,
         Feature::HeaderMatch,
@@ -58,6 +59,7 @@ impl Feature {
         Feature::MethodMatch,
         Feature::QueryMatch,
         Feature::RouteOrder,
+        Feature::ServiceRoute,
         Feature::Redirect,
         Feature::Rewrite,
         Feature::Timeout,
@@ -88,6 +90,7 @@ impl Feature {
             Feature::MethodMatch => "method matches",
             Feature::QueryMatch => "query-parameter matches",
             Feature::RouteOrder => "first-match route order",
+            Feature::ServiceRoute => "routes to another service",
             Feature::Redirect => "redirects",
             Feature::Rewrite => "request rewrites",
             Feature::Timeout => "timeouts",
@@ -120,6 +123,7 @@ impl Feature {
             | Feature::MethodMatch
             | Feature::QueryMatch
             | Feature::RouteOrder
+            | Feature::ServiceRoute
             | Feature::Redirect
             | Feature::Rewrite => &["spec.routes"],
             Feature::Timeout => &["spec.resilience.timeout", "spec.routes"],
@@ -163,6 +167,7 @@ impl Feature {
             Feature::QueryMatch => matches().any(|m| !m.query_params.is_empty()),
             // Order decides only between two routes that match something.
             Feature::RouteOrder => s.routes.iter().filter(|r| !r.matches.is_empty()).count() > 1,
+            Feature::ServiceRoute => forwards().flatten().any(|b| b.service.is_some()),
             Feature::Redirect => s
                 .routes
                 .iter()
@@ -362,6 +367,7 @@ fn example_spec(feature: Feature) -> &'static str {
         Feature::MethodMatch => "routes: [{ name: r, match: [{ method: POST }], destination: { version: v2 } }]",
         Feature::QueryMatch => "routes: [{ name: r, match: [{ queryParams: { beta: { exact: \"1\" } } }], destination: { version: v2 } }]",
         Feature::RouteOrder => "routes: [{ name: a, match: [{ headers: { x-user: { exact: jason } } }], destination: { version: v2 } }, { name: b, match: [{ path: { prefix: /api }, method: GET }], destination: { version: v1 } }]",
+        Feature::ServiceRoute => "routes: [{ name: r, match: [{ path: { prefix: /legacy } }], destination: { service: other } }]",
         Feature::Redirect => "routes: [{ name: r, match: [{ path: { prefix: /old/ } }], redirect: { path: /new/ } }]",
         Feature::Rewrite => "routes: [{ name: r, match: [{ path: { prefix: /api/ } }], destination: { version: v1 }, rewrite: { pathPrefix: / } }]",
         Feature::Timeout => "resilience: { timeout: 3s }",
@@ -397,8 +403,13 @@ pub fn example_intent(feature: Option<Feature>) -> String {
     } else {
         "mtls: permissive"
     };
+    // The service a route to another service sends to.
+    let other = match feature {
+        Some(Feature::ServiceRoute) => "---\napiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: other, namespace: t }\nspec:\n  ports: [{ name: http, port: 8080, protocol: http }]\n  versions: [{ name: v1, labels: { app: other, version: v1 } }]\n  mtls: permissive\n",
+        _ => "",
+    };
     format!(
-        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: svc, namespace: t }}\nspec:\n  ports: {ports}\n  versions:\n    - {{ name: v1, labels: {{ app: svc, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: svc, version: v2 }} }}\n  {mtls}\n  {extra}\n"
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: svc, namespace: t }}\nspec:\n  ports: {ports}\n  versions:\n    - {{ name: v1, labels: {{ app: svc, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: svc, version: v2 }} }}\n  {mtls}\n  {extra}\n{other}"
     )
 }
 

@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value};
 
 use super::precedence::first_match;
 use super::{
-    backend_service_name, backend_services, cookie_regex, gateway_duration, l7_routes,
-    regex_escape, EmitError, Emitter, Feature, Support,
+    backend_name, backend_service_name, backend_services, cookie_regex, gateway_duration,
+    l7_routes, regex_escape, EmitError, Emitter, Feature, Support, SAME_NAMESPACE,
 };
 use crate::ir::{Backend, Ir, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -81,6 +81,7 @@ impl Emitter for GatewayApi {
                 "SLO rules are written against a mesh's standard metrics",
             ),
             Feature::RouteOrder => Support::Partial(super::ROUTE_ORDER_NOTE),
+            Feature::ServiceRoute => Support::Partial(SAME_NAMESPACE),
             _ => Support::Yes,
         }
     }
@@ -92,6 +93,7 @@ impl Emitter for GatewayApi {
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         for s in &ir.services {
             out.extend(backend_services(NAME, s, &[]));
+            foreign_backends(NAME, s, errors);
             for (p, name) in l7_routes(s) {
                 out.push(route(ir, s, p, &name, errors));
             }
@@ -175,15 +177,61 @@ pub(crate) fn request_redirect(rd: &Redirect) -> Value {
     json!({"type": "RequestRedirect", "requestRedirect": v})
 }
 
+/// A rule's `backendRefs`: the per-version backend Services of the
+/// service, or of another service (on the port its route chose; its own
+/// Service when it has no versions).
 pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Value {
     if backends.is_empty() {
         return json!([{"name": s.host, "port": port.port}]);
     }
     backends
         .iter()
-        .map(|b| json!({"name": backend_service_name(s, &b.version), "port": port.port, "weight": b.weight}))
+        .map(|b| {
+            let (name, port) = match b.service.as_deref() {
+                Some(o) if b.version.is_empty() => (o.host.clone(), o.port),
+                Some(o) => (backend_name(&o.host, &b.version), o.port),
+                None => (backend_service_name(s, &b.version), port.port),
+            };
+            let mut r = json!({"name": name, "port": port, "weight": b.weight});
+            // Named for a ReferenceGrant the user keeps (reported).
+            if let Some(o) = b.service.as_deref().filter(|o| o.namespace != s.namespace) {
+                r["namespace"] = o.namespace.clone().into();
+            }
+            r
+        })
         .collect::<Vec<_>>()
         .into()
+}
+
+/// Reports a route to a Service of another namespace: Gateway API admits
+/// such a `backendRef` only with a ReferenceGrant in that namespace
+/// (its "Cross-namespace routing" guide), which meshplan does not emit.
+pub(crate) fn foreign_backends(emitter: &'static str, s: &Service, errors: &mut Vec<EmitError>) {
+    for r in &s.routes {
+        let RouteAction::Forward(backends) = &r.action else {
+            continue;
+        };
+        if let Some(o) = backends
+            .iter()
+            .filter_map(|b| b.service.as_deref())
+            .find(|o| o.namespace != s.namespace)
+        {
+            errors.push(
+                EmitError::new(
+                    emitter,
+                    &s.origin,
+                    format!(
+                        "service `{}`: route `{}` sends to `{}/{}` in another namespace, which needs a ReferenceGrant meshplan does not emit",
+                        s.key(),
+                        r.name,
+                        o.namespace,
+                        o.name
+                    ),
+                )
+                .of(Feature::ServiceRoute),
+            );
+        }
+    }
 }
 
 /// The status codes of the retry conditions, and those the conditions
@@ -328,7 +376,7 @@ fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitErr
                 if let Some(m) = r.mirror.as_ref().filter(|m| {
                     !backends
                         .iter()
-                        .any(|b| b.version == m.version && b.weight > 0)
+                        .any(|b| b.is_own(&m.version) && b.weight > 0)
                 }) {
                     let mut mirror = json!({"backendRef": {"name": backend_service_name(s, &m.version), "port": port.port}});
                     if m.percentage.fract() == 0.0 {

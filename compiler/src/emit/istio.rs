@@ -204,11 +204,18 @@ fn destination_rule(s: &Service) -> MeshObject {
     )
 }
 
+/// A route's destinations: subsets of the service's host, or of another
+/// service's (its DestinationRule defines them) on the port the intent
+/// chose; a service without versions is its host alone.
 fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
-    let dest = |subset: Option<&str>| {
+    let dest = |b: Option<&Backend>| {
         let mut d = Map::new();
-        d.insert("host".into(), s.fqdn().into());
-        if let Some(sub) = subset {
+        let (host, port) = match b.and_then(|b| b.service.as_deref()) {
+            Some(other) => (other.fqdn(), Some(other.port)),
+            None => (s.fqdn(), port),
+        };
+        d.insert("host".into(), host.into());
+        if let Some(sub) = b.map(|b| b.version.as_str()).filter(|v| !v.is_empty()) {
             d.insert("subset".into(), sub.into());
         }
         if let Some(p) = port {
@@ -216,17 +223,15 @@ fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
         }
         Value::Object(d)
     };
-    if backends.is_empty() {
-        return json!([{"destination": dest(None)}]);
+    match backends {
+        [] => json!([{"destination": dest(None)}]),
+        [one] => json!([{"destination": dest(Some(one))}]),
+        many => many
+            .iter()
+            .map(|b| json!({"destination": dest(Some(b)), "weight": b.weight}))
+            .collect::<Vec<_>>()
+            .into(),
     }
-    if backends.len() == 1 {
-        return json!([{"destination": dest(Some(&backends[0].version))}]);
-    }
-    backends
-        .iter()
-        .map(|b| json!({"destination": dest(Some(&b.version)), "weight": b.weight}))
-        .collect::<Vec<_>>()
-        .into()
 }
 
 /// The match blocks of one intent match item, each with the part of a
@@ -457,7 +462,7 @@ fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Ma
     if let Some(m) = r.mirror.as_ref().filter(|m| {
         !backends
             .iter()
-            .any(|b| b.version == m.version && b.weight > 0)
+            .any(|b| b.is_own(&m.version) && b.weight > 0)
     }) {
         route.insert(
             "mirror".into(),

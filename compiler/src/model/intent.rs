@@ -55,8 +55,13 @@ pub fn answer(
     }
 }
 
+/// The pod of `version` of `s` (no version: the pod of a service that
+/// declares none).
 fn pod_id(repo: &Repository, s: &ServiceIntent, version: &str) -> String {
-    format!("{}/{}/{version}", repo.namespace_of(s), s.metadata.name)
+    match version {
+        "" => format!("{}/{}", repo.namespace_of(s), s.metadata.name),
+        v => format!("{}/{}/{v}", repo.namespace_of(s), s.metadata.name),
+    }
 }
 
 fn routing(
@@ -75,19 +80,6 @@ fn routing(
         .get(&key)
         .copied()
         .unwrap_or(Position::NotStarted);
-    if spec.versions.is_empty() {
-        // One pod, no routing to speak of.
-        return Routing::Forward(Forward {
-            pods: BTreeMap::from([(key.clone(), 100.0)]),
-            timeout_ms: spec
-                .resilience
-                .as_ref()
-                .and_then(|r| r.timeout)
-                .filter(|_| port.protocol.is_l7())
-                .map(|t| t.as_millis()),
-            ..forward_settings(repo, s, port.protocol.is_l7())
-        });
-    }
     if port.protocol.is_l7() {
         for (i, r) in spec.routes.iter().enumerate() {
             if !holds(&r.matches, request) {
@@ -103,13 +95,20 @@ fn routing(
             let Some(d) = &r.destination else {
                 return Routing::NoRoute;
             };
-            let weights: Vec<(String, u32)> = match &d.version {
-                Some(v) => vec![(v.clone(), 100)],
-                None => d
-                    .weights
-                    .iter()
-                    .map(|w| (w.version.clone(), w.weight))
-                    .collect(),
+            let (to, weights): (&ServiceIntent, Vec<(String, u32)>) = match (&d.service, &d.version)
+            {
+                (Some(other), _) => match other_default(repo, positions, s, other) {
+                    Some(hit) => hit,
+                    None => return Routing::NoRoute,
+                },
+                (None, Some(v)) => (s, vec![(v.clone(), 100)]),
+                (None, None) => (
+                    s,
+                    d.weights
+                        .iter()
+                        .map(|w| (w.version.clone(), w.weight))
+                        .collect(),
+                ),
             };
             let mut f = forward_settings(repo, s, true);
             if let Some(faults) = &r.faults {
@@ -121,8 +120,10 @@ fn routing(
                     m.percentage.unwrap_or(100.0),
                 ));
             }
-            drop_self_mirror(repo, s, &weights, &mut f);
-            f.pods = shares(repo, s, &weights);
+            if std::ptr::eq(to, s) {
+                drop_self_mirror(repo, s, &weights, &mut f);
+            }
+            f.pods = shares(repo, to, &weights);
             f.timeout_ms = r
                 .timeout
                 .or(spec.resilience.as_ref().and_then(|x| x.timeout))
@@ -175,6 +176,25 @@ fn routing(
     f.pods = shares(repo, s, &weights);
     f.rule = "the default route".into();
     Routing::Forward(f)
+}
+
+/// A route to another service: that service and its default route's
+/// weights at its own position (its own routes do not apply).
+fn other_default<'r>(
+    repo: &'r Repository,
+    positions: &Positions,
+    s: &ServiceIntent,
+    reference: &str,
+) -> Option<(&'r ServiceIntent, Vec<(String, u32)>)> {
+    let (other, ns) = ServiceIndex::new(repo)
+        .resolve(repo.namespace_of(s), reference)
+        .ok()?;
+    let position = positions
+        .by_service
+        .get(&format!("{ns}/{}", other.metadata.name))
+        .copied()
+        .unwrap_or(Position::NotStarted);
+    Some((other, default_weights(other, position)))
 }
 
 /// The settings every forwarded request of `s` gets: retries, faults and

@@ -31,6 +31,7 @@ const ROUTING: &[Feature] = &[
     Feature::MethodMatch,
     Feature::QueryMatch,
     Feature::RouteOrder,
+    Feature::ServiceRoute,
     Feature::Redirect,
 ];
 const ACCESS: &[Feature] = &[

@@ -24,6 +24,7 @@ fn observed(f: Feature) -> bool {
         | Feature::MethodMatch
         | Feature::QueryMatch
         | Feature::RouteOrder
+        | Feature::ServiceRoute
         | Feature::Redirect
         | Feature::Rewrite
         | Feature::Timeout

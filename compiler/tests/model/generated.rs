@@ -28,6 +28,8 @@ struct RouteSpec {
     version: usize,
     timeout: Option<u32>,
     fault: bool,
+    /// To another service (by index, never itself) instead of a version.
+    to_other: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,14 +70,18 @@ fn route() -> impl Strategy<Value = RouteSpec> {
         0..3usize,
         proptest::option::of(1..3u32),
         proptest::bool::weighted(0.2),
+        proptest::option::weighted(0.15, 0..3usize),
     )
-        .prop_map(|(items, split, version, timeout, fault)| RouteSpec {
-            items,
-            split,
-            version,
-            timeout,
-            fault,
-        })
+        .prop_map(
+            |(items, split, version, timeout, fault, to_other)| RouteSpec {
+                items,
+                split,
+                version,
+                timeout,
+                fault,
+                to_other,
+            },
+        )
 }
 
 fn rule() -> impl Strategy<Value = RuleSpec> {
@@ -139,7 +145,7 @@ fn intent(i: usize, s: &Svc, svcs: &[Svc]) -> String {
         y += "  routes:\n";
     }
     for (r, route) in s.routes.iter().enumerate() {
-        y += &routes_yaml(r, route, s.versions);
+        y += &routes_yaml(r, route, s.versions, other(i, route, svcs).as_deref());
     }
     if s.timeout.is_some() || s.retries.is_some() {
         y += "  resilience:\n";
@@ -159,7 +165,15 @@ fn intent(i: usize, s: &Svc, svcs: &[Svc]) -> String {
     y
 }
 
-fn routes_yaml(r: usize, route: &RouteSpec, versions: usize) -> String {
+/// The reference (`namespace/name`) of the service `route` sends to, if
+/// another.
+fn other(i: usize, route: &RouteSpec, svcs: &[Svc]) -> Option<String> {
+    let k = route.to_other?;
+    let j = (i + 1 + k % svcs.len().saturating_sub(1).max(1)) % svcs.len();
+    (j != i).then(|| format!("{}/s{j}", ["a", "b"][svcs[j].namespace]))
+}
+
+fn routes_yaml(r: usize, route: &RouteSpec, versions: usize, other: Option<&str>) -> String {
     let mut y = format!("    - name: r{r}\n      match:\n");
     for it in &route.items {
         let mut conds = Vec::new();
@@ -191,7 +205,9 @@ fn routes_yaml(r: usize, route: &RouteSpec, versions: usize) -> String {
         }
         y += &format!("        - {{ {} }}\n", conds.join(", "));
     }
-    if route.split && versions >= 2 {
+    if let Some(o) = other {
+        y += &format!("      destination: {{ service: {o} }}\n");
+    } else if route.split && versions >= 2 {
         y += "      destination:\n        weights:\n          - { version: v0, weight: 30 }\n          - { version: v1, weight: 70 }\n";
     } else {
         y += &format!(

@@ -187,7 +187,8 @@ pub struct StringMatch {
     pub regex: Option<String>,
 }
 
-/// Where a route sends requests: one version, or several with weights.
+/// Where a route sends requests: one version, several with weights, or
+/// another service of the repository.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Destination {
@@ -197,6 +198,16 @@ pub struct Destination {
     /// Or split them: weights are percentages and must sum to 100.
     #[serde(default)]
     pub weights: Vec<WeightedVersion>,
+    /// Or send them to another service of the repository (`name`, or
+    /// `namespace/name`), which answers them through its default route
+    /// (its default version, or its rollout's weights); its own routes do
+    /// not apply, and its allow list decides whether the caller gets in.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The port of `service` (number or name); needed only when that
+    /// service has more than one http, http2 or grpc port.
+    #[serde(default)]
+    pub port: Option<super::PortRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -8,7 +8,7 @@ use std::fmt::Display;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::intent::access::Caller;
 use crate::intent::rollout::{SloGate, Strategy};
-use crate::intent::service::{Destination, StringMatch};
+use crate::intent::service::StringMatch;
 use crate::intent::{PortRef, Protocol, ServiceIntent};
 use crate::parse::{Loaded, Repository};
 use crate::resolve::ServiceIndex;
@@ -17,6 +17,7 @@ use crate::yaml::{did_you_mean, Path};
 mod config;
 mod doc;
 mod resilience;
+mod routes;
 mod workloads;
 
 use doc::{Doc, Field, Item};
@@ -238,11 +239,17 @@ fn service(
             _ => {}
         }
         if let Some(dest) = &r.destination {
-            destination(
+            let mut router = routes::Router {
+                index,
+                namespace: ns,
+                name: &s.value.metadata.name,
+                version_ref: &mut version_ref,
+            };
+            routes::destination(
                 &mut d,
+                &mut router,
                 &format_args!("{base}.destination"),
                 dest,
-                &mut version_ref,
             );
         }
         if let Some(red) = &r.redirect {
@@ -576,52 +583,6 @@ fn service(
             if w.as_millis() < 3_600_000 {
                 d.error(Code::OutOfRange, format_args!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
             }
-        }
-    }
-}
-
-fn destination(
-    d: &mut Doc<'_, ServiceIntent>,
-    base: &dyn Display,
-    dest: &Destination,
-    version_ref: &mut impl FnMut(&mut Doc<'_, ServiceIntent>, &dyn Display, &str),
-) {
-    match (&dest.version, dest.weights.is_empty()) {
-        (Some(v), true) => version_ref(d, &format_args!("{base}.version"), v),
-        (None, false) => {
-            let mut sum = 0u32;
-            for (i, w) in dest.weights.iter().enumerate() {
-                version_ref(d, &format_args!("{base}.weights[{i}].version"), &w.version);
-                if w.weight > 100 {
-                    d.error(
-                        Code::OutOfRange,
-                        format_args!("{base}.weights[{i}].weight"),
-                        format!("weight {} is over 100", w.weight),
-                    );
-                }
-                sum = sum.saturating_add(w.weight);
-            }
-            if sum != 100 {
-                d.error_key(
-                    Code::OutOfRange,
-                    format_args!("{base}.weights"),
-                    format!("weights sum to {sum}: they must sum to 100"),
-                );
-            }
-        }
-        (Some(_), false) => {
-            d.error_key(
-                Code::Conflict,
-                format_args!("{base}.weights"),
-                "set `version` or `weights`, not both",
-            );
-        }
-        (None, true) => {
-            d.error(
-                Code::MissingField,
-                base,
-                "a destination needs a `version` or `weights`",
-            );
         }
     }
 }

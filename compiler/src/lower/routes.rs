@@ -1,0 +1,171 @@
+//! Routes lowered: each intent route's destination resolved to weighted
+//! backends — this service's versions, or another service's default
+//! route — then the rollout's A/B route and the default route appended.
+
+use meshplan_policy_lang::intent::rollout::Strategy;
+use meshplan_policy_lang::intent::service::{Destination, ServiceSpec};
+use meshplan_policy_lang::intent::{workloads, PortRef};
+use meshplan_policy_lang::resolve::ServiceIndex;
+
+use super::{canary_weight, LowerError};
+use crate::ir::{Backend, Mirror, OtherService, Position, Positions, Route, RouteAction};
+
+/// What lowering one service's routes reads.
+pub(super) struct Routing<'a> {
+    pub index: &'a ServiceIndex<'a>,
+    pub positions: &'a Positions,
+    pub namespace: &'a str,
+    pub spec: &'a ServiceSpec,
+    pub position: Position,
+    /// The service's mirror (or its mirror rollout's, while it copies).
+    pub mirror: Option<Mirror>,
+}
+
+/// Where the rollout of `namespace/name` stands.
+pub(super) fn position(positions: &Positions, namespace: &str, name: &str) -> Position {
+    positions
+        .by_service
+        .get(&format!("{namespace}/{name}"))
+        .copied()
+        .unwrap_or(Position::NotStarted)
+}
+
+/// The service's routes in order, the default route last.
+pub(super) fn routes(
+    cx: &Routing<'_>,
+    fail: &dyn Fn(String) -> LowerError,
+) -> Result<Vec<Route>, LowerError> {
+    let spec = cx.spec;
+    let mut routes = Vec::with_capacity(spec.routes.len() + 2);
+    for r in &spec.routes {
+        let action = match (&r.redirect, &r.destination) {
+            (Some(redirect), _) => RouteAction::Redirect(redirect.clone()),
+            (None, Some(d)) => RouteAction::Forward(
+                destination(cx, d).map_err(|m| fail(format!("route `{}`: {m}", r.name)))?,
+            ),
+            (None, None) => {
+                return Err(fail(format!(
+                    "route `{}` has neither a destination nor a redirect",
+                    r.name
+                )))
+            }
+        };
+        routes.push(Route {
+            name: r.name.clone(),
+            matches: r.matches.clone(),
+            action,
+            rewrite: r.rewrite.clone(),
+            timeout: r.timeout,
+            faults: r.faults.clone().or_else(|| spec.faults.clone()),
+            mirror: r
+                .mirror
+                .as_ref()
+                .map(|m| Mirror {
+                    version: m.version.clone(),
+                    percentage: m.percentage.unwrap_or(100.0),
+                })
+                .or_else(|| cx.mirror.clone()),
+        });
+    }
+    // A/B acts for the whole rollout; mirroring only before any weight
+    // moves.
+    if let Some(r) = spec.rollout.as_ref().filter(|r| {
+        r.strategy == Strategy::AbTest
+            && matches!(cx.position, Position::Shadow | Position::Step(_))
+    }) {
+        if let Some(ab) = &r.ab_test {
+            routes.push(Route {
+                name: "rollout-ab-test".into(),
+                matches: ab.matches.clone(),
+                action: RouteAction::Forward(vec![Backend::version(&r.canary, 100)]),
+                rewrite: None,
+                timeout: None,
+                faults: spec.faults.clone(),
+                mirror: cx.mirror.clone(),
+            });
+        }
+    }
+    routes.push(Route {
+        name: "default".into(),
+        matches: Vec::new(),
+        action: RouteAction::Forward(default_backends(spec, cx.position)),
+        rewrite: None,
+        timeout: None,
+        faults: spec.faults.clone(),
+        mirror: cx.mirror.clone(),
+    });
+    Ok(routes)
+}
+
+/// The default route's backends at `position`: the rollout's stable and
+/// canary weights, else the default version (none: no versions, the
+/// Service's pods).
+fn default_backends(spec: &ServiceSpec, position: Position) -> Vec<Backend> {
+    match &spec.rollout {
+        Some(r) => {
+            let canary = canary_weight(r, position);
+            vec![
+                Backend::version(&r.stable, 100 - canary),
+                Backend::version(&r.canary, canary),
+            ]
+        }
+        None => spec
+            .default_version
+            .as_deref()
+            .or_else(|| spec.versions.first().map(|v| v.name.as_str()))
+            .map(|v| vec![Backend::version(v, 100)])
+            .unwrap_or_default(),
+    }
+}
+
+fn destination(cx: &Routing<'_>, d: &Destination) -> Result<Vec<Backend>, String> {
+    if let Some(reference) = &d.service {
+        return other_service(cx, reference, d.port.as_ref());
+    }
+    Ok(match &d.version {
+        Some(v) => vec![Backend::version(v, 100)],
+        None => d
+            .weights
+            .iter()
+            .map(|w| Backend::version(&w.version, w.weight))
+            .collect(),
+    })
+}
+
+/// A route to another service: that service's default route, at its own
+/// rollout's position (resolved exactly as check resolves it), on the
+/// port the intent names or its one http port.
+fn other_service(
+    cx: &Routing<'_>,
+    reference: &str,
+    port: Option<&PortRef>,
+) -> Result<Vec<Backend>, String> {
+    let (intent, namespace) = cx.index.resolve(cx.namespace, reference)?;
+    let mut l7 = intent.spec.ports.iter().filter(|p| p.protocol.is_l7());
+    let chosen = match port {
+        Some(r) => l7.find(|p| match r {
+            PortRef::Number(n) => p.port == *n,
+            PortRef::Name(n) => &p.name == n,
+        }),
+        None => l7.next().filter(|_| l7.next().is_none()),
+    };
+    let port = chosen
+        .ok_or_else(|| format!("no single http port of `{reference}` to route to"))?
+        .port;
+    let other = std::sync::Arc::new(OtherService {
+        namespace: namespace.to_owned(),
+        name: intent.metadata.name.clone(),
+        host: workloads::host(intent).to_owned(),
+        port,
+    });
+    let at = position(cx.positions, namespace, &intent.metadata.name);
+    let mut backends = default_backends(&intent.spec, at);
+    if backends.is_empty() {
+        // No versions: the whole Service.
+        backends.push(Backend::version("", 100));
+    }
+    for b in &mut backends {
+        b.service = Some(other.clone());
+    }
+    Ok(backends)
+}
