@@ -97,6 +97,7 @@ impl Emitter for Consul {
             .iter()
             .filter_map(|d| upstream_override(ir, d).map(|v| (d, v)))
             .collect();
+        let routed_in = routed_in(ir);
         for s in &ir.services {
             // What the other services ask of their callers.
             let overrides: Vec<Value> = upstreams
@@ -113,7 +114,15 @@ impl Emitter for Consul {
                     report(format!("{what} needs protocol http, http2 or grpc, and the service's ports are tcp (Consul sets one protocol per service)"));
                 }
             }
-            out.push(defaults(s, protocol, &overrides, &mut report, &mut found));
+            let routed_in = routed_in.get(&(s.namespace.as_str(), s.host.as_str()));
+            out.push(defaults(
+                s,
+                protocol,
+                &overrides,
+                routed_in.copied(),
+                &mut report,
+                &mut found,
+            ));
             out.extend(resolver(ir, s, &mut report));
             if protocol != "tcp" {
                 out.extend(splitter(s));
@@ -218,10 +227,35 @@ fn upstream_override(ir: &Ir, d: &Service) -> Option<Value> {
     Some(Value::Object(v))
 }
 
+/// Per service (`namespace`, Kubernetes Service), the longest timeout of
+/// the other services' routes that send to it.
+fn routed_in(ir: &Ir) -> BTreeMap<(&str, &str), u64> {
+    let mut longest = BTreeMap::new();
+    for s in &ir.services {
+        for r in &s.routes {
+            let RouteAction::Forward(backends) = &r.action else {
+                continue;
+            };
+            let (Some(o), Some(t)) = (
+                backends.first().and_then(|b| b.service.as_deref()),
+                r.timeout.or(s.timeout),
+            ) else {
+                continue;
+            };
+            let ms = longest
+                .entry((o.namespace.as_str(), o.host.as_str()))
+                .or_insert(0);
+            *ms = (*ms).max(t.as_millis());
+        }
+    }
+    longest
+}
+
 fn defaults(
     s: &Service,
     protocol: &str,
     overrides: &[Value],
+    routed_in: Option<u64>,
     report: &mut impl FnMut(String),
     errors: &mut Vec<EmitError>,
 ) -> MeshObject {
@@ -263,12 +297,18 @@ fn defaults(
     }
     // The destination's proxy ends a request after 15 s unless told
     // otherwise (Envoy's route timeout, Consul's `local_request_timeout_ms`
-    // default): a longer timeout of the routes would be cut short.
+    // default): a longer timeout of the routes that land here — the
+    // service's own, and other services' routes to it — would be cut short.
     let longest = s
         .routes
         .iter()
+        .filter(|r| match &r.action {
+            RouteAction::Forward(b) => b.iter().all(|b| b.service.is_none()),
+            RouteAction::Redirect(_) => true,
+        })
         .filter_map(|r| r.timeout.or(s.timeout))
         .map(|t| t.as_millis())
+        .chain(routed_in)
         .max();
     if let Some(ms) = longest.filter(|ms| *ms > 15_000) {
         spec["localRequestTimeoutMs"] = ms.into();
