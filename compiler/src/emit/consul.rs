@@ -83,9 +83,6 @@ impl Emitter for Consul {
             Feature::AllowListL7 => Support::Partial(
                 "with permissive mTLS, plain-text callers bypass intentions: reported",
             ),
-            Feature::ServiceRoute => Support::Partial(
-                "a service of another namespace needs `consul.namespaces: true` (Enterprise): reported",
-            ),
             Feature::SloRules => Support::Elsewhere(METRICS, ""),
             _ => Support::Yes,
         }
@@ -535,16 +532,14 @@ enum To<'a> {
 }
 
 /// A route to another service, named as Consul names services (by their
-/// Kubernetes Service); without Consul namespaces, a service of another
-/// namespace cannot be told apart from one of the same name here.
-fn other_service<'a>(ir: &Ir, s: &Service, o: &'a OtherService) -> Result<To<'a>, String> {
-    if ir.consul_namespaces {
-        Ok(To::Service(&o.host, Some(&o.namespace)))
-    } else if o.namespace == s.namespace {
-        Ok(To::Service(&o.host, None))
-    } else {
-        Err(format!("Consul without namespaces cannot name `{}/{}` in another namespace (set `consul.namespaces: true` for Consul Enterprise)", o.namespace, o.name))
-    }
+/// Kubernetes Service): with Consul namespaces, in its namespace; without,
+/// every Kubernetes namespace syncs into one registry, where the name alone
+/// is the service (consul-k8s refuses a second one of that name).
+fn other_service<'a>(ir: &Ir, o: &'a OtherService) -> To<'a> {
+    To::Service(
+        &o.host,
+        ir.consul_namespaces.then_some(o.namespace.as_str()),
+    )
 }
 
 fn destination(
@@ -615,13 +610,7 @@ fn router(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshO
             // Another service: its own splitter and resolver take over
             // (the discovery chain's router "Destination.Service"), so its
             // weights are not repeated here.
-            (_, Some(o)) => match other_service(ir, s, o) {
-                Ok(to) => to,
-                Err(why) => {
-                    report(format!("route `{}`: {why}", r.name));
-                    continue;
-                }
-            },
+            (_, Some(o)) => other_service(ir, o),
             ([one], None) => To::Subset(&one.version),
             _ => {
                 report(format!(

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use super::precedence::first_match;
 use super::{
     backend_name, backend_service_name, backend_services, cookie_regex, gateway_duration,
-    l7_routes, regex_escape, EmitError, Emitter, Feature, Support, SAME_NAMESPACE,
+    l7_routes, regex_escape, EmitError, Emitter, Feature, Support,
 };
 use crate::ir::{Backend, Ir, Port, RouteAction, Service};
 use crate::object::MeshObject;
@@ -81,7 +81,9 @@ impl Emitter for GatewayApi {
                 "SLO rules are written against a mesh's standard metrics",
             ),
             Feature::RouteOrder => Support::Partial(super::ROUTE_ORDER_NOTE),
-            Feature::ServiceRoute => Support::Partial(SAME_NAMESPACE),
+            Feature::ServiceRoute => Support::Partial(
+                "a service of the same namespace; another namespace's needs a ReferenceGrant there, which meshplan does not emit: reported",
+            ),
             _ => Support::Yes,
         }
     }
@@ -205,8 +207,11 @@ pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Va
 
 /// Reports a route to a Service of another namespace: Gateway API admits
 /// such a `backendRef` only with a ReferenceGrant in that namespace
-/// (its "Cross-namespace routing" guide), which meshplan does not emit.
-pub(crate) fn foreign_backends(emitter: &'static str, s: &Service, errors: &mut Vec<EmitError>) {
+/// (HTTPBackendRef: "a ReferenceGrant is required in the referent
+/// namespace"), else the backend is refused and its share answered 500.
+/// meshplan does not emit one; rendered anyway (`unsupported: warning`),
+/// the `backendRef` names the namespace for a grant the user keeps.
+fn foreign_backends(emitter: &'static str, s: &Service, errors: &mut Vec<EmitError>) {
     for r in &s.routes {
         let RouteAction::Forward(backends) = &r.action else {
             continue;
@@ -221,7 +226,7 @@ pub(crate) fn foreign_backends(emitter: &'static str, s: &Service, errors: &mut 
                     emitter,
                     &s.origin,
                     format!(
-                        "service `{}`: route `{}` sends to `{}/{}` in another namespace, which needs a ReferenceGrant meshplan does not emit",
+                        "service `{}`: route `{}` sends to `{}/{}` in another namespace, which needs a ReferenceGrant there (meshplan emits none: until one exists, the route answers 500)",
                         s.key(),
                         r.name,
                         o.namespace,

@@ -71,7 +71,6 @@ impl Emitter for Linkerd {
                 "HTTPLocalRateLimitPolicy counts whole requests per second: other rates are reported",
             ),
             Feature::RouteOrder => Support::Partial(super::ROUTE_ORDER_NOTE),
-            Feature::ServiceRoute => Support::Partial(super::SAME_NAMESPACE),
             Feature::Retries => Support::Partial(
                 "on response status only (`5xx`, `gateway-error`, `retriable-4xx` as 409), on http ports: retries on resets or failed connections, and on gRPC ports (Linkerd reads gRPC conditions only from a GRPCRoute or the Service), are reported",
             ),
@@ -97,7 +96,6 @@ impl Emitter for Linkerd {
                 }
             }
             out.extend(backend_services(NAME, s, &failure_accrual(s)));
-            super::gateway_api::foreign_backends(NAME, s, errors);
             for (p, name) in l7_routes(s) {
                 out.push(route(s, p, &name, errors));
             }

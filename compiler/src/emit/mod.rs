@@ -209,10 +209,6 @@ pub fn backend_services(
 
 /// How a precedence-based target keeps first-match order
 /// (`precedence::first_match`), for its feature matrix note.
-/// Why a route to another service is partly expressed by Gateway API
-/// routes (GAMMA, Linkerd).
-pub(crate) const SAME_NAMESPACE: &str =
-    "a service of the same namespace; another namespace's needs a ReferenceGrant, reported";
 pub(crate) const ROUTE_ORDER_NOTE: &str = "first match kept by giving each route its conjunction with every more specific match after it; reported where one cannot be written (two regular expressions on one value, two cookie tests, a longer path under a path-prefix rewrite) or a rule would hold too many matches";
 
 /// An intent path prefix as a mesh whose prefix is a plain string prefix
