@@ -123,7 +123,6 @@ pub enum At {
 
 pub struct Compiled {
     pub program: Program,
-    pub shape: Shape,
     /// The expression lowered for the fast path, when it can be.
     pub fast: Option<super::fast::Plan>,
 }
@@ -131,32 +130,8 @@ pub struct Compiled {
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compiled")
-            .field("shape", &self.shape)
             .field("fast", &self.fast.is_some())
             .finish()
-    }
-}
-
-/// What the cost budget needs to know about an expression.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Shape {
-    /// `(power, weight)`: `weight` steps repeated `n^power` times, where `n`
-    /// is the input's longest list (literal ranges count their own length).
-    terms: Vec<(u32, u64)>,
-}
-
-impl Shape {
-    /// An upper bound of the steps to evaluate over data whose longest list
-    /// has `list_bound` items.
-    pub fn cost(&self, list_bound: u64) -> u64 {
-        let n = list_bound.max(1);
-        self.terms.iter().fold(0u64, |acc, (power, weight)| {
-            let mut c = *weight;
-            for _ in 0..*power {
-                c = c.saturating_mul(n);
-            }
-            acc.saturating_add(c)
-        })
     }
 }
 
@@ -227,19 +202,9 @@ pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compi
         });
         return Err(issues);
     }
-    let mut terms = Vec::new();
-    shape(program.expression(), 0, 1, &mut terms);
-    let mut by_power = std::collections::BTreeMap::<u32, u64>::new();
-    for (power, literal, body) in terms {
-        let w = by_power.entry(power).or_default();
-        *w = w.saturating_add(literal.saturating_mul(body));
-    }
     Ok(Compiled {
         fast: super::fast::Plan::new(program.expression(), variables),
         program,
-        shape: Shape {
-            terms: by_power.into_iter().collect(),
-        },
     })
 }
 
@@ -396,51 +361,4 @@ fn list(names: &[&str]) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Collects cost terms: each comprehension multiplies the work of its body
-/// by its range's size (a literal list's length, else the input bound).
-fn shape(e: &IdedExpr, power: u32, literal: u64, terms: &mut Vec<(u32, u64, u64)>) {
-    let mut children: Vec<&IdedExpr> = Vec::new();
-    match &e.expr {
-        Expr::Comprehension(c) => {
-            shape(&c.iter_range, power, literal, terms);
-            shape(&c.accu_init, power, literal, terms);
-            let (p, l) = match &c.iter_range.expr {
-                Expr::List(list) => (power, literal.saturating_mul(list.elements.len() as u64)),
-                _ => (power + 1, literal),
-            };
-            terms.push((p, l, 4));
-            for body in [&c.loop_cond, &c.loop_step, &c.result] {
-                shape(body, p, l, terms);
-            }
-            return;
-        }
-        Expr::Call(call) => {
-            children.extend(call.target.as_deref());
-            children.extend(call.args.iter());
-        }
-        Expr::Select(s) => children.push(&s.operand),
-        Expr::List(l) => children.extend(l.elements.iter()),
-        Expr::Map(m) => {
-            for entry in &m.entries {
-                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
-                    children.push(&me.key);
-                    children.push(&me.value);
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &s.entries {
-                if let cel::common::ast::EntryExpr::StructField(f) = &entry.expr {
-                    children.push(&f.value);
-                }
-            }
-        }
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-    }
-    terms.push((power, literal, 1));
-    for c in children {
-        shape(c, power, literal, terms);
-    }
 }

@@ -15,60 +15,40 @@ use serde::Serialize;
 use super::compile::Compiled;
 use super::view::SharedMap;
 
-/// Most steps one evaluation may take (see [`super::compile::Shape`]).
+/// Most steps one evaluation may take: items and bytes read or built (see
+/// [`super::cost`]). At most a few hundred MB and about a second.
 pub const COST_BUDGET: u64 = 5_000_000;
 
-/// A value converted once for evaluation, with the length of its longest
-/// list (the cost bound's input size).
+/// A value converted once for evaluation (and measured, for the cost
+/// bound).
 #[derive(Debug)]
 pub struct Bound {
     val: Box<dyn Val>,
-    longest_list: u64,
 }
 
 impl Bound {
     /// Converts a serializable value: `None` fields are dropped, so `has()`
     /// tells whether the user wrote a field, and integers are CEL ints.
     pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
-        let (val, longest_list) = super::ser::to_val(value).map_err(|e| e.to_string())?;
+        let val = super::ser::to_val(value).map_err(|e| e.to_string())?;
         Ok(Self {
             val: val.unwrap_or_else(|| Box::new(cel::common::types::CelNull)),
-            longest_list,
         })
     }
 
     pub fn from_value(v: Value) -> Self {
-        let c = super::view::convert(v);
         Self {
-            val: c.val,
-            longest_list: c.longest_list,
+            val: super::view::convert(v),
         }
     }
 
     /// A list of bound values, sharing them (no copy).
     pub fn list<'a>(items: impl IntoIterator<Item = &'a Bound>) -> Self {
-        let mut longest_list = 0;
-        let items: Vec<Box<dyn Val>> = items
-            .into_iter()
-            .map(|b| {
-                longest_list = longest_list.max(b.longest_list);
-                b.val.clone_as_boxed()
-            })
-            .collect();
+        let items: Vec<Box<dyn Val>> = items.into_iter().map(|b| b.val.clone_as_boxed()).collect();
         Self {
-            longest_list: longest_list.max(items.len() as u64),
             val: Box::new(super::view::SharedList::new(items)),
         }
     }
-
-    pub fn longest_list(&self) -> u64 {
-        self.longest_list
-    }
-}
-
-fn to_val(v: Value) -> Box<dyn Val> {
-    let r: Result<Box<dyn Val>, _> = v.try_into();
-    r.unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
 }
 
 /// Named values for one evaluation.
@@ -90,7 +70,7 @@ impl<'a> Bindings<'a> {
 
     /// A small value converted on the spot (e.g. a metric's `result`).
     pub fn with_value(mut self, name: &'static str, value: Value) -> Self {
-        self.extra.push((name, to_val(value)));
+        self.extra.push((name, super::view::convert(value)));
         self
     }
 
@@ -104,14 +84,6 @@ impl<'a> Bindings<'a> {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| &**v),
         }
-    }
-
-    fn longest_list(&self) -> u64 {
-        self.vars
-            .iter()
-            .map(|(_, b)| b.longest_list)
-            .max()
-            .unwrap_or(0)
     }
 }
 
@@ -193,7 +165,7 @@ impl Engine {
     /// fast path when it answers (see [`super::fast`]), else in the
     /// interpreter.
     pub fn eval(&self, expr: &Compiled, bindings: &Bindings<'_>) -> Result<Value, EvalError> {
-        let estimated = expr.shape.cost(bindings.longest_list());
+        let estimated = super::cost::estimate(expr.program.expression(), bindings);
         if estimated > COST_BUDGET {
             return Err(EvalError::Budget { estimated });
         }

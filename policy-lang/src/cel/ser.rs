@@ -34,21 +34,15 @@ impl ser::Error for Error {
     }
 }
 
-/// What a value serialized to, with the length of its longest list.
+/// What a value serialized to.
 type Out = Option<Box<dyn Val>>;
 
 /// Converts `value`; `None` for a null.
-pub fn to_val<T: Serialize + ?Sized>(value: &T) -> Result<(Out, u64), Error> {
-    let mut longest = 0;
-    let out = value.serialize(Serializer {
-        longest: &mut longest,
-    })?;
-    Ok((out, longest))
+pub fn to_val<T: Serialize + ?Sized>(value: &T) -> Result<Out, Error> {
+    value.serialize(Serializer)
 }
 
-struct Serializer<'a> {
-    longest: &'a mut u64,
-}
+struct Serializer;
 
 fn val(v: impl Val + 'static) -> Result<Out, Error> {
     Ok(Some(Box::new(v)))
@@ -64,15 +58,15 @@ impl<T: Serialize + ?Sized> Serialize for Marked<'_, T> {
     }
 }
 
-impl<'a> ser::Serializer for Serializer<'a> {
+impl ser::Serializer for Serializer {
     type Ok = Out;
     type Error = Error;
-    type SerializeSeq = Seq<'a>;
-    type SerializeTuple = Seq<'a>;
-    type SerializeTupleStruct = Seq<'a>;
+    type SerializeSeq = Seq;
+    type SerializeTuple = Seq;
+    type SerializeTupleStruct = Seq;
     type SerializeTupleVariant = ser::Impossible<Out, Error>;
-    type SerializeMap = Map<'a>;
-    type SerializeStruct = Map<'a>;
+    type SerializeMap = Map;
+    type SerializeStruct = Map;
     type SerializeStructVariant = ser::Impossible<Out, Error>;
 
     fn serialize_bool(self, v: bool) -> Result<Out, Error> {
@@ -121,7 +115,7 @@ impl<'a> ser::Serializer for Serializer<'a> {
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Out, Error> {
         let c = convert(cel::Value::Bytes(std::sync::Arc::new(v.to_vec())));
-        Ok(Some(c.val))
+        Ok(Some(c))
     }
     fn serialize_none(self) -> Result<Out, Error> {
         Ok(None)
@@ -150,7 +144,7 @@ impl<'a> ser::Serializer for Serializer<'a> {
     ) -> Result<Out, Error> {
         if name.starts_with("$__cel_private_") {
             let value = cel::to_value(Marked(name, v)).map_err(|e| Error(e.to_string()))?;
-            return Ok(Some(convert(value).val));
+            return Ok(Some(convert(value)));
         }
         v.serialize(self)
     }
@@ -162,23 +156,20 @@ impl<'a> ser::Serializer for Serializer<'a> {
         v: &T,
     ) -> Result<Out, Error> {
         let mut entries = Vec::with_capacity(1);
-        if let Some(inner) = v.serialize(Serializer {
-            longest: &mut *self.longest,
-        })? {
+        if let Some(inner) = v.serialize(Serializer)? {
             entries.push((CelMapKey::from(variant), inner));
         }
         val(SharedMap::new(entries))
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, Error> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq, Error> {
         Ok(Seq {
             items: Vec::with_capacity(len.unwrap_or(0)),
-            longest: self.longest,
         })
     }
-    fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Error> {
+    fn serialize_tuple(self, len: usize) -> Result<Seq, Error> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Error> {
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq, Error> {
         self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
@@ -192,14 +183,13 @@ impl<'a> ser::Serializer for Serializer<'a> {
             "`{name}::{variant}`: tuple variants have no CEL form"
         )))
     }
-    fn serialize_map(self, len: Option<usize>) -> Result<Map<'a>, Error> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Map, Error> {
         Ok(Map {
             entries: Vec::with_capacity(len.unwrap_or(0)),
             key: None,
-            longest: self.longest,
         })
     }
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Map<'a>, Error> {
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Map, Error> {
         self.serialize_map(Some(len))
     }
     fn serialize_struct_variant(
@@ -215,23 +205,19 @@ impl<'a> ser::Serializer for Serializer<'a> {
     }
 }
 
-struct Seq<'a> {
+struct Seq {
     items: Vec<Box<dyn Val>>,
-    longest: &'a mut u64,
 }
 
-impl Seq<'_> {
+impl Seq {
     fn push<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        let item = v.serialize(Serializer {
-            longest: &mut *self.longest,
-        })?;
+        let item = v.serialize(Serializer)?;
         // A null inside a list stays: the list's length is the user's.
         self.items.push(item.unwrap_or_else(|| Box::new(CelNull)));
         Ok(())
     }
 
     fn finish(self) -> Result<Out, Error> {
-        *self.longest = (*self.longest).max(self.items.len() as u64);
         val(SharedList::new(self.items))
     }
 }
@@ -239,7 +225,7 @@ impl Seq<'_> {
 // Lists, tuples and tuple structs are all lists.
 macro_rules! seq_like {
     ($($trait:ident :: $method:ident),*) => {$(
-        impl ser::$trait for Seq<'_> {
+        impl ser::$trait for Seq {
             type Ok = Out;
             type Error = Error;
             fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
@@ -258,35 +244,31 @@ seq_like!(
     SerializeTupleStruct::serialize_field
 );
 
-struct Map<'a> {
+struct Map {
     // Distinct keys: struct fields are, and so are the keys of every map
     // type serde serializes.
     entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>,
     key: Option<CelMapKey<'static>>,
-    longest: &'a mut u64,
 }
 
-impl Map<'_> {
+impl Map {
     fn insert<T: Serialize + ?Sized>(
         &mut self,
         key: CelMapKey<'static>,
         v: &T,
     ) -> Result<(), Error> {
-        if let Some(value) = v.serialize(Serializer {
-            longest: &mut *self.longest,
-        })? {
+        if let Some(value) = v.serialize(Serializer)? {
             self.entries.push((key, value));
         }
         Ok(())
     }
 
     fn finish(self) -> Result<Out, Error> {
-        *self.longest = (*self.longest).max(self.entries.len() as u64);
         val(SharedMap::new(self.entries))
     }
 }
 
-impl ser::SerializeMap for Map<'_> {
+impl ser::SerializeMap for Map {
     type Ok = Out;
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Error> {
@@ -305,7 +287,7 @@ impl ser::SerializeMap for Map<'_> {
     }
 }
 
-impl ser::SerializeStruct for Map<'_> {
+impl ser::SerializeStruct for Map {
     type Ok = Out;
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -490,6 +472,5 @@ mod tests {
             .unwrap();
         let b = Bindings::new().with("s", &typed).with("j", &bound);
         assert_eq!(engine.eval(&c, &b), Ok(cel::Value::Bool(true)));
-        assert_eq!(typed.longest_list(), 2);
     }
 }

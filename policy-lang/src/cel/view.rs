@@ -36,6 +36,7 @@ const SCAN_LIMIT: usize = 24;
 struct MapData {
     entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>,
     builtin: OnceLock<CelMap<'static>>,
+    measure: Measure,
 }
 
 impl MapData {
@@ -72,10 +73,27 @@ impl MapData {
 impl SharedMap {
     /// A map of distinct keys.
     pub fn new(entries: Vec<(CelMapKey<'static>, Box<dyn Val>)>) -> Self {
+        let measure = Measure::of_items(entries.iter().map(|(k, v)| {
+            let key = match k {
+                CelMapKey::String(s) => s.inner().len() as u64,
+                _ => 0,
+            };
+            let v = measure(&**v);
+            Measure {
+                string: v.string.max(key),
+                total: v.total.saturating_add(key),
+                ..v
+            }
+        }));
         Self(Arc::new(MapData {
             entries,
             builtin: OnceLock::new(),
+            measure,
         }))
+    }
+
+    pub fn measure(&self) -> Measure {
+        self.0.measure
     }
 
     /// The value of the string key `name`, as `map.name` selects it.
@@ -239,11 +257,16 @@ impl Val for SharedMap {
 
 /// A `list` shared by every copy of it.
 #[derive(Clone, Debug)]
-pub struct SharedList(Arc<CelList<'static>>);
+pub struct SharedList(Arc<CelList<'static>>, Measure);
 
 impl SharedList {
     pub fn new(items: Vec<Box<dyn Val>>) -> Self {
-        Self(Arc::new(CelList::from(items)))
+        let measure = Measure::of_items(items.iter().map(|v| measure(&**v)));
+        Self(Arc::new(CelList::from(items)), measure)
+    }
+
+    pub fn measure(&self) -> Measure {
+        self.1
     }
 
     pub fn items(&self) -> &[Box<dyn Val>] {
@@ -351,43 +374,83 @@ impl Indexer for SharedList {
     }
 }
 
-/// A converted value and the length of its longest list (the cost bound's
-/// input size).
-#[derive(Debug)]
-pub struct Converted {
-    pub val: Box<dyn Val>,
-    pub longest_list: u64,
+/// How large a value is, as the cost bound ([`super::cost`]) reads it:
+/// measured once, when a map or list is built, so that bounding an
+/// evaluation never walks the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Measure {
+    /// The longest list or map, at any depth.
+    pub list: u64,
+    /// The longest string (or map key), at any depth.
+    pub string: u64,
+    /// Items and bytes in all: the steps to read the whole value.
+    pub total: u64,
+    /// The largest `total` of one item.
+    pub item: u64,
+}
+
+impl Measure {
+    fn of_items(items: impl Iterator<Item = Measure>) -> Self {
+        let mut m = Measure::default();
+        let mut count = 0u64;
+        for item in items {
+            count += 1;
+            m.list = m.list.max(item.list);
+            m.string = m.string.max(item.string);
+            m.total = m.total.saturating_add(item.total);
+            m.item = m.item.max(item.total);
+        }
+        m.list = m.list.max(count);
+        m.total = m.total.saturating_add(count).max(1);
+        m
+    }
+}
+
+/// The measure of any value: ours are measured already; a string by its
+/// length; the interpreter's own lists and maps (small values bound on the
+/// spot) are walked.
+pub fn measure(v: &dyn Val) -> Measure {
+    if let Some(m) = v.downcast_ref::<SharedMap>() {
+        return m.measure();
+    }
+    if let Some(l) = v.downcast_ref::<SharedList>() {
+        return l.measure();
+    }
+    if let Some(s) = v.downcast_ref::<CelString>() {
+        let len = s.inner().len() as u64;
+        return Measure {
+            string: len,
+            total: len.max(1),
+            ..Measure::default()
+        };
+    }
+    if let Some(l) = v.downcast_ref::<CelList>() {
+        return Measure::of_items(l.inner().iter().map(|i| measure(&**i)));
+    }
+    Measure {
+        total: 1,
+        ..Measure::default()
+    }
 }
 
 /// Converts `v` in one pass, moving what it can: map entries that are null
 /// are dropped, so `has()` tells whether the user wrote a field; unsigned
 /// integers become ints (rules compare with int literals, `weight <= 50`,
 /// and CEL has no mixed int/uint arithmetic); maps and lists are shared.
-pub fn convert(v: Value) -> Converted {
-    let mut longest = 0;
-    let val = to_val(v, &mut longest);
-    Converted {
-        val,
-        longest_list: longest,
-    }
-}
-
-fn to_val(v: Value, longest: &mut u64) -> Box<dyn Val> {
+pub fn convert(v: Value) -> Box<dyn Val> {
     match v {
         Value::Map(m) => {
             let map = Arc::unwrap_or_clone(m.map);
-            *longest = (*longest).max(map.len() as u64);
             let entries = map
                 .into_iter()
                 .filter(|(_, v)| !matches!(v, Value::Null))
-                .map(|(k, v)| (k.into(), to_val(v, longest)))
+                .map(|(k, v)| (k.into(), convert(v)))
                 .collect();
             Box::new(SharedMap::new(entries))
         }
         Value::List(l) => {
             let items = Arc::unwrap_or_clone(l);
-            *longest = (*longest).max(items.len() as u64);
-            let items = items.into_iter().map(|i| to_val(i, longest)).collect();
+            let items = items.into_iter().map(|i| convert(i)).collect();
             Box::new(SharedList::new(items))
         }
         Value::UInt(u) => match i64::try_from(u) {
