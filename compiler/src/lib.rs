@@ -44,8 +44,8 @@ pub enum Error {
     Lower(#[source] LowerError),
     #[error("emit: {} problem(s); first: {}", .0.len(), .0[0])]
     Emit(Vec<EmitError>),
-    #[error("emit: {0} (a compiler bug: please report it)")]
-    Conflict(String),
+    #[error("emit: {}", collision_message(.0))]
+    Collision(Box<object::Collision>),
     #[error("the repository has no meshplan.yaml naming its targets, and none were given")]
     NoTargets,
 }
@@ -204,7 +204,7 @@ fn finish(mut objects: Vec<MeshObject>, mut errors: Vec<EmitError>) -> Result<Em
     });
     errors.dedup();
     object::sort(&mut objects);
-    let objects = object::merge_duplicates(objects).map_err(Error::Conflict)?;
+    let objects = object::merge_duplicates(objects).map_err(Error::Collision)?;
     Ok((objects, errors))
 }
 
@@ -262,6 +262,45 @@ pub fn check_schemas(
         .collect();
     meshplan_policy_lang::diagnostic::normalize(&mut diagnostics);
     (report, diagnostics)
+}
+
+/// A collision's message: between two intents, their derived names meet
+/// (a port `b-c` of `a` and a port `c` of `a-b` both name `a-b-c`); from
+/// one intent, the compiler erred.
+fn collision_message(c: &object::Collision) -> String {
+    let [a, b] = &c.origins;
+    if a.intent == b.intent {
+        return format!(
+            "targets `{}` and `{}` both emit {} with different content (a compiler bug: please report it)",
+            c.emitters[0], c.emitters[1], c.object
+        );
+    }
+    format!(
+        "{}: {} is made for both `{}` ({}) and `{}` ({}): the names meshplan derives from them collide",
+        c.emitters[1], c.object, a.intent, a.source, b.intent, b.source
+    )
+}
+
+/// A collision of two intents' derived names, as an MP2001 diagnostic at
+/// the second intent (one intent's collision is a compiler bug: `None`).
+pub fn collision_diagnostic(repo: &Repository, c: &object::Collision) -> Option<Diagnostic> {
+    let [a, b] = &c.origins;
+    if a.intent == b.intent {
+        return None;
+    }
+    let at = intent_locations(repo);
+    let mut d = Diagnostic::error(
+        meshplan_policy_lang::diagnostic::Code::DuplicateName,
+        collision_message(c),
+    )
+    .hint("rename a service, a version or a port so that the derived names differ (names are joined with `-`)");
+    if let Some(loc) = at.get(&*b.intent) {
+        d = d.at(loc.clone());
+    }
+    if let Some(loc) = at.get(&*a.intent) {
+        d = d.related(loc.clone(), "the other service");
+    }
+    Some(d)
 }
 
 /// What the targets cannot express, as MP4002 diagnostics at the intent

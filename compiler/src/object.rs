@@ -459,11 +459,20 @@ fn emitter_rank(emitter: &str) -> usize {
         .unwrap_or(Target::ALL.len())
 }
 
+/// Two objects of one identity and different content.
+#[derive(Debug)]
+pub struct Collision {
+    /// `Kind namespace/name`.
+    pub object: String,
+    pub emitters: [&'static str; 2],
+    pub origins: [Origin; 2],
+}
+
 /// Merges objects several targets emit alike (the per-version backend
 /// Services Gateway API and Linkerd share): same identity and same content
 /// make one object, its labels and annotations united. `objects` must be
-/// sorted. Same identity with different content is an error naming it.
-pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, String> {
+/// sorted. Same identity with different content is a [`Collision`].
+pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Box<Collision>> {
     // In place: a second vector of 50,000 objects would be the peak of a
     // large render. `kept` is the last object kept; later ones either merge
     // into it or move up next to it.
@@ -489,12 +498,11 @@ pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>,
             b
         };
         if content(&merged) != content(&other) {
-            return Err(format!(
-                "targets `{}` and `{}` both emit {} with different content",
-                prev.emitter,
-                o.emitter,
-                o.display_name()
-            ));
+            return Err(Box::new(Collision {
+                object: o.display_name(),
+                emitters: [prev.emitter, o.emitter],
+                origins: [prev.origin.clone(), o.origin.clone()],
+            }));
         }
         for key in ["labels", "annotations"] {
             let ptr = format!("/metadata/{key}");

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 /// A position in a source file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     /// 1-based line.
     pub line: u32,
@@ -19,6 +19,14 @@ pub struct Pos {
 impl Pos {
     pub const fn new(line: u32, col: u32) -> Self {
         Self { line, col }
+    }
+}
+
+/// The start of a file, 1:1: what a finding about a whole file points at
+/// (SARIF readers, code scanning among them, refuse a line 0).
+impl Default for Pos {
+    fn default() -> Self {
+        Self::new(1, 1)
     }
 }
 

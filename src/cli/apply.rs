@@ -84,7 +84,7 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
                 lines.push_str(&format!("  {r}\n"));
             }
         }
-        print(&lines);
+        print(&lines)?;
 
         let opts = apply::Options {
             concurrency: t.concurrency,

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use meshplan_compiler::validate::SchemaSet;
-use meshplan_compiler::{check_schemas, compile, unsupported_diagnostics, Options};
+use meshplan_compiler::{
+    check_schemas, collision_diagnostic, compile, unsupported_diagnostics, Options,
+};
 use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::{human, json, sarif};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
@@ -22,6 +24,8 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
     // Compiled as render would, when check is clean (broken intents compile
     // to nothing worth judging): what the targets cannot express is
     // reported here, where CI sees it, and not only at render time.
+    // A repository meshplan cannot compile does not pass, whatever else.
+    let mut not_compiled = false;
     if report.passes(false) {
         let tolerate = repo
             .config
@@ -63,15 +67,20 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
             // No meshplan.yaml naming targets: there is nothing to compile
             // for, and nothing more to report.
             Err(meshplan_compiler::Error::NoTargets) if schemas.is_none() => {}
-            Err(e) => eprintln!("not compiled: {e}"),
+            // Names two intents both derive: an error of the repository.
+            Err(meshplan_compiler::Error::Collision(c))
+                if collision_diagnostic(&repo, &c).is_some() =>
+            {
+                report.diagnostics.extend(collision_diagnostic(&repo, &c));
+            }
+            Err(e) => {
+                eprintln!("not compiled: {e}");
+                not_compiled = true;
+            }
         }
     }
-    print(&render(&report, args.format, color));
-    let code = if report.passes(args.strict) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    };
+    print(&render(&report, args.format, color))?;
+    let code = ExitCode::from(report.exit_status(args.strict).max(u8::from(not_compiled)));
     super::free_at_exit((repo, report));
     Ok(code)
 }

@@ -34,7 +34,7 @@ pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
     print(&match (format, color.enabled()) {
         (Format::Text, true) => colorize_diff(&out),
         _ => out,
-    });
+    })?;
     Ok(if args.exit_code && plan.has_changes() {
         ExitCode::from(1)
     } else {

@@ -57,11 +57,18 @@ pub fn colorize(text: &str) -> String {
         + "\n"
 }
 
-/// Writes to stdout, ignoring a closed pipe (`meshplan check | head`).
-pub fn print(text: &str) {
+/// Writes to stdout. A write that fails (a full disk, a closed file) is an
+/// error, so that the command exits 2 instead of reporting success over
+/// output that was never written; a closed pipe (`meshplan check | head`)
+/// is not.
+pub fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Colours diagnostics written to stderr when stderr is a terminal.

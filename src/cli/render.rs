@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use meshplan_compiler::{compile, object, unsupported_diagnostics, Compiled, Options};
+use meshplan_compiler::{
+    collision_diagnostic, compile, object, unsupported_diagnostics, Compiled, Options,
+};
 use meshplan_policy_lang::check::{check_dir, Report};
 use meshplan_policy_lang::diagnostic::human;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
@@ -48,7 +50,7 @@ pub fn compile_repo(
             human::summary_line(report.summary())
         ));
         eprint!("{}", colorize_stderr(&text, color));
-        return Ok(Err(ExitCode::from(1)));
+        return Ok(Err(ExitCode::from(report.exit_status(args.strict))));
     }
     let opts = Options {
         targets: (!args.mesh.is_empty()).then(|| args.mesh.iter().map(|m| m.target()).collect()),
@@ -73,8 +75,21 @@ pub fn compile_repo(
             eprint!("{}", colorize_stderr(&text, color));
             return Ok(Err(ExitCode::from(1)));
         }
-        Err(e) => {
+        // Nothing to compile for: a usage error (exit 2), as a missing
+        // argument is.
+        Err(e @ meshplan_compiler::Error::NoTargets) => {
             eprintln!("error: {e}");
+            eprintln!("hint: name the meshes with --mesh, or add a meshplan.yaml with `targets:`");
+            return Ok(Err(ExitCode::from(2)));
+        }
+        Err(e) => {
+            match &e {
+                meshplan_compiler::Error::Collision(c) => match collision_diagnostic(&repo, c) {
+                    Some(d) => eprint!("{}", colorize_stderr(&(human::render(&d) + "\n"), color)),
+                    None => eprintln!("error: {e}"),
+                },
+                _ => eprintln!("error: {e}"),
+            }
             eprintln!("{verb} refused: the repository does not compile");
             return Ok(Err(ExitCode::from(1)));
         }
@@ -139,7 +154,7 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
                         _ => {}
                     }
                 }
-                RenderFormat::Json => print(&object::to_json_list(objects)),
+                RenderFormat::Json => print(&object::to_json_list(objects))?,
             }
             // On stderr, so stdout stays a clean stream for pipes.
             eprintln!(

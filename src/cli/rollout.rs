@@ -104,11 +104,11 @@ fn status(a: &RolloutStatusArgs) -> anyhow::Result<ExitCode> {
                     .join("\n"),
             };
             if !a.watch {
-                print(&text);
+                print(&text)?;
                 return Ok(ExitCode::SUCCESS);
             }
             // Clear the screen and draw again, in place.
-            print(&format!("\x1b[2J\x1b[H{text}"));
+            print(&format!("\x1b[2J\x1b[H{text}"))?;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })

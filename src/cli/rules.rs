@@ -24,7 +24,7 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<ExitCode> {
     };
     let mut diags = Vec::new();
     let set = check::rules::compile(&engine, &repo, &mut diags);
-    print(&render(&set, &repo, args.format));
+    print(&render(&set, &repo, args.format))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -210,7 +210,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             );
         };
         match args.format {
-            ListFormat::Json => print(&(serde_json::to_string_pretty(&s)? + "\n")),
+            ListFormat::Json => print(&(serde_json::to_string_pretty(&s)? + "\n"))?,
             ListFormat::Text => {
                 let mut out = format!("result:       {}\n", s.result);
                 if let Some(r) = &s.revision {
@@ -237,7 +237,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                print(&out);
+                print(&out)?;
             }
         }
         Ok(if s.result == "failed" || s.result == "refused" {

@@ -16,6 +16,6 @@ pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
     });
     let mut text = serde_json::to_string_pretty(&schema(kind))?;
     text.push('\n');
-    print(&text);
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -118,7 +118,8 @@ fn identical_objects_of_two_targets_become_one() {
     );
     let err =
         merge_duplicates(vec![mk("gateway-api", "a", 80), mk("linkerd", "b", 81)]).unwrap_err();
-    assert!(err.contains("Service ns/web-v1"), "{err}");
+    assert_eq!(err.object, "Service ns/web-v1", "{err:?}");
+    assert_eq!(err.emitters, ["gateway-api", "linkerd"]);
     // Others keep their order around the merged ones.
     let named = |name: &str| {
         MeshObject::builder("x", "v1", "Service", "ns", name, &origin())

@@ -39,6 +39,20 @@ impl Report {
         let s = self.summary();
         s.errors == 0 && !(strict && s.warnings > 0)
     }
+
+    /// The exit status of a command over this report: 0 when it passes,
+    /// 2 when a file could not be read (MP1000: an I/O error, not a finding
+    /// about the intents), else 1.
+    pub fn exit_status(&self, strict: bool) -> u8 {
+        let io = crate::diagnostic::Code::Io.as_str();
+        if self.diagnostics.iter().any(|d| d.code == io) {
+            2
+        } else if self.passes(strict) {
+            0
+        } else {
+            1
+        }
+    }
 }
 
 /// Validates and runs every rule on an already-parsed repository.

@@ -15,7 +15,7 @@
 //! on generated and mutated documents: when [`parse`] returns documents,
 //! libyaml reads the text without error into the same documents.
 
-use super::node::{Document, Style, MAX_NODES};
+use super::node::{Document, Style, MAX_DEPTH, MAX_NODES};
 use super::tape::{Kind, Tape, Tok};
 use crate::source::{Pos, Span};
 
@@ -41,6 +41,7 @@ pub fn read(text: &str, tape: &mut Tape) -> Option<()> {
         lines: lines(b)?,
         next: 0,
         nodes: 0,
+        depth: 0,
         tape,
     };
     let mut i = 0;
@@ -130,6 +131,8 @@ struct Reader<'a, 't> {
     /// The first line not yet read.
     next: usize,
     nodes: usize,
+    /// Collections open around the current node.
+    depth: usize,
     tape: &'t mut Tape,
 }
 
@@ -215,6 +218,22 @@ impl<'a> Reader<'a, '_> {
     /// The node at line `li`, column `col`, inside a parent indented by
     /// `parent` (-1 for a document's root).
     fn block_node(&mut self, li: usize, col: usize, parent: isize) -> Option<usize> {
+        self.nested(|r| r.block_node_here(li, col, parent))
+    }
+
+    /// Reads a node one level deeper; too deep is left to libyaml (which
+    /// reports it, see [`MAX_DEPTH`]).
+    fn nested<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let node = read(self);
+        self.depth -= 1;
+        node
+    }
+
+    fn block_node_here(&mut self, li: usize, col: usize, parent: isize) -> Option<usize> {
         let s = self.text(li);
         if is_entry(s, col) {
             return self.block_seq(li, col);
@@ -326,8 +345,8 @@ impl<'a> Reader<'a, '_> {
     fn flow_node(&mut self, li: usize, s: &[u8], c: usize, flow: bool) -> Option<(usize, usize)> {
         self.count()?;
         match *s.get(c)? {
-            b'[' => self.flow_seq(li, s, c),
-            b'{' => self.flow_map(li, s, c),
+            b'[' => self.nested(|r| r.flow_seq(li, s, c)),
+            b'{' => self.nested(|r| r.flow_map(li, s, c)),
             b'\'' => {
                 let mut doubled = false;
                 let mut i = c + 1;
@@ -461,8 +480,13 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// The key from `c` to its `:` at `colon`, unless the mapping at `map`
-    /// (`len` children so far) has it.
+    /// (`len` children so far) has it. Keys are compared one by one, so a
+    /// mapping of more than [`MAX_SCANNED_KEYS`] is left to libyaml, which
+    /// hashes them.
     fn key(&mut self, li: usize, c: usize, colon: usize, map: usize, len: usize) -> Option<()> {
+        if len / 2 >= MAX_SCANNED_KEYS {
+            return None;
+        }
         self.count()?;
         let key = self.scalar(li, c, colon, Style::Plain);
         let name = |t: &Tok| match t.kind {
@@ -483,6 +507,9 @@ impl<'a> Reader<'a, '_> {
 
 /// Characters a plain scalar may not start with (`-` is decided apart).
 const INDICATORS: &[u8] = b"?:,[]{}#&*!|>'\"%@` ";
+
+/// Most keys of one mapping this reader checks for duplicates.
+const MAX_SCANNED_KEYS: usize = 32;
 
 /// Longest key read here; libyaml refuses implicit keys over 1,024.
 const MAX_KEY: usize = 512;

@@ -203,10 +203,16 @@ pub enum TreeErrorKind {
     DuplicateKey,
     ComplexKey,
     TooLarge,
+    TooDeep,
 }
 
 /// More nodes than any intent repository needs; stops alias bombs.
 pub const MAX_NODES: usize = 2_000_000;
+
+/// Deeper nesting than any intent or Kubernetes object needs (intents nest
+/// about 8 deep). The tree is built, checked and dropped recursively: the
+/// limit keeps `[[[[…` from overflowing the stack.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses every document of `text`. On a syntax error, the documents before
 /// it are kept (they are valid) and the error is returned alongside.
@@ -285,6 +291,7 @@ fn parse_events(text: &str) -> (Vec<Document>, Vec<TreeError>) {
         parser,
         anchors: Vec::new(),
         nodes: 0,
+        depth: 0,
         errors: Vec::new(),
     };
     let mut docs = Vec::new();
@@ -325,6 +332,8 @@ struct Builder<'r, 'b> {
     parser: Parser<&'b mut &'r [u8]>,
     anchors: Vec<(String, Node)>,
     nodes: usize,
+    /// Collections open around the current node.
+    depth: usize,
     errors: Vec<TreeError>,
 }
 
@@ -393,6 +402,21 @@ impl Builder<'_, '_> {
         Ok(())
     }
 
+    /// A collection's node: built one level deeper, within [`MAX_DEPTH`].
+    fn nested(&mut self, ev: Event) -> Result<Node, TreeError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(TreeError {
+                kind: TreeErrorKind::TooDeep,
+                span: span(&ev),
+                message: format!("collections nested more than {MAX_DEPTH} deep"),
+            });
+        }
+        self.depth += 1;
+        let node = self.node(ev);
+        self.depth -= 1;
+        node
+    }
+
     fn node(&mut self, ev: Event) -> Result<Node, TreeError> {
         let start = span(&ev);
         match ev.data {
@@ -425,7 +449,7 @@ impl Builder<'_, '_> {
                     if matches!(ev.data, EventData::SequenceEnd) {
                         break ev;
                     }
-                    items.push(self.node(ev)?);
+                    items.push(self.nested(ev)?);
                 };
                 let end = collection_end(style == SequenceStyle::Flow, &end, items.last());
                 let node = Node {
@@ -438,14 +462,15 @@ impl Builder<'_, '_> {
             EventData::MappingStart { anchor, style, .. } => {
                 self.count(start)?;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
+                let mut keys = Keys::default();
                 let end = loop {
                     let ev = self.next()?;
                     if matches!(ev.data, EventData::MappingEnd) {
                         break ev;
                     }
-                    let key = self.node(ev)?;
+                    let key = self.nested(ev)?;
                     let ev = self.next()?;
-                    let value = self.node(ev)?;
+                    let value = self.nested(ev)?;
                     match &key.value {
                         Value::Scalar(..) | Value::Null => {}
                         _ => {
@@ -458,21 +483,19 @@ impl Builder<'_, '_> {
                         }
                     }
                     let name = key.as_str().unwrap_or("");
-                    if let Some((first, _)) = entries
-                        .iter()
-                        .find(|(k, _)| k.as_str().unwrap_or("") == name)
-                    {
+                    if let Some(first) = keys.first(name, &entries) {
                         self.errors.push(TreeError {
                             kind: TreeErrorKind::DuplicateKey,
                             span: key.span,
                             message: format!(
                                 "duplicate key `{name}` (first defined at line {})",
-                                first.span.start.line
+                                entries[first].0.span.start.line
                             ),
                         });
                         continue;
                     }
                     entries.push((key, value));
+                    keys.added(&entries);
                 };
                 let end = collection_end(
                     style == MappingStyle::Flow,
@@ -517,6 +540,45 @@ impl Builder<'_, '_> {
     fn remember(&mut self, anchor: Option<String>, node: &Node) {
         if let Some(anchor) = anchor {
             self.anchors.push((anchor, node.clone()));
+        }
+    }
+}
+
+/// The keys of one mapping, to find a duplicate: scanned while they are
+/// few, hashed beyond, so that a mapping of 100,000 keys is checked in
+/// linear time.
+#[derive(Default)]
+struct Keys {
+    hashed: Option<std::collections::HashMap<Box<str>, usize>>,
+}
+
+impl Keys {
+    const SCANNED: usize = 16;
+
+    /// The index of the entry that has `name` already.
+    fn first(&self, name: &str, entries: &[(Node, Node)]) -> Option<usize> {
+        match &self.hashed {
+            Some(h) => h.get(name).copied(),
+            None => entries
+                .iter()
+                .position(|(k, _)| k.as_str().unwrap_or("") == name),
+        }
+    }
+
+    /// Takes in the last of `entries` (all distinct).
+    fn added(&mut self, entries: &[(Node, Node)]) {
+        let name = |k: &Node| -> Box<str> { k.as_str().unwrap_or("").into() };
+        match &mut self.hashed {
+            Some(h) => {
+                if let Some((i, (k, _))) = entries.iter().enumerate().next_back() {
+                    h.insert(name(k), i);
+                }
+            }
+            None if entries.len() > Self::SCANNED => {
+                let all = entries.iter().enumerate().map(|(i, (k, _))| (name(k), i));
+                self.hashed = Some(all.collect());
+            }
+            None => {}
         }
     }
 }
@@ -635,6 +697,47 @@ mod tests {
         }
         // Other panics on this thread still reach the hook chain.
         assert!(std::panic::catch_unwind(|| panic!("elsewhere")).is_err());
+    }
+
+    /// Nesting is bounded in both readers, block and flow: an error at the
+    /// first collection too deep, never a stack overflow.
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error() {
+        let flow = "[".repeat(10_000);
+        let nested_maps = format!("spec: {}1{}\n", "{a: ".repeat(10_000), "}".repeat(10_000));
+        let block: String = (0..10_000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect::<String>()
+            + &" ".repeat(10_000)
+            + "v\n";
+        for text in [flow, nested_maps, block] {
+            let (_, errs) = parse(&text);
+            let deep = errs.iter().find(|e| e.kind == TreeErrorKind::TooDeep);
+            let deep = deep.unwrap_or_else(|| panic!("{errs:?}"));
+            assert!(deep.message.contains("64"), "{deep:?}");
+        }
+        // At the limit, a document reads.
+        let at_limit = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&at_limit).1.is_empty());
+    }
+
+    /// Past the keys compared one by one, duplicates are still found (by
+    /// hashing), in both readers.
+    #[test]
+    fn duplicate_keys_are_found_in_large_mappings() {
+        let mut text: String = (0..1_000).map(|i| format!("k{i}: v\n")).collect();
+        text.push_str("k3: again\n");
+        let flow: Vec<String> = (0..1_000).map(|i| format!("k{i}: v")).collect();
+        let flow = format!("{}\n{{{}, k3: again}}\n", "\n".repeat(999), flow.join(", "));
+        for text in [text, flow] {
+            let (_, errs) = parse(&text);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].kind, TreeErrorKind::DuplicateKey);
+            assert_eq!(errs[0].span.start.line, 1_001);
+            assert!(errs[0].message.contains("`k3`"), "{errs:?}");
+        }
+        let distinct: String = (0..1_000).map(|i| format!("k{i}: v\n")).collect();
+        assert_eq!(one(&distinct).get("k999").and_then(Node::as_str), Some("v"));
     }
 
     #[test]
