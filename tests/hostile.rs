@@ -252,3 +252,81 @@ fn derived_names_that_collide_fail_check() {
         "error[MP2001]: linkerd: Server shop/a-b-c is made for both",
     );
 }
+
+/// `render --out DIR` writes inside DIR only: a link there is replaced,
+/// not written through; a linked namespace folder is refused; files of
+/// objects that are gone are removed when meshplan wrote them, and kept
+/// (and listed) when it did not.
+#[test]
+fn render_out_stays_inside_its_folder_and_removes_what_is_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, victim) = (tmp.path().join("out"), tmp.path().join("victim"));
+    std::fs::create_dir_all(out.join("bookinfo")).unwrap();
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("kustomization.yaml"), "precious\n").unwrap();
+    let target = "networking.istio.io.virtualservice-reviews.yaml";
+    std::os::unix::fs::symlink(
+        victim.join("kustomization.yaml"),
+        out.join("bookinfo").join(target),
+    )
+    .unwrap();
+    // A stale object file meshplan wrote, and a file of someone else's.
+    let stale = out.join("bookinfo/networking.istio.io.virtualservice-gone.yaml");
+    std::fs::write(
+        &stale,
+        "metadata:\n  labels:\n    app.kubernetes.io/managed-by: meshplan\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(out.join("olds")).unwrap();
+    let stale_elsewhere = out.join("olds/core.service-gone.yaml");
+    std::fs::copy(&stale, &stale_elsewhere).unwrap();
+    std::fs::write(out.join("bookinfo/notes.txt"), "mine\n").unwrap();
+    let args = [
+        "render",
+        "examples-repo",
+        "--mesh",
+        "istio",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let r = run_in_repo(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(victim.join("kustomization.yaml")).unwrap(),
+        "precious\n"
+    );
+    let written = out.join("bookinfo").join(target);
+    assert!(!written.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&written)
+        .unwrap()
+        .contains("kind: VirtualService"));
+    assert!(!stale.exists() && !stale_elsewhere.exists(), "{}", r.stderr);
+    assert!(out.join("bookinfo/notes.txt").exists());
+    assert!(r.stderr.contains("removed 2 stale files"), "{}", r.stderr);
+    assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
+
+    // A namespace folder that is a link: refused, its target untouched.
+    std::fs::remove_dir_all(out.join("bookinfo")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("bookinfo")).unwrap();
+    let r = run_in_repo(&args);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    let in_victim: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
+    assert_eq!(in_victim.len(), 1);
+}
+
+/// [`run`] from the workspace root (for `examples-repo`).
+fn run_in_repo(args: &[&str]) -> Run {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == "examples-repo" {
+                format!("{root}/examples-repo")
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect();
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}

@@ -12,6 +12,7 @@ mod rollout;
 mod rules;
 mod run;
 mod schema;
+mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,7 +2,6 @@
 //! check-then-compile step diff and apply share.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -168,41 +167,25 @@ pub fn run(args: &RenderArgs, color: Color) -> anyhow::Result<ExitCode> {
             );
         }
         Some(dir) => {
-            write_tree(dir, objects, args.format)?;
-            eprintln!("rendered {} objects into {}", objects.len(), dir.display());
+            let w = super::tree::write(dir, objects, args.format)?;
+            eprintln!("rendered {} objects into {}", w.files, dir.display());
+            if w.removed > 0 {
+                eprintln!(
+                    "removed {} stale files of objects meshplan no longer renders",
+                    w.removed
+                );
+            }
+            if !w.foreign.is_empty() {
+                eprintln!("left {} files meshplan did not write:", w.foreign.len());
+                for f in w.foreign.iter().take(20) {
+                    eprintln!("  {}", f.display().to_string().escape_debug());
+                }
+                if w.foreign.len() > 20 {
+                    eprintln!("  … and {} more", w.foreign.len() - 20);
+                }
+            }
         }
     }
     super::free_at_exit((repo, report, compiled));
     Ok(ExitCode::SUCCESS)
-}
-
-/// One file per object: `<namespace>/<group>.<kind>-<name>.yaml`.
-fn write_tree(
-    dir: &Path,
-    objects: &[meshplan_compiler::MeshObject],
-    format: RenderFormat,
-) -> anyhow::Result<()> {
-    // Objects come sorted by kind, not by folder: remember which folders
-    // exist rather than asking the file system again for every file.
-    let mut made = std::collections::HashSet::new();
-    for o in objects {
-        let mut rel = o.file_path();
-        let text = match format {
-            RenderFormat::Yaml => object::to_yaml(o),
-            RenderFormat::Json => {
-                rel = rel.replace(".yaml", ".json");
-                serde_json::to_string_pretty(&o.body)? + "\n"
-            }
-        };
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            if !made.contains(parent) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-                made.insert(parent.to_path_buf());
-            }
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }
