@@ -330,3 +330,60 @@ fn run_in_repo(args: &[&str]) -> Run {
         .collect();
     run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
+
+/// Credentials in a Git URL never reach the output.
+#[test]
+fn git_credentials_are_never_printed() {
+    for url in [
+        "ssh://u:hunter2@git.example.com/r.git",
+        "u:hunter2@git.example.com:org/r.git",
+    ] {
+        let r = run(&["run", "--git", url]);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        assert!(r.stderr.contains("git.example.com"), "{}", r.stderr);
+        assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    }
+}
+
+/// `diff --against` a folder compares meshplan's objects only: a Secret
+/// beside them (labelled as meshplan's or not) is neither planned as a
+/// prune nor printed, in any format; links are not followed.
+#[test]
+fn diff_against_never_prints_what_meshplan_did_not_render() {
+    let tmp = tempfile::tempdir().unwrap();
+    let against = tmp.path().join("rendered");
+    std::fs::create_dir_all(against.join("bookinfo")).unwrap();
+    let secret = |labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: bookinfo\n{labels}\
+             data:\n  password: aHVudGVyMg==\nstringData:\n  token: hunter2\n"
+        )
+    };
+    std::fs::write(against.join("bookinfo/secret.yaml"), secret("")).unwrap();
+    let labelled = secret("  labels:\n    app.kubernetes.io/managed-by: meshplan\n");
+    std::fs::write(against.join("bookinfo/labelled.yaml"), labelled).unwrap();
+    let outside = tmp.path().join("outside.yaml");
+    std::fs::write(
+        &outside,
+        secret("  labels:\n    app.kubernetes.io/managed-by: meshplan\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, against.join("bookinfo/link.yaml")).unwrap();
+    std::os::unix::fs::symlink(&against, against.join("bookinfo/loop")).unwrap();
+    for format in ["text", "markdown", "json"] {
+        let args = [
+            "diff",
+            "examples-repo",
+            "--against",
+            against.to_str().unwrap(),
+            "--format",
+            format,
+        ];
+        let r = run_in_repo(&args);
+        assert_eq!(r.code, Some(0), "{format}: {}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for leaked in ["aHVudGVyMg==", "hunter2", "Secret bookinfo/db"] {
+            assert!(!all.contains(leaked), "{format}: {leaked} in {all}");
+        }
+    }
+}

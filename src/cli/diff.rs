@@ -112,18 +112,26 @@ fn against(
     ))
 }
 
-/// Every Kubernetes object in the YAML and JSON files below `dir`.
+/// The objects meshplan rendered, in the YAML and JSON files below `dir`.
+///
+/// Only objects with meshplan's `managed-by` label are compared (so only
+/// they can be planned as prunes): a rendered tree may sit beside other
+/// manifests, and a file of someone else's — a Secret above all — must
+/// never be printed. Symbolic links are not followed (a link loop, or a
+/// link to a file outside the tree), and files over the size an intent
+/// file may have are refused.
 fn read_objects(dir: &Path) -> anyhow::Result<Vec<Value>> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
+            let e = e?;
+            let (p, kind) = (e.path(), e.file_type()?);
+            if kind.is_dir() {
                 stack.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+            } else if kind.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
             {
                 files.push(p);
             }
@@ -131,18 +139,51 @@ fn read_objects(dir: &Path) -> anyhow::Result<Vec<Value>> {
     }
     files.sort();
     let mut out = Vec::new();
+    let mut skipped = 0usize;
     for f in files {
+        let len = std::fs::metadata(&f)?.len();
+        if len > meshplan_policy_lang::parse::MAX_FILE_BYTES {
+            anyhow::bail!(
+                "{}: {len} bytes, over the limit of {}",
+                f.display(),
+                meshplan_policy_lang::parse::MAX_FILE_BYTES
+            );
+        }
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
             .map_err(|e| anyhow::anyhow!("{}: not Kubernetes YAML: {e}", f.display()))?;
         for d in docs {
-            match d.get("kind").and_then(Value::as_str) {
-                Some("List") => out.extend(d["items"].as_array().cloned().unwrap_or_default()),
-                Some(_) => out.push(d),
-                None => {}
+            let items = match d.get("kind").and_then(Value::as_str) {
+                Some("List") => d["items"].as_array().cloned().unwrap_or_default(),
+                Some(_) => vec![d],
+                None => Vec::new(),
+            };
+            for o in items {
+                if is_meshplans(&o) {
+                    out.push(o);
+                } else {
+                    skipped += 1;
+                }
             }
         }
     }
+    if skipped > 0 {
+        eprintln!(
+            "--against {}: {skipped} objects without meshplan's `{}` label left out",
+            dir.display(),
+            meshplan_compiler::object::MANAGED_BY
+        );
+    }
     Ok(out)
+}
+
+/// An object meshplan renders: labelled as its own, and never a Secret.
+fn is_meshplans(o: &Value) -> bool {
+    let label = o
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(meshplan_compiler::object::MANAGED_BY))
+        .and_then(Value::as_str);
+    label == Some(meshplan_compiler::object::MANAGER)
+        && o.get("kind").and_then(Value::as_str) != Some("Secret")
 }

@@ -75,7 +75,10 @@ fn source(args: &RunArgs) -> anyhow::Result<Source> {
             known_hosts,
         }
     } else if is_ssh {
-        anyhow::bail!("{url}: ssh needs --git-ssh-key");
+        anyhow::bail!(
+            "{}: ssh needs --git-ssh-key",
+            meshplan_reconciler::source::git::redact_url(url)
+        );
     } else if let Some(user) = &args.git_username {
         let password = secret_from(args.git_password_file.as_deref(), "MESHPLAN_GIT_PASSWORD")?
             .context("--git-username needs --git-password-file or $MESHPLAN_GIT_PASSWORD")?;

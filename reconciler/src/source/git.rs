@@ -269,7 +269,9 @@ impl GitSource {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
-                .unwrap_or_else(|| explain(&e)),
+                .unwrap_or_else(|| explain(&e))
+                // libgit2 may quote the URL, credentials and all.
+                .replace(self.url.as_str(), &shown),
         };
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let (refspecs, target): (Vec<String>, String) = match &self.reference {
@@ -562,9 +564,15 @@ fn ssh_port(url: &str) -> Option<u16> {
     hostport.rsplit_once(':')?.1.parse().ok()
 }
 
-/// A URL without user info (`https://user:pw@host/x` → `https://host/x`).
+/// A URL as it may be shown: without user info (`https://user:pw@host/x`
+/// → `https://host/x`, scp-style `user:pw@host:x` → `host:x`) and with the
+/// values of its query masked (`?token=…` → `?token=<redacted>`).
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let mut shown = match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             let host = authority.rsplit('@').next().unwrap_or(authority);
@@ -574,8 +582,28 @@ pub fn redact_url(url: &str) -> String {
                 format!("{scheme}://{host}/{path}")
             }
         }
-        None => url.to_owned(),
+        // scp-style: user info ends at the last `@` before any `/` (a
+        // local path such as `/srv/a@b` has a `/` first).
+        None => {
+            let before_slash = url.split('/').next().unwrap_or(url);
+            match before_slash.rfind('@') {
+                Some(at) => url[at + 1..].to_owned(),
+                None => url.to_owned(),
+            }
+        }
+    };
+    if let Some(q) = query {
+        let masked: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) => format!("{k}=<redacted>"),
+                None => "<redacted>".to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&masked.join("&"));
     }
+    shown
 }
 
 /// libgit2's message, with the class (`net`, `ssh`, `http`…) for context.
@@ -618,6 +646,14 @@ mod tests {
         );
         assert_eq!(redact_url("ssh://git@host:2222/r"), "ssh://host:2222/r");
         assert_eq!(redact_url("/srv/repo"), "/srv/repo");
+        assert_eq!(redact_url("ssh://u:hunter2@host/r"), "ssh://host/r");
+        assert_eq!(redact_url("u:hunter2@host:org/r.git"), "host:org/r.git");
+        assert_eq!(redact_url("git@host:org/r.git"), "host:org/r.git");
+        assert_eq!(redact_url("/srv/a@b/repo"), "/srv/a@b/repo");
+        assert_eq!(
+            redact_url("https://host/r.git?token=hunter2&ref=main"),
+            "https://host/r.git?token=<redacted>&ref=<redacted>"
+        );
     }
 
     #[test]
