@@ -141,8 +141,8 @@ fn a_mapping_of_many_keys_is_read_in_linear_time() {
     assert!(matches!(r.code, Some(0 | 1)), "{}{}", r.stdout, r.stderr);
 }
 
-/// Rules that would build gigabytes or loop 10¹² times are refused with
-/// MP3006 before they run.
+/// Rules that would build gigabytes, loop 10¹² times or overflow the
+/// stack are refused with MP3006 before they run.
 #[test]
 fn cel_rules_over_budget_are_refused_before_they_run() {
     let rules = [
@@ -152,6 +152,9 @@ fn cel_rules_over_budget_are_refused_before_they_run() {
         ),
         "lists.range(1000000).all(a, lists.range(1000000).all(b, a + b >= 0))".into(),
         "lists.range(1000000).map(l, string(l) + string(l) + string(l)).size() > 0".into(),
+        // Nesting that overflowed the parser's stack.
+        format!("{}true{}", "(".repeat(1_000), ")".repeat(1_000)),
+        format!("intent{} == 1", ".a".repeat(1_000)),
     ];
     for rule in rules {
         let policy = format!(
@@ -386,4 +389,31 @@ fn diff_against_never_prints_what_meshplan_did_not_render() {
             assert!(!all.contains(leaked), "{format}: {leaked} in {all}");
         }
     }
+}
+
+/// What a repository computes or names (a rule's message, a file name)
+/// reaches the terminal with its control characters escaped: it can
+/// neither drive the terminal nor forge a diagnostic line in a CI log.
+#[test]
+fn repository_text_cannot_drive_the_terminal() {
+    let policy =
+        "apiVersion: meshplan.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: org\nspec:\n  \
+                  rules:\n    - name: loud\n      rule: 'false'\n      messageExpression: \
+                  '''\\u001b[2J\\u001b[31mforged\\nerror[MP9999]: forged --> x.yaml:1:1'''\n";
+    let broken = format!("{}\n  bad: [", INTENT.trim_end());
+    let dir = repo(&[
+        ("web.yaml", INTENT.into()),
+        ("policies/org.yaml", policy.into()),
+        ("evil\u{1b}[31m\nerror[MP9999].yaml", broken),
+    ]);
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(!r.stdout.contains('\u{1b}'), "{:?}", r.stdout);
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("error[MP9999]")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("forged"), "{}", r.stdout);
+    assert!(r.stdout.contains("\\u{1b}"), "{}", r.stdout);
 }

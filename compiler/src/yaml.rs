@@ -305,9 +305,31 @@ fn write_scalar(s: &str, plain: bool, out: &mut String) {
         out.push('\'');
     } else {
         // A JSON string is a YAML double-quoted scalar; serialising a &str
-        // cannot fail.
-        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+        // cannot fail. JSON leaves DEL, the C1 controls, the line and
+        // paragraph separators and the BOM as they are; inside double
+        // quotes YAML 1.1 readers fold NEL and the separators to a space
+        // and a terminal may act on a C1 control: escaped, as YAML allows.
+        let json = serde_json::to_string(s).unwrap_or_default();
+        if json.chars().any(needs_escape) {
+            for c in json.chars() {
+                if needs_escape(c) {
+                    out.push_str(&format!("\\u{:04X}", u32::from(c)));
+                } else {
+                    out.push(c);
+                }
+            }
+        } else {
+            out.push_str(&json);
+        }
     }
+}
+
+/// Characters a double-quoted scalar writes as `\uXXXX` beyond JSON's.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
+    )
 }
 
 /// A single-quoted scalar holds any printable text on one line (`'` is

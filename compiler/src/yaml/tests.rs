@@ -118,6 +118,21 @@ fn escapes_line_breaks_and_control_characters() {
     assert_eq!(text.lines().count(), 2);
 }
 
+/// NEL, the line and paragraph separators, the BOM, DEL and the C1
+/// controls are escaped: raw inside double quotes a YAML 1.1 reader folds
+/// NEL to a space, and a terminal may act on a C1 control.
+#[test]
+fn escapes_what_json_leaves_raw() {
+    let v = json!({"a": "x\u{85}y\u{2028}z\u{2029}\u{feff}\u{7f}\u{9b}31m"});
+    let text = yaml_of(&v);
+    assert_eq!(
+        text,
+        "a: \"x\\u0085y\\u2028z\\u2029\\uFEFF\\u007F\\u009B31m\"\n"
+    );
+    assert_eq!(read(&text), v);
+    assert_eq!(read_with_libyaml(&text), v);
+}
+
 /// What the project's own reader (libyaml's structure, the YAML 1.2 core
 /// schema for plain scalars) makes of `text`.
 #[test]

@@ -147,6 +147,107 @@ pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compi
             at: At::Chars(0, 1),
         }]);
     }
+    if let Some(issue) = too_nested(source) {
+        return Err(vec![issue]);
+    }
+    // The parser (ANTLR's) and every pass over the tree recurse, with
+    // frames of kilobytes in a debug build: on a 2 MiB thread (tokio's, in
+    // `meshplan run`) a few dozen nested brackets would overflow the stack,
+    // which no `catch_unwind` survives. So an expression is parsed, checked
+    // and — when refused — dropped on a thread of its own with room for the
+    // nesting `too_nested` lets through; a kept tree is at most
+    // `MAX_TREE_DEPTH` deep, which evaluation anywhere can afford.
+    let parsed = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, || compile_here(env, source, variables))
+            .map(|handle| handle.join())
+    });
+    match parsed {
+        Ok(Ok(result)) => result,
+        // A panic in the parser (its message is already on stderr).
+        Ok(Err(_)) => Err(vec![Issue {
+            code: Code::CelSyntax,
+            message: "the CEL parser failed on this expression".into(),
+            hint: Some("simplify the expression".into()),
+            at: At::Chars(0, 1),
+        }]),
+        Err(e) => Err(vec![Issue {
+            code: Code::CelBudget,
+            message: format!("no thread to compile the expression on: {e}"),
+            hint: None,
+            at: At::Chars(0, 1),
+        }]),
+    }
+}
+
+/// Stack of the thread an expression is compiled on (reserved, not used:
+/// pages are touched only as deep as the parser goes).
+const COMPILE_STACK: usize = 64 << 20;
+
+/// Deepest nesting of brackets (`(`, `[`, `{`) in an expression's text.
+pub const MAX_NESTING: usize = 24;
+
+/// Deepest expression tree kept (`a.b.c…`, `!!!…`, a chain of `?:`).
+pub const MAX_TREE_DEPTH: usize = 100;
+
+/// Brackets nested deeper than [`MAX_NESTING`], outside string literals:
+/// refused before the parser sees them.
+fn too_nested(source: &str) -> Option<Issue> {
+    let (mut depth, mut quote): (usize, Option<&str>) = (0, None);
+    let mut chars = source.char_indices().peekable();
+    let mut at = 0;
+    while let Some((i, c)) = chars.next() {
+        at += 1;
+        match quote {
+            Some(q) => {
+                if c == '\\' {
+                    chars.next();
+                    at += 1;
+                } else if source[i..].starts_with(q) {
+                    for _ in 1..q.len() {
+                        chars.next();
+                        at += 1;
+                    }
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => {
+                    let triple = if c == '"' { "\"\"\"" } else { "'''" };
+                    let q = if source[i..].starts_with(triple) {
+                        triple
+                    } else {
+                        &source[i..i + 1]
+                    };
+                    for _ in 1..q.len() {
+                        chars.next();
+                        at += 1;
+                    }
+                    quote = Some(q);
+                }
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some(Issue {
+                            code: Code::CelBudget,
+                            message: format!("brackets nested more than {MAX_NESTING} deep"),
+                            hint: Some("split the expression into several rules".into()),
+                            at: At::Chars(at - 1, at),
+                        });
+                    }
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
+/// [`compile`] past the checks on its text.
+fn compile_here(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compiled, Vec<Issue>> {
     let program = env.compile(source).map_err(|errs| {
         errs.errors
             .iter()
@@ -170,6 +271,8 @@ pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compi
         nodes: 0,
         depth: 0,
         max_depth: 0,
+        level: 0,
+        deepest: 0,
     };
     checker.walk(program.expression());
     let mut issues = checker.issues;
@@ -181,6 +284,17 @@ pub fn compile(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Compi
                 checker.nodes
             ),
             hint: Some("split the rule into several smaller ones".into()),
+            at: At::Chars(0, 1),
+        });
+    }
+    if checker.deepest > MAX_TREE_DEPTH {
+        issues.push(Issue {
+            code: Code::CelBudget,
+            message: format!(
+                "expression is {} levels deep, over the limit of {MAX_TREE_DEPTH}",
+                checker.deepest
+            ),
+            hint: Some("split the expression into several rules".into()),
             at: At::Chars(0, 1),
         });
     }
@@ -216,6 +330,12 @@ fn tidy_parse_message(msg: &str) -> String {
         Some(i) => &msg[..i],
         None => msg,
     };
+    // The parser's own names for its internal states (`Incomplete
+    // `IndexContext`!`, `No `ConditionalAndContextAll`!`) mean nothing to
+    // a rule's author.
+    if msg.contains("Context") || msg.contains("Error(") {
+        return "the expression is incomplete or malformed here".into();
+    }
     msg.replace("mismatched input '<EOF>'", "the expression ends too early")
         .replace("missing ')' at '<EOF>'", "a `(` is never closed")
 }
@@ -229,6 +349,9 @@ struct Checker<'a> {
     nodes: usize,
     depth: usize,
     max_depth: usize,
+    /// Depth in the tree of the node being walked, and the deepest.
+    level: usize,
+    deepest: usize,
 }
 
 impl Checker<'_> {
@@ -240,6 +363,13 @@ impl Checker<'_> {
     }
 
     fn walk(&mut self, e: &IdedExpr) {
+        self.level += 1;
+        self.deepest = self.deepest.max(self.level);
+        self.walk_node(e);
+        self.level -= 1;
+    }
+
+    fn walk_node(&mut self, e: &IdedExpr) {
         self.nodes += 1;
         match &e.expr {
             Expr::Ident(name) => self.ident(e, name),

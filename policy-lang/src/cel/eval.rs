@@ -192,7 +192,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cel::compile::FUNCTIONS;
+    use crate::cel::compile::{FUNCTIONS, MAX_NESTING};
 
     #[test]
     fn every_allowed_function_resolves_in_the_engine() {
@@ -310,6 +310,66 @@ mod tests {
         let deep = "xs.all(a, xs.all(b, xs.all(c, xs.all(d, true))))";
         let issues = engine.compile(deep, &["xs"]).unwrap_err();
         assert_eq!(issues[0].code, crate::diagnostic::Code::CelBudget);
+    }
+
+    /// Nesting that would overflow the stack of the parser, or of any pass
+    /// over the tree, is refused with MP3006, on any thread: here one of
+    /// 2 MiB, as tokio's are.
+    #[test]
+    fn deep_expressions_are_refused_not_a_stack_overflow() {
+        let run = || {
+            let engine = Engine::new();
+            let budget = |src: &str| match engine.compile(src, &["xs"]) {
+                Err(issues) => issues[0].code == crate::diagnostic::Code::CelBudget,
+                Ok(_) => false,
+            };
+            assert!(budget(&format!(
+                "{}true{}",
+                "(".repeat(1_000),
+                ")".repeat(1_000)
+            )));
+            assert!(budget(&format!(
+                "{}1{} != []",
+                "[".repeat(60),
+                "]".repeat(60)
+            )));
+            assert!(budget(&format!(
+                "{}'a'{} > 0",
+                "size(".repeat(60),
+                ")".repeat(60)
+            )));
+            assert!(budget(&format!("xs{} == 1", ".a".repeat(1_000))));
+            assert!(budget(&format!("xs{} == 1", "[0]".repeat(300))));
+            // Brackets inside strings do not count; legit nesting compiles.
+            assert!(engine
+                .compile(&format!("'{}' != ''", "(".repeat(100)), &[])
+                .is_ok());
+            let nested = format!(
+                "{}1{} == 1",
+                "(".repeat(MAX_NESTING),
+                ")".repeat(MAX_NESTING)
+            );
+            assert!(engine.compile(&nested, &[]).is_ok());
+        };
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn parser_states_are_not_shown_as_messages() {
+        let engine = Engine::new();
+        for src in ["a[", "a ? b"] {
+            let issues = engine.compile(src, &["a", "b"]).unwrap_err();
+            assert!(
+                !issues[0].message.contains("Context"),
+                "{}",
+                issues[0].message
+            );
+        }
     }
 
     #[test]

@@ -321,9 +321,19 @@ impl RuleSet {
     }
 
     fn eval_string(engine: &Engine, e: &Expr, b: &Bindings<'_>) -> Option<String> {
+        Self::try_string(engine, e, b).ok()
+    }
+
+    /// A string expression's value, or why there is none.
+    fn try_string(engine: &Engine, e: &Expr, b: &Bindings<'_>) -> Result<String, String> {
         match engine.eval(&e.compiled, b) {
-            Ok(cel::Value::String(s)) => Some(s.to_string()),
-            _ => None,
+            Ok(cel::Value::String(s)) => Ok(s.to_string()),
+            Ok(other) => Err(format!("returned {} instead of a string", kind(&other))),
+            Err(EvalError::Execution(m)) => Err(m),
+            Err(EvalError::Budget { estimated }) => Err(format!(
+                "over the evaluation budget: about {estimated} steps on this input (limit {})",
+                crate::cel::eval::COST_BUDGET
+            )),
         }
     }
 
@@ -466,8 +476,14 @@ impl RuleSet {
             Outcome::Fail => {
                 let message = match &r.message {
                     Message::Static(s) => s.clone(),
-                    Message::Expr(e) => Self::eval_string(engine, e, b)
-                        .unwrap_or_else(|| format!("rule `{}` is not satisfied", r.code)),
+                    // The rule's verdict stands; why its message is
+                    // missing is said, not hidden.
+                    Message::Expr(e) => Self::try_string(engine, e, b).unwrap_or_else(|why| {
+                        format!(
+                            "rule `{}` is not satisfied (its messageExpression failed: {why})",
+                            r.code
+                        )
+                    }),
                 };
                 let path = r
                     .field_path_expr

@@ -1,20 +1,64 @@
 //! rustc-style rendering: code, message, `file:line:col`, the source line
 //! with a caret under the offending node, then the hint.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::{Diagnostic, Summary};
+
+/// Text that comes from a repository (a message a rule computes, a file
+/// name, a source line) as it may reach a terminal or a CI log: control
+/// characters — line breaks and escape sequences among them, which could
+/// forge another diagnostic's lines or drive the terminal — and the
+/// characters that reorder or break lines are escaped (`\u{1b}`).
+pub fn safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| match unsafe_char(c) {
+                true => c.escape_unicode().to_string(),
+                false => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// A source line, its unsafe characters each replaced by one `�` so that
+/// the caret below it still lines up.
+fn safe_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c })
+            .collect(),
+    )
+}
+
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// One line, for logs and status objects:
 /// `file:line:col: error[CODE]: message (hint: …)`.
 pub fn one_line(d: &Diagnostic) -> String {
     let mut out = String::new();
     if let Some(loc) = &d.location {
-        let _ = write!(out, "{loc}: ");
+        let _ = write!(out, "{}: ", safe(&loc.to_string()));
     }
-    let _ = write!(out, "{}[{}]: {}", d.severity, d.code, d.message);
+    let _ = write!(
+        out,
+        "{}[{}]: {}",
+        d.severity,
+        safe(&d.code),
+        safe(&d.message)
+    );
     if let Some(h) = &d.hint {
-        let _ = write!(out, " (hint: {h})");
+        let _ = write!(out, " (hint: {})", safe(h));
     }
     out
 }
@@ -23,19 +67,25 @@ pub fn one_line(d: &Diagnostic) -> String {
 /// adds colour on a terminal).
 pub fn render(d: &Diagnostic) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}[{}]: {}", d.severity, d.code, d.message);
+    let _ = writeln!(
+        out,
+        "{}[{}]: {}",
+        d.severity,
+        safe(&d.code),
+        safe(&d.message)
+    );
     let Some(loc) = &d.location else {
         if let Some(h) = &d.hint {
-            let _ = writeln!(out, "  = hint: {h}");
+            let _ = writeln!(out, "  = hint: {}", safe(h));
         }
         return out;
     };
     let line_no = loc.span.start.line;
     let gutter = line_no.to_string().len().max(2);
     let pad = " ".repeat(gutter);
-    let _ = writeln!(out, "{pad}--> {loc}");
+    let _ = writeln!(out, "{pad}--> {}", safe(&loc.to_string()));
     if let Some(text) = loc.file.line(line_no) {
-        let text = text.replace('\t', " ");
+        let text = safe_line(&text.replace('\t', " ")).into_owned();
         let start = loc.span.start.col.saturating_sub(1) as usize;
         let line_chars = text.chars().count();
         let len = if loc.span.end.line == loc.span.start.line {
@@ -49,17 +99,22 @@ pub fn render(d: &Diagnostic) -> String {
         let _ = write!(out, "{pad} | {}{}", " ".repeat(start), "^".repeat(len));
         match &d.label {
             Some(l) => {
-                let _ = writeln!(out, " {l}");
+                let _ = writeln!(out, " {}", safe(l));
             }
             None => out.push('\n'),
         }
         let _ = writeln!(out, "{pad} |");
     }
     if let Some(h) = &d.hint {
-        let _ = writeln!(out, "{pad} = hint: {h}");
+        let _ = writeln!(out, "{pad} = hint: {}", safe(h));
     }
     for r in &d.related {
-        let _ = writeln!(out, "{pad} = note: {}: {}", r.location, r.message);
+        let _ = writeln!(
+            out,
+            "{pad} = note: {}: {}",
+            safe(&r.location.to_string()),
+            safe(&r.message)
+        );
     }
     out
 }
