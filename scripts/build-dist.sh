@@ -22,15 +22,17 @@
 # binary's path on stdout (nothing else goes there).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 cd "$ROOT"
 
 if [ "${PGO:-1}" = 0 ]; then
     cargo build --profile dist --locked -q --bin meshplan >&2
-    echo "$ROOT/target/dist/meshplan"
+    echo "$TARGET/dist/meshplan"
     exit 0
 fi
 
-W=$ROOT/target/pgo
+W=$TARGET/pgo
 TRAIN_SERVICES=${TRAIN_SERVICES:-1000}
 # Build for the host triple explicitly: RUSTFLAGS then apply to the binary
 # only, not to build scripts and proc macros (which would be instrumented
@@ -82,7 +84,7 @@ train() {
         { "$bin" "$@" >"$out/$n.out" 2>/dev/null && echo 0 || echo $?; } >"$out/$n.rc"
     }
     local generated=$W/train/repo-$TRAIN_SERVICES
-    [ -d "$generated" ] || "$ROOT/target/dist/examples/generate" "$TRAIN_SERVICES" "$generated" 2>/dev/null
+    [ -d "$generated" ] || "$TARGET/dist/examples/generate" "$TRAIN_SERVICES" "$generated" 2>/dev/null
     for repo in "$generated" examples-repo; do
         run check "$repo"
         run check "$repo" --format json

@@ -46,7 +46,7 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "start the test environment (scripts/env/up.sh)"
-export MESHPLAN_ENV_DIR="${MESHPLAN_ENV_DIR:-$PWD/target/testenv}"
+export MESHPLAN_ENV_DIR="${MESHPLAN_ENV_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/testenv}"
 MESHPLAN_TESTENV=$(scripts/env/up.sh)
 export MESHPLAN_TESTENV
 status=1
@@ -64,6 +64,13 @@ trap finish EXIT
 
 step "tests"
 cargo test --workspace --locked
+
+# The binary meshplan ships is built with its own profile (`dist`): its
+# panic strategy, among others, is not the tests'. The hostile inputs run
+# against it too (issue 27).
+step "hostile inputs against the dist binary"
+cargo build --profile dist --locked -q --bin meshplan
+MESHPLAN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/dist/meshplan" cargo test --locked -q --test hostile
 
 status=0
 step "done"

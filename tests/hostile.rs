@@ -21,11 +21,14 @@ struct Run {
     stderr: String,
 }
 
+/// The binary under test: `MESHPLAN_BIN`, or the one cargo built.
+fn bin() -> String {
+    std::env::var("MESHPLAN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshplan").into())
+}
+
 /// Runs meshplan with `args`, killed at [`DEADLINE`].
 fn run(args: &[&str]) -> Run {
-    let bin =
-        std::env::var("MESHPLAN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshplan").into());
-    let mut child = Command::new(bin)
+    let mut child = Command::new(bin())
         .args(args)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -67,7 +70,7 @@ fn run(args: &[&str]) -> Run {
 fn repo(files: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let config = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\n\
-                  defaultNamespace: shop\npolicies: [policies]\n";
+                  defaultNamespace: shop\n";
     std::fs::write(dir.path().join("meshplan.yaml"), config).unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     for (name, text) in files {
@@ -183,7 +186,7 @@ fn a_full_disk_is_an_error_not_a_success() {
             .write(true)
             .open("/dev/full")
             .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_meshplan"))
+        let out = Command::new(bin())
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(full)
@@ -416,4 +419,93 @@ fn repository_text_cannot_drive_the_terminal() {
     );
     assert!(r.stdout.contains("forged"), "{}", r.stdout);
     assert!(r.stdout.contains("\\u{1b}"), "{}", r.stdout);
+}
+
+/// What a repository leaves out or links must not silently drop its
+/// configuration or its rules, and what it states must be what the
+/// cluster accepts.
+#[test]
+fn nothing_is_dropped_silently() {
+    // meshplan.yaml as a link: not followed, and said.
+    let dir = repo(&[("web.yaml", INTENT.into())]);
+    let real = dir.path().join("real-config.txt");
+    std::fs::rename(dir.path().join("meshplan.yaml"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("meshplan.yaml")).unwrap();
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("`meshplan.yaml` is a symbolic link"),
+        "{}",
+        r.stdout
+    );
+
+    // The policies folder meshplan.yaml names, deleted or ignored.
+    let policy =
+        "apiVersion: meshplan.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: org\nspec:\n  \
+                  rules:\n    - name: never\n      rule: 'false'\n      message: no\n";
+    let dir = repo(&[
+        ("web.yaml", INTENT.into()),
+        ("policies/org.yaml", policy.into()),
+    ]);
+    let config = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\n\
+                  policies: [policies]\n";
+    std::fs::write(dir.path().join("meshplan.yaml"), config).unwrap();
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert!(
+        r.stdout.contains("error[org/never]"),
+        "the rule applies: {}",
+        r.stdout
+    );
+    std::fs::write(dir.path().join(".meshplanignore"), "policies/\n").unwrap();
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("no Policy document was read from `policies`"),
+        "{}",
+        r.stdout
+    );
+
+    // A tag that makes a number a string; names the cluster refuses.
+    let tagged = INTENT.replace("port: 80", "port: !!str 80");
+    let config = "apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [istio]\n\
+                  istio: { revision: 1.24_x }\nclusters: [{ name: Prod EU, namespaces: [Shop] }]\n";
+    let dir = repo(&[("web.yaml", tagged)]);
+    std::fs::write(dir.path().join("meshplan.yaml"), config).unwrap();
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    for wanted in [
+        "tags are not supported",
+        "Istio revision `1.24_x`",
+        "cluster `Prod EU`",
+        "namespace `Shop`",
+    ] {
+        assert!(r.stdout.contains(wanted), "{wanted}: {}", r.stdout);
+    }
+}
+
+/// Sizes that used to grow without bound: an ignore file of megabytes,
+/// a scalar of megabytes quoted in a diagnostic.
+#[test]
+fn input_size_does_not_become_output_or_memory_size() {
+    let dir = repo(&[("web.yaml", INTENT.into())]);
+    let patterns: String = (0..400_000).map(|i| format!("file-{i}.yaml\n")).collect();
+    std::fs::write(dir.path().join(".meshplanignore"), patterns).unwrap();
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("over the limit of 65536 bytes"),
+        "{}",
+        r.stdout
+    );
+
+    let long = "x".repeat(10 << 20);
+    let dir = repo(&[("web.yaml", format!("{INTENT}  {long}: 1\n"))]);
+    let r = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stdout.len() < 20_000,
+        "{} bytes of output",
+        r.stdout.len()
+    );
 }

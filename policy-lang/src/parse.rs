@@ -199,18 +199,52 @@ pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Erro
     }
     let mut diags = Vec::new();
     let mut paths: Vec<PathBuf> = Vec::new();
+    // An ignore file is read whole into patterns, a folder's before the
+    // walk enters it: one over the limit keeps its folder out of the walk
+    // (the check fails), before anything reads it.
+    let oversized = std::sync::Arc::new(std::sync::Mutex::new(Vec::<PathBuf>::new()));
+    if let Some(p) = oversized_ignore(root) {
+        return Ok((
+            Sources { files: Vec::new() },
+            vec![ignore_too_large(root, &p)],
+        ));
+    }
+    let seen = std::sync::Arc::clone(&oversized);
     let walker = ignore::WalkBuilder::new(root)
         .standard_filters(false)
         .hidden(true)
-        .add_custom_ignore_filename(".meshplanignore")
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(move |e| {
+            let dir = e.file_type().is_some_and(|t| t.is_dir());
+            match oversized_ignore(e.path()).filter(|_| dir) {
+                Some(p) => {
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+                    false
+                }
+                None => true,
+            }
+        })
         .build();
     for entry in walker {
         match entry {
             Ok(e) => {
                 let p = e.path();
                 let yaml = matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"));
-                if yaml && e.file_type().is_some_and(|t| t.is_file()) {
-                    paths.push(p.to_path_buf());
+                match e.file_type() {
+                    Some(t) if yaml && t.is_file() => paths.push(p.to_path_buf()),
+                    // Not followed: a link may point outside the repository.
+                    Some(t) if yaml && t.is_symlink() => {
+                        let name = display_name(root, p);
+                        diags.push(
+                            Diagnostic::error(
+                                Code::Io,
+                                format!("`{name}` is a symbolic link: meshplan does not follow links in a repository"),
+                            )
+                            .at(Location::new(SourceFile::new(name, ""), Span::default()))
+                            .hint("commit the file itself, or list the link in .meshplanignore"),
+                        );
+                    }
+                    _ => {}
                 }
             }
             Err(e) => diags.push(Diagnostic::error(
@@ -218,6 +252,9 @@ pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Erro
                 format!("cannot read part of the repository: {e}"),
             )),
         }
+    }
+    for p in oversized.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        diags.push(ignore_too_large(root, p));
     }
     let mut files = Vec::new();
     for p in paths {
@@ -232,6 +269,30 @@ pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Erro
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((Sources { files }, diags))
+}
+
+/// Files that list what the walk leaves out, in gitignore syntax.
+const IGNORE_FILE: &str = ".meshplanignore";
+
+/// Largest ignore file read: thousands of patterns (gitignore's matcher
+/// takes hundreds of bytes of memory per byte of patterns).
+pub const MAX_IGNORE_BYTES: u64 = 64 * 1024;
+
+/// `dir`'s ignore file, when it is over [`MAX_IGNORE_BYTES`].
+fn oversized_ignore(dir: &FsPath) -> Option<PathBuf> {
+    let p = dir.join(IGNORE_FILE);
+    let meta = std::fs::symlink_metadata(&p).ok()?;
+    (meta.len() > MAX_IGNORE_BYTES).then_some(p)
+}
+
+fn ignore_too_large(root: &FsPath, p: &FsPath) -> Diagnostic {
+    let name = display_name(root, p);
+    Diagnostic::error(
+        Code::Io,
+        format!("`{name}` is over the limit of {MAX_IGNORE_BYTES} bytes: its folder is not read"),
+    )
+    .at(Location::new(SourceFile::new(name, ""), Span::default()))
+    .hint("list folders or patterns with wildcards, not every file")
 }
 
 fn read_file(p: &FsPath) -> Result<String, String> {

@@ -86,6 +86,36 @@ mod tests {
         assert!(text.contains("perTryTimeout"));
     }
 
+    /// The schema refuses what `check` refuses: names that are not DNS
+    /// labels, port 0 (an editor then flags them as they are typed).
+    #[test]
+    fn states_the_names_and_ports_check_accepts() {
+        let s = schema(None);
+        let defs = &s["$defs"];
+        assert_eq!(defs["Port"]["properties"]["port"]["minimum"], 1);
+        assert_eq!(defs["Port"]["properties"]["port"]["maximum"], 65535);
+        for (def, field) in [
+            ("Metadata", "name"),
+            ("Port", "name"),
+            ("Version", "name"),
+            ("Route", "name"),
+        ] {
+            let f = &defs[def]["properties"][field];
+            assert_eq!(f["pattern"], crate::intent::DNS_LABEL, "{def}.{field}");
+            assert_eq!(f["maxLength"], 63, "{def}.{field}");
+        }
+        let pattern = regex::Regex::new(crate::intent::DNS_LABEL).unwrap();
+        for name in [
+            "web", "a", "a-b", "v1", "9x", "Web", "a_b", "-a", "a-", "", "a.b", "é",
+        ] {
+            assert_eq!(
+                pattern.is_match(name),
+                crate::check::validate::is_dns_label(name),
+                "{name:?}"
+            );
+        }
+    }
+
     #[test]
     fn is_deterministic() {
         assert_eq!(schema(None).to_string(), schema(None).to_string());

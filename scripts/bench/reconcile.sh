@@ -20,9 +20,11 @@
 # Prints Markdown for docs/benchmarks.md. Not part of the test suite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 N=${N:-1000}
-W=${BENCH_DIR:-$ROOT/target/bench-reconcile}
-ENV_JSON=${MESHPLAN_TESTENV:-$ROOT/target/testenv/env.json}
+W=${BENCH_DIR:-$TARGET/bench-reconcile}
+ENV_JSON=${MESHPLAN_TESTENV:-$TARGET/testenv/env.json}
 [ -f "$ENV_JSON" ] || { echo "start the test environment first: scripts/env/up.sh" >&2; exit 2; }
 ENV_DIR=$(dirname "$ENV_JSON")
 export KUBECONFIG=$ENV_DIR/admin.kubeconfig
@@ -32,11 +34,11 @@ command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 cd "$ROOT"
 cargo build --profile dist -q --bin meshplan
 cargo build --profile dist -q -p meshplan-policy-lang --example generate
-BIN=$ROOT/target/dist/meshplan
+BIN=$TARGET/dist/meshplan
 mkdir -p "$W"
 repo=$W/repo-$N
 rm -rf "$repo" "$W/rendered" "$W/kubectl"
-target/dist/examples/generate "$N" "$repo" 2>/dev/null
+"$TARGET"/dist/examples/generate "$N" "$repo" 2>/dev/null
 # Without the rollout blocks (the same 5 objects per service): a canary
 # started by `run` moves weights and stores its state, which is the
 # rollout benchmark's business (scripts/bench/rollouts.sh), not a resync's.

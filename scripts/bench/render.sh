@@ -15,7 +15,9 @@
 # medians right after this build's, and prints the ratio. Not part of the test suite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-W=${BENCH_DIR:-$ROOT/target/bench-render}
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+W=${BENCH_DIR:-$TARGET/bench-render}
 # Rendered trees go to tmpfs when there is one: on ext4, creating 50,000
 # files in a tree just deleted spends most of its time in the kernel's
 # inode allocator (recently_deleted), which measures the disk, not us.
@@ -37,7 +39,7 @@ if [ -z "${BIN:-}" ]; then
     BIN=$PLAIN
     [ "${PGO:-1}" = 0 ] || BIN=$(scripts/build-dist.sh)
 fi
-GEN=$ROOT/target/dist/examples/generate
+GEN=$TARGET/dist/examples/generate
 mkdir -p "$W" "$OUT"
 
 # timed CMD...: runs CMD pinned to one core; prints "seconds rss_kib".

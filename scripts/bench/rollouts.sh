@@ -20,11 +20,13 @@
 # Prints Markdown for docs/benchmarks.md. Not part of the test suite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 N=${N:-100}
 INTERVAL=${INTERVAL:-2}
 WINDOW=${WINDOW:-60}
-W=${BENCH_DIR:-$ROOT/target/bench-rollouts}
-ENV_JSON=${MESHPLAN_TESTENV:-$ROOT/target/testenv/env.json}
+W=${BENCH_DIR:-$TARGET/bench-rollouts}
+ENV_JSON=${MESHPLAN_TESTENV:-$TARGET/testenv/env.json}
 [ -f "$ENV_JSON" ] || { echo "start the test environment first: scripts/env/up.sh" >&2; exit 2; }
 ENV_DIR=$(dirname "$ENV_JSON")
 export KUBECONFIG=$ENV_DIR/admin.kubeconfig
@@ -35,7 +37,7 @@ GEN=$(json metricsUrl)
 
 cd "$ROOT"
 cargo build --profile dist -q --bin meshplan
-BIN=$ROOT/target/dist/meshplan
+BIN=$TARGET/dist/meshplan
 rm -rf "$W"; mkdir -p "$W/repo"
 ns=bench-ro-$(date +%s)
 kubectl create namespace "$ns" >/dev/null

@@ -6,7 +6,9 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DIR="${1:-${MESHPLAN_ENV_DIR:-$ROOT/target/testenv}}"
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+DIR="${1:-${MESHPLAN_ENV_DIR:-$TARGET/testenv}}"
 [ -d "$DIR/pids" ] || exit 0
 
 pids=()

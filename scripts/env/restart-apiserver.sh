@@ -7,8 +7,10 @@
 # Usage: scripts/env/restart-apiserver.sh [SECONDS] [DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 DOWN=${1:-2}
-DIR=${2:-${MESHPLAN_ENV_DIR:-$ROOT/target/testenv}}
+DIR=${2:-${MESHPLAN_ENV_DIR:-$TARGET/testenv}}
 pid_file=$DIR/pids/kube-apiserver.pid
 [ -x "$DIR/kube-apiserver.sh" ] || { echo "no environment in $DIR (scripts/env/up.sh)" >&2; exit 2; }
 if [ -f "$pid_file" ]; then

@@ -14,11 +14,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DIR="${MESHPLAN_ENV_DIR:-$ROOT/target/testenv}"
+# Cargo's output folder: $CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+DIR="${MESHPLAN_ENV_DIR:-$TARGET/testenv}"
 CACHE="${MESHPLAN_CACHE:-$HOME/.cache/meshplan}"
 APISERVER="$CACHE/kube-apiserver-1.20.2-r4"
 CRDS="${MESHPLAN_CRDS:-$(cd "$ROOT/.." && pwd)/shared/crds}"
-HELPER="$ROOT/target/debug/meshplan-testenv"
+HELPER="$TARGET/debug/meshplan-testenv"
 started=$(date +%s)
 
 log() { printf '[env %3ss] %s\n' "$(( $(date +%s) - started ))" "$*" >&2; }

@@ -110,7 +110,10 @@ impl TestEnv {
     fn load() -> Result<TestEnv, String> {
         let path = match std::env::var_os("MESHPLAN_TESTENV") {
             Some(p) => PathBuf::from(p),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/testenv/env.json"),
+            None => match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(t) => PathBuf::from(t).join("testenv/env.json"),
+                None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/testenv/env.json"),
+            },
         };
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -94,6 +94,8 @@ pub fn render(d: &Diagnostic) -> String {
             line_chars.saturating_sub(start)
         }
         .max(1);
+        // A long line (a 10 MB scalar) is shown around the span only.
+        let (text, start, len) = window(&text, start, len);
         let _ = writeln!(out, "{pad} |");
         let _ = writeln!(out, "{line_no:>gutter$} | {}", text.trim_end());
         let _ = write!(out, "{pad} | {}{}", " ".repeat(start), "^".repeat(len));
@@ -117,6 +119,33 @@ pub fn render(d: &Diagnostic) -> String {
         );
     }
     out
+}
+
+/// Widest source excerpt shown, in characters.
+const MAX_EXCERPT: usize = 160;
+
+/// The part of `line` shown for a span of `len` characters at `start`: all
+/// of it when short, else [`MAX_EXCERPT`] characters from a little before
+/// the span, `…` marking what is cut; the span moved and cut to match.
+fn window(line: &str, start: usize, len: usize) -> (String, usize, usize) {
+    let chars = line.chars().count();
+    if chars <= MAX_EXCERPT {
+        return (line.to_owned(), start, len);
+    }
+    let from = start
+        .saturating_sub(20)
+        .min(chars.saturating_sub(MAX_EXCERPT));
+    let mut shown: String = line.chars().skip(from).take(MAX_EXCERPT).collect();
+    let mut start = start - from;
+    if from > 0 {
+        shown.insert(0, '…');
+        start += 1;
+    }
+    if from + MAX_EXCERPT < chars {
+        shown.push('…');
+    }
+    let len = len.min(MAX_EXCERPT.saturating_sub(start).max(1));
+    (shown, start, len)
 }
 
 /// Renders all diagnostics, a blank line between them, and a summary line.

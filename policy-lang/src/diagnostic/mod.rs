@@ -216,6 +216,19 @@ pub struct Diagnostic {
     pub related: Vec<Related>,
 }
 
+/// Longest message, hint or label a diagnostic keeps: a message that
+/// quotes what it is about (a 10 MB scalar) stays readable, and output
+/// stays proportional to the number of findings, not to the input.
+pub const MAX_TEXT: usize = 1_000;
+
+/// `text`, cut at [`MAX_TEXT`] characters with what was cut said.
+fn capped(text: String) -> String {
+    match text.char_indices().nth(MAX_TEXT) {
+        None => text,
+        Some((at, _)) => format!("{}… ({} more bytes)", &text[..at], text.len() - at),
+    }
+}
+
 impl Diagnostic {
     pub fn error(code: Code, message: impl Into<String>) -> Self {
         Self::new(code.as_str(), Severity::Error, message)
@@ -225,7 +238,7 @@ impl Diagnostic {
         Self {
             code: code.into(),
             severity,
-            message: message.into(),
+            message: capped(message.into()),
             location: None,
             label: None,
             hint: None,
@@ -239,24 +252,24 @@ impl Diagnostic {
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
+        self.label = Some(capped(label.into()));
         self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(capped(hint.into()));
         self
     }
 
     pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
-        self.hint = hint;
+        self.hint = hint.map(capped);
         self
     }
 
     pub fn related(mut self, location: Location, message: impl Into<String>) -> Self {
         self.related.push(Related {
             location,
-            message: message.into(),
+            message: capped(message.into()),
         });
         self
     }

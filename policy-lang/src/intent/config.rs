@@ -29,9 +29,10 @@ pub struct Config {
     /// Where rollout analysis and SLOs read metrics.
     #[serde(default)]
     pub metrics: Option<Metrics>,
-    /// Folders holding Policy documents, relative to the repository root.
-    /// Policies anywhere in the repository are loaded too; this only adds
-    /// folders outside it. Defaults to `policies`.
+    /// Folders inside the repository that must hold Policy documents: one
+    /// that is missing, empty or excluded by a `.meshplanignore` is an
+    /// error, so that deleting or ignoring it cannot drop its rules
+    /// silently. Policies anywhere in the repository are read either way.
     #[serde(default)]
     pub policies: Vec<String>,
     /// Re-grade or disable rules, built-in (`MPR…` codes or names) or

@@ -53,13 +53,19 @@ impl Kind {
     }
 }
 
+/// A DNS-1123 label, as the JSON Schema states what `check` enforces
+/// (object, port, version and route names).
+pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// The object's name (a DNS label).
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub name: String,
     /// Defaults to `defaultNamespace` from meshplan.yaml.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub namespace: Option<String>,
     #[serde(default)]
     pub labels: labels::Labels,

@@ -18,6 +18,7 @@ use super::slo::Slo;
 pub struct ServiceSpec {
     /// The Kubernetes Service name, when it differs from `metadata.name`.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub service: Option<String>,
     /// The ServiceAccount the service's pods run as: its mesh identity.
     /// Defaults to the service name.
@@ -75,8 +76,10 @@ pub struct ServiceSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Port {
     /// A name for the port (a DNS label), used by allow lists and routes.
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub name: String,
     /// The service port.
+    #[schemars(range(min = 1, max = 65535))]
     pub port: u32,
     /// The container port, when it differs from `port`.
     #[serde(default)]
@@ -115,6 +118,7 @@ impl Protocol {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Version {
     /// The version's name (a DNS label): `v1`, `stable`, `canary`.
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub name: String,
     /// Pod labels selecting this version's pods.
     pub labels: super::labels::Labels,
@@ -126,6 +130,7 @@ pub struct Version {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Route {
     /// A name for the route (a DNS label).
+    #[schemars(regex(pattern = crate::intent::DNS_LABEL), length(max = 63))]
     pub name: String,
     /// Conditions; the route applies when any one of them matches (each
     /// item's conditions must all hold). Empty matches every request.

@@ -420,6 +420,17 @@ impl Builder<'_, '_> {
     fn node(&mut self, ev: Event) -> Result<Node, TreeError> {
         let start = span(&ev);
         match ev.data {
+            EventData::Scalar { tag: Some(tag), .. }
+            | EventData::SequenceStart { tag: Some(tag), .. }
+            | EventData::MappingStart { tag: Some(tag), .. } => Err(TreeError {
+                kind: TreeErrorKind::Syntax,
+                span: start,
+                // A tag would change what a value is (`!!str 80` is the
+                // string "80") where meshplan reads it by its field.
+                message: format!(
+                    "YAML tags are not supported (`{tag}`): write the value as its field expects, quoted for a string"
+                ),
+            }),
             EventData::Scalar {
                 value,
                 style,
@@ -738,6 +749,18 @@ mod tests {
         }
         let distinct: String = (0..1_000).map(|i| format!("k{i}: v\n")).collect();
         assert_eq!(one(&distinct).get("k999").and_then(Node::as_str), Some("v"));
+    }
+
+    /// A tag would make a value something its field does not say.
+    #[test]
+    fn tags_are_refused() {
+        for text in ["port: !!str 80\n", "a: !!map { b: 1 }\n", "- !custom [1]\n"] {
+            let (_, errs) = parse(text);
+            assert!(
+                errs[0].message.contains("tags are not supported"),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -55,5 +55,55 @@ pub(super) fn config(
     d.unique("cluster", "clusters", "name", &cfg.clusters, |c| {
         c.name.as_str()
     });
-    let _ = repo;
+    for (i, cluster) in cfg.clusters.iter().enumerate() {
+        d.name(format_args!("clusters[{i}].name"), "cluster", &cluster.name);
+        for (j, ns) in cluster.namespaces.iter().enumerate() {
+            d.name(
+                format_args!("clusters[{i}].namespaces[{j}]"),
+                "namespace",
+                ns,
+            );
+        }
+    }
+    if let Some(rev) = cfg.istio.as_ref().and_then(|i| i.revision.as_deref()) {
+        // Stamped as the value of the `istio.io/rev` label.
+        d.name("istio.revision", "Istio revision", rev);
+    }
+    policy_folders(repo, &mut d);
+}
+
+/// Each folder `policies` names is inside the repository and holds Policy
+/// documents that were read: a pull request that deletes the folder, or
+/// lists it in `.meshplanignore`, must not silently drop every rule.
+fn policy_folders(repo: &Repository, d: &mut Doc<'_, crate::intent::Config>) {
+    for (i, folder) in d.doc.value.policies.iter().enumerate() {
+        let path = format_args!("policies[{i}]");
+        let folder = folder.trim_end_matches('/');
+        let inside = !folder.is_empty()
+            && !folder.starts_with('/')
+            && folder
+                .split('/')
+                .all(|part| !matches!(part, "" | "." | ".."));
+        if !inside {
+            d.error(
+                Code::InvalidValue,
+                path,
+                format!("`{folder}` is not a folder inside the repository: meshplan reads nothing outside it"),
+            );
+            continue;
+        }
+        let prefix = format!("{folder}/");
+        let read = repo
+            .policies
+            .iter()
+            .any(|p| p.file.name.starts_with(&prefix));
+        if !read {
+            d.error(
+                Code::UnknownReference,
+                path,
+                format!("no Policy document was read from `{folder}`: it is missing, empty, or excluded by a .meshplanignore"),
+            )
+            .hint = Some("restore the folder, or remove it from `policies` (its rules would silently stop applying)".into());
+        }
+    }
 }

@@ -298,7 +298,15 @@ fn service(
         for (j, m) in r.matches.iter().enumerate() {
             let mp = Item(Field(base, "match"), j);
             for (k, sm) in &m.headers {
-                string_match(&mut d, &format_args!("{mp}.headers.{k}"), sm);
+                let path = format!("{mp}.headers.{k}");
+                if !is_http_token(k) {
+                    d.error_key(
+                        Code::InvalidValue,
+                        &path,
+                        format!("`{k}` is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only"),
+                    );
+                }
+                string_match(&mut d, &path, sm);
             }
             for (k, sm) in &m.cookies {
                 string_match(&mut d, &format_args!("{mp}.cookies.{k}"), sm);
@@ -595,6 +603,49 @@ fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, m: &StringMa
             "a match is exactly one of `exact`, `prefix`, `regex`",
         );
     }
+    for (field, value) in [
+        ("exact", &m.exact),
+        ("prefix", &m.prefix),
+        ("regex", &m.regex),
+    ] {
+        let Some(value) = value else { continue };
+        // A request cannot carry these in a header, a path or a query:
+        // the proxy rejects the object, or the match never holds.
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            d.error(
+                Code::InvalidValue,
+                format_args!("{path}.{field}"),
+                format!(
+                    "`{field}` holds the control character U+{:04X}: no request carries it",
+                    u32::from(c)
+                ),
+            );
+        }
+    }
+    if let Some(re) = &m.regex {
+        // The meshes' engines (Envoy's RE2, Linkerd's and Consul's Rust
+        // and Go engines) share this syntax: no backreferences or
+        // look-around. The size limit keeps a hostile pattern cheap.
+        if let Err(e) = regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
+            let why = e.to_string();
+            let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&why);
+            d.error(
+                Code::InvalidValue,
+                format_args!("{path}.regex"),
+                format!(
+                    "`regex` is not a valid regular expression: {}",
+                    why.trim_start_matches("error: ")
+                ),
+            );
+        }
+    }
+}
+
+/// An HTTP field name: a `token` of RFC 9110.
+fn is_http_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 const METHODS: &[&str] = &[
