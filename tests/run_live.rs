@@ -105,8 +105,14 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
         let (repo, first) = git_repo(&ns, 10);
         let inv = inventory();
         let url = env.git.daemon_url_of(&repo);
-        let run = Running::start(&["--git", &url, "--interval", "1s"], &inv);
+        // The checkout where meshplan places it by default (the temp dir),
+        // to see it removed when meshplan stops.
+        let tmp = tempfile::tempdir().unwrap();
+        let run =
+            Running::start_with_tmp(&["--git", &url, "--interval", "1s"], &inv, Some(tmp.path()));
         until_weight(&client, &ns, "api", 10, "the first commit applied", 40).await;
+        let checkouts = || std::fs::read_dir(tmp.path()).unwrap().count();
+        assert_eq!(checkouts(), 1, "meshplan-checkout-* in the temp dir");
         repo.commit(
             &[("api.yaml", Some(&common::service_yaml("api", 40, "web")))],
             "move",
@@ -135,6 +141,11 @@ async fn follows_git_commits_within_one_poll_and_serves_its_endpoints() {
         assert_eq!(s["result"], "synced", "{s:#}");
         assert_ne!(s["lastAppliedRevision"].as_str(), Some(first.as_str()));
         assert_eq!(run.stop(), Some(0), "SIGTERM ends cleanly");
+        assert_eq!(
+            checkouts(),
+            0,
+            "the checkout is removed when meshplan stops"
+        );
     })
     .await;
 }

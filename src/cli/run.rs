@@ -161,6 +161,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }),
         timeout: args.timeout,
     };
+    // A checkout meshplan placed in the temp dir itself is its own to
+    // remove when it stops (one given with --checkout is the caller's).
+    let temp_checkout = match (&config.source, &args.checkout) {
+        (Source::Git(g), None) => Some(g.checkout.clone()),
+        _ => None,
+    };
     let rt = runtime()?;
     let result = rt.block_on(async {
         let cluster = Cluster::connect(&connect_options(&args.target)).await?;
@@ -185,6 +191,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // An analysis still waiting on Prometheus (a blocking call, up to its
     // timeout) is not waited for: the process stops now.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    if let Some(dir) = temp_checkout {
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => eprintln!(
+                "{} WARN cannot remove the checkout {}: {e}",
+                now(),
+                dir.display()
+            ),
+            _ => {}
+        }
+    }
     result
 }
 

@@ -16,6 +16,16 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str], inventory: &str) -> Running {
+        Self::start_with_tmp(args, inventory, None)
+    }
+
+    /// With `tmp` as the temp dir and no `--checkout`: a Git checkout goes
+    /// where meshplan places it by default.
+    pub fn start_with_tmp(
+        args: &[&str],
+        inventory: &str,
+        tmp: Option<&std::path::Path>,
+    ) -> Running {
         let env = TestEnv::get();
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -33,10 +43,14 @@ impl Running {
         ]);
         let checkout = dir.path().join("checkout");
         let has_git = args.contains(&"--git");
-        if has_git {
+        if has_git && tmp.is_none() {
             all.extend(["--checkout", checkout.to_str().unwrap()]);
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_meshplan"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshplan"));
+        if let Some(tmp) = tmp {
+            cmd.env("TMPDIR", tmp);
+        }
+        let child = cmd
             .args(&all)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

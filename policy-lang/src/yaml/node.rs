@@ -325,7 +325,35 @@ fn parse_events(text: &str) -> (Vec<Document>, Vec<TreeError>) {
             }
         }
     }
+    // libyaml's reader reports a character YAML forbids without saying
+    // where: point at the first one.
+    for e in &mut builder.errors {
+        if e.message.contains("control characters") {
+            if let Some(at) = first_forbidden(text) {
+                e.span = Span::on_line(at, 1);
+            }
+        }
+    }
     (docs, builder.errors)
+}
+
+/// Where the first character YAML does not allow in a stream stands: C0
+/// controls but tab and line breaks, DEL, C1 controls but NEL, and the
+/// two non-characters.
+fn first_forbidden(text: &str) -> Option<Pos> {
+    let (mut line, mut col) = (1u32, 1u32);
+    for c in text.chars() {
+        let forbidden = matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+        if forbidden {
+            return Some(Pos::new(line, col));
+        }
+        if c == '\n' {
+            (line, col) = (line.saturating_add(1), 1);
+        } else {
+            col = col.saturating_add(1);
+        }
+    }
+    None
 }
 
 struct Builder<'r, 'b> {
@@ -749,6 +777,18 @@ mod tests {
         }
         let distinct: String = (0..1_000).map(|i| format!("k{i}: v\n")).collect();
         assert_eq!(one(&distinct).get("k999").and_then(Node::as_str), Some("v"));
+    }
+
+    /// A character YAML forbids is reported where it stands.
+    #[test]
+    fn a_forbidden_character_is_reported_where_it_stands() {
+        for (text, at) in [
+            ("a: 1\nb\u{1b}[31m: 2\n", Pos::new(2, 2)),
+            ("\u{0}kind: x\n", Pos::new(1, 1)),
+        ] {
+            let (_, errs) = parse(text);
+            assert_eq!(errs[0].span.start, at, "{errs:?}");
+        }
     }
 
     /// A tag would make a value something its field does not say.

@@ -575,6 +575,16 @@ fn service(
     d.unique("SLO", "spec.slos", "name", &spec.slos, |s| s.name.as_str());
     for (i, slo) in spec.slos.iter().enumerate() {
         d.name(format_args!("spec.slos[{i}].name"), "SLO name", &slo.name);
+        if !slo.objective.is_finite() {
+            d.error(
+                Code::InvalidValue,
+                format_args!("spec.slos[{i}].objective"),
+                format!(
+                    "objective `{}` is not a number: write a percentage such as 99.9",
+                    slo.objective
+                ),
+            );
+        }
         let sli = &slo.sli;
         if !exactly_one(&[
             sli.availability.is_some(),
