@@ -62,13 +62,10 @@ impl<T> Loaded<T> {
 
     /// The tree of a document already read once: it parses as it did.
     fn reread(&self) -> Node {
-        file_trees(&self.file)
-            .into_iter()
-            .nth(self.doc)
-            .unwrap_or(Node {
-                span: self.span,
-                value: yaml::Value::Null,
-            })
+        self.file.trees().get(self.doc).cloned().unwrap_or(Node {
+            span: self.span,
+            value: yaml::Value::Null,
+        })
     }
 
     /// Whether the tree is still held (not dropped by
@@ -87,21 +84,40 @@ impl<T> Loaded<T> {
         }
     }
 
+    /// `f` of the document's tree: its own, or its file's trees read again
+    /// (and kept by the file), borrowed either way: a diagnostic in a
+    /// document of 5,000 routes must not copy the document.
+    fn with_root<R>(&self, f: impl FnOnce(&Node) -> R) -> R {
+        if let Some(t) = &self.tree {
+            return f(t);
+        }
+        let trees = self.file.trees();
+        match trees.get(self.doc) {
+            Some(t) => f(t),
+            None => f(&Node {
+                span: self.span,
+                value: yaml::Value::Null,
+            }),
+        }
+    }
+
     /// The location of the node at `path` (or its nearest ancestor).
     pub fn locate(&self, path: &Path) -> Location {
-        Location::new(Arc::clone(&self.file), self.root().locate(path).span)
+        let span = self.with_root(|root| root.locate(path).span);
+        Location::new(Arc::clone(&self.file), span)
     }
 
     /// The location of the key of the node at `path`.
     pub fn locate_key(&self, path: &Path) -> Location {
-        Location::new(Arc::clone(&self.file), self.root().locate_key(path).span)
+        let span = self.with_root(|root| root.locate_key(path).span);
+        Location::new(Arc::clone(&self.file), span)
     }
 
     /// The node at `path`, when it exists exactly.
     pub fn node(&self, path: &Path) -> Option<Cow<'_, Node>> {
         match &self.tree {
             Some(t) => t.find(path).map(Cow::Borrowed),
-            None => self.reread().find(path).cloned().map(Cow::Owned),
+            None => self.with_root(|root| root.find(path).cloned().map(Cow::Owned)),
         }
     }
 }
@@ -131,6 +147,7 @@ impl Repository {
     /// and they are the largest part of a repository in memory (a third of
     /// it at 10,000 services).
     pub fn forget_trees(&mut self) {
+        self.files.iter().for_each(|f| f.forget_trees());
         self.config.iter_mut().for_each(|c| c.tree = None);
         self.policies.iter_mut().for_each(|p| p.tree = None);
         // Only an intent read with its tree was allocated among its nodes

@@ -5,7 +5,7 @@
 //! characters (not bytes), as editors and rustc do.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A position in a source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,6 +61,9 @@ pub struct SourceFile {
     /// Where each line starts, indexed when first asked: diagnostics in a
     /// file of thousands of documents would each scan it from the top.
     line_starts: OnceLock<Box<[usize]>>,
+    /// The node trees of its documents, read again to locate diagnostics
+    /// in documents whose tree was not kept (see [`SourceFile::trees`]).
+    trees: Mutex<Option<Arc<[crate::yaml::Node]>>>,
 }
 
 impl SourceFile {
@@ -69,7 +72,28 @@ impl SourceFile {
             name: name.into(),
             text: text.into(),
             line_starts: OnceLock::new(),
+            trees: Mutex::new(None),
         })
+    }
+
+    /// The node trees of the file's documents, parsed the first time they
+    /// are asked for and kept until [`SourceFile::forget_trees`]: locating
+    /// a thousand diagnostics in one file reads it once, not a thousand
+    /// times.
+    pub fn trees(&self) -> Arc<[crate::yaml::Node]> {
+        let mut cached = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(cached.get_or_insert_with(|| {
+            crate::yaml::parse(&self.text)
+                .0
+                .into_iter()
+                .map(|d| d.root)
+                .collect()
+        }))
+    }
+
+    /// Drops the trees [`SourceFile::trees`] kept.
+    pub fn forget_trees(&self) {
+        *self.trees.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn line_starts(&self) -> &[usize] {

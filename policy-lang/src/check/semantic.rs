@@ -14,10 +14,12 @@ use std::collections::BTreeSet;
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::intent::access::{AllowRule, Caller};
-use crate::intent::service::{Match, MtlsMode, StringMatch};
+use crate::intent::service::MtlsMode;
 use crate::intent::{ServiceIntent, Target};
 use crate::parse::{Loaded, Repository};
 use crate::yaml::Path;
+
+mod routes;
 
 /// Istio's default `istio_request_duration_milliseconds` buckets.
 pub const ISTIO_BUCKETS_MS: [f64; 19] = [
@@ -58,7 +60,7 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
         .and_then(|c| c.value.metrics.as_ref())
         .is_some_and(|m| !m.url.is_empty());
     for s in &repo.services {
-        routes(s, &mut out);
+        routes::shadowed(s, &mut out);
         let mtls = s.value.spec.mtls.unwrap_or(default_mtls);
         if let Some(access) = &s.value.spec.access {
             for (i, rule) in access.allow.iter().enumerate() {
@@ -153,72 +155,6 @@ fn warn(
             .at(s.locate(&Path::parse(path)))
             .hint(hint),
     );
-}
-
-/// Shadowing: first match wins.
-fn routes(s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
-    let rs = &s.value.spec.routes;
-    for (j, later) in rs.iter().enumerate() {
-        for (i, earlier) in rs[..j].iter().enumerate() {
-            // Every alternative of `later` is matched by one of `earlier`.
-            let shadowed = if earlier.matches.is_empty() {
-                true
-            } else {
-                !later.matches.is_empty()
-                    && later
-                        .matches
-                        .iter()
-                        .all(|b| earlier.matches.iter().any(|a| match_covers(a, b)))
-            };
-            if !shadowed {
-                continue;
-            }
-            let line = s
-                .locate(&Path::parse(&format!("spec.routes[{i}]")))
-                .span
-                .start
-                .line;
-            // Every target keeps first-match order (Gateway API and Linkerd
-            // too: the compiler gives the earlier route the later one's
-            // specificity), so the later route is dead everywhere.
-            warn(out, s, Code::ShadowedRoute, &format!("spec.routes[{j}].match"),
-                format!("route `{}` can never match: route `{}` (line {line}) comes first and matches every request it would", later.name, earlier.name),
-                "move it above the broader route, or remove it");
-            break;
-        }
-    }
-}
-
-/// Whether every request `b` matches is matched by `a` (conservative:
-/// regexes only cover identical regexes).
-fn match_covers(a: &Match, b: &Match) -> bool {
-    let opt = |x: &Option<StringMatch>, y: &Option<StringMatch>| match (x, y) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(x), Some(y)) => string_covers(x, y),
-    };
-    let maps = |x: &std::collections::BTreeMap<String, StringMatch>,
-                y: &std::collections::BTreeMap<String, StringMatch>| {
-        x.iter()
-            .all(|(k, xm)| y.get(k).is_some_and(|ym| string_covers(xm, ym)))
-    };
-    opt(&a.path, &b.path)
-        && (a.method.is_none() || a.method == b.method)
-        && maps(&a.headers, &b.headers)
-        && maps(&a.cookies, &b.cookies)
-        && maps(&a.query_params, &b.query_params)
-}
-
-fn string_covers(a: &StringMatch, b: &StringMatch) -> bool {
-    match (&a.exact, &a.prefix, &a.regex) {
-        (Some(e), _, _) => b.exact.as_ref() == Some(e),
-        (_, Some(p), _) => {
-            b.exact.as_ref().is_some_and(|e| e.starts_with(p.as_str()))
-                || b.prefix.as_ref().is_some_and(|q| q.starts_with(p.as_str()))
-        }
-        (_, _, Some(r)) => b.regex.as_ref() == Some(r),
-        _ => true,
-    }
 }
 
 /// Whether allow rule `a` grants at least everything `b` does.
