@@ -72,5 +72,9 @@ step "hostile inputs against the dist binary"
 cargo build --profile dist --locked -q --bin meshplan
 MESHPLAN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/dist/meshplan" cargo test --locked -q --test hostile
 
+# Coverage-guided fuzzing, each target for a bounded time (docs/testing.md).
+step "fuzzing (scripts/fuzz.sh run 20)"
+scripts/fuzz.sh run 20
+
 status=0
 step "done"

@@ -232,8 +232,9 @@ pub fn read_dir(root: &FsPath) -> Result<(Sources, Vec<Diagnostic>), crate::Erro
         .hidden(true)
         .add_custom_ignore_filename(IGNORE_FILE)
         .filter_entry(move |e| {
+            // One `stat` per folder, none per file.
             let dir = e.file_type().is_some_and(|t| t.is_dir());
-            match oversized_ignore(e.path()).filter(|_| dir) {
+            match dir.then(|| oversized_ignore(e.path())).flatten() {
                 Some(p) => {
                     seen.lock().unwrap_or_else(|p| p.into_inner()).push(p);
                     false

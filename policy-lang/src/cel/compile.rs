@@ -125,6 +125,107 @@ pub struct Compiled {
     pub program: Program,
     /// The expression lowered for the fast path, when it can be.
     pub fast: Option<super::fast::Plan>,
+    /// Coarse cost bounds by the rounded measures of the bound values.
+    costs: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    /// No comprehension and nothing that builds a value larger than its
+    /// operands together: the work is linear in what it reads, never
+    /// over budget, so it is not estimated.
+    linear: bool,
+}
+
+/// Functions whose result can outgrow their operands (chained, they grow
+/// exponentially) or that loop over a list.
+const GROWING: &[&str] = &[
+    "replace",
+    "split",
+    "join",
+    "range",
+    "quote",
+    "flatten",
+    "distinct",
+    "sort",
+    "@sortByAssociatedKeys",
+    "reverse",
+    "slice",
+    "string",
+    "bytes",
+];
+
+/// Whether `e` is linear (see [`Compiled::linear`]): no comprehension, no
+/// growing function, and at most [`COPIES`] places that copy a value
+/// (`+`, items of a list or map literal), so that its values are at most a
+/// few times what it reads.
+fn linear(e: &IdedExpr) -> bool {
+    let mut copies = 0usize;
+    linear_within(e, &mut copies) && copies <= COPIES
+}
+
+/// Most copying places in a linear expression.
+const COPIES: usize = 4;
+
+fn linear_within(e: &IdedExpr, copies: &mut usize) -> bool {
+    let entries = |m: &[cel::common::ast::IdedEntryExpr], copies: &mut usize| {
+        *copies += m.len();
+        m.iter().all(|e| match &e.expr {
+            cel::common::ast::EntryExpr::MapEntry(me) => {
+                linear_within(&me.key, copies) && linear_within(&me.value, copies)
+            }
+            cel::common::ast::EntryExpr::StructField(f) => linear_within(&f.value, copies),
+        })
+    };
+    match &e.expr {
+        Expr::Comprehension(_) => false,
+        Expr::Call(c) => {
+            if c.func_name == cel::common::ast::operators::ADD {
+                *copies += 1;
+            }
+            !GROWING.contains(&c.func_name.as_str())
+                && c.target.as_deref().is_none_or(|t| linear_within(t, copies))
+                && c.args.iter().all(|a| linear_within(a, copies))
+        }
+        Expr::Select(s) => linear_within(&s.operand, copies),
+        Expr::List(l) => {
+            *copies += l.elements.len();
+            l.elements.iter().all(|x| linear_within(x, copies))
+        }
+        Expr::Map(m) => entries(&m.entries, copies),
+        Expr::Struct(s) => entries(&s.entries, copies),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => true,
+    }
+}
+
+impl Compiled {
+    /// An upper bound of the steps an evaluation with `bindings` takes:
+    /// the coarse bound, kept per size of the bound values (most
+    /// evaluations are of values of a few sizes), and, only when that is
+    /// over `budget`, the bound measured field by field.
+    pub fn cost(&self, bindings: &super::Bindings<'_>, budget: u64) -> u64 {
+        if self.linear {
+            return 0;
+        }
+        let coarse = match bindings.size_key() {
+            Some(key) => {
+                let cached = self.costs.lock().ok().and_then(|c| c.get(&key).copied());
+                cached.unwrap_or_else(|| {
+                    let c = super::cost::estimate_coarse(self.program.expression(), bindings);
+                    if let Ok(mut costs) = self.costs.lock() {
+                        // Sizes come in a few dozen classes; a hostile
+                        // spread of them only costs recomputing.
+                        if costs.len() >= 4_096 {
+                            costs.clear();
+                        }
+                        costs.insert(key, c);
+                    }
+                    c
+                })
+            }
+            None => super::cost::estimate_coarse(self.program.expression(), bindings),
+        };
+        if coarse <= budget {
+            return coarse;
+        }
+        super::cost::estimate(self.program.expression(), bindings)
+    }
 }
 
 impl std::fmt::Debug for Compiled {
@@ -318,7 +419,9 @@ fn compile_here(env: &cel::Env, source: &str, variables: &[&str]) -> Result<Comp
     }
     Ok(Compiled {
         fast: super::fast::Plan::new(program.expression(), variables),
+        linear: linear(program.expression()),
         program,
+        costs: Default::default(),
     })
 }
 

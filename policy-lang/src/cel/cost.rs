@@ -28,14 +28,43 @@ use super::view::{measure, Measure, SharedList, SharedMap};
 /// Longest list `lists.range` builds (the interpreter's own limit).
 pub const MAX_RANGE: u64 = 1_000_000;
 
-/// An upper bound of the steps `expr` takes with `bindings`.
+/// An upper bound of the steps `expr` takes with `bindings`, each field
+/// an expression selects measured exactly.
 pub fn estimate(expr: &IdedExpr, bindings: &Bindings<'_>) -> u64 {
     Estimator {
         bindings,
+        coarse: false,
         scope: Vec::new(),
     }
     .est(expr)
     .steps
+}
+
+/// A coarser upper bound (never below [`estimate`]'s): each bound value
+/// is taken as its measure rounded up to powers of two, and what is
+/// selected from it as large as its largest part. It depends on those
+/// rounded measures alone, so an expression keeps it for values of the
+/// same size ([`super::compile::Compiled::cost`]): only an expression
+/// this bound refuses is estimated field by field.
+pub fn estimate_coarse(expr: &IdedExpr, bindings: &Bindings<'_>) -> u64 {
+    Estimator {
+        bindings,
+        coarse: true,
+        scope: Vec::new(),
+    }
+    .est(expr)
+    .steps
+}
+
+/// `m` with each part rounded up to a power of two.
+pub fn rounded(m: Measure) -> Measure {
+    let up = |x: u64| x.checked_next_power_of_two().unwrap_or(u64::MAX);
+    Measure {
+        list: up(m.list),
+        string: up(m.string),
+        total: up(m.total),
+        item: up(m.item),
+    }
 }
 
 /// What a value is known to be; `Any` for what the input holds.
@@ -108,7 +137,10 @@ impl<'v> Est<'v> {
 
     /// A bound value, as measured.
     fn of(v: &'v dyn Val) -> Self {
-        if let Some(s) = v.downcast_ref::<CelString>() {
+        // Ours are asked first (see `view::measure`).
+        let ours =
+            v.downcast_ref::<SharedMap>().is_some() || v.downcast_ref::<SharedList>().is_some();
+        if let Some(s) = (!ours).then(|| v.downcast_ref::<CelString>()).flatten() {
             return Self {
                 steps: 1,
                 ..Self::string(s.inner().len() as u64)
@@ -137,6 +169,20 @@ impl<'v> Est<'v> {
             item: m.item,
             num: u64::MAX,
             val: Some(v),
+        }
+    }
+
+    /// Any value of measure `m` (its parts unknown).
+    fn measured(m: Measure) -> Self {
+        Self {
+            steps: 1,
+            kind: Kind::Any,
+            items: m.list,
+            bytes: m.string,
+            total: m.total,
+            item: m.item,
+            num: u64::MAX,
+            val: None,
         }
     }
 
@@ -194,6 +240,8 @@ impl<'v> Est<'v> {
 
 struct Estimator<'b, 'v> {
     bindings: &'b Bindings<'v>,
+    /// Bound values taken by their rounded measure (see [`estimate_coarse`]).
+    coarse: bool,
     /// Comprehension variables, innermost last.
     scope: Vec<(&'b str, Est<'b>)>,
 }
@@ -205,6 +253,7 @@ impl<'b> Estimator<'b, '_> {
             Expr::Ident(name) => match self.scope.iter().rev().find(|(n, _)| n == name) {
                 Some((_, est)) => est.with_steps(1),
                 None => match self.bindings.get(name) {
+                    Some(v) if self.coarse => Est::measured(rounded(measure(v))),
                     Some(v) => Est::of(v),
                     // Unbound: the interpreter fails at once.
                     None => Est::scalar(1),

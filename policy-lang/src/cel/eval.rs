@@ -24,6 +24,26 @@ pub const COST_BUDGET: u64 = 5_000_000;
 #[derive(Debug)]
 pub struct Bound {
     val: Box<dyn Val>,
+    /// Its size class, for the cost bound ([`size_class`]).
+    class: u32,
+}
+
+/// A value's measure rounded to powers of two, packed: the key the cost
+/// bound is kept under (see [`super::Compiled::cost`]), taken once per
+/// bound value.
+fn size_class(v: &dyn Val) -> u32 {
+    let m = super::cost::rounded(super::view::measure(v));
+    // Each part is a power of two: its exponent fits 7 bits.
+    [m.list, m.string, m.total, m.item]
+        .iter()
+        .fold(0u32, |key, part| (key << 7) | part.trailing_zeros())
+}
+
+impl Bound {
+    fn of(val: Box<dyn Val>) -> Self {
+        let class = size_class(&*val);
+        Self { val, class }
+    }
 }
 
 impl Bound {
@@ -31,23 +51,19 @@ impl Bound {
     /// tells whether the user wrote a field, and integers are CEL ints.
     pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
         let val = super::ser::to_val(value).map_err(|e| e.to_string())?;
-        Ok(Self {
-            val: val.unwrap_or_else(|| Box::new(cel::common::types::CelNull)),
-        })
+        Ok(Self::of(
+            val.unwrap_or_else(|| Box::new(cel::common::types::CelNull)),
+        ))
     }
 
     pub fn from_value(v: Value) -> Self {
-        Self {
-            val: super::view::convert(v),
-        }
+        Self::of(super::view::convert(v))
     }
 
     /// A list of bound values, sharing them (no copy).
     pub fn list<'a>(items: impl IntoIterator<Item = &'a Bound>) -> Self {
         let items: Vec<Box<dyn Val>> = items.into_iter().map(|b| b.val.clone_as_boxed()).collect();
-        Self {
-            val: Box::new(super::view::SharedList::new(items)),
-        }
+        Self::of(Box::new(super::view::SharedList::new(items)))
     }
 }
 
@@ -84,6 +100,27 @@ impl<'a> Bindings<'a> {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| &**v),
         }
+    }
+}
+
+impl Bindings<'_> {
+    /// The bound values' size classes as one key (for
+    /// [`super::Compiled::cost`]); `None` when more values are bound than
+    /// a key holds.
+    pub(super) fn size_key(&self) -> Option<u64> {
+        let classes = self
+            .vars
+            .iter()
+            .map(|(_, b)| b.class)
+            .chain(self.extra.iter().map(|(_, v)| size_class(&**v)));
+        let mut key = 0u64;
+        for (i, class) in classes.enumerate() {
+            if i >= 2 {
+                return None;
+            }
+            key = (key << 28) | u64::from(class);
+        }
+        Some(key)
     }
 }
 
@@ -165,7 +202,7 @@ impl Engine {
     /// fast path when it answers (see [`super::fast`]), else in the
     /// interpreter.
     pub fn eval(&self, expr: &Compiled, bindings: &Bindings<'_>) -> Result<Value, EvalError> {
-        let estimated = super::cost::estimate(expr.program.expression(), bindings);
+        let estimated = expr.cost(bindings, COST_BUDGET);
         if estimated > COST_BUDGET {
             return Err(EvalError::Budget { estimated });
         }

@@ -410,11 +410,19 @@ impl Measure {
 /// length; the interpreter's own lists and maps (small values bound on the
 /// spot) are walked.
 pub fn measure(v: &dyn Val) -> Measure {
+    // Ours first, by type: asking a value whether it is a string goes
+    // through `as_builtin`, which would build a shared map's hash map.
     if let Some(m) = v.downcast_ref::<SharedMap>() {
         return m.measure();
     }
     if let Some(l) = v.downcast_ref::<SharedList>() {
         return l.measure();
+    }
+    if v.downcast_ref::<CelInt>().is_some() {
+        return Measure {
+            total: 1,
+            ..Measure::default()
+        };
     }
     if let Some(s) = v.downcast_ref::<CelString>() {
         let len = s.inner().len() as u64;

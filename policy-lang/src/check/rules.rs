@@ -38,7 +38,7 @@ pub struct Expr {
 #[derive(Debug)]
 pub enum Message {
     Static(String),
-    Expr(Expr),
+    Expr(Box<Expr>),
 }
 
 #[derive(Debug)]
@@ -178,7 +178,7 @@ pub fn compile(engine: &Engine, repo: &Repository, diags: &mut Vec<Diagnostic>) 
                     severity,
                     diags,
                 )
-                .map(Message::Expr),
+                .map(|e| Message::Expr(Box::new(e))),
                 None => {
                     Some(Message::Static(r.message.clone().unwrap_or_else(|| {
                         format!("rule `{code}` is not satisfied")

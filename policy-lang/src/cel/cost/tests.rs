@@ -43,6 +43,9 @@ fn strings_that_grow_by_replacement_are_refused() {
         ".replace('c', 'cccccccccc')".repeat(11)
     );
     refused(&chained, intent());
+    // Concatenation alone, no comprehension: still bounded.
+    let concat = vec!["intent.metadata.description"; 90].join(" + ");
+    refused(&format!("size({concat}) > 0"), intent());
     // An empty pattern inserts between every two characters.
     refused(
         "intent.metadata.description.replace('', intent.metadata.description) != ''",

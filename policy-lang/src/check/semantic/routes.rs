@@ -18,6 +18,9 @@ use crate::intent::ServiceIntent;
 use crate::parse::Loaded;
 use crate::yaml::Path;
 
+/// Up to this many routes, every pair is compared.
+const FEW: usize = 32;
+
 /// Most comparisons of two match items for one intent.
 const BUDGET: usize = 2_000_000;
 
@@ -33,6 +36,23 @@ enum Key<'a> {
 
 pub(super) fn shadowed(s: &Loaded<ServiceIntent>, out: &mut Vec<Diagnostic>) {
     let rs = &s.value.spec.routes;
+    // Most services have a few routes: compared pairwise, nothing built.
+    if rs.len() <= FEW {
+        for (j, later) in rs.iter().enumerate() {
+            let by = rs[..j].iter().position(|earlier| {
+                earlier.matches.is_empty()
+                    || (!later.matches.is_empty()
+                        && later
+                            .matches
+                            .iter()
+                            .all(|b| earlier.matches.iter().any(|a| match_covers(a, b))))
+            });
+            if let Some(i) = by {
+                report(s, out, i, j);
+            }
+        }
+        return;
+    }
     // Earlier items by key: (route, item).
     let mut index: HashMap<Key<'_>, Vec<(usize, &Match)>> = HashMap::new();
     let mut catch_all: Option<usize> = None;
