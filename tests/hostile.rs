@@ -549,3 +549,16 @@ fn many_routes_are_checked_in_time() {
         );
     }
 }
+
+/// `rules` lists the rules check runs: one that does not compile is said,
+/// and the command fails, instead of a shorter list and success.
+#[test]
+fn rules_says_which_rules_do_not_compile() {
+    let policy = "apiVersion: meshplan.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: org\nspec:\n  \
+                  rules:\n    - name: broken\n      rule: 'intent.spec.ports.exists(p, '\n      message: no\n";
+    let dir = repo(&[("policies/org.yaml", policy.into())]);
+    let r = run(&["rules", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("error[MP3001]"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 rule(s) left out"), "{}", r.stderr);
+}

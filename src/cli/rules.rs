@@ -25,7 +25,17 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<ExitCode> {
     let mut diags = Vec::new();
     let set = check::rules::compile(&engine, &repo, &mut diags);
     print(&render(&set, &repo, args.format))?;
-    Ok(ExitCode::SUCCESS)
+    // A rule that does not compile is not in the list: say so, and fail,
+    // rather than list a set of rules that is not the one check runs.
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+    if errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &errors {
+        eprint!("{}", meshplan_policy_lang::diagnostic::human::render(d));
+    }
+    eprintln!("{} rule(s) left out: they do not compile", errors.len());
+    Ok(ExitCode::from(1))
 }
 
 fn render(set: &RuleSet, _repo: &Repository, format: ListFormat) -> String {
