@@ -569,10 +569,16 @@ impl Checker<'_> {
         let (open, _) = self.range(e);
         let chars: Vec<char> = self.source.chars().collect();
         let len = name.chars().count();
-        let at = if open >= len && chars[open - len..open].iter().copied().eq(name.chars()) {
-            At::Chars(open - len, open)
-        } else {
-            At::Chars(open, open + 1)
+        // Offsets past the text (the parser counts some characters in
+        // bytes) point at its start rather than anywhere.
+        let named = open
+            .checked_sub(len)
+            .and_then(|from| chars.get(from..open))
+            .is_some_and(|before| before.iter().copied().eq(name.chars()));
+        let at = match (named, open < chars.len()) {
+            (true, _) => At::Chars(open - len, open),
+            (false, true) => At::Chars(open, open + 1),
+            (false, false) => At::Chars(0, 1),
         };
         let mut candidates: Vec<&str> = FUNCTIONS.to_vec();
         candidates.extend(MACROS);

@@ -396,6 +396,20 @@ mod tests {
             .unwrap();
     }
 
+    /// Found by the `cel` fuzz target: an unknown function after
+    /// non-ASCII text, whose offset lay past the text, panicked.
+    #[test]
+    fn an_unknown_function_after_non_ascii_text_is_reported_not_a_panic() {
+        let input = include_bytes!("../../../fuzz/regressions/cel-unknown-function-after-non-ascii");
+        let text = String::from_utf8_lossy(input);
+        let expr = text.split('\0').next().unwrap_or_default();
+        let issues = Engine::new().compile(expr, &["intent"]).unwrap_err();
+        assert!(
+            issues.iter().all(|i| !i.message.contains("parser failed")),
+            "{issues:?}"
+        );
+    }
+
     #[test]
     fn parser_states_are_not_shown_as_messages() {
         let engine = Engine::new();
