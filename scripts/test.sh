@@ -41,6 +41,8 @@ scripts/env/install.sh
 
 step "rustfmt"
 cargo fmt --all -- --check
+# The fuzz crate is its own workspace (fuzz/Cargo.toml).
+(cd fuzz && cargo fmt -- --check)
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -11,7 +11,10 @@ use meshplan_policy_lang::parse::Sources;
 pub fn sources(data: &[u8]) -> Sources {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\0');
-    let mut files = vec![("meshplan.yaml".to_owned(), parts.next().unwrap_or("").to_owned())];
+    let mut files = vec![(
+        "meshplan.yaml".to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    )];
     while let Some(name) = parts.next() {
         let name = match name.trim() {
             "" => format!("f{}.yaml", files.len()),

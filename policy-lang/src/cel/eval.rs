@@ -400,7 +400,8 @@ mod tests {
     /// non-ASCII text, whose offset lay past the text, panicked.
     #[test]
     fn an_unknown_function_after_non_ascii_text_is_reported_not_a_panic() {
-        let input = include_bytes!("../../../fuzz/regressions/cel-unknown-function-after-non-ascii");
+        let input =
+            include_bytes!("../../../fuzz/regressions/cel-unknown-function-after-non-ascii");
         let text = String::from_utf8_lossy(input);
         let expr = text.split('\0').next().unwrap_or_default();
         let issues = Engine::new().compile(expr, &["intent"]).unwrap_err();
