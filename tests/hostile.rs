@@ -484,6 +484,30 @@ fn nothing_is_dropped_silently() {
     }
 }
 
+/// A number that is not one (`.nan`, `.inf`) is MP1006 at the value, and
+/// nothing else: the built-in range rule used to fail to evaluate on it
+/// (MP3004 "no matching overload"), twice per intent.
+#[test]
+fn an_objective_that_is_not_a_number_is_one_error_at_the_value() {
+    for value in [".nan", ".inf", "-.inf"] {
+        let intent = format!(
+            "{INTENT}  slos:\n    - name: availability\n      objective: {value}\n      \
+             sli: {{ availability: {{}} }}\n"
+        );
+        let dir = repo(&[("web.yaml", intent)]);
+        let r = run(&["check", "--format", "json", dir.path().to_str().unwrap()]);
+        assert_eq!(r.code, Some(1), "{value}: {}", r.stdout);
+        let found: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let codes: Vec<&str> = found["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["code"].as_str())
+            .collect();
+        assert_eq!(codes, ["MP1006"], "{value}: {}", r.stdout);
+    }
+}
+
 /// Sizes that used to grow without bound: an ignore file of megabytes,
 /// a scalar of megabytes quoted in a diagnostic.
 #[test]

@@ -17,6 +17,7 @@
 //! fixed-size step per iteration, which the bound follows (one that grows
 //! faster is bounded by "unlimited", so refused).
 
+use super::budget;
 use cel::common::ast::{operators, CallExpr, ComprehensionExpr, EntryExpr, Expr, LiteralValue};
 use cel::common::types::{CelInt, CelString};
 use cel::common::value::Val;
@@ -363,6 +364,13 @@ impl<'b> Estimator<'b, '_> {
     }
 
     fn call(&mut self, call: &'b CallExpr) -> Est<'b> {
+        // The runtime budget's wrappers pass their argument through.
+        if call.target.is_none()
+            && call.args.len() == 1
+            && matches!(call.func_name.as_str(), budget::RANGE | budget::GO)
+        {
+            return self.est(&call.args[0]).plus(1);
+        }
         // `lists.range(n)`, `math.greatest(…)`, `strings.quote(s)`: the
         // target names a namespace, not a value.
         let namespace = match call.target.as_deref() {

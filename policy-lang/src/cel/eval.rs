@@ -12,6 +12,7 @@ use cel::context::VariableResolver;
 use cel::{Context, Env, Value};
 use serde::Serialize;
 
+use super::budget::Budget;
 use super::compile::Compiled;
 use super::view::SharedMap;
 
@@ -152,6 +153,21 @@ pub enum EvalError {
     Execution(String),
     /// The estimated cost is over [`COST_BUDGET`].
     Budget { estimated: u64 },
+    /// The runtime budget stopped it (see [`super::budget`]).
+    Stopped(super::budget::Stopped),
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalError::Execution(m) => f.write_str(m),
+            EvalError::Budget { estimated } => write!(
+                f,
+                "over the evaluation budget: about {estimated} steps on this input (limit {COST_BUDGET})"
+            ),
+            EvalError::Stopped(why) => write!(f, "over the evaluation budget: {why}"),
+        }
+    }
 }
 
 /// The engine: the environment expressions compile against, and one base
@@ -175,9 +191,26 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Self {
-        let mut env = Env::stdlib();
-        // The extensions are declared once; failing here is a programming
-        // error caught by the unit tests, so fall back to the stdlib.
+        // The standard library with the engine's own expansion of the
+        // macros, which charges every loop to the runtime budget.
+        let mut env = Env::default().with_stdlib();
+        for m in super::budget::macros() {
+            let _ = env.add_macro(m);
+        }
+        let _ = env.add_overload(
+            super::budget::RANGE,
+            "mp_range_dyn",
+            vec![cel::common::types::DYN_TYPE],
+            super::budget::range,
+        );
+        let _ = env.add_overload(
+            super::budget::GO,
+            "mp_go_dyn",
+            vec![cel::common::types::DYN_TYPE],
+            super::budget::go,
+        );
+        // Declared once; failing here is a programming error caught by the
+        // unit tests (the macros and functions are exercised there).
         let _ = env.add_extension(cel::extensions::strings);
         let _ = env.add_extension(cel::extensions::lists);
         let _ = env.add_extension(cel::extensions::math);
@@ -206,14 +239,36 @@ impl Engine {
         if estimated > COST_BUDGET {
             return Err(EvalError::Budget { estimated });
         }
-        if let Some(v) = expr.fast.as_ref().and_then(|plan| plan.eval(bindings)) {
-            return Ok(v);
+        let (out, stopped) =
+            Budget::run(
+                || match expr.fast.as_ref().and_then(|plan| plan.eval(bindings)) {
+                    Some(v) => Ok(v),
+                    None => self.execute(expr, bindings),
+                },
+            );
+        // A budget error may have been absorbed (`error || true`): the
+        // evaluation was stopped all the same.
+        match stopped {
+            Some(why) => Err(EvalError::Stopped(why)),
+            None => out,
         }
-        self.interpret(expr, bindings)
     }
 
-    /// Evaluates `expr` in the `cel` interpreter alone (no cost check).
+    /// Evaluates `expr` in the `cel` interpreter alone (no cost check),
+    /// within the runtime budget.
+    #[cfg(test)]
     pub(crate) fn interpret(
+        &self,
+        expr: &Compiled,
+        bindings: &Bindings<'_>,
+    ) -> Result<Value, EvalError> {
+        match Budget::run(|| self.execute(expr, bindings)) {
+            (_, Some(why)) => Err(EvalError::Stopped(why)),
+            (out, None) => out,
+        }
+    }
+
+    pub(crate) fn execute(
         &self,
         expr: &Compiled,
         bindings: &Bindings<'_>,

@@ -6,7 +6,7 @@
 //! anything failed, a boxed value for every intermediate result. An
 //! expression made only of the common nodes — field selection, `has`,
 //! indexes, comparisons, `&&` `||` `!` `?:`, int and double arithmetic,
-//! `in`, `size`, `lists.range`, `getMilliseconds` on a duration,
+//! `in`, `size`, `lists.range`, `math.isFinite`, `getMilliseconds` on a duration,
 //! `duration('…')` of a literal (folded at compile time), list literals
 //! and the `all` `exists` `exists_one` `map` `filter` macros — is lowered
 //! once more, at compile time, into a [`Plan`] that walks the bound
@@ -29,6 +29,7 @@ use cel::common::types::{CelBool, CelDouble, CelDuration, CelInt, CelString};
 use cel::common::value::Val;
 use cel::{IdedExpr, Value};
 
+use super::budget::bare;
 use super::eval::Bindings;
 use super::view::{SharedList, SharedMap};
 
@@ -56,6 +57,8 @@ enum Node {
     Size(Box<Node>),
     Range(Box<Node>),
     Millis(Box<Node>),
+    /// `math.isFinite(x)`.
+    Finite(Box<Node>),
     Cond(Box<[Node; 3]>),
     Binary(Op, Box<[Node; 2]>),
     List(Vec<Node>),
@@ -274,6 +277,14 @@ impl<'e> Lower<'e> {
             {
                 Some(Node::Range(one(self, &args[0])?))
             }
+            // `math.isFinite(x)`, unless `math` is a variable.
+            (Some(target), 1)
+                if name == "isFinite"
+                    && matches!(&target.expr, Expr::Ident(ns) if ns == "math")
+                    && self.ident("math").is_none() =>
+            {
+                Some(Node::Finite(one(self, &args[0])?))
+            }
             _ => None,
         }
     }
@@ -282,7 +293,7 @@ impl<'e> Lower<'e> {
         if c.iter_var2.is_some() || c.accu_var != ACCU {
             return None;
         }
-        let range = self.node(&c.iter_range)?;
+        let range = self.node(bare(&c.iter_range))?;
         self.locals.push(&c.iter_var);
         let kind = self.kind(c);
         self.locals.pop();
@@ -294,20 +305,20 @@ impl<'e> Lower<'e> {
     fn kind(&mut self, c: &'e ComprehensionExpr) -> Option<Kind> {
         if is_bool(&c.accu_init, true) {
             // all: while @not_strictly_false(@result): @result = @result && p
-            let cond = call(&c.loop_cond, operators::NOT_STRICTLY_FALSE, 1)?;
+            let cond = call(bare(&c.loop_cond), operators::NOT_STRICTLY_FALSE, 1)?;
             let step = call(&c.loop_step, operators::LOGICAL_AND, 2)?;
             (is_accu(&cond[0]) && is_accu(&step[0]) && is_accu(&c.result)).then_some(())?;
             return self.node(&step[1]).map(Kind::All);
         }
         if is_bool(&c.accu_init, false) {
             // exists: while @not_strictly_false(!@result): @result = @result || p
-            let cond = call(&c.loop_cond, operators::NOT_STRICTLY_FALSE, 1)?;
+            let cond = call(bare(&c.loop_cond), operators::NOT_STRICTLY_FALSE, 1)?;
             let not = call(&cond[0], operators::LOGICAL_NOT, 1)?;
             let step = call(&c.loop_step, operators::LOGICAL_OR, 2)?;
             (is_accu(&not[0]) && is_accu(&step[0]) && is_accu(&c.result)).then_some(())?;
             return self.node(&step[1]).map(Kind::Exists);
         }
-        if !is_bool(&c.loop_cond, true) {
+        if !is_bool(bare(&c.loop_cond), true) {
             return None;
         }
         if is_int(&c.accu_init, 0) {
@@ -343,10 +354,10 @@ impl<'e> Lower<'e> {
             return None;
         }
         let pred = match pred {
-            Some(p) => Some(self.node(p)?),
+            Some(p) => Some(self.node(bare(p))?),
             None => None,
         };
-        Some(Kind::Map(pred, self.node(&item.elements[0])?))
+        Some(Kind::Map(pred, self.node(bare(&item.elements[0]))?))
     }
 }
 
@@ -456,6 +467,10 @@ impl<'a> Run<'a, '_> {
                 V::Duration(d) => Some(V::Int(d.num_milliseconds())),
                 _ => None,
             },
+            Node::Finite(x) => match self.node(x, scope)? {
+                V::Double(d) => Some(V::Bool(d.is_finite())),
+                _ => None,
+            },
             Node::Cond(abc) => match self.node(&abc[0], scope)? {
                 V::Bool(true) => self.node(&abc[1], scope),
                 V::Bool(false) => self.node(&abc[2], scope),
@@ -517,6 +532,11 @@ impl<'a> Run<'a, '_> {
             // Maps iterate in the interpreter's hash order: leave them to it.
             _ => return None,
         };
+        // A spent budget leaves the evaluation to the interpreter, which
+        // reports it.
+        if !super::budget::charge(len as u64) {
+            return None;
+        }
         let item = |i: usize| match &range {
             V::List(items) => of(&*items[i]),
             V::Built(items) => Some(items[i].clone()),

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::cel::{position, At, Bindings, Bound, Compiled, Engine, EvalError};
+use crate::cel::{position, At, Bindings, Bound, Compiled, Engine};
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::intent::{Policy, RuleSetting, RuleSeverity, Scope, ServiceIntent};
 use crate::parse::{Loaded, Repository};
@@ -312,11 +312,7 @@ impl RuleSet {
             Ok(cel::Value::Bool(true)) => Outcome::Pass,
             Ok(cel::Value::Bool(false)) => Outcome::Fail,
             Ok(other) => Outcome::Error(format!("returned {} instead of a boolean", kind(&other))),
-            Err(EvalError::Execution(m)) => Outcome::Error(m),
-            Err(EvalError::Budget { estimated }) => Outcome::Error(format!(
-                "over the evaluation budget: about {estimated} steps on this input (limit {})",
-                crate::cel::eval::COST_BUDGET
-            )),
+            Err(e) => Outcome::Error(e.to_string()),
         }
     }
 
@@ -329,11 +325,7 @@ impl RuleSet {
         match engine.eval(&e.compiled, b) {
             Ok(cel::Value::String(s)) => Ok(s.to_string()),
             Ok(other) => Err(format!("returned {} instead of a string", kind(&other))),
-            Err(EvalError::Execution(m)) => Err(m),
-            Err(EvalError::Budget { estimated }) => Err(format!(
-                "over the evaluation budget: about {estimated} steps on this input (limit {})",
-                crate::cel::eval::COST_BUDGET
-            )),
+            Err(e) => Err(e.to_string()),
         }
     }
 
