@@ -20,6 +20,7 @@ pub mod fields;
 pub mod inventory;
 pub mod live;
 mod order;
+pub mod outgoing;
 pub mod rollout;
 pub mod source;
 
@@ -60,6 +61,9 @@ pub enum Error {
     },
     #[error("{path}: not Kubernetes YAML: {message}")]
     Yaml { path: String, message: String },
+    /// The credentials file of outgoing requests is wrong.
+    #[error("{path}: {message}")]
+    Credentials { path: String, message: String },
     #[error("{what}")]
     System {
         what: String,
@@ -80,6 +84,7 @@ impl Error {
             Error::Api { code: Some(_), .. } => "api",
             Error::Api { code: None, .. } => "unreachable",
             Error::Io { .. } | Error::Yaml { .. } | Error::System { .. } => "io",
+            Error::Credentials { .. } => "config",
         }
     }
 

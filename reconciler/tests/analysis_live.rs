@@ -62,9 +62,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
                 .latency_ms(20.0),
         ])
         .unwrap();
-    let prom = Prometheus {
-        url: env.prometheus_url.clone(),
-    };
+    let prom = Prometheus::plain(&env.prometheus_url);
     let engine = Engine::new();
     let analysis: Analysis = serde_saphyr::from_str(ANALYSIS).unwrap();
     for flavor in [Flavor::Istio, Flavor::Linkerd] {
@@ -108,9 +106,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
         );
     }
     // Prometheus gone: inconclusive, never a pass.
-    let gone = Prometheus {
-        url: "http://127.0.0.1:9".into(),
-    };
+    let gone = Prometheus::plain("http://127.0.0.1:9");
     let v = analyse(
         &gone,
         &engine,

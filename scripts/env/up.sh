@@ -3,9 +3,11 @@
 #   etcd + kube-apiserver 1.20.2 (RBAC, static admin token, ServiceAccount
 #   tokens), the upstream CRDs from $MESHPLAN_CRDS, deploy/rbac.yaml and a
 #   token for its ServiceAccount; the metrics generator and Prometheus
-#   scraping it every second; Git over git:// (git daemon), smart HTTP
-#   (git http-backend behind an auth-checking server) and ssh:// (sshd, key
-#   auth, known_hosts).
+#   scraping it every second, and a second Prometheus scraping it too,
+#   served over TLS under /prometheus with basic auth and client
+#   certificates required; a webhook receiver over TLS (scripts/env/hooks.py);
+#   Git over git:// (git daemon), smart HTTP (git http-backend behind an
+#   auth-checking server) and ssh:// (sshd, key auth, known_hosts).
 #
 # Usage: scripts/env/up.sh            (state in target/testenv)
 #        MESHPLAN_ENV_DIR=DIR scripts/env/up.sh
@@ -45,17 +47,17 @@ done
 # A previous environment in the same directory is stopped first.
 "$ROOT/scripts/env/down.sh" "$DIR" >/dev/null 2>&1 || true
 rm -rf "$DIR"
-mkdir -p "$DIR"/{pids,logs,certs,etcd,prometheus,git/repos,ssh}
+mkdir -p "$DIR"/{pids,logs,certs,etcd,prometheus,prometheus-tls,hooks,git/repos,ssh}
 
 log "building the helper (meshplan-testenv)"
 (cd "$ROOT" && cargo build -q -p meshplan-testenv --bin meshplan-testenv) || fail "cannot build meshplan-testenv"
 
 # All ports at once, each socket held until every port is chosen, so no two
 # are the same.
-read -r P_ETCD P_PEER P_API P_PROM P_METRICS P_GITD P_GITHTTP P_SSH < <(python3 - <<'EOF'
+read -r P_ETCD P_PEER P_API P_PROM P_METRICS P_GITD P_GITHTTP P_SSH P_PROM_TLS P_HOOKS < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(8):
+for _ in range(10):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -94,6 +96,19 @@ openssl x509 -req -in "$C/apiserver.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAc
     -out "$C/apiserver.crt" -days 7 -extfile "$C/apiserver.ext" 2>/dev/null
 openssl genrsa -out "$C/sa.key" 2048 2>/dev/null
 openssl rsa -in "$C/sa.key" -pubout -out "$C/sa.pub" 2>/dev/null
+# The TLS services' certificate, and a client certificate, of the same CA.
+tls_cert() { # NAME CN EXTENDED-KEY-USAGE
+    openssl req -newkey rsa:2048 -nodes -keyout "$C/$1.key" -out "$C/$1.csr" -subj "/CN=$2" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n' "$3" >"$C/$1.ext"
+    openssl x509 -req -in "$C/$1.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAcreateserial \
+        -out "$C/$1.crt" -days 7 -extfile "$C/$1.ext" 2>/dev/null
+}
+tls_cert tls-server meshplan-test-server serverAuth
+tls_cert tls-client meshplan-test-client clientAuth
+# A CA of nobody's: what a client that trusts it must refuse.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$C/other-ca.key" -out "$C/other-ca.crt" -days 7 \
+    -subj /CN=meshplan-other-ca -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
 ADMIN_TOKEN=$(openssl rand -hex 24)
 printf '%s,meshplan-admin,meshplan-admin,"system:masters"\n' "$ADMIN_TOKEN" >"$C/tokens.csv"
 chmod 600 "$C"/*.key "$C/tokens.csv"
@@ -190,6 +205,42 @@ start prometheus prometheus --config.file "$DIR/prometheus/prometheus.yml" \
 wait_until "metrics generator" 30 curl -sf "http://127.0.0.1:$P_METRICS/healthz"
 wait_until "Prometheus" 60 curl -sf "http://127.0.0.1:$P_PROM/-/ready"
 
+# The same metrics from a Prometheus as managed ones are reached: HTTPS,
+# a path prefix, basic auth and a client certificate. The password's bcrypt
+# hash at the lowest cost, as Prometheus checks it on every request.
+PT="$DIR/prometheus-tls"
+log "starting Prometheus over TLS on 127.0.0.1:$P_PROM_TLS/prometheus"
+openssl rand -hex 12 >"$PT/password"
+chmod 600 "$PT/password"
+HASH=$(python3 -c 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))' \
+    "$(cat "$PT/password")" 2>/dev/null) || fail "python3 cannot make a bcrypt hash (its crypt module)"
+case "$HASH" in \$2*) ;; *) fail "python3 made no bcrypt hash: $HASH" ;; esac
+cat >"$PT/web.yml" <<EOF
+tls_server_config:
+  cert_file: $C/tls-server.crt
+  key_file: $C/tls-server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: $C/ca.crt
+basic_auth_users:
+  meshplan: '$HASH'
+EOF
+start prometheus-tls prometheus --config.file "$DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path "$PT/data" --web.listen-address "127.0.0.1:$P_PROM_TLS" \
+    --web.config.file "$PT/web.yml" --web.route-prefix /prometheus \
+    --web.external-url "https://127.0.0.1:$P_PROM_TLS/prometheus" --log.level warn
+wait_until "Prometheus over TLS" 60 curl -sf --cacert "$C/ca.crt" --cert "$C/tls-client.crt" \
+    --key "$C/tls-client.key" -u "meshplan:$(cat "$PT/password")" \
+    "https://127.0.0.1:$P_PROM_TLS/prometheus/-/ready"
+
+# --- webhook receiver --------------------------------------------------------
+H="$DIR/hooks"
+log "starting the webhook receiver on https://127.0.0.1:$P_HOOKS"
+: >"$H/authorizations"
+start hooks python3 "$ROOT/scripts/env/hooks.py" --listen "127.0.0.1:$P_HOOKS" \
+    --cert "$C/tls-server.crt" --key "$C/tls-server.key" \
+    --authorizations "$H/authorizations" --log "$H/requests.jsonl"
+wait_until "webhook receiver" 20 curl -sf --cacert "$C/ca.crt" "https://127.0.0.1:$P_HOOKS/healthz"
+
 # --- Git servers -----------------------------------------------------------
 G="$DIR/git"
 log "starting git daemon ($P_GITD), smart HTTP ($P_GITHTTP) and sshd ($P_SSH)"
@@ -245,6 +296,22 @@ cat >"$DIR/env.json" <<EOF
   "crds": "$CRDS",
   "prometheusUrl": "http://127.0.0.1:$P_PROM",
   "metricsUrl": "http://127.0.0.1:$P_METRICS",
+  "tls": {
+    "caFile": "$C/ca.crt",
+    "otherCaFile": "$C/other-ca.crt",
+    "clientCertFile": "$C/tls-client.crt",
+    "clientKeyFile": "$C/tls-client.key"
+  },
+  "prometheusTls": {
+    "url": "https://127.0.0.1:$P_PROM_TLS/prometheus",
+    "username": "meshplan",
+    "passwordFile": "$PT/password"
+  },
+  "hooks": {
+    "url": "https://127.0.0.1:$P_HOOKS",
+    "authorizations": "$H/authorizations",
+    "log": "$H/requests.jsonl"
+  },
   "git": {
     "root": "$G/repos",
     "daemonUrl": "git://127.0.0.1:$P_GITD",

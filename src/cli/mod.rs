@@ -356,6 +356,13 @@ pub struct RunArgs {
     /// Give up retrying one apply after this long.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// TLS settings and credentials of outgoing requests (Prometheus,
+    /// rollout webhooks), each bound to a URL prefix: CA bundle, client
+    /// certificate, bearer token or basic auth from files, extra headers
+    /// (docs/rollouts.md, "TLS and credentials"). Or
+    /// $MESHPLAN_HTTP_CREDENTIALS.
+    #[arg(long, value_name = "FILE")]
+    pub http_credentials: Option<PathBuf>,
 }
 
 /// Leaves `value` to the operating system, which reclaims it when the

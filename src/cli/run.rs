@@ -126,6 +126,19 @@ fn signers(args: &RunArgs) -> anyhow::Result<Option<AllowedSigners>> {
     Ok(Some(s))
 }
 
+/// The client of outgoing requests: `--http-credentials`, or the file
+/// `$MESHPLAN_HTTP_CREDENTIALS` names, or none.
+pub fn http_client(args: &RunArgs) -> anyhow::Result<meshplan_reconciler::outgoing::Http> {
+    let path = args
+        .http_credentials
+        .clone()
+        .or_else(|| std::env::var_os("MESHPLAN_HTTP_CREDENTIALS").map(std::path::PathBuf::from));
+    Ok(match path {
+        Some(path) => meshplan_reconciler::outgoing::Http::load(&path)?,
+        None => Default::default(),
+    })
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config {
         source: source(args)?,
@@ -148,6 +161,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             kinds: args.self_heal_kind.iter().cloned().collect(),
         },
         listen: Some(args.listen),
+        http: std::sync::Arc::new(http_client(args)?),
         webhook_secret: secret_from(
             args.webhook_secret_file.as_deref(),
             "MESHPLAN_WEBHOOK_SECRET",

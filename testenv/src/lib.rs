@@ -65,7 +65,59 @@ pub struct TestEnv {
     pub prometheus_url: String,
     /// The metrics generator (its `/metrics` is scraped every second).
     pub metrics_url: String,
+    /// The certificates of the TLS services.
+    pub tls: Tls,
+    /// A second Prometheus scraping the generator, as managed ones are
+    /// reached: HTTPS under `/prometheus`, basic auth and a client
+    /// certificate required.
+    pub prometheus_tls: PrometheusTls,
+    /// A webhook receiver over HTTPS (`scripts/env/hooks.py`).
+    pub hooks: Hooks,
     pub git: GitServers,
+}
+
+/// The test CA and what it signed (servers: `127.0.0.1`, `localhost`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    pub ca_file: PathBuf,
+    /// A CA that signed none of them.
+    pub other_ca_file: PathBuf,
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusTls {
+    /// `https://127.0.0.1:PORT/prometheus`.
+    pub url: String,
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+/// The webhook receiver: every POST recorded, one JSON object per line in
+/// `log`; 401 unless its `Authorization` is a line of `authorizations` or
+/// its path starts with `/open/`; the status `/status/NNN/…` asks for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    pub authorizations: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Hooks {
+    /// The requests received so far whose path starts with `prefix`.
+    pub fn received(&self, prefix: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+            .collect()
+    }
 }
 
 /// Git served three ways from one directory of bare repositories.

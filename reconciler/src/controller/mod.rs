@@ -102,6 +102,9 @@ pub struct Config {
     pub lease: Option<LeaseConfig>,
     /// Per apply, retries included.
     pub timeout: Duration,
+    /// The client of Prometheus and the rollout webhooks (TLS settings and
+    /// credentials per URL: `--http-credentials`).
+    pub http: Arc<crate::outgoing::Http>,
 }
 
 /// Why a reconcile runs.
@@ -189,6 +192,7 @@ pub async fn run(
 
     let (cache, mut changed) = Cache::new(cluster.clone());
     let cfg_home = cfg.inventory.namespace.clone();
+    let http = Arc::clone(&cfg.http);
     let mut ctl = Controller {
         cluster,
         cfg,
@@ -199,7 +203,7 @@ pub async fn run(
         status: None,
         failing_revision: None,
         fetch_failing: false,
-        rollouts: rollouts::Rollouts::new(&cfg_home),
+        rollouts: rollouts::Rollouts::new(&cfg_home, http),
         idle_ticks: 0,
         waiting: Default::default(),
         inventory: live::InventoryCache::default(),

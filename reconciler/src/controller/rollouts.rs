@@ -31,6 +31,7 @@
 //!   position: applying "not started" would roll a running canary back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshplan_compiler::emit::prometheus::Flavor;
@@ -42,6 +43,7 @@ use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Repository;
 
 use crate::cluster::Cluster;
+use crate::outgoing::Http;
 use crate::rollout::analysis::{self, GatedSlo, Prometheus};
 use crate::rollout::store::{self, StoreError};
 use crate::rollout::webhook;
@@ -88,6 +90,8 @@ pub struct Ticked {
 pub struct Rollouts {
     /// meshplan's namespace, where states are kept.
     home: String,
+    /// The client of Prometheus and the webhooks.
+    http: Arc<Http>,
     tracked: BTreeMap<String, Tracked>,
 }
 
@@ -102,6 +106,7 @@ struct Tracked {
     fingerprint: String,
     flavor: Flavor,
     prometheus: Option<Prometheus>,
+    http: Arc<Http>,
     slos: Vec<GatedSlo>,
     state: State,
     /// The stored version the state was read or written at.
@@ -114,9 +119,10 @@ struct Tracked {
 }
 
 impl Rollouts {
-    pub fn new(home: &str) -> Rollouts {
+    pub fn new(home: &str, http: Arc<Http>) -> Rollouts {
         Rollouts {
             home: home.to_owned(),
+            http,
             tracked: BTreeMap::new(),
         }
     }
@@ -169,7 +175,10 @@ impl Rollouts {
         let prometheus = config
             .and_then(|c| c.metrics.as_ref())
             .filter(|m| !m.url.is_empty())
-            .map(|m| Prometheus { url: m.url.clone() });
+            .map(|m| Prometheus {
+                url: m.url.clone(),
+                http: Arc::clone(&self.http),
+            });
         let targets = config.map(|c| c.targets.clone()).unwrap_or_default();
         let flavor = if !targets.contains(&Target::Istio) && targets.contains(&Target::Linkerd) {
             Flavor::Linkerd
@@ -203,6 +212,7 @@ impl Rollouts {
                 fingerprint,
                 flavor,
                 prometheus: prometheus.clone(),
+                http: Arc::clone(&self.http),
                 slos,
                 state,
                 version,
@@ -516,15 +526,18 @@ impl Tracked {
         if !webhook::has(&self.rollout, kind) {
             return Ok(());
         }
-        let (rollout, key, state, reason) = (
+        let (http, rollout, key, state, reason) = (
+            Arc::clone(&self.http),
             self.rollout.clone(),
             key.to_owned(),
             self.state.clone(),
             reason.to_owned(),
         );
-        tokio::task::spawn_blocking(move || webhook::gate(&rollout, kind, &key, &state, &reason))
-            .await
-            .map_err(|e| format!("the webhook task failed: {e}"))?
+        tokio::task::spawn_blocking(move || {
+            webhook::gate(&http, &rollout, kind, &key, &state, &reason)
+        })
+        .await
+        .map_err(|e| format!("the webhook task failed: {e}"))?
     }
 
     /// Tells the notification webhooks about each transition, in the
@@ -533,14 +546,19 @@ impl Tracked {
         if moves.is_empty() || !webhook::has(&self.rollout, WebhookType::Notification) {
             return;
         }
-        let (rollout, key, state) = (self.rollout.clone(), key.to_owned(), self.state.clone());
+        let (http, rollout, key, state) = (
+            Arc::clone(&self.http),
+            self.rollout.clone(),
+            key.to_owned(),
+            self.state.clone(),
+        );
         let reasons: Vec<String> = moves
             .iter()
             .map(|m| format!("{} → {}: {}", m.from, m.to, m.reason))
             .collect();
         tokio::task::spawn_blocking(move || {
             for r in reasons {
-                let _ = webhook::gate(&rollout, WebhookType::Notification, &key, &state, &r);
+                let _ = webhook::gate(&http, &rollout, WebhookType::Notification, &key, &state, &r);
             }
         });
     }

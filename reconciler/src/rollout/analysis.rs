@@ -34,25 +34,42 @@ pub trait MetricSource {
     fn query(&self, promql: &str) -> Result<Option<f64>, String>;
 }
 
-/// The Prometheus HTTP API.
+/// The Prometheus HTTP API at `url` — with a path prefix when it has one
+/// (Mimir's `/prometheus`) — through `http`, which adds the credentials the
+/// operator bound to that URL.
 #[derive(Debug, Clone)]
 pub struct Prometheus {
     pub url: String,
+    pub http: std::sync::Arc<crate::outgoing::Http>,
+}
+
+impl Prometheus {
+    /// Prometheus at `url`, without credentials.
+    pub fn plain(url: &str) -> Prometheus {
+        Prometheus {
+            url: url.to_owned(),
+            http: Default::default(),
+        }
+    }
 }
 
 impl MetricSource for Prometheus {
     fn query(&self, promql: &str) -> Result<Option<f64>, String> {
         let url = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
-        let body = ureq::get(&url)
+        let shown = crate::outgoing::shown_url(&self.url);
+        let body = self
+            .http
+            .get(&url)
+            .map_err(|e| format!("Prometheus at {shown}: {e}"))?
             .query("query", promql)
             .config()
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .build()
             .call()
-            .map_err(|e| format!("Prometheus at {}: {e}", self.url))?
+            .map_err(|e| format!("Prometheus at {shown}: {e}"))?
             .into_body()
             .read_to_string()
-            .map_err(|e| format!("Prometheus at {}: {e}", self.url))?;
+            .map_err(|e| format!("Prometheus at {shown}: {e}"))?;
         parse_instant(&body)
     }
 }

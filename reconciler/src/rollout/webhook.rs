@@ -17,6 +17,7 @@ use meshplan_policy_lang::intent::rollout::{Rollout, Webhook, WebhookType};
 use serde_json::{json, Value};
 
 use super::{At, State};
+use crate::outgoing::{shown_url, Http};
 
 /// What a hook is told.
 pub fn body(hook: &Webhook, service: &str, state: &State, reason: &str) -> Value {
@@ -52,12 +53,14 @@ pub fn type_name(t: WebhookType) -> &'static str {
 
 /// Posts `body` to `hook`; `Ok(())` on a 2xx answer, else why not (never
 /// with a secret: URLs are shown without their user info and query).
-pub fn call(hook: &Webhook, body: &Value) -> Result<(), String> {
+pub fn call(http: &Http, hook: &Webhook, body: &Value) -> Result<(), String> {
     let timeout = hook.timeout.map_or(Duration::from_secs(10), |d| {
         Duration::from_millis(d.as_millis())
     });
     let shown = shown_url(&hook.url);
-    let resp = ureq::post(&hook.url)
+    let resp = http
+        .post(&hook.url)
+        .map_err(|e| format!("webhook `{}` ({shown}): {e}", hook.name))?
         .config()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -78,6 +81,7 @@ pub fn call(hook: &Webhook, body: &Value) -> Result<(), String> {
 
 /// Calls every hook of `kind` (blocking); the first "not yet", if any.
 pub fn gate(
+    http: &Http,
     rollout: &Rollout,
     kind: WebhookType,
     service: &str,
@@ -85,37 +89,11 @@ pub fn gate(
     reason: &str,
 ) -> Result<(), String> {
     for hook in rollout.webhooks.iter().filter(|h| h.kind == kind) {
-        call(hook, &body(hook, service, state, reason))?;
+        call(http, hook, &body(hook, service, state, reason))?;
     }
     Ok(())
 }
 
 pub fn has(rollout: &Rollout, kind: WebhookType) -> bool {
     rollout.webhooks.iter().any(|h| h.kind == kind)
-}
-
-/// A URL without user info or query string (they may carry tokens).
-fn shown_url(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    match no_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let host_path = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://{host_path}")
-        }
-        None => no_query.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shown_urls_carry_no_credentials() {
-        assert_eq!(
-            shown_url("https://user:s3cret@hooks.example.com/x?token=abc"),
-            "https://hooks.example.com/x"
-        );
-        assert_eq!(shown_url("http://h:8080/p"), "http://h:8080/p");
-    }
 }
