@@ -54,6 +54,12 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
         .and_then(|c| c.value.defaults.as_ref())
         .and_then(|d| d.mtls)
         .unwrap_or(MtlsMode::Strict);
+    // Without a config (a single file checked), nothing is known of the
+    // targets' metrics: no MP2014.
+    let flavor_known = repo
+        .config
+        .as_ref()
+        .is_none_or(|c| c.value.metrics_flavor().is_some());
     let has_metrics_url = repo
         .config
         .as_ref()
@@ -94,6 +100,19 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
             cilium_widening(s, &mut out);
         }
         if let Some(r) = &s.value.spec.rollout {
+            if r.analysis.is_some() && !flavor_known {
+                out.push(
+                    Diagnostic::error(
+                        Code::NoMetricsFlavor,
+                        format!(
+                            "the rollout is analysed from the mesh's request metrics, but meshplan does not know those of the targets ({}): it would query metrics that do not exist",
+                            targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .at(s.locate(&Path::parse("spec.rollout.analysis")))
+                    .hint("set `metrics.flavor` in meshplan.yaml to the mesh whose metrics your Prometheus has (istio or linkerd)"),
+                );
+            }
             if r.analysis.is_some() && !has_metrics_url {
                 warn(&mut out, s, Code::NoMetricSource, "spec.rollout.analysis",
                     "the rollout is analysed from metrics, but meshplan.yaml sets no `metrics.url`: every analysis will be inconclusive and the rollout will never advance".into(),
@@ -342,6 +361,42 @@ mod tests {
         assert!(warnings(&with_url, &svc(spec))
             .iter()
             .all(|w| !w.starts_with("MP2010")));
+    }
+
+    /// Targets whose metric names meshplan does not know: an error, not a
+    /// silent Istio query; `metrics.flavor` says whose names to use.
+    #[test]
+    fn analysis_on_targets_of_unknown_metrics_needs_a_flavor() {
+        let spec = "  rollout:\n    stable: v1\n    canary: v2\n    steps: [{ weight: 50 }, { weight: 100 }]\n    analysis:\n      successRate: { min: 99 }\n";
+        for target in ["consul", "cilium, gateway-api", "gateway-api", "smi"] {
+            let config = format!(
+                "{}metrics: {{ url: http://prometheus:9090 }}\n",
+                ISTIO.replace("[istio]", &format!("[{target}]"))
+            );
+            let w = warnings(&config, &svc(spec));
+            assert!(
+                w.iter()
+                    .any(|w| w.starts_with("MP2014 the rollout is analysed")),
+                "{target}: {w:?}"
+            );
+            let flavored = config.replace("url: http", "flavor: linkerd, url: http");
+            let w = warnings(&flavored, &svc(spec));
+            assert!(
+                w.iter().all(|w| !w.starts_with("MP2014")),
+                "{target}: {w:?}"
+            );
+        }
+        for target in ["istio", "linkerd", "gateway-api, linkerd"] {
+            let config = format!(
+                "{}metrics: {{ url: http://prometheus:9090 }}\n",
+                ISTIO.replace("[istio]", &format!("[{target}]"))
+            );
+            let w = warnings(&config, &svc(spec));
+            assert!(
+                w.iter().all(|w| !w.starts_with("MP2014")),
+                "{target}: {w:?}"
+            );
+        }
     }
 
     #[test]

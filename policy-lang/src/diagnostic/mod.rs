@@ -72,10 +72,11 @@ pub enum Code {
     TargetUnsupported,
     CiliumL7Widening,
     SelectorOverlap,
+    NoMetricsFlavor,
 }
 
 impl Code {
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 32] = [
         Code::Io,
         Code::YamlSyntax,
         Code::UnknownField,
@@ -107,6 +108,7 @@ impl Code {
         Code::TargetUnsupported,
         Code::CiliumL7Widening,
         Code::SelectorOverlap,
+        Code::NoMetricsFlavor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +144,7 @@ impl Code {
             Code::TargetUnsupported => "MP4002",
             Code::CiliumL7Widening => "MP2012",
             Code::SelectorOverlap => "MP2013",
+            Code::NoMetricsFlavor => "MP2014",
         }
     }
 
@@ -187,6 +190,7 @@ impl Code {
             Code::SelectorOverlap => {
                 "a pod selector that may also select another service's or version's pods"
             }
+            Code::NoMetricsFlavor => "rollout analysis with no known metric names",
         }
     }
 }

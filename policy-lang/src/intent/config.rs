@@ -93,6 +93,19 @@ impl Target {
         Target::NetworkPolicy,
         Target::Smi,
     ];
+
+    /// Its name in meshplan.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Istio => "istio",
+            Target::Linkerd => "linkerd",
+            Target::GatewayApi => "gateway-api",
+            Target::Consul => "consul",
+            Target::Cilium => "cilium",
+            Target::NetworkPolicy => "networkpolicy",
+            Target::Smi => "smi",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -110,6 +123,39 @@ pub struct Metrics {
     pub provider: MetricsProvider,
     /// The Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
     pub url: String,
+    /// Whose metric names rollout analysis queries. Defaults to `istio`
+    /// with an istio target, else `linkerd` with a linkerd target; with
+    /// neither, a rollout's analysis is an error (MP2014) until it is set.
+    #[serde(default)]
+    pub flavor: Option<MetricsFlavor>,
+}
+
+/// A mesh whose standard request metrics meshplan queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricsFlavor {
+    /// `istio_requests_total`, `istio_request_duration_milliseconds`.
+    Istio,
+    /// `response_total`, `response_latency_ms` (inbound).
+    Linkerd,
+}
+
+impl Config {
+    /// Whose metric names rollout analysis queries: `metrics.flavor`, else
+    /// that of the istio target, else of the linkerd target; `None` when
+    /// meshplan does not know the targets' metrics.
+    pub fn metrics_flavor(&self) -> Option<MetricsFlavor> {
+        let set = self.metrics.as_ref().and_then(|m| m.flavor);
+        set.or_else(|| {
+            [
+                (Target::Istio, MetricsFlavor::Istio),
+                (Target::Linkerd, MetricsFlavor::Linkerd),
+            ]
+            .into_iter()
+            .find(|(t, _)| self.targets.contains(t))
+            .map(|(_, f)| f)
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -38,8 +38,8 @@ use meshplan_compiler::emit::prometheus::Flavor;
 use meshplan_compiler::ir::Service;
 use meshplan_compiler::lower::{canary_weight, lower};
 use meshplan_compiler::Positions;
+use meshplan_policy_lang::intent::config::MetricsFlavor;
 use meshplan_policy_lang::intent::rollout::Rollout;
-use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Repository;
 
 use crate::cluster::Cluster;
@@ -179,12 +179,14 @@ impl Rollouts {
                 url: m.url.clone(),
                 http: Arc::clone(&self.http),
             });
-        let targets = config.map(|c| c.targets.clone()).unwrap_or_default();
-        let flavor = if !targets.contains(&Target::Istio) && targets.contains(&Target::Linkerd) {
-            Flavor::Linkerd
-        } else {
-            Flavor::Istio
-        };
+        // `check` refuses an analysis without a known flavour (MP2014), so
+        // a revision that gets here has one; without, nothing is queried.
+        let flavor = config.and_then(|c| c.metrics_flavor()).map(|f| match f {
+            MetricsFlavor::Istio => Flavor::Istio,
+            MetricsFlavor::Linkerd => Flavor::Linkerd,
+        });
+        let prometheus = prometheus.filter(|_| flavor.is_some());
+        let flavor = flavor.unwrap_or(Flavor::Istio);
         let mut tracked = BTreeMap::new();
         let mut transitions = Vec::new();
         for s in ir.services {
