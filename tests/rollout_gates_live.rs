@@ -264,15 +264,18 @@ async fn webhooks_gate_the_start_each_step_and_the_promotion_and_hear_every_tran
         let key = format!("{ns}/{svc}");
         let run = start(dir.path(), &inv);
 
-        // The pre-rollout hook holds the start: all traffic on stable.
-        wait_for("the pre-rollout hook to be asked twice", Duration::from_secs(30), || {
-            let n = hooks.got("/pre").len();
-            async move { (n >= 2).then_some(()) }
+        // The pre-rollout hook holds the start: all traffic on stable. A
+        // 503 may pass: each call tries three times.
+        let s = wait_for("the pre-rollout hook's answer", Duration::from_secs(30), || {
+            let s = status(&key, &inv);
+            async move {
+                let next = s.as_ref()?["next"].as_str()?;
+                next.contains("answered 503 (after 3 attempts)").then_some(s?)
+            }
         })
         .await;
-        let s = status(&key, &inv).unwrap();
         assert_eq!(s["phase"], "idle", "{s}");
-        assert!(s["next"].as_str().unwrap().contains("answered 503"), "{s}");
+        assert!(hooks.got("/pre").len() >= 3);
         assert_eq!(weight(&client, &ns, &svc).await, Some(0));
         let pre = &hooks.got("/pre")[0];
         assert_eq!(pre["type"], "preRollout");
@@ -470,4 +473,41 @@ fn rollout_commands_without_a_rollout_say_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no rollout for `nowhere/nothing`"), "{err}");
     let _ = env;
+}
+
+/// A step-confirmation hook that keeps refusing, with `failureLimit: 2`:
+/// the rollout fails and goes back to stable instead of holding forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_past_its_failure_limit_fails_the_rollout() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("hookfail");
+        traffic(&ns, &svc, 0.0, None, 40.0);
+        let hooks = Hooks::start().await;
+        hooks.answer("/confirm", 409);
+        let webhooks = format!(
+            "    webhooks:\n      - {{ name: approve, type: stepConfirmation, url: '{}', failureLimit: 2 }}\n",
+            hooks.url("/confirm"),
+        );
+        let steps = "    steps: [{ weight: 25 }, { weight: 100 }]\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, &format!("{steps}{HEALTHY_ANALYSIS}{webhooks}"));
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let key = format!("{ns}/{svc}");
+        let run = start(dir.path(), &inv);
+        let s = wait_phase(&key, &inv, "failed", Duration::from_secs(60), &run).await;
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("webhook `approve` failed 2 times in a row"),
+            "{s}"
+        );
+        // A 409 is an answer, not a failure to try again: asked once per
+        // analysis that passed.
+        assert_eq!(hooks.got("/confirm").len(), 2);
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(20), &run).await;
+        run.stop();
+    })
+    .await;
 }

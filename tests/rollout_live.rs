@@ -196,10 +196,12 @@ async fn low_traffic_stays_inconclusive_and_never_advances() {
 }
 
 /// A TCP relay in front of Prometheus, to take it away and bring it back
-/// on the same address.
+/// on the same address. Stopping it also closes the connections it
+/// carries, as a Prometheus that goes away does: clients keep connections
+/// open between queries.
 struct Relay {
     port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Relay {
@@ -207,16 +209,21 @@ impl Relay {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
+            let mut stopped = rx.clone();
             loop {
                 tokio::select! {
-                    _ = &mut rx => break,
+                    _ = stopped.changed() => break,
                     Ok((mut inbound, _)) = listener.accept() => {
                         let to = to.clone();
+                        let mut stopped = rx.clone();
                         tokio::spawn(async move {
                             if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                                tokio::select! {
+                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                                    _ = stopped.changed() => {}
+                                }
                             }
                         });
                     }
@@ -231,7 +238,7 @@ impl Relay {
 
     fn stop(mut self) -> u16 {
         if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+            let _ = s.send(true);
         }
         self.port
     }

@@ -185,3 +185,68 @@ fn webhooks_over_tls_carry_their_endpoints_credentials_and_no_others() {
     let e = webhook::call(&Http::default(), &hook(&open), &body).unwrap_err();
     assert!(!e.is_empty());
 }
+
+/// What may pass is tried again (no answer, 408, 429, 5xx), a refusal is
+/// not; bodies are signed as docs/rollouts.md says receivers verify them.
+#[test]
+fn webhooks_retry_what_may_pass_and_sign_their_bodies() {
+    let env = TestEnv::get();
+    let hooks = &env.hooks;
+    let case = unique_name("retry");
+    let (_dir, key) = dir_with("signing-key", &format!("{case}-key\n"));
+    let yaml = format!(
+        "endpoints:\n  - url: '{}/open/{case}'\n    signingKeyFile: '{}'\n    tls: {{ caFile: '{}' }}\n",
+        hooks.url,
+        key.display(),
+        env.tls.ca_file.display()
+    );
+    let http = http(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let body = serde_json::json!({ "case": case });
+
+    let e = webhook::call(
+        &http,
+        &hook(&format!("{}/open/{case}/status/503", hooks.url)),
+        &body,
+    )
+    .unwrap_err();
+    assert!(e.contains("answered 503 (after 3 attempts)"), "{e}");
+    assert_eq!(hooks.received(&format!("/open/{case}/status/503")).len(), 3);
+
+    let e = webhook::call(
+        &http,
+        &hook(&format!("{}/open/{case}/status/409", hooks.url)),
+        &body,
+    )
+    .unwrap_err();
+    assert!(e.ends_with("answered 409"), "{e}");
+    assert_eq!(hooks.received(&format!("/open/{case}/status/409")).len(), 1);
+
+    webhook::call(
+        &http,
+        &hook(&format!("{}/open/{case}/signed", hooks.url)),
+        &body,
+    )
+    .unwrap();
+    let got = hooks.received(&format!("/open/{case}/signed"));
+    let headers = &got[0]["headers"];
+    let sent = got[0]["body"].as_str().unwrap();
+    let time: u64 = headers["x-meshplan-timestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = meshplan_reconciler::outgoing::sign(
+        format!("{case}-key").as_bytes(),
+        time,
+        sent.as_bytes(),
+    );
+    assert_eq!(
+        headers["x-meshplan-signature"],
+        format!("sha256={expected}")
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(time) < 60, "{time} vs {now}");
+}

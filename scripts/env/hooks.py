@@ -7,7 +7,7 @@ Every POST is answered and recorded, one JSON object per line in --log:
 - 401 unless the request's Authorization header is one of the lines of
   --authorizations (re-read on every request, so a test can rotate them),
   or its path starts with /open/;
-- else the status a /status/NNN/... path asks for;
+- else the status a path with the segments status/NNN asks for;
 - else 200.
 
 GET /healthz answers 200 (readiness).
@@ -57,9 +57,10 @@ def main():
                     allowed = {line.rstrip("\n") for line in f if line.strip()}
                 if self.headers.get("authorization") not in allowed:
                     return 401
-            parts = self.path.split("/")
-            if len(parts) > 2 and parts[1] == "status" and parts[2].isdigit():
-                return int(parts[2])
+            parts = self.path.split("?")[0].split("/")
+            for i, part in enumerate(parts[:-1]):
+                if part == "status" and parts[i + 1].isdigit():
+                    return int(parts[i + 1])
             return 200
 
         def answer(self, status):

@@ -98,7 +98,8 @@ pub struct PrometheusTls {
 
 /// The webhook receiver: every POST recorded, one JSON object per line in
 /// `log`; 401 unless its `Authorization` is a line of `authorizations` or
-/// its path starts with `/open/`; the status `/status/NNN/…` asks for.
+/// its path starts with `/open/`; the status its segments `status/NNN` ask
+/// for.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hooks {

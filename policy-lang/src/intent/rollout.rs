@@ -196,6 +196,11 @@ pub struct Webhook {
     /// No answer within this is "not yet". Defaults to 10s.
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// After this many "not yet" answers in a row (any answer but 2xx, or
+    /// none), the rollout fails: rolled back when it had started. Without
+    /// it, a gate waits as long as it takes (an approval).
+    #[serde(default)]
+    pub failure_limit: Option<u32>,
     /// Extra fields sent in the body.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,

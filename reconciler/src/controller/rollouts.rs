@@ -46,7 +46,7 @@ use crate::cluster::Cluster;
 use crate::outgoing::Http;
 use crate::rollout::analysis::{self, GatedSlo, Prometheus};
 use crate::rollout::store::{self, StoreError};
-use crate::rollout::webhook;
+use crate::rollout::webhook::{self, NotYet};
 use crate::rollout::{At, CommandResult, Effect, Event, Phase, State, Verdict};
 use crate::Error;
 use meshplan_policy_lang::intent::rollout::WebhookType;
@@ -467,7 +467,7 @@ impl Tracked {
         }
         if let Err(why) = self.hooks(WebhookType::PreRollout, key, "starting").await {
             self.waiting = Some(format!("waits for the pre-rollout webhook: {why}"));
-            return Vec::new();
+            return self.not_yet(&why, now);
         }
         self.state.start(&self.rollout, now)
     }
@@ -491,6 +491,10 @@ impl Tracked {
                 .await
             {
                 self.waiting = Some(format!("waits for step confirmation: {why}"));
+                let failed = self.not_yet(&why, now);
+                if !failed.is_empty() {
+                    return failed;
+                }
                 self.state.hold = true;
                 let fx = feed(&mut self.state, &self.rollout);
                 self.state.hold = false;
@@ -518,13 +522,26 @@ impl Tracked {
                 "waits for the {} webhook: {why}",
                 webhook::type_name(kind)
             ));
-            return Vec::new();
+            return self.not_yet(&why, now);
         }
         self.state.settle(now)
     }
 
+    /// Counts a gate's "not yet"; once its hook's `failureLimit` is
+    /// reached, the rollout fails (the transition's effects).
+    fn not_yet(&mut self, why: &NotYet, now: u64) -> Vec<Effect> {
+        self.state.hook_failures += 1;
+        match why.limit {
+            Some(limit) if self.state.hook_failures >= limit => {
+                self.waiting = None;
+                self.state.webhook_failed(&why.hook, limit, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Calls the rollout's webhooks of `kind` (off the runtime: blocking).
-    async fn hooks(&self, kind: WebhookType, key: &str, reason: &str) -> Result<(), String> {
+    async fn hooks(&mut self, kind: WebhookType, key: &str, reason: &str) -> Result<(), NotYet> {
         if !webhook::has(&self.rollout, kind) {
             return Ok(());
         }
@@ -535,11 +552,19 @@ impl Tracked {
             self.state.clone(),
             reason.to_owned(),
         );
-        tokio::task::spawn_blocking(move || {
+        let out = tokio::task::spawn_blocking(move || {
             webhook::gate(&http, &rollout, kind, &key, &state, &reason)
         })
         .await
-        .map_err(|e| format!("the webhook task failed: {e}"))?
+        .map_err(|e| NotYet {
+            hook: webhook::type_name(kind).to_owned(),
+            limit: None,
+            message: format!("the webhook task failed: {e}"),
+        })?;
+        if out.is_ok() {
+            self.state.hook_failures = 0;
+        }
+        out
     }
 
     /// Tells the notification webhooks about each transition, in the

@@ -20,6 +20,7 @@
 //!       keyFile: /etc/meshplan/tls/client.key
 //!   - url: https://hooks.example.com
 //!     basicAuth: { username: meshplan, passwordFile: /etc/meshplan/hooks-password }
+//!     signingKeyFile: /etc/meshplan/hooks-signing-key      # signs webhook bodies
 //! ```
 //!
 //! # Guarantees
@@ -65,6 +66,11 @@ pub struct Endpoint {
     /// Extra request headers (a tenant ID, an API key header).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// A key that signs every webhook body: HMAC-SHA256 over
+    /// `<timestamp>.<body>` in `X-Meshplan-Signature` (see
+    /// [`super::sign`]). Re-read when it changes.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
     #[serde(default)]
     pub tls: Option<Tls>,
 }

@@ -151,3 +151,13 @@ fn shown_urls_carry_no_credentials() {
     assert_eq!(shown_url("http://h:8080/p"), "http://h:8080/p");
     assert_eq!(shown_url("http://h/a@b"), "http://h/a@b");
 }
+
+/// The signature a receiver recomputes: HMAC-SHA256 of
+/// `<timestamp>.<body>`, lower-case hex (vector from Python's `hmac`).
+#[test]
+fn bodies_are_signed_as_documented() {
+    assert_eq!(
+        sign(b"key", 1_700_000_000, br#"{"a":1}"#),
+        "a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03"
+    );
+}

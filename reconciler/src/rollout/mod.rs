@@ -153,6 +153,10 @@ pub struct State {
     /// What happens next, in a sentence.
     #[serde(default)]
     pub next: String,
+    /// "Not yet" answers in a row of the gate the rollout waits at (for
+    /// the webhooks' `failureLimit`); reset by any transition.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hook_failures: u32,
     /// Held by the controller: a stage whose conditions hold does not
     /// advance (its step-confirmation webhooks said "not yet"). Never
     /// stored.
@@ -254,6 +258,7 @@ impl State {
             command: None,
             command_result: None,
             next: String::new(),
+            hook_failures: 0,
             hold: false,
         }
     }
@@ -373,6 +378,44 @@ impl State {
     }
 
     /// Finishes the transient phases (after their webhooks ran).
+    /// A gating webhook said "not yet" `limit` times in a row (its
+    /// `failureLimit`): the rollout fails — failed before it starts, rolled
+    /// back from a stage or from promotion, and finished when it was
+    /// already rolling back.
+    pub fn webhook_failed(&mut self, hook: &str, limit: u32, now: u64) -> Vec<Effect> {
+        let why = format!("webhook `{hook}` failed {limit} times in a row");
+        match self.phase.clone() {
+            Phase::Idle => self.go(
+                Phase::Failed {
+                    reason: why.clone(),
+                },
+                At::Stable,
+                now,
+                &why,
+            ),
+            Phase::Progressing | Phase::Paused { .. } | Phase::Promoting => self.go(
+                Phase::RollingBack {
+                    reason: why.clone(),
+                },
+                At::Stable,
+                now,
+                &why,
+            ),
+            Phase::RollingBack { reason } => {
+                let reason = format!("{reason}; {why}");
+                self.go(
+                    Phase::Failed {
+                        reason: reason.clone(),
+                    },
+                    At::Stable,
+                    now,
+                    &format!("rolled back: {reason}"),
+                )
+            }
+            Phase::Succeeded | Phase::Failed { .. } => Vec::new(),
+        }
+    }
+
     pub fn settle(&mut self, now: u64) -> Vec<Effect> {
         match self.phase.clone() {
             Phase::Promoting => self.go(Phase::Succeeded, At::Canary, now, "promoted"),
@@ -594,6 +637,7 @@ impl State {
 
     fn go(&mut self, phase: Phase, at: At, now: u64, reason: &str) -> Vec<Effect> {
         let from = self.label();
+        self.hook_failures = 0;
         let moved = at != self.at;
         self.phase = phase;
         self.at = at;
@@ -636,6 +680,10 @@ impl State {
         };
         format!("{}@{at}", self.phase.name())
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

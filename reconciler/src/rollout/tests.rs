@@ -283,3 +283,41 @@ fn blue_green_keeps_the_canary_dark_until_promotion() {
         100
     );
 }
+
+/// A gate's webhook that keeps failing (its `failureLimit`) fails the
+/// rollout wherever it waits, instead of holding it forever.
+#[test]
+fn a_webhook_past_its_failure_limit_fails_the_rollout_where_it_waits() {
+    let r = rollout(CANARY);
+    // Before the start: failed, nothing to roll back.
+    let mut s = State::new("v2", "f1", 0);
+    let fx = s.webhook_failed("load-test", 3, 5);
+    assert!(
+        matches!(&s.phase, Phase::Failed { reason } if reason.contains("`load-test` failed 3 times"))
+    );
+    assert_eq!(s.at, At::Stable);
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Apply(_))));
+    // At a stage: rolled back to stable.
+    let mut s = started(&r);
+    s.hook_failures = 3;
+    let fx = s.webhook_failed("approve", 3, 10);
+    assert!(matches!(&s.phase, Phase::RollingBack { reason } if reason.contains("`approve`")));
+    assert!(fx.contains(&Effect::Apply(At::Stable)));
+    assert_eq!(s.hook_failures, 0, "a transition starts the count again");
+    // Rolling back, its rollback hook failing: finished, failed.
+    s.webhook_failed("page", 2, 20);
+    assert!(
+        matches!(&s.phase, Phase::Failed { reason } if reason.contains("`approve`") && reason.contains("`page`"))
+    );
+    // Over: nothing happens.
+    assert!(s.webhook_failed("page", 2, 30).is_empty());
+}
+
+#[test]
+fn a_state_without_hook_failures_reads_and_writes_as_before() {
+    let s = State::new("v2", "f1", 0);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json.get("hookFailures").is_none(), "{json}");
+    let back: State = serde_json::from_value(json).unwrap();
+    assert_eq!(back.hook_failures, 0);
+}

@@ -1,7 +1,14 @@
 //! Rollout webhooks: an HTTP POST with a JSON body; a 2xx answer proceeds,
 //! anything else — another status, no answer within the hook's `timeout`
 //! (default 10 s), a refused connection — is "not yet", asked again on the
-//! next tick.
+//! next tick. After `failureLimit` such answers in a row (when the hook
+//! sets one), the rollout fails instead ([`NotYet::limit`]).
+//!
+//! One call is up to [`ATTEMPTS`] requests: no answer, 408, 429 and 5xx
+//! are tried again after 0.5 s, then 1 s; any other answer is final (a
+//! receiver says "not yet" with a 4xx such as 409 or 423). A body is
+//! signed when the credentials file gives the hook's URL a signing key
+//! (`X-Meshplan-Timestamp`, `X-Meshplan-Signature`: [`crate::outgoing::sign`]).
 //!
 //! | type | called | gates |
 //! |---|---|---|
@@ -51,32 +58,75 @@ pub fn type_name(t: WebhookType) -> &'static str {
     }
 }
 
-/// Posts `body` to `hook`; `Ok(())` on a 2xx answer, else why not (never
-/// with a secret: URLs are shown without their user info and query).
+/// Requests one call may make.
+pub const ATTEMPTS: u32 = 3;
+
+/// Why a gate did not open: the hook that said "not yet", its
+/// `failureLimit`, and what it answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotYet {
+    pub hook: String,
+    pub limit: Option<u32>,
+    pub message: String,
+}
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Posts `body` to `hook`, trying again while the failure may pass;
+/// `Ok(())` on a 2xx answer, else why not (never with a secret: URLs are
+/// shown without their user info and query).
 pub fn call(http: &Http, hook: &Webhook, body: &Value) -> Result<(), String> {
+    let text = body.to_string();
+    let mut pause = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match once(http, hook, &text) {
+            Ok(()) => return Ok(()),
+            Err((true, _)) if attempt < ATTEMPTS => {
+                std::thread::sleep(pause);
+                pause *= 2;
+                attempt += 1;
+            }
+            Err((_, why)) if attempt > 1 => {
+                return Err(format!("{why} (after {attempt} attempts)"))
+            }
+            Err((_, why)) => return Err(why),
+        }
+    }
+}
+
+/// One request; on failure, whether it is worth trying again, and why.
+fn once(http: &Http, hook: &Webhook, body: &str) -> Result<(), (bool, String)> {
     let timeout = hook.timeout.map_or(Duration::from_secs(10), |d| {
         Duration::from_millis(d.as_millis())
     });
     let shown = shown_url(&hook.url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let resp = http
-        .post(&hook.url)
-        .map_err(|e| format!("webhook `{}` ({shown}): {e}", hook.name))?
+        .post_signed(&hook.url, body.as_bytes(), now)
+        .map_err(|e| (false, format!("webhook `{}` ({shown}): {e}", hook.name)))?
         .config()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .header("content-type", "application/json")
-        .send(body.to_string())
-        .map_err(|e| format!("webhook `{}` ({shown}): {e}", hook.name))?;
+        .send(body)
+        .map_err(|e| (true, format!("webhook `{}` ({shown}): {e}", hook.name)))?;
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(format!(
-            "webhook `{}` ({shown}) answered {status}",
-            hook.name
-        ))
+        return Ok(());
     }
+    let again = matches!(status, 408 | 429 | 500..=599);
+    Err((
+        again,
+        format!("webhook `{}` ({shown}) answered {status}", hook.name),
+    ))
 }
 
 /// Calls every hook of `kind` (blocking); the first "not yet", if any.
@@ -87,9 +137,13 @@ pub fn gate(
     service: &str,
     state: &State,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), NotYet> {
     for hook in rollout.webhooks.iter().filter(|h| h.kind == kind) {
-        call(http, hook, &body(hook, service, state, reason))?;
+        call(http, hook, &body(hook, service, state, reason)).map_err(|message| NotYet {
+            hook: hook.name.clone(),
+            limit: hook.failure_limit,
+            message,
+        })?;
     }
     Ok(())
 }
