@@ -276,7 +276,9 @@ async fn webhooks_gate_the_start_each_step_and_the_promotion_and_hear_every_tran
         .await;
         assert_eq!(s["phase"], "idle", "{s}");
         assert!(hooks.got("/pre").len() >= 3);
-        assert_eq!(weight(&client, &ns, &svc).await, Some(0));
+        // The revision is applied once the rollouts are read (their gates
+        // asked): all traffic on stable.
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(20), &run).await;
         let pre = &hooks.got("/pre")[0];
         assert_eq!(pre["type"], "preRollout");
         assert_eq!(pre["service"], svc.as_str());
