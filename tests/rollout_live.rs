@@ -364,8 +364,10 @@ async fn the_slo_gate_holds_promotion_while_the_canary_burns_its_budget() {
         let svc = unique_name("slo");
         // 5 % errors: the success-rate check (min 90) passes, but a 99.9 %
         // availability SLO burns at 50×, over the 14.4× page threshold.
+        // Windows of seconds rather than the alert's 1h and 5m, so that the
+        // gate opens seconds after the burning stops.
         traffic(&ns, &svc, 0.05, None, 40.0);
-        let rollout = "    steps: [{ weight: 20 }, { weight: 100 }]\n    analysis:\n      interval: 2s\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 90 }\n      sloGate: true\n  slos:\n    - name: availability\n      objective: 99.9\n      sli: { availability: {} }\n";
+        let rollout = "    steps: [{ weight: 20 }, { weight: 100 }]\n    analysis:\n      interval: 2s\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 90 }\n      sloGate: { windows: { long: 20s, short: 4s } }\n  slos:\n    - name: availability\n      objective: 99.9\n      sli: { availability: {} }\n";
         let dir = repo(&ns, &svc, &env.prometheus_url, rollout);
         let inv = format!("meshplan-system/{}", unique_name("ro"));
         let run = start(dir.path(), &inv);
@@ -394,6 +396,38 @@ async fn the_slo_gate_holds_promotion_while_the_canary_burns_its_budget() {
         // The canary stops burning: the gate opens.
         traffic(&ns, &svc, 0.0, None, 40.0);
         wait_phase(&key, &inv, "succeeded", Duration::from_secs(60), &run).await;
+        run.stop();
+    })
+    .await;
+}
+
+/// `onBurn: fail`: a canary burning its SLO's budget (by the SLO's own SLI,
+/// its 429s counted as the SLO counts them) fails its analyses and is
+/// rolled back, although the success-rate check alone would pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_burns_its_budget_fails_when_the_gate_says_so() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let svc = unique_name("burn");
+        // 5 % errors: a 99.9 % SLO burns at 50×, over 14.4× on both windows.
+        traffic(&ns, &svc, 0.05, None, 40.0);
+        let rollout = "    steps: [{ weight: 20 }, { weight: 100 }]\n    analysis:\n      interval: 2s\n      failureLimit: 2\n      inconclusiveLimit: 1000\n      minRequestVolume: 10\n      successRate: { min: 90 }\n      sloGate: { onBurn: fail, windows: { long: 20s, short: 4s } }\n  slos:\n    - name: availability\n      objective: 99.9\n      sli: { availability: {} }\n";
+        let dir = repo(&ns, &svc, &env.prometheus_url, rollout);
+        let inv = format!("meshplan-system/{}", unique_name("ro"));
+        let run = start(dir.path(), &inv);
+        let key = format!("{ns}/{svc}");
+        let s = wait_phase(&key, &inv, "failed", Duration::from_secs(60), &run).await;
+        let checks = s["lastAnalysis"]["checks"].as_array().cloned().unwrap_or_default();
+        assert!(
+            checks.iter().any(|c| c["name"] == "SLO gate availability" && c["outcome"] == "fail"),
+            "{s}"
+        );
+        assert!(
+            checks.iter().any(|c| c["name"] == "success rate" && c["outcome"] == "pass"),
+            "{s}"
+        );
+        wait_weight(&client, &ns, &svc, 0, Duration::from_secs(20), &run).await;
         run.stop();
     })
     .await;

@@ -435,6 +435,42 @@ pub fn slo_rules(
     )
 }
 
+/// The windows of the SLO alerts' fast page pair (long, short): the
+/// rollout engine's SLO gate judges the canary over them by default.
+pub const PAGE_WINDOWS: (&str, &str) = (PAGE[0].0, PAGE[0].1);
+
+/// The burn rate over which the SLO's fast page alert fires (14.4 for a
+/// 30-day period, 3.36 for 7 days): the SLO gate's threshold.
+pub fn page_burn_rate(slo: &Slo) -> f64 {
+    let (_, _, hours, share) = PAGE[0];
+    burn_factor(slo, hours, share)
+}
+
+/// The error ratio of `slo`'s SLI for `version` of `s` over `window`, as
+/// plain PromQL: the query of the SLO's recording rules (its `errorCodes`,
+/// gRPC statuses, latency bucket or custom queries alike), with the
+/// version's selector. A custom SLI's queries are the author's: their
+/// `{{version}}`, `{{service}}` and `{{namespace}}` are substituted, and
+/// without `{{version}}` they measure the whole service.
+pub fn version_error_ratio(
+    flavor: Flavor,
+    s: &Service,
+    slo: &Slo,
+    version: &str,
+    window: &str,
+) -> Option<String> {
+    let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
+    let ratio = ErrorRatio::of(flavor, &slo.sli, grpc)?;
+    let quoted = ratio.over(&escaped(&flavor.selector(s, Some(version))), window);
+    let plain: String = serde_json::from_str(&quoted).ok()?;
+    Some(
+        plain
+            .replace("{{version}}", version)
+            .replace("{{service}}", &s.host)
+            .replace("{{namespace}}", &s.namespace),
+    )
+}
+
 /// The PromQL the rollout engine evaluates for one version over an
 /// analysis interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -474,17 +510,6 @@ pub fn analysis_queries(
     }
 }
 
-/// The share of `version`'s requests slower than `ms` over `interval`
-/// (`ms` should be a bucket bound: see MP2011).
-pub fn slower_than(flavor: Flavor, s: &Service, version: &str, interval: &str, ms: u64) -> String {
-    let sel = flavor.selector(s, Some(version));
-    let b = flavor.buckets();
-    format!(
-        "1 - (sum(rate({b}{{{sel},le=\"{}\"}}[{interval}])) / sum(rate({b}{{{sel},le=\"+Inf\"}}[{interval}])))",
-        le_value(ms)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +517,48 @@ mod tests {
     /// The query `ratio` makes over 5m, read back from its JSON string.
     fn query(ratio: &ErrorRatio, sel: &str) -> String {
         serde_json::from_str(&ratio.over(&escaped(sel), "5m")).unwrap()
+    }
+
+    /// The SLO gate measures the canary with the alert's own SLI: error
+    /// codes and gRPC statuses included, the canary's selector.
+    #[test]
+    fn a_version_error_ratio_is_the_recording_rules_sli_for_that_version() {
+        let slo: Slo = serde_json::from_value(json!({
+            "name": "avail", "objective": 99.9,
+            "sli": {"availability": {"errorCodes": ["429"]}}
+        }))
+        .unwrap();
+        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: grpc, port: 80, protocol: grpc }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
+        let (repo, _) =
+            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
+                files: vec![("s.yaml".into(), intent.into())],
+            });
+        let s = crate::lower::lower(&repo, &crate::Positions::default())
+            .unwrap()
+            .services
+            .remove(0);
+        let q = version_error_ratio(Flavor::Istio, &s, &slo, "v2", "1h").unwrap();
+        assert!(q.contains("destination_version=\"v2\""), "{q}");
+        assert!(q.contains("response_code=~\"5..|429\""), "{q}");
+        assert!(
+            q.contains("grpc_response_status=~\"2|4|12|13|14|15\""),
+            "{q}"
+        );
+        assert!(q.contains("[1h]"), "{q}");
+        let custom: Slo = serde_json::from_value(json!({
+            "name": "c", "objective": 99.0,
+            "sli": {"custom": {
+                "goodQuery": "sum(rate(ok{version=\"{{version}}\"}[{{window}}]))",
+                "totalQuery": "sum(rate(all{svc=\"{{service}}\"}[{{window}}]))"
+            }}
+        }))
+        .unwrap();
+        let q = version_error_ratio(Flavor::Istio, &s, &custom, "v2", "5m").unwrap();
+        assert_eq!(
+            q,
+            "1 - ((sum(rate(ok{version=\"v2\"}[5m]))) / (sum(rate(all{svc=\"web\"}[5m]))))"
+        );
+        assert_eq!(page_burn_rate(&slo), 14.4);
     }
 
     #[test]

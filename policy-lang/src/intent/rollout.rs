@@ -178,11 +178,89 @@ pub struct MetricCheck {
     pub success_condition: String,
 }
 
+/// `sloGate`: `true` (every SLO of the service), a list of SLO names, or
+/// the options.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum SloGate {
     All(bool),
     Named(Vec<String>),
+    Options(SloGateOptions),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SloGateOptions {
+    /// The SLOs gated (default: every SLO of the service).
+    #[serde(default)]
+    pub slos: Option<Vec<String>>,
+    /// What a canary burning a gated SLO's budget does: `hold` promotion
+    /// (default) or `fail` the interval.
+    #[serde(default)]
+    pub on_burn: Option<OnBurn>,
+    /// The page alert's windows, judged on the canary. Default: 1h and 5m,
+    /// the fast-burn page pair of the SLO's alerts.
+    #[serde(default)]
+    pub windows: Option<BurnWindows>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnBurn {
+    Hold,
+    Fail,
+}
+
+/// A long window and a short one: the canary burns only when it burns over
+/// both (the short one makes the gate open soon after the burning stops).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BurnWindows {
+    pub long: Duration,
+    pub short: Duration,
+}
+
+impl SloGate {
+    /// Whether the SLO `name` is gated.
+    pub fn covers(&self, name: &str) -> bool {
+        match self {
+            SloGate::All(on) => *on,
+            SloGate::Named(names) => names.iter().any(|n| n == name),
+            SloGate::Options(o) => o.slos.as_ref().is_none_or(|n| n.iter().any(|n| n == name)),
+        }
+    }
+
+    /// The SLO names it lists, if it lists some.
+    pub fn named(&self) -> Option<&[String]> {
+        match self {
+            SloGate::Named(names) => Some(names),
+            SloGate::Options(o) => o.slos.as_deref(),
+            SloGate::All(_) => None,
+        }
+    }
+
+    /// Whether it gates on every SLO of the service.
+    pub fn all(&self) -> bool {
+        match self {
+            SloGate::All(on) => *on,
+            SloGate::Options(o) => o.slos.is_none(),
+            SloGate::Named(_) => false,
+        }
+    }
+
+    pub fn on_burn(&self) -> OnBurn {
+        match self {
+            SloGate::Options(o) => o.on_burn.unwrap_or(OnBurn::Hold),
+            _ => OnBurn::Hold,
+        }
+    }
+
+    pub fn windows(&self) -> Option<BurnWindows> {
+        match self {
+            SloGate::Options(o) => o.windows,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -44,7 +44,7 @@ use meshplan_policy_lang::parse::Repository;
 
 use crate::cluster::Cluster;
 use crate::outgoing::Http;
-use crate::rollout::analysis::{self, GatedSlo, Prometheus};
+use crate::rollout::analysis::{self, Prometheus};
 use crate::rollout::store::{self, StoreError};
 use crate::rollout::webhook::{self, NotYet};
 use crate::rollout::{At, CommandResult, Effect, Event, Phase, State, Verdict};
@@ -107,7 +107,6 @@ struct Tracked {
     flavor: Flavor,
     prometheus: Option<Prometheus>,
     http: Arc<Http>,
-    slos: Vec<GatedSlo>,
     state: State,
     /// The stored version the state was read or written at.
     version: Option<String>,
@@ -199,15 +198,6 @@ impl Rollouts {
             let version = stored.as_ref().map(|s| s.resource_version.clone());
             let previous = stored.map(|s| s.state);
             let state = State::resume_or_restart(previous.clone(), &rollout, &fingerprint, now);
-            let slos = s
-                .slos
-                .iter()
-                .map(|slo| GatedSlo {
-                    name: slo.name.clone(),
-                    objective: slo.objective,
-                    latency_ms: slo.sli.latency.as_ref().map(|l| l.threshold.as_millis()),
-                })
-                .collect();
             let mut t = Tracked {
                 service: s,
                 rollout,
@@ -215,7 +205,6 @@ impl Rollouts {
                 flavor,
                 prometheus: prometheus.clone(),
                 http: Arc::clone(&self.http),
-                slos,
                 state,
                 version,
                 waiting: None,
@@ -634,10 +623,9 @@ impl Tracked {
             });
             return Some(v);
         };
-        let (service, flavor, slos, version, stable) = (
+        let (service, flavor, version, stable) = (
             self.service.clone(),
             self.flavor,
-            self.slos.clone(),
             self.rollout.canary.clone(),
             self.rollout.stable.clone(),
         );
@@ -654,11 +642,8 @@ impl Tracked {
                 &analysis,
             );
             if let Some(gate) = &analysis.slo_gate {
-                let interval = analysis.interval.map_or("1m".to_owned(), |d| d.to_string());
                 let mut checks = report.checks;
-                checks.extend(analysis::slo_gate(
-                    &prom, flavor, &service, &version, &interval, gate, &slos,
-                ));
+                checks.extend(analysis::slo_gate(&prom, flavor, &service, &version, gate));
                 report = analysis::finish(checks);
             }
             report

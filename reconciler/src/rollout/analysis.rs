@@ -7,7 +7,7 @@
 //! | success rate | percent of canary requests not 5xx | under `successRate.min` | no data |
 //! | latency | the canary's `latency.percentile` (default p99) | over `latency.max` | no data (no traffic) |
 //! | custom metrics | the intent's PromQL (`{{service}}`, `{{namespace}}`, `{{version}}`, `{{interval}}` substituted) | the CEL `successCondition` over `result` is false | no data, or the condition cannot be evaluated |
-//! | SLO gate | the canary's burn rate of each gated SLO over the interval | — | over the SLO's page threshold (14.4×): promotion is held, never granted |
+//! | SLO gate | the canary's burn rate of each gated SLO, by the SLO's own SLI, over the page alert's long and short windows | over the page threshold (14.4× at 30 days) over both, with `onBurn: fail` | the same with `onBurn: hold` (default): promotion is held, never granted |
 //!
 //! Prometheus unreachable, or a query error, is inconclusive: a rollout
 //! never advances on missing evidence. Any failed check fails the
@@ -15,10 +15,12 @@
 
 use std::fmt::Write as _;
 
-use meshplan_compiler::emit::prometheus::{analysis_queries, slower_than, Flavor};
+use meshplan_compiler::emit::prometheus::{
+    analysis_queries, page_burn_rate, version_error_ratio, Flavor, PAGE_WINDOWS,
+};
 use meshplan_compiler::ir::Service;
 use meshplan_policy_lang::cel::eval::{Bindings, Engine};
-use meshplan_policy_lang::intent::rollout::{Analysis, SloGate};
+use meshplan_policy_lang::intent::rollout::{Analysis, OnBurn, SloGate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -170,16 +172,6 @@ impl Report {
     }
 }
 
-/// A gated SLO, reduced to what the gate needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GatedSlo {
-    pub name: String,
-    /// Objective in percent.
-    pub objective: f64,
-    /// `Some(ms)` for a latency SLO, `None` for availability.
-    pub latency_ms: Option<u64>,
-}
-
 /// Runs every configured check for `version` of `s`; the built-in success
 /// rate and latency are compared with `stable`'s over the same interval
 /// when it is given (shown, and judged when the intent sets
@@ -325,50 +317,56 @@ pub fn analyse(
     finish(checks)
 }
 
-/// The SLO gate: holds promotion while the canary burns any gated SLO's
-/// budget faster than [`PAGE_BURN_RATE`] over the interval.
+/// The SLO gate: judges the canary as the SLO's fast page alert judges the
+/// service — its SLI's error ratio (the recording rules' query, for the
+/// canary's version) over a long and a short window, each against the
+/// page burn rate (14.4× the budget for a 30-day period) — and, while it
+/// burns over both, holds promotion (`onBurn: hold`, the default) or fails
+/// the interval (`onBurn: fail`).
 pub fn slo_gate(
     source: &dyn MetricSource,
     flavor: Flavor,
     s: &Service,
     version: &str,
-    interval: &str,
     gate: &SloGate,
-    slos: &[GatedSlo],
 ) -> Vec<CheckResult> {
-    let chosen: Vec<&GatedSlo> = slos
+    let (long, short) = gate.windows().map_or_else(
+        || (PAGE_WINDOWS.0.to_owned(), PAGE_WINDOWS.1.to_owned()),
+        |w| (w.long.to_string(), w.short.to_string()),
+    );
+    s.slos
         .iter()
-        .filter(|slo| match gate {
-            SloGate::All(on) => *on,
-            SloGate::Named(names) => names.contains(&slo.name),
-        })
-        .collect();
-    let q = analysis_queries(flavor, s, version, interval, 99);
-    chosen
-        .into_iter()
+        .filter(|slo| gate.covers(&slo.name))
         .map(|slo| {
             let name = format!("SLO gate {}", slo.name);
             let budget = 1.0 - slo.objective / 100.0;
-            let bad_ratio = match slo.latency_ms {
-                None => source
-                    .query(&q.success_rate)
-                    .map(|v| v.map(|sr| 1.0 - sr / 100.0)),
-                Some(ms) => source.query(&slower_than(flavor, s, version, interval, ms)),
+            let threshold = page_burn_rate(slo);
+            let ratio = |window: &str| match version_error_ratio(flavor, s, slo, version, window) {
+                Some(q) => source.query(&q),
+                None => Err(format!("SLO `{}` has no SLI", slo.name)),
             };
-            match bad_ratio {
-                Err(e) => CheckResult { name, value: None, outcome: Outcome::Inconclusive, detail: e },
-                Ok(None) => no_data(&name),
-                Ok(Some(r)) => {
-                    let burn = r / budget;
-                    let held = burn > PAGE_BURN_RATE;
+            match (ratio(&long), ratio(&short)) {
+                (Err(e), _) | (_, Err(e)) => CheckResult {
+                    name,
+                    value: None,
+                    outcome: Outcome::Inconclusive,
+                    detail: e,
+                },
+                (Ok(None), _) | (_, Ok(None)) => no_data(&name),
+                (Ok(Some(l)), Ok(Some(sh))) => {
+                    let (over_long, over_short) = (l / budget, sh / budget);
+                    let burning = over_long > threshold && over_short > threshold;
+                    let (outcome, tail) = match (burning, gate.on_burn()) {
+                        (false, _) => (Outcome::Pass, ""),
+                        (true, OnBurn::Hold) => (Outcome::Inconclusive, ": promotion held"),
+                        (true, OnBurn::Fail) => (Outcome::Fail, ": the canary fails"),
+                    };
                     CheckResult {
                         name: name.clone(),
-                        value: Some(burn),
-                        outcome: if held { Outcome::Inconclusive } else { Outcome::Pass },
+                        value: Some(over_long),
+                        outcome,
                         detail: format!(
-                            "{name}: burn rate {burn:.1}× {} the page threshold {PAGE_BURN_RATE}×{}",
-                            if held { ">" } else { "<=" },
-                            if held { ": promotion held" } else { "" }
+                            "{name}: burn rate {over_long:.1}× over {long}, {over_short:.1}× over {short}; the page threshold is {threshold}× over both{tail}"
                         ),
                     }
                 }
@@ -663,51 +661,109 @@ mod tests {
         );
     }
 
+    fn with_slo(objective: f64, sli: &str) -> Service {
+        let mut s = service();
+        s.slos = vec![serde_saphyr::from_str(&format!(
+            "name: avail\nobjective: {objective}\nsli: {sli}\n"
+        ))
+        .unwrap()];
+        s
+    }
+
+    /// A source answering the long-window and short-window queries.
+    struct Windows(Option<f64>, Option<f64>);
+
+    impl MetricSource for Windows {
+        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+            match (promql.contains("[1h]"), promql.contains("[5m]")) {
+                (true, _) => Ok(self.0),
+                (_, true) => Ok(self.1),
+                _ => Err(format!("unexpected window: {promql}")),
+            }
+        }
+    }
+
     #[test]
-    fn the_slo_gate_holds_promotion_while_the_budget_burns_fast() {
-        let slos = [GatedSlo {
-            name: "avail".into(),
-            objective: 99.9,
-            latency_ms: None,
-        }];
-        // 2 % errors against a 0.1 % budget: a 20× burn.
-        let fake = Fake([("100 * ", Ok(Some(98.0)))].into_iter().collect());
+    fn the_slo_gate_judges_the_canary_as_the_page_alert_does() {
+        let s = with_slo(99.9, "{ availability: { errorCodes: ['429'] } }");
+        let all = SloGate::All(true);
+        // 2 % errors against a 0.1 % budget over both windows: a 20× burn.
         let r = slo_gate(
-            &fake,
+            &Windows(Some(0.02), Some(0.02)),
             Flavor::Istio,
-            &service(),
+            &s,
             "v2",
-            "1m",
-            &SloGate::All(true),
-            &slos,
+            &all,
         );
         assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
-        assert!(
-            r[0].detail
-                .contains("burn rate 20.0× > the page threshold 14.4×: promotion held"),
-            "{r:#?}"
-        );
-        let fake = Fake([("100 * ", Ok(Some(99.99)))].into_iter().collect());
+        assert!(r[0].detail.contains("burn rate 20.0× over 1h, 20.0× over 5m; the page threshold is 14.4× over both: promotion held"), "{r:#?}");
+        // Burning over the long window only (it stopped): the gate opens.
         let r = slo_gate(
-            &fake,
+            &Windows(Some(0.02), Some(0.0)),
             Flavor::Istio,
-            &service(),
+            &s,
             "v2",
-            "1m",
-            &SloGate::All(true),
-            &slos,
+            &all,
         );
-        assert_eq!(r[0].outcome, Outcome::Pass);
-        assert!(slo_gate(
-            &fake,
+        assert_eq!(r[0].outcome, Outcome::Pass, "{r:#?}");
+        // `onBurn: fail` fails the interval.
+        let fail: SloGate = serde_saphyr::from_str("{ onBurn: fail }").unwrap();
+        let r = slo_gate(
+            &Windows(Some(0.02), Some(0.02)),
             Flavor::Istio,
-            &service(),
+            &s,
             "v2",
-            "1m",
-            &SloGate::Named(vec!["other".into()]),
-            &slos
+            &fail,
+        );
+        assert_eq!(r[0].outcome, Outcome::Fail, "{r:#?}");
+        // No data is inconclusive, never a pass.
+        let r = slo_gate(&Windows(None, Some(0.0)), Flavor::Istio, &s, "v2", &all);
+        assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
+        // Other SLOs named: nothing gated.
+        assert!(slo_gate(
+            &Windows(Some(1.0), Some(1.0)),
+            Flavor::Istio,
+            &s,
+            "v2",
+            &SloGate::Named(vec!["other".into()])
         )
         .is_empty());
+        // A 7-day SLO pages at 3.36×: a 5× burn is over it.
+        let mut week = with_slo(99.0, "{ availability: {} }");
+        week.slos[0].window = serde_saphyr::from_str("7d").unwrap();
+        let r = slo_gate(
+            &Windows(Some(0.05), Some(0.05)),
+            Flavor::Istio,
+            &week,
+            "v2",
+            &all,
+        );
+        assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
+    }
+
+    /// The gate's queries are the SLI's: the error codes the SLO counts
+    /// count here too, on the canary's series.
+    #[test]
+    fn the_slo_gate_queries_the_slos_own_sli_for_the_canary() {
+        struct Seen(std::sync::Mutex<Vec<String>>);
+        impl MetricSource for Seen {
+            fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+                self.0.lock().unwrap().push(promql.to_owned());
+                Ok(Some(0.0))
+            }
+        }
+        let seen = Seen(Default::default());
+        let s = with_slo(99.9, "{ availability: { errorCodes: ['429'] } }");
+        let windows: SloGate =
+            serde_saphyr::from_str("{ windows: { long: 30s, short: 4s } }").unwrap();
+        slo_gate(&seen, Flavor::Istio, &s, "v2", &windows);
+        let q = seen.0.lock().unwrap().clone();
+        assert_eq!(q.len(), 2);
+        assert!(q[0].contains("[30s]") && q[1].contains("[4s]"), "{q:?}");
+        for q in &q {
+            assert!(q.contains("response_code=~\"5..|429\""), "{q}");
+            assert!(q.contains("destination_version=\"v2\""), "{q}");
+        }
     }
 
     #[test]

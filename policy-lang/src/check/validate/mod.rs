@@ -468,26 +468,40 @@ fn service(
                 &a.metrics,
                 |m| m.name.as_str(),
             );
-            if let Some(SloGate::Named(names)) = &a.slo_gate {
+            let gated_names = a.slo_gate.as_ref().and_then(SloGate::named);
+            let names_at = match &a.slo_gate {
+                Some(SloGate::Options(_)) => "spec.rollout.analysis.sloGate.slos",
+                _ => "spec.rollout.analysis.sloGate",
+            };
+            if let Some(names) = gated_names {
                 let slos: Vec<&str> = spec.slos.iter().map(|s| s.name.as_str()).collect();
                 for (i, n) in names.iter().enumerate() {
                     if !slos.contains(&n.as_str()) {
                         let hint = did_you_mean(n, &slos);
                         d.error(
                             Code::UnknownReference,
-                            format_args!("spec.rollout.analysis.sloGate[{i}]"),
+                            format_args!("{names_at}[{i}]"),
                             format!("SLO `{n}` is not defined in this service's `slos`"),
                         )
                         .hint = hint;
                     }
                 }
             }
-            if matches!(a.slo_gate, Some(SloGate::All(true))) && spec.slos.is_empty() {
+            if a.slo_gate.as_ref().is_some_and(SloGate::all) && spec.slos.is_empty() {
                 d.error(
                     Code::UnknownReference,
                     "spec.rollout.analysis.sloGate",
-                    "`sloGate: true` but this service has no SLOs",
+                    "the SLO gate covers every SLO, but this service has no SLOs",
                 );
+            }
+            if let Some(w) = a.slo_gate.as_ref().and_then(SloGate::windows) {
+                if w.short.as_millis() == 0 || w.short.as_millis() >= w.long.as_millis() {
+                    d.error(
+                        Code::Conflict,
+                        "spec.rollout.analysis.sloGate.windows",
+                        "the short window must be shorter than the long one, and not zero",
+                    );
+                }
             }
         }
         d.unique(
@@ -760,5 +774,55 @@ fn caller(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_sources;
+    use crate::parse::Sources;
+
+    fn diagnostics(rollout_gate: &str) -> Vec<String> {
+        let intent = format!(
+            "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  slos:\n    - {{ name: up, objective: 99.9, sli: {{ availability: {{}} }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ weight: 50 }}, {{ weight: 100 }}]\n    analysis:\n      sloGate: {rollout_gate}\n"
+        );
+        let (_, report) = check_sources(&Sources {
+            files: vec![("web.yaml".into(), intent)],
+        });
+        report
+            .diagnostics
+            .iter()
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn slo_gate_options_are_checked() {
+        for ok in [
+            "true",
+            "[up]",
+            "{ onBurn: fail }",
+            "{ slos: [up], onBurn: hold, windows: { long: 1h, short: 5m } }",
+        ] {
+            let d = diagnostics(ok);
+            assert!(
+                d.iter().all(|d| !d.starts_with("MP1")
+                    && !d.starts_with("MP2002")
+                    && !d.starts_with("MP2005")),
+                "{ok}: {d:?}"
+            );
+        }
+        let d = diagnostics("{ slos: [down] }");
+        assert!(
+            d.iter().any(|d| d.contains("SLO `down` is not defined")),
+            "{d:?}"
+        );
+        let d = diagnostics("{ windows: { long: 5m, short: 1h } }");
+        assert!(
+            d.iter().any(|d| d.contains("short window must be shorter")),
+            "{d:?}"
+        );
+        let d = diagnostics("{ onBurn: explode }");
+        assert!(!d.is_empty(), "an unknown onBurn is refused");
     }
 }
