@@ -1,6 +1,9 @@
 //! The metrics generator: simulated request traffic per workload, exposed
-//! under both Istio's and Linkerd's standard metric names, for Prometheus
-//! to scrape.
+//! under Istio's, Linkerd's, Consul's (Envoy's) and Cilium Hubble's
+//! standard metric names, for Prometheus to scrape. Labels are those a
+//! scrape of each mesh yields: Linkerd's and Consul's carry the pod's
+//! labels (`app`, `version`) as linkerd-viz and the usual `kubernetes-pods`
+//! scrape job copy them; Hubble's name the workload (`<service>-<version>`).
 //!
 //! Tests set each workload's request rate, error rate and latency through
 //! the control endpoint; counters then grow at those rates in real time,
@@ -112,6 +115,15 @@ const ISTIO_BUCKETS: &[f64] = &[
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 /// Linkerd's response-latency buckets (milliseconds).
+/// Envoy's default histogram bounds (milliseconds), as Consul's sidecars
+/// expose them: the same as Istio's.
+const ENVOY_BUCKETS: &[f64] = ISTIO_BUCKETS;
+
+/// Hubble's (client_golang's default) bounds, in seconds.
+const HUBBLE_BUCKETS_S: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 const LINKERD_BUCKETS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
     1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
@@ -222,6 +234,7 @@ impl Generator {
                 "istio_request_duration_milliseconds",
                 &l,
                 ISTIO_BUCKETS,
+                1.0,
                 s,
             );
         }
@@ -242,7 +255,51 @@ impl Generator {
         out.push_str("# TYPE response_latency_ms histogram\n");
         for s in self.series.values() {
             let l = linkerd_labels(&s.workload);
-            histogram(&mut out, "response_latency_ms", &l, LINKERD_BUCKETS, s);
+            histogram(&mut out, "response_latency_ms", &l, LINKERD_BUCKETS, 1.0, s);
+        }
+        out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");
+        for s in self.series.values() {
+            let l = consul_labels(&s.workload);
+            for (code, n) in [("200", s.totals.ok), ("500", s.totals.errors)] {
+                let _ = writeln!(
+                    out,
+                    "envoy_cluster_upstream_rq{{{l},envoy_response_code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# TYPE envoy_cluster_upstream_rq_time histogram\n");
+        for s in self.series.values() {
+            let l = consul_labels(&s.workload);
+            histogram(
+                &mut out,
+                "envoy_cluster_upstream_rq_time",
+                &l,
+                ENVOY_BUCKETS,
+                1.0,
+                s,
+            );
+        }
+        out.push_str("# TYPE hubble_http_requests_total counter\n");
+        for s in self.series.values() {
+            let l = hubble_labels(&s.workload);
+            for (code, n) in [("200", s.totals.ok), ("500", s.totals.errors)] {
+                let _ = writeln!(
+                    out,
+                    "hubble_http_requests_total{{{l},method=\"GET\",protocol=\"HTTP/1.1\",status=\"{code}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# TYPE hubble_http_request_duration_seconds histogram\n");
+        for s in self.series.values() {
+            let l = format!("{},method=\"GET\"", hubble_labels(&s.workload));
+            histogram(
+                &mut out,
+                "hubble_http_request_duration_seconds",
+                &l,
+                HUBBLE_BUCKETS_S,
+                1000.0,
+                s,
+            );
         }
         out
     }
@@ -266,20 +323,44 @@ fn linkerd_labels(w: &Workload) -> String {
     )
 }
 
-fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[f64], s: &Series) {
+/// Consul's Envoy sidecars: the inbound cluster `local_app` of the service
+/// (`local_cluster`), the pod's labels and namespace added by the scrape.
+fn consul_labels(w: &Workload) -> String {
+    format!(
+        "envoy_cluster_name=\"local_app\",local_cluster=\"{s}\",consul_source_service=\"{s}\",namespace=\"{ns}\",app=\"{s}\",version=\"{v}\"",
+        s = w.service,
+        ns = w.namespace,
+        v = w.version
+    )
+}
+
+/// Hubble's `httpV2` metrics with `labelsContext=source_namespace,
+/// destination_namespace,destination_workload`, as the server saw them.
+fn hubble_labels(w: &Workload) -> String {
+    format!(
+        "reporter=\"server\",source_namespace=\"{ns}\",destination_namespace=\"{ns}\",destination_workload=\"{s}-{v}\"",
+        s = w.service,
+        ns = w.namespace,
+        v = w.version
+    )
+}
+
+/// A histogram of the workload's latencies; `to_ms` converts a bound of
+/// `buckets` to milliseconds (1000 for seconds).
+fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[f64], to_ms: f64, s: &Series) {
     let w = &s.workload;
     for le in buckets {
         let mut n = 0.0;
-        if w.latency_ms <= *le {
+        if w.latency_ms <= le * to_ms {
             n += s.totals.typical;
         }
-        if w.tail_latency_ms <= *le {
+        if w.tail_latency_ms <= le * to_ms {
             n += s.totals.tail;
         }
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
     }
     let count = s.totals.typical + s.totals.tail;
-    let sum = s.totals.typical * w.latency_ms + s.totals.tail * w.tail_latency_ms;
+    let sum = (s.totals.typical * w.latency_ms + s.totals.tail * w.tail_latency_ms) / to_ms;
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{name}_count{{{labels}}} {count}");

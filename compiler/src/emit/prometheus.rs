@@ -61,6 +61,20 @@ pub enum Flavor {
     Istio,
     /// `response_total`, `response_latency_ms_bucket` (inbound).
     Linkerd,
+    /// Consul's Envoy sidecars: `envoy_cluster_upstream_rq` and
+    /// `envoy_cluster_upstream_rq_time_bucket` of the inbound cluster
+    /// `local_app` (milliseconds). Envoy's stats carry the service
+    /// (`local_cluster`), not the pod: a version is found by its pod
+    /// labels, which the usual `kubernetes-pods` scrape job copies (`.` and
+    /// `/` in their names become `_`), and `namespace` likewise.
+    Consul,
+    /// Cilium's Hubble (`httpV2` handler, `labelsContext` with
+    /// `destination_namespace` and `destination_workload`):
+    /// `hubble_http_requests_total`, `hubble_http_request_duration_seconds`
+    /// (seconds) seen by the server (`reporter="server"`). Hubble has no
+    /// pod labels: a version is its workload, named `<service>-<version>`
+    /// (`<service>` without versions), as on Linkerd.
+    Hubble,
 }
 
 impl Flavor {
@@ -68,7 +82,42 @@ impl Flavor {
         match self {
             Flavor::Istio => "istio",
             Flavor::Linkerd => "linkerd",
+            Flavor::Consul => "consul",
+            Flavor::Hubble => "hubble",
         }
+    }
+
+    /// The label a workload is named in, for the flavours that find a
+    /// version by its workload's name.
+    fn workload_label(self) -> &'static str {
+        match self {
+            Flavor::Hubble => "destination_workload",
+            Flavor::Istio | Flavor::Linkerd | Flavor::Consul => "deployment",
+        }
+    }
+
+    /// `<label>="<service>-<version>"` (exactly: a pattern like `svc-.*`
+    /// would count `svc-admin`'s traffic), or of every version.
+    fn workload_named(self, s: &Service, version: Option<&str>) -> String {
+        let label = self.workload_label();
+        match (version, s.versions.as_slice()) {
+            (Some(v), _) => format!("{label}=\"{}-{v}\"", s.host),
+            (None, []) => format!("{label}=\"{}\"", s.host),
+            (None, [one]) => format!("{label}=\"{}-{}\"", s.host, one.name),
+            (None, many) => format!(
+                "{label}=~\"{}-({})\"",
+                regex_escape(&s.host),
+                many.iter()
+                    .map(|v| regex_escape(&v.name))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ),
+        }
+    }
+
+    /// Whether latencies are in seconds (else milliseconds).
+    pub fn in_seconds(self) -> bool {
+        matches!(self, Flavor::Hubble)
     }
 
     /// The label selector of a service's inbound traffic, optionally of
@@ -87,27 +136,28 @@ impl Flavor {
             }
             // Linkerd's inbound metrics name the workload (Deployment), not
             // the Service: meshplan expects `<service>-<version>` per
-            // version (`<service>` without versions). Named exactly: a
-            // pattern like `svc-.*` would count `svc-admin`'s traffic.
-            Flavor::Linkerd => {
-                let deployment = match (version, s.versions.as_slice()) {
-                    (Some(v), _) => format!("deployment=\"{}-{v}\"", s.host),
-                    (None, []) => format!("deployment=\"{}\"", s.host),
-                    (None, [one]) => format!("deployment=\"{}-{}\"", s.host, one.name),
-                    (None, many) => format!(
-                        "deployment=~\"{}-({})\"",
-                        regex_escape(&s.host),
-                        many.iter()
-                            .map(|v| regex_escape(&v.name))
-                            .collect::<Vec<_>>()
-                            .join("|")
-                    ),
-                };
-                format!(
-                    "direction=\"inbound\",namespace=\"{}\",{deployment}",
-                    s.namespace
-                )
+            // version (`<service>` without versions).
+            Flavor::Linkerd => format!(
+                "direction=\"inbound\",namespace=\"{}\",{}",
+                s.namespace,
+                self.workload_named(s, version)
+            ),
+            Flavor::Consul => {
+                let mut sel = format!(
+                    "envoy_cluster_name=\"local_app\",local_cluster=\"{}\",namespace=\"{}\"",
+                    s.host, s.namespace
+                );
+                let labels = version.and_then(|v| s.versions.iter().find(|x| x.name == v));
+                for (k, v) in labels.iter().flat_map(|x| x.labels.iter()) {
+                    let _ = write!(sel, ",{}=\"{}\"", prometheus_label(k), v);
+                }
+                sel
             }
+            Flavor::Hubble => format!(
+                "reporter=\"server\",destination_namespace=\"{}\",{}",
+                s.namespace,
+                self.workload_named(s, version)
+            ),
         }
     }
 
@@ -115,6 +165,8 @@ impl Flavor {
         match self {
             Flavor::Istio => "istio_requests_total",
             Flavor::Linkerd => "response_total",
+            Flavor::Consul => "envoy_cluster_upstream_rq",
+            Flavor::Hubble => "hubble_http_requests_total",
         }
     }
 
@@ -122,6 +174,17 @@ impl Flavor {
         match self {
             Flavor::Istio => "istio_request_duration_milliseconds_bucket",
             Flavor::Linkerd => "response_latency_ms_bucket",
+            Flavor::Consul => "envoy_cluster_upstream_rq_time_bucket",
+            Flavor::Hubble => "hubble_http_request_duration_seconds_bucket",
+        }
+    }
+
+    /// A latency bound as this flavour's histogram writes its `le`.
+    fn le(self, ms: u64) -> String {
+        if self.in_seconds() {
+            fmt_f64(ms as f64 / 1000.0)
+        } else {
+            ms.to_string()
         }
     }
 
@@ -141,6 +204,10 @@ impl Flavor {
                     format!(",response_code!~\"5..{extra}\",grpc_response_status=~\"{GRPC_SERVER_ERRORS}\""),
                 ]
             }
+            // Envoy's response code of the local app, Hubble's status: no
+            // gRPC status in either.
+            Flavor::Consul => vec![format!(",envoy_response_code=~\"5..{extra}\"")],
+            Flavor::Hubble => vec![format!(",status=~\"5..{extra}\"")],
             Flavor::Linkerd if extra.is_empty() => vec![",classification=\"failure\"".into()],
             Flavor::Linkerd => vec![
                 ",classification=\"failure\"".into(),
@@ -189,7 +256,7 @@ impl ErrorRatio {
         if let Some(l) = &sli.latency {
             return Some(ErrorRatio::Latency {
                 metric: flavor.buckets(),
-                le: le_value(l.threshold.as_millis()),
+                le: flavor.le(l.threshold.as_millis()),
             });
         }
         let c = sli.custom.as_ref()?;
@@ -257,9 +324,18 @@ impl ErrorRatio {
     }
 }
 
-/// A histogram bucket bound as Prometheus prints it (`500`, `0.5`).
-fn le_value(ms: u64) -> String {
-    ms.to_string()
+/// A pod label's name as a scrape job's `labelmap` copies it: each
+/// character outside `[a-zA-Z0-9_]` becomes `_`.
+fn prometheus_label(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn record_name(window: &str) -> String {
@@ -502,8 +578,10 @@ pub fn analysis_queries(
         success_rate: format!(
             "100 * (1 - (sum(rate({req}{{{sel}{errors}}}[{interval}])) or vector(0)) / sum(rate({req}{{{sel}}}[{interval}])))"
         ),
+        // In milliseconds whatever the histogram's unit.
         latency: format!(
-            "histogram_quantile({}, sum by (le) (rate({}{{{sel}}}[{interval}])))",
+            "{}histogram_quantile({}, sum by (le) (rate({}{{{sel}}}[{interval}])))",
+            if flavor.in_seconds() { "1000 * " } else { "" },
             fmt_f64(f64::from(percentile) / 100.0),
             flavor.buckets()
         ),
@@ -517,6 +595,63 @@ mod tests {
     /// The query `ratio` makes over 5m, read back from its JSON string.
     fn query(ratio: &ErrorRatio, sel: &str) -> String {
         serde_json::from_str(&ratio.over(&escaped(sel), "5m")).unwrap()
+    }
+
+    fn web() -> Service {
+        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, app.kubernetes.io/version: v2 } }\n";
+        let (repo, _) =
+            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
+                files: vec![("s.yaml".into(), intent.into())],
+            });
+        crate::lower::lower(&repo, &crate::Positions::default())
+            .unwrap()
+            .services
+            .remove(0)
+    }
+
+    /// Consul's and Hubble's analysis: their own metrics, their own ways of
+    /// finding a version, Hubble's seconds turned into milliseconds.
+    #[test]
+    fn consul_and_hubble_queries_use_their_own_vocabulary() {
+        let s = web();
+        let q = analysis_queries(Flavor::Consul, &s, "v2", "1m", 99);
+        assert_eq!(
+            q.request_volume,
+            "sum(increase(envoy_cluster_upstream_rq{envoy_cluster_name=\"local_app\",local_cluster=\"web\",namespace=\"shop\",app=\"web\",app_kubernetes_io_version=\"v2\"}[1m]))"
+        );
+        assert!(
+            q.success_rate.contains("envoy_response_code=~\"5..\""),
+            "{}",
+            q.success_rate
+        );
+        assert!(
+            q.latency.starts_with(
+                "histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{"
+            ),
+            "{}",
+            q.latency
+        );
+        let q = analysis_queries(Flavor::Hubble, &s, "v2", "1m", 95);
+        assert_eq!(
+            q.request_volume,
+            "sum(increase(hubble_http_requests_total{reporter=\"server\",destination_namespace=\"shop\",destination_workload=\"web-v2\"}[1m]))"
+        );
+        assert!(
+            q.success_rate.contains("status=~\"5..\""),
+            "{}",
+            q.success_rate
+        );
+        assert!(q.latency.starts_with("1000 * histogram_quantile(0.95, sum by (le) (rate(hubble_http_request_duration_seconds_bucket{"), "{}", q.latency);
+        // A latency SLO's bucket in Hubble's unit.
+        let slo: Slo = serde_json::from_value(json!({
+            "name": "fast", "objective": 99.0,
+            "sli": {"latency": {"threshold": "250ms"}}
+        }))
+        .unwrap();
+        let q = version_error_ratio(Flavor::Hubble, &s, &slo, "v2", "5m").unwrap();
+        assert!(q.contains("le=\"0.25\""), "{q}");
+        let q = version_error_ratio(Flavor::Consul, &s, &slo, "v2", "5m").unwrap();
+        assert!(q.contains("le=\"250\""), "{q}");
     }
 
     /// The SLO gate measures the canary with the alert's own SLI: error

@@ -110,7 +110,7 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                         ),
                     )
                     .at(s.locate(&Path::parse("spec.rollout.analysis")))
-                    .hint("set `metrics.flavor` in meshplan.yaml to the mesh whose metrics your Prometheus has (istio or linkerd)"),
+                    .hint("set `metrics.flavor` in meshplan.yaml to the mesh whose metrics your Prometheus has (istio, linkerd, consul or hubble)"),
                 );
             }
             if r.analysis.is_some() && !has_metrics_url {
@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn analysis_on_targets_of_unknown_metrics_needs_a_flavor() {
         let spec = "  rollout:\n    stable: v1\n    canary: v2\n    steps: [{ weight: 50 }, { weight: 100 }]\n    analysis:\n      successRate: { min: 99 }\n";
-        for target in ["consul", "cilium, gateway-api", "gateway-api", "smi"] {
+        for target in ["gateway-api", "smi", "networkpolicy, gateway-api"] {
             let config = format!(
                 "{}metrics: {{ url: http://prometheus:9090 }}\n",
                 ISTIO.replace("[istio]", &format!("[{target}]"))
@@ -386,7 +386,13 @@ mod tests {
                 "{target}: {w:?}"
             );
         }
-        for target in ["istio", "linkerd", "gateway-api, linkerd"] {
+        for target in [
+            "istio",
+            "linkerd",
+            "gateway-api, linkerd",
+            "consul",
+            "cilium",
+        ] {
             let config = format!(
                 "{}metrics: {{ url: http://prometheus:9090 }}\n",
                 ISTIO.replace("[istio]", &format!("[{target}]"))

@@ -123,9 +123,10 @@ pub struct Metrics {
     pub provider: MetricsProvider,
     /// The Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
     pub url: String,
-    /// Whose metric names rollout analysis queries. Defaults to `istio`
-    /// with an istio target, else `linkerd` with a linkerd target; with
-    /// neither, a rollout's analysis is an error (MP2014) until it is set.
+    /// Whose metric names rollout analysis queries. Defaults to that of the
+    /// first of the istio, linkerd, consul and cilium (`hubble`) targets;
+    /// with none of them, a rollout's analysis is an error (MP2014) until
+    /// it is set.
     #[serde(default)]
     pub flavor: Option<MetricsFlavor>,
 }
@@ -138,18 +139,26 @@ pub enum MetricsFlavor {
     Istio,
     /// `response_total`, `response_latency_ms` (inbound).
     Linkerd,
+    /// Consul's Envoy sidecars: `envoy_cluster_upstream_rq`,
+    /// `envoy_cluster_upstream_rq_time` of the inbound cluster `local_app`.
+    Consul,
+    /// Cilium's Hubble: `hubble_http_requests_total`,
+    /// `hubble_http_request_duration_seconds` (`reporter="server"`).
+    Hubble,
 }
 
 impl Config {
     /// Whose metric names rollout analysis queries: `metrics.flavor`, else
-    /// that of the istio target, else of the linkerd target; `None` when
-    /// meshplan does not know the targets' metrics.
+    /// that of the first of the istio, linkerd, consul and cilium targets;
+    /// `None` when meshplan does not know the targets' metrics.
     pub fn metrics_flavor(&self) -> Option<MetricsFlavor> {
         let set = self.metrics.as_ref().and_then(|m| m.flavor);
         set.or_else(|| {
             [
                 (Target::Istio, MetricsFlavor::Istio),
                 (Target::Linkerd, MetricsFlavor::Linkerd),
+                (Target::Consul, MetricsFlavor::Consul),
+                (Target::Cilium, MetricsFlavor::Hubble),
             ]
             .into_iter()
             .find(|(t, _)| self.targets.contains(t))

@@ -183,6 +183,8 @@ impl Rollouts {
         let flavor = config.and_then(|c| c.metrics_flavor()).map(|f| match f {
             MetricsFlavor::Istio => Flavor::Istio,
             MetricsFlavor::Linkerd => Flavor::Linkerd,
+            MetricsFlavor::Consul => Flavor::Consul,
+            MetricsFlavor::Hubble => Flavor::Hubble,
         });
         let prometheus = prometheus.filter(|_| flavor.is_some());
         let flavor = flavor.unwrap_or(Flavor::Istio);
