@@ -208,16 +208,9 @@ fn finish(mut objects: Vec<MeshObject>, mut errors: Vec<EmitError>) -> Result<Em
     Ok((objects, errors))
 }
 
+/// Its name in meshplan.yaml ([`Target::name`]).
 pub fn target_name(t: Target) -> &'static str {
-    match t {
-        Target::Istio => "istio",
-        Target::Linkerd => "linkerd",
-        Target::GatewayApi => "gateway-api",
-        Target::Consul => "consul",
-        Target::Cilium => "cilium",
-        Target::NetworkPolicy => "networkpolicy",
-        Target::Smi => "smi",
-    }
+    t.name()
 }
 
 /// The mesh's own name, for messages.

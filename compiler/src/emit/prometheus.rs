@@ -38,6 +38,7 @@ use meshplan_policy_lang::intent::slo::Sli;
 use meshplan_policy_lang::intent::Slo;
 use serde_json::{json, Value};
 
+use meshplan_policy_lang::intent::config::MetricsFlavor;
 use meshplan_policy_lang::intent::Protocol;
 
 use super::{gateway_duration, regex_escape, EmitError};
@@ -75,6 +76,17 @@ pub enum Flavor {
     /// pod labels: a version is its workload, named `<service>-<version>`
     /// (`<service>` without versions), as on Linkerd.
     Hubble,
+}
+
+impl From<MetricsFlavor> for Flavor {
+    fn from(f: MetricsFlavor) -> Flavor {
+        match f {
+            MetricsFlavor::Istio => Flavor::Istio,
+            MetricsFlavor::Linkerd => Flavor::Linkerd,
+            MetricsFlavor::Consul => Flavor::Consul,
+            MetricsFlavor::Hubble => Flavor::Hubble,
+        }
+    }
 }
 
 impl Flavor {
@@ -597,11 +609,13 @@ mod tests {
         serde_json::from_str(&ratio.over(&escaped(sel), "5m")).unwrap()
     }
 
-    fn web() -> Service {
-        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, app.kubernetes.io/version: v2 } }\n";
+    /// Service `web` in `shop`, with one port of `protocol` and versions
+    /// `v1` and `v2` (the latter labelled `v2_label: v2`), lowered.
+    fn web(protocol: &str, v2_label: &str) -> Service {
+        let intent = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web, namespace: shop }}\nspec:\n  ports: [{{ name: {protocol}, port: 80, protocol: {protocol} }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, {v2_label}: v2 }} }}\n");
         let (repo, _) =
             meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
-                files: vec![("s.yaml".into(), intent.into())],
+                files: vec![("s.yaml".into(), intent)],
             });
         crate::lower::lower(&repo, &crate::Positions::default())
             .unwrap()
@@ -613,7 +627,7 @@ mod tests {
     /// finding a version, Hubble's seconds turned into milliseconds.
     #[test]
     fn consul_and_hubble_queries_use_their_own_vocabulary() {
-        let s = web();
+        let s = web("http", "app.kubernetes.io/version");
         let q = analysis_queries(Flavor::Consul, &s, "v2", "1m", 99);
         assert_eq!(
             q.request_volume,
@@ -663,15 +677,7 @@ mod tests {
             "sli": {"availability": {"errorCodes": ["429"]}}
         }))
         .unwrap();
-        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: grpc, port: 80, protocol: grpc }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
-        let (repo, _) =
-            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
-                files: vec![("s.yaml".into(), intent.into())],
-            });
-        let s = crate::lower::lower(&repo, &crate::Positions::default())
-            .unwrap()
-            .services
-            .remove(0);
+        let s = web("grpc", "version");
         let q = version_error_ratio(Flavor::Istio, &s, &slo, "v2", "1h").unwrap();
         assert!(q.contains("destination_version=\"v2\""), "{q}");
         assert!(q.contains("response_code=~\"5..|429\""), "{q}");

@@ -249,6 +249,11 @@ struct Estimator<'b, 'v> {
 
 impl<'b> Estimator<'b, '_> {
     fn est(&mut self, e: &'b IdedExpr) -> Est<'b> {
+        // The runtime budget's wrappers pass their argument through.
+        let inner = budget::bare(e);
+        if !std::ptr::eq(inner, e) {
+            return self.est(inner).plus(1);
+        }
         match &e.expr {
             Expr::Literal(l) => literal(l),
             Expr::Ident(name) => match self.scope.iter().rev().find(|(n, _)| n == name) {
@@ -364,13 +369,6 @@ impl<'b> Estimator<'b, '_> {
     }
 
     fn call(&mut self, call: &'b CallExpr) -> Est<'b> {
-        // The runtime budget's wrappers pass their argument through.
-        if call.target.is_none()
-            && call.args.len() == 1
-            && matches!(call.func_name.as_str(), budget::RANGE | budget::GO)
-        {
-            return self.est(&call.args[0]).plus(1);
-        }
         // `lists.range(n)`, `math.greatest(…)`, `strings.quote(s)`: the
         // target names a namespace, not a value.
         let namespace = match call.target.as_deref() {

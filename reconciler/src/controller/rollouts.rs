@@ -38,7 +38,6 @@ use meshplan_compiler::emit::prometheus::Flavor;
 use meshplan_compiler::ir::Service;
 use meshplan_compiler::lower::{canary_weight, lower};
 use meshplan_compiler::Positions;
-use meshplan_policy_lang::intent::config::MetricsFlavor;
 use meshplan_policy_lang::intent::rollout::Rollout;
 use meshplan_policy_lang::parse::Repository;
 
@@ -180,12 +179,7 @@ impl Rollouts {
             });
         // `check` refuses an analysis without a known flavour (MP2014), so
         // a revision that gets here has one; without, nothing is queried.
-        let flavor = config.and_then(|c| c.metrics_flavor()).map(|f| match f {
-            MetricsFlavor::Istio => Flavor::Istio,
-            MetricsFlavor::Linkerd => Flavor::Linkerd,
-            MetricsFlavor::Consul => Flavor::Consul,
-            MetricsFlavor::Hubble => Flavor::Hubble,
-        });
+        let flavor = config.and_then(|c| c.metrics_flavor()).map(Flavor::from);
         let prometheus = prometheus.filter(|_| flavor.is_some());
         let flavor = flavor.unwrap_or(Flavor::Istio);
         let mut tracked = BTreeMap::new();

@@ -225,8 +225,11 @@ impl Http {
         body: &[u8],
         timestamp: u64,
     ) -> Result<RequestBuilder<WithBody>, Refused> {
-        let req = self.post(url)?;
-        let Some(key) = self.endpoint(url)?.and_then(|b| b.signing.as_ref()) else {
+        let Some(b) = self.endpoint(url)? else {
+            return Ok(self.plain.post(url));
+        };
+        let req = b.dress(b.agent.post(url))?;
+        let Some(key) = &b.signing else {
             return Ok(req);
         };
         let signature = sign(key.read()?.as_bytes(), timestamp, body);

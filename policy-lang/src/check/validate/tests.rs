@@ -1,0 +1,48 @@
+//! Validation of rollout options.
+
+use crate::check::check_sources;
+use crate::parse::Sources;
+
+fn diagnostics(rollout_gate: &str) -> Vec<String> {
+    let intent = format!(
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  slos:\n    - {{ name: up, objective: 99.9, sli: {{ availability: {{}} }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ weight: 50 }}, {{ weight: 100 }}]\n    analysis:\n      sloGate: {rollout_gate}\n"
+    );
+    let (_, report) = check_sources(&Sources {
+        files: vec![("web.yaml".into(), intent)],
+    });
+    report
+        .diagnostics
+        .iter()
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect()
+}
+
+#[test]
+fn slo_gate_options_are_checked() {
+    for ok in [
+        "true",
+        "[up]",
+        "{ onBurn: fail }",
+        "{ slos: [up], onBurn: hold, windows: { long: 1h, short: 5m } }",
+    ] {
+        let d = diagnostics(ok);
+        assert!(
+            d.iter().all(|d| !d.starts_with("MP1")
+                && !d.starts_with("MP2002")
+                && !d.starts_with("MP2005")),
+            "{ok}: {d:?}"
+        );
+    }
+    let d = diagnostics("{ slos: [down] }");
+    assert!(
+        d.iter().any(|d| d.contains("SLO `down` is not defined")),
+        "{d:?}"
+    );
+    let d = diagnostics("{ windows: { long: 5m, short: 1h } }");
+    assert!(
+        d.iter().any(|d| d.contains("short window must be shorter")),
+        "{d:?}"
+    );
+    let d = diagnostics("{ onBurn: explode }");
+    assert!(!d.is_empty(), "an unknown onBurn is refused");
+}
