@@ -1,14 +1,16 @@
 //! The rollout analysis queries the compiler derives read the right series
 //! from a real Prometheus: the generator simulates a failing canary beside a
-//! healthy stable version, and the queries tell them apart, for Istio's and
-//! Linkerd's metric names. Needs the test environment.
+//! healthy stable version, and the queries tell them apart, for every
+//! flavour's metric names (Linkerd's and Consul's by the pods' labels, and
+//! by a configured workload name). Needs the test environment.
 
 use std::time::Duration;
 
-use meshplan_compiler::emit::prometheus::{analysis_queries, Flavor};
+use meshplan_compiler::emit::prometheus::{analysis_queries, Flavor, Vocabulary};
 use meshplan_compiler::lower::lower;
 use meshplan_compiler::Positions;
 use meshplan_policy_lang::check::check_sources;
+use meshplan_policy_lang::intent::config::MetricsWorkload;
 use meshplan_policy_lang::parse::Sources;
 use meshplan_testenv::{unique_name, wait_for, TestEnv, Workload};
 
@@ -45,9 +47,19 @@ async fn analysis_queries_tell_a_failing_canary_from_a_healthy_stable() {
                 .tail(0.05, 2000.0),
         ])
         .unwrap();
-    for flavor in [Flavor::Istio, Flavor::Linkerd] {
-        let stable = analysis_queries(flavor, &s, "v1", "5s", 99);
-        let canary = analysis_queries(flavor, &s, "v2", "5s", 99);
+    let deployments = MetricsWorkload {
+        label: "deployment".into(),
+        name: "{{service}}-{{version}}".into(),
+    };
+    for flavor in [
+        Flavor::Istio.into(),
+        Flavor::Linkerd.into(),
+        Vocabulary::new(Flavor::Linkerd, Some(deployments)),
+        Flavor::Consul.into(),
+        Flavor::Hubble.into(),
+    ] {
+        let stable = analysis_queries(&flavor, &s, "v1", "5s", 99);
+        let canary = analysis_queries(&flavor, &s, "v2", "5s", 99);
         let value = |q: &str| prom.query(q).unwrap().first().map(|s| s.value);
         wait_for(
             &format!("{flavor:?} success rates"),

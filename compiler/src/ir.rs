@@ -30,9 +30,22 @@ pub struct Ir {
     pub gateway_api_experimental: bool,
     /// Whether Consul has namespaces (Enterprise) for intentions to name.
     pub consul_namespaces: bool,
+    /// `metrics.workload`: how a version's requests are found in the
+    /// metrics, when not the flavour's own way.
+    pub metrics_workload: Option<meshplan_policy_lang::intent::config::MetricsWorkload>,
     /// Every target rendered together (set by `emit_all`): an emitter may
     /// leave a feature to another target of the set.
     pub targets: Vec<meshplan_policy_lang::intent::Target>,
+}
+
+impl Ir {
+    /// The vocabulary of `flavor`'s metrics for this repository.
+    pub fn metrics(
+        &self,
+        flavor: crate::emit::prometheus::Flavor,
+    ) -> crate::emit::prometheus::Vocabulary {
+        crate::emit::prometheus::Vocabulary::new(flavor, self.metrics_workload.clone())
+    }
 }
 
 /// Where an object came from: the intent and its file position

@@ -73,6 +73,9 @@ impl<'r> Lowering<'r> {
             consul_namespaces: config
                 .and_then(|c| c.consul.as_ref())
                 .is_some_and(|c| c.namespaces),
+            metrics_workload: config
+                .and_then(|c| c.metrics.as_ref())
+                .and_then(|m| m.workload.clone()),
             targets: Vec::new(),
         };
         Lowering {

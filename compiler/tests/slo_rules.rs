@@ -2,7 +2,8 @@
 //! meshplan renders, fed to `promtool test rules` with synthetic series.
 //!
 //! For every SLI kind (availability, with gRPC and extra error codes;
-//! latency; custom), both metric flavours (Istio, Linkerd) and the windows
+//! latency; custom), the metric flavours (Istio, Linkerd; Consul and
+//! Hubble for availability and latency) and the windows
 //! 7d, 28d and 30d: a fast burn pages when the workbook's table says it
 //! should (10 % errors on 99.9 % over 30 d: after 8.64 minutes of a steady
 //! hour), a slow one never does, and one service's errors never page
@@ -68,13 +69,14 @@ fn rules(mesh: Target, intents: &str) -> Value {
     json!({ "groups": groups })
 }
 
-/// The annotations of alert `name` of SLO `slo` in `rules`.
-fn annotations(rules: &Value, slo: &str, name: &str) -> Value {
+/// The annotations of alert `name` of `service`'s SLO `slo` in `rules`.
+fn annotations(rules: &Value, service: &str, slo: &str, name: &str) -> Value {
+    let group = format!("meshplan-shop-{service}-{slo}");
     rules["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|g| g["name"].as_str().unwrap().ends_with(&format!("-{slo}")))
+        .filter(|g| g["name"] == group.as_str())
         .flat_map(|g| g["rules"].as_array().unwrap().iter())
         .find(|r| r["alert"] == name)
         .map(|r| r["annotations"].clone())
@@ -109,7 +111,7 @@ fn prove(what: &str, rules: &Value, series: &[(String, String)], expect: &[Expec
                     let severity = if e.name == "SLOBurnRatePage" { "page" } else { "ticket" };
                     json!({
                         "exp_labels": {"namespace": "shop", "service": service, "slo": slo, "severity": severity},
-                        "exp_annotations": annotations(rules, slo, e.name),
+                        "exp_annotations": annotations(rules, service, slo, e.name),
                     })
                 })
                 .collect();
@@ -178,9 +180,11 @@ fn istio(svc: &str, code: &str) -> String {
     format!("istio_requests_total{{reporter=\"destination\",destination_service_name=\"{svc}\",destination_service_namespace=\"shop\",destination_version=\"v1\",response_code=\"{code}\"}}")
 }
 
-/// Linkerd's inbound response counter of a Deployment.
-fn linkerd(deployment: &str, class: &str, code: &str) -> String {
-    format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"{deployment}\",classification=\"{class}\",status_code=\"{code}\"}}")
+/// Linkerd's inbound response counter of version v1 of `app`, as
+/// linkerd-viz's scrape labels it: the proxy's Deployment, then the pod's
+/// labels.
+fn linkerd(app: &str, class: &str, code: &str) -> String {
+    format!("response_total{{direction=\"inbound\",namespace=\"shop\",deployment=\"{app}-v1\",app=\"{app}\",version=\"v1\",classification=\"{class}\",status_code=\"{code}\"}}")
 }
 
 /// Minutes of steady traffic before a burn: more than the 6 h window, so
@@ -244,6 +248,49 @@ fn a_fast_burn_pages_when_the_workbook_says_and_a_slow_one_never() {
             },
         ],
     );
+}
+
+/// Consul's Envoy and Cilium's Hubble: the same fast burn pages on their own
+/// series, and a neighbour's errors do not.
+#[test]
+fn consul_and_hubble_burns_page_on_their_own_series() {
+    let both = format!(
+        "{}---\n{}",
+        intent("cart", HTTP, &availability("99.9", "30d")),
+        intent("cart-admin", HTTP, &availability("99.9", "30d"))
+    );
+    let consul = |app: &str, code: &str| {
+        format!("envoy_cluster_upstream_rq{{envoy_cluster_name=\"local_app\",local_cluster=\"{app}\",namespace=\"shop\",app=\"{app}\",version=\"v1\",envoy_response_code=\"{code}\"}}")
+    };
+    let hubble = |app: &str, code: &str| {
+        format!("hubble_http_requests_total{{reporter=\"server\",destination_namespace=\"shop\",destination_workload=\"{app}-v1\",method=\"GET\",status=\"{code}\"}}")
+    };
+    for (mesh, series) in [
+        (Target::Consul, &consul as &dyn Fn(&str, &str) -> String),
+        (Target::Cilium, &hubble),
+    ] {
+        prove(
+            &format!("{mesh:?} fast burn"),
+            &rules(mesh, &both),
+            &[
+                (series("cart", "200"), counter(WARM, 1000, 30, 900)),
+                (series("cart", "503"), counter(WARM, 0, 30, 100)),
+                (series("cart-admin", "200"), counter(WARM, 1000, 30, 1000)),
+            ],
+            &[
+                Expect {
+                    at: WARM + 8,
+                    name: "SLOBurnRatePage",
+                    firing: &[],
+                },
+                Expect {
+                    at: WARM + 10,
+                    name: "SLOBurnRatePage",
+                    firing: &[("cart", "availability")],
+                },
+            ],
+        );
+    }
 }
 
 #[test]
@@ -331,7 +378,7 @@ fn grpc_failures_count_on_grpc_ports() {
         Target::Linkerd,
         &intent("ledger", ports, &availability("99.9", "30d")),
     );
-    let linkerd = |class: &str, code: &str| linkerd("ledger-v1", class, code);
+    let linkerd = |class: &str, code: &str| linkerd("ledger", class, code);
     prove(
         "linkerd grpc",
         &r,
@@ -349,8 +396,9 @@ fn grpc_failures_count_on_grpc_ports() {
 
 #[test]
 fn one_services_errors_never_page_another() {
-    // `cart` and `cart-admin`: Linkerd names Deployments, and a pattern
-    // `cart-.*` would count the admin's failures as cart's.
+    // `cart` and `cart-admin`: their pods' `app` labels tell them apart
+    // (a Deployment pattern `cart-.*` would count the admin's failures as
+    // cart's).
     let both = format!(
         "{}---\n{}",
         intent("cart", HTTP, &availability("99.9", "30d")),
@@ -362,12 +410,9 @@ fn one_services_errors_never_page_another() {
         "linkerd neighbours",
         &r,
         &[
-            (linkerd("cart-v1", "success"), counter(WARM, 1000, 30, 1000)),
-            (
-                linkerd("cart-admin-v1", "success"),
-                counter(WARM, 10, 30, 5),
-            ),
-            (linkerd("cart-admin-v1", "failure"), counter(WARM, 0, 30, 5)),
+            (linkerd("cart", "success"), counter(WARM, 1000, 30, 1000)),
+            (linkerd("cart-admin", "success"), counter(WARM, 10, 30, 5)),
+            (linkerd("cart-admin", "failure"), counter(WARM, 0, 30, 5)),
         ],
         &[Expect {
             at: WARM + 10,
@@ -382,7 +427,7 @@ fn extra_error_codes_add_to_linkerds_failures() {
     let slo = "    - name: availability\n      objective: 99.9\n      sli: { availability: { errorCodes: [\"429\"] } }\n      alerting: { page: {} }\n";
     let ports = "[{ name: grpc, port: 9090, protocol: grpc }]";
     let r = rules(Target::Linkerd, &intent("ledger", ports, slo));
-    let linkerd = |class: &str, code: &str| linkerd("ledger-v1", class, code);
+    let linkerd = |class: &str, code: &str| linkerd("ledger", class, code);
     // gRPC failures alone page (they were dropped when 429 was added)...
     prove(
         "linkerd grpc with 429",
@@ -416,9 +461,12 @@ fn extra_error_codes_add_to_linkerds_failures() {
 #[test]
 fn latency_and_custom_slis_page_on_their_own_series() {
     let latency = "    - name: latency\n      objective: 99\n      sli: { latency: { threshold: 500ms } }\n      alerting: { page: {} }\n";
-    for (mesh, metric, sel) in [
-        (Target::Istio, "istio_request_duration_milliseconds_bucket", "reporter=\"destination\",destination_service_name=\"cart\",destination_service_namespace=\"shop\""),
-        (Target::Linkerd, "response_latency_ms_bucket", "direction=\"inbound\",namespace=\"shop\",deployment=\"cart-v1\""),
+    for (mesh, metric, sel, le) in [
+        (Target::Istio, "istio_request_duration_milliseconds_bucket", "reporter=\"destination\",destination_service_name=\"cart\",destination_service_namespace=\"shop\"", "500"),
+        (Target::Linkerd, "response_latency_ms_bucket", "direction=\"inbound\",namespace=\"shop\",deployment=\"cart-v1\",app=\"cart\",version=\"v1\"", "500"),
+        (Target::Consul, "envoy_cluster_upstream_rq_time_bucket", "envoy_cluster_name=\"local_app\",local_cluster=\"cart\",namespace=\"shop\",app=\"cart\",version=\"v1\"", "500"),
+        // Hubble's histogram is in seconds.
+        (Target::Cilium, "hubble_http_request_duration_seconds_bucket", "reporter=\"server\",destination_namespace=\"shop\",destination_workload=\"cart-v1\"", "0.5"),
     ] {
         let r = rules(mesh, &intent("cart", HTTP, latency));
         // 60 % slower than 500 ms: the hour crosses 14.4 × 1 % after 14.4
@@ -427,7 +475,7 @@ fn latency_and_custom_slis_page_on_their_own_series() {
             &format!("{metric} latency"),
             &r,
             &[
-                (format!("{metric}{{{sel},le=\"500\"}}"), counter(WARM, 1000, 30, 400)),
+                (format!("{metric}{{{sel},le=\"{le}\"}}"), counter(WARM, 1000, 30, 400)),
                 (format!("{metric}{{{sel},le=\"+Inf\"}}"), counter(WARM, 1000, 30, 1000)),
             ],
             &[

@@ -72,8 +72,18 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
         if flavor == Flavor::Linkerd {
             a.metrics.clear();
         }
-        let verdict =
-            |name: &str| analyse(&prom, &engine, flavor, &service(name), "v2", None, &a).verdict;
+        let verdict = |name: &str| {
+            analyse(
+                &prom,
+                &engine,
+                &flavor.into(),
+                &service(name),
+                "v2",
+                None,
+                &a,
+            )
+            .verdict
+        };
         wait_for(
             &format!("{flavor:?}: the healthy canary to pass"),
             Duration::from_secs(40),
@@ -110,7 +120,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
     let v = analyse(
         &gone,
         &engine,
-        Flavor::Istio,
+        &Flavor::Istio.into(),
         &service(&healthy),
         "v2",
         None,

@@ -314,9 +314,11 @@ fn istio_labels(w: &Workload) -> String {
     )
 }
 
+/// linkerd-viz's scrape: `deployment` from the proxy's `linkerd.io/proxy-deployment`
+/// pod label, then the pod's own labels.
 fn linkerd_labels(w: &Workload) -> String {
     format!(
-        "direction=\"inbound\",namespace=\"{ns}\",deployment=\"{s}-{v}\",dst_service=\"{s}\",dst_version=\"{v}\",tls=\"true\"",
+        "direction=\"inbound\",namespace=\"{ns}\",deployment=\"{s}-{v}\",app=\"{s}\",version=\"{v}\",tls=\"true\"",
         s = w.service,
         ns = w.namespace,
         v = w.version
@@ -397,7 +399,7 @@ mod tests {
         );
         assert!((ok - 900.0).abs() < 1e-6, "{ok}");
         assert!(text.contains("response_code=\"500\"} 100"), "{text}");
-        assert!(text.contains("deployment=\"reviews-v3\",dst_service=\"reviews\",dst_version=\"v3\",tls=\"true\",classification=\"failure\",status_code=\"500\"} 100"));
+        assert!(text.contains("deployment=\"reviews-v3\",app=\"reviews\",version=\"v3\",tls=\"true\",classification=\"failure\",status_code=\"500\"} 100"));
     }
 
     #[test]

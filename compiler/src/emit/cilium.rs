@@ -17,6 +17,9 @@
 //!   strict mTLS and no allow list gets one rule admitting every endpoint,
 //!   authenticated.
 //!
+//! A service's SLOs become a **PrometheusRule** `<name>-slos-hubble` over
+//! Hubble's HTTP metrics (see `prometheus.rs`).
+//!
 //! Traffic routing is not Cilium's part: Cilium implements GAMMA, so
 //! pair `cilium` with `gateway-api` (or another routing target). Check
 //! warns (MP2012) when Cilium's per-port merge would void an L7 rule.
@@ -25,7 +28,8 @@ use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::Target;
 use serde_json::{json, Value};
 
-use super::features::{Feature, Support, METRICS, ROUTING};
+use super::features::{Feature, Support, ROUTING};
+use super::prometheus;
 use super::{regex_escape, EmitError, Emitter};
 use crate::ir::{AllowRule, Ir, Peer, Service};
 use crate::object::MeshObject;
@@ -46,10 +50,12 @@ impl Emitter for Cilium {
     fn support(&self, f: Feature) -> Support {
         match f {
             Feature::AllowList | Feature::AllowListL7 => Support::Yes,
+            // Over Hubble's HTTP metrics (`httpV2` with `labelsContext`
+            // destination_namespace and destination_workload): docs/targets.
+            Feature::SloRules => Support::Yes,
             Feature::StrictMtls => Support::Partial(
                 "`authentication.mode: required`: needs Cilium's mutual authentication enabled in the agent",
             ),
-            Feature::SloRules => Support::Elsewhere(METRICS, ""),
             _ => Support::Elsewhere(
                 ROUTING,
                 "Cilium implements GAMMA: combine `cilium` with `gateway-api`",
@@ -61,10 +67,14 @@ impl Emitter for Cilium {
         true
     }
 
-    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, _errors: &mut Vec<EmitError>) {
+    fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        let metrics = ir.metrics(prometheus::Flavor::Hubble);
         for s in &ir.services {
             if let Some(o) = policy(s) {
                 out.push(o);
+            }
+            if let Some(r) = prometheus::slo_rules(NAME, &metrics, s, errors) {
+                out.push(r);
             }
         }
     }

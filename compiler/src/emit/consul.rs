@@ -20,7 +20,9 @@
 //!   splitter;
 //! - **ServiceIntentions** for an allow list: a source per caller (the
 //!   service account's name is the Consul service name), L7 `permissions`
-//!   for methods and paths, and a `*` deny source for default deny.
+//!   for methods and paths, and a `*` deny source for default deny;
+//! - **PrometheusRule** `<name>-slos-consul` for its SLOs, over the Envoy
+//!   sidecars' inbound metrics (see `prometheus.rs`).
 //!
 //! Routers, splitters and L7 permissions need protocol http, http2 or
 //! grpc: on a tcp service they are errors. Circuit breaking (outlier
@@ -37,8 +39,9 @@ use meshplan_policy_lang::intent::service::{
 use meshplan_policy_lang::intent::{Protocol, Target};
 use serde_json::{json, Map, Value};
 
-use super::features::{Feature, Support, METRICS};
+use super::features::{Feature, Support};
 use super::istio::retry_on;
+use super::prometheus;
 use super::{
     cookie_regex, gateway_duration, regex_escape, segment_prefix, whole_per_second, EmitError,
     Emitter, PathBlock,
@@ -83,7 +86,6 @@ impl Emitter for Consul {
             Feature::AllowListL7 => Support::Partial(
                 "with permissive mTLS, plain-text callers bypass intentions: reported",
             ),
-            Feature::SloRules => Support::Elsewhere(METRICS, ""),
             _ => Support::Yes,
         }
     }
@@ -95,6 +97,7 @@ impl Emitter for Consul {
             .filter_map(|d| upstream_override(ir, d).map(|v| (d, v)))
             .collect();
         let routed_in = routed_in(ir);
+        let metrics = ir.metrics(prometheus::Flavor::Consul);
         for s in &ir.services {
             // What the other services ask of their callers.
             let overrides: Vec<Value> = upstreams
@@ -126,6 +129,9 @@ impl Emitter for Consul {
                 out.extend(router(ir, s, &mut report));
             }
             out.extend(intentions(ir, s, &mut report));
+            if let Some(r) = prometheus::slo_rules(NAME, &metrics, s, errors) {
+                out.push(r);
+            }
             errors.extend(
                 messages.into_iter().map(|m| {
                     EmitError::new(NAME, &s.origin, format!("service `{}`: {m}", s.key()))

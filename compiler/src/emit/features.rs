@@ -228,7 +228,12 @@ pub const MTLS: &[Target] = &[
     Target::Cilium,
 ];
 /// Targets whose standard metrics SLO rules are written against.
-pub const METRICS: &[Target] = &[Target::Istio, Target::Linkerd];
+pub const METRICS: &[Target] = &[
+    Target::Istio,
+    Target::Linkerd,
+    Target::Consul,
+    Target::Cilium,
+];
 
 /// How far an emitter expresses a feature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -63,6 +63,7 @@ impl Emitter for Istio {
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         let start = out.len();
+        let metrics = ir.metrics(prometheus::Flavor::Istio);
         for s in &ir.services {
             out.push(destination_rule(s));
             match virtual_service(s) {
@@ -76,7 +77,7 @@ impl Emitter for Istio {
             if let Some(f) = rate_limit_filter(s) {
                 out.push(f);
             }
-            if let Some(r) = prometheus::slo_rules(NAME, prometheus::Flavor::Istio, s, errors) {
+            if let Some(r) = prometheus::slo_rules(NAME, &metrics, s, errors) {
                 out.push(r);
             }
         }

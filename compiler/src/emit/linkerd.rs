@@ -85,6 +85,7 @@ impl Emitter for Linkerd {
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
+        let metrics = ir.metrics(prometheus::Flavor::Linkerd);
         for s in &ir.services {
             if let Some(cb) = &s.circuit_breaker {
                 if cb.interval.is_some() || cb.max_ejection_percent.is_some() {
@@ -101,7 +102,7 @@ impl Emitter for Linkerd {
             }
             inbound::authorization(ir, s, out, errors);
             rate_limit(s, out, errors);
-            if let Some(r) = prometheus::slo_rules(NAME, prometheus::Flavor::Linkerd, s, errors) {
+            if let Some(r) = prometheus::slo_rules(NAME, &metrics, s, errors) {
                 out.push(r);
             }
         }

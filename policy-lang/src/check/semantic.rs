@@ -7,7 +7,7 @@
 //! | MP2006 | a route that can never match: an earlier route matches every request it would |
 //! | MP2008 | STRICT mTLS and a caller namespace with no service in the repository (maybe outside the mesh) |
 //! | MP2009 | an allow rule that grants nothing an earlier rule does not already grant |
-//! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml), or an SLO on the mesh's standard metrics with no istio or linkerd target |
+//! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml), or an SLO on the mesh's standard metrics with no istio, linkerd, consul or cilium target |
 //! | MP2011 | a latency SLO threshold that is not a bucket bound of the mesh's latency histogram |
 
 use std::collections::BTreeSet;
@@ -31,6 +31,12 @@ pub const ISTIO_BUCKETS_MS: [f64; 19] = [
 pub const LINKERD_BUCKETS_MS: [f64; 25] = [
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
     1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// Hubble's `hubble_http_request_duration_seconds` buckets (client_golang's
+/// defaults), in milliseconds.
+pub const HUBBLE_BUCKETS_MS: [f64; 11] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
 pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
@@ -119,14 +125,17 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                     "set `metrics: { provider: prometheus, url: http://prometheus.monitoring:9090 }` in meshplan.yaml");
             }
         }
-        let standard_metrics = targets
-            .iter()
-            .any(|t| matches!(t, Target::Istio | Target::Linkerd));
+        let standard_metrics = targets.iter().any(|t| {
+            matches!(
+                t,
+                Target::Istio | Target::Linkerd | Target::Consul | Target::Cilium
+            )
+        });
         for (i, slo) in s.value.spec.slos.iter().enumerate() {
             if !targets.is_empty() && !standard_metrics && slo.sli.custom.is_none() {
                 warn(&mut out, s, Code::NoMetricSource, &format!("spec.slos[{i}].sli"),
-                    format!("SLO `{}` is measured from a mesh's standard request metrics, but no target (istio, linkerd) produces them: it will not be rendered", slo.name),
-                    "add an istio or linkerd target, or give the SLO a `custom` SLI with your own PromQL");
+                    format!("SLO `{}` is measured from a mesh's standard request metrics, but no target (istio, linkerd, consul, cilium) produces them: it will not be rendered", slo.name),
+                    "add an istio, linkerd, consul or cilium target, or give the SLO a `custom` SLI with your own PromQL");
             }
             let Some(l) = &slo.sli.latency else { continue };
             let ms = l.threshold.as_millis() as f64;
@@ -140,6 +149,17 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                     Target::Linkerd,
                     "response_latency_ms",
                     &LINKERD_BUCKETS_MS[..],
+                ),
+                // Envoy's default bounds, as Istio's.
+                (
+                    Target::Consul,
+                    "envoy_cluster_upstream_rq_time",
+                    &ISTIO_BUCKETS_MS[..],
+                ),
+                (
+                    Target::Cilium,
+                    "hubble_http_request_duration_seconds",
+                    &HUBBLE_BUCKETS_MS[..],
                 ),
             ] {
                 if !targets.contains(&t) || buckets.contains(&ms) {

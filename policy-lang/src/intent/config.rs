@@ -129,6 +129,48 @@ pub struct Metrics {
     /// it is set.
     #[serde(default)]
     pub flavor: Option<MetricsFlavor>,
+    /// How a version's requests are told apart in those metrics, when not
+    /// the flavour's own way: the metric label naming the workload and its
+    /// value, e.g. `{ label: deployment, name: "{{service}}-{{version}}" }`.
+    /// By default Istio reads `destination_version` (the pods'
+    /// `service.istio.io/canonical-revision`, `app.kubernetes.io/version`
+    /// or `version` label), Linkerd and Consul the version's pod labels as
+    /// the scrape copies them, Hubble `destination_workload` named
+    /// `<service>-<version>`.
+    #[serde(default)]
+    pub workload: Option<MetricsWorkload>,
+}
+
+/// A version's traffic in the metrics: series whose `label` is `name`, with
+/// `{{service}}` (the Kubernetes Service) and `{{version}}` (the version's
+/// name) substituted. A service without versions is `name` with
+/// `{{version}}` and the `-`, `_` or `.` before it removed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsWorkload {
+    /// A Prometheus label name, e.g. `deployment` or `destination_workload`.
+    pub label: String,
+    /// Its value for a version, e.g. `{{service}}-{{version}}`.
+    pub name: String,
+}
+
+impl MetricsWorkload {
+    /// The label's value for `version` of `service` (`None`: the whole
+    /// service without versions).
+    pub fn name_of(&self, service: &str, version: Option<&str>) -> String {
+        let name = match version {
+            Some(v) => self.name.replace("{{version}}", v),
+            None => [
+                "-{{version}}",
+                "_{{version}}",
+                ".{{version}}",
+                "{{version}}",
+            ]
+            .iter()
+            .fold(self.name.clone(), |n, p| n.replace(p, "")),
+        };
+        name.replace("{{service}}", service)
+    }
 }
 
 /// A mesh whose standard request metrics meshplan queries.

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meshplan_compiler::emit::prometheus::Flavor;
+use meshplan_compiler::emit::prometheus::{Flavor, Vocabulary};
 use meshplan_compiler::ir::Service;
 use meshplan_compiler::lower::{canary_weight, lower};
 use meshplan_compiler::Positions;
@@ -103,7 +103,7 @@ struct Tracked {
     service: Service,
     rollout: Rollout,
     fingerprint: String,
-    flavor: Flavor,
+    metrics: Vocabulary,
     prometheus: Option<Prometheus>,
     http: Arc<Http>,
     state: State,
@@ -181,7 +181,12 @@ impl Rollouts {
         // a revision that gets here has one; without, nothing is queried.
         let flavor = config.and_then(|c| c.metrics_flavor()).map(Flavor::from);
         let prometheus = prometheus.filter(|_| flavor.is_some());
-        let flavor = flavor.unwrap_or(Flavor::Istio);
+        let metrics = Vocabulary::new(
+            flavor.unwrap_or(Flavor::Istio),
+            config
+                .and_then(|c| c.metrics.as_ref())
+                .and_then(|m| m.workload.clone()),
+        );
         let mut tracked = BTreeMap::new();
         let mut transitions = Vec::new();
         for s in ir.services {
@@ -198,7 +203,7 @@ impl Rollouts {
                 service: s,
                 rollout,
                 fingerprint,
-                flavor,
+                metrics: metrics.clone(),
                 prometheus: prometheus.clone(),
                 http: Arc::clone(&self.http),
                 state,
@@ -619,9 +624,9 @@ impl Tracked {
             });
             return Some(v);
         };
-        let (service, flavor, version, stable) = (
+        let (service, metrics, version, stable) = (
             self.service.clone(),
-            self.flavor,
+            self.metrics.clone(),
             self.rollout.canary.clone(),
             self.rollout.stable.clone(),
         );
@@ -631,7 +636,7 @@ impl Tracked {
             let mut report = analysis::analyse(
                 &prom,
                 &engine,
-                flavor,
+                &metrics,
                 &service,
                 &version,
                 Some(&stable),
@@ -639,7 +644,9 @@ impl Tracked {
             );
             if let Some(gate) = &analysis.slo_gate {
                 let mut checks = report.checks;
-                checks.extend(analysis::slo_gate(&prom, flavor, &service, &version, gate));
+                checks.extend(analysis::slo_gate(
+                    &prom, &metrics, &service, &version, gate,
+                ));
                 report = analysis::finish(checks);
             }
             report

@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 
 use meshplan_compiler::emit::prometheus::{
-    analysis_queries, page_burn_rate, version_error_ratio, Flavor, PAGE_WINDOWS,
+    analysis_queries, page_burn_rate, version_error_ratio, Vocabulary, PAGE_WINDOWS,
 };
 use meshplan_compiler::ir::Service;
 use meshplan_policy_lang::cel::eval::{Bindings, Engine};
@@ -179,7 +179,7 @@ impl Report {
 pub fn analyse(
     source: &dyn MetricSource,
     engine: &Engine,
-    flavor: Flavor,
+    metrics: &Vocabulary,
     s: &Service,
     version: &str,
     stable: Option<&str>,
@@ -191,8 +191,8 @@ pub fn analyse(
         .as_ref()
         .and_then(|l| l.percentile)
         .unwrap_or(99);
-    let q = analysis_queries(flavor, s, version, &interval, percentile);
-    let qs = stable.map(|v| analysis_queries(flavor, s, v, &interval, percentile));
+    let q = analysis_queries(metrics, s, version, &interval, percentile);
+    let qs = stable.map(|v| analysis_queries(metrics, s, v, &interval, percentile));
     // The stable version's value of a query, as a note and for comparison.
     let baseline =
         |promql: Option<&String>| -> Option<f64> { source.query(promql?).ok().flatten() };
@@ -325,7 +325,7 @@ pub fn analyse(
 /// the interval (`onBurn: fail`).
 pub fn slo_gate(
     source: &dyn MetricSource,
-    flavor: Flavor,
+    metrics: &Vocabulary,
     s: &Service,
     version: &str,
     gate: &SloGate,
@@ -341,7 +341,7 @@ pub fn slo_gate(
             let name = format!("SLO gate {}", slo.name);
             let budget = 1.0 - slo.objective / 100.0;
             let threshold = page_burn_rate(slo);
-            let ratio = |window: &str| match version_error_ratio(flavor, s, slo, version, window) {
+            let ratio = |window: &str| match version_error_ratio(metrics, s, slo, version, window) {
                 Some(q) => source.query(&q),
                 None => Err(format!("SLO `{}` has no SLI", slo.name)),
             };
@@ -470,6 +470,7 @@ pub fn finish(checks: Vec<CheckResult>) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshplan_compiler::emit::prometheus::Flavor;
     use std::collections::BTreeMap;
 
     /// Answers by the query's metric name (the first `(` … `{` token).
@@ -507,7 +508,7 @@ mod tests {
         analyse(
             &fake,
             &Engine::new(),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &service(),
             "v2",
             None,
@@ -545,7 +546,7 @@ mod tests {
         let r = analyse(
             &src,
             &Engine::new(),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &service(),
             "v2",
             Some("v1"),
@@ -564,7 +565,7 @@ mod tests {
         let r = analyse(
             &src,
             &Engine::new(),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &service(),
             "v2",
             Some("v1"),
@@ -690,7 +691,7 @@ mod tests {
         // 2 % errors against a 0.1 % budget over both windows: a 20× burn.
         let r = slo_gate(
             &Windows(Some(0.02), Some(0.02)),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &s,
             "v2",
             &all,
@@ -700,7 +701,7 @@ mod tests {
         // Burning over the long window only (it stopped): the gate opens.
         let r = slo_gate(
             &Windows(Some(0.02), Some(0.0)),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &s,
             "v2",
             &all,
@@ -710,19 +711,25 @@ mod tests {
         let fail: SloGate = serde_saphyr::from_str("{ onBurn: fail }").unwrap();
         let r = slo_gate(
             &Windows(Some(0.02), Some(0.02)),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &s,
             "v2",
             &fail,
         );
         assert_eq!(r[0].outcome, Outcome::Fail, "{r:#?}");
         // No data is inconclusive, never a pass.
-        let r = slo_gate(&Windows(None, Some(0.0)), Flavor::Istio, &s, "v2", &all);
+        let r = slo_gate(
+            &Windows(None, Some(0.0)),
+            &Flavor::Istio.into(),
+            &s,
+            "v2",
+            &all,
+        );
         assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
         // Other SLOs named: nothing gated.
         assert!(slo_gate(
             &Windows(Some(1.0), Some(1.0)),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &s,
             "v2",
             &SloGate::Named(vec!["other".into()])
@@ -733,7 +740,7 @@ mod tests {
         week.slos[0].window = serde_saphyr::from_str("7d").unwrap();
         let r = slo_gate(
             &Windows(Some(0.05), Some(0.05)),
-            Flavor::Istio,
+            &Flavor::Istio.into(),
             &week,
             "v2",
             &all,
@@ -756,7 +763,7 @@ mod tests {
         let s = with_slo(99.9, "{ availability: { errorCodes: ['429'] } }");
         let windows: SloGate =
             serde_saphyr::from_str("{ windows: { long: 30s, short: 4s } }").unwrap();
-        slo_gate(&seen, Flavor::Istio, &s, "v2", &windows);
+        slo_gate(&seen, &Flavor::Istio.into(), &s, "v2", &windows);
         let q = seen.0.lock().unwrap().clone();
         assert_eq!(q.len(), 2);
         assert!(q[0].contains("[30s]") && q[1].contains("[4s]"), "{q:?}");

@@ -51,6 +51,31 @@ pub(super) fn config(
                 ),
             );
         }
+        if let Some(w) = &m.workload {
+            let valid = w
+                .label
+                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && w.label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                d.error(
+                    Code::InvalidValue,
+                    "metrics.workload.label",
+                    format!(
+                        "`{}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+                        w.label
+                    ),
+                );
+            }
+            if !w.name.contains("{{version}}") {
+                d.error(
+                    Code::InvalidValue,
+                    "metrics.workload.name",
+                    "the workload's name must contain `{{version}}`: without it every version's requests look alike, and a canary would be judged on the stable version's traffic",
+                );
+            }
+        }
     }
     d.unique("cluster", "clusters", "name", &cfg.clusters, |c| {
         c.name.as_str()

@@ -1,4 +1,4 @@
-//! Validation of rollout options.
+//! Validation of rollout options and meshplan.yaml settings.
 
 use crate::check::check_sources;
 use crate::parse::Sources;
@@ -45,4 +45,43 @@ fn slo_gate_options_are_checked() {
     );
     let d = diagnostics("{ onBurn: explode }");
     assert!(!d.is_empty(), "an unknown onBurn is refused");
+}
+
+/// The diagnostics of a meshplan.yaml whose `metrics` is `metrics`.
+fn config_diagnostics(metrics: &str) -> Vec<String> {
+    let config = format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [linkerd]\nmetrics: {metrics}\n");
+    let (_, report) = check_sources(&Sources {
+        files: vec![("meshplan.yaml".into(), config)],
+    });
+    report
+        .diagnostics
+        .iter()
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect()
+}
+
+#[test]
+fn a_metrics_workload_names_a_label_and_each_version() {
+    let ok =
+        "{ url: http://p, workload: { label: deployment, name: \"{{service}}-{{version}}\" } }";
+    assert!(
+        config_diagnostics(ok).is_empty(),
+        "{:?}",
+        config_diagnostics(ok)
+    );
+    let d = config_diagnostics(
+        "{ url: http://p, workload: { label: k8s.io/app, name: \"{{version}}\" } }",
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.contains("`k8s.io/app` is not a Prometheus label name")),
+        "{d:?}"
+    );
+    let d = config_diagnostics(
+        "{ url: http://p, workload: { label: deployment, name: \"{{service}}\" } }",
+    );
+    assert!(
+        d.iter().any(|d| d.contains("must contain `{{version}}`")),
+        "{d:?}"
+    );
 }

@@ -3,9 +3,11 @@
 //! analysis queries the rollout engine runs, both from the mesh's standard
 //! metrics.
 //!
-//! Not a target of its own: the Istio and Linkerd emitters call it with
-//! their metric [`Flavor`]. Object names carry the flavor
-//! (`<name>-slos-istio`), so rendering both meshes at once does not clash.
+//! Not a target of its own: the Istio, Linkerd, Consul and Cilium emitters
+//! call it with their metric [`Flavor`] (Cilium's is Hubble) and the
+//! repository's `metrics.workload` ([`Vocabulary`]). Object names carry the
+//! flavor (`<name>-slos-istio`), so rendering two meshes at once does not
+//! clash.
 //!
 //! For each SLO and window `W` in 5m, 30m, 1h, 2h, 6h, 1d, 3d, a recording
 //! rule `meshplan:slo_error_ratio:rate<W>` (labels `namespace`, `service`,
@@ -32,16 +34,16 @@
 //! (`classification="failure"`: 5xx or a non-OK gRPC status); extra
 //! `errorCodes` are added to its failures, not substituted for them.
 
-use std::fmt::Write as _;
-
 use meshplan_policy_lang::intent::slo::Sli;
 use meshplan_policy_lang::intent::Slo;
 use serde_json::{json, Value};
 
-use meshplan_policy_lang::intent::config::MetricsFlavor;
 use meshplan_policy_lang::intent::Protocol;
 
-use super::{gateway_duration, regex_escape, EmitError};
+mod vocabulary;
+pub use vocabulary::{Flavor, Vocabulary};
+
+use super::{gateway_duration, EmitError};
 use crate::ir::Service;
 use crate::object::{json_map, json_str, JsonText, MeshObject};
 
@@ -53,184 +55,7 @@ const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
 const PAGE: [(&str, &str, f64, f64); 2] = [("1h", "5m", 1.0, 0.02), ("6h", "30m", 6.0, 0.05)];
 const TICKET: [(&str, &str, f64, f64); 2] = [("1d", "2h", 24.0, 0.10), ("3d", "6h", 72.0, 0.10)];
 /// gRPC statuses a server fails with (`grpc_response_status`).
-const GRPC_SERVER_ERRORS: &str = "2|4|12|13|14|15";
-
-/// Whose standard metrics the queries use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    /// `istio_requests_total`, `istio_request_duration_milliseconds_bucket`.
-    Istio,
-    /// `response_total`, `response_latency_ms_bucket` (inbound).
-    Linkerd,
-    /// Consul's Envoy sidecars: `envoy_cluster_upstream_rq` and
-    /// `envoy_cluster_upstream_rq_time_bucket` of the inbound cluster
-    /// `local_app` (milliseconds). Envoy's stats carry the service
-    /// (`local_cluster`), not the pod: a version is found by its pod
-    /// labels, which the usual `kubernetes-pods` scrape job copies (`.` and
-    /// `/` in their names become `_`), and `namespace` likewise.
-    Consul,
-    /// Cilium's Hubble (`httpV2` handler, `labelsContext` with
-    /// `destination_namespace` and `destination_workload`):
-    /// `hubble_http_requests_total`, `hubble_http_request_duration_seconds`
-    /// (seconds) seen by the server (`reporter="server"`). Hubble has no
-    /// pod labels: a version is its workload, named `<service>-<version>`
-    /// (`<service>` without versions), as on Linkerd.
-    Hubble,
-}
-
-impl From<MetricsFlavor> for Flavor {
-    fn from(f: MetricsFlavor) -> Flavor {
-        match f {
-            MetricsFlavor::Istio => Flavor::Istio,
-            MetricsFlavor::Linkerd => Flavor::Linkerd,
-            MetricsFlavor::Consul => Flavor::Consul,
-            MetricsFlavor::Hubble => Flavor::Hubble,
-        }
-    }
-}
-
-impl Flavor {
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavor::Istio => "istio",
-            Flavor::Linkerd => "linkerd",
-            Flavor::Consul => "consul",
-            Flavor::Hubble => "hubble",
-        }
-    }
-
-    /// The label a workload is named in, for the flavours that find a
-    /// version by its workload's name.
-    fn workload_label(self) -> &'static str {
-        match self {
-            Flavor::Hubble => "destination_workload",
-            Flavor::Istio | Flavor::Linkerd | Flavor::Consul => "deployment",
-        }
-    }
-
-    /// `<label>="<service>-<version>"` (exactly: a pattern like `svc-.*`
-    /// would count `svc-admin`'s traffic), or of every version.
-    fn workload_named(self, s: &Service, version: Option<&str>) -> String {
-        let label = self.workload_label();
-        match (version, s.versions.as_slice()) {
-            (Some(v), _) => format!("{label}=\"{}-{v}\"", s.host),
-            (None, []) => format!("{label}=\"{}\"", s.host),
-            (None, [one]) => format!("{label}=\"{}-{}\"", s.host, one.name),
-            (None, many) => format!(
-                "{label}=~\"{}-({})\"",
-                regex_escape(&s.host),
-                many.iter()
-                    .map(|v| regex_escape(&v.name))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            ),
-        }
-    }
-
-    /// Whether latencies are in seconds (else milliseconds).
-    pub fn in_seconds(self) -> bool {
-        matches!(self, Flavor::Hubble)
-    }
-
-    /// The label selector of a service's inbound traffic, optionally of
-    /// one version.
-    fn selector(self, s: &Service, version: Option<&str>) -> String {
-        match self {
-            Flavor::Istio => {
-                let mut sel = format!(
-                    "reporter=\"destination\",destination_service_name=\"{}\",destination_service_namespace=\"{}\"",
-                    s.host, s.namespace
-                );
-                if let Some(v) = version {
-                    let _ = write!(sel, ",destination_version=\"{v}\"");
-                }
-                sel
-            }
-            // Linkerd's inbound metrics name the workload (Deployment), not
-            // the Service: meshplan expects `<service>-<version>` per
-            // version (`<service>` without versions).
-            Flavor::Linkerd => format!(
-                "direction=\"inbound\",namespace=\"{}\",{}",
-                s.namespace,
-                self.workload_named(s, version)
-            ),
-            Flavor::Consul => {
-                let mut sel = format!(
-                    "envoy_cluster_name=\"local_app\",local_cluster=\"{}\",namespace=\"{}\"",
-                    s.host, s.namespace
-                );
-                let labels = version.and_then(|v| s.versions.iter().find(|x| x.name == v));
-                for (k, v) in labels.iter().flat_map(|x| x.labels.iter()) {
-                    let _ = write!(sel, ",{}=\"{}\"", prometheus_label(k), v);
-                }
-                sel
-            }
-            Flavor::Hubble => format!(
-                "reporter=\"server\",destination_namespace=\"{}\",{}",
-                s.namespace,
-                self.workload_named(s, version)
-            ),
-        }
-    }
-
-    fn requests(self) -> &'static str {
-        match self {
-            Flavor::Istio => "istio_requests_total",
-            Flavor::Linkerd => "response_total",
-            Flavor::Consul => "envoy_cluster_upstream_rq",
-            Flavor::Hubble => "hubble_http_requests_total",
-        }
-    }
-
-    fn buckets(self) -> &'static str {
-        match self {
-            Flavor::Istio => "istio_request_duration_milliseconds_bucket",
-            Flavor::Linkerd => "response_latency_ms_bucket",
-            Flavor::Consul => "envoy_cluster_upstream_rq_time_bucket",
-            Flavor::Hubble => "hubble_http_request_duration_seconds_bucket",
-        }
-    }
-
-    /// A latency bound as this flavour's histogram writes its `le`.
-    fn le(self, ms: u64) -> String {
-        if self.in_seconds() {
-            fmt_f64(ms as f64 / 1000.0)
-        } else {
-            ms.to_string()
-        }
-    }
-
-    /// The failed requests, as matchers each selecting a disjoint set of
-    /// series (summed together): one set, or several when no single label
-    /// matcher says "failed".
-    fn errors(self, extra_codes: &[String], grpc: bool) -> Vec<String> {
-        let extra: String = extra_codes.iter().map(|c| format!("|{c}")).collect();
-        match self {
-            Flavor::Istio => {
-                let http = format!(",response_code=~\"5..{extra}\"");
-                if !grpc {
-                    return vec![http];
-                }
-                vec![
-                    http,
-                    format!(",response_code!~\"5..{extra}\",grpc_response_status=~\"{GRPC_SERVER_ERRORS}\""),
-                ]
-            }
-            // Envoy's response code of the local app, Hubble's status: no
-            // gRPC status in either.
-            Flavor::Consul => vec![format!(",envoy_response_code=~\"5..{extra}\"")],
-            Flavor::Hubble => vec![format!(",status=~\"5..{extra}\"")],
-            Flavor::Linkerd if extra.is_empty() => vec![",classification=\"failure\"".into()],
-            Flavor::Linkerd => vec![
-                ",classification=\"failure\"".into(),
-                format!(
-                    ",classification!=\"failure\",status_code=~\"{}\"",
-                    &extra[1..]
-                ),
-            ],
-        }
-    }
-}
+pub(super) const GRPC_SERVER_ERRORS: &str = "2|4|12|13|14|15";
 
 /// An SLI's error ratio (bad / all events), for any window: what does not
 /// depend on the window is worked out once per SLO, since every SLO has a
@@ -336,20 +161,6 @@ impl ErrorRatio {
     }
 }
 
-/// A pod label's name as a scrape job's `labelmap` copies it: each
-/// character outside `[a-zA-Z0-9_]` becomes `_`.
-fn prometheus_label(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 fn record_name(window: &str) -> String {
     format!("meshplan:slo_error_ratio:rate{window}")
 }
@@ -407,7 +218,7 @@ fn days(d: meshplan_policy_lang::intent::Duration) -> String {
 }
 
 /// Shortest decimal that round-trips, without float noise (`0.0144`).
-fn fmt_f64(v: f64) -> String {
+pub(super) fn fmt_f64(v: f64) -> String {
     let s = format!("{:.10}", v);
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
@@ -416,7 +227,7 @@ fn fmt_f64(v: f64) -> String {
 /// The PrometheusRule of a service's SLOs, if it has any.
 pub fn slo_rules(
     emitter: &'static str,
-    flavor: Flavor,
+    vocab: &Vocabulary,
     s: &Service,
     errors: &mut Vec<EmitError>,
 ) -> Option<MeshObject> {
@@ -432,7 +243,7 @@ pub fn slo_rules(
     // growing both texts a dozen times.
     let mut spec = JsonText::with_capacity(3072 * s.slos.len());
     spec.both(br#"{"groups":["#);
-    let sel = escaped(&flavor.selector(s, None));
+    let sel = escaped(&vocab.selector(s, None));
     for (i, slo) in s.slos.iter().enumerate() {
         if i > 0 {
             spec.both(b",");
@@ -448,7 +259,7 @@ pub fn slo_rules(
             rules += 1;
         };
         let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
-        match ErrorRatio::of(flavor, &slo.sli, grpc) {
+        match ErrorRatio::of(vocab.flavor, &slo.sli, grpc) {
             None => errors.push(EmitError::new(
                 emitter,
                 &s.origin,
@@ -515,7 +326,7 @@ pub fn slo_rules(
             API,
             "PrometheusRule",
             &s.namespace,
-            &format!("{}-slos-{}", s.name, flavor.name()),
+            &format!("{}-slos-{}", s.name, vocab.flavor.name()),
             &s.origin,
         )
         .spec_text(spec)
@@ -541,15 +352,15 @@ pub fn page_burn_rate(slo: &Slo) -> f64 {
 /// `{{version}}`, `{{service}}` and `{{namespace}}` are substituted, and
 /// without `{{version}}` they measure the whole service.
 pub fn version_error_ratio(
-    flavor: Flavor,
+    vocab: &Vocabulary,
     s: &Service,
     slo: &Slo,
     version: &str,
     window: &str,
 ) -> Option<String> {
     let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
-    let ratio = ErrorRatio::of(flavor, &slo.sli, grpc)?;
-    let quoted = ratio.over(&escaped(&flavor.selector(s, Some(version))), window);
+    let ratio = ErrorRatio::of(vocab.flavor, &slo.sli, grpc)?;
+    let quoted = ratio.over(&escaped(&vocab.selector(s, Some(version))), window);
     let plain: String = serde_json::from_str(&quoted).ok()?;
     Some(
         plain
@@ -574,13 +385,14 @@ pub struct AnalysisQueries {
 /// Analysis queries for `version` of `s` over `interval` (`1m`), with the
 /// latency `percentile` (50–99).
 pub fn analysis_queries(
-    flavor: Flavor,
+    vocab: &Vocabulary,
     s: &Service,
     version: &str,
     interval: &str,
     percentile: u32,
 ) -> AnalysisQueries {
-    let sel = flavor.selector(s, Some(version));
+    let flavor = vocab.flavor;
+    let sel = vocab.selector(s, Some(version));
     let req = flavor.requests();
     // The rollout engine's success rate: HTTP failures (issue: gRPC and
     // `errorCodes` are the SLO's, not yet the analysis').
@@ -612,7 +424,13 @@ mod tests {
     /// Service `web` in `shop`, with one port of `protocol` and versions
     /// `v1` and `v2` (the latter labelled `v2_label: v2`), lowered.
     fn web(protocol: &str, v2_label: &str) -> Service {
-        let intent = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web, namespace: shop }}\nspec:\n  ports: [{{ name: {protocol}, port: 80, protocol: {protocol} }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, {v2_label}: v2 }} }}\n");
+        lowered(&format!("ports: [{{ name: {protocol}, port: 80, protocol: {protocol} }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, {v2_label}: v2 }} }}\n"))
+    }
+
+    /// Service `web` in `shop` with `spec` (indented by two), lowered.
+    pub(super) fn lowered(spec: &str) -> Service {
+        let intent = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web, namespace: shop }}\nspec:\n  {spec}");
+        // Not checked: some cases are deliberately ambiguous.
         let (repo, _) =
             meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
                 files: vec![("s.yaml".into(), intent)],
@@ -628,7 +446,7 @@ mod tests {
     #[test]
     fn consul_and_hubble_queries_use_their_own_vocabulary() {
         let s = web("http", "app.kubernetes.io/version");
-        let q = analysis_queries(Flavor::Consul, &s, "v2", "1m", 99);
+        let q = analysis_queries(&Flavor::Consul.into(), &s, "v2", "1m", 99);
         assert_eq!(
             q.request_volume,
             "sum(increase(envoy_cluster_upstream_rq{envoy_cluster_name=\"local_app\",local_cluster=\"web\",namespace=\"shop\",app=\"web\",app_kubernetes_io_version=\"v2\"}[1m]))"
@@ -645,7 +463,7 @@ mod tests {
             "{}",
             q.latency
         );
-        let q = analysis_queries(Flavor::Hubble, &s, "v2", "1m", 95);
+        let q = analysis_queries(&Flavor::Hubble.into(), &s, "v2", "1m", 95);
         assert_eq!(
             q.request_volume,
             "sum(increase(hubble_http_requests_total{reporter=\"server\",destination_namespace=\"shop\",destination_workload=\"web-v2\"}[1m]))"
@@ -662,9 +480,9 @@ mod tests {
             "sli": {"latency": {"threshold": "250ms"}}
         }))
         .unwrap();
-        let q = version_error_ratio(Flavor::Hubble, &s, &slo, "v2", "5m").unwrap();
+        let q = version_error_ratio(&Flavor::Hubble.into(), &s, &slo, "v2", "5m").unwrap();
         assert!(q.contains("le=\"0.25\""), "{q}");
-        let q = version_error_ratio(Flavor::Consul, &s, &slo, "v2", "5m").unwrap();
+        let q = version_error_ratio(&Flavor::Consul.into(), &s, &slo, "v2", "5m").unwrap();
         assert!(q.contains("le=\"250\""), "{q}");
     }
 
@@ -678,7 +496,7 @@ mod tests {
         }))
         .unwrap();
         let s = web("grpc", "version");
-        let q = version_error_ratio(Flavor::Istio, &s, &slo, "v2", "1h").unwrap();
+        let q = version_error_ratio(&Flavor::Istio.into(), &s, &slo, "v2", "1h").unwrap();
         assert!(q.contains("destination_version=\"v2\""), "{q}");
         assert!(q.contains("response_code=~\"5..|429\""), "{q}");
         assert!(
@@ -694,7 +512,7 @@ mod tests {
             }}
         }))
         .unwrap();
-        let q = version_error_ratio(Flavor::Istio, &s, &custom, "v2", "5m").unwrap();
+        let q = version_error_ratio(&Flavor::Istio.into(), &s, &custom, "v2", "5m").unwrap();
         assert_eq!(
             q,
             "1 - ((sum(rate(ok{version=\"v2\"}[5m]))) / (sum(rate(all{svc=\"web\"}[5m]))))"
