@@ -12,6 +12,7 @@ mod rollout;
 mod rules;
 mod run;
 mod schema;
+mod simulate;
 mod tree;
 
 use std::path::PathBuf;
@@ -408,6 +409,41 @@ pub enum RolloutCommand {
     Resume(RolloutArgs),
     /// Advance on time alone from now on: no more analysis.
     SkipAnalysis(RolloutArgs),
+    /// Replay a service's rollout over Prometheus's history, before it
+    /// merges: when each stage would have advanced, paused, been
+    /// inconclusive or rolled back, and why. Exit 1 when it would have
+    /// failed.
+    Simulate(RolloutSimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplan rollout simulate shop/cart --from now-7d\n  meshplan rollout simulate cart --from 2026-11-24T09:00:00Z --to 2026-11-24T17:00:00Z --repo ./intents --format json\n\nThe rollout starts at --from and time advances one analysis interval at a time; each distinct query is one range query over the whole period (chunks of 11,000 points). Webhooks are not called (assumed to say yes); a manual gate ends the replay, since nobody promotes in the past."
+)]
+pub struct RolloutSimulateArgs {
+    /// The service (`namespace/name`, or a name when unique) whose
+    /// `rollout` to replay.
+    pub service: String,
+    /// When the rollout starts: RFC 3339 (`2026-11-24T09:00:00Z`), unix
+    /// seconds, `now`, or `now-<duration>` (`now-7d`, `now-90m`).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// When the replay ends (same forms).
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub to: String,
+    /// The repository of intents (checked first, as by `check`).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The Prometheus to read (default: meshplan.yaml's `metrics.url`).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Credentials for HTTPS endpoints (see docs/deploy.md; default
+    /// $MESHPLAN_HTTP_CREDENTIALS).
+    #[arg(long, value_name = "FILE")]
+    pub http_credentials: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,4 +1,5 @@
-//! `meshplan rollout status|promote|abort|pause|resume|skip-analysis`.
+//! `meshplan rollout status|promote|abort|pause|resume|skip-analysis`
+//! (`simulate` is in simulate.rs).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub fn run(c: &RolloutCommand) -> anyhow::Result<ExitCode> {
         RolloutCommand::Pause(a) => command(a, CommandKind::Pause),
         RolloutCommand::Resume(a) => command(a, CommandKind::Resume),
         RolloutCommand::SkipAnalysis(a) => command(a, CommandKind::SkipAnalysis),
+        RolloutCommand::Simulate(a) => super::simulate::run(a),
     }
 }
 

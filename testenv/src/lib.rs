@@ -12,6 +12,7 @@
 //! Helpers follow kube's `e2e` and linkerd's `policy-test`:
 //! [`with_temp_ns`], [`wait_for`] with a deadline, fixture builders.
 
+mod backfill;
 pub mod crds;
 pub mod githttp;
 pub mod metrics;

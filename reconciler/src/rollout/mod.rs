@@ -42,6 +42,7 @@
 
 pub mod analysis;
 pub mod command;
+pub mod simulate;
 pub mod store;
 pub mod webhook;
 
