@@ -15,6 +15,11 @@
 #                           rollback's weights in the cluster (a kubectl
 #                           watch), and from the error spike itself
 #
+# Both run twice in one invocation, side by side: Prometheus over plain HTTP,
+# then the environment's second Prometheus over HTTPS (basic auth and a
+# client certificate, through --http-credentials). MODES=plain or MODES=tls
+# runs one.
+#
 # Run it on a fresh environment (scripts/env/down.sh; scripts/env/up.sh):
 # meshplan watches every object wearing its label cluster-wide.
 # Prints Markdown for docs/benchmarks.md. Not part of the test suite.
@@ -38,16 +43,34 @@ GEN=$(json metricsUrl)
 cd "$ROOT"
 cargo build --profile dist -q --bin meshplan
 BIN=$TARGET/dist/meshplan
-rm -rf "$W"; mkdir -p "$W/repo"
+bench() { # MODE: plain | tls
+local mode=$1 url creds=()
+M=$W/$mode
+rm -rf "$M"; mkdir -p "$M/repo"
+if [ "$mode" = tls ]; then
+    url=$(python3 -c "import json; print(json.load(open('$ENV_JSON'))['prometheusTls']['url'])")
+    python3 - "$ENV_JSON" >"$M/credentials.yaml" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))
+p, t = e["prometheusTls"], e["tls"]
+print(f"""endpoints:
+  - url: '{p['url']}'
+    basicAuth: {{ username: '{p['username']}', passwordFile: '{p['passwordFile']}' }}
+    tls: {{ caFile: '{t['caFile']}', certFile: '{t['clientCertFile']}', keyFile: '{t['clientKeyFile']}' }}""")
+PY
+    creds=(--http-credentials "$M/credentials.yaml")
+else
+    url=$PROM
+fi
 ns=bench-ro-$(date +%s)
 kubectl create namespace "$ns" >/dev/null
-cat >"$W/repo/meshplan.yaml" <<EOF
+cat >"$M/repo/meshplan.yaml" <<EOF
 apiVersion: meshplan.dev/v1alpha1
 kind: MeshplanConfig
 targets: [istio]
 defaultNamespace: $ns
 metrics:
-  url: $PROM
+  url: $url
 EOF
 service() { # name, steps
     cat <<EOF
@@ -76,12 +99,12 @@ EOF
 workloads="["
 for i in $(seq 1 "$N"); do
     # Long pauses: every rollout keeps progressing through the window.
-    service "svc-$i" "[{ weight: 10, pause: 2m }, { weight: 50, pause: 1h }, { weight: 100 }]" >"$W/repo/svc-$i.yaml"
+    service "svc-$i" "[{ weight: 10, pause: 2m }, { weight: 50, pause: 1h }, { weight: 100 }]" >"$M/repo/svc-$i.yaml"
     workloads+="{\"service\":\"svc-$i\",\"namespace\":\"$ns\",\"version\":\"v2\",\"rps\":20,\"errorRate\":0},"
 done
 R=${R:-5}
 for k in $(seq 1 "$R"); do
-    service "victim-$k" "[{ weight: 30, pause: 1h }, { weight: 100 }]" >"$W/repo/victim-$k.yaml"
+    service "victim-$k" "[{ weight: 30, pause: 1h }, { weight: 100 }]" >"$M/repo/victim-$k.yaml"
     workloads+="{\"service\":\"victim-$k\",\"namespace\":\"$ns\",\"version\":\"v2\",\"rps\":20,\"errorRate\":0},"
 done
 workloads="${workloads%,}]"
@@ -89,7 +112,7 @@ curl -sf -X PUT -H 'content-type: application/json' -d "$workloads" "$GEN/worklo
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 inv=meshplan-system/bench-ro-$RANDOM
-"$BIN" run "$W/repo" --kubeconfig "$SA" --inventory "$inv" --interval 5m --listen "127.0.0.1:$port" 2>"$W/run.log" &
+"$BIN" run "$M/repo" "${creds[@]}" --kubeconfig "$SA" --inventory "$inv" --interval 5m --listen "127.0.0.1:$port" 2>"$M/run.log" &
 run_pid=$!
 trap 'kill $run_pid 2>/dev/null || true' EXIT
 metric() { curl -s "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
@@ -109,19 +132,19 @@ analyses=$(awk -v a="${a0:-0}" -v b="${a1:-0}" 'BEGIN { print b - a }')
 
 # Failure → rollback, R times: watch a victim's canary weight, spike its
 # errors; the verdict's time is its transition's log line (milliseconds).
-: >"$W/rollbacks.txt"
+: >"$M/rollbacks.txt"
 for k in $(seq 1 "$R"); do
-    : >"$W/rolled.txt"
+    : >"$M/rolled.txt"
     ( timeout 120 kubectl get vs -n "$ns" "victim-$k" -w -o jsonpath='{.spec.http[-1].route[1].weight}{"\n"}' 2>/dev/null \
-        | while read -r w; do if [ "$w" = "0" ] || [ -z "$w" ]; then date +%s.%N >"$W/rolled.txt"; break; fi; done ) &
+        | while read -r w; do if [ "$w" = "0" ] || [ -z "$w" ]; then date +%s.%N >"$M/rolled.txt"; break; fi; done ) &
     sleep 1
     t_spike=$(date +%s.%N)
     curl -sf -X PUT -H 'content-type: application/json' \
         -d "[{\"service\":\"victim-$k\",\"namespace\":\"$ns\",\"version\":\"v2\",\"rps\":20,\"errorRate\":1}]" "$GEN/workloads" >/dev/null
-    until [ -s "$W/rolled.txt" ]; do sleep 0.01; done
-    t_back=$(cat "$W/rolled.txt")
+    until [ -s "$M/rolled.txt" ]; do sleep 0.01; done
+    t_back=$(cat "$M/rolled.txt")
     sleep 0.5
-    t_fail=$(python3 - "$W/run.log" "$ns/victim-$k" <<'PY'
+    t_fail=$(python3 - "$M/run.log" "$ns/victim-$k" <<'PY'
 import sys, datetime
 for line in open(sys.argv[1]):
     if f"rollout {sys.argv[2]}:" in line and "→ RollingBack" in line:
@@ -129,23 +152,45 @@ for line in open(sys.argv[1]):
         break
 PY
 )
-    echo "$t_spike $t_fail $t_back" >>"$W/rollbacks.txt"
+    echo "$t_spike $t_fail $t_back" >>"$M/rollbacks.txt"
 done
 kill -TERM $run_pid; wait $run_pid || true
+trap - EXIT
+echo "$cpu_pct $rss_now $rss_peak $analyses" >"$M/usage.txt"
+# Out of the next mode's watch.
+kubectl delete --wait=false -n "$ns" --all virtualservices.networking.istio.io,destinationrules.networking.istio.io >/dev/null 2>&1 || true
+}
 
-echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/model name/ { $1=$2=$3=""; print; exit }' /proc/cpuinfo | sed 's/^ *//'), kube-apiserver 1.20.2 + etcd and Prometheus (1 s scrapes) on loopback; analysis interval ${INTERVAL} s."
+MODES=${MODES:-plain tls}
+rm -rf "$W"; mkdir -p "$W"
+for mode in $MODES; do bench "$mode"; done
+
+echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/model name/ { $1=$2=$3=""; print; exit }' /proc/cpuinfo | sed 's/^ *//'), kube-apiserver 1.20.2 + etcd and Prometheus (1 s scrapes) on loopback; analysis interval ${INTERVAL} s; $N concurrent rollouts, $R rollbacks per mode; modes: $MODES."
 echo
-echo "| measurement | meshplan | target |"
-echo "|---|---|---|"
-python3 - "$W/rollbacks.txt" "$INTERVAL" <<'PY'
+python3 - "$W" "$INTERVAL" "$N" "$WINDOW" $MODES <<'PY'
 import sys, statistics
-rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-verdict = sorted((b - f) * 1000 for s, f, b in rows)
-spike = sorted((b - s) * 1000 for s, f, b in rows)
-i = int(sys.argv[2])
-print(f"| failing verdict (its log line) → rollback weights in the cluster (ms; median / max of {len(rows)}) | {statistics.median(verdict):.0f} / {max(verdict):.0f} | within one interval + 1 s ({(i + 1) * 1000} ms) |")
-print(f"| error spike → rollback weights in the cluster (ms; median / max; includes Prometheus scraping the spike and the next analysis) | {statistics.median(spike):.0f} / {max(spike):.0f} | |")
+w, i, n, window, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+names = {"plain": "Prometheus over HTTP", "tls": "over HTTPS (basic auth + client certificate)"}
+cols = {}
+for m in modes:
+    rows = [list(map(float, l.split())) for l in open(f"{w}/{m}/rollbacks.txt") if l.strip()]
+    verdict = sorted((b - f) * 1000 for s, f, b in rows)
+    spike = sorted((b - s) * 1000 for s, f, b in rows)
+    cpu, rss, peak, analyses = open(f"{w}/{m}/usage.txt").read().split()
+    cols[m] = [
+        f"{statistics.median(verdict):.0f} / {max(verdict):.0f}",
+        f"{statistics.median(spike):.0f} / {max(spike):.0f}",
+        cpu, f"{rss} / {peak}", analyses,
+    ]
+print("| measurement | " + " | ".join(names.get(m, m) for m in modes) + " | target |")
+print("|---|" + "---|" * len(modes) + "---|")
+labels = [
+    ("failing verdict (its log line) → rollback weights in the cluster (ms; median / max)", f"within one interval + 1 s ({(i + 1) * 1000} ms)"),
+    ("error spike → rollback weights in the cluster (ms; median / max; includes Prometheus scraping the spike and the next analysis)", ""),
+    (f"CPU of `meshplan run` with {n} concurrent rollouts, mean over {window} s (% of one core)", ""),
+    (f"RSS of `meshplan run` with {n} concurrent rollouts (MiB, now / peak)", ""),
+    ("analyses of one rollout in that window", f"{window // i} (one per interval)"),
+]
+for k, (label, target) in enumerate(labels):
+    print(f"| {label} | " + " | ".join(cols[m][k] for m in modes) + f" | {target} |")
 PY
-echo "| CPU of \`meshplan run\` with $N concurrent rollouts, mean over ${WINDOW} s (% of one core) | $cpu_pct | |"
-echo "| RSS of \`meshplan run\` with $N concurrent rollouts (MiB, now / peak) | $rss_now / $rss_peak | |"
-echo "| analyses of one rollout in that window | $analyses | $((WINDOW / INTERVAL)) (one per interval) |"

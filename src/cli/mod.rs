@@ -364,6 +364,11 @@ pub struct RunArgs {
     /// $MESHPLAN_HTTP_CREDENTIALS.
     #[arg(long, value_name = "FILE")]
     pub http_credentials: Option<PathBuf>,
+    /// Announce rollout transitions and reconcile failures: Slack, Teams,
+    /// Discord, a JSON sink, GitHub or GitLab commit statuses
+    /// (docs/rollouts.md, "Notifications"). Or $MESHPLAN_NOTIFICATIONS.
+    #[arg(long, value_name = "FILE")]
+    pub notifications: Option<PathBuf>,
 }
 
 /// Leaves `value` to the operating system, which reclaims it when the

@@ -140,6 +140,14 @@ pub fn http_client(args: &RunArgs) -> anyhow::Result<meshplan_reconciler::outgoi
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let http = std::sync::Arc::new(http_client(args)?);
+    let notifier = args
+        .notifications
+        .clone()
+        .or_else(|| std::env::var_os("MESHPLAN_NOTIFICATIONS").map(std::path::PathBuf::from))
+        .map(|p| meshplan_reconciler::outgoing::notify::Notifier::load(&p, http.clone()))
+        .transpose()?
+        .map(std::sync::Arc::new);
     let config = Config {
         source: source(args)?,
         interval: args.interval,
@@ -161,7 +169,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             kinds: args.self_heal_kind.iter().cloned().collect(),
         },
         listen: Some(args.listen),
-        http: std::sync::Arc::new(http_client(args)?),
+        http,
+        notifier,
         webhook_secret: secret_from(
             args.webhook_secret_file.as_deref(),
             "MESHPLAN_WEBHOOK_SECRET",

@@ -33,6 +33,7 @@ pub mod cache;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+mod notices;
 pub mod rollouts;
 pub mod status;
 pub mod webhook;
@@ -105,6 +106,9 @@ pub struct Config {
     /// The client of Prometheus and the rollout webhooks (TLS settings and
     /// credentials per URL: `--http-credentials`).
     pub http: Arc<crate::outgoing::Http>,
+    /// Where rollout transitions and reconcile results are announced
+    /// (`--notifications`).
+    pub notifier: Option<Arc<crate::outgoing::notify::Notifier>>,
 }
 
 /// Why a reconcile runs.
@@ -345,7 +349,7 @@ impl Controller {
             // running canary's traffic.
             let save_point = self.rollouts.save_point();
             match self.rollouts.refresh(&self.cluster, &checked.0).await {
-                Ok(transitions) => self.transitioned(transitions).await,
+                Ok(transitions) => self.transitioned(transitions, Some(&revision)).await,
                 Err(e) => {
                     let message = format!("cannot read the rollout states: {e}: nothing applied, retried on the next reconcile");
                     self.failed("rollout", Some(revision), message, Vec::new(), started)
@@ -695,6 +699,11 @@ impl Controller {
     }
 
     async fn set_status(&mut self, s: Status) {
+        self.announce(
+            notices::reconcile(self.status.as_ref(), &s)
+                .into_iter()
+                .collect(),
+        );
         match status::write(&self.cluster, &self.cfg.inventory, self.status.as_ref(), s).await {
             Ok(s) => self.status = Some(s),
             Err(e) => self.log.warn(&format!("cannot record the status: {e}")),

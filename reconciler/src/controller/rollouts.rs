@@ -312,7 +312,9 @@ impl super::Controller {
             }
         }
         self.waiting = ticked.waiting.iter().cloned().collect();
-        self.transitioned(ticked.transitions).await;
+        let revision = self.desired.as_ref().map(|d| d.revision.clone());
+        self.transitioned(ticked.transitions, revision.as_deref())
+            .await;
         if !ticked.moved {
             return;
         }
@@ -335,7 +337,17 @@ impl super::Controller {
     }
 
     /// Logs, records and announces rollout transitions.
-    pub(super) async fn transitioned(&mut self, transitions: Vec<Transitioned>) {
+    /// `revision`: the one whose rollouts moved (for commit statuses).
+    pub(super) async fn transitioned(
+        &mut self,
+        transitions: Vec<Transitioned>,
+        revision: Option<&str>,
+    ) {
+        let notices = transitions
+            .iter()
+            .map(|t| super::notices::rollout(t, revision))
+            .collect();
+        self.announce(notices);
         for t in transitions {
             let line = format!(
                 "rollout {}: {} → {} ({})",

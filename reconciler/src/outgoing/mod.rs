@@ -21,6 +21,7 @@
 //!   names the file, never its content.
 
 pub mod credentials;
+pub mod notify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -106,7 +107,7 @@ enum Auth {
 }
 
 /// A secret kept in a file, re-read when the file changes.
-struct SecretFile {
+pub(crate) struct SecretFile {
     path: PathBuf,
     cache: Mutex<Option<(Stamp, String)>>,
 }
@@ -124,14 +125,14 @@ impl std::fmt::Debug for SecretFile {
 }
 
 impl SecretFile {
-    fn new(path: &Path) -> SecretFile {
+    pub(crate) fn new(path: &Path) -> SecretFile {
         SecretFile {
             path: path.to_owned(),
             cache: Mutex::new(None),
         }
     }
 
-    fn read(&self) -> Result<String, Refused> {
+    pub(crate) fn read(&self) -> Result<String, Refused> {
         use std::os::unix::fs::MetadataExt;
         let shown = || self.path.display().to_string();
         let io = |source| Refused::SecretFile {

@@ -1,0 +1,150 @@
+//! What the controller announces through the operator's notification sinks
+//! (`--notifications`, [`crate::outgoing::notify`]): each rollout transition,
+//! and each change of the reconcile result (a revision that fails to
+//! fetch, check, compile or apply; the next one that is applied). Sent in
+//! the background: a slow chat never holds a reconcile.
+
+use crate::outgoing::notify::{Notice, State, Topic};
+
+use super::rollouts::Transitioned;
+use super::status::Status;
+
+/// The notice of a rollout transition.
+pub(super) fn rollout(t: &Transitioned, revision: Option<&str>) -> Notice {
+    let state = match t.to.split('@').next().unwrap_or_default() {
+        "Succeeded" => State::Success,
+        "RollingBack" | "Failed" => State::Failure,
+        _ if t.warning => State::Failure,
+        _ => State::Pending,
+    };
+    Notice {
+        topic: Topic::Rollout,
+        subject: t.service.clone(),
+        state,
+        message: format!("{} → {}: {}", t.from, t.to, t.reason),
+        revision: revision.map(str::to_owned),
+    }
+}
+
+/// The notice of a new reconcile status, when it says something new: a
+/// different result, or the same result about another revision.
+pub(super) fn reconcile(old: Option<&Status>, new: &Status) -> Option<Notice> {
+    if old.is_some_and(|o| o.result == new.result && o.revision == new.revision) {
+        return None;
+    }
+    let (state, message) = match new.result.as_str() {
+        "synced" => (
+            State::Success,
+            format!("applied: {} objects managed", new.objects),
+        ),
+        "failed" | "refused" => (State::Failure, new.message.clone()),
+        _ => return None,
+    };
+    Some(Notice {
+        topic: Topic::Reconcile,
+        subject: "repository".into(),
+        state,
+        message,
+        revision: new.revision.clone(),
+    })
+}
+
+impl super::Controller {
+    /// Sends `notices` to the sinks in the background; what could not be
+    /// sent is logged.
+    pub(super) fn announce(&self, notices: Vec<Notice>) {
+        let Some(notifier) = self.cfg.notifier.clone() else {
+            return;
+        };
+        let notices: Vec<Notice> = notices
+            .into_iter()
+            .filter(|n| notifier.wants(n.topic))
+            .collect();
+        if notices.is_empty() {
+            return;
+        }
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            for n in &notices {
+                for w in notifier.send(n) {
+                    log.warn(&w);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(result: &str, revision: &str) -> Status {
+        Status {
+            result: result.into(),
+            revision: Some(revision.into()),
+            last_applied_revision: None,
+            message: "the revision does not pass check".into(),
+            diagnostics: Vec::new(),
+            drift: Vec::new(),
+            failures: Vec::new(),
+            objects: 7,
+            since: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_news_about_the_reconcile_is_announced() {
+        let bad = status("failed", "a");
+        let n = reconcile(None, &bad).unwrap();
+        assert_eq!(
+            (n.state, n.message.as_str()),
+            (State::Failure, "the revision does not pass check")
+        );
+        assert!(
+            reconcile(Some(&bad), &bad).is_none(),
+            "the same failure again"
+        );
+        let fixed = status("synced", "b");
+        let n = reconcile(Some(&bad), &fixed).unwrap();
+        assert_eq!(
+            (n.state, n.revision.as_deref()),
+            (State::Success, Some("b"))
+        );
+        assert!(reconcile(Some(&fixed), &fixed).is_none(), "a resync");
+        assert!(
+            reconcile(Some(&fixed), &status("synced", "c")).is_some(),
+            "a new revision applied"
+        );
+    }
+
+    #[test]
+    fn a_transition_says_how_the_rollout_stands() {
+        let t = |to: &str, warning| Transitioned {
+            service: "shop/cart".into(),
+            from: "Progressing@step 1".into(),
+            to: to.into(),
+            reason: "why".into(),
+            warning,
+        };
+        assert_eq!(
+            rollout(&t("Progressing@step 2", false), None).state,
+            State::Pending
+        );
+        assert_eq!(
+            rollout(&t("Succeeded@canary", false), None).state,
+            State::Success
+        );
+        assert_eq!(
+            rollout(&t("RollingBack@stable", true), None).state,
+            State::Failure
+        );
+        assert_eq!(
+            rollout(&t("Paused@step 1", true), None).state,
+            State::Failure
+        );
+        assert_eq!(
+            rollout(&t("Succeeded@canary", false), Some("r")).message,
+            "Progressing@step 1 → Succeeded@canary: why"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! Notifications: what `meshplan run` tells people and forges, beside the
+//! status ConfigMap and the Kubernetes Events — rollout transitions and
+//! reconcile failures (and recoveries) in Slack, Microsoft Teams, Discord
+//! or a JSON sink of one's own, and commit statuses on GitHub or GitLab for
+//! the revision being reconciled and each rollout it carries.
+//!
+//! The sinks are the operator's, in a file of their own (`meshplan run
+//! --notifications FILE`), never in the repository: a chat webhook's URL is
+//! its secret (`urlFile`, re-read when it changes), and a commit status
+//! needs a token, which the credentials file binds to the forge's API URL
+//! (`bearerTokenFile`; [`super::credentials`]).
+//!
+//! ```yaml
+//! sinks:
+//!   - name: team-chat
+//!     type: slack                 # slack, teams, discord, generic, github, gitlab
+//!     urlFile: /var/run/secrets/meshplan/slack-url
+//!     on: [rollout, reconcile]    # the default: both
+//!   - name: ops
+//!     type: generic
+//!     url: https://ops.example.com/meshplan
+//!     template: '{"summary": "{{subject}}: {{message}}", "level": "{{state}}"}'
+//!   - name: commits
+//!     type: github                # the token: the credentials file's
+//!     url: https://api.github.com #   endpoint for this URL
+//!     repository: acme/mesh-intents
+//!     context: meshplan           # default
+//! repeatInterval: 1h   # an identical notice to a sink is sent once within it
+//! perMinute: 20        # at most, per sink; more are dropped and counted
+//! ```
+//!
+//! # Guarantees
+//!
+//! - A notice never blocks reconciling: it is sent in the background, each
+//!   request tried up to three times (on a transport error, 408, 429 or
+//!   5xx) and then given up, with a warning that names the sink, never its
+//!   URL's secret parts.
+//! - Deduplicated: the same text about the same subject to the same sink
+//!   is sent once per `repeatInterval`. Rate-limited: at most `perMinute`
+//!   notices a minute per sink; the next one sent says how many were
+//!   dropped.
+//! - Commit statuses only for revisions that are Git commits (40 hex
+//!   digits; a folder's revision when the folder is a checkout): `pending` while a rollout progresses, `success` when the
+//!   revision is applied or the rollout promoted, `failure` when it does
+//!   not check, compile or apply, or the rollout fails. Descriptions are
+//!   cut to GitHub's 140 characters.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{shown_url, Http, SecretFile};
+use crate::rollout::webhook::ATTEMPTS;
+use crate::Error;
+
+/// The notifications file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    /// `1h`, `10m`: an identical notice is sent once within it.
+    #[serde(default)]
+    pub repeat_interval: Option<String>,
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The URL in a file (a chat webhook's URL is its secret).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub on: Vec<Topic>,
+    /// `generic`: the body, a JSON text with `{{kind}}`, `{{subject}}`,
+    /// `{{state}}`, `{{message}}` and `{{revision}}` (JSON-escaped).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// `github`: `owner/repo`; `gitlab`: the project's id or path.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The commit status's context (GitHub) or name (GitLab).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Slack,
+    Teams,
+    Discord,
+    Generic,
+    Github,
+    Gitlab,
+}
+
+/// What a notice is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    Rollout,
+    Reconcile,
+}
+
+/// How things stand, as a commit status says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Success,
+    Failure,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Success => "success",
+            State::Failure => "failure",
+        }
+    }
+}
+
+/// One thing to tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub topic: Topic,
+    /// `shop/cart` for a rollout, `repository` for reconciling.
+    pub subject: String,
+    pub state: State,
+    pub message: String,
+    /// The revision reconciled (a Git commit, or a folder's stamp).
+    pub revision: Option<String>,
+}
+
+#[derive(Debug)]
+struct Sink {
+    config: SinkConfig,
+    url: Option<String>,
+    url_file: Option<SecretFile>,
+}
+
+/// Sends notices to the sinks of a notifications file.
+#[derive(Debug)]
+pub struct Notifier {
+    sinks: Vec<Sink>,
+    repeat: Duration,
+    per_minute: u32,
+    http: Arc<Http>,
+    memory: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// (sink, topic, subject) → the last text sent, and when.
+    sent: BTreeMap<(usize, Topic, String), (String, Instant)>,
+    /// Per sink: when its last notices went, and how many were dropped
+    /// since the last one sent.
+    recent: BTreeMap<usize, (VecDeque<Instant>, u32)>,
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> Error {
+    Error::Credentials {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+impl Notifier {
+    /// Loads the notifications file at `path`, sending through `http`.
+    pub fn load(path: &Path, http: Arc<Http>) -> Result<Notifier, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e.to_string()))?;
+        let file: File = serde_saphyr::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+        Notifier::new(file, http).map_err(|m| invalid(path, m))
+    }
+
+    /// Notifications per `file`; what is wrong in it, as a sentence.
+    pub fn new(file: File, http: Arc<Http>) -> Result<Notifier, String> {
+        let repeat = match &file.repeat_interval {
+            Some(d) => meshplan_policy_lang::intent::Duration::parse(d)
+                .map(|d| Duration::from_millis(d.as_millis()))?,
+            None => Duration::from_secs(3600),
+        };
+        let mut sinks = Vec::new();
+        for c in file.sinks {
+            let url_file = c.url_file.as_deref().map(SecretFile::new);
+            let url = match (&c.url, &url_file, c.kind) {
+                (Some(_), Some(_), _) => {
+                    return Err(format!("sink `{}`: `url` or `urlFile`, not both", c.name))
+                }
+                (Some(u), None, _) => Some(u.clone()),
+                (None, Some(f), _) => {
+                    // Read now: a wrong path is an error at start.
+                    f.read().map_err(|e| format!("sink `{}`: {e}", c.name))?;
+                    None
+                }
+                (None, None, Kind::Github) => Some("https://api.github.com".into()),
+                (None, None, Kind::Gitlab) => Some("https://gitlab.com".into()),
+                (None, None, _) => {
+                    return Err(format!("sink `{}`: give its `url` or `urlFile`", c.name))
+                }
+            };
+            if matches!(c.kind, Kind::Github | Kind::Gitlab) && c.repository.is_none() {
+                return Err(format!(
+                    "sink `{}`: a commit status needs `repository`",
+                    c.name
+                ));
+            }
+            if c.kind == Kind::Generic {
+                let t = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+                let probe = fill(t, &Notice::probe());
+                serde_json::from_str::<Value>(&probe).map_err(|e| {
+                    format!("sink `{}`: the template does not make JSON: {e}", c.name)
+                })?;
+            }
+            sinks.push(Sink {
+                config: c,
+                url,
+                url_file,
+            });
+        }
+        Ok(Notifier {
+            sinks,
+            repeat,
+            per_minute: file.per_minute.unwrap_or(20).max(1),
+            http,
+            memory: Mutex::default(),
+        })
+    }
+
+    /// Whether any sink hears about `topic`.
+    pub fn wants(&self, topic: Topic) -> bool {
+        self.sinks.iter().any(|s| s.hears(topic))
+    }
+
+    /// Sends `notice` to every sink that hears about it (blocking: call it
+    /// off the runtime). Returns the warnings of what could not be sent.
+    pub fn send(&self, notice: &Notice) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if !sink.hears(notice.topic) {
+                continue;
+            }
+            let Some(dropped) = self.admit(i, notice) else {
+                continue;
+            };
+            let mut n = notice.clone();
+            if dropped > 0 {
+                n.message = format!(
+                    "{} ({dropped} earlier notices dropped by the rate limit)",
+                    n.message
+                );
+            }
+            let Some((url, body)) = sink.request(&n) else {
+                continue;
+            };
+            if let Err(why) = self.post(sink, &url, &body) {
+                warnings.push(format!("notification sink `{}`: {why}", sink.config.name));
+            }
+        }
+        warnings
+    }
+
+    /// Whether to send `notice` to sink `i` now (with the count of notices
+    /// dropped before it), or not (a repeat, or over the rate).
+    fn admit(&self, i: usize, notice: &Notice) -> Option<u32> {
+        let now = Instant::now();
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (i, notice.topic, notice.subject.clone());
+        let text = format!(
+            "{:?} {} {:?}",
+            notice.state, notice.message, notice.revision
+        );
+        if let Some((last, at)) = m.sent.get(&key) {
+            if *last == text && now.duration_since(*at) < self.repeat {
+                return None;
+            }
+        }
+        let (times, dropped) = m.recent.entry(i).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.per_minute as usize {
+            *dropped += 1;
+            return None;
+        }
+        times.push_back(now);
+        let n = std::mem::take(dropped);
+        m.sent.insert(key, (text, now));
+        Some(n)
+    }
+
+    fn post(&self, sink: &Sink, url: &str, body: &Value) -> Result<(), String> {
+        let text = body.to_string();
+        let shown = shown_url(url);
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=ATTEMPTS {
+            let req = self
+                .http
+                .post(url)
+                .map_err(|e| format!("{shown}: {e}"))?
+                .config()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .http_status_as_error(false)
+                .build()
+                .header("content-type", "application/json")
+                .header("user-agent", "meshplan");
+            let req = match sink.config.kind {
+                Kind::Github => req
+                    .header("accept", "application/vnd.github+json")
+                    .header("x-github-api-version", "2022-11-28"),
+                _ => req,
+            };
+            let again = match req.send(&text) {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    if !matches!(s, 408 | 429 | 500..=599) || attempt == ATTEMPTS {
+                        return Err(format!("{shown} answered {s} (attempt {attempt})"));
+                    }
+                    true
+                }
+                Err(e) if attempt == ATTEMPTS => {
+                    return Err(format!("{shown}: {e} (after {attempt} attempts)"))
+                }
+                Err(_) => true,
+            };
+            if again {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn hears(&self, topic: Topic) -> bool {
+        self.config.on.is_empty() || self.config.on.contains(&topic)
+    }
+
+    fn base(&self) -> Option<String> {
+        match (&self.url, &self.url_file) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(f)) => f.read().ok(),
+            (None, None) => None,
+        }
+    }
+
+    /// Where to post `n`, and what; `None` when this sink has nothing to
+    /// say about it (a commit status of a revision that is no commit).
+    fn request(&self, n: &Notice) -> Option<(String, Value)> {
+        let base = self.base()?;
+        let c = &self.config;
+        let body = match c.kind {
+            Kind::Slack => slack(n),
+            Kind::Teams => teams(n),
+            Kind::Discord => discord(n),
+            Kind::Generic => {
+                let t = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+                serde_json::from_str(&fill(t, n)).ok()?
+            }
+            Kind::Github | Kind::Gitlab => {
+                let sha = n.revision.as_deref().and_then(commit_of)?;
+                let repo = c.repository.as_deref()?;
+                let context = status_context(c.context.as_deref(), n);
+                let base = base.trim_end_matches('/');
+                return Some(if c.kind == Kind::Github {
+                    (
+                        format!("{base}/repos/{repo}/statuses/{sha}"),
+                        github_status(n, &context),
+                    )
+                } else {
+                    (
+                        format!(
+                            "{base}/api/v4/projects/{}/statuses/{sha}",
+                            repo.replace('/', "%2F")
+                        ),
+                        gitlab_status(n, &context),
+                    )
+                });
+            }
+        };
+        Some((base, body))
+    }
+}
+
+impl Notice {
+    /// A notice with every field set, to try a template with.
+    fn probe() -> Notice {
+        Notice {
+            topic: Topic::Rollout,
+            subject: "ns/name".into(),
+            state: State::Pending,
+            message: "a \"quoted\" message".into(),
+            revision: Some("0".repeat(40)),
+        }
+    }
+
+    /// One line a person reads.
+    pub fn text(&self) -> String {
+        let what = match self.topic {
+            Topic::Rollout => "rollout",
+            Topic::Reconcile => "reconcile",
+        };
+        let rev = self
+            .revision
+            .as_deref()
+            .map(|r| format!(" (revision {})", &r[..r.len().min(12)]))
+            .unwrap_or_default();
+        format!("meshplan {what} {}: {}{rev}", self.subject, self.message)
+    }
+}
+
+const DEFAULT_TEMPLATE: &str = r#"{"kind": "{{kind}}", "subject": "{{subject}}", "state": "{{state}}", "message": "{{message}}", "revision": "{{revision}}"}"#;
+
+/// `template` with its placeholders replaced by the notice's fields,
+/// JSON-escaped (so a message cannot break out of its string).
+fn fill(template: &str, n: &Notice) -> String {
+    let esc = |s: &str| {
+        let q = serde_json::to_string(s).unwrap_or_default();
+        q[1..q.len().saturating_sub(1)].to_owned()
+    };
+    let kind = match n.topic {
+        Topic::Rollout => "rollout",
+        Topic::Reconcile => "reconcile",
+    };
+    template
+        .replace("{{kind}}", kind)
+        .replace("{{subject}}", &esc(&n.subject))
+        .replace("{{state}}", n.state.name())
+        .replace("{{message}}", &esc(&n.message))
+        .replace("{{revision}}", &esc(n.revision.as_deref().unwrap_or("")))
+}
+
+/// The Git commit of a revision: the revision itself, or the HEAD a
+/// folder's revision starts with (`<commit>@<stamp>`).
+fn commit_of(r: &str) -> Option<&str> {
+    let c = r.split('@').next()?;
+    (c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit())).then_some(c)
+}
+
+/// `meshplan` for the revision, `meshplan/rollout shop/cart` for a rollout.
+fn status_context(context: Option<&str>, n: &Notice) -> String {
+    let c = context.unwrap_or("meshplan");
+    match n.topic {
+        Topic::Reconcile => c.to_owned(),
+        Topic::Rollout => format!("{c}/rollout {}", n.subject),
+    }
+}
+
+/// Slack's incoming webhooks: `text` (mrkdwn), shown in the notification.
+fn slack(n: &Notice) -> Value {
+    json!({ "text": n.text() })
+}
+
+/// Microsoft Teams (a Workflows webhook): a message with one Adaptive Card.
+fn teams(n: &Notice) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [{ "type": "TextBlock", "text": n.text(), "wrap": true }]
+            }
+        }]
+    })
+}
+
+/// Discord's webhooks: `content`, at most 2,000 characters.
+fn discord(n: &Notice) -> Value {
+    let text: String = n.text().chars().take(2000).collect();
+    json!({ "content": text, "username": "meshplan" })
+}
+
+/// GitHub's "create a commit status": `state` (pending, success, failure,
+/// error), `description` (at most 140 characters), `context`.
+fn github_status(n: &Notice, context: &str) -> Value {
+    let description: String = n.message.chars().take(140).collect();
+    json!({ "state": n.state.name(), "description": description, "context": context })
+}
+
+/// GitLab's "set the pipeline status of a commit": `state` (pending,
+/// running, success, failed, canceled), `name`, `description`.
+fn gitlab_status(n: &Notice, context: &str) -> Value {
+    let state = match n.state {
+        State::Pending => "running",
+        State::Success => "success",
+        State::Failure => "failed",
+    };
+    let description: String = n.message.chars().take(255).collect();
+    json!({ "state": state, "name": context, "description": description })
+}
+
+#[cfg(test)]
+mod tests;
