@@ -339,13 +339,31 @@ async fn blue_green_switches_everything_at_once_after_its_checks() {
     with_temp_ns(&client.clone(), |ns| async move {
         let svc = unique_name("bg");
         traffic(&ns, &svc, 0.0, None, 40.0);
-        let rollout = format!("    strategy: blueGreen\n    steps: [{{ weight: 100, pause: 4s }}]\n{HEALTHY_ANALYSIS}");
+        let rollout = format!("    strategy: blueGreen\n    preview:\n      match: [{{ headers: {{ x-preview: {{ exact: \"true\" }} }} }}]\n    steps: [{{ weight: 100, pause: 4s }}]\n{HEALTHY_ANALYSIS}");
         let dir = repo(&ns, &svc, &env.prometheus_url, &rollout);
         let inv = format!("meshplan-system/{}", unique_name("ro"));
         let run = start(dir.path(), &inv);
         let key = format!("{ns}/{svc}");
+        // While the green version is dark, the preview header reaches it.
+        let preview = |vs: &serde_json::Value| {
+            vs["spec"]["http"].as_array().is_some_and(|routes| {
+                routes.iter().any(|r| {
+                    r["match"][0]["headers"]["x-preview"]["exact"] == "true"
+                        && r["route"][0]["destination"]["subset"] == "v2"
+                        && r["route"][0]["weight"].as_i64().unwrap_or(100) == 100
+                })
+            })
+        };
+        wait_for("the preview route", Duration::from_secs(30), || {
+            let c = client.clone();
+            let (ns, svc) = (ns.clone(), svc.clone());
+            async move { virtual_service(&c, &ns, &svc).await.filter(|vs| preview(vs)).map(|_| ()) }
+        })
+        .await;
         let seen = weights_until_promoted(&client, &ns, &svc, Mesh::Istio, Duration::from_secs(60), &run).await;
         assert_eq!(seen, [0, 100], "no weight in between: {}", run.log());
+        let vs = virtual_service(&client, &ns, &svc).await.unwrap();
+        assert!(!preview(&vs), "promoted: no preview route left: {vs}");
         let s = wait_phase(&key, &inv, "succeeded", Duration::from_secs(10), &run).await;
         assert!(
             s["history"].as_array().unwrap().iter().any(|t| t["reason"] == "last step passed: promoting"),

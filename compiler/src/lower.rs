@@ -376,6 +376,7 @@ mod tests {
                 })
                 .collect(),
             ab_test: None,
+            preview: None,
             mirror: None,
             analysis: None,
             webhooks: vec![],

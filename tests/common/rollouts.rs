@@ -70,7 +70,8 @@ pub fn start(dir: &Path, inventory: &str) -> Running {
 }
 
 /// The canary's weight on the VirtualService's default route.
-pub async fn weight(client: &kube::Client, ns: &str, svc: &str) -> Option<i64> {
+/// The VirtualService `svc` in `ns`, as JSON.
+pub async fn virtual_service(client: &kube::Client, ns: &str, svc: &str) -> Option<Value> {
     let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -78,7 +79,12 @@ pub async fn weight(client: &kube::Client, ns: &str, svc: &str) -> Option<i64> {
         &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
     );
     let vs = api.get_opt(svc).await.ok()??;
-    let routes = vs.data["spec"]["http"].as_array()?;
+    serde_json::to_value(vs).ok()
+}
+
+pub async fn weight(client: &kube::Client, ns: &str, svc: &str) -> Option<i64> {
+    let vs = virtual_service(client, ns, svc).await?;
+    let routes = vs["spec"]["http"].as_array()?;
     let default = routes.last()?;
     default["route"]
         .as_array()?

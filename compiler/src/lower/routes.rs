@@ -85,6 +85,25 @@ pub(super) fn routes(
             });
         }
     }
+    // The preview route, while the canary is under analysis.
+    if let Some((r, p)) = spec.rollout.as_ref().and_then(|r| {
+        let under_way = matches!(cx.position, Position::Shadow | Position::Step(_));
+        let p = r
+            .preview
+            .as_ref()
+            .filter(|_| under_way && r.strategy != Strategy::AbTest)?;
+        Some((r, p))
+    }) {
+        routes.push(Route {
+            name: "rollout-preview".into(),
+            matches: p.matches.clone(),
+            action: RouteAction::Forward(vec![Backend::version(&r.canary, 100)]),
+            rewrite: None,
+            timeout: None,
+            faults: spec.faults.clone(),
+            mirror: cx.mirror.clone(),
+        });
+    }
     routes.push(Route {
         name: "default".into(),
         matches: Vec::new(),

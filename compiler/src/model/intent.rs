@@ -5,7 +5,9 @@
 //!   holds when any of its items does, an item when all its conditions
 //!   do); a request no route matches takes the default route: the
 //!   rollout's stable/canary weights at its position, else the default
-//!   version. An A/B test's match is tried after the service's routes.
+//!   version. An A/B test's match, or a preview's, is tried after the
+//!   service's routes while the rollout is under way (before promotion):
+//!   a request it holds for goes to the canary.
 //! - A path prefix matches whole path segments: `/api` matches `/api`,
 //!   `/api/` and `/api/v1`, not `/apis`; a trailing `/` is ignored.
 //! - Timeouts: the route's, else the service's. Faults and the mirror: the
@@ -144,16 +146,18 @@ fn routing(
         }) {
             if let Some(t) = ab.ab_test.as_ref().filter(|t| holds(&t.matches, request)) {
                 let _ = t;
-                let mut f = forward_settings(repo, s, true);
-                drop_self_mirror(repo, s, &[(ab.canary.clone(), 100)], &mut f);
-                f.pods = shares(repo, s, &[(ab.canary.clone(), 100)]);
-                f.timeout_ms = spec
-                    .resilience
-                    .as_ref()
-                    .and_then(|x| x.timeout)
-                    .map(|t| t.as_millis());
-                f.rule = "the A/B test's match".into();
-                return Routing::Forward(f);
+                return canary_route(repo, s, &ab.canary, "the A/B test's match");
+            }
+        }
+        if let Some(r) = spec.rollout.as_ref().filter(|r| {
+            r.strategy != Strategy::AbTest
+                && matches!(position, Position::Shadow | Position::Step(_))
+        }) {
+            if r.preview
+                .as_ref()
+                .is_some_and(|p| holds(&p.matches, request))
+            {
+                return canary_route(repo, s, &r.canary, "the rollout's preview");
             }
         }
     }
@@ -195,6 +199,24 @@ fn other_default<'r>(
         .copied()
         .unwrap_or(Position::NotStarted);
     Some((other, default_weights(other, position)))
+}
+
+/// The rollout's own route to its canary (the A/B test's match, the
+/// preview): all of it to the canary, the service's timeout, faults and
+/// mirror.
+fn canary_route(repo: &Repository, s: &ServiceIntent, canary: &str, rule: &str) -> Routing {
+    let mut f = forward_settings(repo, s, true);
+    let weights = [(canary.to_owned(), 100)];
+    drop_self_mirror(repo, s, &weights, &mut f);
+    f.pods = shares(repo, s, &weights);
+    f.timeout_ms = s
+        .spec
+        .resilience
+        .as_ref()
+        .and_then(|x| x.timeout)
+        .map(|t| t.as_millis());
+    f.rule = rule.into();
+    Routing::Forward(f)
 }
 
 /// The settings every forwarded request of `s` gets: retries, faults and

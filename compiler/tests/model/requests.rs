@@ -147,6 +147,9 @@ fn route_shapes(s: &ServiceIntent, base: &Request) -> Vec<Request> {
     if let Some(ab) = s.spec.rollout.as_ref().and_then(|r| r.ab_test.as_ref()) {
         items.extend(ab.matches.iter().map(|m| (usize::MAX, m)));
     }
+    if let Some(p) = s.spec.rollout.as_ref().and_then(|r| r.preview.as_ref()) {
+        items.extend(p.matches.iter().map(|m| (usize::MAX - 1, m)));
+    }
     let mut out = Vec::new();
     for (_, m) in &items {
         if let Some(r) = satisfy(m, base.clone()) {

@@ -29,6 +29,11 @@ pub struct Rollout {
     /// analysed, before any is shifted.
     #[serde(default)]
     pub mirror: Option<MirrorStage>,
+    /// Requests that reach the canary while it is analysed, before
+    /// promotion (a blue/green's dark version, a canary's), so testers and
+    /// synthetic checks can try it and the analysis judges real requests.
+    #[serde(default)]
+    pub preview: Option<Preview>,
     /// How each step is judged.
     #[serde(default)]
     pub analysis: Option<Analysis>,
@@ -84,6 +89,15 @@ pub struct AbTest {
     pub matches: Vec<Match>,
     /// Analysis intervals to pass before promoting.
     pub iterations: u32,
+}
+
+/// The preview route: requests matching any of these go to the canary.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preview {
+    /// e.g. `[{ headers: { x-preview: { exact: "true" } } }]`, or a cookie.
+    #[serde(rename = "match")]
+    pub matches: Vec<Match>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -412,6 +412,13 @@ fn service(
             }
             _ => {}
         }
+        if let Some(p) = &ro.preview {
+            if ro.strategy == Strategy::AbTest {
+                d.error(Code::Conflict, "spec.rollout.preview", "an A/B test's `abTest.match` already sends its requests to the canary: a preview has no place beside it");
+            } else if p.matches.is_empty() {
+                d.error_key(Code::MissingField, "spec.rollout.preview.match", "a preview needs a `match`: the requests (a header, a cookie) sent to the canary");
+            }
+        }
         if let Some(m) = &ro.mirror {
             d.percent(
                 "spec.rollout.mirror.percentage",

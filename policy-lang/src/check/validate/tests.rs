@@ -85,3 +85,30 @@ fn a_metrics_workload_names_a_label_and_each_version() {
         "{d:?}"
     );
 }
+
+#[test]
+fn a_preview_names_its_requests_and_has_no_place_beside_an_ab_test() {
+    let intent = |rollout: &str| {
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ gate: manual }}, {{ weight: 100 }}]\n{rollout}")
+    };
+    let codes = |rollout: &str| -> Vec<String> {
+        let (_, report) = check_sources(&Sources {
+            files: vec![("web.yaml".into(), intent(rollout))],
+        });
+        report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect()
+    };
+    let ok = "    strategy: blueGreen\n    preview: { match: [{ headers: { x-preview: { exact: \"true\" } } }] }\n";
+    assert!(codes(ok).is_empty(), "{:?}", codes(ok));
+    let d = codes("    strategy: blueGreen\n    preview: { match: [] }\n");
+    assert!(
+        d.iter().any(|d| d.contains("a preview needs a `match`")),
+        "{d:?}"
+    );
+    let d = codes("    strategy: abTest\n    abTest: { match: [{ headers: { x-t: { exact: a } } }], iterations: 1 }\n    preview: { match: [{ headers: { x-preview: { exact: \"true\" } } }] }\n");
+    assert!(d.iter().any(|d| d.contains("no place beside it")), "{d:?}");
+}
