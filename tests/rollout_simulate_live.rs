@@ -162,43 +162,25 @@ async fn a_rollout_replayed_over_history_survives_or_fails_as_the_history_says()
 fn simulate_explains_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     repo(dir.path(), "web", "http://127.0.0.1:9");
-    let out = meshplan(&[
-        "rollout",
-        "simulate",
-        "nope",
-        "--repo",
-        dir.path().to_str().unwrap(),
-        "--from",
-        "now-1h",
-    ]);
+    let run = |service: &str, from: &str| {
+        let repo = dir.path().to_str().unwrap();
+        meshplan(&[
+            "rollout", "simulate", service, "--repo", repo, "--from", from,
+        ])
+    };
+    let out = run("nope", "now-1h");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no service `nope`") && err.contains("shop/web"),
         "{err}"
     );
-    let out = meshplan(&[
-        "rollout",
-        "simulate",
-        "web",
-        "--repo",
-        dir.path().to_str().unwrap(),
-        "--from",
-        "yesterday",
-    ]);
+    let out = run("web", "yesterday");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a time"), "{err}");
     // Prometheus down: every analysis inconclusive, the rollout never
     // advances (paused after five), exit 0 (it did not fail), and the text
     // says why.
-    let out = meshplan(&[
-        "rollout",
-        "simulate",
-        "web",
-        "--repo",
-        dir.path().to_str().unwrap(),
-        "--from",
-        "now-10m",
-    ]);
+    let out = run("web", "now-10m");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("inconclusive ×")

@@ -468,7 +468,7 @@ pub fn finish(checks: Vec<CheckResult>) -> Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use meshplan_compiler::emit::prometheus::Flavor;
     use std::collections::BTreeMap;
@@ -487,7 +487,8 @@ mod tests {
         }
     }
 
-    fn service() -> Service {
+    /// `shop/web`, versions v1 and v2, lowered.
+    pub(crate) fn service() -> Service {
         let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
         let (repo, _) =
             meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {

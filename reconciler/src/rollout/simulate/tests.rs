@@ -6,10 +6,10 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use meshplan_compiler::emit::prometheus::Flavor;
-use meshplan_compiler::ir::Service;
 use meshplan_policy_lang::intent::Rollout;
 
 use super::*;
+use crate::rollout::analysis::tests::service;
 
 /// A history: the canary's success rate (percent) as a function of the
 /// time, 1,000 requests an interval and 20 ms everywhere.
@@ -59,18 +59,6 @@ impl RangeSource for History {
             })
             .collect())
     }
-}
-
-fn service() -> Service {
-    let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
-    let (repo, _) =
-        meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
-            files: vec![("s.yaml".into(), intent.into())],
-        });
-    meshplan_compiler::lower::lower(&repo, &meshplan_compiler::Positions::default())
-        .unwrap()
-        .services
-        .remove(0)
 }
 
 fn rollout(steps: &str) -> Rollout {
