@@ -82,7 +82,10 @@ impl RangeSource for Prometheus {
             .map_err(|e| fail(&e))?
             .into_body()
             .with_config()
-            .limit(256 << 20)
+            // One series of 11,000 points is under a megabyte; a custom
+            // query may answer a few hundred series, of which only the
+            // first counts (as for instant queries). Beyond this, refused.
+            .limit(64 << 20)
             .read_to_string()
             .map_err(|e| fail(&e))?;
         parse_range(&body)
