@@ -196,7 +196,7 @@ async fn prometheus_sees_the_generators_series_change() {
             "sum(rate(istio_requests_total{{destination_service_name=\"{svc}\",response_code=~\"5..\"}}[4s])) / sum(rate(istio_requests_total{{destination_service_name=\"{svc}\"}}[4s]))"
         ),
         _ => format!(
-            "sum(rate(response_total{{dst_service=\"{svc}\",classification=\"failure\"}}[4s])) / sum(rate(response_total{{dst_service=\"{svc}\"}}[4s]))"
+            "sum(rate(response_total{{app=\"{svc}\",classification=\"failure\"}}[4s])) / sum(rate(response_total{{app=\"{svc}\"}}[4s]))"
         ),
     }
     };
