@@ -19,12 +19,21 @@ use meshplan_reconciler::rollout::simulate::{simulate, SimEvent, Simulation};
 use super::output::print;
 use super::{ListFormat, RolloutSimulateArgs};
 
+/// The longest period replayed, in seconds.
+const MAX_PERIOD: u64 = 400 * 86_400;
+
 pub fn run(a: &RolloutSimulateArgs) -> anyhow::Result<ExitCode> {
     let now = unix_now();
     let from = moment(&a.from, now).context("--from")?;
     let to = moment(&a.to, now).context("--to")?;
     if to <= from {
         bail!("--to must be after --from");
+    }
+    if to > now {
+        bail!("--to is in the future: there is no history there yet");
+    }
+    if to - from > MAX_PERIOD {
+        bail!("the period is over 400 days: longer than any Prometheus keeps, and than a replay should hold");
     }
     let (repo, report) =
         check_dir(&a.repo).with_context(|| format!("cannot read {}", a.repo.display()))?;
@@ -83,7 +92,7 @@ pub fn run(a: &RolloutSimulateArgs) -> anyhow::Result<ExitCode> {
         ListFormat::Json => print(&(serde_json::to_string_pretty(&sim)? + "\n"))?,
         ListFormat::Text => print(&text(&sim))?,
     }
-    Ok(ExitCode::from(u8::from(sim.outcome == "Failed")))
+    Ok(ExitCode::from(u8::from(sim.failed)))
 }
 
 /// The service `wanted` names: `namespace/name`, or a name only one

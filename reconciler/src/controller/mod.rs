@@ -208,10 +208,16 @@ pub async fn run(
         failing_revision: None,
         fetch_failing: false,
         rollouts: rollouts::Rollouts::new(&cfg_home, http),
+        announcer: None,
         idle_ticks: 0,
         waiting: Default::default(),
         inventory: live::InventoryCache::default(),
     };
+    ctl.announcer = ctl
+        .cfg
+        .notifier
+        .clone()
+        .map(|n| notices::Announcer::start(n, ctl.log.clone()));
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
         .ok()
@@ -303,6 +309,8 @@ struct Controller {
     /// A revision that failed to check or compile (not retried until the
     /// source moves).
     failing_revision: Option<String>,
+    /// Sends notices to the operator's sinks (`--notifications`).
+    announcer: Option<notices::Announcer>,
     /// The last fetch failed (unreachable, refused signature).
     fetch_failing: bool,
     rollouts: rollouts::Rollouts,

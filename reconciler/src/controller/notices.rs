@@ -2,9 +2,16 @@
 //! (`--notifications`, [`crate::outgoing::notify`]): each rollout transition,
 //! and each change of the reconcile result (a revision that fails to
 //! fetch, check, compile or apply; the next one that is applied). Sent in
-//! the background: a slow chat never holds a reconcile.
+//! the background, by one worker in order — a late `failure` never lands on
+//! a commit after the `success` that followed it — and a slow chat never
+//! holds a reconcile.
 
-use crate::outgoing::notify::{Notice, State, Topic};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use crate::outgoing::notify::{Notice, Notifier, State, Topic};
+
+use super::Log;
 
 use super::rollouts::Transitioned;
 use super::status::Status;
@@ -49,28 +56,48 @@ pub(super) fn reconcile(old: Option<&Status>, new: &Status) -> Option<Notice> {
     })
 }
 
-impl super::Controller {
-    /// Sends `notices` to the sinks in the background; what could not be
-    /// sent is logged.
-    pub(super) fn announce(&self, notices: Vec<Notice>) {
-        let Some(notifier) = self.cfg.notifier.clone() else {
-            return;
-        };
-        let notices: Vec<Notice> = notices
-            .into_iter()
-            .filter(|n| notifier.wants(n.topic))
-            .collect();
-        if notices.is_empty() {
-            return;
-        }
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || {
-            for n in &notices {
-                for w in notifier.send(n) {
+/// Notices waiting for the worker, at most: beyond, they are dropped
+/// (with a warning) rather than held without bound behind a dead sink.
+const QUEUED: usize = 1000;
+
+/// The worker that sends notices, one after the other.
+pub(super) struct Announcer {
+    notifier: Arc<Notifier>,
+    queue: SyncSender<Notice>,
+}
+
+impl Announcer {
+    pub(super) fn start(notifier: Arc<Notifier>, log: Arc<dyn Log>) -> Announcer {
+        let (queue, notices) = sync_channel::<Notice>(QUEUED);
+        let sender = Arc::clone(&notifier);
+        let worker = move || {
+            for n in notices {
+                for w in sender.send(&n) {
                     log.warn(&w);
                 }
             }
-        });
+        };
+        // Ends when the controller (the queue's sender) is dropped.
+        let _ = std::thread::Builder::new()
+            .name("meshplan-notify".into())
+            .spawn(worker);
+        Announcer { notifier, queue }
+    }
+}
+
+impl super::Controller {
+    /// Queues `notices` for the sinks that hear about them.
+    pub(super) fn announce(&self, notices: Vec<Notice>) {
+        let Some(a) = &self.announcer else { return };
+        for n in notices.into_iter().filter(|n| a.notifier.wants(n.topic)) {
+            if let Err(TrySendError::Full(n) | TrySendError::Disconnected(n)) = a.queue.try_send(n)
+            {
+                self.log.warn(&format!(
+                    "notification dropped ({QUEUED} waiting for the sinks): {}",
+                    n.text()
+                ));
+            }
+        }
     }
 }
 

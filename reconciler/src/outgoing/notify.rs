@@ -31,14 +31,16 @@
 //!
 //! # Guarantees
 //!
-//! - A notice never blocks reconciling: it is sent in the background, each
-//!   request tried up to three times (on a transport error, 408, 429 or
-//!   5xx) and then given up, with a warning that names the sink, never its
-//!   URL's secret parts.
-//! - Deduplicated: the same text about the same subject to the same sink
-//!   is sent once per `repeatInterval`. Rate-limited: at most `perMinute`
-//!   notices a minute per sink; the next one sent says how many were
-//!   dropped.
+//! - A notice never blocks reconciling: the controller's worker sends it
+//!   (`controller/notices.rs`, in order), each request tried up to three
+//!   times (on a transport error, 408, 429 or 5xx) and then given up, with
+//!   a warning that names the sink and, for a chat, only its webhook's host
+//!   (the URL is the secret).
+//! - Deduplicated once delivered: the same text about the same subject to
+//!   the same sink is sent once per `repeatInterval` (a commit status: the
+//!   same state on the same commit). Rate-limited: at most `perMinute`
+//!   notices a minute per chat sink; the next one sent says how many were
+//!   dropped. Commit statuses are never dropped.
 //! - Commit statuses only for revisions that are Git commits (40 hex
 //!   digits; a folder's revision when the folder is a checkout): `pending` while a rollout progresses, `success` when the
 //!   revision is applied or the rollout promoted, `failure` when it does
@@ -249,10 +251,10 @@ impl Notifier {
     pub fn send(&self, notice: &Notice) -> Vec<String> {
         let mut warnings = Vec::new();
         for (i, sink) in self.sinks.iter().enumerate() {
-            if !sink.hears(notice.topic) {
+            if !sink.hears(notice.topic) || !sink.concerns(notice) {
                 continue;
             }
-            let Some(dropped) = self.admit(i, notice) else {
+            let Some(dropped) = self.admit(i, sink, notice) else {
                 continue;
             };
             let mut n = notice.clone();
@@ -262,30 +264,48 @@ impl Notifier {
                     n.message
                 );
             }
-            let Some((url, body)) = sink.request(&n) else {
-                continue;
+            let sent = match sink.request(&n) {
+                Ok((url, body)) => self.post(sink, &url, &body),
+                Err(why) => Err(why),
             };
-            if let Err(why) = self.post(sink, &url, &body) {
-                warnings.push(format!("notification sink `{}`: {why}", sink.config.name));
+            match sent {
+                // Remembered once delivered: a notice that did not arrive
+                // is tried again the next time, not taken for a repeat.
+                Ok(()) => self.delivered(i, sink, notice),
+                Err(why) => {
+                    warnings.push(format!("notification sink `{}`: {why}", sink.config.name))
+                }
             }
         }
         warnings
     }
 
+    /// What makes two notices to `sink` the same: a commit status is its
+    /// state on its commit (GitLab refuses `running` twice in a row; a new
+    /// description alone is no news), a message its whole text.
+    fn dedup_text(sink: &Sink, n: &Notice) -> String {
+        match sink.config.kind {
+            Kind::Github | Kind::Gitlab => format!("{:?} {:?}", n.state, n.revision),
+            _ => format!("{:?} {} {:?}", n.state, n.message, n.revision),
+        }
+    }
+
     /// Whether to send `notice` to sink `i` now (with the count of notices
-    /// dropped before it), or not (a repeat, or over the rate).
-    fn admit(&self, i: usize, notice: &Notice) -> Option<u32> {
+    /// dropped before it), or not (a repeat, or over the rate). Commit
+    /// statuses are not rate-limited: a dropped one would leave a commit
+    /// `pending` for good.
+    fn admit(&self, i: usize, sink: &Sink, notice: &Notice) -> Option<u32> {
         let now = Instant::now();
         let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         let key = (i, notice.topic, notice.subject.clone());
-        let text = format!(
-            "{:?} {} {:?}",
-            notice.state, notice.message, notice.revision
-        );
+        let text = Self::dedup_text(sink, notice);
         if let Some((last, at)) = m.sent.get(&key) {
             if *last == text && now.duration_since(*at) < self.repeat {
                 return None;
             }
+        }
+        if matches!(sink.config.kind, Kind::Github | Kind::Gitlab) {
+            return Some(0);
         }
         let (times, dropped) = m.recent.entry(i).or_default();
         while times
@@ -299,20 +319,26 @@ impl Notifier {
             return None;
         }
         times.push_back(now);
-        let n = std::mem::take(dropped);
-        m.sent.insert(key, (text, now));
-        Some(n)
+        Some(std::mem::take(dropped))
+    }
+
+    /// Remembers that `notice` reached sink `i`.
+    fn delivered(&self, i: usize, sink: &Sink, notice: &Notice) {
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (i, notice.topic, notice.subject.clone());
+        m.sent
+            .insert(key, (Self::dedup_text(sink, notice), Instant::now()));
     }
 
     fn post(&self, sink: &Sink, url: &str, body: &Value) -> Result<(), String> {
         let text = body.to_string();
-        let shown = shown_url(url);
+        let shown = sink.shown(url);
         let mut pause = Duration::from_millis(500);
         for attempt in 1..=ATTEMPTS {
             let req = self
                 .http
                 .post(url)
-                .map_err(|e| format!("{shown}: {e}"))?
+                .map_err(|_| format!("{shown}: not an http:// or https:// URL"))?
                 .config()
                 .timeout_global(Some(Duration::from_secs(10)))
                 .http_status_as_error(false)
@@ -353,17 +379,43 @@ impl Sink {
         self.config.on.is_empty() || self.config.on.contains(&topic)
     }
 
-    fn base(&self) -> Option<String> {
-        match (&self.url, &self.url_file) {
-            (Some(u), _) => Some(u.clone()),
-            (None, Some(f)) => f.read().ok(),
-            (None, None) => None,
+    /// Whether this sink has something to say about `n`: a commit status
+    /// needs a revision that is a commit.
+    fn concerns(&self, n: &Notice) -> bool {
+        match self.config.kind {
+            Kind::Github | Kind::Gitlab => n.revision.as_deref().and_then(commit_of).is_some(),
+            _ => true,
         }
     }
 
-    /// Where to post `n`, and what; `None` when this sink has nothing to
-    /// say about it (a commit status of a revision that is no commit).
-    fn request(&self, n: &Notice) -> Option<(String, Value)> {
+    fn base(&self) -> Result<String, String> {
+        match (&self.url, &self.url_file) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(f)) => f.read().map_err(|e| e.to_string()),
+            (None, None) => Err("no URL".into()),
+        }
+    }
+
+    /// `url` as a log line may show it: a chat webhook's URL is its secret
+    /// (Slack's and Discord's in the path), so only its host.
+    fn shown(&self, url: &str) -> String {
+        match self.config.kind {
+            Kind::Github | Kind::Gitlab => shown_url(url),
+            _ => {
+                let host = url
+                    .split_once("://")
+                    .map_or("", |(_, rest)| rest)
+                    .split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default();
+                let host = host.rsplit('@').next().unwrap_or_default();
+                format!("the webhook at {host}")
+            }
+        }
+    }
+
+    /// Where to post `n`, and what.
+    fn request(&self, n: &Notice) -> Result<(String, Value), String> {
         let base = self.base()?;
         let c = &self.config;
         let body = match c.kind {
@@ -372,14 +424,19 @@ impl Sink {
             Kind::Discord => discord(n),
             Kind::Generic => {
                 let t = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-                serde_json::from_str(&fill(t, n)).ok()?
+                serde_json::from_str(&fill(t, n))
+                    .map_err(|e| format!("the template does not make JSON: {e}"))?
             }
             Kind::Github | Kind::Gitlab => {
-                let sha = n.revision.as_deref().and_then(commit_of)?;
-                let repo = c.repository.as_deref()?;
+                let sha = n
+                    .revision
+                    .as_deref()
+                    .and_then(commit_of)
+                    .ok_or("the revision is no commit")?;
+                let repo = c.repository.as_deref().ok_or("no repository")?;
                 let context = status_context(c.context.as_deref(), n);
                 let base = base.trim_end_matches('/');
-                return Some(if c.kind == Kind::Github {
+                return Ok(if c.kind == Kind::Github {
                     (
                         format!("{base}/repos/{repo}/statuses/{sha}"),
                         github_status(n, &context),
@@ -395,7 +452,7 @@ impl Sink {
                 });
             }
         };
-        Some((base, body))
+        Ok((base, body))
     }
 }
 
@@ -463,9 +520,16 @@ fn status_context(context: Option<&str>, n: &Notice) -> String {
     }
 }
 
-/// Slack's incoming webhooks: `text` (mrkdwn), shown in the notification.
+/// Slack's incoming webhooks: `text` (mrkdwn), shown in the notification;
+/// `&`, `<` and `>` escaped as Slack asks, so a message cannot make a link
+/// or a mention (`<!here>`).
 fn slack(n: &Notice) -> Value {
-    json!({ "text": n.text() })
+    let text = n
+        .text()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    json!({ "text": text })
 }
 
 /// Microsoft Teams (a Workflows webhook): a message with one Adaptive Card.
@@ -488,7 +552,8 @@ fn teams(n: &Notice) -> Value {
 /// Discord's webhooks: `content`, at most 2,000 characters.
 fn discord(n: &Notice) -> Value {
     let text: String = n.text().chars().take(2000).collect();
-    json!({ "content": text, "username": "meshplan" })
+    // No mention a message carries (`@everyone`) pings anyone.
+    json!({ "content": text, "username": "meshplan", "allowed_mentions": { "parse": [] } })
 }
 
 /// GitHub's "create a commit status": `state` (pending, success, failure,

@@ -92,7 +92,9 @@ impl RangeSource for Prometheus {
     }
 }
 
-/// The first series of a range-query answer, by unix second.
+/// A range-query answer by unix second: at each step, the first series
+/// that has a value then — what an instant query at that step answers,
+/// even when series come and go over the period (a pod restarted).
 pub fn parse_range(body: &str) -> Result<BTreeMap<u64, f64>, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not a Prometheus answer: {e}"))?;
@@ -102,16 +104,20 @@ pub fn parse_range(body: &str) -> Result<BTreeMap<u64, f64>, String> {
             v["error"].as_str().unwrap_or("unknown error")
         ));
     }
-    let values = v["data"]["result"][0]["values"].as_array();
-    Ok(values
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let t = p[0].as_f64()?;
-            let x = p[1].as_str()?.parse::<f64>().ok()?;
-            x.is_finite().then_some((t as u64, x))
-        })
-        .collect())
+    let mut out = BTreeMap::new();
+    let series = v["data"]["result"].as_array().into_iter().flatten();
+    for p in series.filter_map(|s| s["values"].as_array()).flatten() {
+        let (Some(t), Some(x)) = (
+            p[0].as_f64(),
+            p[1].as_str().and_then(|x| x.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        if x.is_finite() {
+            out.entry(t as u64).or_insert(x);
+        }
+    }
+    Ok(out)
 }
 
 /// A query's values by unix second.
@@ -172,6 +178,9 @@ pub struct Simulation {
     pub outcome: String,
     /// The canary's weight at the end, in percent.
     pub weight: u32,
+    /// Whether the rollout failed: rolled back, or held where it failed
+    /// (`freezeOnFailure`).
+    pub failed: bool,
     /// The distinct PromQL the analyses ran.
     pub queries: Vec<String>,
     /// Range requests sent to Prometheus.
@@ -221,8 +230,8 @@ pub fn simulate(
         .map_or(60, |d| (d.as_millis() / 1000).max(1));
     let replay = Replay {
         source,
-        start: from + every,
-        end: to.max(from + every),
+        start: from.saturating_add(every),
+        end: to.max(from.saturating_add(every)),
         step: every,
         now: Cell::new(from),
         fetched: RefCell::default(),
@@ -237,6 +246,7 @@ pub fn simulate(
         events: Vec::new(),
         outcome: String::new(),
         weight: 0,
+        failed: false,
         queries: Vec::new(),
         requests: 0,
     };
@@ -245,7 +255,7 @@ pub fn simulate(
     record(&mut out, rollout, &fx, from);
     let mut last_analysis: Option<u64> = None;
     let mut t = from;
-    while t + every <= to && !state.finished() && !waits_for_a_person(&state) {
+    while t.saturating_add(every) <= to && !state.finished() && !waits_for_a_person(&state) {
         t += every;
         replay.now.set(t);
         let mut events = Vec::new();
@@ -289,6 +299,13 @@ pub fn simulate(
         record(&mut out, rollout, &fx, t);
     }
     out.outcome = state.phase.name().to_owned();
+    out.failed = matches!(
+        state.phase,
+        Phase::Failed { .. }
+            | Phase::Paused {
+                reason: PauseReason::Frozen
+            }
+    );
     out.weight = canary_weight(rollout, state.at.into());
     out.queries = replay.fetched.borrow().keys().cloned().collect();
     out.requests = replay.requests.get();
@@ -311,13 +328,8 @@ fn waits_for_a_person(s: &State) -> bool {
 fn record(out: &mut Simulation, rollout: &Rollout, fx: &[Effect], time: u64) {
     for e in fx {
         match e {
-            // The weight a move leads to is applied right after it.
-            Effect::Apply(at) => {
-                out.weight = canary_weight(rollout, (*at).into());
-                if let Some(SimEvent::Transition { weight, .. }) = out.events.last_mut() {
-                    *weight = out.weight;
-                }
-            }
+            // A move's weights come with it, just before its record.
+            Effect::Apply(at) => out.weight = canary_weight(rollout, (*at).into()),
             Effect::Transitioned { from, to, reason } => out.events.push(SimEvent::Transition {
                 time,
                 from: from.clone(),

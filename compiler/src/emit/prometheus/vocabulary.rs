@@ -85,7 +85,9 @@ fn named_workload(sel: &mut String, w: &MetricsWorkload, s: &Service, version: O
             sel,
             ",{label}=~\"{}\"",
             many.iter()
-                .map(|v| regex_escape(&w.name_of(&s.host, Some(&v.name))))
+                // Escaped for the regex, then for PromQL's string (`\.`
+                // is not a PromQL escape; `\\.` is).
+                .map(|v| regex_escape(&w.name_of(&s.host, Some(&v.name))).replace('\\', "\\\\"))
                 .collect::<Vec<_>>()
                 .join("|")
         ),
@@ -375,6 +377,11 @@ mod tests {
         assert_eq!(
             v.selector(&s, Some("canary")),
             "reporter=\"server\",destination_namespace=\"shop\",destination_workload=\"canary.web\""
+        );
+        // Every version: a regex, its `.` escaped as PromQL's string needs.
+        assert_eq!(
+            v.selector(&s, None),
+            r#"reporter="server",destination_namespace="shop",destination_workload=~"stable\\.web|canary\\.web""#
         );
         // Hubble's default is the Deployment name; a service without
         // versions is the service's name.

@@ -68,6 +68,17 @@ pub(super) fn config(
                     ),
                 );
             }
+            let bare = w.name.replace("{{service}}", "").replace("{{version}}", "");
+            if let Some(c) = bare
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                d.error(
+                    Code::InvalidValue,
+                    "metrics.workload.name",
+                    format!("`{c}` cannot be in a workload's name: letters, digits, `.`, `_`, `-` and the placeholders {{{{service}}}} and {{{{version}}}}"),
+                );
+            }
             if !w.name.contains("{{version}}") {
                 d.error(
                     Code::InvalidValue,

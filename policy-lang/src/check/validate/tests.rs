@@ -78,6 +78,14 @@ fn a_metrics_workload_names_a_label_and_each_version() {
         "{d:?}"
     );
     let d = config_diagnostics(
+        "{ url: http://p, workload: { label: deployment, name: '{{version}}\"}' } }",
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.contains("cannot be in a workload's name")),
+        "{d:?}"
+    );
+    let d = config_diagnostics(
         "{ url: http://p, workload: { label: deployment, name: \"{{service}}\" } }",
     );
     assert!(

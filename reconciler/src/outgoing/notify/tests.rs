@@ -18,8 +18,17 @@ fn notice(topic: Topic, state: State, message: &str) -> Notice {
     }
 }
 
-fn request(n: &Notifier, sink: usize, notice: &Notice) -> Option<(String, Value)> {
+fn request(n: &Notifier, sink: usize, notice: &Notice) -> Result<(String, Value), String> {
     n.sinks[sink].request(notice)
+}
+
+/// Admits `notice` to sink 0 and, when admitted, takes it as delivered.
+fn admit(n: &Notifier, notice: &Notice) -> Option<u32> {
+    let got = n.admit(0, &n.sinks[0], notice);
+    if got.is_some() {
+        n.delivered(0, &n.sinks[0], notice);
+    }
+    got
 }
 
 #[test]
@@ -47,10 +56,11 @@ fn chat_sinks_send_their_apis_payloads() {
     );
     assert_eq!(card["content"]["type"], "AdaptiveCard");
     assert_eq!(card["content"]["body"][0]["type"], "TextBlock");
-    assert_eq!(card["content"]["body"][0]["text"], text);
+    assert_eq!(card["content"]["body"][0]["text"], fail.text());
     let long = notice(Topic::Reconcile, State::Failure, &"x".repeat(3000));
     let (_, discord) = request(&n, 2, &long).unwrap();
     assert_eq!(discord["content"].as_str().unwrap().chars().count(), 2000);
+    assert_eq!(discord["allowed_mentions"], json!({"parse": []}));
 }
 
 #[test]
@@ -84,7 +94,8 @@ fn commit_statuses_go_to_the_revisions_commit() {
         .0
         .ends_with("/statuses/0123456789abcdef0123456789abcdef01234567"));
     folder.revision = Some("local@1733412345-9".into());
-    assert!(request(&n, 0, &folder).is_none());
+    assert!(request(&n, 0, &folder).is_err());
+    assert!(!n.sinks[0].concerns(&folder), "no status to send");
 }
 
 #[test]
@@ -110,14 +121,14 @@ fn a_generic_template_gets_escaped_fields() {
 fn the_same_notice_is_sent_once_per_repeat_interval() {
     let n = notifier("sinks:\n  - { name: s, type: slack, url: 'https://h/x' }\n").unwrap();
     let a = notice(Topic::Reconcile, State::Failure, "check failed");
-    assert_eq!(n.admit(0, &a), Some(0));
-    assert_eq!(n.admit(0, &a), None, "a repeat");
+    assert_eq!(admit(&n, &a), Some(0));
+    assert_eq!(admit(&n, &a), None, "a repeat");
     let b = notice(Topic::Reconcile, State::Success, "applied");
-    assert_eq!(n.admit(0, &b), Some(0), "a change is news");
-    assert_eq!(n.admit(0, &a), Some(0), "and so is going back");
+    assert_eq!(admit(&n, &b), Some(0), "a change is news");
+    assert_eq!(admit(&n, &a), Some(0), "and so is going back");
     let mut other = a.clone();
     other.subject = "shop/other".into();
-    assert_eq!(n.admit(0, &other), Some(0), "another subject");
+    assert_eq!(admit(&n, &other), Some(0), "another subject");
 }
 
 #[test]
@@ -126,11 +137,11 @@ fn over_the_rate_notices_are_dropped_and_counted() {
         .unwrap();
     for i in 0..3 {
         let m = notice(Topic::Rollout, State::Pending, &format!("move {i}"));
-        assert_eq!(n.admit(0, &m), Some(0));
+        assert_eq!(admit(&n, &m), Some(0));
     }
     for i in 3..5 {
         let m = notice(Topic::Rollout, State::Pending, &format!("move {i}"));
-        assert_eq!(n.admit(0, &m), None);
+        assert_eq!(admit(&n, &m), None);
     }
     // A minute later the next one goes, and says two were dropped.
     {
@@ -140,7 +151,7 @@ fn over_the_rate_notices_are_dropped_and_counted() {
         times.iter_mut().for_each(|t| *t = past);
     }
     let m = notice(Topic::Rollout, State::Pending, "move 5");
-    assert_eq!(n.admit(0, &m), Some(2));
+    assert_eq!(admit(&n, &m), Some(2));
 }
 
 #[test]
@@ -161,4 +172,34 @@ fn mistakes_in_the_file_are_errors() {
         notifier("sink: []\n").is_err(),
         "unknown fields are refused"
     );
+}
+
+#[test]
+fn a_chat_webhooks_url_is_never_shown_and_undelivered_notices_are_not_repeats() {
+    let n = notifier("sinks:\n  - { name: s, type: slack, url: 'https://hooks.slack.com/services/T0/B0/SECRET' }\n  - { name: gh, type: github, url: 'https://127.0.0.1:9', repository: a/b }\n").unwrap();
+    let shown = n.sinks[0].shown("https://hooks.slack.com/services/T0/B0/SECRET");
+    assert_eq!(shown, "the webhook at hooks.slack.com");
+    // Nobody listens on port 9: the warning names the sink, and the same
+    // notice is tried again next time rather than taken for a repeat.
+    let down = notifier(
+        "sinks:\n  - { name: s, type: discord, url: 'http://127.0.0.1:9/api/webhooks/1/TOKEN' }\n",
+    )
+    .unwrap();
+    let a = notice(Topic::Reconcile, State::Failure, "check failed");
+    let w = down.send(&a);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("notification sink `s`: the webhook at 127.0.0.1:9")
+            && !w[0].contains("TOKEN"),
+        "{w:?}"
+    );
+    assert_eq!(down.admit(0, &down.sinks[0], &a), Some(0));
+    // Commit statuses: a state on a commit once, whatever its description;
+    // never rate-limited.
+    let gh = &n.sinks[1];
+    let running = notice(Topic::Rollout, State::Pending, "step 0");
+    assert_eq!(n.admit(1, gh, &running), Some(0));
+    n.delivered(1, gh, &running);
+    let next = notice(Topic::Rollout, State::Pending, "step 1");
+    assert_eq!(n.admit(1, gh, &next), None, "pending again is no news");
 }

@@ -227,3 +227,49 @@ fn a_query_error_is_inconclusive_never_a_pass() {
         .iter()
         .all(|e| !matches!(e, SimEvent::Analyses { verdict, .. } if verdict == "pass")));
 }
+
+#[test]
+fn each_move_shows_the_weight_it_leads_to() {
+    let h = History::new(|_| 99.9);
+    let mut r = rollout("[{ weight: 10, pause: 2m }, { weight: 50, pause: 2m }, { weight: 100 }]");
+    r.analysis = None;
+    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 3600);
+    let m = moves(&s);
+    assert_eq!(
+        m,
+        [
+            (0, "Progressing@step 0".into(), 10),
+            (2, "Progressing@step 1".into(), 50),
+            (4, "Progressing@step 2".into(), 100),
+            // The last step, without a pause, is left at the next tick.
+            (5, "Promoting@canary".into(), 100),
+            (5, "Succeeded@canary".into(), 100),
+        ]
+    );
+}
+
+#[test]
+fn a_frozen_failure_is_a_failure() {
+    let h = History::new(|_| 90.0);
+    let mut r = rollout("[{ weight: 10 }, { weight: 100 }]");
+    r.freeze_on_failure = true;
+    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 600);
+    assert_eq!(
+        (s.outcome.as_str(), s.failed, s.weight),
+        ("Paused", true, 10),
+        "{s:#?}"
+    );
+}
+
+#[test]
+fn a_range_answer_is_what_an_instant_query_would_say_at_each_step() {
+    // Two series: the first stops at 120 (a pod gone), the second starts
+    // at 60; where both have a value, the first's counts.
+    let body = r#"{"status":"success","data":{"resultType":"matrix","result":[
+        {"metric":{"pod":"a"},"values":[[60,"1"],[120,"2"]]},
+        {"metric":{"pod":"b"},"values":[[60,"10"],[120,"20"],[180,"30"],[240,"NaN"]]}]}}"#;
+    let got = parse_range(body).unwrap();
+    assert_eq!(got, BTreeMap::from([(60, 1.0), (120, 2.0), (180, 30.0)]));
+    let err = parse_range(r#"{"status":"error","error":"bad_data: parse error"}"#).unwrap_err();
+    assert!(err.contains("parse error"), "{err}");
+}
