@@ -128,10 +128,11 @@ fn signers(args: &RunArgs) -> anyhow::Result<Option<AllowedSigners>> {
 
 /// The client of outgoing requests: `--http-credentials`, or the file
 /// `$MESHPLAN_HTTP_CREDENTIALS` names, or none.
-pub fn http_client(args: &RunArgs) -> anyhow::Result<meshplan_reconciler::outgoing::Http> {
-    let path = args
-        .http_credentials
-        .clone()
+pub fn http_client(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<meshplan_reconciler::outgoing::Http> {
+    let path = file
+        .map(std::path::Path::to_path_buf)
         .or_else(|| std::env::var_os("MESHPLAN_HTTP_CREDENTIALS").map(std::path::PathBuf::from));
     Ok(match path {
         Some(path) => meshplan_reconciler::outgoing::Http::load(&path)?,
@@ -140,7 +141,7 @@ pub fn http_client(args: &RunArgs) -> anyhow::Result<meshplan_reconciler::outgoi
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let http = std::sync::Arc::new(http_client(args)?);
+    let http = std::sync::Arc::new(http_client(args.http_credentials.as_deref())?);
     let notifier = args
         .notifications
         .clone()

@@ -60,32 +60,17 @@ pub fn run(a: &RolloutSimulateArgs) -> anyhow::Result<ExitCode> {
         .context(
             "no Prometheus to read: pass --prometheus URL, or set `metrics.url` in meshplan.yaml",
         )?;
-    let flavor = config
-        .and_then(|c| c.metrics_flavor())
-        .map_or(Flavor::Istio, Flavor::from);
-    let metrics = Vocabulary::new(
-        flavor,
-        config
-            .and_then(|c| c.metrics.as_ref())
-            .and_then(|m| m.workload.clone()),
-    );
+    // `check` refused an analysis whose flavour is unknown (MP2014).
+    let metrics = Vocabulary::of(config).unwrap_or_else(|| Flavor::Istio.into());
     let ir = meshplan_compiler::lower::lower(&repo, &meshplan_compiler::Positions::default())
         .context("cannot lower the repository")?;
     let service = find(ir.services, &a.service)?;
     let Some(rollout) = service.rollout.clone() else {
         bail!("`{}` has no `rollout` to simulate", service.key());
     };
-    let path = a
-        .http_credentials
-        .clone()
-        .or_else(|| std::env::var_os("MESHPLAN_HTTP_CREDENTIALS").map(std::path::PathBuf::from));
-    let http = match path {
-        Some(p) => meshplan_reconciler::outgoing::Http::load(&p)?,
-        None => Default::default(),
-    };
     let prom = Prometheus {
         url,
-        http: Arc::new(http),
+        http: Arc::new(super::run::http_client(a.http_credentials.as_deref())?),
     };
     let sim = simulate(&prom, &metrics, &service, &rollout, from, to);
     match a.format {

@@ -198,6 +198,8 @@ pub async fn run(
     let cfg_home = cfg.inventory.namespace.clone();
     let http = Arc::clone(&cfg.http);
     let mut ctl = Controller {
+        // Before `cfg` and `log` move in.
+        announcer: notices::Announcer::of(cfg.notifier.as_ref(), &log),
         cluster,
         cfg,
         log,
@@ -208,16 +210,10 @@ pub async fn run(
         failing_revision: None,
         fetch_failing: false,
         rollouts: rollouts::Rollouts::new(&cfg_home, http),
-        announcer: None,
         idle_ticks: 0,
         waiting: Default::default(),
         inventory: live::InventoryCache::default(),
     };
-    ctl.announcer = ctl
-        .cfg
-        .notifier
-        .clone()
-        .map(|n| notices::Announcer::start(n, ctl.log.clone()));
     ctl.status = status::read(&ctl.cluster, &ctl.cfg.inventory)
         .await
         .ok()
@@ -707,11 +703,7 @@ impl Controller {
     }
 
     async fn set_status(&mut self, s: Status) {
-        self.announce(
-            notices::reconcile(self.status.as_ref(), &s)
-                .into_iter()
-                .collect(),
-        );
+        self.announce(notices::reconcile(self.status.as_ref(), &s));
         match status::write(&self.cluster, &self.cfg.inventory, self.status.as_ref(), s).await {
             Ok(s) => self.status = Some(s),
             Err(e) => self.log.warn(&format!("cannot record the status: {e}")),

@@ -16,6 +16,11 @@ use super::Log;
 use super::rollouts::Transitioned;
 use super::status::Status;
 
+/// The notices of rollout transitions.
+pub(super) fn rollouts(ts: &[Transitioned], revision: Option<&str>) -> Vec<Notice> {
+    ts.iter().map(|t| rollout(t, revision)).collect()
+}
+
 /// The notice of a rollout transition.
 pub(super) fn rollout(t: &Transitioned, revision: Option<&str>) -> Notice {
     let state = match t.to.split('@').next().unwrap_or_default() {
@@ -67,6 +72,11 @@ pub(super) struct Announcer {
 }
 
 impl Announcer {
+    /// The worker of `--notifications`, if given.
+    pub(super) fn of(notifier: Option<&Arc<Notifier>>, log: &Arc<dyn Log>) -> Option<Announcer> {
+        notifier.map(|n| Announcer::start(Arc::clone(n), Arc::clone(log)))
+    }
+
     pub(super) fn start(notifier: Arc<Notifier>, log: Arc<dyn Log>) -> Announcer {
         let (queue, notices) = sync_channel::<Notice>(QUEUED);
         let sender = Arc::clone(&notifier);
@@ -87,7 +97,7 @@ impl Announcer {
 
 impl super::Controller {
     /// Queues `notices` for the sinks that hear about them.
-    pub(super) fn announce(&self, notices: Vec<Notice>) {
+    pub(super) fn announce(&self, notices: impl IntoIterator<Item = Notice>) {
         let Some(a) = &self.announcer else { return };
         for n in notices.into_iter().filter(|n| a.notifier.wants(n.topic)) {
             if let Err(TrySendError::Full(n) | TrySendError::Disconnected(n)) = a.queue.try_send(n)

@@ -179,14 +179,9 @@ impl Rollouts {
             });
         // `check` refuses an analysis without a known flavour (MP2014), so
         // a revision that gets here has one; without, nothing is queried.
-        let flavor = config.and_then(|c| c.metrics_flavor()).map(Flavor::from);
-        let prometheus = prometheus.filter(|_| flavor.is_some());
-        let metrics = Vocabulary::new(
-            flavor.unwrap_or(Flavor::Istio),
-            config
-                .and_then(|c| c.metrics.as_ref())
-                .and_then(|m| m.workload.clone()),
-        );
+        let metrics = Vocabulary::of(config);
+        let prometheus = prometheus.filter(|_| metrics.is_some());
+        let metrics = metrics.unwrap_or_else(|| Flavor::Istio.into());
         let mut tracked = BTreeMap::new();
         let mut transitions = Vec::new();
         for s in ir.services {
@@ -343,11 +338,7 @@ impl super::Controller {
         transitions: Vec<Transitioned>,
         revision: Option<&str>,
     ) {
-        let notices = transitions
-            .iter()
-            .map(|t| super::notices::rollout(t, revision))
-            .collect();
-        self.announce(notices);
+        self.announce(super::notices::rollouts(&transitions, revision));
         for t in transitions {
             let line = format!(
                 "rollout {}: {} → {} ({})",

@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use meshplan_policy_lang::intent::config::{MetricsFlavor, MetricsWorkload};
+use meshplan_policy_lang::intent::config::{Config, MetricsFlavor, MetricsWorkload};
 
 use super::{fmt_f64, GRPC_SERVER_ERRORS};
 use crate::emit::regex_escape;
@@ -50,6 +50,16 @@ impl From<Flavor> for Vocabulary {
 impl Vocabulary {
     pub fn new(flavor: Flavor, workload: Option<MetricsWorkload>) -> Self {
         Vocabulary { flavor, workload }
+    }
+
+    /// The repository's: `metrics.flavor` (or its targets') and
+    /// `metrics.workload`; `None` when meshplan does not know the flavour.
+    pub fn of(config: Option<&Config>) -> Option<Self> {
+        let flavor = config.and_then(Config::metrics_flavor)?;
+        let workload = config
+            .and_then(|c| c.metrics.as_ref())
+            .and_then(|m| m.workload.clone());
+        Some(Vocabulary::new(flavor.into(), workload))
     }
 
     /// The label selector of a service's inbound traffic, optionally of

@@ -3,18 +3,25 @@
 use crate::check::check_sources;
 use crate::parse::Sources;
 
-fn diagnostics(rollout_gate: &str) -> Vec<String> {
-    let intent = format!(
-        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  slos:\n    - {{ name: up, objective: 99.9, sli: {{ availability: {{}} }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ weight: 50 }}, {{ weight: 100 }}]\n    analysis:\n      sloGate: {rollout_gate}\n"
-    );
+/// `code message` of what check finds in `text` as file `name` (only the
+/// errors with `errors_only`).
+fn found(name: &str, text: String, errors_only: bool) -> Vec<String> {
     let (_, report) = check_sources(&Sources {
-        files: vec![("web.yaml".into(), intent)],
+        files: vec![(name.into(), text)],
     });
     report
         .diagnostics
         .iter()
+        .filter(|d| !errors_only || d.is_error())
         .map(|d| format!("{} {}", d.code, d.message))
         .collect()
+}
+
+fn diagnostics(rollout_gate: &str) -> Vec<String> {
+    let intent = format!(
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  slos:\n    - {{ name: up, objective: 99.9, sli: {{ availability: {{}} }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ weight: 50 }}, {{ weight: 100 }}]\n    analysis:\n      sloGate: {rollout_gate}\n"
+    );
+    found("web.yaml", intent, false)
 }
 
 #[test]
@@ -50,14 +57,7 @@ fn slo_gate_options_are_checked() {
 /// The diagnostics of a meshplan.yaml whose `metrics` is `metrics`.
 fn config_diagnostics(metrics: &str) -> Vec<String> {
     let config = format!("apiVersion: meshplan.dev/v1alpha1\nkind: MeshplanConfig\ntargets: [linkerd]\nmetrics: {metrics}\n");
-    let (_, report) = check_sources(&Sources {
-        files: vec![("meshplan.yaml".into(), config)],
-    });
-    report
-        .diagnostics
-        .iter()
-        .map(|d| format!("{} {}", d.code, d.message))
-        .collect()
+    found("meshplan.yaml", config, false)
 }
 
 #[test]
@@ -99,17 +99,7 @@ fn a_preview_names_its_requests_and_has_no_place_beside_an_ab_test() {
     let intent = |rollout: &str| {
         format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ gate: manual }}, {{ weight: 100 }}]\n{rollout}")
     };
-    let codes = |rollout: &str| -> Vec<String> {
-        let (_, report) = check_sources(&Sources {
-            files: vec![("web.yaml".into(), intent(rollout))],
-        });
-        report
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| format!("{} {}", d.code, d.message))
-            .collect()
-    };
+    let codes = |rollout: &str| found("web.yaml", intent(rollout), true);
     let ok = "    strategy: blueGreen\n    preview: { match: [{ headers: { x-preview: { exact: \"true\" } } }] }\n";
     assert!(codes(ok).is_empty(), "{:?}", codes(ok));
     let d = codes("    strategy: blueGreen\n    preview: { match: [] }\n");
