@@ -77,8 +77,9 @@ async fn an_error_spike_at_step_2_rolls_back_within_the_failure_limit() {
     with_temp_ns(&client.clone(), |ns| async move {
         let svc = unique_name("pay");
         traffic(&ns, &svc, 0.0, None, 40.0);
-        // Step 2 holds long enough for the spike to be judged there.
-        let steps = "    steps: [{ weight: 20 }, { weight: 50, pause: 1h }, { weight: 100 }]\n";
+        // Step 2 holds long enough for the spike to be judged there. The
+        // canary is sticky: its cookie comes and goes with the rollout.
+        let steps = "    steps: [{ weight: 20 }, { weight: 50, pause: 1h }, { weight: 100 }]\n    sessionAffinity: { cookieName: pay-canary, maxAge: 1h }\n";
         let dir = repo(
             &ns,
             &svc,
@@ -89,6 +90,8 @@ async fn an_error_spike_at_step_2_rolls_back_within_the_failure_limit() {
         let run = start(dir.path(), &inv);
         let key = format!("{ns}/{svc}");
         wait_weight(&client, &ns, &svc, 50, Duration::from_secs(60), &run).await;
+        let vs = virtual_service(&client, &ns, &svc).await.unwrap();
+        assert_eq!(sticky(&vs), (true, true), "at a step: {vs}");
         traffic(&ns, &svc, 0.5, None, 40.0);
         let spiked = Instant::now();
         let s = wait_phase(&key, &inv, "failed", Duration::from_secs(40), &run).await;
@@ -107,10 +110,33 @@ async fn an_error_spike_at_step_2_rolls_back_within_the_failure_limit() {
             "{s}"
         );
         wait_weight(&client, &ns, &svc, 0, Duration::from_secs(10), &run).await;
+        let vs = virtual_service(&client, &ns, &svc).await.unwrap();
+        assert_eq!(sticky(&vs), (false, false), "rolled back: {vs}");
         assert!(run.log().contains("RollingBack"), "{}", run.log());
         run.stop();
     })
     .await;
+}
+
+/// Whether a VirtualService holds the sticky canary's two halves: a route
+/// sending the `pay-canary=v2` cookie to v2, and the cookie on v2's
+/// answers of the default route.
+fn sticky(vs: &serde_json::Value) -> (bool, bool) {
+    let routes = vs["spec"]["http"].as_array().cloned().unwrap_or_default();
+    let route = routes.iter().any(|r| {
+        r["match"][0]["headers"]["cookie"]["regex"]
+            .as_str()
+            .is_some_and(|re| re.contains("pay-canary=v2"))
+            && r["route"][0]["destination"]["subset"] == "v2"
+    });
+    let cookie = routes.last().is_some_and(|d| {
+        d["route"].as_array().into_iter().flatten().any(|dest| {
+            dest["destination"]["subset"] == "v2"
+                && dest["headers"]["response"]["add"]["Set-Cookie"]
+                    == "pay-canary=v2; Max-Age=3600; Path=/"
+        })
+    });
+    (route, cookie)
 }
 
 #[tokio::test]
@@ -296,7 +322,9 @@ async fn on_linkerd_the_analysis_reads_linkerd_metrics_and_the_route_moves() {
     with_temp_ns(&client.clone(), |ns| async move {
         let svc = unique_name("ld");
         traffic(&ns, &svc, 0.0, None, 40.0);
-        let steps = "    steps: [{ weight: 50 }, { weight: 100 }]\n";
+        // Sticky: the route at 50 % carries a backendRef filter (the
+        // cookie), which the API server must accept for the weight to show.
+        let steps = "    steps: [{ weight: 50 }, { weight: 100 }]\n    sessionAffinity: {}\n";
         let dir = repo_for(
             "linkerd",
             &ns,

@@ -186,6 +186,9 @@ pub struct Backend {
     /// Another service of the repository (`destination.service`): the
     /// route sends to its default route, flattened into these backends.
     pub service: Option<Arc<OtherService>>,
+    /// A `Set-Cookie` header value the mesh adds to this backend's
+    /// responses: a sticky canary's cookie, on the default route's canary.
+    pub set_cookie: Option<String>,
 }
 
 impl Backend {
@@ -195,6 +198,7 @@ impl Backend {
             version: version.to_owned(),
             weight,
             service: None,
+            set_cookie: None,
         }
     }
 

@@ -458,7 +458,15 @@ fn splitter(s: &Service) -> Option<MeshObject> {
     };
     let splits: Vec<Value> = backends
         .iter()
-        .map(|b| json!({"weight": b.weight, "serviceSubset": b.version}))
+        .map(|b| {
+            let mut split = json!({"weight": b.weight, "serviceSubset": b.version});
+            // A sticky canary's cookie, on this split's responses
+            // (service-splitter reference, `Splits[].ResponseHeaders`).
+            if let Some(c) = &b.set_cookie {
+                split["responseHeaders"] = json!({"add": {"Set-Cookie": c}});
+            }
+            split
+        })
         .collect();
     Some(obj("ServiceSplitter", s, json!({"splits": splits})))
 }

@@ -42,6 +42,7 @@ pub enum Feature {
     Failover,
     FaultInjection,
     Mirroring,
+    StickyCanary,
     RateLimit,
     StrictMtls,
     AllowList,
@@ -50,7 +51,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 26] = [
+    pub const ALL: [Feature; 27] = [
         Feature::WeightedSplit,
         Feature::TcpSplit,
         Feature::HeaderMatch,
@@ -72,6 +73,7 @@ impl Feature {
         Feature::Failover,
         Feature::FaultInjection,
         Feature::Mirroring,
+        Feature::StickyCanary,
         Feature::RateLimit,
         Feature::StrictMtls,
         Feature::AllowList,
@@ -103,6 +105,7 @@ impl Feature {
             Feature::Failover => "failover to other services, peers or datacenters",
             Feature::FaultInjection => "fault injection",
             Feature::Mirroring => "traffic mirroring",
+            Feature::StickyCanary => "sticky canaries (a cookie keeps a canary's users on it)",
             Feature::RateLimit => "a local rate limit",
             Feature::StrictMtls => "strict mTLS",
             Feature::AllowList => "an allow list (identities, namespaces, ports)",
@@ -136,6 +139,7 @@ impl Feature {
             Feature::Failover => &["spec.resilience.failover"],
             Feature::FaultInjection => &["spec.faults", "spec.routes"],
             Feature::Mirroring => &["spec.mirror", "spec.routes"],
+            Feature::StickyCanary => &["spec.rollout.sessionAffinity"],
             Feature::RateLimit => &["spec.rateLimit"],
             Feature::StrictMtls => &["spec.mtls"],
             Feature::AllowList => &["spec.access"],
@@ -189,6 +193,12 @@ impl Feature {
             Feature::Failover => !s.failover.is_empty(),
             Feature::FaultInjection => s.routes.iter().any(|r| r.faults.is_some()),
             Feature::Mirroring => s.routes.iter().any(|r| r.mirror.is_some()),
+            // Asked for, at whatever position: a target that cannot set
+            // the cookie says so before the rollout starts.
+            Feature::StickyCanary => s
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.session_affinity.is_some()),
             Feature::RateLimit => s.rate_limit.is_some(),
             Feature::StrictMtls => s.mtls == MtlsMode::Strict,
             Feature::AllowList => s.access.is_some(),
@@ -385,6 +395,7 @@ fn example_spec(feature: Feature) -> &'static str {
         Feature::Failover => "resilience: { failover: [{ peer: east }] }",
         Feature::FaultInjection => "faults: { abort: { percentage: 1, httpStatus: 503 } }",
         Feature::Mirroring => "mirror: { version: v2, percentage: 10 }",
+        Feature::StickyCanary => "rollout: { stable: v1, canary: v2, steps: [{ weight: 50 }, { gate: manual }, { weight: 100 }], sessionAffinity: { maxAge: 1h } }",
         Feature::RateLimit => "rateLimit: { requests: 100, per: 1s }",
         Feature::StrictMtls => "mtls: strict",
         Feature::AllowList => "access: { allow: [{ from: [{ serviceAccount: callers/web }] }] }",

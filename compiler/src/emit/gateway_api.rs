@@ -195,6 +195,15 @@ pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Va
                 None => (backend_service_name(s, &b.version), port.port),
             };
             let mut r = json!({"name": name, "port": port, "weight": b.weight});
+            // A sticky canary's cookie, on this backend's responses only
+            // (`HTTPBackendRef.filters`: "executed if and only if the
+            // request is being forwarded to the backend defined here").
+            if let Some(c) = &b.set_cookie {
+                r["filters"] = json!([{
+                    "type": "ResponseHeaderModifier",
+                    "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": c}]},
+                }]);
+            }
             // Named for a ReferenceGrant the user keeps (reported).
             if let Some(o) = b.service.as_deref().filter(|o| o.namespace != s.namespace) {
                 r["namespace"] = o.namespace.clone().into();

@@ -224,12 +224,21 @@ fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
         }
         Value::Object(d)
     };
+    // A sticky canary's cookie: `headers.response.add` of the destination
+    // (HTTPRouteDestination `headers`: "Header manipulation rules",
+    // applied only when that destination answers).
+    let with_cookie = |mut v: Value, b: &Backend| {
+        if let Some(c) = &b.set_cookie {
+            v["headers"] = json!({"response": {"add": {"Set-Cookie": c}}});
+        }
+        v
+    };
     match backends {
         [] => json!([{"destination": dest(None)}]),
-        [one] => json!([{"destination": dest(Some(one))}]),
+        [one] => json!([with_cookie(json!({"destination": dest(Some(one))}), one)]),
         many => many
             .iter()
-            .map(|b| json!({"destination": dest(Some(b)), "weight": b.weight}))
+            .map(|b| with_cookie(json!({"destination": dest(Some(b)), "weight": b.weight}), b))
             .collect::<Vec<_>>()
             .into(),
     }
@@ -315,8 +324,17 @@ fn virtual_service(s: &Service) -> Result<MeshObject, EmitError> {
             http.extend(http_routes(s, r)?);
         }
     }
+    // A tcp route's destinations carry no headers (TCPRoute has none): a
+    // sticky canary's cookie is for http.
     let default = s.routes.last().and_then(|r| match &r.action {
-        RouteAction::Forward(b) => Some(b.clone()),
+        RouteAction::Forward(b) => Some(
+            b.iter()
+                .map(|b| Backend {
+                    set_cookie: None,
+                    ..b.clone()
+                })
+                .collect::<Vec<_>>(),
+        ),
         RouteAction::Redirect(_) => None,
     });
     let tcp: Vec<Value> = s

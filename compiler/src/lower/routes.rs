@@ -1,9 +1,10 @@
 //! Routes lowered: each intent route's destination resolved to weighted
 //! backends — this service's versions, or another service's default
-//! route — then the rollout's A/B route and the default route appended.
+//! route — then the rollout's own routes (A/B test, preview, sticky
+//! canary) and the default route appended.
 
-use meshplan_policy_lang::intent::rollout::Strategy;
-use meshplan_policy_lang::intent::service::{Destination, ServiceSpec};
+use meshplan_policy_lang::intent::rollout::{SessionAffinity, Strategy};
+use meshplan_policy_lang::intent::service::{Destination, Match, ServiceSpec};
 use meshplan_policy_lang::intent::{workloads, PortRef};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
@@ -15,6 +16,8 @@ pub(super) struct Routing<'a> {
     pub index: &'a ServiceIndex<'a>,
     pub positions: &'a Positions,
     pub namespace: &'a str,
+    /// The intent's name.
+    pub name: &'a str,
     pub spec: &'a ServiceSpec,
     pub position: Position,
     /// The service's mirror (or its mirror rollout's, while it copies).
@@ -85,19 +88,13 @@ pub(super) fn routes(
             });
         }
     }
-    // The preview route, while the canary is under analysis.
-    if let Some((r, p)) = spec.rollout.as_ref().and_then(|r| {
-        let under_way = matches!(cx.position, Position::Shadow | Position::Step(_));
-        let p = r
-            .preview
-            .as_ref()
-            .filter(|_| under_way && r.strategy != Strategy::AbTest)?;
-        Some((r, p))
-    }) {
+    // The preview route and the sticky canary's, while the rollout is
+    // under way.
+    for (name, matches, canary) in rollout_routes(cx) {
         routes.push(Route {
-            name: "rollout-preview".into(),
-            matches: p.matches.clone(),
-            action: RouteAction::Forward(vec![Backend::version(&r.canary, 100)]),
+            name: name.into(),
+            matches,
+            action: RouteAction::Forward(vec![Backend::version(canary, 100)]),
             rewrite: None,
             timeout: None,
             faults: spec.faults.clone(),
@@ -107,13 +104,73 @@ pub(super) fn routes(
     routes.push(Route {
         name: "default".into(),
         matches: Vec::new(),
-        action: RouteAction::Forward(default_backends(spec, cx.position)),
+        action: RouteAction::Forward(sticky(
+            spec,
+            cx.name,
+            cx.position,
+            default_backends(spec, cx.position),
+        )),
         rewrite: None,
         timeout: None,
         faults: spec.faults.clone(),
         mirror: cx.mirror.clone(),
     });
     Ok(routes)
+}
+
+/// The routes a rollout adds after the service's own while it is under
+/// way (before promotion), each to the canary: the preview's match, and
+/// the sticky canary's cookie (weights shifting: not `blueGreen`, whose
+/// switch is whole, nor `abTest`, whose match decides).
+fn rollout_routes<'a>(cx: &Routing<'a>) -> Vec<(&'static str, Vec<Match>, &'a str)> {
+    let Some(r) = cx.spec.rollout.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let under_way = matches!(cx.position, Position::Shadow | Position::Step(_));
+    if let Some(p) = r
+        .preview
+        .as_ref()
+        .filter(|_| under_way && r.strategy != Strategy::AbTest)
+    {
+        out.push(("rollout-preview", p.matches.clone(), r.canary.as_str()));
+    }
+    if let Some(sa) = sticky_affinity(cx) {
+        let sticky = vec![sa.sticky_match(cx.name, &r.canary)];
+        out.push(("rollout-sticky", sticky, r.canary.as_str()));
+    }
+    out
+}
+
+/// The rollout's session affinity, while weight shifts.
+fn sticky_affinity<'a>(cx: &Routing<'a>) -> Option<&'a SessionAffinity> {
+    affinity_at(cx.spec, cx.position)
+}
+
+/// `spec`'s session affinity at `position`: a `canary` or `mirror`
+/// rollout at a step.
+fn affinity_at(spec: &ServiceSpec, position: Position) -> Option<&SessionAffinity> {
+    let r = spec.rollout.as_ref()?;
+    let shifting = matches!(r.strategy, Strategy::Canary | Strategy::Mirror);
+    let at_step = matches!(position, Position::Step(_));
+    r.session_affinity.as_ref().filter(|_| shifting && at_step)
+}
+
+/// The default route's backends of the service `name`, the canary's
+/// responses setting the sticky cookie while weight shifts (also when
+/// another service's route reaches them: the canary answered).
+fn sticky(
+    spec: &ServiceSpec,
+    name: &str,
+    position: Position,
+    mut backends: Vec<Backend>,
+) -> Vec<Backend> {
+    if let (Some(sa), Some(r)) = (affinity_at(spec, position), spec.rollout.as_ref()) {
+        for b in backends.iter_mut().filter(|b| b.version == r.canary) {
+            b.set_cookie = Some(sa.set_cookie(name, &r.canary));
+        }
+    }
+    backends
 }
 
 /// The default route's backends at `position`: the rollout's stable and
@@ -178,7 +235,8 @@ fn other_service(
         port,
     });
     let at = position(cx.positions, namespace, &intent.metadata.name);
-    let mut backends = default_backends(&intent.spec, at);
+    let name = &intent.metadata.name;
+    let mut backends = sticky(&intent.spec, name, at, default_backends(&intent.spec, at));
     if backends.is_empty() {
         // No versions: the whole Service.
         backends.push(Backend::version("", 100));

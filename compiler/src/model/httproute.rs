@@ -133,9 +133,13 @@ pub(crate) enum Filter {
         backend: Backend,
         percent: f64,
     },
-    /// `RequestHeaderModifier`, `ResponseHeaderModifier`: no bearing on
-    /// where a request goes.
-    Headers,
+    /// `RequestHeaderModifier`: no bearing on where a request goes.
+    RequestHeaders,
+    /// `ResponseHeaderModifier`: the `Set-Cookie` header it sets or adds
+    /// (`set` over `add`), if any — a sticky canary's cookie.
+    ResponseHeaders {
+        set_cookie: Option<String>,
+    },
     /// Any other type (`ExtensionRef`, `CORS`, `ExternalAuth`, …).
     Other,
 }
@@ -193,6 +197,20 @@ impl ParentRef {
 
 fn is_core(group: &str) -> bool {
     group.is_empty() || group == "core"
+}
+
+/// The `Set-Cookie` header answers of `backend` get: its own
+/// `ResponseHeaderModifier` (`HTTPBackendRef.filters`: "executed if and
+/// only if the request is being forwarded to the backend defined here"),
+/// else the rule's.
+pub(crate) fn set_cookie<'f>(rule: &'f [Filter], backend: &'f [Filter]) -> Option<&'f str> {
+    let of = |fs: &'f [Filter]| {
+        fs.iter().find_map(|f| match f {
+            Filter::ResponseHeaders { set_cookie } => set_cookie.as_deref(),
+            _ => None,
+        })
+    };
+    of(backend).or_else(|| of(rule))
 }
 
 /// Sorts routes oldest first (no timestamp last), then by

@@ -8,6 +8,13 @@
 //!   version. An A/B test's match, or a preview's, is tried after the
 //!   service's routes while the rollout is under way (before promotion):
 //!   a request it holds for goes to the canary.
+//! - Sticky canaries (`sessionAffinity`), while a `canary` or `mirror`
+//!   rollout is at a step: the canary's answers on the default route (http
+//!   ports) set `<cookie>=<canary>; Max-Age=<maxAge>; Path=/`, and a
+//!   request carrying that cookie, tried after the preview, goes to the
+//!   canary. A route to this service from another takes its default
+//!   route's weights (the canary's answers set the cookie there too, but
+//!   the cookie decides only on this service's own routing).
 //! - A path prefix matches whole path segments: `/api` matches `/api`,
 //!   `/api/` and `/api/v1`, not `/apis`; a trailing `/` is ignored.
 //! - Timeouts: the route's, else the service's. Faults and the mirror: the
@@ -25,9 +32,9 @@
 
 use std::collections::BTreeMap;
 
-use meshplan_policy_lang::intent::rollout::Strategy;
+use meshplan_policy_lang::intent::rollout::{SessionAffinity, Strategy};
 use meshplan_policy_lang::intent::service::{Match, MtlsMode, StringMatch};
-use meshplan_policy_lang::intent::{workloads, Caller, PortRef, ServiceIntent};
+use meshplan_policy_lang::intent::{workloads, Caller, PortRef, Rollout, ServiceIntent};
 use meshplan_policy_lang::parse::Repository;
 use meshplan_policy_lang::resolve::ServiceIndex;
 
@@ -97,21 +104,22 @@ fn routing(
             let Some(d) = &r.destination else {
                 return Routing::NoRoute;
             };
-            let (to, weights): (&ServiceIntent, Vec<(String, u32)>) = match (&d.service, &d.version)
-            {
-                (Some(other), _) => match other_default(repo, positions, s, other) {
-                    Some(hit) => hit,
-                    None => return Routing::NoRoute,
-                },
-                (None, Some(v)) => (s, vec![(v.clone(), 100)]),
-                (None, None) => (
-                    s,
-                    d.weights
-                        .iter()
-                        .map(|w| (w.version.clone(), w.weight))
-                        .collect(),
-                ),
-            };
+            let (to, weights, at): (&ServiceIntent, Vec<(String, u32)>, Position) =
+                match (&d.service, &d.version) {
+                    (Some(other), _) => match other_default(repo, positions, s, other) {
+                        Some(hit) => hit,
+                        None => return Routing::NoRoute,
+                    },
+                    (None, Some(v)) => (s, vec![(v.clone(), 100)], position),
+                    (None, None) => (
+                        s,
+                        d.weights
+                            .iter()
+                            .map(|w| (w.version.clone(), w.weight))
+                            .collect(),
+                        position,
+                    ),
+                };
             let mut f = forward_settings(repo, s, true);
             if let Some(faults) = &r.faults {
                 f.fault = Some(fault(faults));
@@ -126,6 +134,9 @@ fn routing(
                 drop_self_mirror(repo, s, &weights, &mut f);
             }
             f.pods = shares(repo, to, &weights);
+            if !std::ptr::eq(to, s) {
+                set_sticky_cookie(repo, to, at, &mut f);
+            }
             f.timeout_ms = r
                 .timeout
                 .or(spec.resilience.as_ref().and_then(|x| x.timeout))
@@ -160,6 +171,13 @@ fn routing(
                 return canary_route(repo, s, &r.canary, "the rollout's preview");
             }
         }
+        if let Some((r, sa)) = sticky(s, position) {
+            if cookies(request).get(sa.cookie(&s.metadata.name).as_str())
+                == Some(&r.canary.as_str())
+            {
+                return canary_route(repo, s, &r.canary, "the sticky canary's cookie");
+            }
+        }
     }
     let mut f = forward_settings(repo, s, port.protocol.is_l7());
     let weights = default_weights(s, position);
@@ -178,18 +196,48 @@ fn routing(
     }
     drop_self_mirror(repo, s, &weights, &mut f);
     f.pods = shares(repo, s, &weights);
+    if port.protocol.is_l7() {
+        set_sticky_cookie(repo, s, position, &mut f);
+    }
     f.rule = "the default route".into();
     Routing::Forward(f)
 }
 
-/// A route to another service: that service and its default route's
-/// weights at its own position (its own routes do not apply).
+/// The sticky cookie on the canary's answers of `s`'s default route (its
+/// pods already in `f`), while weight shifts.
+fn set_sticky_cookie(repo: &Repository, s: &ServiceIntent, position: Position, f: &mut Forward) {
+    if let Some((r, sa)) = sticky(s, position) {
+        let canary = pod_id(repo, s, &r.canary);
+        if f.pods.contains_key(&canary) {
+            let cookie = sa.set_cookie(&s.metadata.name, &r.canary);
+            f.set_cookie.insert(canary, cookie);
+        }
+    }
+}
+
+/// The rollout and its session affinity while weight shifts (a `canary`
+/// or `mirror` rollout at a step): the canary's answers on the default
+/// route set the cookie, and a request carrying it goes to the canary.
+fn sticky(s: &ServiceIntent, position: Position) -> Option<(&Rollout, &SessionAffinity)> {
+    let r = s.spec.rollout.as_ref()?;
+    let shifting = matches!(r.strategy, Strategy::Canary | Strategy::Mirror);
+    let sa = r.session_affinity.as_ref()?;
+    (shifting && matches!(position, Position::Step(_))).then_some((r, sa))
+}
+
+/// A service a route reaches, the weights of its versions, and where its
+/// rollout stands.
+type Reached<'r> = (&'r ServiceIntent, Vec<(String, u32)>, Position);
+
+/// A route to another service: that service, its default route's
+/// weights at its own position (its own routes do not apply), and that
+/// position.
 fn other_default<'r>(
     repo: &'r Repository,
     positions: &Positions,
     s: &ServiceIntent,
     reference: &str,
-) -> Option<(&'r ServiceIntent, Vec<(String, u32)>)> {
+) -> Option<Reached<'r>> {
     let (other, ns) = ServiceIndex::new(repo)
         .resolve(repo.namespace_of(s), reference)
         .ok()?;
@@ -198,7 +246,7 @@ fn other_default<'r>(
         .get(&format!("{ns}/{}", other.metadata.name))
         .copied()
         .unwrap_or(Position::NotStarted);
-    Some((other, default_weights(other, position)))
+    Some((other, default_weights(other, position), position))
 }
 
 /// The rollout's own route to its canary (the A/B test's match, the

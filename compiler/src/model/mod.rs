@@ -173,6 +173,9 @@ pub struct Answer {
 }
 
 /// Where a request goes.
+// One answer per request asked, never stored in bulk: a boxed Forward
+// would only add indirection to every model.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Routing {
     Forward(Forward),
@@ -195,6 +198,10 @@ pub struct Forward {
     pub fault: Option<Fault>,
     /// The pod ids copies go to, and the percent of requests copied.
     pub mirror: Option<(Vec<String>, f64)>,
+    /// The `Set-Cookie` header the mesh adds to the responses of each
+    /// destination pod that has a share (by [`Pod::id`]), where it adds
+    /// one: a sticky canary's cookie.
+    pub set_cookie: BTreeMap<String, String>,
     /// The path and host the destination sees, when rewritten.
     pub rewritten_path: Option<String>,
     pub rewritten_host: Option<String>,

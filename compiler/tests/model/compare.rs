@@ -3,7 +3,7 @@
 //! request's service. A part the reference leaves to the mesh (no
 //! timeout, no retries set) is not compared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use meshplan_compiler::emit::features::Feature;
 use meshplan_compiler::model::{Answer, Forward, Retries, Routing};
@@ -33,6 +33,7 @@ const ROUTING: &[Feature] = &[
     Feature::RouteOrder,
     Feature::ServiceRoute,
     Feature::Redirect,
+    Feature::StickyCanary,
 ];
 const ACCESS: &[Feature] = &[
     Feature::AllowList,
@@ -116,6 +117,16 @@ fn forward(w: &Forward, g: &Forward, excused: &Excused, out: &mut Vec<String>) {
     if w.mirror != g.mirror && !excused.any(&[Feature::Mirroring]) {
         out.push(format!("mirror: want {:?}, got {:?}", w.mirror, g.mirror));
     }
+    if !excused.any(&[Feature::StickyCanary]) {
+        let want: BTreeMap<_, _> = w.set_cookie.iter().map(|(p, c)| (p, cookie(c))).collect();
+        let got: BTreeMap<_, _> = g.set_cookie.iter().map(|(p, c)| (p, cookie(c))).collect();
+        if want != got {
+            out.push(format!(
+                "Set-Cookie on answers: want {:?}, got {:?} ({})",
+                w.set_cookie, g.set_cookie, g.rule
+            ));
+        }
+    }
     if !excused.any(&[Feature::Rewrite]) {
         if w.rewritten_path.is_some() && w.rewritten_path != g.rewritten_path {
             out.push(format!(
@@ -151,6 +162,21 @@ fn retries(w: &Retries, g: Option<&Retries>, excused: &Excused, out: &mut Vec<St
             w.per_try_timeout_ms, g.per_try_timeout_ms
         ));
     }
+}
+
+/// A `Set-Cookie` value by meaning: the cookie (`name=value`) and its
+/// attributes, names in lower case, in any order (RFC 6265 §4.1.1).
+fn cookie(header: &str) -> (String, BTreeMap<String, String>) {
+    let mut parts = header.split(';').map(str::trim);
+    let pair = parts.next().unwrap_or_default().to_owned();
+    let attributes = parts
+        .filter(|a| !a.is_empty())
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_owned()),
+            None => (a.to_ascii_lowercase(), String::new()),
+        })
+        .collect();
+    (pair, attributes)
 }
 
 /// Retry conditions as the statuses they retry on and the other

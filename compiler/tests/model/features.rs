@@ -32,6 +32,7 @@ fn observed(f: Feature) -> bool {
         | Feature::PerTryTimeout
         | Feature::FaultInjection
         | Feature::Mirroring
+        | Feature::StickyCanary
         | Feature::StrictMtls
         | Feature::AllowList
         | Feature::AllowListL7 => true,

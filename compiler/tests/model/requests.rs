@@ -150,6 +150,14 @@ fn route_shapes(s: &ServiceIntent, base: &Request) -> Vec<Request> {
     if let Some(p) = s.spec.rollout.as_ref().and_then(|r| r.preview.as_ref()) {
         items.extend(p.matches.iter().map(|m| (usize::MAX - 1, m)));
     }
+    // The sticky canary's cookie (and, below, with each route's match).
+    let sticky = s.spec.rollout.as_ref().and_then(|r| {
+        let sa = r.session_affinity.as_ref()?;
+        Some(sa.sticky_match(&s.metadata.name, &r.canary))
+    });
+    if let Some(m) = &sticky {
+        items.push((usize::MAX - 2, m));
+    }
     let mut out = Vec::new();
     for (_, m) in &items {
         if let Some(r) = satisfy(m, base.clone()) {

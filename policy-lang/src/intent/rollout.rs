@@ -34,6 +34,10 @@ pub struct Rollout {
     /// synthetic checks can try it and the analysis judges real requests.
     #[serde(default)]
     pub preview: Option<Preview>,
+    /// Sticky canaries: a user the canary answered keeps reaching it for
+    /// the rest of the rollout (a cookie set on its responses).
+    #[serde(default)]
+    pub session_affinity: Option<SessionAffinity>,
     /// How each step is judged.
     #[serde(default)]
     pub analysis: Option<Analysis>,
@@ -98,6 +102,53 @@ pub struct Preview {
     /// e.g. `[{ headers: { x-preview: { exact: "true" } } }]`, or a cookie.
     #[serde(rename = "match")]
     pub matches: Vec<Match>,
+}
+
+/// Session affinity during a canary. While weight shifts, the canary's
+/// responses on the default route carry `Set-Cookie:
+/// <cookieName>=<canary>; Max-Age=<maxAge>; Path=/`, and a request
+/// carrying that cookie goes to the canary, whatever the weights. The
+/// value is the canary version's name, so a cookie from an earlier
+/// rollout of another version reaches nothing.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// The cookie's name. Defaults to `meshplan-canary-<service>`.
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// How long a browser keeps the cookie. Defaults to 24h.
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+}
+
+impl SessionAffinity {
+    /// `maxAge` when unset.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+    /// The cookie's name for the service named `service`.
+    pub fn cookie(&self, service: &str) -> String {
+        self.cookie_name
+            .clone()
+            .unwrap_or_else(|| format!("meshplan-canary-{service}"))
+    }
+
+    /// The `Set-Cookie` header value the canary's responses carry.
+    pub fn set_cookie(&self, service: &str, canary: &str) -> String {
+        let age = self.max_age.unwrap_or(Self::DEFAULT_MAX_AGE).as_millis() / 1000;
+        format!("{}={canary}; Max-Age={age}; Path=/", self.cookie(service))
+    }
+
+    /// The match of the requests that carry the cookie.
+    pub fn sticky_match(&self, service: &str, canary: &str) -> Match {
+        let exact = super::service::StringMatch {
+            exact: Some(canary.to_owned()),
+            ..Default::default()
+        };
+        Match {
+            cookies: [(self.cookie(service), exact)].into(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -22,8 +22,6 @@
 //!   sets a retry policy when any retry field is set; `NumRetries`
 //!   defaults to 1; Envoy retries only on the conditions listed.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::entries::Entry;
@@ -365,15 +363,20 @@ fn split(mesh: &Mesh, sid: &Sid, depth: usize) -> Result<Option<Vec<(Target, f64
         }
         seen.push(key);
         let t_sid = (ns, svc);
+        let cookie = split_cookie(s);
         if t_sid != *sid && subset.is_empty() {
             if let Some(nested) = split(mesh, &t_sid, depth + 1)? {
-                out.extend(nested.into_iter().map(|(t, w2)| (t, w * w2 / 100.0)));
+                out.extend(nested.into_iter().map(|(mut t, w2)| {
+                    t.set_cookie = t.set_cookie.or_else(|| cookie.clone());
+                    (t, w * w2 / 100.0)
+                }));
                 continue;
             }
         }
         out.push((
             Target {
                 subset,
+                set_cookie: cookie,
                 ..Target::new(t_sid)
             },
             w,
@@ -388,23 +391,36 @@ fn split(mesh: &Mesh, sid: &Sid, depth: usize) -> Result<Option<Vec<(Target, f64
     Ok(Some(out))
 }
 
+/// The `Set-Cookie` header a split's `responseHeaders` set or add (`Set`
+/// over `Add`).
+fn split_cookie(split: &Value) -> Option<String> {
+    let headers = split.get("responseHeaders")?;
+    ["set", "add"].iter().find_map(|op| {
+        let m = headers.get(op)?.as_object()?;
+        let (_, v) = m
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))?;
+        v.as_str().map(str::to_owned)
+    })
+}
+
 /// The pods each weight reaches: equal shares of a target's instances,
 /// [`NO_POD`] for a target with none here.
 fn forward(mesh: &Mesh, weights: &[(Target, f64)]) -> Result<Forward, ModelError> {
-    let mut pods: BTreeMap<String, f64> = BTreeMap::new();
+    let mut f = Forward::default();
     for (target, w) in weights.iter().filter(|(_, w)| *w > 0.0) {
         match resolve(mesh, target.clone(), false)? {
             Resolved::Local(ids) if !ids.is_empty() => {
                 let share = w / ids.len() as f64;
                 for id in ids {
-                    *pods.entry(id).or_insert(0.0) += share;
+                    if let Some(c) = &target.set_cookie {
+                        f.set_cookie.insert(id.clone(), c.clone());
+                    }
+                    *f.pods.entry(id).or_insert(0.0) += share;
                 }
             }
-            _ => *pods.entry(NO_POD.to_owned()).or_insert(0.0) += w,
+            _ => *f.pods.entry(NO_POD.to_owned()).or_insert(0.0) += w,
         }
     }
-    Ok(Forward {
-        pods,
-        ..Forward::default()
-    })
+    Ok(f)
 }

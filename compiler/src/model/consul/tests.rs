@@ -229,6 +229,20 @@ fn splits_weigh_subsets() {
         pods(&[("shop/web/v1", 90.0), ("shop/web/v2", 10.0)])
     );
     assert_eq!(f.rule, "ServiceSplitter shop/web");
+    assert!(f.set_cookie.is_empty());
+    // A split's `responseHeaders` reach the answers of its subset only.
+    let sticky = entry(
+        "ServiceSplitter",
+        "shop",
+        "web",
+        json!({"splits": [{"weight": 90, "serviceSubset": "v1"},
+            {"weight": 10, "serviceSubset": "v2", "responseHeaders": {"add": {"Set-Cookie": "c=v2"}}}]}),
+    );
+    let f = forward(&[http_defaults("web"), resolver(), sticky], &get("/"));
+    assert_eq!(
+        f.set_cookie,
+        [("shop/web/v2".to_owned(), "c=v2".to_owned())].into()
+    );
     let bad = entry(
         "ServiceSplitter",
         "shop",

@@ -67,6 +67,27 @@ fn weights_split_between_backends() {
 }
 
 #[test]
+fn a_backend_response_header_filter_sets_a_cookie_on_its_answers_only() {
+    // `HTTPBackendRef.filters` over the rule's `filters`.
+    let set = |name: &str, value: &str| {
+        json!([{"type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {"add": [{"name": name, "value": value}]}}])
+    };
+    let spec = json!({"parentRefs": parent(), "rules": [{
+        "filters": set("Set-Cookie", "all=1"),
+        "backendRefs": [
+            {"name": "web-v1", "port": 80, "weight": 80},
+            {"name": "web-v2", "port": 80, "weight": 20, "filters": set("set-cookie", "canary=v2")}]}]});
+    let f = forward(&[route("web", spec)], &get("/"));
+    let want: BTreeMap<String, String> = [
+        ("shop/web/v1".to_owned(), "all=1".to_owned()),
+        ("shop/web/v2".to_owned(), "canary=v2".to_owned()),
+    ]
+    .into();
+    assert_eq!(f.set_cookie, want);
+}
+
+#[test]
 fn an_unknown_backend_takes_its_share_as_errors() {
     let spec = json!({"parentRefs": parent(), "rules": [{"backendRefs": [
         {"name": "web-v1", "port": 80}, {"name": "gone", "port": 80},

@@ -257,7 +257,22 @@ fn filter(f: &Value, ns: &str) -> R<Filter> {
                 percent: mirror_percent(r)?,
             }
         }
-        "RequestHeaderModifier" | "ResponseHeaderModifier" => Filter::Headers,
+        "RequestHeaderModifier" => Filter::RequestHeaders,
+        "ResponseHeaderModifier" => {
+            let r = body("responseHeaderModifier")?;
+            let find = |op: &str| -> R<Option<String>> {
+                for h in arr(r, op)? {
+                    let name = string(h, "name")?.ok_or("a header without `name`")?;
+                    if name.eq_ignore_ascii_case("set-cookie") {
+                        return Ok(string(h, "value")?.map(str::to_owned));
+                    }
+                }
+                Ok(None)
+            };
+            Filter::ResponseHeaders {
+                set_cookie: find("set")?.or(find("add")?),
+            }
+        }
         _ => Filter::Other,
     })
 }

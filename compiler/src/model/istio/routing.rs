@@ -196,6 +196,7 @@ fn http_action(
         retries: settings::retries(vs, route)?,
         fault: settings::fault(vs, route)?,
         mirror: settings::mirror(w, vs, route, client.namespace)?,
+        set_cookie: set_cookies(w, vs, route, client.namespace)?,
         rule: format!("{} rule {}", vs.id, rule.index),
         ..Forward::default()
     };
@@ -281,18 +282,7 @@ fn shares(
     destinations: &[Value],
     client_ns: &str,
 ) -> Result<BTreeMap<String, f64>, ModelError> {
-    let mut weighted: Vec<(&Value, f64)> = Vec::new();
-    if let [only] = destinations {
-        weighted.push((only, 100.0));
-    } else {
-        for d in destinations {
-            match owner.int(d, "weight")?.unwrap_or(0) {
-                n if n < 0 => return Err(owner.err("route[].weight: negative")),
-                0 => {}
-                n => weighted.push((d, n as f64)),
-            }
-        }
-    }
+    let weighted = weighted(owner, destinations)?;
     let total: f64 = weighted.iter().map(|(_, n)| n).sum();
     if total <= 0.0 {
         return Err(owner.err("route: no destination with a weight"));
@@ -313,6 +303,65 @@ fn shares(
         }
     }
     Ok(pods)
+}
+
+/// The destinations that receive traffic, with their weights: the only
+/// one, else those of a positive weight.
+fn weighted<'v>(
+    owner: &Obj,
+    destinations: &'v [Value],
+) -> Result<Vec<(&'v Value, f64)>, ModelError> {
+    let mut out = Vec::new();
+    if let [only] = destinations {
+        out.push((only, 100.0));
+        return Ok(out);
+    }
+    for d in destinations {
+        match owner.int(d, "weight")?.unwrap_or(0) {
+            n if n < 0 => return Err(owner.err("route[].weight: negative")),
+            0 => {}
+            n => out.push((d, n as f64)),
+        }
+    }
+    Ok(out)
+}
+
+/// The `Set-Cookie` header each pod's answers get: a destination's
+/// `headers.response` (`set`, else `add`), else the rule's
+/// (`HTTPRoute.headers` applies to every destination; `Headers`:
+/// "header manipulation rules" of requests and responses).
+fn set_cookies(
+    w: &World,
+    owner: &Obj,
+    route: &Value,
+    client_ns: &str,
+) -> Result<BTreeMap<String, String>, ModelError> {
+    let cookie = |v: &Value| -> Result<Option<String>, ModelError> {
+        let Some(resp) = Obj::get(v, "headers").and_then(|h| Obj::get(h, "response")) else {
+            return Ok(None);
+        };
+        for op in ["set", "add"] {
+            if let Some(m) = owner.map(resp, op)? {
+                if let Some((_, v)) = m.iter().find(|(k, _)| k.eq_ignore_ascii_case("set-cookie")) {
+                    return Ok(v.as_str().map(str::to_owned));
+                }
+            }
+        }
+        Ok(None)
+    };
+    let whole = cookie(route)?;
+    let mut out = BTreeMap::new();
+    for (d, _) in weighted(owner, owner.list(route, "route")?)? {
+        let Some(c) = cookie(d)?.or_else(|| whole.clone()) else {
+            continue;
+        };
+        let destination =
+            Obj::get(d, "destination").ok_or_else(|| owner.err("route[].destination: required"))?;
+        for p in w.destination_pods(owner, destination, client_ns)? {
+            out.insert(p.id.clone(), c.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// A forward whose every share reaches no pod is no route.

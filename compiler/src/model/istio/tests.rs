@@ -321,6 +321,33 @@ fn timeout_retries_fault_and_mirror_as_written() {
 }
 
 #[test]
+fn response_headers_set_a_cookie_on_the_answers_of_their_destination() {
+    // A destination's `headers.response` over the rule's; a weight-0
+    // destination answers nothing.
+    let vs = reviews_vs(json!([
+        {"headers": {"response": {"add": {"set-cookie": "all=1"}}},
+         "route": [
+            {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+            {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20,
+             "headers": {"response": {"set": {"Set-Cookie": "canary=v2; Max-Age=60"}}}},
+            {"destination": {"host": "reviews", "subset": "v3"}, "weight": 0,
+             "headers": {"response": {"add": {"Set-Cookie": "never=1"}}}}]}
+    ]));
+    let Routing::Forward(f) = routing(&[reviews_dr(), vs], &get("reviews", 9080, "/")) else {
+        panic!("a forward")
+    };
+    let want: BTreeMap<String, String> = [
+        ("bookinfo/reviews/v1".to_owned(), "all=1".to_owned()),
+        (
+            "bookinfo/reviews/v2".to_owned(),
+            "canary=v2; Max-Age=60".to_owned(),
+        ),
+    ]
+    .into();
+    assert_eq!(f.set_cookie, want);
+}
+
+#[test]
 fn zero_attempts_disable_retries() {
     let http =
         json!([{"route": [{"destination": {"host": "reviews"}}], "retries": {"attempts": 0}}]);

@@ -17,6 +17,7 @@ use crate::yaml::{did_you_mean, Path};
 mod config;
 mod doc;
 mod resilience;
+mod rollout;
 mod routes;
 mod workloads;
 
@@ -412,13 +413,7 @@ fn service(
             }
             _ => {}
         }
-        if let Some(p) = &ro.preview {
-            if ro.strategy == Strategy::AbTest {
-                d.error(Code::Conflict, "spec.rollout.preview", "an A/B test's `abTest.match` already sends its requests to the canary: a preview has no place beside it");
-            } else if p.matches.is_empty() {
-                d.error_key(Code::MissingField, "spec.rollout.preview.match", "a preview needs a `match`: the requests (a header, a cookie) sent to the canary");
-            }
-        }
+        rollout::routes(&mut d, ro, l7);
         if let Some(m) = &ro.mirror {
             d.percent(
                 "spec.rollout.mirror.percentage",

@@ -110,3 +110,74 @@ fn a_preview_names_its_requests_and_has_no_place_beside_an_ab_test() {
     let d = codes("    strategy: abTest\n    abTest: { match: [{ headers: { x-t: { exact: a } } }], iterations: 1 }\n    preview: { match: [{ headers: { x-preview: { exact: \"true\" } } }] }\n");
     assert!(d.iter().any(|d| d.contains("no place beside it")), "{d:?}");
 }
+
+#[test]
+fn sticky_canaries_are_for_shifting_weights_with_a_cookie_browsers_keep() {
+    let intent = |ports: &str, rollout: &str| {
+        format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web }}\nspec:\n  ports: [{ports}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  rollout:\n    stable: v1\n    canary: v2\n    steps: [{{ weight: 10 }}, {{ gate: manual }}, {{ weight: 100 }}]\n{rollout}")
+    };
+    let http = "{ name: http, port: 80, protocol: http }";
+    let codes = |ports: &str, rollout: &str| -> Vec<String> {
+        let (_, report) = check_sources(&Sources {
+            files: vec![("web.yaml".into(), intent(ports, rollout))],
+        });
+        report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect()
+    };
+    for ok in [
+        "    sessionAffinity: {}\n",
+        "    sessionAffinity: { cookieName: \"canary_web.1\", maxAge: 400d }\n",
+        "    strategy: mirror\n    mirror: { percentage: 10, iterations: 1 }\n    sessionAffinity: { maxAge: 1s }\n",
+    ] {
+        assert!(codes(http, ok).is_empty(), "{ok}: {:?}", codes(http, ok));
+    }
+    let has = |ports: &str, rollout: &str, code: &str, text: &str| {
+        let d = codes(ports, rollout);
+        assert!(
+            d.iter().any(|d| d.starts_with(code) && d.contains(text)),
+            "{rollout}: {d:?}"
+        );
+    };
+    has(
+        http,
+        "    strategy: blueGreen\n    sessionAffinity: {}\n",
+        "MP2005",
+        "switches all traffic at once",
+    );
+    has(http, "    strategy: abTest\n    abTest: { match: [{ headers: { x: { exact: a } } }], iterations: 1 }\n    sessionAffinity: {}\n", "MP2005", "no place beside it");
+    has(
+        "{ name: db, port: 5432, protocol: tcp }",
+        "    sessionAffinity: {}\n",
+        "MP2005",
+        "only has tcp ports",
+    );
+    for bad in ["a b", "a=b", "a;b", "\"q\"", ""] {
+        has(
+            http,
+            &format!("    sessionAffinity: {{ cookieName: '{bad}' }}\n"),
+            "MP1006",
+            "is not a cookie name",
+        );
+    }
+    has(
+        http,
+        &format!(
+            "    sessionAffinity: {{ cookieName: {} }}\n",
+            "c".repeat(65)
+        ),
+        "MP1006",
+        "is not a cookie name",
+    );
+    for bad in ["500ms", "401d"] {
+        has(
+            http,
+            &format!("    sessionAffinity: {{ maxAge: {bad} }}\n"),
+            "MP2004",
+            "from 1s to 400d",
+        );
+    }
+}

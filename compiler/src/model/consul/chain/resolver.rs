@@ -28,6 +28,10 @@ pub(in super::super) struct Target {
     pub(in super::super) subset: String,
     /// In another datacenter, peer, partition or sameness group.
     pub(in super::super) remote: bool,
+    /// The `Set-Cookie` header the split that chose this target adds to
+    /// its answers (`Splits[].ResponseHeaders`: "HTTP headers
+    /// modification for responses returned by this split").
+    pub(in super::super) set_cookie: Option<String>,
 }
 
 impl Target {
@@ -36,6 +40,7 @@ impl Target {
             sid,
             subset: String::new(),
             remote: false,
+            set_cookie: None,
         }
     }
 
