@@ -412,6 +412,38 @@ mod tests {
     }
 
     #[test]
+    fn a_sticky_canary_holds_only_while_the_canary_has_a_share() {
+        let text = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: a }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n  rollout:\n    stable: v1\n    canary: v2\n    sessionAffinity: {}\n    steps: [{ gate: manual }, { weight: 50 }, { weight: 100 }]\n";
+        let at = |p: Position| {
+            let mut positions = Positions::default();
+            positions.by_service.insert("a/web".into(), p);
+            let ir = crate::testing::ir_of(&[("web.yaml", text)], &positions);
+            let web = ir.services.into_iter().next().unwrap();
+            let route = web.routes.iter().any(|r| r.name == "rollout-sticky");
+            let cookies: Vec<String> = match &web.routes.last().unwrap().action {
+                crate::ir::RouteAction::Forward(b) => {
+                    b.iter().filter_map(|b| b.set_cookie.clone()).collect()
+                }
+                crate::ir::RouteAction::Redirect(_) => vec![],
+            };
+            (route, cookies)
+        };
+        let none = (false, vec![]);
+        assert_eq!(at(Position::NotStarted), none);
+        assert_eq!(
+            at(Position::Step(0)),
+            none,
+            "a manual gate before any weight"
+        );
+        let on = (
+            true,
+            vec!["meshplan-canary-a-web=v2; Max-Age=86400; Path=/".to_owned()],
+        );
+        assert_eq!(at(Position::Step(1)), on);
+        assert_eq!(at(Position::Promoted), none);
+    }
+
+    #[test]
     fn resolves_callers_exactly_as_check_does() {
         // `web` is named without a namespace and lives only in `b`: check
         // accepts it, so lowering must resolve it too.

@@ -106,7 +106,7 @@ pub(super) fn routes(
         matches: Vec::new(),
         action: RouteAction::Forward(sticky(
             spec,
-            cx.name,
+            (cx.namespace, cx.name),
             cx.position,
             default_backends(spec, cx.position),
         )),
@@ -136,7 +136,7 @@ fn rollout_routes<'a>(cx: &Routing<'a>) -> Vec<(&'static str, Vec<Match>, &'a st
         out.push(("rollout-preview", p.matches.clone(), r.canary.as_str()));
     }
     if let Some(sa) = sticky_affinity(cx) {
-        let sticky = vec![sa.sticky_match(cx.name, &r.canary)];
+        let sticky = vec![sa.sticky_match(cx.namespace, cx.name, &r.canary)];
         out.push(("rollout-sticky", sticky, r.canary.as_str()));
     }
     out
@@ -148,11 +148,13 @@ fn sticky_affinity<'a>(cx: &Routing<'a>) -> Option<&'a SessionAffinity> {
 }
 
 /// `spec`'s session affinity at `position`: a `canary` or `mirror`
-/// rollout at a step.
+/// rollout at a step that gives the canary a share (before it, a cookie
+/// left from an earlier run of the same version would pin users to a
+/// canary nobody chose).
 fn affinity_at(spec: &ServiceSpec, position: Position) -> Option<&SessionAffinity> {
     let r = spec.rollout.as_ref()?;
     let shifting = matches!(r.strategy, Strategy::Canary | Strategy::Mirror);
-    let at_step = matches!(position, Position::Step(_));
+    let at_step = matches!(position, Position::Step(_)) && canary_weight(r, position) > 0;
     r.session_affinity.as_ref().filter(|_| shifting && at_step)
 }
 
@@ -161,13 +163,13 @@ fn affinity_at(spec: &ServiceSpec, position: Position) -> Option<&SessionAffinit
 /// another service's route reaches them: the canary answered).
 fn sticky(
     spec: &ServiceSpec,
-    name: &str,
+    (namespace, name): (&str, &str),
     position: Position,
     mut backends: Vec<Backend>,
 ) -> Vec<Backend> {
     if let (Some(sa), Some(r)) = (affinity_at(spec, position), spec.rollout.as_ref()) {
         for b in backends.iter_mut().filter(|b| b.version == r.canary) {
-            b.set_cookie = Some(sa.set_cookie(name, &r.canary));
+            b.set_cookie = Some(sa.set_cookie(namespace, name, &r.canary));
         }
     }
     backends
@@ -236,7 +238,8 @@ fn other_service(
     });
     let at = position(cx.positions, namespace, &intent.metadata.name);
     let name = &intent.metadata.name;
-    let mut backends = sticky(&intent.spec, name, at, default_backends(&intent.spec, at));
+    let key = (namespace, intent.metadata.name.as_str());
+    let mut backends = sticky(&intent.spec, key, at, default_backends(&intent.spec, at));
     if backends.is_empty() {
         // No versions: the whole Service.
         backends.push(Backend::version("", 100));

@@ -9,7 +9,7 @@
 //!   service's routes while the rollout is under way (before promotion):
 //!   a request it holds for goes to the canary.
 //! - Sticky canaries (`sessionAffinity`), while a `canary` or `mirror`
-//!   rollout is at a step: the canary's answers on the default route (http
+//!   rollout is at a step giving the canary a share: the canary's answers on the default route (http
 //!   ports) set `<cookie>=<canary>; Max-Age=<maxAge>; Path=/`, and a
 //!   request carrying that cookie, tried after the preview, goes to the
 //!   canary. A route to this service from another takes its default
@@ -172,7 +172,7 @@ fn routing(
             }
         }
         if let Some((r, sa)) = sticky(s, position) {
-            if cookies(request).get(sa.cookie(&s.metadata.name).as_str())
+            if cookies(request).get(sa.cookie(repo.namespace_of(s), &s.metadata.name).as_str())
                 == Some(&r.canary.as_str())
             {
                 return canary_route(repo, s, &r.canary, "the sticky canary's cookie");
@@ -209,20 +209,23 @@ fn set_sticky_cookie(repo: &Repository, s: &ServiceIntent, position: Position, f
     if let Some((r, sa)) = sticky(s, position) {
         let canary = pod_id(repo, s, &r.canary);
         if f.pods.contains_key(&canary) {
-            let cookie = sa.set_cookie(&s.metadata.name, &r.canary);
+            let cookie = sa.set_cookie(repo.namespace_of(s), &s.metadata.name, &r.canary);
             f.set_cookie.insert(canary, cookie);
         }
     }
 }
 
 /// The rollout and its session affinity while weight shifts (a `canary`
-/// or `mirror` rollout at a step): the canary's answers on the default
+/// or `mirror` rollout at a step that gives the canary a share): the canary's answers on the default
 /// route set the cookie, and a request carrying it goes to the canary.
 fn sticky(s: &ServiceIntent, position: Position) -> Option<(&Rollout, &SessionAffinity)> {
     let r = s.spec.rollout.as_ref()?;
     let shifting = matches!(r.strategy, Strategy::Canary | Strategy::Mirror);
     let sa = r.session_affinity.as_ref()?;
-    (shifting && matches!(position, Position::Step(_))).then_some((r, sa))
+    let shared = default_weights(s, position)
+        .iter()
+        .any(|(v, w)| *v == r.canary && *w > 0);
+    (shifting && matches!(position, Position::Step(_)) && shared).then_some((r, sa))
 }
 
 /// A service a route reaches, the weights of its versions, and where its

@@ -153,7 +153,7 @@ fn route_shapes(s: &ServiceIntent, base: &Request) -> Vec<Request> {
     // The sticky canary's cookie (and, below, with each route's match).
     let sticky = s.spec.rollout.as_ref().and_then(|r| {
         let sa = r.session_affinity.as_ref()?;
-        Some(sa.sticky_match(&s.metadata.name, &r.canary))
+        Some(sa.sticky_match(&base.namespace, &s.metadata.name, &r.canary))
     });
     if let Some(m) = &sticky {
         items.push((usize::MAX - 2, m));

@@ -113,7 +113,8 @@ pub struct Preview {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionAffinity {
-    /// The cookie's name. Defaults to `meshplan-canary-<service>`.
+    /// The cookie's name. Defaults to `meshplan-canary-<namespace>-<service>`
+    /// (two services of one name behind one host keep their own).
     #[serde(default)]
     pub cookie_name: Option<String>,
     /// How long a browser keeps the cookie. Defaults to 24h.
@@ -125,27 +126,28 @@ impl SessionAffinity {
     /// `maxAge` when unset.
     pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(86_400);
 
-    /// The cookie's name for the service named `service`.
-    pub fn cookie(&self, service: &str) -> String {
+    /// The cookie's name for the service `namespace/service`.
+    pub fn cookie(&self, namespace: &str, service: &str) -> String {
         self.cookie_name
             .clone()
-            .unwrap_or_else(|| format!("meshplan-canary-{service}"))
+            .unwrap_or_else(|| format!("meshplan-canary-{namespace}-{service}"))
     }
 
     /// The `Set-Cookie` header value the canary's responses carry.
-    pub fn set_cookie(&self, service: &str, canary: &str) -> String {
+    pub fn set_cookie(&self, namespace: &str, service: &str, canary: &str) -> String {
         let age = self.max_age.unwrap_or(Self::DEFAULT_MAX_AGE).as_millis() / 1000;
-        format!("{}={canary}; Max-Age={age}; Path=/", self.cookie(service))
+        let name = self.cookie(namespace, service);
+        format!("{name}={canary}; Max-Age={age}; Path=/")
     }
 
     /// The match of the requests that carry the cookie.
-    pub fn sticky_match(&self, service: &str, canary: &str) -> Match {
+    pub fn sticky_match(&self, namespace: &str, service: &str, canary: &str) -> Match {
         let exact = super::service::StringMatch {
             exact: Some(canary.to_owned()),
             ..Default::default()
         };
         Match {
-            cookies: [(self.cookie(service), exact)].into(),
+            cookies: [(self.cookie(namespace, service), exact)].into(),
             ..Default::default()
         }
     }

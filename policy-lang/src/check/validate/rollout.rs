@@ -45,7 +45,7 @@ pub(super) fn routes(d: &mut Doc<'_, ServiceIntent>, ro: &Rollout, l7: bool) {
             d.error(
                 Code::InvalidValue,
                 format_args!("{at}.cookieName"),
-                format!("cookie name `{}` is not a cookie name: use 1 to {MAX_COOKIE_NAME} letters, digits and `!#$%&'*+-.^_`|~` (no spaces, `=`, `;` or quotes)", name.escape_debug()),
+                format!("cookie name `{}` is not a cookie name: use 1 to {MAX_COOKIE_NAME} letters, digits and `!#$&'*+-.^_`|~` (no spaces, `=`, `;`, `%` or quotes), not starting `__Host-` or `__Secure-` (browsers keep those only from https with `Secure`)", name.escape_debug()),
             );
         }
     }
@@ -60,10 +60,16 @@ pub(super) fn routes(d: &mut Doc<'_, ServiceIntent>, ro: &Rollout, l7: bool) {
     }
 }
 
-/// A cookie name as RFC 6265 allows it (an HTTP token).
+/// A cookie name as RFC 6265 allows it (an HTTP token), less `%`, which
+/// Envoy reads as a variable in a header value (Istio's and Consul's
+/// response headers), and the `__Host-` and `__Secure-` prefixes, which
+/// browsers accept only with a `Secure` cookie.
 fn is_cookie_token(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
     (1..=MAX_COOKIE_NAME).contains(&name.len())
+        && !lower.starts_with("__host-")
+        && !lower.starts_with("__secure-")
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b))
 }

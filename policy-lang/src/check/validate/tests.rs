@@ -155,7 +155,16 @@ fn sticky_canaries_are_for_shifting_weights_with_a_cookie_browsers_keep() {
         "MP2005",
         "only has tcp ports",
     );
-    for bad in ["a b", "a=b", "a;b", "\"q\"", ""] {
+    for bad in [
+        "a b",
+        "a=b",
+        "a;b",
+        "\"q\"",
+        "",
+        "a%b",
+        "__Host-c",
+        "__secure-c",
+    ] {
         has(
             http,
             &format!("    sessionAffinity: {{ cookieName: '{bad}' }}\n"),
