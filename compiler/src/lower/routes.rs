@@ -237,7 +237,6 @@ fn other_service(
         port,
     });
     let at = position(cx.positions, namespace, &intent.metadata.name);
-    let name = &intent.metadata.name;
     let key = (namespace, intent.metadata.name.as_str());
     let mut backends = sticky(&intent.spec, key, at, default_backends(&intent.spec, at));
     if backends.is_empty() {
