@@ -56,7 +56,29 @@ impl Emitter for Cilium {
             Feature::StrictMtls => Support::Partial(
                 "`authentication.mode: required`: needs Cilium's mutual authentication enabled in the agent",
             ),
-            _ => Support::Elsewhere(
+            Feature::WeightedSplit
+            | Feature::TcpSplit
+            | Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::RouteOrder
+            | Feature::ServiceRoute
+            | Feature::Redirect
+            | Feature::Rewrite
+            | Feature::Timeout
+            | Feature::Retries
+            | Feature::PerTryTimeout
+            | Feature::CircuitBreaker
+            | Feature::ConnectionPool
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::Failover
+            | Feature::FaultInjection
+            | Feature::Mirroring
+            | Feature::StickyCanary
+            | Feature::RateLimit => Support::Elsewhere(
                 ROUTING,
                 "Cilium implements GAMMA: combine `cilium` with `gateway-api`",
             ),

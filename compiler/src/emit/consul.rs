@@ -86,7 +86,21 @@ impl Emitter for Consul {
             Feature::AllowListL7 => Support::Partial(
                 "with permissive mTLS, plain-text callers bypass intentions: reported",
             ),
-            _ => Support::Yes,
+            Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::RouteOrder
+            | Feature::ServiceRoute
+            | Feature::Timeout
+            | Feature::Retries
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::Failover
+            | Feature::StickyCanary
+            | Feature::StrictMtls
+            | Feature::SloRules => Support::Yes,
         }
     }
 

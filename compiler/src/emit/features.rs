@@ -1,6 +1,8 @@
 //! What each emitter can express, declared as data.
 //!
-//! Every emitter answers [`Emitter::support`] for every [`Feature`]. Two
+//! Every emitter answers [`Emitter::support`] for every [`Feature`], by
+//! an exhaustive match without a wildcard: a new feature does not compile
+//! until each target says Yes, Partial, No or Elsewhere. Two
 //! things come from those answers, so they cannot disagree:
 //! - the unsupported-feature errors: a service using a feature its target
 //!   declares [`Support::No`] (or [`Support::Elsewhere`] with none of the

@@ -84,7 +84,15 @@ impl Emitter for GatewayApi {
             Feature::ServiceRoute => Support::Partial(
                 "a service of the same namespace; another namespace's needs a ReferenceGrant there, which meshplan does not emit: reported",
             ),
-            _ => Support::Yes,
+            Feature::WeightedSplit
+            | Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::Redirect
+            | Feature::Mirroring
+            | Feature::StickyCanary => Support::Yes,
         }
     }
 

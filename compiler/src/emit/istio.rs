@@ -53,7 +53,32 @@ impl Emitter for Istio {
             Feature::Failover => Support::No(
                 "Istio fails over by locality (localityLbSetting), not to named services, peers or datacenters",
             ),
-            _ => Support::Yes,
+            Feature::WeightedSplit
+            | Feature::TcpSplit
+            | Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::RouteOrder
+            | Feature::ServiceRoute
+            | Feature::Redirect
+            | Feature::Rewrite
+            | Feature::Timeout
+            | Feature::Retries
+            | Feature::PerTryTimeout
+            | Feature::CircuitBreaker
+            | Feature::ConnectionPool
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::FaultInjection
+            | Feature::Mirroring
+            | Feature::StickyCanary
+            | Feature::RateLimit
+            | Feature::StrictMtls
+            | Feature::AllowList
+            | Feature::AllowListL7
+            | Feature::SloRules => Support::Yes,
         }
     }
 

@@ -76,7 +76,21 @@ impl Emitter for Linkerd {
             ),
             // A Server on every port (`all-authenticated`, or `deny` with
             // an allow list) refuses plain text.
-            _ => Support::Yes,
+            Feature::StrictMtls => Support::Yes,
+            Feature::WeightedSplit
+            | Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::ServiceRoute
+            | Feature::Redirect
+            | Feature::Timeout
+            | Feature::PerTryTimeout
+            | Feature::StickyCanary
+            | Feature::AllowList
+            | Feature::AllowListL7
+            | Feature::SloRules => Support::Yes,
         }
     }
 

@@ -58,7 +58,29 @@ impl Emitter for NetworkPolicy {
                 Support::Elsewhere(MTLS, "NetworkPolicy does not authenticate workloads")
             }
             Feature::SloRules => Support::Elsewhere(METRICS, ""),
-            _ => Support::Elsewhere(ROUTING, "NetworkPolicy does not route"),
+            Feature::WeightedSplit
+            | Feature::TcpSplit
+            | Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::RouteOrder
+            | Feature::ServiceRoute
+            | Feature::Redirect
+            | Feature::Rewrite
+            | Feature::Timeout
+            | Feature::Retries
+            | Feature::PerTryTimeout
+            | Feature::CircuitBreaker
+            | Feature::ConnectionPool
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::Failover
+            | Feature::FaultInjection
+            | Feature::Mirroring
+            | Feature::StickyCanary
+            | Feature::RateLimit => Support::Elsewhere(ROUTING, "NetworkPolicy does not route"),
         }
     }
 

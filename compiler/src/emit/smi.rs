@@ -32,7 +32,27 @@ impl Emitter for Smi {
             Feature::AllowList => Support::Elsewhere(POLICY, ""),
             Feature::AllowListL7 => Support::Elsewhere(L7_POLICY, ""),
             Feature::SloRules => Support::Elsewhere(METRICS, ""),
-            _ => Support::No("SMI TrafficSplit only splits traffic"),
+            Feature::HeaderMatch
+            | Feature::CookieMatch
+            | Feature::PathMatch
+            | Feature::MethodMatch
+            | Feature::QueryMatch
+            | Feature::RouteOrder
+            | Feature::ServiceRoute
+            | Feature::Redirect
+            | Feature::Rewrite
+            | Feature::Timeout
+            | Feature::Retries
+            | Feature::PerTryTimeout
+            | Feature::CircuitBreaker
+            | Feature::ConnectionPool
+            | Feature::LoadBalancing
+            | Feature::SessionAffinity
+            | Feature::Failover
+            | Feature::FaultInjection
+            | Feature::Mirroring
+            | Feature::StickyCanary
+            | Feature::RateLimit => Support::No("SMI TrafficSplit only splits traffic"),
         }
     }
 
