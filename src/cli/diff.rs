@@ -86,8 +86,7 @@ fn against(
             );
         }
         let opts = Options {
-            targets: (!args.mesh.is_empty())
-                .then(|| args.mesh.iter().map(|m| m.target()).collect()),
+            targets: (!args.mesh.is_empty()).then(|| args.mesh.clone()),
             // The base is compared as it would render, features a mesh
             // cannot express left out rather than refused.
             unsupported: Some(meshplan_policy_lang::intent::config::UnsupportedSetting::Warning),

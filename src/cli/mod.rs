@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use meshplan_policy_lang::intent::Target;
 
 pub use output::Color;
 
@@ -165,8 +166,8 @@ pub struct CompileArgs {
     #[arg(default_value = ".")]
     pub repo: PathBuf,
     /// Compile for this mesh (repeatable; default: meshplan.yaml's targets).
-    #[arg(long, value_enum)]
-    pub mesh: Vec<Mesh>,
+    #[arg(long, value_parser = target_parser())]
+    pub mesh: Vec<Target>,
     /// Refuse when check finds warnings too.
     #[arg(long)]
     pub strict: bool,
@@ -502,33 +503,28 @@ pub enum Unsupported {
     Warning,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mesh {
-    Istio,
-    Linkerd,
-    GatewayApi,
-    Consul,
-    Cilium,
-    /// Plain Kubernetes NetworkPolicy (L3/L4).
-    #[value(name = "networkpolicy")]
-    NetworkPolicy,
-    /// SMI TrafficSplit (deprecated).
-    Smi,
-}
-
-impl Mesh {
-    pub fn target(self) -> meshplan_policy_lang::intent::Target {
-        use meshplan_policy_lang::intent::Target;
-        match self {
-            Mesh::Istio => Target::Istio,
-            Mesh::Linkerd => Target::Linkerd,
-            Mesh::GatewayApi => Target::GatewayApi,
-            Mesh::Consul => Target::Consul,
-            Mesh::Cilium => Target::Cilium,
-            Mesh::NetworkPolicy => Target::NetworkPolicy,
-            Mesh::Smi => Target::Smi,
+/// `--mesh`: the intent language's own [`Target`], by the name meshplan.yaml
+/// gives it (one enum for the whole project, not a CLI copy of it).
+fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = Target::ALL.map(|t| {
+        let v = PossibleValue::new(t.name());
+        match t {
+            Target::NetworkPolicy => v.help("Plain Kubernetes NetworkPolicy (L3/L4)"),
+            Target::Smi => v.help("SMI TrafficSplit (deprecated)"),
+            Target::Istio
+            | Target::Linkerd
+            | Target::GatewayApi
+            | Target::Consul
+            | Target::Cilium => v,
         }
-    }
+    });
+    PossibleValuesParser::new(values).map(|name| {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .expect("clap admits only the possible values, each a target's name")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

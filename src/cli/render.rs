@@ -52,7 +52,7 @@ pub fn compile_repo(
         return Ok(Err(ExitCode::from(report.exit_status(args.strict))));
     }
     let opts = Options {
-        targets: (!args.mesh.is_empty()).then(|| args.mesh.iter().map(|m| m.target()).collect()),
+        targets: (!args.mesh.is_empty()).then(|| args.mesh.clone()),
         unsupported: args.unsupported.map(|u| match u {
             Unsupported::Error => UnsupportedSetting::Error,
             Unsupported::Warning => UnsupportedSetting::Warning,

@@ -153,8 +153,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         source: source(args)?,
         interval: args.interval,
         compile: Options {
-            targets: (!args.compile.mesh.is_empty())
-                .then(|| args.compile.mesh.iter().map(|m| m.target()).collect()),
+            targets: (!args.compile.mesh.is_empty()).then(|| args.compile.mesh.clone()),
             unsupported: args.compile.unsupported.map(|u| match u {
                 Unsupported::Error => UnsupportedSetting::Error,
                 Unsupported::Warning => UnsupportedSetting::Warning,
