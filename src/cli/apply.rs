@@ -4,48 +4,13 @@ use std::process::ExitCode;
 
 use meshplan_reconciler::apply::{self, failure_line};
 use meshplan_reconciler::diff::{self, Action};
-use meshplan_reconciler::{live, source, Cluster, ConnectOptions};
+use meshplan_reconciler::{live, source, Cluster};
 
-use super::diff::runtime;
+use super::cluster::{at_cluster_positions, connect_options, runtime};
 use super::output::print;
 use super::progress::Printer;
-use super::render::{compile_repo, Checked};
-use super::{ApplyArgs, ClusterArgs, Color};
-
-pub fn connect_options(t: &ClusterArgs) -> ConnectOptions {
-    ConnectOptions {
-        kubeconfig: t.kubeconfig.clone(),
-        context: t.context.clone(),
-    }
-}
-
-/// The compiled revision at the cluster's rollout positions (compiled again
-/// only when a rollout runs there): applying or diffing never moves a
-/// running canary.
-pub async fn at_cluster_positions(
-    cluster: &Cluster,
-    inventory: &meshplan_reconciler::InventoryName,
-    checked: Checked,
-) -> anyhow::Result<meshplan_compiler::Compiled> {
-    let positions = meshplan_reconciler::controller::rollouts::current_positions(
-        cluster,
-        &inventory.namespace,
-        &checked.repo,
-    )
-    .await?;
-    if positions.by_service.is_empty() {
-        return Ok(checked.compiled);
-    }
-    let opts = meshplan_compiler::Options {
-        positions,
-        ..checked.options
-    };
-    Ok(meshplan_compiler::compile(
-        &checked.repo,
-        &checked.report,
-        &opts,
-    )?)
-}
+use super::render::compile_repo;
+use super::{ApplyArgs, Color};
 
 pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
     let checked = match compile_repo(&args.compile, color, "apply", true)? {

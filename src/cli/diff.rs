@@ -11,6 +11,7 @@ use meshplan_reconciler::diff::{self, Format, Plan};
 use meshplan_reconciler::{live, source, Cluster};
 use serde_json::Value;
 
+use super::cluster::{at_cluster_positions, connect_options, runtime};
 use super::output::{colorize_diff, print};
 use super::render::{compile_repo, Checked};
 use super::{ClusterArgs, Color, CompileArgs, DiffArgs, DiffFormat};
@@ -42,19 +43,9 @@ pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A runtime for the commands that talk to a cluster.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 async fn against_cluster(target: &ClusterArgs, checked: Checked) -> anyhow::Result<Plan> {
-    let cluster = Cluster::connect(&super::apply::connect_options(target)).await?;
-    let compiled =
-        &super::apply::at_cluster_positions(&cluster, &target.inventory, checked).await?;
+    let cluster = Cluster::connect(&connect_options(target)).await?;
+    let compiled = &at_cluster_positions(&cluster, &target.inventory, checked).await?;
     let snapshot = live::read(
         &cluster,
         &compiled.objects,

@@ -4,6 +4,7 @@
 
 mod apply;
 mod check;
+mod cluster;
 mod diff;
 mod output;
 mod progress;

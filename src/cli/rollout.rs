@@ -11,8 +11,7 @@ use meshplan_reconciler::rollout::store::{self, Stored};
 use meshplan_reconciler::rollout::{Command, CommandKind, State};
 use meshplan_reconciler::Cluster;
 
-use super::apply::connect_options;
-use super::diff::runtime;
+use super::cluster::{connect_options, runtime};
 use super::output::print;
 use super::{ClusterArgs, ListFormat, RolloutArgs, RolloutCommand, RolloutStatusArgs};
 

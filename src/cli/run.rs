@@ -12,8 +12,7 @@ use meshplan_reconciler::controller::{self, Config, Log, SelfHeal, Source};
 use meshplan_reconciler::source::git::{AllowedSigners, GitAuth, GitRef, GitSource, Secret};
 use meshplan_reconciler::Cluster;
 
-use super::apply::connect_options;
-use super::diff::runtime;
+use super::cluster::{connect_options, runtime};
 use super::output::print;
 use super::{ListFormat, RunArgs, StatusArgs, Unsupported};
 
