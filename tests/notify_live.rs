@@ -128,8 +128,13 @@ async fn failures_fixes_and_rollouts_are_announced_to_chats_and_forges() {
         // The broken revision: every sink hears of it, once.
         let gh = format!("/forge-{u}/gh/repos/acme/intents/statuses/");
         until("the failure on GitHub", &run, || !got(&format!("{gh}{broken}")).is_empty()).await;
-        until("the failure in the chats", &run, || {
-            !got(&format!("/open/{u}/slack")).is_empty() && !got(&format!("/open/{u}/teams")).is_empty()
+        // Sinks are told one after another: wait for every one of them.
+        let gl_path = format!("/forge-{u}/gl/api/v4/projects/group%2Fintents/statuses/{broken}");
+        until("the failure in the chats and on GitLab", &run, || {
+            ["slack", "teams", "generic"]
+                .iter()
+                .all(|sink| !got(&format!("/open/{u}/{sink}")).is_empty())
+                && !got(&gl_path).is_empty()
         })
         .await;
         let (r, status) = &got(&format!("{gh}{broken}"))[0];
@@ -139,7 +144,7 @@ async fn failures_fixes_and_rollouts_are_announced_to_chats_and_forges() {
         assert_eq!(status["state"], "failure");
         assert_eq!(status["context"], "meshplan");
         assert!(status["description"].as_str().unwrap().contains("does not pass check"), "{status}");
-        let gl = got(&format!("/forge-{u}/gl/api/v4/projects/group%2Fintents/statuses/{broken}"));
+        let gl = got(&gl_path);
         assert_eq!(gl[0].1["state"], "failed", "{:?}", gl);
         assert_eq!(gl[0].1["name"], "meshplan");
         let (_, slack) = &got(&format!("/open/{u}/slack"))[0];
