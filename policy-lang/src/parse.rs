@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::intent::{Config, Kind, Policy, ServiceIntent, API_GROUP, API_VERSION};
 use crate::source::{Location, SourceFile, Span};
-use crate::yaml::de::Tree as _;
+use crate::yaml::Tree as _;
 use crate::yaml::{self, did_you_mean, DeErrorKind, Node, Path, Tape, TreeErrorKind};
 
 /// The name of the configuration file at the repository root.

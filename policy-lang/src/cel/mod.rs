@@ -12,10 +12,10 @@ pub mod budget;
 pub mod compile;
 pub mod cost;
 pub mod eval;
-pub mod fast;
+pub(crate) mod fast;
 pub mod position;
-pub mod ser;
-pub mod view;
+pub(crate) mod ser;
+pub(crate) mod view;
 
 pub use compile::{At, Compiled, Issue};
 pub use eval::{Bindings, Bound, Engine, EvalError};

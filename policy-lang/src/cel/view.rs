@@ -125,10 +125,6 @@ impl SharedMap {
     pub fn len(&self) -> usize {
         self.0.entries.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.entries.is_empty()
-    }
 }
 
 /// `field` finds a value by downcasting to this type.

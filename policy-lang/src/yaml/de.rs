@@ -1,5 +1,5 @@
 //! A serde [`Deserializer`] over a [`Node`] tree, or over the fast
-//! reader's [`Tape`](super::tape::Tape) (any [`Tree`]).
+//! reader's [`Tape`](super::tape::Tape) (any [`Tree`](super::tree::Tree)).
 //!
 //! Why not deserialize from the text directly: we want *every* error at the
 //! node it concerns (`weight: ten` at `ten`), unknown fields reported all at
@@ -16,48 +16,9 @@ use serde::de::{
     Unexpected, VariantAccess, Visitor,
 };
 
-use super::node::{Node, Style, Value};
+use super::node::{Node, Style};
+use super::tree::{Shape, Tree};
 use crate::source::Span;
-
-/// A node the deserializer reads: a [`Node`] of a tree, or a node of the
-/// fast reader's tape (read without building a tree).
-pub trait Tree<'a>: Copy {
-    type Items: Iterator<Item = Self>;
-    type Entries: Iterator<Item = (Self, Self)> + Clone;
-    fn span(self) -> Span;
-    fn shape(self) -> Shape<'a, Self>;
-}
-
-/// What a [`Tree`] node holds.
-#[derive(Debug)]
-pub enum Shape<'a, T: Tree<'a>> {
-    Null,
-    Scalar(&'a str, Style),
-    Seq(T::Items),
-    Map(T::Entries),
-}
-
-impl<'a> Tree<'a> for &'a Node {
-    type Items = std::slice::Iter<'a, Node>;
-    type Entries = std::iter::Map<std::slice::Iter<'a, (Node, Node)>, Pair<'a>>;
-    fn span(self) -> Span {
-        self.span
-    }
-    fn shape(self) -> Shape<'a, Self> {
-        match &self.value {
-            Value::Null => Shape::Null,
-            Value::Scalar(s, style) => Shape::Scalar(s, *style),
-            Value::Seq(items) => Shape::Seq(items.iter()),
-            Value::Map(entries) => Shape::Map(entries.iter().map(pair as Pair<'a>)),
-        }
-    }
-}
-
-type Pair<'a> = fn(&'a (Node, Node)) -> (&'a Node, &'a Node);
-
-fn pair((k, v): &(Node, Node)) -> (&Node, &Node) {
-    (k, v)
-}
 
 /// What kind of mistake a [`DeError`] is; each maps to a diagnostic code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

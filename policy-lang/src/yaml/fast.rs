@@ -8,7 +8,7 @@
 //! [`Tape::trees`] builds the same [`Node`](super::Node) trees); on anything
 //! else (a block or multi-line scalar, an anchor, a tag, a tab, a
 //! non-ASCII character, an empty value, a duplicate key, a syntax error…)
-//! it gives up and [`super::node::parse`] reads the file with libyaml, so
+//! it gives up and [`super::parse`] reads the file with libyaml, so
 //! every diagnostic still comes from there.
 //!
 //! Contract, tested against libyaml on every YAML file of the project and

@@ -1,16 +1,34 @@
-//! YAML with positions: a span-carrying node tree ([`node`]), the fast
+//! YAML with positions: a span-carrying node tree (`node`), the fast
 //! reader's flat output it is built from for plain files (`tape`), and a
-//! serde deserializer over either ([`de`]).
+//! serde deserializer over either (`de`, through the `tree` trait).
+//!
+//! Imports run one way: `de` and `tape` read nodes through `tree`; `fast`
+//! writes tapes and nodes; only [`parse`] here chooses between the fast
+//! reader and libyaml.
 
-pub mod de;
+mod de;
 mod fast;
-pub mod node;
+mod node;
 mod tape;
+mod tree;
 
 pub use de::{did_you_mean, from_node, DeError, DeErrorKind};
 pub use fast::read;
-pub use node::{parse, Document, Node, Path, Seg, Style, TreeError, TreeErrorKind, Value};
+pub use node::{Document, Node, Path, Seg, Style, TreeError, TreeErrorKind, Value};
 pub use tape::{Tape, TapeNode};
+pub use tree::{Shape, Tree};
+
+/// Parses every document of `text`. On a syntax error, the documents before
+/// it are kept (they are valid) and the error is returned alongside.
+pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
+    // Most intent files are plain block YAML, which the fast reader builds
+    // the same tree from several times faster; it leaves everything else,
+    // errors included, to libyaml.
+    if let Some(docs) = fast::parse(text) {
+        return (docs, Vec::new());
+    }
+    node::with_libyaml(text)
+}
 
 /// Every YAML file of the project (examples, fixtures, snapshots), for
 /// tests that read them all.

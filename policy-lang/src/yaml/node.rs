@@ -214,18 +214,6 @@ pub const MAX_NODES: usize = 2_000_000;
 /// limit keeps `[[[[…` from overflowing the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses every document of `text`. On a syntax error, the documents before
-/// it are kept (they are valid) and the error is returned alongside.
-pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
-    // Most intent files are plain block YAML, which the fast reader builds
-    // the same tree from several times faster; it leaves everything else,
-    // errors included, to libyaml.
-    if let Some(docs) = super::fast::parse(text) {
-        return (docs, Vec::new());
-    }
-    with_libyaml(text)
-}
-
 /// Parses every document of `text` with libyaml.
 pub(super) fn with_libyaml(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     // libyaml-safer still has `panic!("TODO")`s on a few malformed inputs
@@ -659,6 +647,7 @@ fn count_nodes(n: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::parse;
 
     fn one(text: &str) -> Node {
         let (docs, errs) = parse(text);

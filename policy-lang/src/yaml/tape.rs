@@ -8,8 +8,8 @@
 //! must be located in the file (it is read again then). [`Tape::trees`]
 //! builds the same tree the reader used to build, for every other file.
 
-use super::de::{Shape, Tree};
 use super::node::{Document, Node, Style, Value};
+use super::tree::{Shape, Tree};
 use crate::source::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
