@@ -6,18 +6,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 
 use crate::diagnostic::{Code, Diagnostic};
-use crate::intent::access::Caller;
 use crate::intent::service::StringMatch;
-use crate::intent::{PortRef, Protocol, ServiceIntent};
+use crate::intent::{Protocol, ServiceIntent};
 use crate::parse::{Loaded, Repository};
 use crate::resolve::ServiceIndex;
 use crate::yaml::{did_you_mean, Path};
 
+mod access;
 mod config;
 mod doc;
 mod resilience;
 mod rollout;
 mod routes;
+mod slo;
 mod workloads;
 
 use doc::{Doc, Field, Item};
@@ -380,96 +381,11 @@ fn service(
 
     // Access.
     if let Some(acc) = &spec.access {
-        for (i, rule) in acc.allow.iter().enumerate() {
-            let base = Item("spec.access.allow", i);
-            if rule.from.is_empty() {
-                d.error_key(
-                    Code::MissingField,
-                    format_args!("{base}.from"),
-                    "an allow rule needs at least one caller in `from`",
-                );
-            }
-            for (j, c) in rule.from.iter().enumerate() {
-                caller(&mut d, index, ns, &format_args!("{base}.from[{j}]"), c);
-            }
-            let mut l7_ports = true;
-            for (j, p) in rule.ports.iter().enumerate() {
-                let found = spec.ports.iter().find(|sp| match p {
-                    PortRef::Number(n) => sp.port == *n,
-                    PortRef::Name(n) => &sp.name == n,
-                });
-                match found {
-                    None => {
-                        let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
-                        let shown = match p {
-                            PortRef::Number(n) => n.to_string(),
-                            PortRef::Name(n) => n.clone(),
-                        };
-                        let hint = did_you_mean(&shown, &names);
-                        d.error(
-                            Code::UnknownReference,
-                            format_args!("{base}.ports[{j}]"),
-                            format!("port `{shown}` is not a port of this service"),
-                        )
-                        .hint = hint;
-                    }
-                    Some(sp) if !sp.protocol.is_l7() => l7_ports = false,
-                    Some(_) => {}
-                }
-            }
-            if rule.ports.is_empty() && !l7 {
-                l7_ports = false;
-            }
-            if !l7_ports && (!rule.methods.is_empty() || !rule.paths.is_empty()) {
-                d.error_key(Code::Conflict, format_args!("{base}.methods"), "methods and paths need http, http2 or grpc ports: a tcp port has no requests to match");
-            }
-            for (j, m) in rule.methods.iter().enumerate() {
-                http_method(&mut d, &format_args!("{base}.methods[{j}]"), m);
-            }
-            for (j, p) in rule.paths.iter().enumerate() {
-                if !(p.starts_with('/') || p == "*") {
-                    d.error(
-                        Code::InvalidValue,
-                        format_args!("{base}.paths[{j}]"),
-                        format!("path `{p}` must start with `/`"),
-                    );
-                }
-            }
-        }
+        access::access(&mut d, index, ns, spec, acc, l7);
     }
 
     // SLOs.
-    d.unique("SLO", "spec.slos", "name", &spec.slos, |s| s.name.as_str());
-    for (i, slo) in spec.slos.iter().enumerate() {
-        d.name(format_args!("spec.slos[{i}].name"), "SLO name", &slo.name);
-        if !slo.objective.is_finite() {
-            d.error(
-                Code::InvalidValue,
-                format_args!("spec.slos[{i}].objective"),
-                format!(
-                    "objective `{}` is not a number: write a percentage such as 99.9",
-                    slo.objective
-                ),
-            );
-        }
-        let sli = &slo.sli;
-        if !exactly_one(&[
-            sli.availability.is_some(),
-            sli.latency.is_some(),
-            sli.custom.is_some(),
-        ]) {
-            d.error(
-                Code::Conflict,
-                format_args!("spec.slos[{i}].sli"),
-                "an SLI is exactly one of `availability`, `latency`, `custom`",
-            );
-        }
-        if let Some(w) = slo.window {
-            if w.as_millis() < 3_600_000 {
-                d.error(Code::OutOfRange, format_args!("spec.slos[{i}].window"), format!("window {w} is shorter than 1h: burn-rate alerts need a window of hours or days"));
-            }
-        }
-    }
+    slo::slos(&mut d, &spec.slos);
 }
 
 fn string_match(d: &mut Doc<'_, ServiceIntent>, path: &dyn Display, m: &StringMatch) {
@@ -568,64 +484,6 @@ fn faults(d: &mut Doc<'_, ServiceIntent>, path: &str, f: &crate::intent::service
                     abort.http_status
                 ),
             );
-        }
-    }
-}
-
-fn caller(
-    d: &mut Doc<'_, ServiceIntent>,
-    index: &ServiceIndex<'_>,
-    ns: &str,
-    path: &dyn Display,
-    c: &Caller,
-) {
-    if !exactly_one(&[
-        c.service.is_some(),
-        c.namespace.is_some(),
-        c.service_account.is_some(),
-        c.anyone.is_some(),
-    ]) {
-        d.error(
-            Code::Conflict,
-            path,
-            "a caller is exactly one of `service`, `namespace`, `serviceAccount`, `anyone`",
-        );
-        return;
-    }
-    if c.anyone == Some(false) {
-        d.error(
-            Code::InvalidValue,
-            format_args!("{path}.anyone"),
-            "`anyone: false` names no caller: set `anyone: true`, or name the callers",
-        );
-    }
-    if let Some(s) = &c.service {
-        if let Err(msg) = index.resolve(ns, s) {
-            let names = index.names();
-            let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
-            d.error(Code::UnknownReference, format_args!("{path}.service"), msg)
-                .hint = hint;
-        }
-    }
-    if let Some(n) = &c.namespace {
-        if n != "*" && !is_dns_label(n) {
-            d.error(
-                Code::InvalidName,
-                format_args!("{path}.namespace"),
-                format!("namespace `{n}` is not a valid name"),
-            );
-        }
-    }
-    if let Some(sa) = &c.service_account {
-        match sa.split_once('/') {
-            Some((a, b)) if is_dns_label(a) && is_dns_label(b) => {}
-            _ => {
-                d.error(
-                    Code::InvalidValue,
-                    format_args!("{path}.serviceAccount"),
-                    format!("service account `{sa}` must be written `namespace/name`"),
-                );
-            }
         }
     }
 }
