@@ -212,116 +212,14 @@ fn service(
         r.name.as_str()
     });
     let l7 = spec.ports.iter().any(|p| p.protocol.is_l7());
+    let mut router = routes::Router {
+        index,
+        namespace: ns,
+        name: &s.value.metadata.name,
+        version_ref: &mut version_ref,
+    };
     for (i, r) in spec.routes.iter().enumerate() {
-        let base = Item("spec.routes", i);
-        d.name(format_args!("{base}.name"), "route name", &r.name);
-        if !l7 {
-            d.error_key(
-                Code::Conflict,
-                base,
-                "routes need an http, http2 or grpc port: this service only has tcp ports",
-            );
-        }
-        match (&r.destination, &r.redirect) {
-            (Some(_), Some(_)) => {
-                d.error_key(
-                    Code::Conflict,
-                    format_args!("{base}.redirect"),
-                    "a route has a `destination` or a `redirect`, not both",
-                );
-            }
-            (None, None) => {
-                d.error(
-                    Code::MissingField,
-                    base,
-                    "a route needs a `destination` or a `redirect`",
-                );
-            }
-            _ => {}
-        }
-        if let Some(dest) = &r.destination {
-            let mut router = routes::Router {
-                index,
-                namespace: ns,
-                name: &s.value.metadata.name,
-                version_ref: &mut version_ref,
-            };
-            routes::destination(
-                &mut d,
-                &mut router,
-                &format_args!("{base}.destination"),
-                dest,
-            );
-        }
-        if let Some(red) = &r.redirect {
-            if let Some(code) = red.code {
-                if ![301, 302, 303, 307, 308].contains(&code) {
-                    d.error(
-                        Code::OutOfRange,
-                        format_args!("{base}.redirect.code"),
-                        format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
-                    );
-                }
-            }
-        }
-        if r.rewrite
-            .as_ref()
-            .is_some_and(|rw| rw.path_prefix.is_some())
-        {
-            // The rewrite replaces the matched prefix: a route matching
-            // exact or regex paths has none.
-            if let Some(j) = r
-                .matches
-                .iter()
-                .position(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_none()))
-            {
-                d.error(
-                    Code::Conflict,
-                    format_args!("{base}.match[{j}].path"),
-                    "`rewrite.pathPrefix` replaces the path prefix a request matched: this match item has an exact or regex path",
-                )
-                .hint = Some("match a path prefix, or split the route".into());
-            }
-        }
-        if let Some(f) = &r.faults {
-            faults(&mut d, &format!("{base}.faults"), f);
-        }
-        if let Some(m) = &r.mirror {
-            version_ref(&mut d, &format_args!("{base}.mirror.version"), &m.version);
-            if let Some(p) = m.percentage {
-                d.percent(
-                    format_args!("{base}.mirror.percentage"),
-                    "mirror percentage",
-                    p,
-                );
-            }
-        }
-        for (j, m) in r.matches.iter().enumerate() {
-            let mp = Item(Field(base, "match"), j);
-            for (k, sm) in &m.headers {
-                let path = format!("{mp}.headers.{k}");
-                if !is_http_token(k) {
-                    d.error_key(
-                        Code::InvalidValue,
-                        &path,
-                        format!("`{k}` is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only"),
-                    );
-                }
-                string_match(&mut d, &path, sm);
-            }
-            for (k, sm) in &m.cookies {
-                string_match(&mut d, &format_args!("{mp}.cookies.{k}"), sm);
-            }
-            for (k, sm) in &m.query_params {
-                string_match(&mut d, &format_args!("{mp}.queryParams.{k}"), sm);
-            }
-            if let Some(sm) = &m.path {
-                string_match(&mut d, &format_args!("{mp}.path"), sm);
-            }
-            if let Some(method) = &m.method {
-                http_method(&mut d, &format_args!("{mp}.method"), method);
-            }
-        }
+        routes::route(&mut d, &mut router, Item("spec.routes", i), r, l7);
     }
 
     if let Some(res) = &spec.resilience {

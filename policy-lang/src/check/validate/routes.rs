@@ -1,11 +1,12 @@
-//! A route's destination: one version, weighted versions, or another
-//! service of the repository (resolved, and its port chosen).
+//! Routes: each route's name, action (a destination — one version,
+//! weighted versions, or another service of the repository, resolved and
+//! its port chosen — or a redirect), rewrite, faults, mirror and matches.
 
 use std::fmt::Display;
 
-use super::Doc;
+use super::{faults, http_method, is_http_token, string_match, Doc, Field, Item};
 use crate::diagnostic::Code;
-use crate::intent::service::Destination;
+use crate::intent::service::{Destination, Match, Route};
 use crate::intent::{PortRef, ServiceIntent};
 use crate::resolve::ServiceIndex;
 use crate::yaml::did_you_mean;
@@ -19,7 +20,121 @@ pub(super) struct Router<'a, V> {
     pub version_ref: V,
 }
 
-pub(super) fn destination<V>(
+pub(super) fn route<V>(
+    d: &mut Doc<'_, ServiceIntent>,
+    router: &mut Router<'_, V>,
+    base: Item<&str>,
+    r: &Route,
+    l7: bool,
+) where
+    V: FnMut(&mut Doc<'_, ServiceIntent>, &dyn Display, &str),
+{
+    d.name(format_args!("{base}.name"), "route name", &r.name);
+    if !l7 {
+        d.error_key(
+            Code::Conflict,
+            base,
+            "routes need an http, http2 or grpc port: this service only has tcp ports",
+        );
+    }
+    match (&r.destination, &r.redirect) {
+        (Some(_), Some(_)) => {
+            d.error_key(
+                Code::Conflict,
+                format_args!("{base}.redirect"),
+                "a route has a `destination` or a `redirect`, not both",
+            );
+        }
+        (None, None) => {
+            d.error(
+                Code::MissingField,
+                base,
+                "a route needs a `destination` or a `redirect`",
+            );
+        }
+        _ => {}
+    }
+    if let Some(dest) = &r.destination {
+        destination(d, router, &format_args!("{base}.destination"), dest);
+    }
+    if let Some(red) = &r.redirect {
+        if let Some(code) = red.code {
+            if ![301, 302, 303, 307, 308].contains(&code) {
+                d.error(
+                    Code::OutOfRange,
+                    format_args!("{base}.redirect.code"),
+                    format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
+                );
+            }
+        }
+    }
+    if r.rewrite
+        .as_ref()
+        .is_some_and(|rw| rw.path_prefix.is_some())
+    {
+        // The rewrite replaces the matched prefix: a route matching
+        // exact or regex paths has none.
+        if let Some(j) = r
+            .matches
+            .iter()
+            .position(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_none()))
+        {
+            d.error(
+                Code::Conflict,
+                format_args!("{base}.match[{j}].path"),
+                "`rewrite.pathPrefix` replaces the path prefix a request matched: this match item has an exact or regex path",
+            )
+            .hint = Some("match a path prefix, or split the route".into());
+        }
+    }
+    if let Some(f) = &r.faults {
+        faults(d, &format!("{base}.faults"), f);
+    }
+    if let Some(m) = &r.mirror {
+        (router.version_ref)(d, &format_args!("{base}.mirror.version"), &m.version);
+        if let Some(p) = m.percentage {
+            d.percent(
+                format_args!("{base}.mirror.percentage"),
+                "mirror percentage",
+                p,
+            );
+        }
+    }
+    for (j, m) in r.matches.iter().enumerate() {
+        match_item(d, Item(Field(base, "match"), j), m);
+    }
+}
+
+/// One item of a route's `match`.
+fn match_item(d: &mut Doc<'_, ServiceIntent>, mp: Item<Field<Item<&str>>>, m: &Match) {
+    for (k, sm) in &m.headers {
+        let path = format!("{mp}.headers.{k}");
+        if !is_http_token(k) {
+            d.error_key(
+                Code::InvalidValue,
+                &path,
+                format!(
+                    "`{k}` is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only"
+                ),
+            );
+        }
+        string_match(d, &path, sm);
+    }
+    for (k, sm) in &m.cookies {
+        string_match(d, &format_args!("{mp}.cookies.{k}"), sm);
+    }
+    for (k, sm) in &m.query_params {
+        string_match(d, &format_args!("{mp}.queryParams.{k}"), sm);
+    }
+    if let Some(sm) = &m.path {
+        string_match(d, &format_args!("{mp}.path"), sm);
+    }
+    if let Some(method) = &m.method {
+        http_method(d, &format_args!("{mp}.method"), method);
+    }
+}
+
+fn destination<V>(
     d: &mut Doc<'_, ServiceIntent>,
     router: &mut Router<'_, V>,
     base: &dyn Display,
