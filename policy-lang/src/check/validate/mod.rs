@@ -7,7 +7,7 @@ use std::fmt::Display;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::intent::service::StringMatch;
-use crate::intent::{Protocol, ServiceIntent};
+use crate::intent::ServiceIntent;
 use crate::parse::{Loaded, Repository};
 use crate::resolve::ServiceIndex;
 use crate::yaml::{did_you_mean, Path};
@@ -15,6 +15,7 @@ use crate::yaml::{did_you_mean, Path};
 mod access;
 mod config;
 mod doc;
+mod ports;
 mod resilience;
 mod rollout;
 mod routes;
@@ -124,31 +125,7 @@ fn service(
         // It names objects and, with `render --out`, files.
         d.name("spec.service", "Service name", host);
     }
-    if spec.ports.is_empty() {
-        d.error_key(
-            Code::MissingField,
-            "spec.ports",
-            "a service needs at least one port",
-        );
-    }
-    for (i, p) in spec.ports.iter().enumerate() {
-        d.name(format_args!("spec.ports[{i}].name"), "port name", &p.name);
-        for (field, v) in [("port", Some(p.port)), ("targetPort", p.target_port)] {
-            if let Some(v) = v {
-                if !(1..=65535).contains(&v) {
-                    d.error(
-                        Code::OutOfRange,
-                        format_args!("spec.ports[{i}].{field}"),
-                        format!("port {v} is out of range: ports are 1 to 65535"),
-                    );
-                }
-            }
-        }
-    }
-    d.unique("port", "spec.ports", "name", &spec.ports, |p| {
-        p.name.as_str()
-    });
-    d.unique("port number", "spec.ports", "port", &spec.ports, |p| p.port);
+    ports::ports(&mut d, &spec.ports);
 
     // Versions.
     let versions: Vec<&str> = spec.versions.iter().map(|v| v.name.as_str()).collect();
@@ -235,41 +212,7 @@ fn service(
         }
     }
     if let Some(rl) = &spec.rate_limit {
-        if rl.requests == 0 {
-            d.error(
-                Code::OutOfRange,
-                "spec.rateLimit.requests",
-                "a rate limit of 0 requests blocks every request",
-            );
-        }
-        if rl.per.as_millis() == 0 {
-            d.error(
-                Code::OutOfRange,
-                "spec.rateLimit.per",
-                "the rate limit period must be longer than 0s",
-            );
-        }
-        for (i, name) in rl.ports.iter().enumerate() {
-            match spec.ports.iter().find(|p| &p.name == name) {
-                None => {
-                    let names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
-                    let hint = did_you_mean(name, &names);
-                    d.error(
-                        Code::UnknownReference,
-                        format_args!("spec.rateLimit.ports[{i}]"),
-                        format!("port `{name}` is not defined"),
-                    )
-                    .hint = hint;
-                }
-                Some(p) if p.protocol == Protocol::Tcp => {
-                    d.error(Code::Conflict, format_args!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
-                }
-                Some(_) => {}
-            }
-        }
-        if rl.ports.is_empty() && !l7 {
-            d.error_key(Code::Conflict, "spec.rateLimit", "a request rate limit needs an http, http2 or grpc port: this service only has tcp ports");
-        }
+        resilience::rate_limit(&mut d, rl, &spec.ports, l7);
     }
 
     // Rollout.

@@ -1,10 +1,12 @@
-//! Resilience settings: circuit breaking, load balancing, retries and
-//! failover.
+//! Resilience settings: circuit breaking, load balancing, retries,
+//! failover, and the rate limit.
 
 use super::{exactly_one, Doc};
 use crate::diagnostic::Code;
+use crate::intent::service::RateLimit;
 use crate::intent::service::Resilience;
-use crate::intent::ServiceIntent;
+use crate::intent::{Port, Protocol, ServiceIntent};
+use crate::yaml::did_you_mean;
 
 pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: bool) {
     if let Some(cb) = &res.circuit_breaker {
@@ -83,5 +85,43 @@ pub(super) fn resilience(d: &mut Doc<'_, ServiceIntent>, res: &Resilience, l7: b
             }
             d.name(format_args!("{path}.service"), "service name", name);
         }
+    }
+}
+
+pub(super) fn rate_limit(d: &mut Doc<'_, ServiceIntent>, rl: &RateLimit, ports: &[Port], l7: bool) {
+    if rl.requests == 0 {
+        d.error(
+            Code::OutOfRange,
+            "spec.rateLimit.requests",
+            "a rate limit of 0 requests blocks every request",
+        );
+    }
+    if rl.per.as_millis() == 0 {
+        d.error(
+            Code::OutOfRange,
+            "spec.rateLimit.per",
+            "the rate limit period must be longer than 0s",
+        );
+    }
+    for (i, name) in rl.ports.iter().enumerate() {
+        match ports.iter().find(|p| &p.name == name) {
+            None => {
+                let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                let hint = did_you_mean(name, &names);
+                d.error(
+                    Code::UnknownReference,
+                    format_args!("spec.rateLimit.ports[{i}]"),
+                    format!("port `{name}` is not defined"),
+                )
+                .hint = hint;
+            }
+            Some(p) if p.protocol == Protocol::Tcp => {
+                d.error(Code::Conflict, format_args!("spec.rateLimit.ports[{i}]"), format!("port `{name}` is tcp: a request rate limit needs an http, http2 or grpc port"));
+            }
+            Some(_) => {}
+        }
+    }
+    if rl.ports.is_empty() && !l7 {
+        d.error_key(Code::Conflict, "spec.rateLimit", "a request rate limit needs an http, http2 or grpc port: this service only has tcp ports");
     }
 }
