@@ -5,18 +5,19 @@
 //! returns an error naming it instead of guessing or panicking.
 
 use meshplan_policy_lang::intent::config::GatewayApiChannel;
-use meshplan_policy_lang::intent::rollout::Strategy;
 use meshplan_policy_lang::intent::service::MtlsMode;
-use meshplan_policy_lang::intent::{workloads, Caller, PortRef, ServiceIntent};
+use meshplan_policy_lang::intent::{workloads, PortRef, ServiceIntent};
 use meshplan_policy_lang::parse::{Loaded, Repository};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
-use crate::ir::{
-    Access, AllowRule, Failover, Ir, Mirror, Origin, Peer, Port, Position, Positions, RateLimit,
-    Service, Version,
-};
+use crate::ir::{Ir, Origin, Port, Positions, Service, Version};
 
+mod access;
+mod resilience;
+mod rollout;
 mod routes;
+
+pub use rollout::canary_weight;
 
 /// Why lowering failed: a reference `check` should have caught.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,23 +180,7 @@ fn service(
         .collect();
 
     let position = routes::position(positions, &namespace, &name);
-    let mut mirror = spec.mirror.as_ref().map(|m| Mirror {
-        version: m.version.clone(),
-        percentage: m.percentage.unwrap_or(100.0),
-    });
-    // A mirror rollout copies traffic only before any weight moves.
-    if let Some(r) = spec
-        .rollout
-        .as_ref()
-        .filter(|r| position == Position::Shadow && r.strategy == Strategy::Mirror)
-    {
-        if let Some(m) = &r.mirror {
-            mirror = Some(Mirror {
-                version: r.canary.clone(),
-                percentage: m.percentage,
-            });
-        }
-    }
+    let mirror = rollout::mirror(spec, position);
     let routes = routes::routes(
         &routes::Routing {
             index,
@@ -209,78 +194,19 @@ fn service(
         &fail,
     )?;
     let res = spec.resilience.clone().unwrap_or_default();
-    let rate_limit = match &spec.rate_limit {
-        Some(rl) => {
-            let limited = if rl.ports.is_empty() {
-                ports
-                    .iter()
-                    .filter(|p| p.protocol.is_l7())
-                    .cloned()
-                    .collect()
-            } else {
-                rl.ports
-                    .iter()
-                    .map(|n| find_port(&PortRef::Name(n.clone())))
-                    .collect::<Result<_, _>>()?
-            };
-            Some(RateLimit {
-                requests: rl.requests,
-                per: rl.per,
-                burst: rl.burst.unwrap_or(rl.requests),
-                ports: limited,
-            })
-        }
-        None => None,
-    };
+    let rate_limit = spec
+        .rate_limit
+        .as_ref()
+        .map(|rl| resilience::rate_limit(rl, &ports, &find_port))
+        .transpose()?;
 
-    let access = match &spec.access {
-        Some(a) => {
-            let mut rules = Vec::new();
-            for rule in &a.allow {
-                let from = rule
-                    .from
-                    .iter()
-                    .map(|c| {
-                        peer(index, &namespace, c)
-                            .ok_or_else(|| fail(format!("unresolved caller {c:?}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let ports = rule
-                    .ports
-                    .iter()
-                    .map(find_port)
-                    .collect::<Result<Vec<_>, _>>()?;
-                rules.push(AllowRule {
-                    from,
-                    ports,
-                    methods: rule
-                        .methods
-                        .iter()
-                        .map(|m| m.to_ascii_uppercase())
-                        .collect(),
-                    paths: rule.paths.clone(),
-                });
-            }
-            Some(Access {
-                default_deny: a.default_deny,
-                rules,
-            })
-        }
-        None => None,
-    };
+    let access = spec
+        .access
+        .as_ref()
+        .map(|a| access::access(index, &namespace, a, &find_port, &fail))
+        .transpose()?;
 
-    let failover: Vec<Failover> = res
-        .failover
-        .iter()
-        .map(|f| Failover {
-            service: f.service.as_ref().map(|r| match r.split_once('/') {
-                Some((ns, n)) => (ns.to_owned(), n.to_owned()),
-                None => (namespace.clone(), r.clone()),
-            }),
-            peer: f.peer.clone(),
-            datacenter: f.datacenter.clone(),
-        })
-        .collect();
+    let failover = resilience::failover(&res.failover, &namespace);
 
     Ok(Service {
         name,
@@ -306,57 +232,12 @@ fn service(
     })
 }
 
-/// The canary's share of traffic at `position`.
-pub fn canary_weight(r: &meshplan_policy_lang::intent::Rollout, position: Position) -> u32 {
-    match position {
-        Position::NotStarted | Position::Shadow => 0,
-        Position::Promoted => 100,
-        Position::Step(i) => match r.strategy {
-            // Blue/green switches at once, on promotion only; A/B never
-            // shifts weight, it promotes.
-            Strategy::BlueGreen | Strategy::AbTest => 0,
-            _ => r
-                .steps
-                .iter()
-                .take(i + 1)
-                .filter_map(|s| s.weight)
-                .next_back()
-                .unwrap_or(0)
-                .min(100),
-        },
-    }
-}
-
-fn peer(index: &ServiceIndex<'_>, from_ns: &str, c: &Caller) -> Option<Peer> {
-    if c.anyone == Some(true) {
-        return Some(Peer::Anyone);
-    }
-    if let Some(s) = &c.service {
-        // Resolved exactly as check resolves it.
-        let (intent, namespace) = index.resolve(from_ns, s).ok()?;
-        return Some(Peer::ServiceAccount {
-            namespace: namespace.to_owned(),
-            name: workloads::service_account(intent).to_owned(),
-            service: Some(workloads::host(intent).to_owned()),
-        });
-    }
-    if let Some(sa) = &c.service_account {
-        let (namespace, name) = sa.split_once('/')?;
-        return Some(Peer::ServiceAccount {
-            namespace: namespace.into(),
-            name: name.into(),
-            service: None,
-        });
-    }
-    match c.namespace.as_deref()? {
-        "*" => Some(Peer::AnyNamespace),
-        ns => Some(Peer::Namespace(ns.into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use meshplan_policy_lang::intent::labels::Labels;
+    use meshplan_policy_lang::intent::rollout::Strategy;
+
+    use crate::ir::{Peer, Position};
     use meshplan_policy_lang::intent::rollout::Step;
 
     use super::*;
