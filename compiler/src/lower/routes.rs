@@ -135,16 +135,11 @@ fn rollout_routes<'a>(cx: &Routing<'a>) -> Vec<(&'static str, Vec<Match>, &'a st
     {
         out.push(("rollout-preview", p.matches.clone(), r.canary.as_str()));
     }
-    if let Some(sa) = sticky_affinity(cx) {
+    if let Some(sa) = affinity_at(cx.spec, cx.position) {
         let sticky = vec![sa.sticky_match(cx.namespace, cx.name, &r.canary)];
         out.push(("rollout-sticky", sticky, r.canary.as_str()));
     }
     out
-}
-
-/// The rollout's session affinity, while weight shifts.
-fn sticky_affinity<'a>(cx: &Routing<'a>) -> Option<&'a SessionAffinity> {
-    affinity_at(cx.spec, cx.position)
 }
 
 /// `spec`'s session affinity at `position`: a `canary` or `mirror`

@@ -35,9 +35,9 @@
 //! `request` timeout is set.
 
 use super::httproute::{
-    self, find_service, first_max, grpc_hit, http_hit, replace_prefix, service_pods, set_cookie,
-    sort_routes, status_conditions, weighted, Backend, Dialect, Filter, HttpHit, Match, PathMatch,
-    PathModifier, Route, RouteKind, Rule, GATEWAY_GROUP,
+    self, find_service, first_max, forward_to_backends, grpc_hit, http_hit, replace_prefix,
+    service_pods, sort_routes, status_conditions, weighted, Backend, Dialect, Filter, HttpHit,
+    Match, PathMatch, PathModifier, Route, RouteKind, Rule, GATEWAY_GROUP,
 };
 use super::{
     object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Redirect, Request,
@@ -242,16 +242,7 @@ fn apply(
         ),
         ..Forward::default()
     };
-    let mut parts = Vec::new();
-    for b in &rule.backends {
-        let pods = backend_pods(objects, cluster, b)?;
-        if let Some(c) = set_cookie(&rule.filters, &b.filters).filter(|_| b.weight > 0) {
-            f.set_cookie
-                .extend(pods.iter().map(|p| (p.clone(), c.to_owned())));
-        }
-        parts.push((b.weight, pods));
-    }
-    f.pods = weighted(&parts);
+    forward_to_backends(rule, |b| backend_pods(objects, cluster, b), &mut f)?;
     for filter in &rule.filters {
         match filter {
             Filter::Rewrite { host, path } => {

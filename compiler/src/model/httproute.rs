@@ -21,7 +21,9 @@ mod parse;
 
 use std::collections::BTreeMap;
 
-use super::{object_name, Cluster, KubeService, ModelError, Pod, Request, ServicePort, NO_POD};
+use super::{
+    object_name, Cluster, Forward, KubeService, ModelError, Pod, Request, ServicePort, NO_POD,
+};
 use crate::object::MeshObject;
 
 pub(crate) use parse::{arr, routes, string, string_map};
@@ -199,11 +201,31 @@ fn is_core(group: &str) -> bool {
     group.is_empty() || group == "core"
 }
 
+/// Where a rule's backends send requests: each pod's share (`weighted`),
+/// and the `Set-Cookie` header the answers of each pod with a share get.
+pub(crate) fn forward_to_backends(
+    rule: &Rule,
+    mut pods_of: impl FnMut(&Backend) -> Result<Vec<String>, ModelError>,
+    f: &mut Forward,
+) -> Result<(), ModelError> {
+    let mut parts = Vec::new();
+    for b in &rule.backends {
+        let pods = pods_of(b)?;
+        if let Some(c) = set_cookie(&rule.filters, &b.filters).filter(|_| b.weight > 0) {
+            f.set_cookie
+                .extend(pods.iter().map(|p| (p.clone(), c.to_owned())));
+        }
+        parts.push((b.weight, pods));
+    }
+    f.pods = weighted(&parts);
+    Ok(())
+}
+
 /// The `Set-Cookie` header answers of `backend` get: its own
 /// `ResponseHeaderModifier` (`HTTPBackendRef.filters`: "executed if and
 /// only if the request is being forwarded to the backend defined here"),
 /// else the rule's.
-pub(crate) fn set_cookie<'f>(rule: &'f [Filter], backend: &'f [Filter]) -> Option<&'f str> {
+fn set_cookie<'f>(rule: &'f [Filter], backend: &'f [Filter]) -> Option<&'f str> {
     let of = |fs: &'f [Filter]| {
         fs.iter().find_map(|f| match f {
             Filter::ResponseHeaders { set_cookie } => set_cookie.as_deref(),

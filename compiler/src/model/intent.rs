@@ -9,10 +9,10 @@
 //!   service's routes while the rollout is under way (before promotion):
 //!   a request it holds for goes to the canary.
 //! - Sticky canaries (`sessionAffinity`), while a `canary` or `mirror`
-//!   rollout is at a step giving the canary a share: the canary's answers on the default route (http
-//!   ports) set `<cookie>=<canary>; Max-Age=<maxAge>; Path=/`, and a
-//!   request carrying that cookie, tried after the preview, goes to the
-//!   canary. A route to this service from another takes its default
+//!   rollout is at a step giving the canary a share: the canary's answers
+//!   on the default route (http ports) set `<cookie>=<canary>;
+//!   Max-Age=<maxAge>; Path=/`, and a request carrying that cookie, tried
+//!   after the preview, goes to the canary. A route to this service from another takes its default
 //!   route's weights (the canary's answers set the cookie there too, but
 //!   the cookie decides only on this service's own routing).
 //! - A path prefix matches whole path segments: `/api` matches `/api`,
@@ -216,8 +216,9 @@ fn set_sticky_cookie(repo: &Repository, s: &ServiceIntent, position: Position, f
 }
 
 /// The rollout and its session affinity while weight shifts (a `canary`
-/// or `mirror` rollout at a step that gives the canary a share): the canary's answers on the default
-/// route set the cookie, and a request carrying it goes to the canary.
+/// or `mirror` rollout at a step that gives the canary a share): the
+/// canary's answers on the default route set the cookie, and a request
+/// carrying it goes to the canary.
 fn sticky(s: &ServiceIntent, position: Position) -> Option<(&Rollout, &SessionAffinity)> {
     let r = s.spec.rollout.as_ref()?;
     let shifting = matches!(r.strategy, Strategy::Canary | Strategy::Mirror);

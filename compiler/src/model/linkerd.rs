@@ -42,9 +42,9 @@ mod policy;
 
 use self::policy::{Retry, ServicePolicy, Timeouts};
 use super::httproute::{
-    self, find_service, first_max, grpc_hit, http_hit, service_pods, set_cookie, sort_routes,
-    weighted, Backend, Dialect, Filter, HttpHit, Match, PathMatch, PathModifier, RedirectSpec,
-    Route, RouteKind, ServiceInfo, GATEWAY_GROUP, LINKERD_GROUP,
+    self, find_service, first_max, forward_to_backends, grpc_hit, http_hit, service_pods,
+    sort_routes, weighted, Backend, Dialect, Filter, HttpHit, Match, PathMatch, PathModifier,
+    RedirectSpec, Route, RouteKind, ServiceInfo, GATEWAY_GROUP, LINKERD_GROUP,
 };
 use super::{
     object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Redirect, Request,
@@ -344,20 +344,11 @@ fn apply(
         rule: label,
         ..Forward::default()
     };
-    f.pods = if rule.backends.is_empty() {
-        own_pods(cluster, &parent.svc)
+    if rule.backends.is_empty() {
+        f.pods = own_pods(cluster, &parent.svc);
     } else {
-        let mut parts = Vec::new();
-        for b in &rule.backends {
-            let pods = backend_pods(objects, cluster, b)?;
-            if let Some(c) = set_cookie(&rule.filters, &b.filters).filter(|_| b.weight > 0) {
-                f.set_cookie
-                    .extend(pods.iter().map(|p| (p.clone(), c.to_owned())));
-            }
-            parts.push((b.weight, pods));
-        }
-        weighted(&parts)
-    };
+        forward_to_backends(rule, |b| backend_pods(objects, cluster, b), &mut f)?;
+    }
     let mut t = o.timeouts.clone();
     if o.route.object.group() == LINKERD_GROUP && t.request.is_none() {
         // "if both the field and the annotation are specified, the
