@@ -6,26 +6,22 @@
 
 use std::time::Duration;
 
-use meshplan_compiler::emit::prometheus::{analysis_queries, Flavor, Vocabulary};
-use meshplan_compiler::lower::lower;
-use meshplan_compiler::Positions;
-use meshplan_policy_lang::check::check_sources;
+use meshplan_compiler::check_sources;
+use meshplan_compiler::metrics::{Flavor, Vocabulary};
+use meshplan_compiler::rollout::{subjects, Subject};
 use meshplan_policy_lang::intent::config::MetricsWorkload;
 use meshplan_policy_lang::parse::Sources;
 use meshplan_testenv::{unique_name, wait_for, TestEnv, Workload};
 
-fn service(name: &str) -> meshplan_compiler::ir::Service {
+fn service(name: &str) -> Subject {
     let intent = format!(
-        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: {name}, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: {name}, version: v2 }} }}\n"
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: {name}, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: {name}, version: v2 }} }}\n  rollout: {{ stable: v1, canary: v2, steps: [{{ weight: 10 }}, {{ gate: manual }}, {{ weight: 100 }}] }}\n"
     );
     let (repo, report) = check_sources(&Sources {
         files: vec![("s.yaml".into(), intent)],
     });
     assert!(report.passes(false), "{:?}", report.diagnostics);
-    lower(&repo, &Positions::default())
-        .unwrap()
-        .services
-        .remove(0)
+    subjects(&repo).unwrap().remove(0)
 }
 
 #[tokio::test]
@@ -58,8 +54,9 @@ async fn analysis_queries_tell_a_failing_canary_from_a_healthy_stable() {
         Flavor::Consul.into(),
         Flavor::Hubble.into(),
     ] {
-        let stable = analysis_queries(&flavor, &s, "v1", "5s", 99);
-        let canary = analysis_queries(&flavor, &s, "v2", "5s", 99);
+        let s = s.clone().with_metrics(flavor.clone());
+        let stable = s.analysis_queries("v1", "5s", 99);
+        let canary = s.analysis_queries("v2", "5s", 99);
         let value = |q: &str| prom.query(q).unwrap().first().map(|s| s.value);
         wait_for(
             &format!("{flavor:?} success rates"),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use meshplan_policy_lang::check::check_dir;
+use meshplan_compiler::check_dir;
 use meshplan_policy_lang::diagnostic::{human, json};
 
 fn cases() -> Vec<String> {

@@ -40,11 +40,8 @@ pub struct Ir {
 
 impl Ir {
     /// The vocabulary of `flavor`'s metrics for this repository.
-    pub fn metrics(
-        &self,
-        flavor: crate::emit::prometheus::Flavor,
-    ) -> crate::emit::prometheus::Vocabulary {
-        crate::emit::prometheus::Vocabulary::new(flavor, self.metrics_workload.clone())
+    pub fn metrics(&self, flavor: crate::metrics::Flavor) -> crate::metrics::Vocabulary {
+        crate::metrics::Vocabulary::new(flavor, self.metrics_workload.clone())
     }
 }
 

@@ -13,8 +13,10 @@ mod body;
 pub mod emit;
 pub mod ir;
 pub mod lower;
+pub mod metrics;
 pub mod model;
 pub mod object;
+pub mod rollout;
 pub mod summary;
 pub mod validate;
 pub mod yaml;
@@ -26,13 +28,13 @@ use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::{Report, Views};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
-use meshplan_policy_lang::parse::{file_trees, Repository};
+use meshplan_policy_lang::parse::{file_trees, Repository, Sources};
 use meshplan_policy_lang::source::SourceFile;
 use meshplan_policy_lang::yaml::Node;
 use meshplan_policy_lang::{Diagnostic, Location};
 
 pub use emit::EmitError;
-pub use ir::{Ir, Position, Positions};
+pub use ir::{Ir, Origin, Position, Positions};
 pub use lower::LowerError;
 pub use object::MeshObject;
 pub use summary::Summary;
@@ -83,6 +85,34 @@ pub struct Compiled {
     /// What the revision means, for semantic diffs (empty when
     /// [`Options::skip_summary`]).
     pub summary: Summary,
+    /// The services with a rollout, as lowered for this revision: what the
+    /// rollout engine measures ([`rollout::Subject`]), by key.
+    pub rollouts: Vec<rollout::Subject>,
+}
+
+/// Reads, parses and checks the repository at `root`: the language's
+/// checks ([`meshplan_policy_lang::check`]) and what the targets make of
+/// the intents ([`metrics::findings`]). Every command checks through here.
+pub fn check_dir(
+    root: &std::path::Path,
+) -> Result<(Repository, Report), meshplan_policy_lang::Error> {
+    let (repo, report) = meshplan_policy_lang::check::check_dir(root)?;
+    Ok(with_target_findings(repo, report))
+}
+
+/// [`check_dir`] of in-memory sources (tests, fuzzing, benchmarks).
+pub fn check_sources(sources: &Sources) -> (Repository, Report) {
+    let (repo, report) = meshplan_policy_lang::check::check_sources(sources);
+    with_target_findings(repo, report)
+}
+
+fn with_target_findings(repo: Repository, mut report: Report) -> (Repository, Report) {
+    let found = metrics::findings(&repo);
+    if !found.is_empty() {
+        report.diagnostics.extend(found);
+        meshplan_policy_lang::diagnostic::normalize(&mut report.diagnostics);
+    }
+    (repo, report)
 }
 
 /// Compiles a repository `check` passed (`report` is its report: its
@@ -100,26 +130,31 @@ pub fn compile(repo: &Repository, report: &Report, opts: &Options) -> Result<Com
         .unsupported
         .or_else(|| repo.config.as_ref().and_then(|c| c.value.unsupported))
         .is_some_and(|u| u == UnsupportedSetting::Warning);
-    lower_and_emit(repo, opts, &targets).and_then(|(summary, (objects, unsupported))| {
-        match unsupported.is_empty() || tolerate {
-            true => Ok(govern(repo, report, objects, unsupported, summary)),
-            false => Err(Error::Emit(unsupported)),
+    lower_and_emit(repo, opts, &targets).and_then(|lowered| {
+        match lowered.unsupported.is_empty() || tolerate {
+            true => Ok(govern(repo, report, lowered)),
+            false => Err(Error::Emit(lowered.unsupported)),
         }
     })
 }
 
+/// What the lower and emit stages made.
+struct Lowered {
+    summary: Summary,
+    objects: Vec<MeshObject>,
+    unsupported: Vec<EmitError>,
+    rollouts: Vec<rollout::Subject>,
+}
+
 type Emitted = (Vec<MeshObject>, Vec<EmitError>);
 
-/// The lower and emit stages, with the summary of the lowered IR. When
+/// The lower and emit stages, with the summary of the lowered IR and its
+/// rollouts' subjects. When
 /// every target is [namespace-local](emit::Emitter::namespace_local), a
 /// namespace at a time: only one namespace's IR is ever held (at 10,000
 /// services the whole IR is 45 MB beside the objects); the result is the
 /// same.
-fn lower_and_emit(
-    repo: &Repository,
-    opts: &Options,
-    targets: &[Target],
-) -> Result<(Summary, Emitted), Error> {
+fn lower_and_emit(repo: &Repository, opts: &Options, targets: &[Target]) -> Result<Lowered, Error> {
     let targets = sorted_targets(targets);
     let emitters: Vec<Box<dyn emit::Emitter>> = targets.iter().map(|t| emit::emitter(*t)).collect();
     let lowering = lower::Lowering::new(repo, &opts.positions);
@@ -132,10 +167,17 @@ fn lower_and_emit(
     let mut summary = Summary::default();
     let mut objects = reserve_objects(repo.services.len(), targets.len());
     let mut errors = Vec::new();
+    let mut rollouts = Vec::new();
     for group in groups {
         // The last namespace's IR goes before the next one is made.
         ir.services = Vec::new();
         ir.services = lowering.services(&group).map_err(Error::Lower)?;
+        rollouts.extend(
+            ir.services
+                .iter()
+                .filter(|s| s.rollout.is_some())
+                .map(|s| rollout::Subject::new(s.clone(), repo)),
+        );
         if !opts.skip_summary {
             summary.services.extend(Summary::of(&ir).services);
         }
@@ -154,7 +196,13 @@ fn lower_and_emit(
             o.body.pack();
         }
     }
-    Ok((summary, (objects, errors)))
+    rollouts.sort_by_key(rollout::Subject::key);
+    Ok(Lowered {
+        summary,
+        objects,
+        unsupported: errors,
+        rollouts,
+    })
 }
 
 /// Runs each target's emitter; returns the sorted objects and what the
@@ -377,13 +425,13 @@ fn intent_locations(repo: &Repository) -> BTreeMap<String, Location> {
 
 /// Evaluates the repository's resource-scope rules on every object, at
 /// the location of the intent that produced it.
-fn govern(
-    repo: &Repository,
-    report: &Report,
-    objects: Vec<MeshObject>,
-    unsupported: Vec<EmitError>,
-    summary: Summary,
-) -> Compiled {
+fn govern(repo: &Repository, report: &Report, lowered: Lowered) -> Compiled {
+    let Lowered {
+        summary,
+        objects,
+        unsupported,
+        rollouts,
+    } = lowered;
     let mut diagnostics = Vec::new();
     if !report.rules.has_resource_rules() {
         return Compiled {
@@ -391,6 +439,7 @@ fn govern(
             diagnostics,
             unsupported,
             summary,
+            rollouts,
         };
     }
     let engine = Engine::new();
@@ -411,6 +460,7 @@ fn govern(
         diagnostics,
         unsupported,
         summary,
+        rollouts,
     }
 }
 
@@ -433,5 +483,18 @@ pub(crate) mod testing {
         });
         assert!(report.passes(false), "{:?}", report.diagnostics);
         crate::lower::lower(&repo, positions).unwrap()
+    }
+
+    /// Service `web` in `shop` with `spec` (indented by two), lowered.
+    pub fn lowered(spec: &str) -> crate::ir::Service {
+        let intent = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web, namespace: shop }}\nspec:\n  {spec}");
+        // Not checked: some cases are deliberately ambiguous.
+        let (repo, _) = check_sources(&Sources {
+            files: vec![("s.yaml".into(), intent)],
+        });
+        crate::lower::lower(&repo, &Positions::default())
+            .unwrap()
+            .services
+            .remove(0)
     }
 }

@@ -17,8 +17,6 @@ mod resilience;
 mod rollout;
 mod routes;
 
-pub use rollout::canary_weight;
-
 /// Why lowering failed: a reference `check` should have caught.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {message}")]
@@ -235,62 +233,10 @@ fn service(
 #[cfg(test)]
 mod tests {
     use meshplan_policy_lang::intent::labels::Labels;
-    use meshplan_policy_lang::intent::rollout::Strategy;
 
     use crate::ir::{Peer, Position};
-    use meshplan_policy_lang::intent::rollout::Step;
 
     use super::*;
-
-    fn rollout(
-        strategy: Strategy,
-        weights: &[Option<u32>],
-    ) -> meshplan_policy_lang::intent::Rollout {
-        meshplan_policy_lang::intent::Rollout {
-            strategy,
-            stable: "v1".into(),
-            canary: "v2".into(),
-            steps: weights
-                .iter()
-                .map(|w| Step {
-                    weight: *w,
-                    ..Step::default()
-                })
-                .collect(),
-            ab_test: None,
-            preview: None,
-            session_affinity: None,
-            mirror: None,
-            analysis: None,
-            webhooks: vec![],
-            freeze_on_failure: false,
-        }
-    }
-
-    #[test]
-    fn a_manual_gate_keeps_the_previous_steps_weight() {
-        let r = rollout(Strategy::Canary, &[Some(5), Some(20), None, Some(100)]);
-        assert_eq!(canary_weight(&r, Position::NotStarted), 0);
-        assert_eq!(canary_weight(&r, Position::Step(0)), 5);
-        assert_eq!(canary_weight(&r, Position::Step(2)), 20);
-        assert_eq!(canary_weight(&r, Position::Step(3)), 100);
-        assert_eq!(canary_weight(&r, Position::Promoted), 100);
-    }
-
-    #[test]
-    fn blue_green_switches_only_on_promotion() {
-        let r = rollout(Strategy::BlueGreen, &[Some(100)]);
-        assert_eq!(canary_weight(&r, Position::Step(0)), 0);
-        assert_eq!(canary_weight(&r, Position::Promoted), 100);
-    }
-
-    #[test]
-    fn an_ab_test_never_shifts_weight_before_promotion() {
-        let r = rollout(Strategy::AbTest, &[Some(100)]);
-        assert_eq!(canary_weight(&r, Position::Shadow), 0);
-        assert_eq!(canary_weight(&r, Position::Step(0)), 0);
-        assert_eq!(canary_weight(&r, Position::Promoted), 100);
-    }
 
     #[test]
     fn a_sticky_canary_holds_only_while_the_canary_has_a_share() {

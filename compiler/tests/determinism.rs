@@ -106,9 +106,9 @@ fn packing_bodies_changes_how_they_are_held_not_what_they_say() {
 /// unsupported features and summary, for every case and local target.
 #[test]
 fn emitting_a_namespace_at_a_time_gives_what_the_whole_ir_gives() {
+    use meshplan_compiler::check_dir;
     use meshplan_compiler::emit::emitter;
     use meshplan_compiler::{emit_all, lower::lower, Summary};
-    use meshplan_policy_lang::check::check_dir;
     use meshplan_policy_lang::intent::config::UnsupportedSetting;
 
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

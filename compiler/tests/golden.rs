@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use common::positions;
+use meshplan_compiler::check_dir;
 use meshplan_compiler::{compile, object, Options};
-use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 

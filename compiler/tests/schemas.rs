@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use meshplan_compiler::check_dir;
 use meshplan_compiler::validate::SchemaSet;
 use meshplan_compiler::{compile, Options};
-use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 

@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use meshplan_compiler::check_sources;
 use meshplan_compiler::{compile, Options};
-use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Sources;

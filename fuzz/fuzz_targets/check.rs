@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshplan_policy_lang::check::check_sources;
+use meshplan_compiler::check_sources;
 use meshplan_policy_lang::diagnostic::{human, json, sarif};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use meshplan_compiler::check_sources;
 use meshplan_compiler::{compile, Compiled, Options};
-use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::intent::Target;
 use meshplan_reconciler::diff::{plan_against, render, Format};
 

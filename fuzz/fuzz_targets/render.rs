@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use meshplan_compiler::check_sources;
 use meshplan_compiler::{compile, object, Options};
-use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::intent::Target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,29 +5,28 @@
 
 use std::time::Duration;
 
-use meshplan_compiler::emit::prometheus::Flavor;
-use meshplan_compiler::lower::lower;
-use meshplan_compiler::Positions;
+use meshplan_compiler::check_sources;
+use meshplan_compiler::metrics::Flavor;
+use meshplan_compiler::rollout::{subjects, Subject};
 use meshplan_policy_lang::cel::eval::Engine;
-use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::intent::rollout::Analysis;
 use meshplan_policy_lang::parse::Sources;
 use meshplan_reconciler::rollout::analysis::{analyse, Prometheus};
 use meshplan_reconciler::rollout::Verdict;
 use meshplan_testenv::{unique_name, wait_for, TestEnv, Workload};
 
-fn service(name: &str) -> meshplan_compiler::ir::Service {
+fn service(name: &str, flavor: Flavor) -> Subject {
     let intent = format!(
-        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: {name}, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: {name}, version: v2 }} }}\n"
+        "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: {name}, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: {name}, version: v2 }} }}\n  rollout: {{ stable: v1, canary: v2, steps: [{{ weight: 10 }}, {{ gate: manual }}, {{ weight: 100 }}] }}\n"
     );
     let (repo, report) = check_sources(&Sources {
         files: vec![("s.yaml".into(), intent)],
     });
     assert!(report.passes(false), "{:?}", report.diagnostics);
-    lower(&repo, &Positions::default())
+    subjects(&repo)
         .unwrap()
-        .services
         .remove(0)
+        .with_metrics(flavor.into())
 }
 
 const ANALYSIS: &str = "interval: 5s\nminRequestVolume: 40\nsuccessRate: { min: 99 }\nlatency: { percentile: 99, max: 500ms }\nmetrics:\n  - name: error-ratio\n    query: 'sum(rate(istio_requests_total{destination_service_name=\"{{service}}\",destination_version=\"{{version}}\",response_code=~\"5..\"}[{{interval}}])) / sum(rate(istio_requests_total{destination_service_name=\"{{service}}\",destination_version=\"{{version}}\"}[{{interval}}]))'\n    successCondition: result <= 0.01\n";
@@ -72,18 +71,8 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
         if flavor == Flavor::Linkerd {
             a.metrics.clear();
         }
-        let verdict = |name: &str| {
-            analyse(
-                &prom,
-                &engine,
-                &flavor.into(),
-                &service(name),
-                "v2",
-                None,
-                &a,
-            )
-            .verdict
-        };
+        let verdict =
+            |name: &str| analyse(&prom, &engine, &service(name, flavor), "v2", None, &a).verdict;
         wait_for(
             &format!("{flavor:?}: the healthy canary to pass"),
             Duration::from_secs(40),
@@ -120,8 +109,7 @@ async fn canaries_get_the_verdict_their_metrics_deserve() {
     let v = analyse(
         &gone,
         &engine,
-        &Flavor::Istio.into(),
-        &service(&healthy),
+        &service(&healthy, Flavor::Istio),
         "v2",
         None,
         &analysis,

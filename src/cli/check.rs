@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use meshplan_compiler::check_dir;
 use meshplan_compiler::validate::SchemaSet;
 use meshplan_compiler::{
     check_schemas, collision_diagnostic, compile, unsupported_diagnostics, Options,
 };
-use meshplan_policy_lang::check::{check_dir, Report};
+use meshplan_policy_lang::check::Report;
 use meshplan_policy_lang::diagnostic::{human, json, sarif};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use meshplan_compiler::check_dir;
 use meshplan_compiler::{compile, Options, Summary};
-use meshplan_policy_lang::check::check_dir;
 use meshplan_reconciler::diff::{self, Format, Plan};
 use meshplan_reconciler::{live, source, Cluster};
 use serde_json::Value;

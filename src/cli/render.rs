@@ -5,10 +5,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use meshplan_compiler::check_dir;
 use meshplan_compiler::{
     collision_diagnostic, compile, object, unsupported_diagnostics, Compiled, Options,
 };
-use meshplan_policy_lang::check::{check_dir, Report};
+use meshplan_policy_lang::check::Report;
 use meshplan_policy_lang::diagnostic::human;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, SecondsFormat};
-use meshplan_compiler::emit::prometheus::{Flavor, Vocabulary};
-use meshplan_compiler::ir::Service;
-use meshplan_policy_lang::check::check_dir;
+use meshplan_compiler::{check_dir, rollout};
 use meshplan_policy_lang::diagnostic::human;
 use meshplan_policy_lang::intent::Duration;
 use meshplan_reconciler::controller::rollouts::unix_now;
@@ -60,19 +58,25 @@ pub fn run(a: &RolloutSimulateArgs) -> anyhow::Result<ExitCode> {
         .context(
             "no Prometheus to read: pass --prometheus URL, or set `metrics.url` in meshplan.yaml",
         )?;
-    // `check` refused an analysis whose flavour is unknown (MP2014).
-    let metrics = Vocabulary::of(config).unwrap_or_else(|| Flavor::Istio.into());
-    let ir = meshplan_compiler::lower::lower(&repo, &meshplan_compiler::Positions::default())
-        .context("cannot lower the repository")?;
-    let service = find(ir.services, &a.service)?;
-    let Some(rollout) = service.rollout.clone() else {
-        bail!("`{}` has no `rollout` to simulate", service.key());
+    let keys: Vec<String> = repo
+        .services
+        .iter()
+        .map(|s| format!("{}/{}", repo.namespace_of(&s.value), s.value.metadata.name))
+        .collect();
+    let key = find(keys, &a.service)?;
+    let subject = rollout::subjects(&repo)
+        .context("cannot lower the repository")?
+        .into_iter()
+        .find(|s| s.key() == key);
+    let Some((subject, rollout)) = subject.and_then(|s| s.rollout().cloned().map(|r| (s, r)))
+    else {
+        bail!("`{key}` has no `rollout` to simulate");
     };
     let prom = Prometheus {
         url,
         http: Arc::new(super::run::http_client(a.http_credentials.as_deref())?),
     };
-    let sim = simulate(&prom, &metrics, &service, &rollout, from, to);
+    let sim = simulate(&prom, &subject, &rollout, from, to);
     match a.format {
         ListFormat::Json => print(&(serde_json::to_string_pretty(&sim)? + "\n"))?,
         ListFormat::Text => print(&text(&sim))?,
@@ -80,16 +84,18 @@ pub fn run(a: &RolloutSimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::from(sim.failed)))
 }
 
-/// The service `wanted` names: `namespace/name`, or a name only one
-/// namespace has.
-fn find(services: Vec<Service>, wanted: &str) -> anyhow::Result<Service> {
-    let keys: Vec<String> = services.iter().map(Service::key).collect();
-    let mut matching: Vec<Service> = services
-        .into_iter()
-        .filter(|s| s.key() == wanted || (!wanted.contains('/') && s.name == wanted))
+/// The key of the service `wanted` names: `namespace/name`, or a name
+/// only one namespace has.
+fn find(keys: Vec<String>, wanted: &str) -> anyhow::Result<String> {
+    let mut matching: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            *k == wanted
+                || (!wanted.contains('/') && k.split_once('/').map(|(_, n)| n) == Some(wanted))
+        })
         .collect();
     match matching.len() {
-        1 => Ok(matching.remove(0)),
+        1 => Ok(matching.remove(0).clone()),
         0 => bail!(
             "no service `{wanted}` in the repository; services: {}",
             keys.join(", ")
@@ -98,7 +104,7 @@ fn find(services: Vec<Service>, wanted: &str) -> anyhow::Result<Service> {
             "`{wanted}` is ambiguous: {}; name it as namespace/name",
             matching
                 .iter()
-                .map(Service::key)
+                .map(|k| k.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -90,7 +90,7 @@ impl Emitter for Cilium {
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
-        let metrics = ir.metrics(prometheus::Flavor::Hubble);
+        let metrics = ir.metrics(crate::metrics::Flavor::Hubble);
         for s in &ir.services {
             if let Some(o) = policy(s) {
                 out.push(o);

@@ -111,7 +111,7 @@ impl Emitter for Consul {
             .filter_map(|d| upstream_override(ir, d).map(|v| (d, v)))
             .collect();
         let routed_in = routed_in(ir);
-        let metrics = ir.metrics(prometheus::Flavor::Consul);
+        let metrics = ir.metrics(crate::metrics::Flavor::Consul);
         for s in &ir.services {
             // What the other services ask of their callers.
             let overrides: Vec<Value> = upstreams

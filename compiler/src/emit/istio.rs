@@ -88,7 +88,7 @@ impl Emitter for Istio {
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
         let start = out.len();
-        let metrics = ir.metrics(prometheus::Flavor::Istio);
+        let metrics = ir.metrics(crate::metrics::Flavor::Istio);
         for s in &ir.services {
             out.push(destination_rule(s));
             match virtual_service(s) {

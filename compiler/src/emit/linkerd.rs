@@ -99,7 +99,7 @@ impl Emitter for Linkerd {
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
-        let metrics = ir.metrics(prometheus::Flavor::Linkerd);
+        let metrics = ir.metrics(crate::metrics::Flavor::Linkerd);
         for s in &ir.services {
             if let Some(cb) = &s.circuit_breaker {
                 if cb.interval.is_some() || cb.max_ejection_percent.is_some() {

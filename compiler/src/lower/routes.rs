@@ -8,8 +8,9 @@ use meshplan_policy_lang::intent::service::{Destination, Match, ServiceSpec};
 use meshplan_policy_lang::intent::{workloads, PortRef};
 use meshplan_policy_lang::resolve::ServiceIndex;
 
-use super::{canary_weight, LowerError};
+use super::LowerError;
 use crate::ir::{Backend, Mirror, OtherService, Position, Positions, Route, RouteAction};
+use crate::rollout::canary_weight;
 
 /// What lowering one service's routes reads.
 pub(super) struct Routing<'a> {

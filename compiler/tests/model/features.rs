@@ -5,9 +5,9 @@
 //! service the emitters' declarations are tested on), on every target
 //! that claims it.
 
+use meshplan_compiler::check_sources;
 use meshplan_compiler::emit::features::{example_intent, expresses, Feature};
 use meshplan_compiler::{Position, Positions};
-use meshplan_policy_lang::check::check_sources;
 use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Sources;
 

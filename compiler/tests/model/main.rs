@@ -17,8 +17,9 @@ mod requests;
 use std::collections::BTreeMap;
 
 use meshplan_compiler::model::{self, Cluster};
+use meshplan_compiler::{check_dir, check_sources};
 use meshplan_compiler::{compile, Options, Positions};
-use meshplan_policy_lang::check::{check_dir, check_sources, Report};
+use meshplan_policy_lang::check::Report;
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::{workloads, Target};
 use meshplan_policy_lang::parse::{Repository, Sources};

@@ -8,7 +8,10 @@
 //! | MP2008 | STRICT mTLS and a caller namespace with no service in the repository (maybe outside the mesh) |
 //! | MP2009 | an allow rule that grants nothing an earlier rule does not already grant |
 //! | MP2010 | rollout analysis with no metrics source (`metrics.url` in meshplan.yaml), or an SLO on the mesh's standard metrics with no istio, linkerd, consul or cilium target |
-//! | MP2011 | a latency SLO threshold that is not a bucket bound of the mesh's latency histogram |
+//!
+//! MP2011 (a latency threshold no bucket bound of the targets' histograms
+//! matches) needs each mesh's metric vocabulary: the compiler's `metrics`
+//! module reports it, and the compiler's `check_dir` runs both.
 
 use std::collections::BTreeSet;
 
@@ -20,24 +23,6 @@ use crate::parse::{Loaded, Repository};
 use crate::yaml::Path;
 
 mod routes;
-
-/// Istio's default `istio_request_duration_milliseconds` buckets.
-pub const ISTIO_BUCKETS_MS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
-
-/// Linkerd's `response_latency_ms` buckets.
-pub const LINKERD_BUCKETS_MS: [f64; 25] = [
-    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
-    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
-];
-
-/// Hubble's `hubble_http_request_duration_seconds` buckets (client_golang's
-/// defaults), in milliseconds.
-pub const HUBBLE_BUCKETS_MS: [f64; 11] = [
-    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-];
 
 pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -136,45 +121,6 @@ pub fn analyze(repo: &Repository) -> Vec<Diagnostic> {
                 warn(&mut out, s, Code::NoMetricSource, &format!("spec.slos[{i}].sli"),
                     format!("SLO `{}` is measured from a mesh's standard request metrics, but no target (istio, linkerd, consul, cilium) produces them: it will not be rendered", slo.name),
                     "add an istio, linkerd, consul or cilium target, or give the SLO a `custom` SLI with your own PromQL");
-            }
-            let Some(l) = &slo.sli.latency else { continue };
-            let ms = l.threshold.as_millis() as f64;
-            for (t, name, buckets) in [
-                (
-                    Target::Istio,
-                    "istio_request_duration_milliseconds",
-                    &ISTIO_BUCKETS_MS[..],
-                ),
-                (
-                    Target::Linkerd,
-                    "response_latency_ms",
-                    &LINKERD_BUCKETS_MS[..],
-                ),
-                // Envoy's default bounds, as Istio's.
-                (
-                    Target::Consul,
-                    "envoy_cluster_upstream_rq_time",
-                    &ISTIO_BUCKETS_MS[..],
-                ),
-                (
-                    Target::Cilium,
-                    "hubble_http_request_duration_seconds",
-                    &HUBBLE_BUCKETS_MS[..],
-                ),
-            ] {
-                if !targets.contains(&t) || buckets.contains(&ms) {
-                    continue;
-                }
-                let below = buckets.iter().rev().find(|b| **b < ms);
-                let above = buckets.iter().find(|b| **b > ms);
-                let near: Vec<String> = below
-                    .into_iter()
-                    .chain(above)
-                    .map(|b| format!("{b}ms"))
-                    .collect();
-                warn(&mut out, s, Code::NotABucket, &format!("spec.slos[{i}].sli.latency.threshold"),
-                    format!("{}ms is not a bucket bound of `{name}_bucket` (with the mesh's default buckets): the SLI's `le=\"{}\"` series does not exist, so the SLO never evaluates", l.threshold.as_millis(), l.threshold.as_millis()),
-                    &format!("use a bucket bound ({}), or configure the mesh's histogram with this bound", near.join(" or ")));
             }
         }
     }
@@ -437,23 +383,5 @@ mod tests {
             "{w:?}"
         );
         assert!(warnings(ISTIO, &svc(spec)).is_empty());
-    }
-
-    #[test]
-    fn a_latency_threshold_between_buckets_is_flagged_per_mesh() {
-        let spec = "  slos:\n    - name: fast\n      objective: 99\n      sli: { latency: { threshold: 300ms } }\n";
-        let w = warnings(ISTIO, &svc(spec));
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].contains(
-                "300ms is not a bucket bound of `istio_request_duration_milliseconds_bucket`"
-            ),
-            "{w:?}"
-        );
-        let linkerd = ISTIO.replace("[istio]", "[linkerd]");
-        assert!(
-            warnings(&linkerd, &svc(spec)).is_empty(),
-            "300 is a Linkerd bucket"
-        );
     }
 }

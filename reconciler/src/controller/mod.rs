@@ -45,8 +45,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meshplan_compiler::check_dir;
 use meshplan_compiler::{compile, MeshObject, Options, Summary};
-use meshplan_policy_lang::check::check_dir;
 use meshplan_policy_lang::diagnostic::human;
 use tokio::sync::{mpsc, watch};
 
@@ -625,10 +625,11 @@ impl Controller {
             .collect()
     }
 
-    /// Compiles a checked revision at the rollouts' positions.
+    /// Compiles a checked revision at the rollouts' positions, and hands
+    /// the rollouts what their analyses measure in it.
     #[allow(clippy::type_complexity)]
     fn build(
-        &self,
+        &mut self,
         repo: &meshplan_policy_lang::parse::Repository,
         report: &meshplan_policy_lang::check::Report,
     ) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
@@ -653,6 +654,7 @@ impl Controller {
                 self.lines(&compiled.diagnostics),
             ));
         }
+        self.rollouts.attach(&compiled.rollouts);
         // Held until the next revision (and beside it while that one
         // compiles): packed (`pack_bodies` above), a tenth of a
         // PrometheusRule's size.

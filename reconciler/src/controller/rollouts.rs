@@ -6,11 +6,13 @@
 //!
 //! # Expected flow
 //!
-//! - **A new revision**: for each service with a `rollout`, the stored
-//!   state is read and resumed — or restarted at the first stage when the
-//!   canary version or the rollout changed, or when no state exists (a
-//!   rebuilt cluster starts at step 0, never at 100 %) — and started when
-//!   idle. Its position goes to the compiler.
+//! - **A new revision**: for each service with a `rollout` (as its intent
+//!   declares it: nothing is lowered to learn it), the stored state is read
+//!   and resumed — or restarted at the first stage when the canary version
+//!   or the rollout changed, or when no state exists (a rebuilt cluster
+//!   starts at step 0, never at 100 %) — and started when idle. Its
+//!   position goes to the compiler, which lowers the revision once and
+//!   hands back each rollout's [`Subject`]: what its analysis measures.
 //! - **Every tick** (a second while a rollout runs): the stored states are
 //!   listed (one LIST); a pending command (`meshplan rollout promote`…) is
 //!   applied and its result recorded; a due analysis runs against
@@ -34,9 +36,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meshplan_compiler::emit::prometheus::{Flavor, Vocabulary};
-use meshplan_compiler::ir::Service;
-use meshplan_compiler::lower::{canary_weight, lower};
+use meshplan_compiler::metrics::Vocabulary;
+use meshplan_compiler::rollout::{self as planned, canary_weight, Subject};
 use meshplan_compiler::Positions;
 use meshplan_policy_lang::intent::rollout::Rollout;
 use meshplan_policy_lang::parse::Repository;
@@ -100,10 +101,12 @@ pub struct SavePoint(BTreeMap<String, Tracked>);
 
 #[derive(Clone, Debug)]
 struct Tracked {
-    service: Service,
+    namespace: String,
+    name: String,
     rollout: Rollout,
     fingerprint: String,
-    metrics: Vocabulary,
+    /// The service as compiled for the current revision ([`Rollouts::attach`]).
+    subject: Option<Subject>,
     prometheus: Option<Prometheus>,
     http: Arc<Http>,
     state: State,
@@ -164,11 +167,6 @@ impl Rollouts {
         repo: &Repository,
     ) -> Result<Vec<Transitioned>, Error> {
         let now = unix_now();
-        let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
-            what: "lowering the revision for its rollouts".into(),
-            detail: e.to_string(),
-            code: None,
-        })?;
         let config = repo.config.as_ref().map(|c| &c.value);
         let prometheus = config
             .and_then(|c| c.metrics.as_ref())
@@ -179,26 +177,23 @@ impl Rollouts {
             });
         // `check` refuses an analysis without a known flavour (MP2014), so
         // a revision that gets here has one; without, nothing is queried.
-        let metrics = Vocabulary::of(config);
-        let prometheus = prometheus.filter(|_| metrics.is_some());
-        let metrics = metrics.unwrap_or_else(|| Flavor::Istio.into());
+        let prometheus = prometheus.filter(|_| Vocabulary::of(config).is_some());
         let mut tracked = BTreeMap::new();
         let mut transitions = Vec::new();
-        for s in ir.services {
-            let Some(rollout) = s.rollout.clone() else {
-                continue;
-            };
-            let key = s.key();
+        for d in planned::declared(repo) {
+            let key = d.key();
+            let rollout = d.rollout.clone();
             let fingerprint = fingerprint(&rollout);
-            let stored = store::load(cluster, &self.home, &s.namespace, &s.name).await?;
+            let stored = store::load(cluster, &self.home, d.namespace, d.name).await?;
             let version = stored.as_ref().map(|s| s.resource_version.clone());
             let previous = stored.map(|s| s.state);
             let state = State::resume_or_restart(previous.clone(), &rollout, &fingerprint, now);
             let mut t = Tracked {
-                service: s,
+                namespace: d.namespace.to_owned(),
+                name: d.name.to_owned(),
                 rollout,
                 fingerprint,
-                metrics: metrics.clone(),
+                subject: None,
                 prometheus: prometheus.clone(),
                 http: Arc::clone(&self.http),
                 state,
@@ -225,6 +220,16 @@ impl Rollouts {
         }
         self.tracked = tracked;
         Ok(transitions)
+    }
+
+    /// Hands each rollout the service as the compiler lowered it for the
+    /// current revision and positions: what its next analysis measures.
+    pub fn attach(&mut self, subjects: &[Subject]) {
+        for s in subjects {
+            if let Some(t) = self.tracked.get_mut(&s.key()) {
+                t.subject = Some(s.clone());
+            }
+        }
     }
 
     /// One tick: commands, due analyses, time, settling.
@@ -370,6 +375,11 @@ impl super::Controller {
 }
 
 impl Tracked {
+    /// `namespace/name`.
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// One tick of this rollout: adopt a state written by someone else,
     /// carry out a queued command, analyse when due, let time pass, settle,
     /// save.
@@ -586,8 +596,8 @@ impl Tracked {
         let v = store::save(
             cluster,
             home,
-            &self.service.namespace,
-            &self.service.name,
+            &self.namespace,
+            &self.name,
             &self.state,
             self.version.as_deref(),
         )
@@ -627,29 +637,21 @@ impl Tracked {
             });
             return Some(v);
         };
-        let (service, metrics, version, stable) = (
-            self.service.clone(),
-            self.metrics.clone(),
-            self.rollout.canary.clone(),
-            self.rollout.stable.clone(),
-        );
+        let Some(subject) = self.subject.clone() else {
+            // Compiled right after its state was read: not reached.
+            return Some(Verdict::Inconclusive(
+                "the revision is not compiled yet".into(),
+            ));
+        };
+        let (version, stable) = (self.rollout.canary.clone(), self.rollout.stable.clone());
         // Prometheus is called with a blocking client: off the runtime.
         let report = tokio::task::spawn_blocking(move || {
             let engine = meshplan_policy_lang::cel::eval::Engine::new();
-            let mut report = analysis::analyse(
-                &prom,
-                &engine,
-                &metrics,
-                &service,
-                &version,
-                Some(&stable),
-                &analysis,
-            );
+            let mut report =
+                analysis::analyse(&prom, &engine, &subject, &version, Some(&stable), &analysis);
             if let Some(gate) = &analysis.slo_gate {
                 let mut checks = report.checks;
-                checks.extend(analysis::slo_gate(
-                    &prom, &metrics, &service, &version, gate,
-                ));
+                checks.extend(analysis::slo_gate(&prom, &subject, &version, gate));
                 report = analysis::finish(checks);
             }
             report
@@ -668,6 +670,7 @@ impl Tracked {
             self.state.next = w.clone();
             return;
         }
+        let key = self.key();
         let s = &mut self.state;
         s.stable = self.rollout.stable.clone();
         s.weight = canary_weight(&self.rollout, s.at.into());
@@ -702,15 +705,12 @@ impl Tracked {
             },
             Phase::Paused { reason } => match reason {
                 crate::rollout::PauseReason::ManualGate => {
-                    format!(
-                        "waits for `meshplan rollout promote {}`",
-                        self.service.key()
-                    )
+                    format!("waits for `meshplan rollout promote {}`", key)
                 }
                 crate::rollout::PauseReason::Frozen => {
                     "frozen after failures: `promote --force` or `abort`".into()
                 }
-                _ => format!("paused: `meshplan rollout resume {}`", self.service.key()),
+                _ => format!("paused: `meshplan rollout resume {key}`"),
             },
             Phase::Promoting | Phase::RollingBack { .. } => "settling".into(),
             Phase::Succeeded => "done: the canary takes all traffic".into(),
@@ -755,13 +755,9 @@ pub async fn current_positions(
     home: &str,
     repo: &Repository,
 ) -> Result<Positions, Error> {
-    let ir = lower(repo, &Positions::default()).map_err(|e| Error::Api {
-        what: "lowering the repository for its rollouts".into(),
-        detail: e.to_string(),
-        code: None,
-    })?;
+    let declared: Vec<_> = planned::declared(repo).collect();
     // No rollout in the repository: nothing to ask the cluster.
-    if ir.services.iter().all(|s| s.rollout.is_none()) {
+    if declared.is_empty() {
         return Ok(Positions::default());
     }
     let stored = match store::list(cluster, home).await {
@@ -772,12 +768,12 @@ pub async fn current_positions(
         Err(e) => return Err(e),
     };
     let mut positions = Positions::default();
-    for s in &ir.services {
-        let (Some(r), Some(st)) = (&s.rollout, stored.get(&s.key())) else {
+    for d in declared {
+        let Some(st) = stored.get(&d.key()) else {
             continue;
         };
-        if st.state.canary == r.canary && st.state.fingerprint == fingerprint(r) {
-            positions.by_service.insert(s.key(), st.state.at.into());
+        if st.state.canary == d.rollout.canary && st.state.fingerprint == fingerprint(d.rollout) {
+            positions.by_service.insert(d.key(), st.state.at.into());
         }
     }
     Ok(positions)

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::inventory::Inventory;
 use crate::live::LiveObject;
-use meshplan_compiler::ir::Origin;
+use meshplan_compiler::Origin;
 
 fn vs(name: &str, weight: u32) -> MeshObject {
     MeshObject::builder(

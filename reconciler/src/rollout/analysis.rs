@@ -15,10 +15,8 @@
 
 use std::fmt::Write as _;
 
-use meshplan_compiler::emit::prometheus::{
-    analysis_queries, page_burn_rate, version_error_ratio, Vocabulary, PAGE_WINDOWS,
-};
-use meshplan_compiler::ir::Service;
+use meshplan_compiler::metrics::{page_burn_rate, PAGE_WINDOWS};
+use meshplan_compiler::rollout::Subject;
 use meshplan_policy_lang::cel::eval::{Bindings, Engine};
 use meshplan_policy_lang::intent::rollout::{Analysis, OnBurn, SloGate};
 use serde::{Deserialize, Serialize};
@@ -172,15 +170,15 @@ impl Report {
     }
 }
 
-/// Runs every configured check for `version` of `s`; the built-in success
+/// Runs every configured check for `version` of `s` (in its metric
+/// vocabulary); the built-in success
 /// rate and latency are compared with `stable`'s over the same interval
 /// when it is given (shown, and judged when the intent sets
 /// `maxDropVsStable` / `maxRatioVsStable`).
 pub fn analyse(
     source: &dyn MetricSource,
     engine: &Engine,
-    metrics: &Vocabulary,
-    s: &Service,
+    s: &Subject,
     version: &str,
     stable: Option<&str>,
     analysis: &Analysis,
@@ -191,8 +189,8 @@ pub fn analyse(
         .as_ref()
         .and_then(|l| l.percentile)
         .unwrap_or(99);
-    let q = analysis_queries(metrics, s, version, &interval, percentile);
-    let qs = stable.map(|v| analysis_queries(metrics, s, v, &interval, percentile));
+    let q = s.analysis_queries(version, &interval, percentile);
+    let qs = stable.map(|v| s.analysis_queries(v, &interval, percentile));
     // The stable version's value of a query, as a note and for comparison.
     let baseline =
         |promql: Option<&String>| -> Option<f64> { source.query(promql?).ok().flatten() };
@@ -302,12 +300,7 @@ pub fn analyse(
         });
     }
     for m in &analysis.metrics {
-        let promql = m
-            .query
-            .replace("{{service}}", &s.host)
-            .replace("{{namespace}}", &s.namespace)
-            .replace("{{version}}", version)
-            .replace("{{interval}}", &interval);
+        let promql = s.own_query(&m.query, version, &interval);
         checks.push(match measure(&m.name, &promql) {
             Err(c) => c,
             Ok(None) => no_data(&m.name),
@@ -325,8 +318,7 @@ pub fn analyse(
 /// the interval (`onBurn: fail`).
 pub fn slo_gate(
     source: &dyn MetricSource,
-    metrics: &Vocabulary,
-    s: &Service,
+    s: &Subject,
     version: &str,
     gate: &SloGate,
 ) -> Vec<CheckResult> {
@@ -334,14 +326,14 @@ pub fn slo_gate(
         || (PAGE_WINDOWS.0.to_owned(), PAGE_WINDOWS.1.to_owned()),
         |w| (w.long.to_string(), w.short.to_string()),
     );
-    s.slos
+    s.slos()
         .iter()
         .filter(|slo| gate.covers(&slo.name))
         .map(|slo| {
             let name = format!("SLO gate {}", slo.name);
             let budget = 1.0 - slo.objective / 100.0;
             let threshold = page_burn_rate(slo);
-            let ratio = |window: &str| match version_error_ratio(metrics, s, slo, version, window) {
+            let ratio = |window: &str| match s.error_ratio(slo, version, window) {
                 Some(q) => source.query(&q),
                 None => Err(format!("SLO `{}` has no SLI", slo.name)),
             };
@@ -470,7 +462,6 @@ pub fn finish(checks: Vec<CheckResult>) -> Report {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use meshplan_compiler::emit::prometheus::Flavor;
     use std::collections::BTreeMap;
 
     /// Answers by the query's metric name (the first `(` … `{` token).
@@ -487,17 +478,21 @@ pub(crate) mod tests {
         }
     }
 
-    /// `shop/web`, versions v1 and v2, lowered.
-    pub(crate) fn service() -> Service {
-        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http }]\n  versions:\n    - { name: v1, labels: { app: web, version: v1 } }\n    - { name: v2, labels: { app: web, version: v2 } }\n";
-        let (repo, _) =
-            meshplan_policy_lang::check::check_sources(&meshplan_policy_lang::parse::Sources {
-                files: vec![("s.yaml".into(), intent.into())],
-            });
-        meshplan_compiler::lower::lower(&repo, &meshplan_compiler::Positions::default())
+    /// `shop/web`, versions v1 and v2 and a rollout from one to the
+    /// other, with `extra` in its spec (indented by two), compiled.
+    fn subject_with(extra: &str) -> Subject {
+        let intent = format!("apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: {{ name: web, namespace: shop }}\nspec:\n  ports: [{{ name: http, port: 80, protocol: http }}]\n  versions:\n    - {{ name: v1, labels: {{ app: web, version: v1 }} }}\n    - {{ name: v2, labels: {{ app: web, version: v2 }} }}\n  rollout: {{ stable: v1, canary: v2, steps: [{{ weight: 10 }}, {{ gate: manual }}, {{ weight: 100 }}] }}\n{extra}");
+        let (repo, _) = meshplan_compiler::check_sources(&meshplan_policy_lang::parse::Sources {
+            files: vec![("s.yaml".into(), intent)],
+        });
+        meshplan_compiler::rollout::subjects(&repo)
             .unwrap()
-            .services
             .remove(0)
+    }
+
+    /// `shop/web`, versions v1 and v2, compiled.
+    pub(crate) fn service() -> Subject {
+        subject_with("")
     }
 
     fn analysis(yaml: &str) -> Analysis {
@@ -506,15 +501,7 @@ pub(crate) mod tests {
 
     fn run(answers: &[(&'static str, Result<Option<f64>, String>)], a: &str) -> Report {
         let fake = Fake(answers.iter().cloned().collect());
-        analyse(
-            &fake,
-            &Engine::new(),
-            &Flavor::Istio.into(),
-            &service(),
-            "v2",
-            None,
-            &analysis(a),
-        )
+        analyse(&fake, &Engine::new(), &service(), "v2", None, &analysis(a))
     }
 
     const ALL: &str = "minRequestVolume: 100\nsuccessRate: { min: 99 }\nlatency: { max: 500ms }\nmetrics:\n  - name: errors\n    query: 'errors_total{v=\"{{version}}\"}'\n    successCondition: result <= 0.01\n";
@@ -544,15 +531,7 @@ pub(crate) mod tests {
     fn the_canary_is_compared_with_stable_when_the_intent_asks() {
         let a = analysis("successRate: { min: 99, maxDropVsStable: 0.2 }\nlatency: { max: 500ms, maxRatioVsStable: 1.5 }\n");
         let src = ByVersion([(500.0, 99.5, 300.0), (5000.0, 99.99, 100.0)]);
-        let r = analyse(
-            &src,
-            &Engine::new(),
-            &Flavor::Istio.into(),
-            &service(),
-            "v2",
-            Some("v1"),
-            &a,
-        );
+        let r = analyse(&src, &Engine::new(), &service(), "v2", Some("v1"), &a);
         let Verdict::Fail(why) = &r.verdict else {
             panic!("{r:#?}")
         };
@@ -563,15 +542,7 @@ pub(crate) mod tests {
         assert!(why.contains("3.00× stable's 100ms (max 1.5×)"), "{why}");
         // Without the relative limits, stable is only shown.
         let a = analysis("successRate: { min: 99 }\nlatency: { max: 500ms }\n");
-        let r = analyse(
-            &src,
-            &Engine::new(),
-            &Flavor::Istio.into(),
-            &service(),
-            "v2",
-            Some("v1"),
-            &a,
-        );
+        let r = analyse(&src, &Engine::new(), &service(), "v2", Some("v1"), &a);
         assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
         assert!(
             r.checks[1].detail.ends_with("(stable 99.99%)"),
@@ -663,13 +634,10 @@ pub(crate) mod tests {
         );
     }
 
-    fn with_slo(objective: f64, sli: &str) -> Service {
-        let mut s = service();
-        s.slos = vec![serde_saphyr::from_str(&format!(
-            "name: avail\nobjective: {objective}\nsli: {sli}\n"
+    fn with_slo(objective: f64, sli: &str) -> Subject {
+        subject_with(&format!(
+            "  slos:\n    - name: avail\n      objective: {objective}\n      sli: {sli}\n"
         ))
-        .unwrap()];
-        s
     }
 
     /// A source answering the long-window and short-window queries.
@@ -690,62 +658,30 @@ pub(crate) mod tests {
         let s = with_slo(99.9, "{ availability: { errorCodes: ['429'] } }");
         let all = SloGate::All(true);
         // 2 % errors against a 0.1 % budget over both windows: a 20× burn.
-        let r = slo_gate(
-            &Windows(Some(0.02), Some(0.02)),
-            &Flavor::Istio.into(),
-            &s,
-            "v2",
-            &all,
-        );
+        let r = slo_gate(&Windows(Some(0.02), Some(0.02)), &s, "v2", &all);
         assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
         assert!(r[0].detail.contains("burn rate 20.0× over 1h, 20.0× over 5m; the page threshold is 14.4× over both: promotion held"), "{r:#?}");
         // Burning over the long window only (it stopped): the gate opens.
-        let r = slo_gate(
-            &Windows(Some(0.02), Some(0.0)),
-            &Flavor::Istio.into(),
-            &s,
-            "v2",
-            &all,
-        );
+        let r = slo_gate(&Windows(Some(0.02), Some(0.0)), &s, "v2", &all);
         assert_eq!(r[0].outcome, Outcome::Pass, "{r:#?}");
         // `onBurn: fail` fails the interval.
         let fail: SloGate = serde_saphyr::from_str("{ onBurn: fail }").unwrap();
-        let r = slo_gate(
-            &Windows(Some(0.02), Some(0.02)),
-            &Flavor::Istio.into(),
-            &s,
-            "v2",
-            &fail,
-        );
+        let r = slo_gate(&Windows(Some(0.02), Some(0.02)), &s, "v2", &fail);
         assert_eq!(r[0].outcome, Outcome::Fail, "{r:#?}");
         // No data is inconclusive, never a pass.
-        let r = slo_gate(
-            &Windows(None, Some(0.0)),
-            &Flavor::Istio.into(),
-            &s,
-            "v2",
-            &all,
-        );
+        let r = slo_gate(&Windows(None, Some(0.0)), &s, "v2", &all);
         assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
         // Other SLOs named: nothing gated.
         assert!(slo_gate(
             &Windows(Some(1.0), Some(1.0)),
-            &Flavor::Istio.into(),
             &s,
             "v2",
             &SloGate::Named(vec!["other".into()])
         )
         .is_empty());
         // A 7-day SLO pages at 3.36×: a 5× burn is over it.
-        let mut week = with_slo(99.0, "{ availability: {} }");
-        week.slos[0].window = serde_saphyr::from_str("7d").unwrap();
-        let r = slo_gate(
-            &Windows(Some(0.05), Some(0.05)),
-            &Flavor::Istio.into(),
-            &week,
-            "v2",
-            &all,
-        );
+        let week = subject_with("  slos:\n    - name: avail\n      objective: 99.0\n      window: 7d\n      sli: { availability: {} }\n");
+        let r = slo_gate(&Windows(Some(0.05), Some(0.05)), &week, "v2", &all);
         assert_eq!(r[0].outcome, Outcome::Inconclusive, "{r:#?}");
     }
 
@@ -764,7 +700,7 @@ pub(crate) mod tests {
         let s = with_slo(99.9, "{ availability: { errorCodes: ['429'] } }");
         let windows: SloGate =
             serde_saphyr::from_str("{ windows: { long: 30s, short: 4s } }").unwrap();
-        slo_gate(&seen, &Flavor::Istio.into(), &s, "v2", &windows);
+        slo_gate(&seen, &s, "v2", &windows);
         let q = seen.0.lock().unwrap().clone();
         assert_eq!(q.len(), 2);
         assert!(q[0].contains("[30s]") && q[1].contains("[4s]"), "{q:?}");

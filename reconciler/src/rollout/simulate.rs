@@ -31,9 +31,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use meshplan_compiler::emit::prometheus::Vocabulary;
-use meshplan_compiler::ir::Service;
-use meshplan_compiler::lower::canary_weight;
+use meshplan_compiler::rollout::{canary_weight, Subject};
 use meshplan_policy_lang::cel::eval::Engine;
 use meshplan_policy_lang::intent::Rollout;
 use serde::Serialize;
@@ -217,8 +215,7 @@ pub enum SimEvent {
 /// Replays `rollout` of `s` from `from` to `to` over `source`'s history.
 pub fn simulate(
     source: &dyn RangeSource,
-    metrics: &Vocabulary,
-    s: &Service,
+    s: &Subject,
     rollout: &Rollout,
     from: u64,
     to: u64,
@@ -269,7 +266,6 @@ pub fn simulate(
                 let mut report = analysis::analyse(
                     &replay,
                     &engine,
-                    metrics,
                     s,
                     &rollout.canary,
                     Some(&rollout.stable),
@@ -277,13 +273,7 @@ pub fn simulate(
                 );
                 if let Some(gate) = &a.slo_gate {
                     let mut checks = report.checks;
-                    checks.extend(analysis::slo_gate(
-                        &replay,
-                        metrics,
-                        s,
-                        &rollout.canary,
-                        gate,
-                    ));
+                    checks.extend(analysis::slo_gate(&replay, s, &rollout.canary, gate));
                     report = analysis::finish(checks);
                 }
                 analysed(&mut out, t, &report);

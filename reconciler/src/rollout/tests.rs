@@ -273,13 +273,16 @@ fn blue_green_keeps_the_canary_dark_until_promotion() {
     let r = rollout("strategy: blueGreen\nstable: v1\ncanary: v2\nsteps:\n  - { weight: 100, pause: 30s }\nanalysis:\n  successRate: { min: 99 }\n");
     let mut s = started(&r);
     assert_eq!(s.at, At::Step(0));
-    assert_eq!(meshplan_compiler::lower::canary_weight(&r, s.at.into()), 0);
+    assert_eq!(
+        meshplan_compiler::rollout::canary_weight(&r, s.at.into()),
+        0
+    );
     pass(&mut s, &r, 10);
     assert_eq!(s.at, At::Step(0), "the pause has not elapsed");
     let fx = pass(&mut s, &r, 31);
     assert!(fx.contains(&Effect::Apply(At::Canary)), "{fx:?}");
     assert_eq!(
-        meshplan_compiler::lower::canary_weight(&r, s.at.into()),
+        meshplan_compiler::rollout::canary_weight(&r, s.at.into()),
         100
     );
 }

@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use meshplan_compiler::emit::prometheus::Flavor;
 use meshplan_policy_lang::intent::Rollout;
 
 use super::*;
@@ -83,7 +82,7 @@ fn moves(s: &Simulation) -> Vec<(u64, String, u32)> {
 fn a_healthy_canary_advances_a_stage_per_passing_analysis_and_pause() {
     let h = History::new(|_| 99.9);
     let r = rollout("[{ weight: 10 }, { weight: 50, pause: 5m }, { weight: 100 }]");
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 3600);
+    let s = simulate(&h, &service(), &r, T0, T0 + 3600);
     assert_eq!(s.outcome, "Succeeded", "{s:#?}");
     assert_eq!(s.weight, 100);
     let m = moves(&s);
@@ -128,7 +127,7 @@ fn a_canary_that_goes_bad_is_rolled_back_after_failure_limit_analyses() {
     // Healthy for 20 minutes, then 5 % of errors.
     let h = History::new(|t| if t < T0 + 20 * 60 { 99.9 } else { 95.0 });
     let r = rollout("[{ weight: 10, pause: 1h }, { weight: 100 }]");
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 7200);
+    let s = simulate(&h, &service(), &r, T0, T0 + 7200);
     assert_eq!(s.outcome, "Failed", "{s:#?}");
     assert_eq!(s.weight, 0);
     // Failures at minutes 20 and 21: the second reaches failureLimit 2.
@@ -169,7 +168,7 @@ fn a_week_of_minutes_takes_a_few_requests_in_chunks_under_the_limit() {
     // A pause longer than the week: the analysis runs every minute.
     let r = rollout("[{ weight: 10, pause: 30d }, { weight: 100 }]");
     let week = 7 * 24 * 3600;
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + week);
+    let s = simulate(&h, &service(), &r, T0, T0 + week);
     assert_eq!(s.outcome, "Progressing");
     // 10,080 minutes fit one chunk of 11,000 points per query.
     let queries = s.queries.len();
@@ -187,7 +186,7 @@ fn a_week_of_minutes_takes_a_few_requests_in_chunks_under_the_limit() {
     assert_eq!(analyses, 10_080);
     // A fortnight: two chunks each.
     let h = History::new(|_| 99.9);
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 2 * week);
+    let s = simulate(&h, &service(), &r, T0, T0 + 2 * week);
     assert_eq!(s.requests, 2 * queries);
     assert_eq!(h.points.get(), queries as u64 * 20_160);
 }
@@ -196,7 +195,7 @@ fn a_week_of_minutes_takes_a_few_requests_in_chunks_under_the_limit() {
 fn a_manual_gate_ends_the_simulation_waiting_for_a_person() {
     let h = History::new(|_| 99.9);
     let r = rollout("[{ weight: 10 }, { weight: 50, gate: manual }, { weight: 100 }]");
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 3600);
+    let s = simulate(&h, &service(), &r, T0, T0 + 3600);
     assert_eq!(s.outcome, "Paused", "{s:#?}");
     assert_eq!(s.weight, 50);
 }
@@ -216,7 +215,7 @@ fn a_query_error_is_inconclusive_never_a_pass() {
         }
     }
     let r = rollout("[{ weight: 10 }, { weight: 100 }]");
-    let s = simulate(&Down, &Flavor::Istio.into(), &service(), &r, T0, T0 + 600);
+    let s = simulate(&Down, &service(), &r, T0, T0 + 600);
     assert_ne!(s.outcome, "Succeeded");
     assert!(s
         .events
@@ -233,7 +232,7 @@ fn each_move_shows_the_weight_it_leads_to() {
     let h = History::new(|_| 99.9);
     let mut r = rollout("[{ weight: 10, pause: 2m }, { weight: 50, pause: 2m }, { weight: 100 }]");
     r.analysis = None;
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 3600);
+    let s = simulate(&h, &service(), &r, T0, T0 + 3600);
     let m = moves(&s);
     assert_eq!(
         m,
@@ -253,7 +252,7 @@ fn a_frozen_failure_is_a_failure() {
     let h = History::new(|_| 90.0);
     let mut r = rollout("[{ weight: 10 }, { weight: 100 }]");
     r.freeze_on_failure = true;
-    let s = simulate(&h, &Flavor::Istio.into(), &service(), &r, T0, T0 + 600);
+    let s = simulate(&h, &service(), &r, T0, T0 + 600);
     assert_eq!(
         (s.outcome.as_str(), s.failed, s.weight),
         ("Paused", true, 10),

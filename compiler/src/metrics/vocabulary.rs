@@ -64,7 +64,7 @@ impl Vocabulary {
 
     /// The label selector of a service's inbound traffic, optionally of
     /// one version.
-    pub(super) fn selector(&self, s: &Service, version: Option<&str>) -> String {
+    pub(crate) fn selector(&self, s: &Service, version: Option<&str>) -> String {
         let mut sel = self.flavor.service(s);
         let hubble = MetricsWorkload {
             label: "destination_workload".into(),
@@ -316,8 +316,8 @@ fn linkerd_label(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::lowered;
     use super::*;
+    use crate::testing::lowered;
 
     const PORT: &str = "ports: [{ name: http, port: 80, protocol: http }]\n";
 
