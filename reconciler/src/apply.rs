@@ -41,14 +41,13 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, PatchParams, Preconditions};
 use kube::core::Resource as _;
-use meshplan_compiler::Summary;
 
 use crate::cluster::Cluster;
 use crate::diff::{Action, Change, Plan};
@@ -69,10 +68,6 @@ pub struct Options {
     /// Give up retrying after this long.
     pub timeout: Duration,
     pub inventory: InventoryName,
-    /// Recorded in the inventory.
-    pub revision: Option<String>,
-    /// Shared: a resync copies no summary.
-    pub summary: Arc<Summary>,
 }
 
 /// Requests in flight at once unless told otherwise. The API server does
@@ -95,8 +90,6 @@ impl Default for Options {
             dry_run: false,
             timeout: Duration::from_secs(300),
             inventory: InventoryName::default(),
-            revision: None,
-            summary: Arc::default(),
         }
     }
 }
@@ -266,8 +259,8 @@ pub async fn apply(
         // The revision counts as applied only when everything was.
         let all_ok = failed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
         let summary = if all_ok {
-            narrowed.revision = opts.revision.clone().or(narrowed.revision);
-            Some(opts.summary.as_ref())
+            narrowed.revision = plan.revision.id.clone().or(narrowed.revision);
+            Some(plan.revision.summary.as_ref())
         } else {
             previous.summary.as_ref()
         };

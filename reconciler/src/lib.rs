@@ -98,6 +98,19 @@ impl Error {
     }
 }
 
+/// `e` and every cause below it, joined by `: ` — what a log line or a
+/// status message shows of an error whose levels each say their part.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// The server's answer in one line, and its HTTP status.
 pub(crate) fn describe(e: &kube::Error) -> (String, Option<u16>) {
     match e {
@@ -109,16 +122,7 @@ pub(crate) fn describe(e: &kube::Error) -> (String, Option<u16>) {
             };
             (format!("{reason}({}): {}", s.code, s.message), Some(s.code))
         }
-        other => {
-            // The whole chain: "connection refused" sits at the bottom.
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            (text, None)
-        }
+        // The whole chain: "connection refused" sits at the bottom.
+        other => (error_chain(other), None),
     }
 }

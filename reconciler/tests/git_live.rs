@@ -4,8 +4,20 @@
 
 use std::path::Path;
 
-use meshplan_reconciler::source::git::{GitAuth, GitRef, GitSource, Secret};
+use meshplan_reconciler::source::error::Unverified;
+use meshplan_reconciler::source::git::{GitAuth, GitError, GitRef, GitSource, Secret};
 use meshplan_testenv::{TestEnv, TestRepo};
+
+/// What a log or status shows of a Git error: every level's part.
+trait Chain {
+    fn chain(&self) -> String;
+}
+
+impl Chain for meshplan_reconciler::source::git::GitError {
+    fn chain(&self) -> String {
+        meshplan_reconciler::error_chain(self)
+    }
+}
 
 fn source(url: String, reference: GitRef, auth: GitAuth, checkout: &Path) -> GitSource {
     GitSource {
@@ -170,7 +182,7 @@ fn tags_and_commits_stay_pinned() {
         GitAuth::None,
         &tmp.path().join("m"),
     );
-    let err = missing.sync().unwrap_err().to_string();
+    let err = missing.sync().unwrap_err().chain();
     assert!(err.contains("v9"), "{err}");
     let unknown = source(
         url,
@@ -178,7 +190,7 @@ fn tags_and_commits_stay_pinned() {
         GitAuth::None,
         &tmp.path().join("u"),
     );
-    let err = unknown.sync().unwrap_err().to_string();
+    let err = unknown.sync().unwrap_err().chain();
     assert!(err.contains("no commit 0123456789abcdef"), "{err}");
     let _ = c2;
 }
@@ -199,7 +211,7 @@ fn a_folder_inside_the_repository_is_the_revision() {
     assert!(rev.dir.ends_with("apps"));
     assert!(rev.dir.join("web.yaml").is_file());
     src.path = Some("nope".into());
-    let err = src.sync().unwrap_err().to_string();
+    let err = src.sync().unwrap_err().chain();
     assert!(err.contains("has no folder nope"), "{err}");
 }
 
@@ -244,7 +256,7 @@ fn wrong_credentials_are_refused_and_never_shown() {
         )
         .sync()
         .unwrap_err()
-        .to_string();
+        .chain();
         assert!(
             err.starts_with(&format!("fetching {}", git.http_url_of(&repo))),
             "{err}"
@@ -263,7 +275,7 @@ fn wrong_credentials_are_refused_and_never_shown() {
     )
     .sync()
     .unwrap_err()
-    .to_string();
+    .chain();
     assert!(!err.contains("hunter2"), "a secret leaked: {err}");
 }
 
@@ -280,7 +292,7 @@ fn an_unknown_ssh_host_key_is_refused() {
     )
     .sync()
     .unwrap_err()
-    .to_string();
+    .chain();
     assert!(err.contains("does not match known_hosts"), "{err}");
     let empty = tmp.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
@@ -292,7 +304,7 @@ fn an_unknown_ssh_host_key_is_refused() {
     )
     .sync()
     .unwrap_err()
-    .to_string();
+    .chain();
     assert!(err.contains("is not in known_hosts"), "{err}");
 }
 
@@ -329,7 +341,18 @@ fn only_commits_signed_by_an_allowed_key_are_used() {
             "unsigned",
         )
         .unwrap();
-    let err = src.sync().unwrap_err().to_string();
+    let e = src.sync().unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            GitError::Unsigned {
+                reason: Unverified::NotSigned,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let err = e.chain();
     assert_eq!(err, format!("refusing commit {unsigned}: it is not signed"));
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("meshplan.yaml")).unwrap(),
@@ -344,7 +367,7 @@ fn only_commits_signed_by_an_allowed_key_are_used() {
             &git.ssh_wrong_key,
         )
         .unwrap();
-    let err = src.sync().unwrap_err().to_string();
+    let err = src.sync().unwrap_err().chain();
     assert_eq!(
         err,
         format!("refusing commit {stranger}: its signature is not by an allowed signer")
@@ -436,7 +459,7 @@ fn openpgp_signed_commits_are_verified_too() {
             &other_fpr,
         )
         .unwrap();
-    let err = src.sync().unwrap_err().to_string();
+    let err = src.sync().unwrap_err().chain();
     assert_eq!(
         err,
         format!("refusing commit {bad}: its signature is not by an allowed signer")
@@ -448,7 +471,7 @@ fn openpgp_signed_commits_are_verified_too() {
         )
         .unwrap();
     assert_eq!(
-        src.sync().unwrap_err().to_string(),
+        src.sync().unwrap_err().chain(),
         format!("refusing commit {unsigned}: it is not signed")
     );
     // gpg started an agent per home: stop them.

@@ -27,7 +27,8 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
         let cluster = Cluster::connect(&connect_options(t)).await?;
         let compiled = at_cluster_positions(&cluster, &t.inventory, checked).await?;
         let snapshot = live::read(&cluster, &compiled.objects, &t.inventory, t.concurrency).await?;
-        let plan = diff::plan(&compiled.objects, &compiled.summary, &snapshot);
+        let revision = diff::Revision::new(revision, std::sync::Arc::new(compiled.summary));
+        let plan = diff::plan(&compiled.objects, &revision, &snapshot);
 
         // What is about to happen, one line per object (like kubectl).
         let mut lines = String::new();
@@ -57,8 +58,6 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
             dry_run,
             timeout: args.timeout,
             inventory: t.inventory.clone(),
-            revision: revision.clone(),
-            summary: std::sync::Arc::new(compiled.summary.clone()),
         };
         let outcome = apply::apply(
             &cluster,
@@ -95,7 +94,7 @@ pub fn run(args: &ApplyArgs, color: Color) -> anyhow::Result<ExitCode> {
             summary.push_str(&format!(", {} call(s) retried", outcome.retries));
         }
         summary.push_str(&format!(" in {:.1?}", outcome.elapsed));
-        if let Some(r) = &revision {
+        if let Some(r) = &revision.id {
             summary.push_str(&format!(" (revision {})", short(r)));
         }
         eprintln!("{summary}");

@@ -25,7 +25,7 @@ pub fn run(args: &DiffArgs, color: Color) -> anyhow::Result<ExitCode> {
         Some(dir) => against(dir, &args.compile, &checked.compiled)?,
         None => runtime()?.block_on(against_cluster(&args.target, checked))?,
     };
-    plan.revision = source::revision_of(&args.compile.repo);
+    plan.revision.id = source::revision_of(&args.compile.repo);
     let format = match args.format {
         DiffFormat::Text => Format::Text,
         DiffFormat::Json => Format::Json,
@@ -53,7 +53,8 @@ async fn against_cluster(target: &ClusterArgs, checked: Checked) -> anyhow::Resu
         target.concurrency,
     )
     .await?;
-    Ok(diff::plan(&compiled.objects, &compiled.summary, &snapshot))
+    let revision = diff::Revision::new(None, std::sync::Arc::new(compiled.summary.clone()));
+    Ok(diff::plan(&compiled.objects, &revision, &snapshot))
 }
 
 /// Against another checkout (compiled like this one) or rendered files.

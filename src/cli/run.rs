@@ -281,7 +281,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 print(&out)?;
             }
         }
-        Ok(if s.result == "failed" || s.result == "refused" {
+        Ok(if !s.result.ok() {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS

@@ -21,6 +21,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::outcome::Outcome;
+
 const BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 #[derive(Debug, Default)]
@@ -33,7 +35,7 @@ struct Inner {
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
-    results: BTreeMap<&'static str, u64>,
+    results: BTreeMap<Outcome, u64>,
     revision: Option<String>,
     applied_at: f64,
     drift: u64,
@@ -52,7 +54,7 @@ impl Metrics {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub fn reconciled(&self, took: Duration, result: &'static str) {
+    pub fn reconciled(&self, took: Duration, result: Outcome) {
         let secs = took.as_secs_f64();
         self.with(|m| {
             for (i, b) in BUCKETS.iter().enumerate() {
@@ -115,8 +117,8 @@ impl Metrics {
             let _ = writeln!(s, "meshplan_reconcile_duration_seconds_count {}", m.count);
             let _ = writeln!(s, "# HELP meshplan_reconciles_total Reconciles by result.");
             let _ = writeln!(s, "# TYPE meshplan_reconciles_total counter");
-            for r in ["applied", "unchanged", "failed", "refused"] {
-                let _ = writeln!(s, "meshplan_reconciles_total{{result=\"{r}\"}} {}", m.results.get(r).copied().unwrap_or(0));
+            for r in Outcome::ALL {
+                let _ = writeln!(s, "meshplan_reconciles_total{{result=\"{}\"}} {}", r.metric_label(), m.results.get(&r).copied().unwrap_or(0));
             }
             let _ = writeln!(s, "# HELP meshplan_last_applied_revision_info The revision the cluster runs.");
             let _ = writeln!(s, "# TYPE meshplan_last_applied_revision_info gauge");
@@ -181,8 +183,8 @@ mod tests {
     #[test]
     fn renders_counts_buckets_and_the_revision() {
         let m = Metrics::default();
-        m.reconciled(Duration::from_millis(30), "applied");
-        m.reconciled(Duration::from_secs(3), "failed");
+        m.reconciled(Duration::from_millis(30), Outcome::Applied);
+        m.reconciled(Duration::from_secs(3), Outcome::Failed);
         m.applied("abc", 10.0, 5);
         let text = m.render();
         assert!(

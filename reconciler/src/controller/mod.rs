@@ -34,6 +34,7 @@ pub mod http;
 pub mod lease;
 pub mod metrics;
 mod notices;
+pub mod outcome;
 pub mod rollouts;
 pub mod status;
 pub mod webhook;
@@ -52,11 +53,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::apply::{self, Quiet};
 use crate::cluster::Cluster;
-use crate::diff::{self, Action, Plan};
+use crate::diff::{self, Action, Plan, Revision};
 use crate::inventory::{Inventory, InventoryName};
 use crate::live;
 use crate::source::git::{GitSource, Secret};
 use crate::Error;
+use outcome::{Outcome, Stage};
 
 use self::cache::Cache;
 use self::lease::LeaseConfig;
@@ -128,11 +130,17 @@ pub trait Log: Send + Sync {
 
 /// What was compiled last.
 struct Desired {
-    revision: String,
+    /// Its name (never `None` here) and meaning.
+    revision: Revision,
     /// Its files (compiled again when a rollout moves).
     dir: PathBuf,
     objects: Vec<MeshObject>,
-    summary: Arc<Summary>,
+}
+
+impl Desired {
+    fn name(&self) -> &str {
+        self.revision.id.as_deref().unwrap_or_default()
+    }
 }
 
 /// Runs until `shutdown` turns true. Returns the bound HTTP address on
@@ -328,23 +336,20 @@ impl Controller {
             }
             Err(message) => {
                 self.fetch_failing = true;
-                self.failed("fetch", None, message, Vec::new(), started)
+                self.failed(Stage::Fetch, None, message, Vec::new(), started)
                     .await;
                 return;
             }
         };
         let (revision, dir) = fetched;
-        let known = self
-            .desired
-            .as_ref()
-            .is_some_and(|d| d.revision == revision)
+        let known = self.desired.as_ref().is_some_and(|d| d.name() == revision)
             || self.failing_revision.as_deref() == Some(revision.as_str());
         if !known {
             let checked = match self.check(&dir) {
                 Ok(c) => c,
                 Err((message, diagnostics)) => {
                     self.failing_revision = Some(revision.clone());
-                    self.failed("check", Some(revision), message, diagnostics, started)
+                    self.failed(Stage::Check, Some(revision), message, diagnostics, started)
                         .await;
                     return;
                 }
@@ -356,7 +361,7 @@ impl Controller {
                 Ok(transitions) => self.transitioned(transitions, Some(&revision)).await,
                 Err(e) => {
                     let message = format!("cannot read the rollout states: {e}: nothing applied, retried on the next reconcile");
-                    self.failed("rollout", Some(revision), message, Vec::new(), started)
+                    self.failed(Stage::Rollout, Some(revision), message, Vec::new(), started)
                         .await;
                     return;
                 }
@@ -370,18 +375,23 @@ impl Controller {
                     ));
                     self.failing_revision = None;
                     self.desired = Some(Desired {
-                        revision: revision.clone(),
+                        revision: Revision::new(Some(revision.clone()), Arc::new(summary)),
                         dir: dir.clone(),
                         objects,
-                        summary: Arc::new(summary),
                     });
                 }
                 Err((message, diagnostics)) => {
                     // The last good revision's rollouts go on.
                     self.rollouts.restore(save_point);
                     self.failing_revision = Some(revision.clone());
-                    self.failed("check", Some(revision), message, diagnostics, started)
-                        .await;
+                    self.failed(
+                        Stage::Compile,
+                        Some(revision),
+                        message,
+                        diagnostics,
+                        started,
+                    )
+                    .await;
                     return;
                 }
             }
@@ -401,96 +411,83 @@ impl Controller {
 
     async fn sync(&mut self, started: Instant) {
         let Some(desired) = &self.desired else { return };
-        let revision = desired.revision.clone();
-        let result = self.plan_and_apply().await;
-        match result {
-            Ok(outcome) => {
-                let result = outcome.result;
-                if outcome.changed > 0 || outcome.pruned > 0 {
-                    self.log.info(&format!(
-                        "revision {}: applied {}, pruned {}, {} drifted object(s) restored{} in {:.1?}",
-                        short(&revision),
-                        outcome.changed,
-                        outcome.pruned,
-                        outcome.healed,
-                        if outcome.report_only.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", {} drifted object(s) reported only", outcome.report_only.len())
-                        },
-                        started.elapsed()
-                    ));
-                }
-                if !outcome.report_only.is_empty() && outcome.changed == 0 {
-                    self.log.warn(&format!(
-                        "drift (report-only): {}",
-                        outcome.report_only.join(", ")
-                    ));
-                }
-                self.metrics
-                    .drift(outcome.report_only.len(), outcome.healed);
-                if result != "failed" && result != "refused" {
-                    self.metrics
-                        .applied(&revision, http::unix_now() as f64, outcome.managed);
-                }
-                self.metrics.reconciled(started.elapsed(), result);
-                let message = outcome.message.clone();
-                if result == "failed" || result == "refused" {
-                    self.metrics.error(if result == "failed" {
-                        "apply"
-                    } else {
-                        "refused"
-                    });
-                    self.log.warn(&message);
-                    status::event(
-                        &self.cluster,
-                        &self.cfg.inventory,
-                        true,
-                        "ApplyFailed",
-                        &message,
-                    )
-                    .await;
-                }
-                let last_applied = if result == "failed" || result == "refused" {
-                    self.status
-                        .as_ref()
-                        .and_then(|s| s.last_applied_revision.clone())
-                } else {
-                    Some(revision.clone())
-                };
-                // `applied` and `unchanged` are one state for the status
-                // (the cluster runs the revision), so a no-op resync after
-                // an apply writes nothing.
-                let state = match result {
-                    "applied" | "unchanged" => "synced",
-                    other => other,
-                };
-                // While the head revision is broken, the status keeps
-                // saying so: healing drift against the last good revision
-                // does not make the source good.
-                if state == "synced" && (self.failing_revision.is_some() || self.fetch_failing) {
-                    return;
-                }
-                self.set_status(Status {
-                    result: state.into(),
-                    revision: Some(revision),
-                    last_applied_revision: last_applied,
-                    message,
-                    diagnostics: Vec::new(),
-                    drift: outcome.report_only,
-                    failures: outcome.failures,
-                    objects: outcome.managed,
-                    since: String::new(),
-                })
-                .await;
-            }
+        let revision = desired.name().to_owned();
+        match self.plan_and_apply().await {
+            Ok(outcome) => self.synced(revision, outcome, started).await,
             Err(e) => {
                 let message = e.to_string();
                 self.metrics.error(e.metric_label());
-                self.failed("apply", Some(revision), message, Vec::new(), started)
+                self.failed(Stage::Apply, Some(revision), message, Vec::new(), started)
                     .await;
             }
         }
+    }
+
+    /// Logs, counts and records a sync that reached the cluster.
+    async fn synced(&mut self, revision: String, outcome: SyncOutcome, started: Instant) {
+        let result = outcome.result;
+        if outcome.changed > 0 || outcome.pruned > 0 {
+            self.log.info(&format!(
+                "revision {}: applied {}, pruned {}, {} drifted object(s) restored{} in {:.1?}",
+                short(&revision),
+                outcome.changed,
+                outcome.pruned,
+                outcome.healed,
+                if outcome.report_only.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} drifted object(s) reported only",
+                        outcome.report_only.len()
+                    )
+                },
+                started.elapsed()
+            ));
+        }
+        if !outcome.report_only.is_empty() && outcome.changed == 0 {
+            self.log.warn(&format!(
+                "drift (report-only): {}",
+                outcome.report_only.join(", ")
+            ));
+        }
+        self.metrics
+            .drift(outcome.report_only.len(), outcome.healed);
+        if result.synced() {
+            self.metrics
+                .applied(&revision, http::unix_now() as f64, outcome.managed);
+        }
+        self.metrics.reconciled(started.elapsed(), result);
+        let message = outcome.message.clone();
+        if let Some((label, reason)) = result.error() {
+            self.metrics.error(label);
+            self.log.warn(&message);
+            status::event(&self.cluster, &self.cfg.inventory, true, reason, &message).await;
+        }
+        let last_applied = match result.synced() {
+            true => Some(revision.clone()),
+            false => self
+                .status
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.clone()),
+        };
+        // While the head revision is broken, the status keeps saying so:
+        // healing drift against the last good revision does not make the
+        // source good.
+        if result.synced() && (self.failing_revision.is_some() || self.fetch_failing) {
+            return;
+        }
+        self.set_status(Status {
+            result: result.status(),
+            revision: Some(revision),
+            last_applied_revision: last_applied,
+            message,
+            diagnostics: Vec::new(),
+            drift: outcome.report_only,
+            failures: outcome.failures,
+            objects: outcome.managed,
+            since: String::new(),
+        })
+        .await;
     }
 
     async fn plan_and_apply(&mut self) -> Result<SyncOutcome, Error> {
@@ -518,8 +515,7 @@ impl Controller {
             .cache
             .snapshot(&desired.objects, inventory, gone, self.cfg.concurrency)
             .await?;
-        let mut plan = diff::plan(&desired.objects, &desired.summary, &snapshot);
-        plan.revision = Some(desired.revision.clone());
+        let mut plan = diff::plan(&desired.objects, &desired.revision, &snapshot);
         let report_only = hold_report_only(&mut plan, &self.cfg);
         let counts = plan.counts();
         let healed = counts.drift;
@@ -529,8 +525,6 @@ impl Controller {
             dry_run: false,
             timeout: self.cfg.timeout,
             inventory: self.cfg.inventory.clone(),
-            revision: Some(desired.revision.clone()),
-            summary: desired.summary.clone(),
         };
         let outcome = apply::apply(
             &self.cluster,
@@ -552,13 +546,16 @@ impl Controller {
             .map(|c| c.reason.clone().unwrap_or_default())
             .collect();
         let (result, message) = if !failures.is_empty() {
-            ("failed", format!("apply failed: {}", failures.join("; ")))
+            (
+                Outcome::Failed,
+                format!("apply failed: {}", failures.join("; ")),
+            )
         } else if !refused.is_empty() {
-            ("refused", refused.join("; "))
+            (Outcome::Refused, refused.join("; "))
         } else if outcome.applied + outcome.pruned > 0 {
-            ("applied", String::new())
+            (Outcome::Applied, String::new())
         } else {
-            ("unchanged", String::new())
+            (Outcome::Unchanged, String::new())
         };
         Ok(SyncOutcome {
             result,
@@ -579,7 +576,7 @@ impl Controller {
                 let rev = tokio::task::spawn_blocking(move || g.sync())
                     .await
                     .map_err(|e| format!("the fetch task failed: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| crate::error_chain(&e))?;
                 Ok((rev.commit, rev.dir))
             }
             Source::Dir(d) => {
@@ -667,23 +664,20 @@ impl Controller {
 
     async fn failed(
         &mut self,
-        stage: &'static str,
+        stage: Stage,
         revision: Option<String>,
         message: String,
         diagnostics: Vec<String>,
         started: Instant,
     ) {
-        self.log.warn(&format!("{stage} failed: {message}"));
+        self.log
+            .warn(&format!("{} failed: {message}", stage.metric_label()));
         for d in &diagnostics {
             self.log.warn(&format!("  {d}"));
         }
-        self.metrics.error(stage);
-        self.metrics.reconciled(started.elapsed(), "failed");
-        let reason = match stage {
-            "fetch" => "FetchFailed",
-            "check" => "CheckFailed",
-            _ => "ApplyFailed",
-        };
+        self.metrics.error(stage.metric_label());
+        self.metrics.reconciled(started.elapsed(), Outcome::Failed);
+        let reason = stage.event_reason();
         status::event(&self.cluster, &self.cfg.inventory, true, reason, &message).await;
         let last_applied = self
             .status
@@ -691,7 +685,7 @@ impl Controller {
             .and_then(|s| s.last_applied_revision.clone());
         let objects = self.status.as_ref().map_or(0, |s| s.objects);
         self.set_status(Status {
-            result: "failed".into(),
+            result: Outcome::Failed.status(),
             revision,
             last_applied_revision: last_applied,
             message,
@@ -714,7 +708,7 @@ impl Controller {
 }
 
 struct SyncOutcome {
-    result: &'static str,
+    result: Outcome,
     message: String,
     changed: usize,
     pruned: usize,

@@ -14,7 +14,8 @@ use crate::outgoing::notify::{Notice, Notifier, State, Topic};
 use super::Log;
 
 use super::rollouts::Transitioned;
-use super::status::Status;
+use super::status::{Status, StatusResult};
+use crate::rollout::Phase;
 
 /// The notices of rollout transitions.
 pub(super) fn rollouts(ts: &[Transitioned], revision: Option<&str>) -> Vec<Notice> {
@@ -23,10 +24,9 @@ pub(super) fn rollouts(ts: &[Transitioned], revision: Option<&str>) -> Vec<Notic
 
 /// The notice of a rollout transition.
 pub(super) fn rollout(t: &Transitioned, revision: Option<&str>) -> Notice {
-    let state = match t.to.split('@').next().unwrap_or_default() {
-        "Succeeded" => State::Success,
-        "RollingBack" | "Failed" => State::Failure,
-        _ if t.warning => State::Failure,
+    let state = match &t.phase {
+        Phase::Succeeded => State::Success,
+        p if p.ends_badly() => State::Failure,
         _ => State::Pending,
     };
     Notice {
@@ -44,13 +44,12 @@ pub(super) fn reconcile(old: Option<&Status>, new: &Status) -> Option<Notice> {
     if old.is_some_and(|o| o.result == new.result && o.revision == new.revision) {
         return None;
     }
-    let (state, message) = match new.result.as_str() {
-        "synced" => (
+    let (state, message) = match new.result {
+        StatusResult::Synced => (
             State::Success,
             format!("applied: {} objects managed", new.objects),
         ),
-        "failed" | "refused" => (State::Failure, new.message.clone()),
-        _ => return None,
+        StatusResult::Failed | StatusResult::Refused => (State::Failure, new.message.clone()),
     };
     Some(Notice {
         topic: Topic::Reconcile,
@@ -114,10 +113,11 @@ impl super::Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::PauseReason;
 
-    fn status(result: &str, revision: &str) -> Status {
+    fn status(result: StatusResult, revision: &str) -> Status {
         Status {
-            result: result.into(),
+            result,
             revision: Some(revision.into()),
             last_applied_revision: None,
             message: "the revision does not pass check".into(),
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn only_news_about_the_reconcile_is_announced() {
-        let bad = status("failed", "a");
+        let bad = status(StatusResult::Failed, "a");
         let n = reconcile(None, &bad).unwrap();
         assert_eq!(
             (n.state, n.message.as_str()),
@@ -141,7 +141,7 @@ mod tests {
             reconcile(Some(&bad), &bad).is_none(),
             "the same failure again"
         );
-        let fixed = status("synced", "b");
+        let fixed = status(StatusResult::Synced, "b");
         let n = reconcile(Some(&bad), &fixed).unwrap();
         assert_eq!(
             (n.state, n.revision.as_deref()),
@@ -149,38 +149,51 @@ mod tests {
         );
         assert!(reconcile(Some(&fixed), &fixed).is_none(), "a resync");
         assert!(
-            reconcile(Some(&fixed), &status("synced", "c")).is_some(),
+            reconcile(Some(&fixed), &status(StatusResult::Synced, "c")).is_some(),
             "a new revision applied"
         );
     }
 
     #[test]
     fn a_transition_says_how_the_rollout_stands() {
-        let t = |to: &str, warning| Transitioned {
+        let t = |to: &str, phase| Transitioned {
             service: "shop/cart".into(),
             from: "Progressing@step 1".into(),
             to: to.into(),
             reason: "why".into(),
-            warning,
+            phase,
         };
         assert_eq!(
-            rollout(&t("Progressing@step 2", false), None).state,
+            rollout(&t("Progressing@step 2", Phase::Progressing), None).state,
             State::Pending
         );
         assert_eq!(
-            rollout(&t("Succeeded@canary", false), None).state,
+            rollout(&t("Succeeded@canary", Phase::Succeeded), None).state,
             State::Success
         );
+        let back = Phase::RollingBack {
+            reason: "why".into(),
+        };
         assert_eq!(
-            rollout(&t("RollingBack@stable", true), None).state,
+            rollout(&t("RollingBack@stable", back), None).state,
             State::Failure
         );
+        let frozen = Phase::Paused {
+            reason: PauseReason::Frozen,
+        };
         assert_eq!(
-            rollout(&t("Paused@step 1", true), None).state,
+            rollout(&t("Paused@step 1", frozen), None).state,
             State::Failure
         );
+        let gate = Phase::Paused {
+            reason: PauseReason::ManualGate,
+        };
         assert_eq!(
-            rollout(&t("Succeeded@canary", false), Some("r")).message,
+            rollout(&t("Paused@step 1", gate), None).state,
+            State::Pending
+        );
+        assert_eq!(
+            rollout(&t("Succeeded@canary", Phase::Succeeded), Some("r")).message,
             "Progressing@step 1 → Succeeded@canary: why"
         );
     }

@@ -69,8 +69,15 @@ pub struct Transitioned {
     pub from: String,
     pub to: String,
     pub reason: String,
+    /// The phase it moved to.
+    pub phase: Phase,
+}
+
+impl Transitioned {
     /// Ended badly (rolled back, failed, frozen).
-    pub warning: bool,
+    pub fn warning(&self) -> bool {
+        self.phase.ends_badly()
+    }
 }
 
 /// What a tick did.
@@ -312,7 +319,7 @@ impl super::Controller {
             }
         }
         self.waiting = ticked.waiting.iter().cloned().collect();
-        let revision = self.desired.as_ref().map(|d| d.revision.clone());
+        let revision = self.desired.as_ref().map(|d| d.name().to_owned());
         self.transitioned(ticked.transitions, revision.as_deref())
             .await;
         if !ticked.moved {
@@ -328,7 +335,7 @@ impl super::Controller {
             Ok((objects, summary)) => {
                 if let Some(d) = &mut self.desired {
                     d.objects = objects;
-                    d.summary = std::sync::Arc::new(summary);
+                    d.revision.summary = std::sync::Arc::new(summary);
                 }
                 self.sync(std::time::Instant::now()).await;
             }
@@ -349,21 +356,21 @@ impl super::Controller {
                 "rollout {}: {} → {} ({})",
                 t.service, t.from, t.to, t.reason
             );
-            if t.warning {
+            if t.warning() {
                 self.log.warn(&line);
             } else {
                 self.log.info(&line);
             }
             self.metrics.rollout_transition(&t.service);
-            let reason = match t.to.split('@').next().unwrap_or_default() {
-                "Progressing" => "RolloutProgressing",
-                "Paused" => "RolloutPaused",
-                "Promoting" | "Succeeded" => "RolloutPromoted",
-                "RollingBack" | "Failed" => "RolloutRolledBack",
-                _ => "Rollout",
-            };
-            super::status::event(&self.cluster, &self.cfg.inventory, t.warning, reason, &line)
-                .await;
+            let reason = t.phase.event_reason();
+            super::status::event(
+                &self.cluster,
+                &self.cfg.inventory,
+                t.warning(),
+                reason,
+                &line,
+            )
+            .await;
         }
         self.metrics.rollouts(
             self.rollouts
@@ -730,14 +737,17 @@ fn verdict_name(v: &Verdict) -> &'static str {
 fn transitioned(key: &str, fx: &[Effect]) -> Vec<Transitioned> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Transitioned { from, to, reason } => Some(Transitioned {
+            Effect::Transitioned {
+                from,
+                to,
+                reason,
+                phase,
+            } => Some(Transitioned {
                 service: key.to_owned(),
                 from: from.clone(),
                 to: to.clone(),
                 reason: reason.clone(),
-                warning: to.starts_with("RollingBack")
-                    || to.starts_with("Failed")
-                    || reason.starts_with("frozen"),
+                phase: phase.clone(),
             }),
             Effect::Apply(_) => None,
         })

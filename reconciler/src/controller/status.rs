@@ -17,14 +17,48 @@ use crate::cluster::Cluster;
 use crate::inventory::InventoryName;
 use crate::{Error, FIELD_MANAGER};
 
+/// How the last reconcile ended, as the status says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StatusResult {
+    /// The cluster runs the revision.
+    #[default]
+    Synced,
+    /// Fetch, check, compile, reading the rollouts or apply failed.
+    Failed,
+    /// Objects meshplan does not own are in the way.
+    Refused,
+}
+
+impl StatusResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            StatusResult::Synced => "synced",
+            StatusResult::Failed => "failed",
+            StatusResult::Refused => "refused",
+        }
+    }
+
+    /// Whether the cluster runs the revision the status names.
+    pub fn ok(self) -> bool {
+        match self {
+            StatusResult::Synced => true,
+            StatusResult::Failed | StatusResult::Refused => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the last reconcile found.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    /// `synced` (the cluster runs `revision`), `failed` (fetch, check,
-    /// compile or apply) or `refused` (objects meshplan does not own are in
-    /// the way).
-    pub result: String,
+    pub result: StatusResult,
     /// The revision this reconcile looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,

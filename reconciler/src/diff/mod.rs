@@ -10,6 +10,7 @@
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use meshplan_compiler::object::{to_yaml, value_to_yaml, Body, CONTENT_HASH, SOURCE};
 use meshplan_compiler::summary::{self, Summary};
@@ -116,13 +117,39 @@ impl Change {
     }
 }
 
+/// The revision a plan applies: what names it (a commit, when known) and
+/// what it means, recorded in the inventory once it is applied. Carried by
+/// the [`Plan`] from diff into apply, once; serialised as its name.
+#[derive(Clone, Debug, Default)]
+pub struct Revision {
+    pub id: Option<String>,
+    /// Shared: a resync copies no summary.
+    pub summary: Arc<Summary>,
+}
+
+impl Revision {
+    pub fn new(id: Option<String>, summary: Arc<Summary>) -> Revision {
+        Revision { id, summary }
+    }
+
+    fn unnamed(&self) -> bool {
+        self.id.is_none()
+    }
+}
+
+impl Serialize for Revision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.id.serialize(s)
+    }
+}
+
 /// Everything applying a revision would do.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    /// The revision the plan applies (a commit, when known).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
+    /// The revision the plan applies.
+    #[serde(skip_serializing_if = "Revision::unnamed")]
+    pub revision: Revision,
     /// The revision the cluster has (from the inventory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_revision: Option<String>,
@@ -185,8 +212,10 @@ impl Plan {
     }
 }
 
-/// Plans `desired` against the cluster as `snapshot` saw it.
-pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> Plan {
+/// Plans `desired`, the objects of `revision`, against the cluster as
+/// `snapshot` saw it.
+pub fn plan(desired: &[MeshObject], revision: &Revision, snapshot: &Snapshot) -> Plan {
+    let summary = &*revision.summary;
     let mut changes = Vec::new();
     let mut wanted: BTreeSet<Key> = BTreeSet::new();
     for d in desired {
@@ -267,7 +296,7 @@ pub fn plan(desired: &[MeshObject], summary: &Summary, snapshot: &Snapshot) -> P
         None => Summary::default().changes(summary),
     };
     let mut p = Plan {
-        revision: None,
+        revision: revision.clone(),
         previous_revision: snapshot.inventory.revision.clone(),
         changes,
         summary,

@@ -173,7 +173,7 @@ fn json(plan: &Plan) -> String {
     let out = Out {
         counts: plan.counts(),
         plan: PlanChanged {
-            revision: &plan.revision,
+            revision: &plan.revision.id,
             previous_revision: &plan.previous_revision,
             changes: plan
                 .changes

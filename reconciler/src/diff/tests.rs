@@ -77,7 +77,7 @@ fn actions(p: &Plan) -> Vec<(String, Action, bool)> {
 
 #[test]
 fn creates_what_the_cluster_lacks() {
-    let p = plan(&[vs("a", 100)], &Summary::default(), &Snapshot::default());
+    let p = plan(&[vs("a", 100)], &Revision::default(), &Snapshot::default());
     assert_eq!(actions(&p), [("a".into(), Action::Create, false)]);
     assert!(p.changes[0].diff.contains("+kind: VirtualService"));
     assert!(p.has_changes());
@@ -90,7 +90,7 @@ fn an_applied_object_is_unchanged_and_makes_no_diff() {
         .live(applied(&a))
         .listed(&a)
         .build();
-    let p = plan(&[a], &Summary::default(), &snap);
+    let p = plan(&[a], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
     assert!(!p.has_changes());
 }
@@ -102,7 +102,7 @@ fn a_new_revision_updates_and_is_not_drift() {
         .live(applied(&old))
         .listed(&old)
         .build();
-    let p = plan(&[vs("a", 50)], &Summary::default(), &snap);
+    let p = plan(&[vs("a", 50)], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Update, false)]);
     assert!(
         p.changes[0].diff.contains("-    - weight: 100"),
@@ -119,7 +119,7 @@ fn an_edit_in_the_cluster_is_drift() {
     live.body
         .edit(|b| b["spec"]["http"][0]["route"][0]["weight"] = json!(10));
     let snap = SnapshotBuilder::default().live(live).listed(&a).build();
-    let p = plan(&[a], &Summary::default(), &snap);
+    let p = plan(&[a], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Update, true)]);
 }
 
@@ -130,7 +130,7 @@ fn an_unowned_object_of_the_same_name_is_refused() {
     live.labelled = false;
     live.fields = None;
     let snap = SnapshotBuilder::default().live(live).build();
-    let p = plan(&[a], &Summary::default(), &snap);
+    let p = plan(&[a], &Revision::default(), &snap);
     assert_eq!(p.changes[0].action, Action::Refuse);
     assert!(p.changes[0]
         .reason
@@ -153,7 +153,7 @@ fn prunes_only_what_is_labelled_and_listed() {
         .listed(&listed_unlabelled)
         .live(applied(&labelled_unlisted))
         .build();
-    let p = plan(&[], &Summary::default(), &snap);
+    let p = plan(&[], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("gone".into(), Action::Prune, false)]);
     assert_eq!(p.changes[0].uid.as_deref(), Some("uid-gone"));
     assert_eq!(
@@ -174,7 +174,7 @@ fn an_object_read_through_another_api_version_is_the_same_object() {
         objects: [listed].into_iter().collect(),
         ..Inventory::default()
     });
-    let p = plan(&[a], &Summary::default(), &snap);
+    let p = plan(&[a], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
 }
 
@@ -189,7 +189,11 @@ fn changes_come_in_apply_order() {
         &Origin::default(),
     )
     .build();
-    let p = plan(&[vs("a", 1), dr], &Summary::default(), &Snapshot::default());
+    let p = plan(
+        &[vs("a", 1), dr],
+        &Revision::default(),
+        &Snapshot::default(),
+    );
     let kinds: Vec<&str> = p.changes.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds, ["DestinationRule", "VirtualService"]);
 }
@@ -215,7 +219,7 @@ fn against_files_compares_whole_objects_regardless_of_key_order() {
 
 #[test]
 fn every_format_names_the_change_and_the_counts() {
-    let p = plan(&[vs("a", 100)], &Summary::default(), &Snapshot::default());
+    let p = plan(&[vs("a", 100)], &Revision::default(), &Snapshot::default());
     let text = render(&p, Format::Text);
     assert!(
         text.contains("+ create VirtualService shop/a (networking.istio.io)"),
@@ -244,7 +248,7 @@ fn an_intent_that_only_moved_lines_is_unchanged() {
         .live(applied(&a))
         .listed(&a)
         .build();
-    let p = plan(&[moved.clone()], &Summary::default(), &snap);
+    let p = plan(&[moved.clone()], &Revision::default(), &snap);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);
     let p = plan_against(&[moved], &Summary::default(), &[a.body.value()], None);
     assert_eq!(actions(&p), [("a".into(), Action::Unchanged, false)]);

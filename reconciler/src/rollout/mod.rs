@@ -213,6 +213,8 @@ pub enum Effect {
         from: String,
         to: String,
         reason: String,
+        /// The phase it moved to.
+        phase: Phase,
     },
 }
 
@@ -235,6 +237,27 @@ impl Phase {
 
     fn active(&self) -> bool {
         matches!(self, Phase::Progressing | Phase::Paused { .. })
+    }
+
+    /// The reason of the Event recorded when a rollout enters this phase.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            Phase::Idle => "Rollout",
+            Phase::Progressing => "RolloutProgressing",
+            Phase::Paused { .. } => "RolloutPaused",
+            Phase::Promoting | Phase::Succeeded => "RolloutPromoted",
+            Phase::RollingBack { .. } | Phase::Failed { .. } => "RolloutRolledBack",
+        }
+    }
+
+    /// Whether entering this phase is bad news (a warning Event, a failed
+    /// commit status): rolled back, failed, or frozen on failure.
+    pub fn ends_badly(&self) -> bool {
+        match self {
+            Phase::RollingBack { .. } | Phase::Failed { .. } => true,
+            Phase::Paused { reason } => *reason == PauseReason::Frozen,
+            Phase::Idle | Phase::Progressing | Phase::Promoting | Phase::Succeeded => false,
+        }
     }
 }
 
@@ -667,6 +690,7 @@ impl State {
             from,
             to,
             reason: reason.to_owned(),
+            phase: self.phase.clone(),
         });
         fx
     }

@@ -320,7 +320,9 @@ fn record(out: &mut Simulation, rollout: &Rollout, fx: &[Effect], time: u64) {
         match e {
             // A move's weights come with it, just before its record.
             Effect::Apply(at) => out.weight = canary_weight(rollout, (*at).into()),
-            Effect::Transitioned { from, to, reason } => out.events.push(SimEvent::Transition {
+            Effect::Transitioned {
+                from, to, reason, ..
+            } => out.events.push(SimEvent::Transition {
                 time,
                 from: from.clone(),
                 to: to.clone(),

@@ -20,6 +20,9 @@ use git2::{
     FetchOptions, Oid, RemoteCallbacks, Repository,
 };
 
+pub use super::error::GitError;
+use super::error::{FetchFailure, KeyProblem, Libgit2, Unresolved, Unverified};
+
 /// A credential. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -33,7 +36,11 @@ impl Secret {
     pub fn from_file(path: &Path) -> Result<Secret, GitError> {
         std::fs::read_to_string(path)
             .map(Secret::new)
-            .map_err(|e| GitError::Config(format!("cannot read {}: {e}", path.display())))
+            .map_err(|source| GitError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })
     }
 
     pub(crate) fn expose(&self) -> &str {
@@ -106,18 +113,17 @@ pub struct AllowedSigners {
 
 impl AllowedSigners {
     pub fn from_file(path: &Path) -> Result<AllowedSigners, GitError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            GitError::Config(format!(
-                "cannot read the allowed signers {}: {e}",
-                path.display()
-            ))
+        let text = std::fs::read_to_string(path).map_err(|source| GitError::Io {
+            action: "read the allowed signers",
+            path: path.to_owned(),
+            source,
         })?;
         let signers = AllowedSigners::parse(&text);
         if signers.keys.is_empty() {
-            return Err(GitError::Config(format!(
-                "{} lists no SSH public key: every commit would be refused",
-                path.display()
-            )));
+            return Err(GitError::Keys {
+                path: path.to_owned(),
+                problem: KeyProblem::NoSshKey,
+            });
         }
         Ok(signers)
     }
@@ -125,32 +131,24 @@ impl AllowedSigners {
     /// Adds the OpenPGP public keys of an armored file.
     pub fn add_pgp_file(&mut self, path: &Path) -> Result<(), GitError> {
         use pgp::composed::Deserializable as _;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            GitError::Config(format!(
-                "cannot read the OpenPGP keys {}: {e}",
-                path.display()
-            ))
+        let text = std::fs::read_to_string(path).map_err(|source| GitError::Io {
+            action: "read the OpenPGP keys",
+            path: path.to_owned(),
+            source,
         })?;
-        let (keys, _) = pgp::composed::SignedPublicKey::from_string_many(&text).map_err(|e| {
-            GitError::Config(format!(
-                "{}: not ASCII-armored OpenPGP public keys: {e}",
-                path.display()
-            ))
-        })?;
+        let keys_error = |problem| GitError::Keys {
+            path: path.to_owned(),
+            problem,
+        };
+        let (keys, _) = pgp::composed::SignedPublicKey::from_string_many(&text)
+            .map_err(|e| keys_error(KeyProblem::NotArmored(e)))?;
         let before = self.pgp.len();
         for k in keys {
-            self.pgp.push(k.map_err(|e| {
-                GitError::Config(format!(
-                    "{}: an unreadable OpenPGP key: {e}",
-                    path.display()
-                ))
-            })?);
+            self.pgp
+                .push(k.map_err(|e| keys_error(KeyProblem::UnreadablePgpKey(e)))?);
         }
         if self.pgp.len() == before {
-            return Err(GitError::Config(format!(
-                "{} holds no OpenPGP public key",
-                path.display()
-            )));
+            return Err(keys_error(KeyProblem::NoPgpKey));
         }
         Ok(())
     }
@@ -186,36 +184,31 @@ impl AllowedSigners {
     }
 
     /// Checks `commit`'s signature; `Ok(signer)` names who signed it.
-    fn verify(&self, repo: &Repository, commit: Oid) -> Result<String, String> {
+    fn verify(&self, repo: &Repository, commit: Oid) -> Result<String, Unverified> {
         let (sig, data) = repo
             .extract_signature(&commit, None)
-            .map_err(|_| "it is not signed".to_owned())?;
-        let sig = std::str::from_utf8(&sig).map_err(|_| "its signature is not text".to_owned())?;
+            .map_err(|_| Unverified::NotSigned)?;
+        let sig = std::str::from_utf8(&sig).map_err(|_| Unverified::NotText)?;
         if sig.contains("BEGIN PGP SIGNATURE") {
             return self.verify_pgp(sig, &data);
         }
         if !sig.contains("BEGIN SSH SIGNATURE") {
-            return Err(
-                "it is signed in a format meshplan cannot verify (SSH and OpenPGP signatures are)"
-                    .into(),
-            );
+            return Err(Unverified::UnknownFormat);
         }
-        let sig: ssh_key::SshSig = sig
-            .parse()
-            .map_err(|e| format!("its SSH signature cannot be read: {e}"))?;
+        let sig: ssh_key::SshSig = sig.parse().map_err(Unverified::BadSsh)?;
         for (who, key) in &self.keys {
             if key.verify("git", &data, &sig).is_ok() {
                 return Ok(who.clone());
             }
         }
-        Err("its signature is not by an allowed signer".into())
+        Err(Unverified::NotAllowed)
     }
 
-    fn verify_pgp(&self, sig: &str, data: &[u8]) -> Result<String, String> {
+    fn verify_pgp(&self, sig: &str, data: &[u8]) -> Result<String, Unverified> {
         use pgp::composed::Deserializable as _;
         use pgp::types::KeyDetails as _;
-        let (sig, _) = pgp::composed::StandaloneSignature::from_string(sig)
-            .map_err(|e| format!("its OpenPGP signature cannot be read: {e}"))?;
+        let (sig, _) =
+            pgp::composed::StandaloneSignature::from_string(sig).map_err(Unverified::BadPgp)?;
         for key in &self.pgp {
             let by_primary = sig.verify(key, data).is_ok();
             let by_subkey = key
@@ -226,7 +219,7 @@ impl AllowedSigners {
                 return Ok(format!("OpenPGP key {}", key.fingerprint()));
             }
         }
-        Err("its signature is not by an allowed signer".into())
+        Err(Unverified::NotAllowed)
     }
 }
 
@@ -239,23 +232,6 @@ pub struct Revision {
     pub dir: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("{0}")]
-    Config(String),
-    /// `url` is shown without credentials.
-    #[error("fetching {url}: {message}")]
-    Fetch { url: String, message: String },
-    #[error("{url}: {message}")]
-    Resolve { url: String, message: String },
-    #[error("checking out {commit}: {message}")]
-    Checkout { commit: String, message: String },
-    /// The head commit failed signature verification: nothing of it is
-    /// checked out.
-    #[error("refusing commit {commit}: {reason}")]
-    Unsigned { commit: String, reason: String },
-}
-
 impl GitSource {
     /// Fetches and checks out the reference; returns the revision. Blocking
     /// (network and disk): call it from `spawn_blocking` in async code.
@@ -265,13 +241,15 @@ impl GitSource {
         let (callbacks, verdict) = self.callbacks()?;
         let fetch_err = |e: git2::Error| GitError::Fetch {
             url: shown.clone(),
-            message: verdict
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_else(|| explain(&e))
+            source: match verdict.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                Some(v) => FetchFailure::HostKey(v.replace(self.url.as_str(), &shown)),
                 // libgit2 may quote the URL, credentials and all.
-                .replace(self.url.as_str(), &shown),
+                None => Libgit2::redacted(&e, &self.url, &shown).into(),
+            },
+        };
+        let resolve_err = |reason| GitError::Resolve {
+            url: shown.clone(),
+            reason,
         };
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let (refspecs, target): (Vec<String>, String) = match &self.reference {
@@ -285,10 +263,7 @@ impl GitSource {
                     .as_str()
                     .ok()
                     .and_then(|h| h.strip_prefix("refs/heads/"))
-                    .ok_or_else(|| GitError::Resolve {
-                        url: shown.clone(),
-                        message: "the remote has no default branch".into(),
-                    })?
+                    .ok_or_else(|| resolve_err(Unresolved::NoDefaultBranch))?
                     .to_owned();
                 let local = format!("refs/meshplan/branches/{head}");
                 (vec![format!("+refs/heads/{head}:{local}")], local)
@@ -323,30 +298,22 @@ impl GitSource {
 
         let commit = match &self.reference {
             GitRef::Commit(c) => {
-                let obj = repo.revparse_single(c).map_err(|_| GitError::Resolve {
-                    url: shown.clone(),
-                    message: format!("no commit {c} on any branch or tag"),
-                })?;
-                obj.peel_to_commit().map_err(|e| GitError::Resolve {
-                    url: shown.clone(),
-                    message: explain(&e),
-                })?
+                let obj = repo
+                    .revparse_single(c)
+                    .map_err(|_| resolve_err(Unresolved::NoCommit(c.clone())))?;
+                obj.peel_to_commit()
+                    .map_err(|e| resolve_err(Unresolved::NotACommit(Libgit2::of(&e))))?
             }
             _ => {
-                let r = repo
-                    .find_reference(&target)
-                    .map_err(|_| GitError::Resolve {
-                        url: shown.clone(),
-                        message: match &self.reference {
-                            GitRef::Tag(t) => format!("no tag {t}"),
-                            GitRef::Branch(b) => format!("no branch {b}"),
-                            _ => "the default branch was not fetched".into(),
-                        },
-                    })?;
-                r.peel_to_commit().map_err(|e| GitError::Resolve {
-                    url: shown.clone(),
-                    message: explain(&e),
-                })?
+                let r = repo.find_reference(&target).map_err(|_| {
+                    resolve_err(match &self.reference {
+                        GitRef::Tag(t) => Unresolved::NoTag(t.clone()),
+                        GitRef::Branch(b) => Unresolved::NoBranch(b.clone()),
+                        _ => Unresolved::DefaultBranchNotFetched,
+                    })
+                })?;
+                r.peel_to_commit()
+                    .map_err(|e| resolve_err(Unresolved::NotACommit(Libgit2::of(&e))))?
             }
         };
         // Verified before anything of it reaches the work tree: a refused
@@ -365,14 +332,10 @@ impl GitSource {
             None => self.checkout.clone(),
         };
         if !dir.is_dir() {
-            return Err(GitError::Resolve {
-                url: shown,
-                message: format!(
-                    "commit {} has no folder {}",
-                    commit.id(),
-                    self.path.as_deref().unwrap_or(Path::new("")).display()
-                ),
-            });
+            return Err(resolve_err(Unresolved::NoFolder {
+                commit: commit.id().to_string(),
+                path: self.path.clone().unwrap_or_default(),
+            }));
         }
         Ok(Revision {
             commit: commit.id().to_string(),
@@ -381,18 +344,17 @@ impl GitSource {
     }
 
     fn open(&self) -> Result<Repository, GitError> {
-        let config = |e: git2::Error| {
-            GitError::Config(format!(
-                "cannot use {} as the checkout: {}",
-                self.checkout.display(),
-                e.message()
-            ))
+        let config = |e: git2::Error| GitError::Open {
+            path: self.checkout.clone(),
+            source: Libgit2::of(&e),
         };
         match Repository::open(&self.checkout) {
             Ok(r) => Ok(r),
             Err(_) => {
-                std::fs::create_dir_all(&self.checkout).map_err(|e| {
-                    GitError::Config(format!("cannot create {}: {e}", self.checkout.display()))
+                std::fs::create_dir_all(&self.checkout).map_err(|source| GitError::Io {
+                    action: "create",
+                    path: self.checkout.clone(),
+                    source,
                 })?;
                 Repository::init(&self.checkout).map_err(config)
             }
@@ -404,7 +366,7 @@ impl GitSource {
     fn checkout(&self, repo: &Repository, id: Oid) -> Result<(), GitError> {
         let err = |e: git2::Error| GitError::Checkout {
             commit: id.to_string(),
-            message: explain(&e),
+            source: Libgit2::of(&e),
         };
         let obj = repo.find_object(id, None).map_err(err)?;
         let mut co = CheckoutBuilder::new();
@@ -454,14 +416,13 @@ impl GitSource {
             }
         });
         let known_hosts = match &self.auth {
-            GitAuth::SshKey { known_hosts, .. } => {
-                Some(std::fs::read_to_string(known_hosts).map_err(|e| {
-                    GitError::Config(format!(
-                        "cannot read known_hosts {}: {e}",
-                        known_hosts.display()
-                    ))
-                })?)
-            }
+            GitAuth::SshKey { known_hosts, .. } => Some(
+                std::fs::read_to_string(known_hosts).map_err(|source| GitError::Io {
+                    action: "read known_hosts",
+                    path: known_hosts.clone(),
+                    source,
+                })?,
+            ),
             _ => None,
         };
         let port = ssh_port(&self.url);
@@ -604,17 +565,6 @@ pub fn redact_url(url: &str) -> String {
         shown.push_str(&masked.join("&"));
     }
     shown
-}
-
-/// libgit2's message, with the class (`net`, `ssh`, `http`…) for context.
-fn explain(e: &git2::Error) -> String {
-    let msg = e.message().trim_end_matches('.');
-    match e.class() {
-        git2::ErrorClass::Net => format!("network: {msg}"),
-        git2::ErrorClass::Ssh => format!("ssh: {msg}"),
-        git2::ErrorClass::Http => format!("http: {msg}"),
-        _ => msg.to_owned(),
-    }
 }
 
 #[cfg(test)]

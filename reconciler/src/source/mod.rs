@@ -2,6 +2,7 @@
 //! folder; and the Git revision of a local checkout, recorded with what is
 //! applied.
 
+pub mod error;
 pub mod git;
 
 use std::path::Path;
