@@ -28,9 +28,7 @@ use meshplan_policy_lang::cel::Engine;
 use meshplan_policy_lang::check::{Report, Views};
 use meshplan_policy_lang::intent::config::UnsupportedSetting;
 use meshplan_policy_lang::intent::Target;
-use meshplan_policy_lang::parse::{file_trees, Repository, Sources};
-use meshplan_policy_lang::source::SourceFile;
-use meshplan_policy_lang::yaml::Node;
+use meshplan_policy_lang::parse::{Repository, Sources};
 use meshplan_policy_lang::{Diagnostic, Location};
 
 pub use emit::EmitError;
@@ -65,10 +63,13 @@ pub struct Options {
     /// semantic diff, and at 10,000 services the summary is 17 MB of the
     /// heap's peak.
     pub skip_summary: bool,
-    /// [Pack](object::Body::pack) every object's body, each namespace's as
-    /// soon as it is emitted, for a caller that holds the objects long
-    /// (`meshplan run`): the text of every object is never held at once.
-    pub pack_bodies: bool,
+    /// Called with each namespace's objects as soon as they are emitted,
+    /// and with every object once they are merged across targets: how a
+    /// caller that holds the objects long changes how they are held before
+    /// the next namespace is made (`meshplan run` [packs](object::Body::pack)
+    /// their bodies, so the text of every object is never held at once).
+    /// It must not change what they say.
+    pub on_emitted: Option<fn(&mut [MeshObject])>,
 }
 
 /// The compiler's output.
@@ -183,18 +184,14 @@ fn lower_and_emit(repo: &Repository, opts: &Options, targets: &[Target]) -> Resu
         }
         let start = objects.len();
         emit_into(&ir, &emitters, &mut objects, &mut errors);
-        if opts.pack_bodies {
-            for o in &mut objects[start..] {
-                o.body.pack();
-            }
+        if let Some(f) = opts.on_emitted {
+            f(&mut objects[start..]);
         }
     }
     let (mut objects, errors) = finish(objects, errors)?;
-    if opts.pack_bodies {
-        // Objects merged across targets were written again as text.
-        for o in &mut objects {
-            o.body.pack();
-        }
+    if let Some(f) = opts.on_emitted {
+        // Objects merged across targets were made again.
+        f(&mut objects);
     }
     rollouts.sort_by_key(rollout::Subject::key);
     Ok(Lowered {
@@ -367,40 +364,34 @@ pub fn unsupported_diagnostics(
     // A feature's fields, parsed once (a large render has 60,000 findings
     // of a handful of features).
     let mut feature_paths: HashMap<Option<emit::Feature>, Vec<Path>> = HashMap::new();
-    // Checked repositories have dropped their trees: read each file again
-    // once for all its findings (they come sorted by file). Not per
-    // intent: an intent's tree alone costs reading its whole file, which
-    // for one file of 1,000 intents made this quadratic (23 s).
-    let mut trees: Option<(&Arc<SourceFile>, Vec<Node>)> = None;
-    let mut out: Vec<Diagnostic> = errors
-        .iter()
-        .map(|e| {
-            let d = Diagnostic::new(
-                Code::TargetUnsupported.as_str(),
-                severity,
-                format!("{}: {}", e.emitter, e.message),
-            )
-            .hint(hint);
-            let Some(s) = intents.get(&e.intent) else {
-                return d;
-            };
-            let root = match &trees {
-                _ if s.has_tree() => s.root(),
-                Some((file, t)) if Arc::ptr_eq(file, &s.file) => s.root_among(t),
-                _ => s.root_among(&trees.insert((&s.file, file_trees(&s.file))).1),
-            };
-            let paths = feature_paths.entry(e.feature).or_insert_with(|| {
-                let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
-                fields.iter().map(|f| Path::parse(f)).collect()
-            });
-            let key = paths
-                .iter()
-                .find(|p| root.find(p).is_some())
-                .map(|p| root.locate_key(p))
-                .unwrap_or_else(|| root.locate_key(&Path::parse("metadata.name")));
-            d.at(Location::new(Arc::clone(&s.file), key.span))
-        })
-        .collect();
+    let mut out = Vec::with_capacity(errors.len());
+    let mut located = Vec::with_capacity(errors.len());
+    for e in errors {
+        let d = Diagnostic::new(
+            Code::TargetUnsupported.as_str(),
+            severity,
+            format!("{}: {}", e.emitter, e.message),
+        )
+        .hint(hint);
+        match intents.get(&e.intent) {
+            Some(s) => located.push((*s, (e, d))),
+            None => out.push(d),
+        }
+    }
+    // Findings come sorted by file: each file is read again once for all
+    // of its findings.
+    out.extend(repo.in_trees(located, |s, root, (e, d)| {
+        let paths = feature_paths.entry(e.feature).or_insert_with(|| {
+            let fields = e.feature.map(|f| f.fields()).unwrap_or(&[]);
+            fields.iter().map(|f| Path::parse(f)).collect()
+        });
+        let key = paths
+            .iter()
+            .find(|p| root.find(p).is_some())
+            .map(|p| root.locate_key(p))
+            .unwrap_or_else(|| root.locate_key(&Path::parse("metadata.name")));
+        d.at(Location::new(Arc::clone(&s.file), key.span))
+    }));
     meshplan_policy_lang::diagnostic::normalize(&mut out);
     out
 }

@@ -76,14 +76,17 @@ fn skipping_the_summary_changes_nothing_else() {
 fn packing_bodies_changes_how_they_are_held_not_what_they_say() {
     // Linkerd and Gateway API both emit the backend Services: merged
     // objects are among them.
-    let compile_with = |pack_bodies| {
+    fn pack(objects: &mut [object::MeshObject]) {
+        objects.iter_mut().for_each(|o| o.body.pack());
+    }
+    let compile_with = |on_emitted| {
         compile_examples(&Options {
             targets: Some(vec![Target::Istio, Target::GatewayApi, Target::Linkerd]),
-            pack_bodies,
+            on_emitted,
             ..Options::default()
         })
     };
-    let (text, packed) = (compile_with(false), compile_with(true));
+    let (text, packed) = (compile_with(None), compile_with(Some(pack)));
     assert_eq!(
         object::to_yaml_stream(&text.objects),
         object::to_yaml_stream(&packed.objects)

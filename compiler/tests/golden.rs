@@ -34,7 +34,7 @@ fn render(dir: &Path, mesh: Option<Target>) -> String {
         positions: positions(dir),
         unsupported: Some(UnsupportedSetting::Warning),
         skip_summary: false,
-        pack_bodies: false,
+        on_emitted: None,
     };
     let compiled =
         compile(&repo, &report, &opts).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));

@@ -68,22 +68,6 @@ impl<T> Loaded<T> {
         })
     }
 
-    /// Whether the tree is still held (not dropped by
-    /// [`Repository::forget_trees`]).
-    pub fn has_tree(&self) -> bool {
-        self.tree.is_some()
-    }
-
-    /// The document's node tree, taken from `file_trees` (every tree of
-    /// its file, from [`file_trees`]) when it was forgotten: locating many
-    /// documents of one file reads the file once, not once per document.
-    pub fn root_among<'a>(&'a self, file_trees: &'a [Node]) -> Cow<'a, Node> {
-        match (&self.tree, file_trees.get(self.doc)) {
-            (Some(t), _) | (None, Some(t)) => Cow::Borrowed(t),
-            (None, None) => Cow::Owned(self.reread()),
-        }
-    }
-
     /// `f` of the document's tree: its own, or its file's trees read again
     /// (and kept by the file), borrowed either way: a diagnostic in a
     /// document of 5,000 routes must not copy the document.
@@ -122,15 +106,6 @@ impl<T> Loaded<T> {
     }
 }
 
-/// The node tree of every document of `file`, read again.
-pub fn file_trees(file: &SourceFile) -> Vec<Node> {
-    yaml::parse(&file.text)
-        .0
-        .into_iter()
-        .map(|d| d.root)
-        .collect()
-}
-
 /// Everything read from a repository.
 #[derive(Debug, Default)]
 pub struct Repository {
@@ -142,6 +117,44 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// `f` of each item's document tree, in order, for a caller with many
+    /// locations to find after `check` forgot the trees: a file's trees are
+    /// read again once for its run of items (give them sorted by file), and
+    /// only that file's are held — a large render's thousands of findings
+    /// must neither read a file per finding nor hold every file's tree.
+    pub fn in_trees<'a, T: 'a, X, R>(
+        &self,
+        items: impl IntoIterator<Item = (&'a Loaded<T>, X)>,
+        mut f: impl FnMut(&'a Loaded<T>, &Node, X) -> R,
+    ) -> Vec<R> {
+        let mut held: Option<(&Arc<SourceFile>, Vec<Node>)> = None;
+        let mut out = Vec::new();
+        for (doc, x) in items {
+            if let Some(t) = &doc.tree {
+                out.push(f(doc, t, x));
+                continue;
+            }
+            if !matches!(&held, Some((file, _)) if Arc::ptr_eq(file, &doc.file)) {
+                let trees = yaml::parse(&doc.file.text).0;
+                held = Some((&doc.file, trees.into_iter().map(|d| d.root).collect()));
+            }
+            let trees = held.as_ref().map_or(&[][..], |h| &h.1[..]);
+            let fallback;
+            let root = match trees.get(doc.doc) {
+                Some(t) => t,
+                None => {
+                    fallback = Node {
+                        span: doc.span,
+                        value: yaml::Value::Null,
+                    };
+                    &fallback
+                }
+            };
+            out.push(f(doc, root, x));
+        }
+        out
+    }
+
     /// Drops every document's node tree. Check needs them all; after it
     /// they only serve the odd diagnostic (read again from the file then),
     /// and they are the largest part of a repository in memory (a third of
@@ -656,18 +669,12 @@ mod tests {
             .map(|s| s.root().into_owned())
             .collect();
         repo.forget_trees();
-        assert!(repo
-            .services
-            .iter()
-            .all(|s| s.tree.is_none() && !s.has_tree()));
+        assert!(repo.services.iter().all(|s| s.tree.is_none()));
         assert_eq!(seen(&repo), before);
         // One reading of the file serves every document in it.
-        let trees = file_trees(&repo.services[0].file);
-        for (s, root) in repo.services.iter().zip(&roots) {
-            assert!(matches!(s.root_among(&trees), Cow::Borrowed(_)));
-            assert_eq!(&*s.root_among(&trees), root);
-            assert_eq!(&*s.root_among(&[]), root, "read again when not given");
-        }
+        let items = repo.services.iter().zip(&roots);
+        let found = repo.in_trees(items, |_, tree, root| tree == root);
+        assert_eq!(found, [true; 2]);
         assert_eq!(repo.services[1].doc, 1);
         assert_eq!(repo.services[1].span.start.line, 11);
     }
@@ -726,7 +733,7 @@ mod tests {
                 assert_eq!(s.value, expected, "{name}");
                 assert_eq!(s.span, root.span, "{name}");
                 assert_eq!(&*s.root(), root, "{name}");
-                if s.has_tree() {
+                if s.tree.is_some() {
                     with_tree += 1;
                 } else {
                     from_tape += 1;

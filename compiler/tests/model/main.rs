@@ -61,7 +61,7 @@ pub fn divergences_on(
             positions: positions.clone(),
             unsupported: Some(UnsupportedSetting::Warning),
             skip_summary: true,
-            pack_bodies: false,
+            on_emitted: None,
         };
         let compiled = match compile(repo, report, &opts) {
             Ok(c) => c,

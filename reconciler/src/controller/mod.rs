@@ -632,7 +632,7 @@ impl Controller {
     ) -> Result<(Vec<MeshObject>, Summary), (String, Vec<String>)> {
         let opts = Options {
             positions: self.rollouts.positions(),
-            pack_bodies: true,
+            on_emitted: Some(pack),
             ..self.cfg.compile.clone()
         };
         let compiled = compile(repo, report, &opts).map_err(|e| {
@@ -653,7 +653,7 @@ impl Controller {
         }
         self.rollouts.attach(&compiled.rollouts);
         // Held until the next revision (and beside it while that one
-        // compiles): packed (`pack_bodies` above), a tenth of a
+        // compiles): packed (`pack` above), a tenth of a
         // PrometheusRule's size.
         let mut objects = compiled.objects;
         // The compiler reserved room for more objects than most revisions
@@ -716,6 +716,15 @@ struct SyncOutcome {
     report_only: Vec<String>,
     failures: Vec<String>,
     managed: usize,
+}
+
+/// Deflates each body as soon as it is emitted: the controller holds a
+/// revision's objects until the next one (and beside it while that one
+/// compiles), so the text of every object is never held at once.
+fn pack(objects: &mut [MeshObject]) {
+    for o in objects {
+        o.body.pack();
+    }
 }
 
 /// Turns drift on report-only kinds into "unchanged" (not applied), and
