@@ -91,9 +91,14 @@ impl Default for InventoryName {
     }
 }
 
+/// An inventory name that is not `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not NAMESPACE/NAME")]
+pub struct NotAName(pub String);
+
 impl FromStr for InventoryName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NotAName;
+    fn from_str(s: &str) -> Result<Self, NotAName> {
         match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
                 Ok(InventoryName {
@@ -101,7 +106,7 @@ impl FromStr for InventoryName {
                     name: name.into(),
                 })
             }
-            _ => Err(format!("`{s}` is not NAMESPACE/NAME")),
+            _ => Err(NotAName(s.to_owned())),
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use meshplan_policy_lang::intent::rollout::Webhook;
-use meshplan_reconciler::outgoing::Http;
+use meshplan_reconciler::outgoing::{Http, Undelivered};
 use meshplan_reconciler::rollout::analysis::{MetricSource, Prometheus};
 use meshplan_reconciler::rollout::webhook;
 use meshplan_testenv::{unique_name, TestEnv};
@@ -85,7 +85,7 @@ fn prometheus_over_tls_with_basic_auth_a_client_certificate_and_a_path_prefix() 
         ),
     ] {
         let out = prometheus(&yaml).query("vector(42)");
-        let e = out.expect_err(why);
+        let e = out.expect_err(why).to_string();
         assert!(e.contains(wanted), "{why}: {e}");
         assert!(!e.contains(&read(&p.password_file)), "{why}: {e}");
     }
@@ -177,12 +177,16 @@ fn webhooks_over_tls_carry_their_endpoints_credentials_and_no_others() {
 
     // A token the receiver refuses is a failure that names the status.
     std::fs::write(&token, format!("{case}-unknown")).unwrap();
-    let e = webhook::call(&http, &hook(&url), &body).unwrap_err();
+    let e = webhook::call(&http, &hook(&url), &body)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("401"), "{e}");
     assert!(!e.contains("unknown"), "{e}");
 
     // Without the CA, the receiver's certificate is not trusted.
-    let e = webhook::call(&Http::default(), &hook(&open), &body).unwrap_err();
+    let e = webhook::call(&Http::default(), &hook(&open), &body)
+        .unwrap_err()
+        .to_string();
     assert!(!e.is_empty());
 }
 
@@ -209,7 +213,21 @@ fn webhooks_retry_what_may_pass_and_sign_their_bodies() {
         &body,
     )
     .unwrap_err();
-    assert!(e.contains("answered 503 (after 3 attempts)"), "{e}");
+    assert!(
+        matches!(
+            e,
+            Undelivered::Answered {
+                status: 503,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().ends_with("answered 503 (after 3 attempts)"),
+        "{e}"
+    );
     assert_eq!(hooks.received(&format!("/open/{case}/status/503")).len(), 3);
 
     let e = webhook::call(
@@ -217,7 +235,8 @@ fn webhooks_retry_what_may_pass_and_sign_their_bodies() {
         &hook(&format!("{}/open/{case}/status/409", hooks.url)),
         &body,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.ends_with("answered 409"), "{e}");
     assert_eq!(hooks.received(&format!("/open/{case}/status/409")).len(), 1);
 

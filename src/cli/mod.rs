@@ -493,7 +493,9 @@ pub enum DryRun {
     Server,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(
+    s: &str,
+) -> Result<std::time::Duration, meshplan_policy_lang::intent::duration::InvalidDuration> {
     meshplan_policy_lang::intent::Duration::parse(s)
         .map(|d| std::time::Duration::from_millis(d.as_millis()))
 }

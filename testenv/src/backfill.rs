@@ -59,6 +59,6 @@ impl Prometheus {
             .call()
             .and_then(|mut r| r.body_mut().read_to_string())
             .map_err(|e| Error::Http(format!("GET {url}?query={promql}"), Box::new(e)))?;
-        crate::parse_vector(&body).map_err(|m| Error::Protocol(url, m))
+        crate::parse_vector(&url, &body)
     }
 }

@@ -48,6 +48,12 @@ pub enum Error {
     Protocol(String, String),
     #[error("`{0}` failed: {1}")]
     Command(String, String),
+    #[error("{0}: not the environment's description")]
+    Description(PathBuf, #[source] serde_json::Error),
+    #[error("kube-apiserver (pid {0}) is not running")]
+    NotRunning(String),
+    #[error("unexpected answer from {0}")]
+    Answer(String, #[source] BadAnswer),
 }
 
 /// Where the running environment is, as `up.sh` wrote it.
@@ -157,11 +163,19 @@ impl TestEnv {
         static ENV: OnceLock<TestEnv> = OnceLock::new();
         ENV.get_or_init(|| match Self::load() {
             Ok(env) => env,
-            Err(why) => panic!("{HOW_TO_START}\n({why})"),
+            Err(why) => {
+                let mut text = why.to_string();
+                let mut cause = std::error::Error::source(&why);
+                while let Some(c) = cause {
+                    text.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                panic!("{HOW_TO_START}\n({text})")
+            }
         })
     }
 
-    fn load() -> Result<TestEnv, String> {
+    fn load() -> Result<TestEnv, Error> {
         let path = match std::env::var_os("MESHPLAN_TESTENV") {
             Some(p) => PathBuf::from(p),
             None => match std::env::var_os("CARGO_TARGET_DIR") {
@@ -169,20 +183,15 @@ impl TestEnv {
                 None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/testenv/env.json"),
             },
         };
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io(path.clone(), e))?;
         let env: TestEnv =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| Error::Description(path.clone(), e))?;
         // A stale env.json from a stopped environment must not pass for a
         // running one.
         let pid_file = env.dir.join("pids/kube-apiserver.pid");
-        let pid = std::fs::read_to_string(&pid_file)
-            .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+        let pid = std::fs::read_to_string(&pid_file).map_err(|e| Error::Io(pid_file.clone(), e))?;
         if !Path::new(&format!("/proc/{}", pid.trim())).exists() {
-            return Err(format!(
-                "kube-apiserver (pid {}) is not running",
-                pid.trim()
-            ));
+            return Err(Error::NotRunning(pid.trim().to_owned()));
         }
         Ok(env)
     }
@@ -309,11 +318,31 @@ impl Prometheus {
             .call()
             .and_then(|mut r| r.body_mut().read_to_string())
             .map_err(|e| Error::Http(format!("GET {url}?query={promql}"), Box::new(e)))?;
-        parse_vector(&body).map_err(|m| Error::Protocol(url, m))
+        parse_vector(&url, &body)
     }
 }
 
-fn parse_vector(body: &str) -> Result<Vec<Sample>, String> {
+/// The samples of an instant-vector answer from `url`.
+fn parse_vector(url: &str, body: &str) -> Result<Vec<Sample>, Error> {
+    parse_samples(body).map_err(|e| Error::Answer(url.to_owned(), e))
+}
+
+/// Why a Prometheus answer holds no samples.
+#[derive(Debug, thiserror::Error)]
+pub enum BadAnswer {
+    #[error("not JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("{0}")]
+    Failed(String),
+    #[error("no data")]
+    NoData,
+    #[error("expected a vector, got {0}")]
+    NotAVector(String),
+    #[error("a value is not a number")]
+    Value(#[source] std::num::ParseFloatError),
+}
+
+fn parse_samples(body: &str) -> Result<Vec<Sample>, BadAnswer> {
     #[derive(Deserialize)]
     struct Answer {
         status: String,
@@ -331,18 +360,18 @@ fn parse_vector(body: &str) -> Result<Vec<Sample>, String> {
         metric: BTreeMap<String, String>,
         value: (f64, String),
     }
-    let a: Answer = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let a: Answer = serde_json::from_str(body).map_err(BadAnswer::Json)?;
     if a.status != "success" {
-        return Err(a.error.unwrap_or(a.status));
+        return Err(BadAnswer::Failed(a.error.unwrap_or(a.status)));
     }
-    let data = a.data.ok_or("no data")?;
+    let data = a.data.ok_or(BadAnswer::NoData)?;
     if data.result_type != "vector" {
-        return Err(format!("expected a vector, got {}", data.result_type));
+        return Err(BadAnswer::NotAVector(data.result_type));
     }
     data.result
         .into_iter()
         .map(|i| {
-            let value = i.value.1.parse::<f64>().map_err(|e| e.to_string())?;
+            let value = i.value.1.parse::<f64>().map_err(BadAnswer::Value)?;
             Ok(Sample {
                 labels: i.metric,
                 value,
@@ -554,7 +583,7 @@ mod tests {
     #[test]
     fn parses_an_instant_vector() {
         let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"0.25"]}]}}"#;
-        let v = parse_vector(body).unwrap();
+        let v = parse_samples(body).unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].value, 0.25);
         assert_eq!(v[0].labels["a"], "b");
@@ -563,13 +592,15 @@ mod tests {
     #[test]
     fn an_empty_result_is_not_an_error() {
         let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-        assert!(parse_vector(body).unwrap().is_empty());
+        assert!(parse_samples(body).unwrap().is_empty());
     }
 
     #[test]
     fn reports_a_query_error() {
         let body = r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
-        assert_eq!(parse_vector(body).unwrap_err(), "parse error at char 3");
+        assert!(
+            matches!(parse_samples(body), Err(BadAnswer::Failed(m)) if m == "parse error at char 3")
+        );
     }
 
     #[test]

@@ -42,6 +42,19 @@ fn default_latency() -> f64 {
     10.0
 }
 
+/// A workload no real proxy could report.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unreal {
+    #[error("rps must be a non-negative number, got {0}")]
+    Rps(f64),
+    #[error("errorRate and tailFraction must be between 0 and 1")]
+    Share,
+    #[error("latencies must be non-negative")]
+    Latency,
+    #[error("invalid label value {0:?}")]
+    Label(String),
+}
+
 impl Workload {
     pub fn new(service: &str, namespace: &str, version: &str) -> Self {
         Self {
@@ -86,23 +99,20 @@ impl Workload {
     }
 
     /// Rejects values no real proxy could report.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Unreal> {
         let share = |v: f64| (0.0..=1.0).contains(&v);
         if !(self.rps.is_finite() && self.rps >= 0.0) {
-            return Err(format!(
-                "rps must be a non-negative number, got {}",
-                self.rps
-            ));
+            return Err(Unreal::Rps(self.rps));
         }
         if !share(self.error_rate) || !share(self.tail_fraction) {
-            return Err("errorRate and tailFraction must be between 0 and 1".into());
+            return Err(Unreal::Share);
         }
         if !(self.latency_ms >= 0.0 && self.tail_latency_ms >= 0.0) {
-            return Err("latencies must be non-negative".into());
+            return Err(Unreal::Latency);
         }
         for name in [&self.service, &self.namespace, &self.version] {
             if name.is_empty() || name.contains(['"', '\\', '\n']) {
-                return Err(format!("invalid label value {name:?}"));
+                return Err(Unreal::Label(name.clone()));
             }
         }
         Ok(())

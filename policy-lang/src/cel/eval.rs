@@ -50,8 +50,8 @@ impl Bound {
 impl Bound {
     /// Converts a serializable value: `None` fields are dropped, so `has()`
     /// tells whether the user wrote a field, and integers are CEL ints.
-    pub fn new<T: Serialize>(value: &T) -> Result<Self, String> {
-        let val = super::ser::to_val(value).map_err(|e| e.to_string())?;
+    pub fn new<T: Serialize>(value: &T) -> Result<Self, super::ConvertError> {
+        let val = super::ser::to_val(value)?;
         Ok(Self::of(
             val.unwrap_or_else(|| Box::new(cel::common::types::CelNull)),
         ))
@@ -169,6 +169,8 @@ impl std::fmt::Display for EvalError {
         }
     }
 }
+
+impl std::error::Error for EvalError {}
 
 /// The engine: the environment expressions compile against, and one base
 /// context evaluations run in.

@@ -19,3 +19,4 @@ pub(crate) mod view;
 
 pub use compile::{At, Compiled, Issue};
 pub use eval::{Bindings, Bound, Engine, EvalError};
+pub use ser::Error as ConvertError;

@@ -16,17 +16,11 @@ use serde::ser::{self, Serialize};
 
 use super::view::{convert, SharedList, SharedMap};
 
-/// Why a value could not be converted.
-#[derive(Debug)]
+/// Why a value could not be converted to CEL (what serde's `custom`
+/// reports: a map key that is not a string, say).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot convert the value to CEL: {0}")]
 pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl ser::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {

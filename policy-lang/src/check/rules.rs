@@ -321,11 +321,11 @@ impl RuleSet {
     }
 
     /// A string expression's value, or why there is none.
-    fn try_string(engine: &Engine, e: &Expr, b: &Bindings<'_>) -> Result<String, String> {
+    fn try_string(engine: &Engine, e: &Expr, b: &Bindings<'_>) -> Result<String, NotAString> {
         match engine.eval(&e.compiled, b) {
             Ok(cel::Value::String(s)) => Ok(s.to_string()),
-            Ok(other) => Err(format!("returned {} instead of a string", kind(&other))),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(NotAString::Returned(kind(&other))),
+            Err(e) => Err(NotAString::Failed(e)),
         }
     }
 
@@ -538,6 +538,15 @@ impl RuleSet {
             )
         }
     }
+}
+
+/// Why a string expression (a message, a field path) gave no string.
+#[derive(Debug, thiserror::Error)]
+enum NotAString {
+    #[error("returned {0} instead of a string")]
+    Returned(&'static str),
+    #[error(transparent)]
+    Failed(crate::cel::EvalError),
 }
 
 fn kind(v: &cel::Value) -> &'static str {

@@ -40,12 +40,8 @@ impl Duration {
     }
 
     /// Parses `1h30m`, `250ms`, `1.5s` (a fraction only on the last part).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "invalid duration \"{s}\": expected a number and a unit (ms, s, m, h, d), such as 500ms, 10s, 1m30s or 30d"
-            )
-        };
+    pub fn parse(s: &str) -> Result<Self, InvalidDuration> {
+        let bad = || InvalidDuration(s.to_owned());
         if s.is_empty() {
             return Err(bad());
         }
@@ -86,6 +82,11 @@ impl Duration {
         Ok(Self { millis: total })
     }
 }
+
+/// A duration meshplan cannot read: the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration \"{0}\": expected a number and a unit (ms, s, m, h, d), such as 500ms, 10s, 1m30s or 30d")]
+pub struct InvalidDuration(pub String);
 
 impl fmt::Display for Duration {
     /// The shortest exact form: `90s` is `1m30s`, `1500ms` is `1500ms`.

@@ -334,8 +334,9 @@ impl Controller {
                 self.fetch_failing = false;
                 f
             }
-            Err(message) => {
+            Err(e) => {
                 self.fetch_failing = true;
+                let message = crate::error_chain(&e);
                 self.failed(Stage::Fetch, None, message, Vec::new(), started)
                     .await;
                 return;
@@ -569,14 +570,13 @@ impl Controller {
         })
     }
 
-    async fn fetch(&self) -> Result<(String, PathBuf), String> {
+    async fn fetch(&self) -> Result<(String, PathBuf), FetchError> {
         match &self.cfg.source {
             Source::Git(g) => {
                 let g = g.clone();
                 let rev = tokio::task::spawn_blocking(move || g.sync())
                     .await
-                    .map_err(|e| format!("the fetch task failed: {e}"))?
-                    .map_err(|e| crate::error_chain(&e))?;
+                    .map_err(FetchError::Task)??;
                 Ok((rev.commit, rev.dir))
             }
             Source::Dir(d) => {
@@ -705,6 +705,15 @@ impl Controller {
             Err(e) => self.log.warn(&format!("cannot record the status: {e}")),
         }
     }
+}
+
+/// Why no revision was fetched.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("the fetch task failed")]
+    Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Git(#[from] crate::source::git::GitError),
 }
 
 struct SyncOutcome {

@@ -42,6 +42,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{invalid, Invalid};
 use crate::Error;
 
 /// The file, as written.
@@ -172,56 +173,67 @@ impl File {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        file.check().map_err(|message| Error::Credentials {
+        file.check().map_err(|e| Error::Credentials {
             path: shown,
-            message,
+            message: e.to_string(),
         })?;
         Ok(file)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         let mut seen = std::collections::BTreeSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}]");
             let origin = Origin::parse(&e.url)
-                .ok_or_else(|| format!("{at}.url: not an http:// or https:// URL"))?;
+                .ok_or_else(|| invalid(format!("{at}.url"), "not an http:// or https:// URL"))?;
             if e.url.contains('@') || e.url.contains(['?', '#']) {
-                return Err(format!(
-                    "{at}.url: a prefix has no user info, query or fragment"
+                return Err(invalid(
+                    format!("{at}.url"),
+                    "a prefix has no user info, query or fragment",
                 ));
             }
             if !seen.insert((origin.scheme, origin.host, origin.port, origin.path)) {
-                return Err(format!("{at}.url: `{}` is listed twice", e.url));
+                return Err(invalid(
+                    format!("{at}.url"),
+                    format!("`{}` is listed twice", e.url),
+                ));
             }
             if e.bearer_token_file.is_some() && e.basic_auth.is_some() {
-                return Err(format!(
-                    "{at}: `bearerTokenFile` and `basicAuth` both set the Authorization header: keep one"
+                return Err(invalid(
+                    at.clone(),
+                    "`bearerTokenFile` and `basicAuth` both set the Authorization header: keep one",
                 ));
             }
             for (name, value) in &e.headers {
                 if !is_token(name) {
-                    return Err(format!("{at}.headers: `{name}` is not an HTTP header name"));
-                }
-                if name.eq_ignore_ascii_case("authorization") {
-                    return Err(format!(
-                        "{at}.headers: set Authorization with `bearerTokenFile` or `basicAuth`, whose secrets stay in files"
+                    return Err(invalid(
+                        format!("{at}.headers"),
+                        format!("`{name}` is not an HTTP header name"),
                     ));
                 }
+                if name.eq_ignore_ascii_case("authorization") {
+                    return Err(invalid(format!("{at}.headers"), "set Authorization with `bearerTokenFile` or `basicAuth`, whose secrets stay in files"));
+                }
                 if value.chars().any(|c| c.is_control() && c != '\t') {
-                    return Err(format!("{at}.headers.{name}: control characters"));
+                    return Err(invalid(
+                        format!("{at}.headers.{name}"),
+                        "control characters",
+                    ));
                 }
             }
             if let Some(b) = &e.basic_auth {
                 if b.username.contains(':') || b.username.chars().any(char::is_control) {
-                    return Err(format!(
-                        "{at}.basicAuth.username: no `:` or control characters"
+                    return Err(invalid(
+                        format!("{at}.basicAuth.username"),
+                        "no `:` or control characters",
                     ));
                 }
             }
             if let Some(t) = &e.tls {
                 if t.cert_file.is_some() != t.key_file.is_some() {
-                    return Err(format!(
-                        "{at}.tls: a client certificate needs both `certFile` and `keyFile`"
+                    return Err(invalid(
+                        format!("{at}.tls"),
+                        "a client certificate needs both `certFile` and `keyFile`",
                     ));
                 }
             }

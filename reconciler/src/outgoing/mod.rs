@@ -51,6 +51,76 @@ pub enum Refused {
     SecretValue(String),
 }
 
+/// Why a POST (a webhook, a notification) got no 2xx answer; never with
+/// a secret: `to` names the receiver with its URL shown without user info
+/// and query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undelivered {
+    /// Not sent: its URL, or a secret it needs, is unusable.
+    #[error("{to}: {reason}")]
+    NotSent { to: String, reason: String },
+    /// No answer (connection, timeout, TLS).
+    #[error("{to}: {reason}{}", after(*attempts))]
+    NoAnswer {
+        to: String,
+        reason: String,
+        attempts: u32,
+    },
+    #[error("{to} answered {status}{}", after(*attempts))]
+    Answered {
+        to: String,
+        status: u16,
+        attempts: u32,
+    },
+}
+
+/// ` (after N attempts)` when it took more than one.
+fn after(attempts: u32) -> String {
+    match attempts {
+        0 | 1 => String::new(),
+        n => format!(" (after {n} attempts)"),
+    }
+}
+
+impl Undelivered {
+    /// The same failure, after `attempts` tries.
+    pub(crate) fn after(mut self, n: u32) -> Undelivered {
+        match &mut self {
+            Undelivered::NotSent { .. } => {}
+            Undelivered::NoAnswer { attempts, .. } | Undelivered::Answered { attempts, .. } => {
+                *attempts = n
+            }
+        }
+        self
+    }
+
+    /// Whether trying again may help: no answer, a timeout, throttling or
+    /// a server error.
+    pub(crate) fn transient(&self) -> bool {
+        match self {
+            Undelivered::NotSent { .. } => false,
+            Undelivered::NoAnswer { .. } => true,
+            Undelivered::Answered { status, .. } => matches!(status, 408 | 429 | 500..=599),
+        }
+    }
+}
+
+/// A setting of an operator's file that is wrong: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct Invalid {
+    /// `endpoints[0].url`, `sink \`chat\``.
+    pub field: String,
+    pub problem: String,
+}
+
+pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
 /// The HTTP client of outgoing requests.
 #[derive(Debug)]
 pub struct Http {

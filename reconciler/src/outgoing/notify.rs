@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{shown_url, Http, SecretFile};
+use super::{shown_url, Http, Invalid, SecretFile, Undelivered};
 use crate::rollout::webhook::ATTEMPTS;
 use crate::Error;
 
@@ -184,47 +184,42 @@ impl Notifier {
     pub fn load(path: &Path, http: Arc<Http>) -> Result<Notifier, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e.to_string()))?;
         let file: File = serde_saphyr::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
-        Notifier::new(file, http).map_err(|m| invalid(path, m))
+        Notifier::new(file, http).map_err(|e| invalid(path, e.to_string()))
     }
 
-    /// Notifications per `file`; what is wrong in it, as a sentence.
-    pub fn new(file: File, http: Arc<Http>) -> Result<Notifier, String> {
+    /// Notifications per `file`; what is wrong in it, and where.
+    pub fn new(file: File, http: Arc<Http>) -> Result<Notifier, Invalid> {
         let repeat = match &file.repeat_interval {
             Some(d) => meshplan_policy_lang::intent::Duration::parse(d)
-                .map(|d| Duration::from_millis(d.as_millis()))?,
+                .map(|d| Duration::from_millis(d.as_millis()))
+                .map_err(|e| super::invalid("repeatInterval", e.to_string()))?,
             None => Duration::from_secs(3600),
         };
         let mut sinks = Vec::new();
         for c in file.sinks {
+            let sink = format!("sink `{}`", c.name);
+            let bad = |problem: String| super::invalid(sink.clone(), problem);
             let url_file = c.url_file.as_deref().map(SecretFile::new);
             let url = match (&c.url, &url_file, c.kind) {
-                (Some(_), Some(_), _) => {
-                    return Err(format!("sink `{}`: `url` or `urlFile`, not both", c.name))
-                }
+                (Some(_), Some(_), _) => return Err(bad("`url` or `urlFile`, not both".into())),
                 (Some(u), None, _) => Some(u.clone()),
                 (None, Some(f), _) => {
                     // Read now: a wrong path is an error at start.
-                    f.read().map_err(|e| format!("sink `{}`: {e}", c.name))?;
+                    f.read().map_err(|e| bad(crate::error_chain(&e)))?;
                     None
                 }
                 (None, None, Kind::Github) => Some("https://api.github.com".into()),
                 (None, None, Kind::Gitlab) => Some("https://gitlab.com".into()),
-                (None, None, _) => {
-                    return Err(format!("sink `{}`: give its `url` or `urlFile`", c.name))
-                }
+                (None, None, _) => return Err(bad("give its `url` or `urlFile`".into())),
             };
             if matches!(c.kind, Kind::Github | Kind::Gitlab) && c.repository.is_none() {
-                return Err(format!(
-                    "sink `{}`: a commit status needs `repository`",
-                    c.name
-                ));
+                return Err(bad("a commit status needs `repository`".into()));
             }
             if c.kind == Kind::Generic {
                 let t = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
                 let probe = fill(t, &Notice::probe());
-                serde_json::from_str::<Value>(&probe).map_err(|e| {
-                    format!("sink `{}`: the template does not make JSON: {e}", c.name)
-                })?;
+                serde_json::from_str::<Value>(&probe)
+                    .map_err(|e| bad(format!("the template does not make JSON: {e}")))?;
             }
             sinks.push(Sink {
                 config: c,
@@ -330,7 +325,7 @@ impl Notifier {
             .insert(key, (Self::dedup_text(sink, notice), Instant::now()));
     }
 
-    fn post(&self, sink: &Sink, url: &str, body: &Value) -> Result<(), String> {
+    fn post(&self, sink: &Sink, url: &str, body: &Value) -> Result<(), Undelivered> {
         let text = body.to_string();
         let shown = sink.shown(url);
         let mut pause = Duration::from_millis(500);
@@ -338,7 +333,10 @@ impl Notifier {
             let req = self
                 .http
                 .post(url)
-                .map_err(|_| format!("{shown}: not an http:// or https:// URL"))?
+                .map_err(|_| Undelivered::NotSent {
+                    to: shown.clone(),
+                    reason: "not an http:// or https:// URL".into(),
+                })?
                 .config()
                 .timeout_global(Some(Duration::from_secs(10)))
                 .http_status_as_error(false)
@@ -355,13 +353,22 @@ impl Notifier {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => {
                     let s = r.status().as_u16();
-                    if !matches!(s, 408 | 429 | 500..=599) || attempt == ATTEMPTS {
-                        return Err(format!("{shown} answered {s} (attempt {attempt})"));
+                    let e = Undelivered::Answered {
+                        to: shown.clone(),
+                        status: s,
+                        attempts: attempt,
+                    };
+                    if !e.transient() || attempt == ATTEMPTS {
+                        return Err(e);
                     }
                     true
                 }
                 Err(e) if attempt == ATTEMPTS => {
-                    return Err(format!("{shown}: {e} (after {attempt} attempts)"))
+                    return Err(Undelivered::NoAnswer {
+                        to: shown,
+                        reason: e.to_string(),
+                        attempts: attempt,
+                    })
                 }
                 Err(_) => true,
             };
@@ -388,11 +395,15 @@ impl Sink {
         }
     }
 
-    fn base(&self) -> Result<String, String> {
+    fn base(&self) -> Result<String, Undelivered> {
+        let not_sent = |reason: String| Undelivered::NotSent {
+            to: format!("sink `{}`", self.config.name),
+            reason,
+        };
         match (&self.url, &self.url_file) {
             (Some(u), _) => Ok(u.clone()),
-            (None, Some(f)) => f.read().map_err(|e| e.to_string()),
-            (None, None) => Err("no URL".into()),
+            (None, Some(f)) => f.read().map_err(|e| not_sent(crate::error_chain(&e))),
+            (None, None) => Err(not_sent("no URL".into())),
         }
     }
 
@@ -415,9 +426,13 @@ impl Sink {
     }
 
     /// Where to post `n`, and what.
-    fn request(&self, n: &Notice) -> Result<(String, Value), String> {
+    fn request(&self, n: &Notice) -> Result<(String, Value), Undelivered> {
         let base = self.base()?;
         let c = &self.config;
+        let not_sent = |reason: &str| Undelivered::NotSent {
+            to: format!("sink `{}`", c.name),
+            reason: reason.to_owned(),
+        };
         let body = match c.kind {
             Kind::Slack => slack(n),
             Kind::Teams => teams(n),
@@ -425,15 +440,18 @@ impl Sink {
             Kind::Generic => {
                 let t = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
                 serde_json::from_str(&fill(t, n))
-                    .map_err(|e| format!("the template does not make JSON: {e}"))?
+                    .map_err(|e| not_sent(&format!("the template does not make JSON: {e}")))?
             }
             Kind::Github | Kind::Gitlab => {
                 let sha = n
                     .revision
                     .as_deref()
                     .and_then(commit_of)
-                    .ok_or("the revision is no commit")?;
-                let repo = c.repository.as_deref().ok_or("no repository")?;
+                    .ok_or_else(|| not_sent("the revision is no commit"))?;
+                let repo = c
+                    .repository
+                    .as_deref()
+                    .ok_or_else(|| not_sent("no repository"))?;
                 let context = status_context(c.context.as_deref(), n);
                 let base = base.trim_end_matches('/');
                 return Ok(if c.kind == Kind::Github {

@@ -27,11 +27,40 @@ use super::Verdict;
 /// The page threshold of a multi-window burn-rate alert (1 h at 14.4×).
 pub const PAGE_BURN_RATE: f64 = 14.4;
 
+/// Why a query has no answer: each makes its check inconclusive, never a
+/// pass.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// Prometheus could not be reached, or its answer not read (`at`: its
+    /// URL without credentials).
+    #[error("Prometheus at {at}: {reason}")]
+    Unreachable { at: String, reason: String },
+    #[error("not a Prometheus answer: {0}")]
+    NotAnAnswer(String),
+    /// Prometheus refused the query (its `error`).
+    #[error("query failed: {0}")]
+    Refused(String),
+    /// There is nothing to ask: the SLO has no SLI.
+    #[error("SLO `{0}` has no SLI")]
+    NoSli(String),
+}
+
+impl QueryError {
+    /// Prometheus at `url` (shown without credentials) could not be
+    /// reached or read, because of `e`.
+    pub fn unreachable(url: &str, e: &dyn std::fmt::Display) -> QueryError {
+        QueryError::Unreachable {
+            at: crate::outgoing::shown_url(url),
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// Where metrics come from (Prometheus; a fake in unit tests).
 pub trait MetricSource {
     /// The value of an instant query: `Ok(None)` when it returns no
     /// series, or NaN.
-    fn query(&self, promql: &str) -> Result<Option<f64>, String>;
+    fn query(&self, promql: &str) -> Result<Option<f64>, QueryError>;
 }
 
 /// The Prometheus HTTP API at `url` — with a path prefix when it has one
@@ -54,34 +83,33 @@ impl Prometheus {
 }
 
 impl MetricSource for Prometheus {
-    fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+    fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
         let url = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
-        let shown = crate::outgoing::shown_url(&self.url);
+        let fail = |e: &dyn std::fmt::Display| QueryError::unreachable(&self.url, e);
         let body = self
             .http
             .get(&url)
-            .map_err(|e| format!("Prometheus at {shown}: {e}"))?
+            .map_err(|e| fail(&e))?
             .query("query", promql)
             .config()
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .build()
             .call()
-            .map_err(|e| format!("Prometheus at {shown}: {e}"))?
+            .map_err(|e| fail(&e))?
             .into_body()
             .read_to_string()
-            .map_err(|e| format!("Prometheus at {shown}: {e}"))?;
+            .map_err(|e| fail(&e))?;
         parse_instant(&body)
     }
 }
 
 /// The first sample of an instant-query answer.
-pub fn parse_instant(body: &str) -> Result<Option<f64>, String> {
+pub fn parse_instant(body: &str) -> Result<Option<f64>, QueryError> {
     let v: Value =
-        serde_json::from_str(body).map_err(|e| format!("not a Prometheus answer: {e}"))?;
+        serde_json::from_str(body).map_err(|e| QueryError::NotAnAnswer(e.to_string()))?;
     if v["status"] != "success" {
-        return Err(format!(
-            "query failed: {}",
-            v["error"].as_str().unwrap_or("unknown error")
+        return Err(QueryError::Refused(
+            v["error"].as_str().unwrap_or("unknown error").to_owned(),
         ));
     }
     let sample = match v["data"]["resultType"].as_str() {
@@ -200,7 +228,7 @@ pub fn analyse(
             name: name.to_owned(),
             value: None,
             outcome: Outcome::Inconclusive,
-            detail: e,
+            detail: e.to_string(),
         })
     };
 
@@ -335,14 +363,14 @@ pub fn slo_gate(
             let threshold = page_burn_rate(slo);
             let ratio = |window: &str| match s.error_ratio(slo, version, window) {
                 Some(q) => source.query(&q),
-                None => Err(format!("SLO `{}` has no SLI", slo.name)),
+                None => Err(QueryError::NoSli(slo.name.clone())),
             };
             match (ratio(&long), ratio(&short)) {
                 (Err(e), _) | (_, Err(e)) => CheckResult {
                     name,
                     value: None,
                     outcome: Outcome::Inconclusive,
-                    detail: e,
+                    detail: e.to_string(),
                 },
                 (Ok(None), _) | (_, Ok(None)) => no_data(&name),
                 (Ok(Some(l)), Ok(Some(sh))) => {
@@ -465,10 +493,10 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     /// Answers by the query's metric name (the first `(` … `{` token).
-    struct Fake(BTreeMap<&'static str, Result<Option<f64>, String>>);
+    struct Fake(BTreeMap<&'static str, Result<Option<f64>, QueryError>>);
 
     impl MetricSource for Fake {
-        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+        fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
             for (k, v) in &self.0 {
                 if promql.starts_with(k) {
                     return v.clone();
@@ -499,7 +527,7 @@ pub(crate) mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
-    fn run(answers: &[(&'static str, Result<Option<f64>, String>)], a: &str) -> Report {
+    fn run(answers: &[(&'static str, Result<Option<f64>, QueryError>)], a: &str) -> Report {
         let fake = Fake(answers.iter().cloned().collect());
         analyse(&fake, &Engine::new(), &service(), "v2", None, &analysis(a))
     }
@@ -511,7 +539,7 @@ pub(crate) mod tests {
     struct ByVersion([(f64, f64, f64); 2]);
 
     impl MetricSource for ByVersion {
-        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+        fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
             let (volume, rate, latency) = if promql.contains("destination_version=\"v1\"") {
                 self.0[1]
             } else {
@@ -611,7 +639,10 @@ pub(crate) mod tests {
         let r = run(
             &[(
                 "sum(increase",
-                Err("Prometheus at http://x: connection refused".into()),
+                Err(QueryError::Unreachable {
+                    at: "http://x".into(),
+                    reason: "connection refused".into(),
+                }),
             )],
             ALL,
         );
@@ -644,11 +675,11 @@ pub(crate) mod tests {
     struct Windows(Option<f64>, Option<f64>);
 
     impl MetricSource for Windows {
-        fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+        fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
             match (promql.contains("[1h]"), promql.contains("[5m]")) {
                 (true, _) => Ok(self.0),
                 (_, true) => Ok(self.1),
-                _ => Err(format!("unexpected window: {promql}")),
+                _ => Err(QueryError::Refused(format!("unexpected window: {promql}"))),
             }
         }
     }
@@ -691,7 +722,7 @@ pub(crate) mod tests {
     fn the_slo_gate_queries_the_slos_own_sli_for_the_canary() {
         struct Seen(std::sync::Mutex<Vec<String>>);
         impl MetricSource for Seen {
-            fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+            fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
                 self.0.lock().unwrap().push(promql.to_owned());
                 Ok(Some(0.0))
             }
@@ -728,8 +759,9 @@ pub(crate) mod tests {
             ),
             Ok(None)
         );
-        assert!(parse_instant(r#"{"status":"error","error":"bad"}"#)
-            .unwrap_err()
-            .contains("bad"));
+        assert_eq!(
+            parse_instant(r#"{"status":"error","error":"bad"}"#),
+            Err(QueryError::Refused("bad".into()))
+        );
     }
 }

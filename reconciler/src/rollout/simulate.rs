@@ -36,7 +36,7 @@ use meshplan_policy_lang::cel::eval::Engine;
 use meshplan_policy_lang::intent::Rollout;
 use serde::Serialize;
 
-use super::analysis::{self, MetricSource, Outcome, Prometheus};
+use super::analysis::{self, MetricSource, Outcome, Prometheus, QueryError};
 use super::{Effect, Event, PauseReason, Phase, State, Verdict};
 
 /// Prometheus's most points in one range answer.
@@ -51,7 +51,7 @@ pub trait RangeSource {
         start: u64,
         end: u64,
         step: u64,
-    ) -> Result<BTreeMap<u64, f64>, String>;
+    ) -> Result<BTreeMap<u64, f64>, QueryError>;
 }
 
 impl RangeSource for Prometheus {
@@ -61,10 +61,9 @@ impl RangeSource for Prometheus {
         start: u64,
         end: u64,
         step: u64,
-    ) -> Result<BTreeMap<u64, f64>, String> {
+    ) -> Result<BTreeMap<u64, f64>, QueryError> {
         let url = format!("{}/api/v1/query_range", self.url.trim_end_matches('/'));
-        let shown = crate::outgoing::shown_url(&self.url);
-        let fail = |e: &dyn std::fmt::Display| format!("Prometheus at {shown}: {e}");
+        let fail = |e: &dyn std::fmt::Display| QueryError::unreachable(&self.url, e);
         let body = self
             .http
             .get(&url)
@@ -93,13 +92,12 @@ impl RangeSource for Prometheus {
 /// A range-query answer by unix second: at each step, the first series
 /// that has a value then — what an instant query at that step answers,
 /// even when series come and go over the period (a pod restarted).
-pub fn parse_range(body: &str) -> Result<BTreeMap<u64, f64>, String> {
+pub fn parse_range(body: &str) -> Result<BTreeMap<u64, f64>, QueryError> {
     let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a Prometheus answer: {e}"))?;
+        serde_json::from_str(body).map_err(|e| QueryError::NotAnAnswer(e.to_string()))?;
     if v["status"] != "success" {
-        return Err(format!(
-            "query failed: {}",
-            v["error"].as_str().unwrap_or("unknown error")
+        return Err(QueryError::Refused(
+            v["error"].as_str().unwrap_or("unknown error").to_owned(),
         ));
     }
     let mut out = BTreeMap::new();
@@ -130,12 +128,12 @@ struct Replay<'a> {
     end: u64,
     step: u64,
     now: Cell<u64>,
-    fetched: RefCell<BTreeMap<String, Result<Series, String>>>,
+    fetched: RefCell<BTreeMap<String, Result<Series, QueryError>>>,
     requests: Cell<usize>,
 }
 
 impl Replay<'_> {
-    fn fetch(&self, promql: &str) -> Result<BTreeMap<u64, f64>, String> {
+    fn fetch(&self, promql: &str) -> Result<BTreeMap<u64, f64>, QueryError> {
         let mut all = BTreeMap::new();
         let mut from = self.start;
         while from <= self.end {
@@ -149,7 +147,7 @@ impl Replay<'_> {
 }
 
 impl MetricSource for Replay<'_> {
-    fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+    fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
         if !self.fetched.borrow().contains_key(promql) {
             let got = self.fetch(promql);
             self.fetched.borrow_mut().insert(promql.to_owned(), got);

@@ -24,7 +24,7 @@ use meshplan_policy_lang::intent::rollout::{Rollout, Webhook, WebhookType};
 use serde_json::{json, Value};
 
 use super::{At, State};
-use crate::outgoing::{shown_url, Http};
+use crate::outgoing::{shown_url, Http, Undelivered};
 
 /// What a hook is told.
 pub fn body(hook: &Webhook, service: &str, state: &State, reason: &str) -> Value {
@@ -79,54 +79,58 @@ impl std::fmt::Display for NotYet {
 /// Posts `body` to `hook`, trying again while the failure may pass;
 /// `Ok(())` on a 2xx answer, else why not (never with a secret: URLs are
 /// shown without their user info and query).
-pub fn call(http: &Http, hook: &Webhook, body: &Value) -> Result<(), String> {
+pub fn call(http: &Http, hook: &Webhook, body: &Value) -> Result<(), Undelivered> {
     let text = body.to_string();
     let mut pause = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
         match once(http, hook, &text) {
             Ok(()) => return Ok(()),
-            Err((true, _)) if attempt < ATTEMPTS => {
+            Err(e) if e.transient() && attempt < ATTEMPTS => {
                 std::thread::sleep(pause);
                 pause *= 2;
                 attempt += 1;
             }
-            Err((_, why)) if attempt > 1 => {
-                return Err(format!("{why} (after {attempt} attempts)"))
-            }
-            Err((_, why)) => return Err(why),
+            Err(e) => return Err(e.after(attempt)),
         }
     }
 }
 
-/// One request; on failure, whether it is worth trying again, and why.
-fn once(http: &Http, hook: &Webhook, body: &str) -> Result<(), (bool, String)> {
+/// One request.
+fn once(http: &Http, hook: &Webhook, body: &str) -> Result<(), Undelivered> {
     let timeout = hook.timeout.map_or(Duration::from_secs(10), |d| {
         Duration::from_millis(d.as_millis())
     });
-    let shown = shown_url(&hook.url);
+    let to = format!("webhook `{}` ({})", hook.name, shown_url(&hook.url));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let resp = http
         .post_signed(&hook.url, body.as_bytes(), now)
-        .map_err(|e| (false, format!("webhook `{}` ({shown}): {e}", hook.name)))?
+        .map_err(|e| Undelivered::NotSent {
+            to: to.clone(),
+            reason: e.to_string(),
+        })?
         .config()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .header("content-type", "application/json")
         .send(body)
-        .map_err(|e| (true, format!("webhook `{}` ({shown}): {e}", hook.name)))?;
+        .map_err(|e| Undelivered::NoAnswer {
+            to: to.clone(),
+            reason: e.to_string(),
+            attempts: 1,
+        })?;
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let again = matches!(status, 408 | 429 | 500..=599);
-    Err((
-        again,
-        format!("webhook `{}` ({shown}) answered {status}", hook.name),
-    ))
+    Err(Undelivered::Answered {
+        to,
+        status,
+        attempts: 1,
+    })
 }
 
 /// Calls every hook of `kind` (blocking); the first "not yet", if any.
@@ -139,10 +143,10 @@ pub fn gate(
     reason: &str,
 ) -> Result<(), NotYet> {
     for hook in rollout.webhooks.iter().filter(|h| h.kind == kind) {
-        call(http, hook, &body(hook, service, state, reason)).map_err(|message| NotYet {
+        call(http, hook, &body(hook, service, state, reason)).map_err(|e| NotYet {
             hook: hook.name.clone(),
             limit: hook.failure_limit,
-            message,
+            message: e.to_string(),
         })?;
     }
     Ok(())

@@ -182,7 +182,12 @@ fn metrics_gen(listen: &str) -> Result<(), String> {
                         .and_then(|_| {
                             serde_json::from_str::<Vec<Workload>>(&text).map_err(|e| e.to_string())
                         })
-                        .and_then(|ws| ws.iter().try_for_each(Workload::validate).map(|()| ws));
+                        .and_then(|ws| {
+                            ws.iter()
+                                .try_for_each(Workload::validate)
+                                .map(|()| ws)
+                                .map_err(|e| e.to_string())
+                        });
                     match parsed {
                         Ok(ws) => {
                             eprintln!("metrics-gen: set {} workloads", ws.len());

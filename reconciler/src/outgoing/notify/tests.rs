@@ -5,7 +5,7 @@ use super::*;
 
 fn notifier(yaml: &str) -> Result<Notifier, String> {
     let file: File = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
-    Notifier::new(file, Arc::new(Http::default()))
+    Notifier::new(file, Arc::new(Http::default())).map_err(|e| e.to_string())
 }
 
 fn notice(topic: Topic, state: State, message: &str) -> Notice {
@@ -19,7 +19,7 @@ fn notice(topic: Topic, state: State, message: &str) -> Notice {
 }
 
 fn request(n: &Notifier, sink: usize, notice: &Notice) -> Result<(String, Value), String> {
-    n.sinks[sink].request(notice)
+    n.sinks[sink].request(notice).map_err(|e| e.to_string())
 }
 
 /// Admits `notice` to sink 0 and, when admitted, takes it as delivered.

@@ -35,7 +35,7 @@ impl RangeSource for History {
         start: u64,
         end: u64,
         step: u64,
-    ) -> Result<BTreeMap<u64, f64>, String> {
+    ) -> Result<BTreeMap<u64, f64>, QueryError> {
         assert!((end - start) / step < MAX_POINTS, "over Prometheus's limit");
         self.calls.set(self.calls.get() + 1);
         self.points
@@ -210,8 +210,11 @@ fn a_query_error_is_inconclusive_never_a_pass() {
             _: u64,
             _: u64,
             _: u64,
-        ) -> Result<BTreeMap<u64, f64>, String> {
-            Err("Prometheus at http://p: connection refused".into())
+        ) -> Result<BTreeMap<u64, f64>, QueryError> {
+            Err(QueryError::Unreachable {
+                at: "http://p".into(),
+                reason: "connection refused".into(),
+            })
         }
     }
     let r = rollout("[{ weight: 10 }, { weight: 100 }]");
@@ -270,5 +273,5 @@ fn a_range_answer_is_what_an_instant_query_would_say_at_each_step() {
     let got = parse_range(body).unwrap();
     assert_eq!(got, BTreeMap::from([(60, 1.0), (120, 2.0), (180, 30.0)]));
     let err = parse_range(r#"{"status":"error","error":"bad_data: parse error"}"#).unwrap_err();
-    assert!(err.contains("parse error"), "{err}");
+    assert_eq!(err, QueryError::Refused("bad_data: parse error".into()));
 }
