@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use meshplan_policy_lang::cel::eval::{Bindings, Engine};
 use serde_json::Value;
@@ -26,6 +26,32 @@ use crate::object::MeshObject;
 #[derive(Debug, Default)]
 pub struct SchemaSet {
     schemas: BTreeMap<(String, String), Value>,
+}
+
+/// Why a folder of CRDs cannot be loaded. Each variant's text leaves its
+/// cause to the chain (`source`), as the CLI prints errors (anyhow's
+/// `{:#}`: `cannot read DIR: No such file or directory`).
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The folder cannot be listed, or a file in it cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.yaml`/`.yml` file that does not parse (boxed: the parser's
+    /// error is large, and every `Result` would carry its size).
+    #[error("{}: not YAML", path.display())]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// The folder's YAML files define no CustomResourceDefinition: most
+    /// likely the wrong folder, which would otherwise validate nothing.
+    #[error("{} holds no CustomResourceDefinition", dir.display())]
+    NoCrd { dir: PathBuf },
 }
 
 /// One broken constraint.
@@ -58,9 +84,12 @@ pub struct Report {
 
 impl SchemaSet {
     /// Reads every `.yaml`/`.yml` file of `dir` (not recursive).
-    pub fn load(dir: &Path) -> Result<SchemaSet, String> {
+    pub fn load(dir: &Path) -> Result<SchemaSet, SchemaError> {
         let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .map_err(|source| SchemaError::Read {
+                path: dir.to_owned(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
@@ -79,20 +108,24 @@ impl SchemaSet {
             set.add_file(&f)?;
         }
         if set.schemas.is_empty() {
-            return Err(format!(
-                "{} holds no CustomResourceDefinition",
-                dir.display()
-            ));
+            return Err(SchemaError::NoCrd {
+                dir: dir.to_owned(),
+            });
         }
         Ok(set)
     }
 
     /// Adds the CRDs of a YAML file (schemas already known are kept).
-    pub fn add_file(&mut self, f: &Path) -> Result<(), String> {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| format!("{}: not YAML: {e}", f.display()))?;
+    pub fn add_file(&mut self, f: &Path) -> Result<(), SchemaError> {
+        let text = std::fs::read_to_string(f).map_err(|source| SchemaError::Read {
+            path: f.to_owned(),
+            source,
+        })?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|source| SchemaError::Yaml {
+                path: f.to_owned(),
+                source: Box::new(source),
+            })?;
         for d in docs {
             self.add_crd(&d);
         }

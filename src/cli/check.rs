@@ -19,7 +19,7 @@ pub fn run(args: &CheckArgs, color: Color) -> anyhow::Result<ExitCode> {
     let (repo, mut report) =
         check_dir(&args.repo).with_context(|| format!("cannot check {}", args.repo.display()))?;
     let schemas = match &args.schemas {
-        Some(dir) => Some((dir, SchemaSet::load(dir).map_err(anyhow::Error::msg)?)),
+        Some(dir) => Some((dir, SchemaSet::load(dir)?)),
         None => None,
     };
     // Compiled as render would, when check is clean (broken intents compile

@@ -112,13 +112,9 @@ impl Emitter for NetworkPolicy {
                 }
                 let mut from = Vec::new();
                 for p in &rule.from {
-                    match peer(ir, p) {
+                    match peer(ir, s, p) {
                         Ok(v) => from.extend(v),
-                        Err(m) => errors.push(EmitError::new(
-                            NAME,
-                            &s.origin,
-                            format!("service `{}`: {m}", s.key()),
-                        )),
+                        Err(e) => errors.push(e),
                     }
                     caller_egress(ir, p, &denied, s, rule, &mut egress);
                 }
@@ -182,7 +178,8 @@ fn pods_of<'a>(ir: &'a Ir, namespace: &str, sa: &str) -> Vec<&'a Service> {
         .collect()
 }
 
-fn peer(ir: &Ir, p: &Peer) -> Result<Vec<Value>, String> {
+/// The `from` entries admitting the callers `p` to service `s`.
+fn peer(ir: &Ir, s: &Service, p: &Peer) -> Result<Vec<Value>, EmitError> {
     match p {
         Peer::Namespace(ns) => Ok(vec![json!({"namespaceSelector": namespace_selector(ns)})]),
         Peer::AnyNamespace => Ok(vec![json!({"namespaceSelector": {}})]),
@@ -192,7 +189,8 @@ fn peer(ir: &Ir, p: &Peer) -> Result<Vec<Value>, String> {
         } => {
             let pods = pods_of(ir, namespace, name);
             if pods.is_empty() {
-                return Err(format!("NetworkPolicy selects pods by labels, and no intent of this repository runs as service account `{namespace}/{name}`: allow its namespace, or add its intent"));
+                let message = format!("service `{}`: NetworkPolicy selects pods by labels, and no intent of this repository runs as service account `{namespace}/{name}`: allow its namespace, or add its intent", s.key());
+                return Err(EmitError::new(NAME, &s.origin, message));
             }
             Ok(pods
                 .iter()

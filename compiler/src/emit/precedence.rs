@@ -37,6 +37,50 @@ use meshplan_policy_lang::intent::service::{Match, StringMatch};
 
 use crate::ir::Route;
 
+/// Why first match cannot be kept on a target (the emitter reports it as
+/// MP4002, its text after the service's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum OrderError {
+    /// Refused before any work: a route of the target could never hold
+    /// them.
+    #[error("{routes} routes; a route of this target holds at most {max} rules")]
+    TooManyRoutes { routes: usize, max: usize },
+    #[error("route `{route}` has {items} match items; a route of this target holds at most {max}")]
+    TooManyItems {
+        route: String,
+        items: usize,
+        max: usize,
+    },
+    /// An earlier route and a later, more specific one have no writable
+    /// conjunction.
+    #[error("route `{earlier}` comes before route `{later}`, and {why}: the target would pick the later, more specific one")]
+    Outranked {
+        earlier: String,
+        later: String,
+        #[source]
+        why: Uncombinable,
+    },
+    /// The conjunctions a route needs exceed what one route holds.
+    #[error("keeping route `{route}` ahead of the more specific routes after it takes more than {max} match items, all a route of this target holds")]
+    Overflow { route: String, max: usize },
+}
+
+/// Why two match items have no conjunction that can be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Uncombinable {
+    /// A prefix rewrite replaces the matched prefix: a longer path would
+    /// change what it rewrites.
+    #[error("route `{0}` rewrites its path prefix, which a longer path would change")]
+    PrefixRewrite(String),
+    #[error("both test cookies, which travel in one `Cookie` header")]
+    Cookies,
+    /// On a header (`what`: `header`) or query parameter named `key`.
+    #[error("a regular expression and another condition cannot be combined on {what} `{key}`")]
+    Regex { what: &'static str, key: String },
+    #[error("a path regular expression and another path condition cannot be combined")]
+    PathRegex,
+}
+
 /// The match items to emit for each route (`routes` in order; a route
 /// without matches matches everything and keeps none), or why first match
 /// cannot be kept within `max_items` items per route and `max_routes`
@@ -46,19 +90,19 @@ pub(crate) fn first_match(
     routes: &[Route],
     max_items: usize,
     max_routes: usize,
-) -> Result<Vec<Vec<Match>>, String> {
+) -> Result<Vec<Vec<Match>>, OrderError> {
     if routes.len() > max_routes {
-        return Err(format!(
-            "{} routes; a route of this target holds at most {max_routes} rules",
-            routes.len()
-        ));
+        return Err(OrderError::TooManyRoutes {
+            routes: routes.len(),
+            max: max_routes,
+        });
     }
     if let Some(r) = routes.iter().find(|r| r.matches.len() > max_items) {
-        return Err(format!(
-            "route `{}` has {} match items; a route of this target holds at most {max_items}",
-            r.name,
-            r.matches.len()
-        ));
+        return Err(OrderError::TooManyItems {
+            route: r.name.clone(),
+            items: r.matches.len(),
+            max: max_items,
+        });
     }
     let own: Vec<Vec<Match>> = routes
         .iter()
@@ -86,22 +130,20 @@ pub(crate) fn first_match(
                         .rewrite
                         .as_ref()
                         .is_some_and(|r| r.path_prefix.is_some());
-                    let Some(both) = conjunction(a, b).and_then(|c| match c {
-                        // A prefix rewrite replaces the matched prefix: it
-                        // must stay the route's own.
-                        Some(c) if rewrites && c.path != a.path => Err(format!(
-                            "route `{}` rewrites its path prefix, which a longer path would change",
-                            routes[i].name
-                        )),
-                        c => Ok(c),
-                    })
-                    .map_err(|why| {
-                        format!(
-                            "route `{}` comes before route `{}`, and {why}: the target would pick the later, more specific one",
-                            routes[i].name,
-                            later_name(routes, &finals, b, i)
-                        )
-                    })?
+                    let Some(both) = conjunction(a, b)
+                        .and_then(|c| match c {
+                            // A prefix rewrite replaces the matched prefix: it
+                            // must stay the route's own.
+                            Some(c) if rewrites && c.path != a.path => {
+                                Err(Uncombinable::PrefixRewrite(routes[i].name.clone()))
+                            }
+                            c => Ok(c),
+                        })
+                        .map_err(|why| OrderError::Outranked {
+                            earlier: routes[i].name.clone(),
+                            later: later_name(routes, &finals, b, i).to_owned(),
+                            why,
+                        })?
                     else {
                         continue;
                     };
@@ -115,10 +157,10 @@ pub(crate) fn first_match(
             }
         }
         if items.len() > max_items {
-            return Err(format!(
-                "keeping route `{}` ahead of the more specific routes after it takes more than {max_items} match items, all a route of this target holds",
-                routes[i].name
-            ));
+            return Err(OrderError::Overflow {
+                route: routes[i].name.clone(),
+                max: max_items,
+            });
         }
         finals[i] = items;
     }
@@ -180,7 +222,7 @@ fn rank(m: &Match) -> (u8, usize, bool, usize, usize) {
 
 /// The item holding exactly when both do; `Ok(None)` when no request
 /// satisfies both, `Err` when it cannot be written.
-fn conjunction(a: &Match, b: &Match) -> Result<Option<Match>, String> {
+fn conjunction(a: &Match, b: &Match) -> Result<Option<Match>, Uncombinable> {
     let method = match (&a.method, &b.method) {
         (Some(x), Some(y)) if !x.eq_ignore_ascii_case(y) => return Ok(None),
         (x, y) => x.clone().or_else(|| y.clone()),
@@ -202,7 +244,7 @@ fn conjunction(a: &Match, b: &Match) -> Result<Option<Match>, String> {
         (true, _) => b.cookies.clone(),
         (_, true) => a.cookies.clone(),
         _ if a.cookies == b.cookies => a.cookies.clone(),
-        _ => return Err("both test cookies, which travel in one `Cookie` header".into()),
+        _ => return Err(Uncombinable::Cookies),
     };
     Ok(Some(Match {
         headers,
@@ -216,13 +258,13 @@ fn conjunction(a: &Match, b: &Match) -> Result<Option<Match>, String> {
 fn maps_both(
     a: &BTreeMap<String, StringMatch>,
     b: &BTreeMap<String, StringMatch>,
-    what: &str,
-) -> Result<Option<BTreeMap<String, StringMatch>>, String> {
+    what: &'static str,
+) -> Result<Option<BTreeMap<String, StringMatch>>, Uncombinable> {
     let mut out = a.clone();
     for (k, y) in b {
         let both = match a.get(k) {
             None => Some(y.clone()),
-            Some(x) => string_both(x, y).map_err(|e| format!("{e} on {what} `{k}`"))?,
+            Some(x) => string_both(x, y, what, k)?,
         };
         match both {
             Some(m) => {
@@ -234,8 +276,14 @@ fn maps_both(
     Ok(Some(out))
 }
 
-/// Two conditions on one string value.
-fn string_both(x: &StringMatch, y: &StringMatch) -> Result<Option<StringMatch>, String> {
+/// Two conditions on the value of the `what` (header, query parameter)
+/// named `key`.
+fn string_both(
+    x: &StringMatch,
+    y: &StringMatch,
+    what: &'static str,
+    key: &str,
+) -> Result<Option<StringMatch>, Uncombinable> {
     let exact = |v: &str| StringMatch {
         exact: Some(v.to_owned()),
         ..StringMatch::default()
@@ -257,12 +305,15 @@ fn string_both(x: &StringMatch, y: &StringMatch) -> Result<Option<StringMatch>, 
             None
         }),
         _ if x == y => Ok(Some(x.clone())),
-        _ => Err("a regular expression and another condition cannot be combined".into()),
+        _ => Err(Uncombinable::Regex {
+            what,
+            key: key.to_owned(),
+        }),
     }
 }
 
 /// Two path conditions: prefixes match whole segments.
-fn path_both(x: &StringMatch, y: &StringMatch) -> Result<Option<StringMatch>, String> {
+fn path_both(x: &StringMatch, y: &StringMatch) -> Result<Option<StringMatch>, Uncombinable> {
     let under = |path: &str, prefix: &str| {
         let prefix = prefix.trim_end_matches('/');
         path.strip_prefix(prefix)
@@ -280,7 +331,7 @@ fn path_both(x: &StringMatch, y: &StringMatch) -> Result<Option<StringMatch>, St
             None
         }),
         _ if x == y => Ok(Some(x.clone())),
-        _ => Err("a path regular expression and another path condition cannot be combined".into()),
+        _ => Err(Uncombinable::PathRegex),
     }
 }
 
@@ -354,6 +405,7 @@ mod tests {
         ];
         assert!(first_match(&routes, 8, 16)
             .unwrap_err()
+            .to_string()
             .contains("regular expression"));
     }
 
@@ -370,6 +422,7 @@ mod tests {
             .collect();
         assert!(first_match(&routes, 1024, 16)
             .unwrap_err()
+            .to_string()
             .contains("20000 routes"));
         let wide = [route(
             "wide",
@@ -383,6 +436,7 @@ mod tests {
         )];
         assert!(first_match(&wide, 1024, 16)
             .unwrap_err()
+            .to_string()
             .contains("2000 match items"));
     }
 }

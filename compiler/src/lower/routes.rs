@@ -44,9 +44,9 @@ pub(super) fn routes(
     for r in &spec.routes {
         let action = match (&r.redirect, &r.destination) {
             (Some(redirect), _) => RouteAction::Redirect(redirect.clone()),
-            (None, Some(d)) => RouteAction::Forward(
-                destination(cx, d).map_err(|m| fail(format!("route `{}`: {m}", r.name)))?,
-            ),
+            (None, Some(d)) => RouteAction::Forward(destination(cx, d, &|m| {
+                fail(format!("route `{}`: {m}", r.name))
+            })?),
             (None, None) => {
                 return Err(fail(format!(
                     "route `{}` has neither a destination nor a redirect",
@@ -192,9 +192,15 @@ fn default_backends(spec: &ServiceSpec, position: Position) -> Vec<Backend> {
     }
 }
 
-fn destination(cx: &Routing<'_>, d: &Destination) -> Result<Vec<Backend>, String> {
+/// `fail` makes the error of a destination that does not resolve (a
+/// reference `check` should have caught).
+fn destination(
+    cx: &Routing<'_>,
+    d: &Destination,
+    fail: &dyn Fn(String) -> LowerError,
+) -> Result<Vec<Backend>, LowerError> {
     if let Some(reference) = &d.service {
-        return other_service(cx, reference, d.port.as_ref());
+        return other_service(cx, reference, d.port.as_ref(), fail);
     }
     Ok(match &d.version {
         Some(v) => vec![Backend::version(v, 100)],
@@ -213,8 +219,11 @@ fn other_service(
     cx: &Routing<'_>,
     reference: &str,
     port: Option<&PortRef>,
-) -> Result<Vec<Backend>, String> {
-    let (intent, namespace) = cx.index.resolve(cx.namespace, reference)?;
+    fail: &dyn Fn(String) -> LowerError,
+) -> Result<Vec<Backend>, LowerError> {
+    // The intent language's resolver answers a message (it is `check`'s
+    // diagnostic text), made a LowerError here.
+    let (intent, namespace) = cx.index.resolve(cx.namespace, reference).map_err(fail)?;
     let mut l7 = intent.spec.ports.iter().filter(|p| p.protocol.is_l7());
     let chosen = match port {
         Some(r) => l7.find(|p| match r {
@@ -224,7 +233,7 @@ fn other_service(
         None => l7.next().filter(|_| l7.next().is_none()),
     };
     let port = chosen
-        .ok_or_else(|| format!("no single http port of `{reference}` to route to"))?
+        .ok_or_else(|| fail(format!("no single http port of `{reference}` to route to")))?
         .port;
     let other = std::sync::Arc::new(OtherService {
         namespace: namespace.to_owned(),

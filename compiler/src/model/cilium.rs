@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{object_name, Answer, Cluster, Model, ModelError, Request, Source, Verdict};
+use super::{object_name, Answer, Cluster, Model, ModelError, Problem, Request, Source, Verdict};
 use crate::object::MeshObject;
 
 mod rules;
@@ -139,10 +139,7 @@ impl Policy {
             _ => return Ok(Vec::new()),
         };
         let name = object_name(o);
-        let err = |message: String| ModelError {
-            object: name.clone(),
-            message,
-        };
+        let err = |p: Problem| p.of(name.clone());
         let body = o.body.value();
         let mut specs: Vec<&Value> = body
             .get("spec")
@@ -153,7 +150,7 @@ impl Policy {
             specs.extend(list);
         }
         if specs.is_empty() {
-            return Err(err("no spec or specs".into()));
+            return Err(err(Problem::invalid("no spec or specs")));
         }
         let mut out = Vec::new();
         for spec in specs {
@@ -162,23 +159,25 @@ impl Policy {
                     // A host policy: not about pods.
                     continue;
                 }
-                return Err(err("endpointSelector or nodeSelector is required".into()));
+                return Err(err(Problem::invalid(
+                    "endpointSelector or nodeSelector is required",
+                )));
             };
             let selector = Selector::parse(sel)
-                .map_err(|m| err(format!("endpointSelector: {m}")))?
+                .map_err(|p| err(p.at("endpointSelector")))?
                 .scoped(ns, true);
             let rules = |key: &str, dir: Direction| -> Result<Vec<Rule>, ModelError> {
                 let items = match spec.get(key) {
                     None | Some(Value::Null) => return Ok(Vec::new()),
                     Some(v) => v
                         .as_array()
-                        .ok_or_else(|| err(format!("{key} must be a list")))?,
+                        .ok_or_else(|| err(Problem::invalid(format!("{key} must be a list"))))?,
                 };
                 items
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        Rule::parse(r, dir, ns).map_err(|m| err(format!("{key}[{i}]: {m}")))
+                        Rule::parse(r, dir, ns).map_err(|p| err(p.at(format!("{key}[{i}]"))))
                     })
                     .collect()
             };

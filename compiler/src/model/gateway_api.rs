@@ -40,8 +40,8 @@ use super::httproute::{
     Match, PathMatch, PathModifier, Route, RouteKind, Rule, GATEWAY_GROUP,
 };
 use super::{
-    object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Redirect, Request,
-    Retries, Routing, ServicePort, Source,
+    object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Problem, Redirect,
+    Request, Retries, Routing, ServicePort, Source,
 };
 use crate::object::MeshObject;
 
@@ -159,10 +159,7 @@ fn select<'r, 'a>(
     let mut found = Vec::new();
     for route in routes {
         for (i, rule) in route.rules.iter().enumerate() {
-            let err = |m: String| ModelError {
-                object: object_name(route.object),
-                message: format!("rules[{i}]: {m}"),
-            };
+            let err = |p: Problem| p.at(format!("rules[{i}]")).of(object_name(route.object));
             let at = |path| Selected {
                 route,
                 rule: i,
@@ -215,9 +212,9 @@ fn apply(
     s: &Selected<'_, '_>,
 ) -> Result<Routing, ModelError> {
     let rule = &s.route.rules[s.rule];
-    let err = |message: String| ModelError {
-        object: object_name(s.route.object),
-        message: format!("rules[{}]: {message}", s.rule),
+    let err = |p: Problem| {
+        p.at(format!("rules[{}]", s.rule))
+            .of(object_name(s.route.object))
     };
     // `HTTPRequestRedirectFilter`: the response is the redirect.
     if let Some(r) = rule.filters.iter().find_map(|f| match f {
@@ -264,16 +261,16 @@ fn modified_path(
     m: Option<&PathModifier>,
     matched: Option<&PathMatch>,
     request: &Request,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Problem> {
     match (m, matched) {
         (None, _) => Ok(None),
         (Some(PathModifier::Full(p)), _) => Ok(Some(p.clone())),
         (Some(PathModifier::Prefix(with)), Some(PathMatch::Prefix(p))) => {
             Ok(Some(replace_prefix(p, &request.path, with)))
         }
-        (Some(PathModifier::Prefix(_)), _) => {
-            Err("ReplacePrefixMatch is only compatible with a PathPrefix match".into())
-        }
+        (Some(PathModifier::Prefix(_)), _) => Err(Problem::invalid(
+            "ReplacePrefixMatch is only compatible with a PathPrefix match",
+        )),
     }
 }
 

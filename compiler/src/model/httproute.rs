@@ -22,7 +22,8 @@ mod parse;
 use std::collections::BTreeMap;
 
 use super::{
-    object_name, Cluster, Forward, KubeService, ModelError, Pod, Request, ServicePort, NO_POD,
+    object_name, Cluster, Forward, KubeService, ModelError, Pod, Problem, Request, ServicePort,
+    NO_POD,
 };
 use crate::object::MeshObject;
 
@@ -266,14 +267,13 @@ pub(crate) struct Dialect {
 }
 
 /// Whether `pattern` matches `value`, as `dialect` reads regexes.
-pub(crate) fn regex_matches(pattern: &str, value: &str, d: Dialect) -> Result<bool, String> {
+pub(crate) fn regex_matches(pattern: &str, value: &str, d: Dialect) -> Result<bool, Problem> {
+    let invalid = |e| Problem::regex(format!("invalid regular expression `{pattern}`"), e);
     if d.regex_whole {
-        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
+        let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)?;
         return Ok(re.is_match(value));
     }
-    let re = regex::Regex::new(pattern)
-        .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
+    let re = regex::Regex::new(pattern).map_err(invalid)?;
     Ok(re
         .find(value)
         .is_some_and(|m| m.start() == 0 && m.end() == value.len()))
@@ -307,7 +307,7 @@ pub(crate) fn http_hit<'r>(
     m: &'r HttpMatch,
     req: &Request,
     d: Dialect,
-) -> Result<Option<HttpHit<'r>>, String> {
+) -> Result<Option<HttpHit<'r>>, Problem> {
     if m.method.as_ref().is_some_and(|x| *x != req.method) {
         return Ok(None);
     }
@@ -341,7 +341,7 @@ pub(crate) fn http_hit<'r>(
 }
 
 /// How many header matches `ms` counts, if all hold.
-fn headers_hit(ms: &[ValueMatch], req: &Request, d: Dialect) -> Result<Option<usize>, String> {
+fn headers_hit(ms: &[ValueMatch], req: &Request, d: Dialect) -> Result<Option<usize>, Problem> {
     let mut seen: Vec<&str> = Vec::new();
     for h in ms {
         if d.first_header_of_name && seen.contains(&h.name.as_str()) {
@@ -378,7 +378,7 @@ pub(crate) fn grpc_hit(
     m: &GrpcMatch,
     req: &Request,
     d: Dialect,
-) -> Result<Option<GrpcHit>, String> {
+) -> Result<Option<GrpcHit>, Problem> {
     if d.grpc_post_only && req.method != "POST" {
         return Ok(None);
     }
@@ -386,7 +386,7 @@ pub(crate) fn grpc_hit(
     let (Some(""), Some(service), Some(method)) = (parts.next(), parts.next(), parts.next()) else {
         return Ok(None);
     };
-    let part = |want: &Option<String>, got: &str| -> Result<Option<usize>, String> {
+    let part = |want: &Option<String>, got: &str| -> Result<Option<usize>, Problem> {
         match want {
             None => Ok(Some(0)),
             Some(w) if m.regex && d.grpc_regex => {
@@ -453,10 +453,9 @@ pub(crate) fn find_service(
             && o.name == name
     });
     if let Some(o) = emitted {
-        return parse::service(o).map(Some).map_err(|message| ModelError {
-            object: object_name(o),
-            message,
-        });
+        return parse::service(o)
+            .map(Some)
+            .map_err(|p| p.of(object_name(o)));
     }
     Ok(cluster.service(ns, name).map(|svc| ServiceInfo {
         svc: svc.clone(),

@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{object_name, Answer, Cluster, KubeService, Labels, Model, ModelError, Request};
+use super::{
+    object_name, Answer, Cluster, KubeService, Labels, Model, ModelError, Problem, Request,
+};
 use crate::object::MeshObject;
 
 mod authz;
@@ -137,10 +139,7 @@ impl Obj {
         let id = object_name(o);
         let body = o.body.value();
         if !body.is_object() {
-            return Err(ModelError {
-                object: id,
-                message: "the body is not a JSON object".into(),
-            });
+            return Err(Problem::invalid("the body is not a JSON object").of(id));
         }
         let metadata = body.get("metadata").cloned().unwrap_or(Value::Null);
         let namespace = o
@@ -151,12 +150,7 @@ impl Obj {
         let spec = match body.get("spec") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(s) if s.is_object() => s.clone(),
-            Some(_) => {
-                return Err(ModelError {
-                    object: id,
-                    message: "spec: expected an object".into(),
-                })
-            }
+            Some(_) => return Err(Problem::invalid("spec: expected an object").of(id)),
         };
         Ok(Obj {
             id,
@@ -166,11 +160,19 @@ impl Obj {
         })
     }
 
-    fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError {
-            object: self.id.clone(),
-            message: message.into(),
-        }
+    /// `problem`, found in this object.
+    fn err(&self, problem: Problem) -> ModelError {
+        problem.of(self.id.clone())
+    }
+
+    /// The object is not what Istio accepts: `message` says why.
+    fn invalid(&self, message: impl Into<String>) -> ModelError {
+        self.err(Problem::invalid(message))
+    }
+
+    /// The answer depends on what the model does not know.
+    fn unmodelled(&self, message: impl Into<String>) -> ModelError {
+        self.err(Problem::unmodelled(message))
     }
 
     /// `v[key]`, absent when missing or null.
@@ -183,7 +185,7 @@ impl Obj {
         match Obj::get(v, key) {
             None => Ok(&[]),
             Some(Value::Array(a)) => Ok(a),
-            Some(_) => Err(self.err(format!("{key}: expected a list"))),
+            Some(_) => Err(self.invalid(format!("{key}: expected a list"))),
         }
     }
 
@@ -191,7 +193,7 @@ impl Obj {
         match Obj::get(v, key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.err(format!("{key}: expected a string"))),
+            Some(_) => Err(self.invalid(format!("{key}: expected a string"))),
         }
     }
 
@@ -201,7 +203,7 @@ impl Obj {
             .iter()
             .map(|x| {
                 x.as_str()
-                    .ok_or_else(|| self.err(format!("{key}: expected a list of strings")))
+                    .ok_or_else(|| self.invalid(format!("{key}: expected a list of strings")))
             })
             .collect()
     }
@@ -214,7 +216,7 @@ impl Obj {
         match Obj::get(v, key) {
             None => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
-            Some(_) => Err(self.err(format!("{key}: expected an object"))),
+            Some(_) => Err(self.invalid(format!("{key}: expected an object"))),
         }
     }
 
@@ -226,7 +228,7 @@ impl Obj {
         m.iter()
             .map(|(k, x)| match x {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(self.err(format!("{key}.{k}: expected a string"))),
+                _ => Err(self.invalid(format!("{key}.{k}: expected a string"))),
             })
             .collect()
     }
@@ -238,12 +240,12 @@ impl Obj {
             Some(Value::Number(n)) => n
                 .as_i64()
                 .map(Some)
-                .ok_or_else(|| self.err(format!("{key}: expected an integer"))),
+                .ok_or_else(|| self.invalid(format!("{key}: expected an integer"))),
             Some(Value::String(s)) => s
                 .parse()
                 .map(Some)
-                .map_err(|_| self.err(format!("{key}: expected an integer"))),
-            Some(_) => Err(self.err(format!("{key}: expected an integer"))),
+                .map_err(|_| self.invalid(format!("{key}: expected an integer"))),
+            Some(_) => Err(self.invalid(format!("{key}: expected an integer"))),
         }
     }
 
@@ -253,7 +255,7 @@ impl Obj {
             None => Ok(None),
             Some(d) => super::parse_duration_ms(d)
                 .map(Some)
-                .ok_or_else(|| self.err(format!("{key}: `{d}` is not a duration"))),
+                .ok_or_else(|| self.invalid(format!("{key}: `{d}` is not a duration"))),
         }
     }
 
@@ -268,7 +270,7 @@ impl Obj {
                 .as_f64()
                 .filter(|f| (0.0..=100.0).contains(f))
                 .map(Some)
-                .ok_or_else(|| self.err(format!("{key}.value: expected a number in [0, 100]"))),
+                .ok_or_else(|| self.invalid(format!("{key}.value: expected a number in [0, 100]"))),
         }
     }
 }

@@ -47,8 +47,8 @@ use super::httproute::{
     RedirectSpec, Route, RouteKind, ServiceInfo, GATEWAY_GROUP, LINKERD_GROUP,
 };
 use super::{
-    object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Redirect, Request,
-    Routing, ServicePort, Source, NO_POD,
+    object_name, Answer, Cluster, Forward, KubeService, Model, ModelError, Problem, Redirect,
+    Request, Routing, ServicePort, Source, NO_POD,
 };
 use crate::object::MeshObject;
 
@@ -236,10 +236,7 @@ fn select<'r>(
             continue;
         };
         for (i, rule) in route.rules.iter().enumerate() {
-            let err = |message| ModelError {
-                object: object_name(route.object),
-                message,
-            };
+            let err = |p: Problem| p.of(object_name(route.object));
             let at = |path| Chosen {
                 route: ri,
                 rule: i,

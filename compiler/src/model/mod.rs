@@ -40,6 +40,7 @@ use crate::object::MeshObject;
 pub mod cilium;
 pub mod cluster;
 pub mod consul;
+mod error;
 pub mod gateway_api;
 pub mod httproute;
 pub mod intent;
@@ -50,21 +51,13 @@ pub mod networkpolicy;
 pub(crate) mod testing;
 
 pub use cluster::Cluster;
+pub use error::{DurationError, FilterError, ModelError, Problem};
 
 /// The pod id under which a share that reaches no pod is recorded.
 pub const NO_POD: &str = "-";
 
 /// Label maps as the models read them.
 pub type Labels = BTreeMap<String, String>;
-
-/// Why a model cannot answer: the objects are not what the mesh accepts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{object}: {message}")]
-pub struct ModelError {
-    /// `Kind namespace/name` of the object.
-    pub object: String,
-    pub message: String,
-}
 
 /// A pod of the cluster: what an intent declares of its pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,10 +282,7 @@ pub struct Unmodelled;
 
 impl Model for Unmodelled {
     fn answer(&self, _: &[MeshObject], _: &Cluster, _: &Request) -> Result<Answer, ModelError> {
-        Err(ModelError {
-            object: String::new(),
-            message: "no model for this target".into(),
-        })
+        Err(Problem::NoModel.of(""))
     }
 }
 

@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{object_name, Answer, Cluster, Labels, Model, ModelError, Request, Source, Verdict};
+use super::{
+    object_name, Answer, Cluster, Labels, Model, ModelError, Problem, Request, Source, Verdict,
+};
 use crate::object::MeshObject;
 
 #[derive(Debug)]
@@ -198,31 +200,28 @@ impl Policy {
 
     fn parse(o: &MeshObject) -> Result<Policy, ModelError> {
         let name = object_name(o);
-        let err = |message: String| ModelError {
-            object: name.clone(),
-            message,
-        };
+        let err = |p: Problem| p.of(name.clone());
         let body = o.body.value();
         let namespace = o
             .namespace
             .clone()
-            .ok_or_else(|| err("a NetworkPolicy is namespaced".into()))?;
+            .ok_or_else(|| err(Problem::invalid("a NetworkPolicy is namespaced")))?;
         let spec = body
             .get("spec")
             .and_then(Value::as_object)
-            .ok_or_else(|| err("no spec".into()))?;
+            .ok_or_else(|| err(Problem::invalid("no spec")))?;
         let pod_selector = Selector::parse(
             spec.get("podSelector")
-                .ok_or_else(|| err("spec.podSelector is required".into()))?,
+                .ok_or_else(|| err(Problem::invalid("spec.podSelector is required")))?,
         )
-        .map_err(|m| err(format!("spec.podSelector: {m}")))?;
+        .map_err(|p| err(p.at("spec.podSelector")))?;
         let rules = |key: &str, peers: &str| -> Result<Vec<Rule>, ModelError> {
             list(spec.get(key))
-                .map_err(|m| err(format!("spec.{key}: {m}")))?
+                .map_err(|p| err(p.at(format!("spec.{key}"))))?
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    Rule::parse(r, peers).map_err(|m| err(format!("spec.{key}[{i}]: {m}")))
+                    Rule::parse(r, peers).map_err(|p| err(p.at(format!("spec.{key}[{i}]"))))
                 })
                 .collect()
         };
@@ -231,11 +230,14 @@ impl Policy {
         let (mut has_ingress, mut has_egress) = (true, !egress.is_empty());
         if let Some(types) = spec.get("policyTypes") {
             (has_ingress, has_egress) = (false, false);
-            for t in list(Some(types)).map_err(|m| err(format!("spec.policyTypes: {m}")))? {
+            for t in list(Some(types)).map_err(|p| err(p.at("spec.policyTypes")))? {
                 match t.as_str() {
                     Some("Ingress") => has_ingress = true,
                     Some("Egress") => has_egress = true,
-                    _ => return Err(err(format!("spec.policyTypes: unknown type {t}"))),
+                    _ => {
+                        let unknown = Problem::invalid(format!("unknown type {t}"));
+                        return Err(err(unknown.at("spec.policyTypes")));
+                    }
                 }
             }
         }
@@ -259,7 +261,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn parse(v: &Value, peers_key: &str) -> Result<Rule, String> {
+    fn parse(v: &Value, peers_key: &str) -> Result<Rule, Problem> {
         let peers = list(v.get(peers_key))?
             .iter()
             .map(Peer::parse)
@@ -290,15 +292,17 @@ enum Peer {
 }
 
 impl Peer {
-    fn parse(v: &Value) -> Result<Peer, String> {
+    fn parse(v: &Value) -> Result<Peer, Problem> {
         if let Some(block) = v.get("ipBlock") {
             if v.get("podSelector").is_some() || v.get("namespaceSelector").is_some() {
-                return Err("ipBlock cannot be combined with selectors".into());
+                return Err(Problem::invalid(
+                    "ipBlock cannot be combined with selectors",
+                ));
             }
             let cidr = block
                 .get("cidr")
                 .and_then(Value::as_str)
-                .ok_or("ipBlock.cidr is required")?;
+                .ok_or_else(|| Problem::invalid("ipBlock.cidr is required"))?;
             let except = list(block.get("except"))?;
             let everything = cidr.ends_with("/0") && except.is_empty();
             return Ok(Peer::IpBlock { everything });
@@ -306,7 +310,9 @@ impl Peer {
         let sel = |k: &str| v.get(k).map(Selector::parse).transpose();
         let (namespaces, pods) = (sel("namespaceSelector")?, sel("podSelector")?);
         if namespaces.is_none() && pods.is_none() {
-            return Err("a peer needs podSelector, namespaceSelector or ipBlock".into());
+            return Err(Problem::invalid(
+                "a peer needs podSelector, namespaceSelector or ipBlock",
+            ));
         }
         Ok(Peer::Pods { namespaces, pods })
     }
@@ -347,10 +353,13 @@ enum PortRef {
 }
 
 impl PortSpec {
-    fn parse(v: &Value) -> Result<PortSpec, String> {
+    fn parse(v: &Value) -> Result<PortSpec, Problem> {
         let protocol = match v.get("protocol") {
             None | Some(Value::Null) => "TCP".to_owned(),
-            Some(p) => p.as_str().ok_or("protocol must be a string")?.to_owned(),
+            Some(p) => p
+                .as_str()
+                .ok_or_else(|| Problem::invalid("protocol must be a string"))?
+                .to_owned(),
         };
         let port = match v.get("port") {
             None | Some(Value::Null) => None,
@@ -361,7 +370,7 @@ impl PortSpec {
             Some(p) => Some(PortRef::Number(
                 p.as_u64()
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or("port must be a number or a name")?,
+                    .ok_or_else(|| Problem::invalid("port must be a number or a name"))?,
             )),
         };
         let end_port = match v.get("endPort") {
@@ -369,11 +378,11 @@ impl PortSpec {
             Some(e) => Some(
                 e.as_u64()
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or("endPort must be a number")?,
+                    .ok_or_else(|| Problem::invalid("endPort must be a number"))?,
             ),
         };
         if end_port.is_some() && !matches!(port, Some(PortRef::Number(_))) {
-            return Err("endPort needs a numerical port".into());
+            return Err(Problem::invalid("endPort needs a numerical port"));
         }
         Ok(PortSpec {
             protocol,
@@ -404,11 +413,16 @@ struct Selector {
 }
 
 impl Selector {
-    fn parse(v: &Value) -> Result<Selector, String> {
+    fn parse(v: &Value) -> Result<Selector, Problem> {
         let mut sel = Selector::default();
         if let Some(m) = v.get("matchLabels").filter(|m| !m.is_null()) {
-            for (k, val) in m.as_object().ok_or("matchLabels must be a map")? {
-                let val = val.as_str().ok_or("a label value must be a string")?;
+            for (k, val) in m
+                .as_object()
+                .ok_or_else(|| Problem::invalid("matchLabels must be a map"))?
+            {
+                let val = val
+                    .as_str()
+                    .ok_or_else(|| Problem::invalid("a label value must be a string"))?;
                 sel.labels.insert(k.clone(), val.to_owned());
             }
         }
@@ -416,17 +430,21 @@ impl Selector {
             let key = e
                 .get("key")
                 .and_then(Value::as_str)
-                .ok_or("key is required")?;
+                .ok_or_else(|| Problem::invalid("key is required"))?;
             let op = e
                 .get("operator")
                 .and_then(Value::as_str)
-                .ok_or("operator is required")?;
+                .ok_or_else(|| Problem::invalid("operator is required"))?;
             if !matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist") {
-                return Err(format!("unknown operator {op}"));
+                return Err(Problem::invalid(format!("unknown operator {op}")));
             }
             let values = list(e.get("values"))?
                 .iter()
-                .map(|x| x.as_str().map(str::to_owned).ok_or("values are strings"))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Problem::invalid("values are strings"))
+                })
                 .collect::<Result<_, _>>()?;
             sel.exprs.push((key.to_owned(), op.to_owned(), values));
         }
@@ -448,11 +466,11 @@ impl Selector {
 }
 
 /// A list field: absent or null is empty.
-fn list(v: Option<&Value>) -> Result<&[Value], String> {
+fn list(v: Option<&Value>) -> Result<&[Value], Problem> {
     match v {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err("must be a list".into()),
+        Some(_) => Err(Problem::invalid("must be a list")),
     }
 }
 

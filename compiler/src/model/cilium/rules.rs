@@ -23,7 +23,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::selector::{EndpointLabels, Selector};
-use crate::model::Request;
+use crate::model::{Problem, Request};
 
 /// Which side of the connection the rule's subject is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub(super) struct Rule {
 
 impl Rule {
     /// Parses a rule of a policy in `namespace` (`None`: clusterwide).
-    pub(super) fn parse(v: &Value, dir: Direction, ns: Option<&str>) -> Result<Rule, String> {
+    pub(super) fn parse(v: &Value, dir: Direction, ns: Option<&str>) -> Result<Rule, Problem> {
         let mut sels = Vec::new();
         let mut has_l3 = false;
         for (field, f) in [
@@ -129,11 +129,14 @@ impl Rule {
                 continue;
             };
             has_l3 = true;
-            for item in items.as_array().ok_or(format!("{key} must be a list"))? {
+            for item in items
+                .as_array()
+                .ok_or_else(|| Problem::invalid(format!("{key} must be a list")))?
+            {
                 sels.push(match f {
                     0 => PeerSel::Endpoints(
                         Selector::parse(item)
-                            .map_err(|m| format!("{key}: {m}"))?
+                            .map_err(|p| p.at(&key))?
                             .scoped(ns, false),
                     ),
                     1 => PeerSel::Entity(entity(item)?),
@@ -152,16 +155,16 @@ impl Rule {
             }
         }
         if v.get(dir.key("Requires")).is_some_and(|x| !x.is_null()) {
-            return Err(format!(
+            return Err(Problem::unmodelled(format!(
                 "{} (deprecated) is not modelled",
                 dir.key("Requires")
-            ));
+            )));
         }
         let icmps = v.get("icmps").is_some_and(|x| !x.is_null());
         let ports = match v.get("toPorts").filter(|x| !x.is_null()) {
             Some(p) => Some(
                 p.as_array()
-                    .ok_or("toPorts must be a list")?
+                    .ok_or_else(|| Problem::invalid("toPorts must be a list"))?
                     .iter()
                     .map(PortRule::parse)
                     .collect::<Result<Vec<_>, _>>()?,
@@ -178,7 +181,7 @@ impl Rule {
             None | Some(Value::Null) => None,
             Some(Value::String(m)) if m == "disabled" => None,
             Some(Value::String(m)) if m == "required" || m == "test-always-fail" => Some(m.clone()),
-            Some(m) => return Err(format!("unknown authentication mode {m}")),
+            Some(m) => return Err(Problem::invalid(format!("unknown authentication mode {m}"))),
         };
         Ok(Rule { l3, ports, auth })
     }
@@ -214,7 +217,7 @@ impl Rule {
     }
 }
 
-fn entity(v: &Value) -> Result<String, String> {
+fn entity(v: &Value) -> Result<String, Problem> {
     const KNOWN: &[&str] = &[
         "all",
         "world",
@@ -230,12 +233,12 @@ fn entity(v: &Value) -> Result<String, String> {
     ];
     match v.as_str() {
         Some(e) if KNOWN.contains(&e) => Ok(e.to_owned()),
-        _ => Err(format!("unknown entity {v}")),
+        _ => Err(Problem::invalid(format!("unknown entity {v}"))),
     }
 }
 
 impl PortRule {
-    fn parse(v: &Value) -> Result<PortRule, String> {
+    fn parse(v: &Value) -> Result<PortRule, Problem> {
         let ports = match v.get("ports") {
             None | Some(Value::Null) => vec![PortProto {
                 port: None,
@@ -244,7 +247,7 @@ impl PortRule {
             }],
             Some(p) => p
                 .as_array()
-                .ok_or("ports must be a list")?
+                .ok_or_else(|| Problem::invalid("ports must be a list"))?
                 .iter()
                 .map(PortProto::parse)
                 .collect::<Result<_, _>>()?,
@@ -253,7 +256,7 @@ impl PortRule {
         let http = match rules.and_then(|r| r.get("http")).filter(|h| !h.is_null()) {
             Some(h) => Some(
                 h.as_array()
-                    .ok_or("rules.http must be a list")?
+                    .ok_or_else(|| Problem::invalid("rules.http must be a list"))?
                     .iter()
                     .map(HttpRule::parse)
                     .collect::<Result<Vec<_>, _>>()?,
@@ -266,14 +269,16 @@ impl PortRule {
             .and_then(Value::as_object)
             .and_then(|r| r.keys().find(|k| *k != "http"))
         {
-            return Err(format!("rules.{other} is not modelled"));
+            return Err(Problem::unmodelled(format!(
+                "rules.{other} is not modelled"
+            )));
         }
         Ok(PortRule { ports, http })
     }
 }
 
 impl PortProto {
-    fn parse(v: &Value) -> Result<PortProto, String> {
+    fn parse(v: &Value) -> Result<PortProto, Problem> {
         let port = match v.get("port") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match s.parse::<u32>() {
@@ -285,7 +290,7 @@ impl PortProto {
             Some(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
                 Some(0) => None,
                 Some(n) => Some(PortRef::Number(n)),
-                None => return Err(format!("bad port {n}")),
+                None => return Err(Problem::invalid(format!("bad port {n}"))),
             },
         };
         let end = v
@@ -331,17 +336,17 @@ pub(super) struct HttpRule {
 }
 
 /// A regular expression matched against the whole value.
-fn full(v: Option<&Value>, what: &str) -> Result<Option<Regex>, String> {
+fn full(v: Option<&Value>, what: &str) -> Result<Option<Regex>, Problem> {
     match v.and_then(Value::as_str).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(re) => Regex::new(&format!("^(?:{re})$"))
             .map(Some)
-            .map_err(|e| format!("{what}: {e}")),
+            .map_err(|e| Problem::regex(what, e)),
     }
 }
 
 impl HttpRule {
-    fn parse(v: &Value) -> Result<HttpRule, String> {
+    fn parse(v: &Value) -> Result<HttpRule, Problem> {
         let headers = v
             .get("headers")
             .and_then(Value::as_array)
@@ -365,12 +370,14 @@ impl HttpRule {
             .flatten()
         {
             if m.get("secret").is_some_and(|s| !s.is_null()) {
-                return Err("headerMatches from secrets are not modelled".into());
+                return Err(Problem::unmodelled(
+                    "headerMatches from secrets are not modelled",
+                ));
             }
             let name = m
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or("headerMatches.name")?;
+                .ok_or_else(|| Problem::invalid("headerMatches.name"))?;
             let value = m.get("value").and_then(Value::as_str).unwrap_or_default();
             let lenient = m.get("mismatch").is_some_and(|x| !x.is_null());
             matches.push((name.to_ascii_lowercase(), value.to_owned(), lenient));

@@ -20,6 +20,8 @@
 
 use serde_json::Value;
 
+use crate::model::Problem;
+
 /// The label Cilium gives every pod for its namespace.
 pub(super) const NAMESPACE: &str = "io.kubernetes.pod.namespace";
 pub(super) const SERVICE_ACCOUNT: &str = "io.cilium.k8s.policy.serviceaccount";
@@ -98,12 +100,17 @@ fn split_key(k: &str) -> (Option<String>, String) {
 }
 
 impl Selector {
-    pub(super) fn parse(v: &Value) -> Result<Selector, String> {
+    pub(super) fn parse(v: &Value) -> Result<Selector, Problem> {
         let mut reqs = Vec::new();
         if let Some(m) = v.get("matchLabels").filter(|m| !m.is_null()) {
-            for (k, val) in m.as_object().ok_or("matchLabels must be a map")? {
+            for (k, val) in m
+                .as_object()
+                .ok_or_else(|| Problem::invalid("matchLabels must be a map"))?
+            {
                 let (source, key) = split_key(k);
-                let val = val.as_str().ok_or("a label value must be a string")?;
+                let val = val
+                    .as_str()
+                    .ok_or_else(|| Problem::invalid("a label value must be a string"))?;
                 reqs.push(Requirement {
                     source,
                     key,
@@ -115,19 +122,19 @@ impl Selector {
         let exprs = match v.get("matchExpressions") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Array(a)) => a,
-            Some(_) => return Err("matchExpressions must be a list".into()),
+            Some(_) => return Err(Problem::invalid("matchExpressions must be a list")),
         };
         for e in exprs {
             let k = e
                 .get("key")
                 .and_then(Value::as_str)
-                .ok_or("key is required")?;
+                .ok_or_else(|| Problem::invalid("key is required"))?;
             let op = match e.get("operator").and_then(Value::as_str) {
                 Some("In") => Op::In,
                 Some("NotIn") => Op::NotIn,
                 Some("Exists") => Op::Exists,
                 Some("DoesNotExist") => Op::DoesNotExist,
-                other => return Err(format!("unknown operator {other:?}")),
+                other => return Err(Problem::invalid(format!("unknown operator {other:?}"))),
             };
             let values = e
                 .get("values")

@@ -27,7 +27,9 @@ use serde_json::Value;
 use super::entries::Entry;
 use super::http::HttpMatch;
 use super::{http_like, text, Mesh, Sid};
-use crate::model::{parse_duration_ms, Forward, ModelError, Request, Retries, Routing, NO_POD};
+use crate::model::{
+    parse_duration_ms, Forward, ModelError, Problem, Request, Retries, Routing, NO_POD,
+};
 
 mod resolver;
 
@@ -45,7 +47,7 @@ pub(super) fn route(mesh: &Mesh, sid: &Sid, r: &Request) -> Result<Routing, Mode
     let router = mesh.entries.routers.get(sid);
     if !http {
         if let Some(e) = router.or_else(|| mesh.entries.splitters.get(sid)) {
-            return Err(e.err(format!(
+            return Err(e.invalid(format!(
                 "discovery chain {:?} uses a protocol {:?} that does not permit advanced routing or splitting behavior",
                 sid.1,
                 mesh.protocol(sid)
@@ -63,7 +65,7 @@ pub(super) fn route(mesh: &Mesh, sid: &Sid, r: &Request) -> Result<Routing, Mode
         let mut chosen = None;
         for (i, route) in routes.into_iter().flatten().enumerate() {
             let m = HttpMatch::parse(route.get("match").and_then(|m| m.get("http")), true)
-                .map_err(|e| router.err(format!("Route[{i}]: {e}")))?;
+                .map_err(|p| router.err(p.at(format!("Route[{i}]"))))?;
             let dest = route.get("destination").filter(|d| !d.is_null());
             check_rewrite(router, i, &m, dest)?;
             let f = routed(mesh, sid, r, &m, dest, (router, i))?;
@@ -119,7 +121,7 @@ fn check_rewrite(
     dest: Option<&Value>,
 ) -> Result<(), ModelError> {
     if !text(dest, "prefixRewrite").is_empty() && m.rewritable().is_none() {
-        return Err(router.err(format!(
+        return Err(router.invalid(format!(
             "Route[{i}] cannot make use of PrefixRewrite without configuring either PathExact or PathPrefix"
         )));
     }
@@ -136,7 +138,7 @@ fn routed(
     dest: Option<&Value>,
     at: (&Entry, usize),
 ) -> Result<Forward, ModelError> {
-    let err = |m: String| at.0.err(format!("Route[{}]: {m}", at.1));
+    let err = |p: Problem| at.0.err(p.at(format!("Route[{}]", at.1)));
     let svc = match text(dest, "service") {
         "" => sid.1.clone(),
         s => s.to_owned(),
@@ -180,16 +182,16 @@ fn duration(e: &Entry, key: &str) -> Result<Option<u64>, ModelError> {
         None | Some("") => Ok(None),
         Some(d) => parse_duration_ms(d)
             .map(|ms| (ms > 0).then_some(ms))
-            .ok_or_else(|| e.err(format!("{key}: bad duration {d:?}"))),
+            .ok_or_else(|| e.invalid(format!("{key}: bad duration {d:?}"))),
     }
 }
 
-fn request_timeout(dest: &Value) -> Result<Option<u64>, String> {
+fn request_timeout(dest: &Value) -> Result<Option<u64>, Problem> {
     match dest.get("requestTimeout").and_then(Value::as_str) {
         None | Some("") => Ok(None),
         Some(d) => parse_duration_ms(d)
             .map(|ms| (ms > 0).then_some(ms))
-            .ok_or_else(|| format!("requestTimeout: bad duration {d:?}")),
+            .ok_or_else(|| Problem::invalid(format!("requestTimeout: bad duration {d:?}"))),
     }
 }
 
@@ -238,7 +240,7 @@ fn local_timeout(mesh: &Mesh, sid: &Sid) -> Option<u64> {
 /// `RetryOnConnectFailure`). Consul passes the conditions to Envoy's
 /// `retry_on`, which retries on nothing else; status codes no listed
 /// condition covers are written as numbers.
-fn retries(dest: &Value) -> Result<Option<Retries>, String> {
+fn retries(dest: &Value) -> Result<Option<Retries>, Problem> {
     let num = dest.get("numRetries").and_then(Value::as_u64).unwrap_or(0);
     let connect = dest.get("retryOnConnectFailure").and_then(Value::as_bool) == Some(true);
     let codes: Vec<u64> = dest
@@ -269,7 +271,10 @@ fn retries(dest: &Value) -> Result<Option<Retries>, String> {
     {
         match c.as_str() {
             Some(c) if CONDITIONS.contains(&c) => on.push(c.to_owned()),
-            _ => return Err(format!("contains an invalid retry condition: {c}")),
+            _ => {
+                let why = format!("contains an invalid retry condition: {c}");
+                return Err(Problem::invalid(why));
+            }
         }
     }
     if num == 0 && !connect && codes.is_empty() && on.is_empty() {
@@ -333,14 +338,14 @@ fn split(mesh: &Mesh, sid: &Sid, depth: usize) -> Result<Option<Vec<(Target, f64
         return Ok(None);
     };
     if depth > 8 {
-        return Err(e.err("detected circular splitters"));
+        return Err(e.invalid("detected circular splitters"));
     }
     let splits = e
         .spec
         .get("splits")
         .and_then(Value::as_array)
         .filter(|s| !s.is_empty());
-    let splits = splits.ok_or_else(|| e.err("no splits configured"))?;
+    let splits = splits.ok_or_else(|| e.invalid("no splits configured"))?;
     let mut out = Vec::new();
     let mut seen = Vec::new();
     let mut sum = 0i64;
@@ -359,7 +364,7 @@ fn split(mesh: &Mesh, sid: &Sid, depth: usize) -> Result<Option<Vec<(Target, f64
         let subset = text(Some(s), "serviceSubset").to_owned();
         let key = (ns.clone(), svc.clone(), subset.clone());
         if seen.contains(&key) {
-            return Err(e.err(format!("split destination occurs more than once: {key:?}")));
+            return Err(e.invalid(format!("split destination occurs more than once: {key:?}")));
         }
         seen.push(key);
         let t_sid = (ns, svc);
@@ -383,7 +388,7 @@ fn split(mesh: &Mesh, sid: &Sid, depth: usize) -> Result<Option<Vec<(Target, f64
         ));
     }
     if sum != 10_000 {
-        return Err(e.err(format!(
+        return Err(e.invalid(format!(
             "the sum of all split weights must be 100, not {}",
             sum as f64 / 100.0
         )));

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{Sid, DEFAULT_NS};
-use crate::model::{object_name, ModelError};
+use crate::model::{object_name, ModelError, Problem};
 use crate::object::MeshObject;
 
 /// One config entry.
@@ -28,11 +28,19 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError {
-            object: self.name.clone(),
-            message: message.into(),
-        }
+    /// `problem`, found in this entry.
+    pub(super) fn err(&self, problem: Problem) -> ModelError {
+        problem.of(self.name.clone())
+    }
+
+    /// The entry is not what Consul accepts: `message` says why.
+    pub(super) fn invalid(&self, message: impl Into<String>) -> ModelError {
+        self.err(Problem::invalid(message))
+    }
+
+    /// The answer depends on what the model does not know.
+    pub(super) fn unmodelled(&self, message: impl Into<String>) -> ModelError {
+        self.err(Problem::unmodelled(message))
     }
 }
 
@@ -100,7 +108,7 @@ impl Entries {
             spec,
         };
         if !entry.spec.is_object() {
-            return Err(entry.err("no spec"));
+            return Err(entry.invalid("no spec"));
         }
         let k8s_ns = o.namespace.as_deref().unwrap_or(DEFAULT_NS);
         let ns = if self.namespaces {
@@ -115,10 +123,10 @@ impl Entries {
                     _ => (&mut self.proxy_defaults, "global"),
                 };
                 if o.name != want {
-                    return Err(entry.err(format!("{} must be named `{want}`", o.kind)));
+                    return Err(entry.invalid(format!("{} must be named `{want}`", o.kind)));
                 }
                 if let Some(prev) = slot {
-                    return Err(entry.err(format!("conflicts with {}", prev.name)));
+                    return Err(entry.invalid(format!("conflicts with {}", prev.name)));
                 }
                 *slot = Some(entry);
                 return Ok(());
@@ -127,7 +135,7 @@ impl Entries {
                 let dest = entry.spec.get("destination");
                 let name = super::text(dest, "name");
                 if name.is_empty() {
-                    return Err(entry.err("spec.destination.name is required"));
+                    return Err(entry.invalid("spec.destination.name is required"));
                 }
                 let dest_ns = super::text(dest, "namespace");
                 let ns = if dest_ns.is_empty() {
@@ -143,7 +151,7 @@ impl Entries {
             _ => (&mut self.splitters, (ns, o.name.clone())),
         };
         if let Some(prev) = map.get(&key) {
-            return Err(entry.err(format!(
+            return Err(entry.invalid(format!(
                 "{} {}/{} is already configured by {}; Consul syncs only one",
                 o.kind, key.0, key.1, prev.name
             )));

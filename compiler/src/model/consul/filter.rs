@@ -17,6 +17,7 @@
 use regex::Regex;
 
 use super::Instance;
+use crate::model::FilterError;
 
 #[derive(Debug)]
 pub(super) struct Filter(Expr);
@@ -52,7 +53,7 @@ enum Tok {
     Quoted(String),
 }
 
-fn tokens(s: &str) -> Result<Vec<Tok>, String> {
+fn tokens(s: &str) -> Result<Vec<Tok>, FilterError> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -67,7 +68,7 @@ fn tokens(s: &str) -> Result<Vec<Tok>, String> {
             '=' | '!' => {
                 chars.next();
                 if chars.next() != Some('=') {
-                    return Err(format!("expected `{c}=`"));
+                    return Err(FilterError::Operator(c));
                 }
                 out.push(if c == '=' { Tok::Eq } else { Tok::Ne });
             }
@@ -76,7 +77,7 @@ fn tokens(s: &str) -> Result<Vec<Tok>, String> {
                 let mut v = String::new();
                 loop {
                     match chars.next() {
-                        None => return Err("unterminated string".into()),
+                        None => return Err(FilterError::Unterminated),
                         Some(x) if x == c => break,
                         Some('\\') if c == '"' => v.extend(chars.next()),
                         Some(x) => v.push(x),
@@ -100,6 +101,15 @@ fn tokens(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// What the parser needed, and the token it found instead (`None` at
+/// the end), written as the parser's messages always wrote it.
+fn expected(what: &'static str, found: Option<Tok>) -> FilterError {
+    FilterError::Expected {
+        expected: what,
+        found: format!("{found:?}"),
+    }
+}
+
 struct Parser {
     toks: Vec<Tok>,
     at: usize,
@@ -120,7 +130,7 @@ impl Parser {
         t
     }
 
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, FilterError> {
         let mut e = self.and()?;
         while self.peek_word(0, "or") {
             self.at += 1;
@@ -129,7 +139,7 @@ impl Parser {
         Ok(e)
     }
 
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, FilterError> {
         let mut e = self.unary()?;
         while self.peek_word(0, "and") {
             self.at += 1;
@@ -138,7 +148,7 @@ impl Parser {
         Ok(e)
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, FilterError> {
         if self.peek_word(0, "not") {
             self.at += 1;
             return Ok(Expr::Not(Box::new(self.unary()?)));
@@ -147,28 +157,28 @@ impl Parser {
             self.at += 1;
             let e = self.or()?;
             if self.next() != Some(Tok::Close) {
-                return Err("expected `)`".into());
+                return Err(FilterError::Unclosed);
             }
             return Ok(e);
         }
         self.matching()
     }
 
-    fn value(&mut self) -> Result<String, String> {
+    fn value(&mut self) -> Result<String, FilterError> {
         match self.next() {
             Some(Tok::Word(w) | Tok::Quoted(w)) => Ok(w),
-            t => Err(format!("expected a value, found {t:?}")),
+            t => Err(expected("a value", t)),
         }
     }
 
-    fn selector(&mut self) -> Result<Vec<String>, String> {
+    fn selector(&mut self) -> Result<Vec<String>, FilterError> {
         match self.next() {
             Some(Tok::Word(w)) => Ok(w.split('.').map(str::to_owned).collect()),
-            t => Err(format!("expected a selector, found {t:?}")),
+            t => Err(expected("a selector", t)),
         }
     }
 
-    fn matching(&mut self) -> Result<Expr, String> {
+    fn matching(&mut self) -> Result<Expr, FilterError> {
         // `<Value> [not] in <Selector>`
         let negate_in = self.peek_word(1, "not") && self.peek_word(2, "in");
         if self.peek_word(1, "in") || negate_in {
@@ -196,13 +206,13 @@ impl Parser {
                     "contains" => (Op::Contains(self.value()?), negate),
                     "matches" => {
                         let re = self.value()?;
-                        let re = Regex::new(&re).map_err(|e| e.to_string())?;
+                        let re = Regex::new(&re).map_err(FilterError::Regex)?;
                         (Op::Matches(re), negate)
                     }
-                    _ => return Err(format!("unknown operator `{w}`")),
+                    _ => return Err(FilterError::UnknownOperator(w)),
                 }
             }
-            t => return Err(format!("expected an operator, found {t:?}")),
+            t => return Err(expected("an operator", t)),
         };
         Ok(Expr::Match {
             selector,
@@ -220,24 +230,24 @@ enum Val<'a> {
 }
 
 impl Filter {
-    pub(super) fn parse(s: &str) -> Result<Filter, String> {
+    pub(super) fn parse(s: &str) -> Result<Filter, FilterError> {
         let mut p = Parser {
             toks: tokens(s)?,
             at: 0,
         };
         let e = p.or()?;
         if p.at != p.toks.len() {
-            return Err(format!("unexpected {:?}", p.toks[p.at]));
+            return Err(FilterError::Trailing(format!("{:?}", p.toks[p.at])));
         }
         Ok(Filter(e))
     }
 
-    pub(super) fn matches(&self, i: &Instance) -> Result<bool, String> {
+    pub(super) fn matches(&self, i: &Instance) -> Result<bool, FilterError> {
         eval(&self.0, i)
     }
 }
 
-fn eval(e: &Expr, i: &Instance) -> Result<bool, String> {
+fn eval(e: &Expr, i: &Instance) -> Result<bool, FilterError> {
     Ok(match e {
         Expr::Or(a, b) => eval(a, i)? || eval(b, i)?,
         Expr::And(a, b) => eval(a, i)? && eval(b, i)?,
@@ -255,19 +265,14 @@ fn eval(e: &Expr, i: &Instance) -> Result<bool, String> {
                 (Op::Contains(v), Val::Str(s)) => s.unwrap_or_default().contains(v.as_str()),
                 (Op::Contains(v), Val::List(l) | Val::Map(l)) => l.contains(&v.as_str()),
                 (Op::Matches(re), Val::Str(s)) => re.is_match(s.unwrap_or_default()),
-                _ => {
-                    return Err(format!(
-                        "operator not applicable to `{}`",
-                        selector.join(".")
-                    ))
-                }
+                _ => return Err(FilterError::NotApplicable(selector.join("."))),
             };
             hit != *negate
         }
     })
 }
 
-fn resolve<'a>(selector: &[String], i: &'a Instance) -> Result<Val<'a>, String> {
+fn resolve<'a>(selector: &[String], i: &'a Instance) -> Result<Val<'a>, FilterError> {
     let s: Vec<&str> = selector.iter().map(String::as_str).collect();
     Ok(match s.as_slice() {
         ["Service", "Meta"] => Val::Map(i.meta.keys().map(String::as_str).collect()),
@@ -275,11 +280,6 @@ fn resolve<'a>(selector: &[String], i: &'a Instance) -> Result<Val<'a>, String> 
         ["Service", "Service"] => Val::Str(Some(&i.service)),
         ["Service", "ID"] => Val::Str(Some(&i.pod.id)),
         ["Service", "Tags"] => Val::List(Vec::new()),
-        _ => {
-            return Err(format!(
-                "`{}` is not a selector of the Health API",
-                s.join(".")
-            ))
-        }
+        _ => return Err(FilterError::UnknownSelector(s.join("."))),
     })
 }

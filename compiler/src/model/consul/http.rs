@@ -20,7 +20,7 @@
 use regex::Regex;
 use serde_json::Value;
 
-use crate::model::Request;
+use crate::model::{Problem, Request};
 
 #[derive(Debug)]
 enum Path {
@@ -58,8 +58,8 @@ pub(super) struct HttpMatch {
     query: Vec<(String, StrMatch)>,
 }
 
-fn full(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("bad regex {re:?}: {e}"))
+fn full(re: &str) -> Result<Regex, Problem> {
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| Problem::regex(format!("bad regex {re:?}"), e))
 }
 
 fn field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
@@ -67,7 +67,7 @@ fn field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 /// The one string match of a header or query parameter criterion.
-fn one_of(v: &Value, kinds: &[&str]) -> Result<StrMatch, String> {
+fn one_of(v: &Value, kinds: &[&str]) -> Result<StrMatch, Problem> {
     let mut found = Vec::new();
     if v.get("present").and_then(Value::as_bool) == Some(true) {
         found.push(StrMatch::Present);
@@ -84,16 +84,16 @@ fn one_of(v: &Value, kinds: &[&str]) -> Result<StrMatch, String> {
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        _ => Err(format!(
+        _ => Err(Problem::invalid(format!(
             "should only contain one of present, {}",
             kinds.join(", ")
-        )),
+        ))),
     }
 }
 
 impl HttpMatch {
     /// Parses a `match.http` (route) or permission `http` object.
-    pub(super) fn parse(v: Option<&Value>, query_params: bool) -> Result<HttpMatch, String> {
+    pub(super) fn parse(v: Option<&Value>, query_params: bool) -> Result<HttpMatch, Problem> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
             return Ok(HttpMatch::default());
         };
@@ -109,14 +109,16 @@ impl HttpMatch {
             paths.push(Path::Regex(full(p)?));
         }
         if paths.len() > 1 {
-            return Err(
-                "should only contain at most one of pathExact, pathPrefix, or pathRegex".into(),
-            );
+            return Err(Problem::invalid(
+                "should only contain at most one of pathExact, pathPrefix, or pathRegex",
+            ));
         }
         m.path = paths.pop();
         if let Some(Path::Exact(p) | Path::Prefix(p)) = &m.path {
             if !p.starts_with('/') {
-                return Err(format!("path {p:?} doesn't start with '/'"));
+                return Err(Problem::invalid(format!(
+                    "path {p:?} doesn't start with '/'"
+                )));
             }
         }
         for method in v
@@ -127,13 +129,15 @@ impl HttpMatch {
         {
             let method = method
                 .as_str()
-                .ok_or("methods are strings")?
+                .ok_or_else(|| Problem::invalid("methods are strings"))?
                 .to_ascii_uppercase();
             const VALID: &[&str] = &[
                 "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
             ];
             if !VALID.contains(&method.as_str()) || m.methods.contains(&method) {
-                return Err(format!("invalid or repeated method {method:?}"));
+                return Err(Problem::invalid(format!(
+                    "invalid or repeated method {method:?}"
+                )));
             }
             m.methods.push(method);
         }
@@ -143,7 +147,8 @@ impl HttpMatch {
             .into_iter()
             .flatten()
         {
-            let name = field(h, "name").ok_or("header: missing required name")?;
+            let name = field(h, "name")
+                .ok_or_else(|| Problem::invalid("header: missing required name"))?;
             let kind = one_of(h, &["exact", "prefix", "suffix", "regex"])?;
             let invert = h.get("invert").and_then(Value::as_bool).unwrap_or(false);
             m.headers.push((name.to_ascii_lowercase(), kind, invert));
@@ -155,7 +160,8 @@ impl HttpMatch {
                 .into_iter()
                 .flatten()
             {
-                let name = field(q, "name").ok_or("queryParam: missing required name")?;
+                let name = field(q, "name")
+                    .ok_or_else(|| Problem::invalid("queryParam: missing required name"))?;
                 m.query
                     .push((name.to_owned(), one_of(q, &["exact", "regex"])?));
             }

@@ -67,7 +67,7 @@ fn plaintext(mesh: &Mesh, dest: &Sid) -> Result<Verdict, ModelError> {
                     .and_then(Value::as_bool)
                     != Some(true)
                 {
-                    return Err(e.err(format!(
+                    return Err(e.invalid(format!(
                         "MutualTLSMode=permissive is not allowed: {} does not set allowEnablingPermissiveMutualTLS",
                         m.name
                     )));
@@ -77,7 +77,7 @@ fn plaintext(mesh: &Mesh, dest: &Sid) -> Result<Verdict, ModelError> {
                 by: Some(e.name.clone()),
             })
         }
-        Some((e, mode)) => Err(e.err(format!("unknown mutualTLSMode {mode:?}"))),
+        Some((e, mode)) => Err(e.invalid(format!("unknown mutualTLSMode {mode:?}"))),
     }
 }
 
@@ -114,19 +114,19 @@ fn deciding<'m>(
             continue;
         }
         if e.spec.get("jwt").is_some_and(|j| !j.is_null()) {
-            return Err(e.err("JWT requirements are not modelled"));
+            return Err(e.unmodelled("JWT requirements are not modelled"));
         }
         let sources = match e.spec.get("sources") {
             None | Some(Value::Null) => &[][..],
             Some(s) => s
                 .as_array()
-                .ok_or_else(|| e.err("sources must be a list"))?,
+                .ok_or_else(|| e.invalid("sources must be a list"))?,
         };
         let mut seen = Vec::new();
         for s in sources {
             let (ns, name) = validate(e, d, s)?;
             if seen.contains(&(ns, name)) {
-                return Err(e.err(format!("duplicate source {ns}/{name}")));
+                return Err(e.invalid(format!("duplicate source {ns}/{name}")));
             }
             seen.push((ns, name));
             let l7 = s
@@ -134,7 +134,7 @@ fn deciding<'m>(
                 .and_then(Value::as_array)
                 .is_some_and(|p| !p.is_empty());
             if l7 && !http && d == dest {
-                return Err(e.err(format!(
+                return Err(e.invalid(format!(
                     "L7 permissions need an HTTP-based protocol; {} is {}",
                     dest.1,
                     mesh.protocol(dest)
@@ -161,7 +161,7 @@ fn deciding<'m>(
 fn validate<'v>(e: &Entry, dest: &'v Sid, s: &'v Value) -> Result<(&'v str, &'v str), ModelError> {
     let name = text(Some(s), "name");
     if name.is_empty() {
-        return Err(e.err("a source needs a name"));
+        return Err(e.invalid("a source needs a name"));
     }
     let ns = match text(Some(s), "namespace") {
         // "Defaults to the namespace of the destination service".
@@ -169,7 +169,7 @@ fn validate<'v>(e: &Entry, dest: &'v Sid, s: &'v Value) -> Result<(&'v str, &'v 
         ns => ns,
     };
     if s.get("jwt").is_some_and(|j| !j.is_null()) {
-        return Err(e.err("JWT requirements are not modelled"));
+        return Err(e.unmodelled("JWT requirements are not modelled"));
     }
     let action = text(Some(s), "action");
     let perms = s
@@ -179,11 +179,11 @@ fn validate<'v>(e: &Entry, dest: &'v Sid, s: &'v Value) -> Result<(&'v str, &'v 
     match (action, perms) {
         ("allow" | "deny", None) => Ok((ns, name)),
         ("", Some(_)) => Ok((ns, name)),
-        ("", None) => Err(e.err(format!("source {name}: action or permissions is required"))),
-        (_, Some(_)) => Err(e.err(format!(
+        ("", None) => Err(e.invalid(format!("source {name}: action or permissions is required"))),
+        (_, Some(_)) => Err(e.invalid(format!(
             "source {name}: action and permissions are mutually exclusive"
         ))),
-        (a, None) => Err(e.err(format!("source {name}: unknown action {a:?}"))),
+        (a, None) => Err(e.invalid(format!("source {name}: unknown action {a:?}"))),
     }
 }
 
@@ -214,12 +214,12 @@ fn apply(
     for (i, p) in perms.iter().enumerate() {
         let action = text(Some(p), "action");
         if !matches!(action, "allow" | "deny") {
-            return Err(e.err(format!("permission {i}: action must be allow or deny")));
+            return Err(e.invalid(format!("permission {i}: action must be allow or deny")));
         }
         let http = p.get("http").filter(|h| !h.is_null());
-        let http = http.ok_or_else(|| e.err(format!("permission {i}: http is required")))?;
+        let http = http.ok_or_else(|| e.invalid(format!("permission {i}: http is required")))?;
         let m = HttpMatch::parse(Some(http), false)
-            .map_err(|m| e.err(format!("permission {i}: {m}")))?;
+            .map_err(|p| e.err(p.at(format!("permission {i}"))))?;
         if m.matches(r) {
             return Ok(match action {
                 "allow" => Verdict::Allow {

@@ -9,10 +9,10 @@ use super::{
     Backend, Filter, GrpcMatch, HttpMatch, Match, ParentRef, PathMatch, PathModifier, RedirectSpec,
     RetrySpec, Route, RouteKind, Rule, ServiceInfo, ValueMatch, GATEWAY_GROUP, LINKERD_GROUP,
 };
-use crate::model::{object_name, parse_duration_ms, KubeService, ModelError, ServicePort};
+use crate::model::{object_name, parse_duration_ms, KubeService, ModelError, Problem, ServicePort};
 use crate::object::MeshObject;
 
-type R<T> = Result<T, String>;
+type R<T> = Result<T, Problem>;
 
 /// Every HTTPRoute and GRPCRoute of an API group in `groups` (Linkerd has
 /// no GRPCRoute of its own: only `gateway.networking.k8s.io`'s).
@@ -31,10 +31,7 @@ pub(crate) fn routes<'a>(
         if !groups.contains(&group) || (kind == RouteKind::Grpc && group != GATEWAY_GROUP) {
             continue;
         }
-        out.push(route(o, kind).map_err(|message| ModelError {
-            object: object_name(o),
-            message,
-        })?);
+        out.push(route(o, kind).map_err(|p| p.of(object_name(o)))?);
     }
     Ok(out)
 }
@@ -60,13 +57,13 @@ fn route(o: &MeshObject, kind: RouteKind) -> R<Route<'_>> {
         .map(|h| {
             h.as_str()
                 .map(str::to_owned)
-                .ok_or("a hostname is not a string".to_owned())
+                .ok_or_else(|| Problem::invalid("a hostname is not a string"))
         })
         .collect::<R<_>>()?;
     let mut rules: Vec<Rule> = arr(spec, "rules")?
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(r, kind, &ns).map_err(|e| format!("rules[{i}]: {e}")))
+        .map(|(i, r)| rule(r, kind, &ns).map_err(|e| e.at(format!("rules[{i}]"))))
         .collect::<R<_>>()?;
     if rules.is_empty() && kind == RouteKind::Http {
         // `HTTPRouteSpec.Rules` default: one rule matching `PathPrefix /`.
@@ -95,7 +92,7 @@ fn parent(p: &Value, default_group: &str, ns: &str) -> R<ParentRef> {
             .unwrap_or(ns)
             .to_owned(),
         name: string(p, "name")?
-            .ok_or("a parentRef has no name")?
+            .ok_or_else(|| Problem::invalid("a parentRef has no name"))?
             .to_owned(),
         port: uint(p, "port")?,
         section: string(p, "sectionName")?.map(str::to_owned),
@@ -134,7 +131,9 @@ fn rule(r: &Value, kind: RouteKind, ns: &str) -> R<Rule> {
                 .map(|c| {
                     c.as_u64()
                         .and_then(|c| u32::try_from(c).ok())
-                        .ok_or_else(|| format!("retry code {c} is not a status code"))
+                        .ok_or_else(|| {
+                            Problem::invalid(format!("retry code {c} is not a status code"))
+                        })
                 })
                 .collect::<R<_>>()?,
         }),
@@ -164,7 +163,7 @@ fn http_match(m: &Value) -> R<HttpMatch> {
                 "Exact" => PathMatch::Exact(value),
                 "PathPrefix" => PathMatch::Prefix(value),
                 "RegularExpression" => PathMatch::Regex(value),
-                t => return Err(format!("unknown path match type `{t}`")),
+                t => return Err(Problem::invalid(format!("unknown path match type `{t}`"))),
             }
         }
     };
@@ -182,12 +181,14 @@ fn values(m: &Value, key: &str, lower: bool) -> R<Vec<ValueMatch>> {
     arr(m, key)?
         .iter()
         .map(|h| {
-            let name = string(h, "name")?.ok_or(format!("a {key} match has no name"))?;
-            let value = string(h, "value")?.ok_or(format!("a {key} match has no value"))?;
+            let name = string(h, "name")?
+                .ok_or_else(|| Problem::invalid(format!("a {key} match has no name")))?;
+            let value = string(h, "value")?
+                .ok_or_else(|| Problem::invalid(format!("a {key} match has no value")))?;
             let regex = match string(h, "type")?.unwrap_or("Exact") {
                 "Exact" => false,
                 "RegularExpression" => true,
-                t => return Err(format!("unknown {key} match type `{t}`")),
+                t => return Err(Problem::invalid(format!("unknown {key} match type `{t}`"))),
             };
             Ok(ValueMatch {
                 name: match lower {
@@ -215,18 +216,22 @@ fn grpc_match(m: &Value) -> R<GrpcMatch> {
         out.regex = match string(x, "type")?.unwrap_or("Exact") {
             "Exact" => false,
             "RegularExpression" => true,
-            t => return Err(format!("unknown gRPC method match type `{t}`")),
+            t => {
+                return Err(Problem::invalid(format!(
+                    "unknown gRPC method match type `{t}`"
+                )))
+            }
         };
     }
     Ok(out)
 }
 
 fn filter(f: &Value, ns: &str) -> R<Filter> {
-    let t = string(f, "type")?.ok_or("a filter has no type")?;
+    let t = string(f, "type")?.ok_or_else(|| Problem::invalid("a filter has no type"))?;
     let body = |k: &str| {
         f.get(k)
             .filter(|x| !x.is_null())
-            .ok_or(format!("{t} filter without `{k}`"))
+            .ok_or_else(|| Problem::invalid(format!("{t} filter without `{k}`")))
     };
     Ok(match t {
         "RequestRedirect" => {
@@ -251,7 +256,7 @@ fn filter(f: &Value, ns: &str) -> R<Filter> {
             let r = body("requestMirror")?;
             let b = r
                 .get("backendRef")
-                .ok_or("RequestMirror without `backendRef`")?;
+                .ok_or_else(|| Problem::invalid("RequestMirror without `backendRef`"))?;
             Filter::Mirror {
                 backend: backend(b, ns)?,
                 percent: mirror_percent(r)?,
@@ -262,7 +267,8 @@ fn filter(f: &Value, ns: &str) -> R<Filter> {
             let r = body("responseHeaderModifier")?;
             let find = |op: &str| -> R<Option<String>> {
                 for h in arr(r, op)? {
-                    let name = string(h, "name")?.ok_or("a header without `name`")?;
+                    let name = string(h, "name")?
+                        .ok_or_else(|| Problem::invalid("a header without `name`"))?;
                     if name.eq_ignore_ascii_case("set-cookie") {
                         return Ok(string(h, "value")?.map(str::to_owned));
                     }
@@ -283,13 +289,15 @@ fn modifier(r: &Value) -> R<Option<PathModifier>> {
     };
     let value = |k| -> R<String> {
         Ok(string(p, k)?
-            .ok_or(format!("path modifier without `{k}`"))?
+            .ok_or_else(|| Problem::invalid(format!("path modifier without `{k}`")))?
             .to_owned())
     };
     match string(p, "type")? {
         Some("ReplaceFullPath") => Ok(Some(PathModifier::Full(value("replaceFullPath")?))),
         Some("ReplacePrefixMatch") => Ok(Some(PathModifier::Prefix(value("replacePrefixMatch")?))),
-        t => Err(format!("unknown path modifier type {t:?}")),
+        t => Err(Problem::invalid(format!(
+            "unknown path modifier type {t:?}"
+        ))),
     }
 }
 
@@ -300,10 +308,11 @@ fn mirror_percent(r: &Value) -> R<f64> {
         return Ok(f64::from(p));
     }
     if let Some(fr) = r.get("fraction").filter(|x| !x.is_null()) {
-        let n = uint(fr, "numerator")?.ok_or("a mirror fraction has no numerator")?;
+        let n = uint(fr, "numerator")?
+            .ok_or_else(|| Problem::invalid("a mirror fraction has no numerator"))?;
         let d = uint(fr, "denominator")?.unwrap_or(100);
         if d == 0 {
-            return Err("a mirror fraction's denominator is 0".into());
+            return Err(Problem::invalid("a mirror fraction's denominator is 0"));
         }
         return Ok(f64::from(n) * 100.0 / f64::from(d));
     }
@@ -321,7 +330,7 @@ fn backend(b: &Value, ns: &str) -> R<Backend> {
             .unwrap_or(ns)
             .to_owned(),
         name: string(b, "name")?
-            .ok_or("a backendRef has no name")?
+            .ok_or_else(|| Problem::invalid("a backendRef has no name"))?
             .to_owned(),
         port: uint(b, "port")?,
         weight: uint(b, "weight")?.unwrap_or(1),
@@ -341,7 +350,8 @@ pub(super) fn service(o: &MeshObject) -> R<ServiceInfo> {
     let ports = arr(spec, "ports")?
         .iter()
         .map(|p| {
-            let port = uint(p, "port")?.ok_or("a Service port has no `port`")?;
+            let port =
+                uint(p, "port")?.ok_or_else(|| Problem::invalid("a Service port has no `port`"))?;
             Ok(ServicePort {
                 name: string(p, "name")?.unwrap_or("").to_owned(),
                 port,
@@ -368,7 +378,7 @@ pub(crate) fn string<'v>(v: &'v Value, k: &str) -> R<Option<&'v str>> {
     match v.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(x) => Err(format!("`{k}` is not a string: {x}")),
+        Some(x) => Err(Problem::invalid(format!("`{k}` is not a string: {x}"))),
     }
 }
 
@@ -379,7 +389,7 @@ pub(crate) fn uint(v: &Value, k: &str) -> R<Option<u32>> {
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| format!("`{k}` is not a non-negative integer: {x}")),
+            .ok_or_else(|| Problem::invalid(format!("`{k}` is not a non-negative integer: {x}"))),
     }
 }
 
@@ -387,7 +397,7 @@ pub(crate) fn arr<'v>(v: &'v Value, k: &str) -> R<&'v [Value]> {
     match v.get(k) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
-        Some(x) => Err(format!("`{k}` is not a list: {x}")),
+        Some(x) => Err(Problem::invalid(format!("`{k}` is not a list: {x}"))),
     }
 }
 
@@ -399,16 +409,19 @@ pub(crate) fn string_map(v: &Value, k: &str) -> R<BTreeMap<String, String>> {
             .map(|(name, x)| {
                 x.as_str()
                     .map(|s| (name.clone(), s.to_owned()))
-                    .ok_or_else(|| format!("`{k}.{name}` is not a string"))
+                    .ok_or_else(|| Problem::invalid(format!("`{k}.{name}` is not a string")))
             })
             .collect(),
-        Some(x) => Err(format!("`{k}` is not a map: {x}")),
+        Some(x) => Err(Problem::invalid(format!("`{k}` is not a map: {x}"))),
     }
 }
 
 /// A Gateway API Duration (GEP-2257: `1h`, `10s`, `2500ms`, `1h30m`).
 fn duration(v: &Value, k: &str) -> R<Option<u64>> {
     string(v, k)?
-        .map(|s| parse_duration_ms(s).ok_or_else(|| format!("`{k}` is not a duration: {s}")))
+        .map(|s| {
+            parse_duration_ms(s)
+                .ok_or_else(|| Problem::invalid(format!("`{k}` is not a duration: {s}")))
+        })
         .transpose()
 }

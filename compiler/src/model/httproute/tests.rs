@@ -258,7 +258,8 @@ fn a_malformed_route_is_an_error_naming_it() {
     )];
     let e = routes(&objects, &[GATEWAY_GROUP]).unwrap_err();
     assert_eq!(e.object, "HTTPRoute shop/bad");
-    assert!(e.message.contains("Glob"), "{}", e.message);
+    let message = e.problem.to_string();
+    assert!(message.contains("Glob"), "{message}");
 }
 
 #[test]

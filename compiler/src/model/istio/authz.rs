@@ -104,9 +104,9 @@ fn verdict(
 fn decide(policies: &[(&Obj, Action)], a: &Attrs) -> Result<Verdict, ModelError> {
     for (o, action) in policies {
         if *action == Action::Custom && policy_matches(o, a, false)? {
-            return Err(
-                o.err("action CUSTOM: an external authorizer decides, which the model cannot")
-            );
+            return Err(o.unmodelled(
+                "action CUSTOM: an external authorizer decides, which the model cannot",
+            ));
         }
     }
     for (o, action) in policies {
@@ -175,7 +175,7 @@ fn applicable<'w>(w: &'w World, pod: &Pod) -> Result<Vec<(&'w Obj, Action)>, Mod
             "DENY" => Action::Deny,
             "AUDIT" => Action::Audit,
             "CUSTOM" => Action::Custom,
-            other => return Err(o.err(format!("spec.action: unknown `{other}`"))),
+            other => return Err(o.invalid(format!("spec.action: unknown `{other}`"))),
         };
         out.push((o, action));
     }
@@ -288,7 +288,7 @@ fn source_matches(o: &Obj, s: Option<&Value>, a: &Attrs) -> Result<bool, ModelEr
         "notRemoteIpBlocks",
     ] {
         if !o.texts(s, key)?.is_empty() {
-            return Err(o.err(format!("source.{key}: the model knows no addresses")));
+            return Err(o.unmodelled(format!("source.{key}: the model knows no addresses")));
         }
     }
     let principal = a.peer.as_ref().map(|(p, _)| p.as_str());
@@ -357,7 +357,7 @@ fn operation_matches(
 fn condition_matches(o: &Obj, c: &Value, a: &Attrs, deny: bool) -> Result<bool, ModelError> {
     let key = o
         .text(c, "key")?
-        .ok_or_else(|| o.err("when[].key: required"))?;
+        .ok_or_else(|| o.invalid("when[].key: required"))?;
     let port = a.port.to_string();
     let value: Option<&str> = match key {
         "source.principal" => {
@@ -377,7 +377,7 @@ fn condition_matches(o: &Obj, c: &Value, a: &Attrs, deny: bool) -> Result<bool, 
             let name = k["request.headers[".len()..k.len() - 1].to_ascii_lowercase();
             a.r.headers.get(&name).map(String::as_str)
         }
-        _ => return Err(o.err(format!("when: the model cannot evaluate `{key}`"))),
+        _ => return Err(o.unmodelled(format!("when: the model cannot evaluate `{key}`"))),
     };
     pair(o, c, ("values", "notValues"), value, value_match)
 }
@@ -444,6 +444,6 @@ fn mode_of(o: &Obj, mtls: Option<&Value>) -> Result<Mode, ModelError> {
         "DISABLE" => Ok(Mode::Disable),
         "PERMISSIVE" => Ok(Mode::Permissive),
         "STRICT" => Ok(Mode::Strict),
-        other => Err(o.err(format!("mtls.mode: unknown `{other}`"))),
+        other => Err(o.invalid(format!("mtls.mode: unknown `{other}`"))),
     }
 }

@@ -56,14 +56,14 @@ pub(super) fn kube_service(o: &Obj) -> Result<KubeService, ModelError> {
         let port = o
             .int(p, "port")?
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| o.err("ports[].port: expected a port number"))?;
+            .ok_or_else(|| o.invalid("ports[].port: expected a port number"))?;
         let target_port = match Obj::get(p, "targetPort") {
             None => port,
             Some(Value::Number(n)) => n
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| o.err("ports[].targetPort: expected a port"))?,
-            Some(_) => return Err(o.err(
+                .ok_or_else(|| o.invalid("ports[].targetPort: expected a port"))?,
+            Some(_) => return Err(o.invalid(
                 "ports[].targetPort: a named target port cannot be resolved (pods list numbers)",
             )),
         };
@@ -126,7 +126,7 @@ impl World<'_> {
     ) -> Result<Vec<&Pod>, ModelError> {
         let host = owner
             .text(destination, "host")?
-            .ok_or_else(|| owner.err("destination.host: required"))?;
+            .ok_or_else(|| owner.invalid("destination.host: required"))?;
         let host = fqdn(host, &owner.namespace);
         let Some(svc) = self.service_by_fqdn(&host) else {
             return Ok(Vec::new());
@@ -165,7 +165,7 @@ impl World<'_> {
             let mut candidates = Vec::new();
             for dr in self.destination_rules.iter().filter(|d| d.namespace == ns) {
                 let Some(h) = dr.text(&dr.spec, "host")? else {
-                    return Err(dr.err("spec.host: required"));
+                    return Err(dr.invalid("spec.host: required"));
                 };
                 let h = fqdn(h, &dr.namespace);
                 if host_matches(&h, host) {

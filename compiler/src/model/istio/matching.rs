@@ -5,7 +5,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::Obj;
-use crate::model::{ModelError, Redirect, Request};
+use crate::model::{ModelError, Problem, Redirect, Request};
 
 /// A `StringMatch`: "exact string match", "prefix-based match", "RE2
 /// style regex-based match"
@@ -29,11 +29,12 @@ impl StringMatch {
             return Ok(Self::Present);
         };
         if !v.is_object() {
-            return Err(o.err(format!("{at}: expected a StringMatch")));
+            return Err(o.invalid(format!("{at}: expected a StringMatch")));
         }
         let field = |k: &str| {
             o.text(v, k)
-                .map_err(|e| o.err(format!("{at}.{}", e.message)))
+                // `{at}.{k}: …`: the field's path, joined as Istio writes it.
+                .map_err(|e| o.invalid(format!("{at}.{}", e.problem)))
         };
         match (field("exact")?, field("prefix")?, field("regex")?) {
             (None, None, None) => Ok(Self::Present),
@@ -42,8 +43,8 @@ impl StringMatch {
             (None, None, Some("*")) => Ok(Self::Present),
             (None, None, Some(re)) => Regex::new(&format!("^(?:{re})$"))
                 .map(Self::Regex)
-                .map_err(|e| o.err(format!("{at}.regex: {e}"))),
-            _ => Err(o.err(format!("{at}: exact, prefix and regex exclude each other"))),
+                .map_err(|e| o.err(Problem::regex(format!("{at}.regex"), e))),
+            _ => Err(o.invalid(format!("{at}: exact, prefix and regex exclude each other"))),
         }
     }
 
@@ -183,10 +184,10 @@ pub(super) fn rewritten_path(
 ) -> Result<Option<String>, ModelError> {
     if let Some(rr) = Obj::get(rewrite, "uriRegexRewrite") {
         let (Some(pattern), Some(with)) = (o.text(rr, "match")?, o.text(rr, "rewrite")?) else {
-            return Err(o.err("rewrite.uriRegexRewrite: match and rewrite are required"));
+            return Err(o.invalid("rewrite.uriRegexRewrite: match and rewrite are required"));
         };
         let re = Regex::new(pattern)
-            .map_err(|e| o.err(format!("rewrite.uriRegexRewrite.match: {e}")))?;
+            .map_err(|e| o.err(Problem::regex("rewrite.uriRegexRewrite.match", e)))?;
         return Ok(Some(
             re.replace_all(path, re2_substitution(with)).into_owned(),
         ));
@@ -228,7 +229,7 @@ pub(super) fn redirect(
     let code = match o.int(rd, "redirectCode")?.unwrap_or(0) {
         0 | 301 => 301,
         c @ (302 | 303 | 307 | 308) => c as u32,
-        c => return Err(o.err(format!("redirect.redirectCode: Istio does not support {c}"))),
+        c => return Err(o.invalid(format!("redirect.redirectCode: Istio does not support {c}"))),
     };
     let path = match (
         o.text(rd, "uri")?.filter(|u| !u.is_empty()),

@@ -182,13 +182,13 @@ fn http_action(
         return Ok(Routing::Redirect(redirect(vs, rd, rule.block, &r.path)?));
     }
     if Obj::get(route, "directResponse").is_some() {
-        return Err(vs.err(format!(
+        return Err(vs.unmodelled(format!(
             "http[{}].directResponse: the contract has no answer for a direct response",
             rule.index
         )));
     }
     if Obj::get(route, "delegate").is_some() {
-        return Err(vs.err(format!("http[{}].delegate: not modelled", rule.index)));
+        return Err(vs.unmodelled(format!("http[{}].delegate: not modelled", rule.index)));
     }
     let mut f = Forward {
         pods: shares(w, vs, vs.list(route, "route")?, client.namespace)?,
@@ -251,7 +251,7 @@ fn tcp_route(
             if Obj::get(block, "destinationSubnets").is_some()
                 || Obj::get(block, "sourceSubnet").is_some()
             {
-                return Err(vs.err(format!("tcp[{i}].match: the model knows no addresses")));
+                return Err(vs.unmodelled(format!("tcp[{i}].match: the model knows no addresses")));
             }
             if port_matches(vs, block, r.port)? && source_matches(vs, block, client)? {
                 hit = true;
@@ -285,12 +285,12 @@ fn shares(
     let weighted = weighted(owner, destinations)?;
     let total: f64 = weighted.iter().map(|(_, n)| n).sum();
     if total <= 0.0 {
-        return Err(owner.err("route: no destination with a weight"));
+        return Err(owner.invalid("route: no destination with a weight"));
     }
     let mut pods = BTreeMap::new();
     for (d, n) in weighted {
-        let destination =
-            Obj::get(d, "destination").ok_or_else(|| owner.err("route[].destination: required"))?;
+        let destination = Obj::get(d, "destination")
+            .ok_or_else(|| owner.invalid("route[].destination: required"))?;
         let share = n * 100.0 / total;
         let targets = w.destination_pods(owner, destination, client_ns)?;
         if targets.is_empty() {
@@ -318,7 +318,7 @@ fn weighted<'v>(
     }
     for d in destinations {
         match owner.int(d, "weight")?.unwrap_or(0) {
-            n if n < 0 => return Err(owner.err("route[].weight: negative")),
+            n if n < 0 => return Err(owner.invalid("route[].weight: negative")),
             0 => {}
             n => out.push((d, n as f64)),
         }
@@ -355,8 +355,8 @@ fn set_cookies(
         let Some(c) = cookie(d)?.or_else(|| whole.clone()) else {
             continue;
         };
-        let destination =
-            Obj::get(d, "destination").ok_or_else(|| owner.err("route[].destination: required"))?;
+        let destination = Obj::get(d, "destination")
+            .ok_or_else(|| owner.invalid("route[].destination: required"))?;
         for p in w.destination_pods(owner, destination, client_ns)? {
             out.insert(p.id.clone(), c.clone());
         }

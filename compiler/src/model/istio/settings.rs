@@ -51,7 +51,7 @@ pub(super) fn retries(o: &Obj, route: &Value) -> Result<Option<Retries>, ModelEr
     // An absent `attempts` is proto3's 0: "explicitly disabling" retries.
     let attempts = match o.int(rt, "attempts")?.unwrap_or(0) {
         n if n <= 0 => return Ok(None),
-        n => u32::try_from(n).map_err(|_| o.err("retries.attempts: too large"))?,
+        n => u32::try_from(n).map_err(|_| o.invalid("retries.attempts: too large"))?,
     };
     let on = match o.text(rt, "retryOn")?.filter(|s| !s.trim().is_empty()) {
         Some(s) => conditions(s),
@@ -108,22 +108,22 @@ pub(super) fn fault(o: &Obj, route: &Value) -> Result<Option<Fault>, ModelError>
     let mut fault = Fault::default();
     if let Some(d) = Obj::get(f, "delay") {
         if Obj::get(d, "exponentialDelay").is_some() {
-            return Err(o.err("fault.delay.exponentialDelay: not supported by Istio"));
+            return Err(o.invalid("fault.delay.exponentialDelay: not supported by Istio"));
         }
         let ms = o
             .duration(d, "fixedDelay")?
-            .ok_or_else(|| o.err("fault.delay.fixedDelay: required"))?;
+            .ok_or_else(|| o.invalid("fault.delay.fixedDelay: required"))?;
         let p = fault_percent(o, d)?;
         fault.delay = (p > 0.0).then_some((p, ms));
     }
     if let Some(a) = Obj::get(f, "abort") {
         if Obj::get(a, "grpcStatus").is_some() || Obj::get(a, "http2Error").is_some() {
-            return Err(o.err("fault.abort: only httpStatus aborts have an answer"));
+            return Err(o.unmodelled("fault.abort: only httpStatus aborts have an answer"));
         }
         let status = o
             .int(a, "httpStatus")?
             .and_then(|s| u32::try_from(s).ok())
-            .ok_or_else(|| o.err("fault.abort.httpStatus: required"))?;
+            .ok_or_else(|| o.invalid("fault.abort.httpStatus: required"))?;
         let p = fault_percent(o, a)?;
         fault.abort = (p > 0.0).then_some((p, status));
     }
@@ -158,7 +158,7 @@ pub(super) fn mirror(
         return Ok(None);
     };
     if found.iter().any(|(_, p)| *p != percent) {
-        return Err(o.err("mirrors: copies at different percentages have no answer"));
+        return Err(o.unmodelled("mirrors: copies at different percentages have no answer"));
     }
     let mut pods = Vec::new();
     for (d, _) in found {

@@ -47,7 +47,7 @@ use crate::model::httproute::{
     LINKERD_GROUP,
 };
 use crate::model::{
-    object_name, selects, Cluster, KubeService, ModelError, Pod, Request, Source, Verdict,
+    object_name, selects, Cluster, KubeService, ModelError, Pod, Problem, Request, Source, Verdict,
 };
 use crate::object::MeshObject;
 
@@ -88,14 +88,12 @@ pub(super) fn verdicts(
             [] => Verdict::Allow { by: None },
             [s] => server_verdict(objects, cluster, s, request)?,
             [first, second, ..] => {
-                return Err(ModelError {
-                    object: object_name(second.obj),
-                    message: format!(
-                        "selects port {target} of pod {} as {} does: Linkerd refuses overlapping Servers",
-                        pod.id,
-                        object_name(first.obj)
-                    ),
-                });
+                let overlap = format!(
+                    "selects port {target} of pod {} as {} does: Linkerd refuses overlapping Servers",
+                    pod.id,
+                    object_name(first.obj)
+                );
+                return Err(Problem::invalid(overlap).of(object_name(second.obj)));
             }
         };
         out.insert(pod.id.clone(), verdict);
@@ -117,15 +115,12 @@ fn server(o: &MeshObject) -> R<Server<'_>> {
 }
 
 impl Server<'_> {
-    fn err(&self, message: String) -> ModelError {
-        ModelError {
-            object: object_name(self.obj),
-            message,
-        }
+    fn err(&self, problem: Problem) -> ModelError {
+        problem.of(object_name(self.obj))
     }
 
     fn text(&self, k: &str) -> R<Option<&str>> {
-        string(&self.spec, k).map_err(|m| self.err(m))
+        string(&self.spec, k).map_err(|p| self.err(p))
     }
 
     /// `podSelector` (`matchLabels` and `matchExpressions`; `{}` selects
@@ -134,26 +129,29 @@ impl Server<'_> {
         let Some(sel) = self.spec.get("podSelector").filter(|s| !s.is_null()) else {
             return Ok(false);
         };
-        let labels = string_map(sel, "matchLabels").map_err(|m| self.err(m))?;
+        let labels = string_map(sel, "matchLabels").map_err(|p| self.err(p))?;
         if !selects(&labels, &pod.labels) {
             return Ok(false);
         }
-        for e in arr(sel, "matchExpressions").map_err(|m| self.err(m))? {
+        for e in arr(sel, "matchExpressions").map_err(|p| self.err(p))? {
             let key = string(e, "key")
-                .map_err(|m| self.err(m))?
+                .map_err(|p| self.err(p))?
                 .unwrap_or_default();
             let values: Vec<&str> = arr(e, "values")
-                .map_err(|m| self.err(m))?
+                .map_err(|p| self.err(p))?
                 .iter()
                 .filter_map(Value::as_str)
                 .collect();
             let have = pod.labels.get(key).map(String::as_str);
-            let ok = match string(e, "operator").map_err(|m| self.err(m))? {
+            let ok = match string(e, "operator").map_err(|p| self.err(p))? {
                 Some("In") => have.is_some_and(|h| values.contains(&h)),
                 Some("NotIn") => have.is_none_or(|h| !values.contains(&h)),
                 Some("Exists") => have.is_some(),
                 Some("DoesNotExist") => have.is_none(),
-                op => return Err(self.err(format!("unknown selector operator {op:?}"))),
+                op => {
+                    let unknown = format!("unknown selector operator {op:?}");
+                    return Err(self.err(Problem::invalid(unknown)));
+                }
             };
             if !ok {
                 return Ok(false);
@@ -285,10 +283,7 @@ fn policies(
         if !target(spec.get("targetRef").unwrap_or(&null)) {
             continue;
         }
-        let refs = arr(spec, "requiredAuthenticationRefs").map_err(|message| ModelError {
-            object: object_name(o),
-            message,
-        })?;
+        let refs = arr(spec, "requiredAuthenticationRefs").map_err(|p| p.of(object_name(o)))?;
         if let Some(a) = policy_authz(objects, cluster, o, ns, refs)? {
             out.push(a);
         }
@@ -359,10 +354,7 @@ fn meshtls(objects: &[MeshObject], ns: &str, name: &str, td: &str) -> R<Option<V
     let Some(o) = find(objects, "MeshTLSAuthentication", ns, name) else {
         return Ok(None);
     };
-    let err = |message| ModelError {
-        object: object_name(o),
-        message,
-    };
+    let err = |p: Problem| p.of(object_name(o));
     let v = o.body.value();
     let null = Value::Null;
     let spec = v.get("spec").unwrap_or(&null);
@@ -395,10 +387,7 @@ fn network(objects: &[MeshObject], ns: &str, name: &str) -> R<Option<Nets>> {
     };
     let v = o.body.value();
     let null = Value::Null;
-    let nets = arr(v.get("spec").unwrap_or(&null), "networks").map_err(|message| ModelError {
-        object: object_name(o),
-        message,
-    })?;
+    let nets = arr(v.get("spec").unwrap_or(&null), "networks").map_err(|p| p.of(object_name(o)))?;
     let everything = nets.iter().any(|n| {
         matches!(
             n.get("cidr").and_then(Value::as_str),
@@ -408,12 +397,10 @@ fn network(objects: &[MeshObject], ns: &str, name: &str) -> R<Option<Nets>> {
     if everything {
         return Ok(Some(Nets::All));
     }
-    Err(ModelError {
-        object: object_name(o),
-        message:
-            "names networks the model cannot place callers in (only 0.0.0.0/0 and ::/0 are decided)"
-                .into(),
-    })
+    Err(Problem::unmodelled(
+        "names networks the model cannot place callers in (only 0.0.0.0/0 and ::/0 are decided)",
+    )
+    .of(object_name(o)))
 }
 
 /// The Server's `accessPolicy` as a default authorization (default
@@ -427,7 +414,10 @@ fn access_policy(s: &Server<'_>) -> R<Option<Authz>> {
         "cluster-unauthenticated" => (None, Nets::Cluster),
         "all-authenticated" => (any_id(), Nets::All),
         "cluster-authenticated" => (any_id(), Nets::Cluster),
-        other => return Err(s.err(format!("unknown accessPolicy `{other}`"))),
+        other => {
+            let unknown = format!("unknown accessPolicy `{other}`");
+            return Err(s.err(Problem::invalid(unknown)));
+        }
     };
     Ok(Some(Authz {
         by: format!("{} accessPolicy {policy}", object_name(s.obj)),

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::httproute::status_conditions;
-use crate::model::Retries;
+use crate::model::{DurationError, Problem, Retries};
 
 type Annotations = BTreeMap<String, String>;
 
@@ -82,15 +82,15 @@ impl ServicePolicy {
 }
 
 /// `parse_duration`: an integer and a unit; `0` alone is zero.
-pub(super) fn duration(s: &str) -> Result<u64, String> {
+pub(super) fn duration(s: &str) -> Result<u64, DurationError> {
     let s = s.trim();
     let end = s
         .rfind(|c: char| c.is_ascii_digit())
-        .ok_or_else(|| format!("{s} does not contain a duration value"))?;
+        .ok_or_else(|| DurationError::NoValue(s.to_owned()))?;
     let (magnitude, unit) = s.split_at(end + 1);
     let magnitude: u64 = magnitude
         .parse()
-        .map_err(|_| format!("invalid duration `{s}`"))?;
+        .map_err(|_| DurationError::Magnitude(s.to_owned()))?;
     let ms = match unit {
         "" if magnitude == 0 => 0,
         "ms" => 1,
@@ -98,14 +98,14 @@ pub(super) fn duration(s: &str) -> Result<u64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("invalid duration unit in `{s}`")),
+        _ => return Err(DurationError::Unit(s.to_owned())),
     };
     magnitude
         .checked_mul(ms)
-        .ok_or_else(|| format!("duration `{s}` overflows"))
+        .ok_or_else(|| DurationError::Overflow(s.to_owned()))
 }
 
-pub(super) fn timeouts(a: &Annotations) -> Result<Timeouts, String> {
+pub(super) fn timeouts(a: &Annotations) -> Result<Timeouts, DurationError> {
     let get = |k: &str| a.get(k).map(|v| duration(v)).transpose();
     Ok(Timeouts {
         request: get("timeout.linkerd.io/request")?,
@@ -115,7 +115,7 @@ pub(super) fn timeouts(a: &Annotations) -> Result<Timeouts, String> {
 }
 
 /// `retry.linkerd.io/http`: the list is split on `,` only (no spaces).
-pub(super) fn http_retry(a: &Annotations) -> Result<Option<Retry>, String> {
+pub(super) fn http_retry(a: &Annotations) -> Result<Option<Retry>, Problem> {
     let code = |s: &str| s.parse::<u32>().ok().filter(|c| (100..600).contains(c));
     let conditions = a
         .get("retry.linkerd.io/http")
@@ -131,7 +131,10 @@ pub(super) fn http_retry(a: &Annotations) -> Result<Option<Retry>, String> {
                 } else {
                     match cond.split_once('-').map(|(s, e)| (code(s), code(e))) {
                         Some((Some(s), Some(e))) if s <= e => s..=e,
-                        _ => return Err(format!("invalid retry condition: {v}")),
+                        _ => {
+                            let bad = format!("invalid retry condition: {v}");
+                            return Err(Problem::invalid(bad));
+                        }
                     }
                 };
                 codes.extend(range);
@@ -143,7 +146,7 @@ pub(super) fn http_retry(a: &Annotations) -> Result<Option<Retry>, String> {
 }
 
 /// `retry.linkerd.io/grpc`.
-pub(super) fn grpc_retry(a: &Annotations) -> Result<Option<Retry>, String> {
+pub(super) fn grpc_retry(a: &Annotations) -> Result<Option<Retry>, Problem> {
     const NAMES: [&str; 5] = [
         "cancelled",
         "deadline-exceeded",
@@ -161,12 +164,14 @@ pub(super) fn grpc_retry(a: &Annotations) -> Result<Option<Retry>, String> {
                         .iter()
                         .find(|n| c.eq_ignore_ascii_case(n))
                         .map(|n| (*n).to_owned())
-                        .ok_or(format!("unknown grpc retry condition: {c}"))
+                        .ok_or_else(|| {
+                            Problem::invalid(format!("unknown grpc retry condition: {c}"))
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             on.sort();
             on.dedup();
-            Ok::<_, String>(on)
+            Ok::<_, Problem>(on)
         })
         .transpose()?;
     retry(a, conditions)
@@ -174,12 +179,12 @@ pub(super) fn grpc_retry(a: &Annotations) -> Result<Option<Retry>, String> {
 
 /// The limit (`0` is as if unset) and timeout shared by both kinds; no
 /// retry annotation at all is no retry policy.
-fn retry(a: &Annotations, on: Option<Vec<String>>) -> Result<Option<Retry>, String> {
+fn retry(a: &Annotations, on: Option<Vec<String>>) -> Result<Option<Retry>, Problem> {
     let limit = a
         .get("retry.linkerd.io/limit")
         .map(|s| {
             s.parse::<u16>()
-                .map_err(|_| format!("invalid retry limit `{s}`"))
+                .map_err(|_| Problem::invalid(format!("invalid retry limit `{s}`")))
         })
         .transpose()?
         .filter(|l| *l != 0);

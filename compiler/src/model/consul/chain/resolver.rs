@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::super::entries::Entry;
 use super::super::filter::Filter;
 use super::super::{text, Mesh, Sid};
-use crate::model::ModelError;
+use crate::model::{ModelError, Problem};
 
 /// A service, subset and whether it lies outside this cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,10 +115,7 @@ fn settle<'m>(mesh: &'m Mesh, mut t: Target) -> Result<(Target, Option<&'m Entry
         let resolver = mesh.entries.resolvers.get(&t.sid);
         if seen.contains(&t) {
             let e = resolver.map_or_else(|| "ServiceResolver".to_owned(), |e| e.name.clone());
-            return Err(ModelError {
-                object: e,
-                message: "detected circular resolver redirect".into(),
-            });
+            return Err(Problem::invalid("detected circular resolver redirect").of(e));
         }
         seen.push(t.clone());
         if t.remote {
@@ -126,13 +123,12 @@ fn settle<'m>(mesh: &'m Mesh, mut t: Target) -> Result<(Target, Option<&'m Entry
         }
         let Some(e) = resolver else {
             if !t.subset.is_empty() {
-                return Err(ModelError {
-                    object: format!("ServiceResolver {}/{}", t.sid.0, t.sid.1),
-                    message: format!(
-                        "service {:?} does not have a subset named {:?}",
-                        t.sid.1, t.subset
-                    ),
-                });
+                let missing = format!(
+                    "service {:?} does not have a subset named {:?}",
+                    t.sid.1, t.subset
+                );
+                let object = format!("ServiceResolver {}/{}", t.sid.0, t.sid.1);
+                return Err(Problem::invalid(missing).of(object));
             }
             return Ok((t, None));
         };
@@ -149,7 +145,7 @@ fn settle<'m>(mesh: &'m Mesh, mut t: Target) -> Result<(Target, Option<&'m Entry
             continue;
         }
         if !t.subset.is_empty() && subset(e, &t.subset).is_none() {
-            return Err(e.err(format!(
+            return Err(e.invalid(format!(
                 "service {:?} does not have a subset named {:?}",
                 t.sid.1, t.subset
             )));
@@ -167,7 +163,10 @@ fn instances(mesh: &Mesh, t: &Target, resolver: Option<&Entry>) -> Result<Vec<St
     let filter = match resolver.and_then(|e| subset(e, &t.subset).map(|s| (e, s))) {
         Some((e, s)) => match text(Some(s), "filter") {
             "" => None,
-            f => Some(Filter::parse(f).map_err(|m| e.err(format!("subset {:?}: {m}", t.subset)))?),
+            f => Some(
+                Filter::parse(f)
+                    .map_err(|p| e.err(Problem::from(p).at(format!("subset {:?}", t.subset))))?,
+            ),
         },
         None => None,
     };
@@ -175,9 +174,11 @@ fn instances(mesh: &Mesh, t: &Target, resolver: Option<&Entry>) -> Result<Vec<St
     for i in mesh.instances(&t.sid) {
         let keep = match &filter {
             None => true,
-            Some(f) => f.matches(&i).map_err(|m| ModelError {
-                object: resolver.map(|e| e.name.clone()).unwrap_or_default(),
-                message: format!("subset {:?}: {m}", t.subset),
+            Some(f) => f.matches(&i).map_err(|p| {
+                let object = resolver.map(|e| e.name.clone()).unwrap_or_default();
+                Problem::from(p)
+                    .at(format!("subset {:?}", t.subset))
+                    .of(object)
             })?,
         };
         if keep && !out.contains(&i.pod.id) {
@@ -223,18 +224,17 @@ pub(in super::super) fn validate(e: &Entry) -> Result<(), ModelError> {
     let subsets = e.spec.get("subsets").and_then(Value::as_object);
     let ds = text(Some(&e.spec), "defaultSubset");
     if !ds.is_empty() && subsets.is_none_or(|s| !s.contains_key(ds)) {
-        return Err(e.err(format!("DefaultSubset {ds:?} is not a valid subset")));
+        return Err(e.invalid(format!("DefaultSubset {ds:?} is not a valid subset")));
     }
     for (name, s) in subsets.into_iter().flatten() {
         if name.is_empty() {
-            return Err(e.err("Subset defined with empty name"));
+            return Err(e.invalid("Subset defined with empty name"));
         }
         let f = text(Some(s), "filter");
         if !f.is_empty() {
-            Filter::parse(f).map_err(|m| {
-                e.err(format!(
-                    "Filter for subset {name:?} is not a valid expression: {m}"
-                ))
+            Filter::parse(f).map_err(|p| {
+                let at = format!("Filter for subset {name:?} is not a valid expression");
+                e.err(Problem::from(p).at(at))
             })?;
         }
     }

@@ -258,11 +258,8 @@ fn overlapping_servers_are_refused() {
     );
     let e = verdicts(&[server("deny"), second], &emojivoto(), &from("a", "b")).unwrap_err();
     assert_eq!(e.object, "Server emojivoto/emoji-all");
-    assert!(
-        e.message.contains("Server emojivoto/emoji-grpc"),
-        "{}",
-        e.message
-    );
+    let message = e.problem.to_string();
+    assert!(message.contains("Server emojivoto/emoji-grpc"), "{message}");
 }
 
 #[test]
