@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Compiling allocates and frees many small JSON trees; glibc's allocator
-// spends about 40 % of render time in free() (docs/benchmarks.md).
+// Compiling allocates and frees many small JSON trees; with glibc's
+// allocator, malloc and free were a large share of compile time, and
+// mimalloc's are much cheaper (docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -21,9 +22,9 @@ fn main() -> ExitCode {
 /// mimalloc hands freed pages back to the system a second after they
 /// empty, and only when their thread next allocates: right for a command
 /// that ends, wrong for `meshplan run`, whose peaks (a compile, a relist)
-/// are followed by long idle stretches. Peak resident memory of `run`
-/// managing 5,000 objects: 86 MiB at the default, 71 MiB with no delay
-/// (docs/benchmarks.md). The option is read from the environment before
+/// are followed by long idle stretches: with no delay its peak resident
+/// memory is noticeably lower (docs/benchmarks.md, "Reconcile"). The
+/// option is read from the environment before
 /// `main`, so the process starts itself again with it set (same process
 /// ID, arguments and descriptors); a value the user set is kept.
 fn purge_freed_memory_at_once() {

@@ -2,7 +2,7 @@
 //!
 //! A compiled repository is held whole: by `render` until it is written,
 //! by the reconciler for as long as it runs. As `serde_json::Value` trees
-//! the objects took four to five times their JSON size (a map entry and an
+//! the objects took several times their JSON size (a map entry and an
 //! allocation per key and per string), so an object is built as a tree,
 //! serialised once by [`ObjectBuilder::build`](crate::object::ObjectBuilder::build)
 //! and read back only where a tree is needed (schema validation, resource
@@ -13,8 +13,9 @@
 //! What is held for a long time (the reconciler's desired objects and its
 //! cache of live ones) can be [`packed`](Body::packed): deflated, with a
 //! fingerprint of the text kept beside it. Mesh objects are repetitive
-//! text (a PrometheusRule's PromQL names the same labels dozens of times):
-//! 1,000 services' objects are 9.6 MB as JSON and 1.9 MB deflated.
+//! text (a PrometheusRule's PromQL names the same labels dozens of times),
+//! so they deflate to a small fraction of their JSON (docs/benchmarks.md,
+//! "Reconcile").
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -128,8 +129,9 @@ fn fingerprint(text: &str) -> u64 {
 }
 
 /// A 4 KiB window: as small as deflate goes without losing ratio on
-/// these objects (1,000 services' objects deflate to the same 1.88 MB with
-/// 4 and 32 KiB windows); the compressor's state is a third the size.
+/// these objects (they deflate as well as with a 32 KiB window: what
+/// repeats in them repeats close by); the compressor's state is a third
+/// the size.
 const WINDOW_BITS: u8 = 12;
 
 // One compressor and one decompressor per thread, reset between bodies

@@ -47,8 +47,8 @@ impl Ir {
 
 /// Where an object came from: the intent and its file position
 /// ([`OriginData`]'s fields, through `Deref`). Shared: every object of a
-/// service points at one (8 bytes an object, not 40: 90,000 objects at
-/// 10,000 services).
+/// service points at one (8 bytes an object, not 40, and a service has
+/// several objects).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin(Arc<OriginData>);
 

@@ -60,8 +60,8 @@ pub struct Options {
     /// Overrides meshplan.yaml's `unsupported`.
     pub unsupported: Option<UnsupportedSetting>,
     /// Leave [`Compiled::summary`] empty: `render` and `check` show no
-    /// semantic diff, and at 10,000 services the summary is 17 MB of the
-    /// heap's peak.
+    /// semantic diff, and the summary grows with the repository: a large
+    /// share of a big render's peak heap.
     pub skip_summary: bool,
     /// Called with each namespace's objects as soon as they are emitted,
     /// and with every object once they are merged across targets: how a
@@ -152,9 +152,9 @@ type Emitted = (Vec<MeshObject>, Vec<EmitError>);
 /// The lower and emit stages, with the summary of the lowered IR and its
 /// rollouts' subjects. When
 /// every target is [namespace-local](emit::Emitter::namespace_local), a
-/// namespace at a time: only one namespace's IR is ever held (at 10,000
-/// services the whole IR is 45 MB beside the objects); the result is the
-/// same.
+/// namespace at a time: only one namespace's IR is ever held (the whole
+/// IR grows with the repository, and would be held beside the objects);
+/// the result is the same.
 fn lower_and_emit(repo: &Repository, opts: &Options, targets: &[Target]) -> Result<Lowered, Error> {
     let targets = sorted_targets(targets);
     let emitters: Vec<Box<dyn emit::Emitter>> = targets.iter().map(|t| emit::emitter(*t)).collect();

@@ -196,8 +196,9 @@ impl ObjectBuilder {
         // building it, in one pass, into a buffer kept between objects; the
         // body is then allocated at its exact size. (A string grown while
         // writing is up to twice its length, and the allocator shrinks a
-        // block in place when it loses less than half: 12 MB spare at
-        // 10,000 services.) Serialising maps of strings and JSON values
+        // block in place when it loses less than half: spare room in every
+        // body, held as long as the objects are.) Serialising maps of
+        // strings and JSON values
         // cannot fail, and serde_json writes UTF-8.
         let body = SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
@@ -333,10 +334,10 @@ fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
 pub fn sort(objects: &mut [MeshObject]) {
     // Kind, group and namespace are compared as ranks worked out once (a
     // handful of kinds, a namespace per few hundred objects): comparing
-    // their strings was most of sorting 90,000 objects. Names break ties.
-    // An order of (rank, name prefix, index) keys is sorted, then applied
-    // in place: a stable sort or a sorted copy would hold a second 8 MB of
-    // objects at the heap's peak; the keys are 24 bytes an object.
+    // their strings was most of sorting a large render's objects. Names
+    // break ties. An order of (rank, name prefix, index) keys is sorted,
+    // then applied in place: a stable sort or a sorted copy would hold the
+    // objects twice at the heap's peak; the keys are 24 bytes an object.
     let mut kinds: Vec<(&str, &str)> = Vec::new();
     let mut namespaces: Vec<&str> = Vec::new();
     for o in objects.iter() {
@@ -473,7 +474,7 @@ pub struct Collision {
 /// make one object, its labels and annotations united. `objects` must be
 /// sorted. Same identity with different content is a [`Collision`].
 pub fn merge_duplicates(mut objects: Vec<MeshObject>) -> Result<Vec<MeshObject>, Box<Collision>> {
-    // In place: a second vector of 50,000 objects would be the peak of a
+    // In place: a second vector of every object would be the peak of a
     // large render. `kept` is the last object kept; later ones either merge
     // into it or move up next to it.
     let mut kept = 0;
@@ -543,7 +544,7 @@ pub fn to_yaml_stream(objects: &[MeshObject]) -> String {
 }
 
 /// Writes the YAML stream of every object to `w`, a few hundred KB at a
-/// time (a stream of 10,000 services is ~100 MB: it is never held whole).
+/// time (the stream grows with the repository: it is never held whole).
 /// Each write ends with a whole document, so `w` needs no buffer of its
 /// own: stdout's line buffering then writes it straight through, and the
 /// stream is not copied once more into a `BufWriter`.

@@ -157,8 +157,7 @@ impl Repository {
 
     /// Drops every document's node tree. Check needs them all; after it
     /// they only serve the odd diagnostic (read again from the file then),
-    /// and they are the largest part of a repository in memory (a third of
-    /// it at 10,000 services).
+    /// and they are the largest part of a repository in memory.
     pub fn forget_trees(&mut self) {
         self.files.iter().for_each(|f| f.forget_trees());
         self.config.iter_mut().for_each(|c| c.tree = None);
@@ -180,8 +179,8 @@ impl Repository {
         // without the trees the pages holding its strings stay mostly
         // empty and the allocator can neither return nor reuse them for
         // the compiler's larger objects. A copy lands densely in fresh
-        // pages; at 10,000 services this lowers render's peak RSS by
-        // 29 MB (218 → 189 MB), for ~20 ms of copying.
+        // pages: it lowers a large render's peak memory noticeably, for a
+        // copy that costs little.
         for (s, _) in self.services.iter_mut().zip(repack).filter(|(_, r)| *r) {
             s.value = s.value.clone();
         }
@@ -340,7 +339,8 @@ enum ReadError {
 fn read_file(p: &FsPath) -> Result<String, ReadError> {
     use std::io::Read as _;
     // Opened once, its size asked of the open file: the path is looked up
-    // once, not three times (10,000 files are 4 % of a render).
+    // once, not three times (a large repository is thousands of files, and
+    // opening them is a visible part of a render).
     let file = std::fs::File::open(p)?;
     let len = file.metadata()?.len();
     if len > MAX_FILE_BYTES {
@@ -428,9 +428,9 @@ fn parse_files(
 /// Reads a file holding one service intent, and nothing to report about
 /// it, straight from the fast reader's tape: no tree is built (one is
 /// read again from the file if a later diagnostic needs a location). Most
-/// repositories keep a service a file, and the tree was a fifth of a
-/// check. `false` when the file is anything else, or anything is wrong
-/// with the intent: it then goes the usual way, which reports it.
+/// repositories keep a service a file, and building the tree was a large
+/// part of a check. `false` when the file is anything else, or anything is
+/// wrong with the intent: it then goes the usual way, which reports it.
 fn service_from_tape(repo: &mut Repository, file: &Arc<SourceFile>, tape: &Tape) -> bool {
     let root = match tape.root(&file.text, 0) {
         Some(root) if tape.documents() == 1 => root,

@@ -10,8 +10,8 @@ use crate::parse::Repository;
 #[derive(Debug)]
 pub struct ServiceIndex<'a> {
     // Hash maps: every allow-list caller is looked up (by validation and
-    // again by the compiler), and at 10,000 services a search of ordered
-    // maps compared a dozen names scattered over the heap each time.
+    // again by the compiler), and a search of ordered maps compares names
+    // scattered over the heap, more of them the larger the repository.
     /// namespace → name → intent.
     by_ns: HashMap<&'a str, HashMap<&'a str, &'a ServiceIntent>>,
     /// name → the namespaces that have a service of that name.

@@ -70,16 +70,17 @@ pub struct Options {
     pub inventory: InventoryName,
 }
 
-/// Requests in flight at once unless told otherwise. The API server does
-/// less work per write the more writes it is given at once — etcd commits
-/// them in larger batches and the server's watch decodes them in larger
-/// batches: a first sync of 5,010 objects on the two-core test machine
-/// took 14 s at 16, 10.5 s at 64 and 8 s at 128 (docs/benchmarks.md).
+/// Requests in flight at once unless told otherwise. A first sync is
+/// bound by the API server's CPU, and the server does less work per write
+/// the more writes it is given at once — etcd commits them in larger
+/// batches and the server's watch decodes them in larger batches — so
+/// more in flight shortens it (docs/benchmarks.md, "Reconcile", records
+/// the measurement that chose 128).
 /// 128 is under an API server's default of 200 mutating requests in
 /// flight; API Priority and Fairness (on by default since Kubernetes 1.20)
 /// queues a client's excess in its own flow rather than starving others,
 /// and a 429 is retried with backoff. Each request in flight holds a
-/// connection: 128 cost `run` ~2 MiB more than 64.
+/// connection, so `run`'s memory grows a little with the setting.
 pub const DEFAULT_CONCURRENCY: usize = 128;
 
 impl Default for Options {

@@ -166,10 +166,9 @@ impl Cluster {
     /// back. The API server is asked for the object's metadata only
     /// (`as=PartialObjectMetadata`, served since Kubernetes 1.15) instead of
     /// the whole object: a PrometheusRule is several KB, and the inventory
-    /// ConfigMap of 1,000 services 850 KB, which the server would encode
-    /// and we would parse for an answer nobody reads (about 2 % of the API
-    /// server's work in a first sync). An error is still the server's
-    /// `Status`.
+    /// ConfigMap grows with the repository, which the server would encode
+    /// and we would parse for an answer nobody reads. An error is still the
+    /// server's `Status`.
     pub async fn apply_body(
         &self,
         r: &Resolved,

@@ -7,9 +7,9 @@
 //! does not own is refused rather than taken over. `managedFields` is
 //! dropped from every object kept: only meshplan's own field set is
 //! retained, which is all a comparison needs. Objects are kept as compact
-//! JSON text, not trees (a watch-fed cache of thousands of objects took
-//! four to five times as much as trees), packed in the controller's cache
-//! (the text is five times the packed size), and each remembers its last
+//! JSON text, not trees (as trees, a watch-fed cache of thousands of
+//! objects took several times the memory), packed in the controller's
+//! cache (mesh objects are repetitive text), and each remembers its last
 //! comparison, so a resync that finds nothing changed inflates and parses
 //! nothing.
 
@@ -176,8 +176,9 @@ pub struct InventoryCache(Option<(String, Arc<Inventory>)>);
 
 impl InventoryCache {
     /// The inventory (`None` when there is none yet), read again only when
-    /// its ConfigMap changed, which its metadata alone tells: a thousand
-    /// services' inventory is most of a megabyte to read and parse.
+    /// its ConfigMap changed, which its metadata alone tells: the inventory
+    /// lists every object, so a large repository's is a lot to read and
+    /// parse.
     pub async fn read(
         &mut self,
         cluster: &Cluster,
@@ -259,8 +260,8 @@ pub async fn read(
                 let list = cluster
                     .api_all(&r)
                     // resourceVersion=0: served from the API server's watch
-                    // cache, not a quorum read of etcd (several times faster
-                    // for thousands of objects; at most a moment stale).
+                    // cache, in memory, not a quorum read of etcd (at most a
+                    // moment stale).
                     .list(&ListParams::default().labels(&selector).match_any())
                     .await
                     .map_err(|e| Error::api(format!("listing {api_version} {kind}"), &e))?;

@@ -375,8 +375,8 @@ pub struct RunArgs {
 
 /// Leaves `value` to the operating system, which reclaims it when the
 /// one-shot command exits a moment later. Freeing a repository's node trees
-/// and the compiled objects one allocation at a time costs about a tenth of
-/// a check or render (docs/benchmarks.md) and serves nobody.
+/// and the compiled objects one allocation at a time is a noticeable part
+/// of a check or render (docs/benchmarks.md) and serves nobody.
 fn free_at_exit<T>(value: T) {
     std::mem::forget(value);
 }

@@ -94,9 +94,9 @@ pub fn compile_repo(
             return Ok(Err(ExitCode::from(1)));
         }
     };
-    // Written as they are rendered, not gathered first: 10,000 services
-    // for a mesh lacking three of their features are 60,000 warnings
-    // (24 MB of text).
+    // Written as they are rendered, not gathered first: a mesh lacking
+    // features the repository uses warns for every service using them, so
+    // the text grows with the repository.
     let colored = stderr_colored(color);
     let mut stderr = std::io::BufWriter::new(std::io::stderr().lock());
     let mut warn = |d: &meshplan_policy_lang::Diagnostic| {

@@ -40,7 +40,7 @@ pub(crate) fn burn_factor(slo: &Slo, hours: f64, share: f64) -> f64 {
 /// The PromQL is built as it stands inside a JSON string (`"` as `\"`):
 /// escaping is the same character by character, so its parts are escaped
 /// once each instead of every query whole (PromQL is full of quotes, and
-/// escaping it was 3 % of a large render).
+/// the same parts recur in every window's query).
 pub(crate) enum ErrorRatio {
     /// `(bad) / (all)`: requests matching any of `bad` (extra matchers,
     /// each a disjoint set of series) of all.

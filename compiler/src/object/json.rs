@@ -7,7 +7,7 @@ use meshplan_policy_lang::intent::labels::Labels;
 use serde_json::Value;
 
 /// A value an emitter wrote as JSON text itself, without building a tree
-/// (the PrometheusRule, over half of a large render's bytes): the compact
+/// (the PrometheusRule, a service's largest object): the compact
 /// text as the body shows it, and the canonical text (every map's keys
 /// sorted, as [`write_value`] writes a tree) the content hash is taken of.
 /// Both are JSON as serde_json writes it: tests compare them with the
@@ -120,8 +120,8 @@ pub(crate) fn json_labels(labels: &Labels) -> String {
 
 /// `s` as a JSON string, as serde_json writes it. Nearly every string of
 /// an object needs no escaping: those are copied whole, found so eight
-/// bytes at a time (serde_json looks at each byte: that was 7 % of a
-/// large render's instructions); the others are left to serde_json.
+/// bytes at a time (serde_json looks at each byte, and strings are most of
+/// an object's bytes); the others are left to serde_json.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     if needs_escaping(s.as_bytes()) {
         return write_json(out, s);

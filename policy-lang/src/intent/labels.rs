@@ -3,8 +3,9 @@
 //!
 //! Label maps hold one to three entries; a `BTreeMap` allocates a whole
 //! leaf node (~550 bytes with `String` keys and values) for any of them.
-//! A repository of 10,000 services keeps ~30,000 version label maps in its
-//! intents and again in the IR: 40 MiB as `BTreeMap`s, under 10 as slices.
+//! A repository keeps a label map per version of every service, in its
+//! intents and again in the IR, so those leaf nodes were a large share of a
+//! big repository's memory; a slice holds just its entries.
 
 use std::collections::BTreeMap;
 use std::fmt;

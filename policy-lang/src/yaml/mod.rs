@@ -22,8 +22,8 @@ pub use tree::{Shape, Tree};
 /// it are kept (they are valid) and the error is returned alongside.
 pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     // Most intent files are plain block YAML, which the fast reader builds
-    // the same tree from several times faster; it leaves everything else,
-    // errors included, to libyaml.
+    // the same tree from several times faster (docs/benchmarks.md); it
+    // leaves everything else, errors included, to libyaml.
     if let Some(docs) = fast::parse(text) {
         return (docs, Vec::new());
     }

@@ -653,8 +653,8 @@ impl Controller {
         }
         self.rollouts.attach(&compiled.rollouts);
         // Held until the next revision (and beside it while that one
-        // compiles): packed (`pack` above), a tenth of a
-        // PrometheusRule's size.
+        // compiles): packed (`pack` above), a small fraction of the
+        // text's size.
         let mut objects = compiled.objects;
         // The compiler reserved room for more objects than most revisions
         // make; this vector lives until the next revision.

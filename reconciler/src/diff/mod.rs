@@ -290,7 +290,8 @@ pub fn plan(desired: &[MeshObject], revision: &Revision, snapshot: &Snapshot) ->
         .filter(|(k, l)| l.labelled && !wanted.contains(k) && !listed.contains(k))
         .map(|(_, l)| l.id.to_string())
         .collect();
-    // Borrowed: a thousand services' summary is a couple of MB to copy.
+    // Borrowed: the summary grows with the repository, and a copy would
+    // serve nothing.
     let summary = match &snapshot.inventory.summary {
         Some(before) => before.changes(summary),
         None => Summary::default().changes(summary),

@@ -202,8 +202,9 @@ pub async fn list(cluster: &Cluster, home: &str) -> Result<BTreeMap<String, Stor
         .labels(&format!(
             "app.kubernetes.io/name=meshplan,app.kubernetes.io/component={COMPONENT}"
         ))
-        // In pages: a thousand rollouts' states read whole every tick
-        // held 17 MiB at once; a page holds a tenth of that.
+        // In pages: every rollout's state is read every tick, and read
+        // whole they are all held at once, however many rollouts there
+        // are; a page holds `LIST_PAGE` of them.
         .limit(LIST_PAGE);
     let mut out = BTreeMap::new();
     loop {

@@ -98,10 +98,10 @@ pub fn slo_rules(
         return None;
     }
     // Written as text, body and canonical side by side, without a tree:
-    // this object is a third of a large render's bytes. Keys: a group's
-    // `name`, `rules`; a recording rule's `record`, `expr`, `labels`; an
-    // alert's `alert`, `expr`, `labels`, `annotations` (sorted for the
-    // canonical text).
+    // this is a service's largest object, much of a render's bytes. Keys:
+    // a group's `name`, `rules`; a recording rule's `record`, `expr`,
+    // `labels`; an alert's `alert`, `expr`, `labels`, `annotations` (sorted
+    // for the canonical text).
     // An SLO's group is 2–3 KB of JSON: room for it up front, rather than
     // growing both texts a dozen times.
     let mut spec = JsonText::with_capacity(3072 * s.slos.len());

@@ -19,7 +19,7 @@ pub(super) struct Doc<'a, T> {
 impl<T> Doc<'_, T> {
     // Paths are `impl Display`, written out only when a diagnostic needs
     // one: every item of every list has a path, and nearly all are valid
-    // (formatting them all was half of validation's time).
+    // (formatting them all was most of validation's work).
     pub(super) fn error(
         &mut self,
         code: Code,
