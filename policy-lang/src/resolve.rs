@@ -6,6 +6,20 @@ use std::collections::HashMap;
 use crate::intent::ServiceIntent;
 use crate::parse::Repository;
 
+/// Why a reference names no service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    #[error("no ServiceIntent `{name}` in namespace `{namespace}`")]
+    NotInNamespace { name: String, namespace: String },
+    #[error("`{name}` is ambiguous: it exists in namespaces {}; write `namespace/{name}`", namespaces.join(", "))]
+    Ambiguous {
+        name: String,
+        namespaces: Vec<String>,
+    },
+    #[error("no ServiceIntent named `{0}` exists in this repository")]
+    Unknown(String),
+}
+
 /// Services by namespace and name.
 #[derive(Debug)]
 pub struct ServiceIndex<'a> {
@@ -37,22 +51,26 @@ impl<'a> ServiceIndex<'a> {
         &self,
         from_ns: &str,
         reference: &str,
-    ) -> Result<(&'a ServiceIntent, &'a str), String> {
+    ) -> Result<(&'a ServiceIntent, &'a str), Unresolved> {
         let found = |ns: &str, name: &str| self.lookup(ns, name);
         if let Some((ns, name)) = reference.split_once('/') {
-            return found(ns, name)
-                .ok_or_else(|| format!("no ServiceIntent `{name}` in namespace `{ns}`"));
+            return found(ns, name).ok_or_else(|| Unresolved::NotInNamespace {
+                name: name.to_owned(),
+                namespace: ns.to_owned(),
+            });
         }
         if let Some(hit) = found(from_ns, reference) {
             return Ok(hit);
         }
         match self.by_name.get(reference).map(Vec::as_slice) {
-            Some([ns]) => found(ns, reference).ok_or_else(|| format!("no ServiceIntent named `{reference}`")),
-            Some(many) => Err(format!(
-                "`{reference}` is ambiguous: it exists in namespaces {}; write `namespace/{reference}`",
-                many.join(", ")
-            )),
-            None => Err(format!("no ServiceIntent named `{reference}` exists in this repository")),
+            Some([ns]) => {
+                found(ns, reference).ok_or_else(|| Unresolved::Unknown(reference.to_owned()))
+            }
+            Some(many) => Err(Unresolved::Ambiguous {
+                name: reference.to_owned(),
+                namespaces: many.iter().map(|s| (*s).to_owned()).collect(),
+            }),
+            None => Err(Unresolved::Unknown(reference.to_owned())),
         }
     }
 

@@ -221,9 +221,10 @@ fn other_service(
     port: Option<&PortRef>,
     fail: &dyn Fn(String) -> LowerError,
 ) -> Result<Vec<Backend>, LowerError> {
-    // The intent language's resolver answers a message (it is `check`'s
-    // diagnostic text), made a LowerError here.
-    let (intent, namespace) = cx.index.resolve(cx.namespace, reference).map_err(fail)?;
+    let (intent, namespace) = cx
+        .index
+        .resolve(cx.namespace, reference)
+        .map_err(|e| fail(e.to_string()))?;
     let mut l7 = intent.spec.ports.iter().filter(|p| p.protocol.is_l7());
     let chosen = match port {
         Some(r) => l7.find(|p| match r {

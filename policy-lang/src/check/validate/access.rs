@@ -107,8 +107,12 @@ fn caller(
         if let Err(msg) = index.resolve(ns, s) {
             let names = index.names();
             let hint = did_you_mean(s.rsplit('/').next().unwrap_or(s), &names);
-            d.error(Code::UnknownReference, format_args!("{path}.service"), msg)
-                .hint = hint;
+            d.error(
+                Code::UnknownReference,
+                format_args!("{path}.service"),
+                msg.to_string(),
+            )
+            .hint = hint;
         }
     }
     if let Some(n) = &c.namespace {

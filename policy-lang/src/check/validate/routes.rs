@@ -215,8 +215,12 @@ fn other_service<V>(
         Err(msg) => {
             let names = router.index.names();
             let hint = did_you_mean(reference.rsplit('/').next().unwrap_or(reference), &names);
-            d.error(Code::UnknownReference, format_args!("{base}.service"), msg)
-                .hint = hint;
+            d.error(
+                Code::UnknownReference,
+                format_args!("{base}.service"),
+                msg.to_string(),
+            )
+            .hint = hint;
             return;
         }
     };
