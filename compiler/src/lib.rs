@@ -9,6 +9,7 @@
 //! (resource-scope CEL rules on every object) → sort
 //! ```
 
+pub(crate) mod api;
 mod body;
 pub mod emit;
 pub mod ir;

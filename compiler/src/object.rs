@@ -163,6 +163,15 @@ impl ObjectBuilder {
         self.set("spec", Field::Text(text))
     }
 
+    /// The `spec`, a typed struct of [`crate::api`]: serialised once, its
+    /// keys sorted by the struct's declaration order, so the body's text
+    /// is the canonical text.
+    pub(crate) fn spec_typed(self, spec: &impl serde::Serialize) -> Self {
+        let text = json_text(spec);
+        debug_assert!(crate::api::sorted_keys(&text), "keys out of order: {text}");
+        self.set("spec", Field::Text(JsonText::sorted(text)))
+    }
+
     fn set(mut self, k: &str, v: Field) -> Self {
         set_pair(&mut self.fields, k, v);
         self

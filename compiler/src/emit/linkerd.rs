@@ -34,8 +34,9 @@ use super::{
     backend_services, gateway_duration, l7_routes, prometheus, whole_per_second, EmitError,
     Emitter, Feature, Support,
 };
+use crate::api::policy_linkerd_io::{LabelSelector, ServerSpec};
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
-use crate::object::{json_labels, json_str, JsonText, MeshObject};
+use crate::object::MeshObject;
 
 mod inbound;
 
@@ -281,19 +282,18 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         Protocol::Grpc => "gRPC",
         Protocol::Tcp => "opaque",
     };
-    // Written as text (see `JsonText`).
-    let selector = format!(r#"{{"matchLabels":{}}}"#, json_labels(&s.workload_selector));
-    let port = p.target_port.to_string();
-    let [protocol, access_policy] = [protocol, access_policy].map(json_str);
-    let [sel, port, protocol, access] =
-        [&selector, &port, &protocol, &access_policy].map(String::as_bytes);
-    let mut spec = JsonText::default();
-    spec.map(&[
-        ("podSelector", sel, sel),
-        ("port", port, port),
-        ("proxyProtocol", protocol, protocol),
-        ("accessPolicy", access, access),
-    ]);
+    let spec = ServerSpec {
+        access_policy,
+        pod_selector: LabelSelector {
+            match_labels: s
+                .workload_selector
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        },
+        port: p.target_port,
+        proxy_protocol: protocol,
+    };
     MeshObject::builder(
         NAME,
         POLICY,
@@ -302,7 +302,7 @@ fn server(s: &Service, p: &Port, access_policy: &str) -> MeshObject {
         &server_name(s, p),
         &s.origin,
     )
-    .spec_text(spec)
+    .spec_typed(&spec)
     .build()
 }
 

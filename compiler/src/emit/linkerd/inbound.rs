@@ -37,12 +37,13 @@ use meshplan_policy_lang::intent::Protocol;
 use serde_json::{json, Value};
 
 use super::{identity, server, server_name, MAX_MATCHES, NAME, POLICY, POLICY_ALPHA};
+use crate::api::policy_linkerd_io::{
+    AuthorizationPolicySpec, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
+    MeshTlsAuthenticationSpec, Network, NetworkAuthenticationSpec, PathMatch, Ref, GROUP,
+};
 use crate::emit::{regex_escape, EmitError, Feature};
 use crate::ir::{AllowRule, Ir, Peer, Port, Service};
-use crate::object::{json_str, json_text, JsonText, MeshObject};
-
-/// A key with its value as body and canonical text (`JsonText::map`).
-type Entry<'a> = (&'a str, &'a [u8], &'a [u8]);
+use crate::object::{MeshObject, ObjectBuilder};
 
 /// Cells per port beyond which the rules are reported, not rendered.
 const MAX_CELLS: usize = 64;
@@ -202,19 +203,15 @@ pub(super) fn authorization(
         return;
     };
     for (i, rule) in access.rules.iter().enumerate() {
-        let (kind, spec) = authentication(ir, s, rule);
-        out.push(
-            MeshObject::builder(
-                NAME,
-                POLICY_ALPHA,
-                kind,
-                &s.namespace,
-                &authn(s, i),
-                &s.origin,
-            )
-            .spec_text(spec)
-            .build(),
+        let b = MeshObject::builder(
+            NAME,
+            POLICY_ALPHA,
+            kind_of(s, rule),
+            &s.namespace,
+            &authn(s, i),
+            &s.origin,
         );
+        out.push(authentication(ir, s, rule, b).build());
     }
     for p in &s.ports {
         out.push(server(s, p, "deny"));
@@ -226,14 +223,14 @@ pub(super) fn authorization(
 /// `anyone` without strict mTLS — any network, so that callers without an
 /// identity (kubelet probes) get in too (authorization-policy reference,
 /// `NetworkAuthentication`).
-fn authentication(ir: &Ir, s: &Service, rule: &AllowRule) -> (&'static str, JsonText) {
+fn authentication(ir: &Ir, s: &Service, rule: &AllowRule, b: ObjectBuilder) -> ObjectBuilder {
     if kind_of(s, rule) == "NetworkAuthentication" {
-        let nets = r#"{"networks":[{"cidr":"0.0.0.0/0"},{"cidr":"::/0"}]}"#;
-        return ("NetworkAuthentication", JsonText::sorted(nets.to_owned()));
+        return b.spec_typed(&NetworkAuthenticationSpec {
+            networks: vec![Network { cidr: "0.0.0.0/0" }, Network { cidr: "::/0" }],
+        });
     }
     let identities: Vec<String> = rule.from.iter().map(|p| identity(ir, p)).collect();
-    let spec = JsonText::sorted(format!(r#"{{"identities":{}}}"#, json_text(&identities)));
-    ("MeshTLSAuthentication", spec)
+    b.spec_typed(&MeshTlsAuthenticationSpec { identities })
 }
 
 fn kind_of(s: &Service, rule: &AllowRule) -> &'static str {
@@ -264,11 +261,12 @@ fn port(
     let (l7, whole): (Vec<_>, Vec<_>) = on_port
         .into_iter()
         .partition(|(_, r)| (!r.methods.is_empty() || !r.paths.is_empty()) && p.protocol.is_l7());
+    let server = server_name(s, p);
     for (i, _) in &whole {
         out.push(policy(
             s,
             &format!("{}-{}", authn(s, *i), p.name),
-            &policy_ref("Server", &server_name(s, p)),
+            policy_ref("Server", &server),
             *i,
             kind_of(s, &rules[*i]),
         ));
@@ -300,7 +298,7 @@ fn port(
             out.push(policy(
                 s,
                 &format!("{}-{}-r{k:02}", authn(s, *i), p.name),
-                &target,
+                target,
                 *i,
                 kind_of(s, &rules[*i]),
             ));
@@ -336,14 +334,12 @@ fn port(
 }
 
 /// An AuthorizationPolicy admitting rule `rule`'s callers at `target`.
-fn policy(s: &Service, name: &str, target: &str, rule: usize, kind: &str) -> MeshObject {
-    let required = format!("[{}]", policy_ref(kind, &authn(s, rule)));
-    let [target, required] = [target, &required].map(str::as_bytes);
-    let mut spec = JsonText::default();
-    spec.map(&[
-        ("targetRef", target, target),
-        ("requiredAuthenticationRefs", required, required),
-    ]);
+fn policy(s: &Service, name: &str, target: Ref<'_>, rule: usize, kind: &str) -> MeshObject {
+    let authn = authn(s, rule);
+    let spec = AuthorizationPolicySpec {
+        required_authentication_refs: vec![policy_ref(kind, &authn)],
+        target_ref: target,
+    };
     MeshObject::builder(
         NAME,
         POLICY_ALPHA,
@@ -352,71 +348,61 @@ fn policy(s: &Service, name: &str, target: &str, rule: usize, kind: &str) -> Mes
         name,
         &s.origin,
     )
-    .spec_text(spec)
+    .spec_typed(&spec)
     .build()
 }
 
-/// A reference to a `policy.linkerd.io` object, as JSON text (its keys
-/// sorted: the same in both texts).
-fn policy_ref(kind: &str, name: &str) -> String {
-    format!(
-        r#"{{"group":"policy.linkerd.io","kind":{},"name":{}}}"#,
-        json_str(kind),
-        json_str(name)
-    )
+/// A reference to a `policy.linkerd.io` object.
+fn policy_ref<'a>(kind: &'a str, name: &'a str) -> Ref<'a> {
+    Ref {
+        group: GROUP,
+        kind,
+        name,
+    }
 }
 
-/// A reference to a Gateway API GRPCRoute, as JSON text.
-fn grpc_route_ref(name: &str) -> String {
-    format!(
-        r#"{{"group":"gateway.networking.k8s.io","kind":"GRPCRoute","name":{}}}"#,
-        json_str(name)
-    )
+/// A reference to a Gateway API GRPCRoute.
+fn grpc_route_ref(name: &str) -> Ref<'_> {
+    Ref {
+        group: "gateway.networking.k8s.io",
+        kind: "GRPCRoute",
+        name,
+    }
 }
 
 /// An inbound HTTPRoute matching `items`. A glob `/api/*` is a string
 /// prefix (it admits `/api/x`, not `/api`); a `PathPrefix` matches whole
 /// segments, so it is a regular expression, which Linkerd matches whole.
 fn http_route(s: &Service, p: &Port, name: &str, items: &[Item]) -> MeshObject {
-    // Written as text (see `JsonText`): one route per cell of every
-    // service's allow list. A path match's keys are sorted.
-    let fields: Vec<[Option<String>; 2]> = items
+    let mut matches: Vec<HttpRouteMatch> = items
         .iter()
-        .map(|it| {
-            let path = it.path.as_ref().map(|p| {
-                let (kind, value) = match p {
-                    PathPattern::Exact(e) => ("Exact", e.clone()),
-                    PathPattern::Glob(g) => ("RegularExpression", format!("{}.*", regex_escape(g))),
-                };
-                format!(r#"{{"type":"{kind}","value":{}}}"#, json_str(&value))
-            });
-            [path, it.method.as_deref().map(json_str)]
+        .map(|it| HttpRouteMatch {
+            method: it.method.clone(),
+            path: it.path.as_ref().map(|p| match p {
+                PathPattern::Exact(e) => PathMatch {
+                    kind: "Exact",
+                    value: e.clone(),
+                },
+                PathPattern::Glob(g) => PathMatch {
+                    kind: "RegularExpression",
+                    value: format!("{}.*", regex_escape(g)),
+                },
+            }),
         })
         .collect();
-    let matches: Vec<Vec<Entry<'_>>> = fields
-        .iter()
-        .map(|[path, method]| {
-            [("path", path), ("method", method)]
-                .into_iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_bytes(), v.as_bytes())))
-                .collect()
-        })
-        .collect();
-    let mut rules = JsonText::default();
-    rules.list(matches.chunks(MAX_MATCHES), |rules, chunk| {
-        rules.both(br#"{"matches":"#);
-        rules.list(chunk, |rules, entries| rules.map(entries));
-        rules.both(b"}");
-    });
-    let parents = format!("[{}]", policy_ref("Server", &server_name(s, p)));
-    let parents = parents.as_bytes();
-    let mut spec = JsonText::default();
-    spec.map(&[
-        ("parentRefs", parents, parents),
-        ("rules", &rules.body, &rules.canonical),
-    ]);
+    let mut rules = Vec::with_capacity(matches.len().div_ceil(MAX_MATCHES));
+    while !matches.is_empty() {
+        let rest = matches.split_off(matches.len().min(MAX_MATCHES));
+        rules.push(HttpRouteRule { matches });
+        matches = rest;
+    }
+    let server = server_name(s, p);
+    let spec = HttpRouteSpec {
+        parent_refs: vec![policy_ref("Server", &server)],
+        rules,
+    };
     MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
-        .spec_text(spec)
+        .spec_typed(&spec)
         .build()
 }
 

@@ -1,0 +1,30 @@
+//! Typed specs of the objects meshplan emits, one module per API group
+//! (as linkerd2's `policy-controller/k8s/api` declares its CRDs): an
+//! emitter fills a struct, and serde writes it.
+//!
+//! Every struct declares its fields in the order of their JSON names, and
+//! every map is a `BTreeMap`: serialised, a spec's keys are sorted, so the
+//! body's text *is* the canonical text its content hash is taken of — no
+//! second text written beside it by hand, and a misspelt field is a
+//! compile error, not a schema-test failure. [`sorted_keys`] holds each
+//! struct to that order in tests (and `spec_typed` in debug builds).
+//!
+//! Groups typed so far: `policy.linkerd.io` ([`policy_linkerd_io`]).
+
+pub(crate) mod policy_linkerd_io;
+
+use serde_json::Value;
+
+/// Whether every map in `text` (compact JSON) has its keys in order.
+pub(crate) fn sorted_keys(text: &str) -> bool {
+    fn sorted(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b) && m.values().all(sorted)
+            }
+            Value::Array(items) => items.iter().all(sorted),
+            _ => true,
+        }
+    }
+    serde_json::from_str::<Value>(text).is_ok_and(|v| sorted(&v))
+}
