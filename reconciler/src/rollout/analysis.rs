@@ -24,9 +24,6 @@ use serde_json::Value;
 
 use super::Verdict;
 
-/// The page threshold of a multi-window burn-rate alert (1 h at 14.4×).
-pub const PAGE_BURN_RATE: f64 = 14.4;
-
 /// Why a query has no answer: each makes its check inconclusive, never a
 /// pass.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
