@@ -9,8 +9,10 @@
 //! compile error, not a schema-test failure. [`sorted_keys`] holds each
 //! struct to that order in tests (and `spec_typed` in debug builds).
 //!
-//! Groups typed so far: `policy.linkerd.io` ([`policy_linkerd_io`]).
+//! Groups typed so far: the core group's backend Services ([`core_v1`])
+//! and `policy.linkerd.io` ([`policy_linkerd_io`]).
 
+pub(crate) mod core_v1;
 pub(crate) mod policy_linkerd_io;
 
 use serde_json::Value;

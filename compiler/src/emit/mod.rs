@@ -24,8 +24,9 @@ use meshplan_policy_lang::intent::Protocol;
 
 pub use features::{Feature, Support};
 
+use crate::api::core_v1::{ServicePort, ServiceSpec};
 use crate::ir::{Ir, Origin, Service};
-use crate::object::{json_labels, json_str, JsonText, MeshObject};
+use crate::object::MeshObject;
 
 /// Something a mesh cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,38 +160,32 @@ pub fn backend_services(
     s: &Service,
     annotations: &[(&str, String)],
 ) -> Vec<MeshObject> {
-    // Written as text, not built as trees (see `JsonText`): three objects
-    // a service, of the same ports.
-    let mut ports = JsonText::default();
-    ports.list(&s.ports, |ports, p| {
-        let app = match p.protocol {
-            Protocol::Http => Some(&br#""http""#[..]),
-            Protocol::Http2 | Protocol::Grpc => Some(&br#""kubernetes.io/h2c""#[..]),
-            Protocol::Tcp => None,
-        };
-        let name = json_str(&p.name);
-        let (port, target) = (p.port.to_string(), p.target_port.to_string());
-        let [name, port, target] = [&name, &port, &target].map(String::as_bytes);
-        let tcp = br#""TCP""#;
-        let mut entries = vec![
-            ("name", name, name),
-            ("port", port, port),
-            ("targetPort", target, target),
-            ("protocol", tcp, tcp),
-        ];
-        entries.extend(app.map(|a| ("appProtocol", a, a)));
-        ports.map(&entries);
-    });
+    let ports: Vec<ServicePort<'_>> = s
+        .ports
+        .iter()
+        .map(|p| ServicePort {
+            app_protocol: match p.protocol {
+                Protocol::Http => Some("http"),
+                Protocol::Http2 | Protocol::Grpc => Some("kubernetes.io/h2c"),
+                Protocol::Tcp => None,
+            },
+            name: &p.name,
+            port: p.port,
+            protocol: "TCP",
+            target_port: p.target_port,
+        })
+        .collect();
     s.versions
         .iter()
         .map(|v| {
-            let selector = json_labels(&v.labels);
-            let mut spec = JsonText::default();
-            let sel = selector.as_bytes();
-            spec.map(&[
-                ("selector", sel, sel),
-                ("ports", &ports.body, &ports.canonical),
-            ]);
+            let spec = ServiceSpec {
+                ports: &ports,
+                selector: v
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            };
             MeshObject::builder(
                 emitter,
                 "v1",
@@ -201,7 +196,7 @@ pub fn backend_services(
             )
             .label("meshplan.dev/version", &v.name)
             .annotations(annotations)
-            .spec_text(spec)
+            .spec_typed(&spec)
             .build()
         })
         .collect()

@@ -3,7 +3,6 @@
 //! canonical text the content hash is taken of), and values an emitter
 //! writes as text itself ([`JsonText`]).
 
-use meshplan_policy_lang::intent::labels::Labels;
 use serde_json::Value;
 
 /// A value an emitter wrote as JSON text itself, without building a tree
@@ -111,11 +110,6 @@ pub(crate) fn json_map<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>
     let mut out = Vec::new();
     write_map(&mut out, entries, write_str);
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// The JSON map of `labels` (sorted by key: the same in both texts).
-pub(crate) fn json_labels(labels: &Labels) -> String {
-    json_map(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// `s` as a JSON string, as serde_json writes it. Nearly every string of
