@@ -1,12 +1,14 @@
-//! YAML with positions: a span-carrying node tree (`node`), the fast
-//! reader's flat output it is built from for plain files (`tape`), and a
-//! serde deserializer over either (`de`, through the `tree` trait).
+//! YAML with positions: a span-carrying node tree (`node`), built from
+//! libyaml's events (`events`) or, for plain files, from the fast reader's
+//! flat output (`tape`), and a serde deserializer over either (`de`,
+//! through the `tree` trait).
 //!
 //! Imports run one way: `de` and `tape` read nodes through `tree`; `fast`
-//! writes tapes and nodes; only [`parse`] here chooses between the fast
-//! reader and libyaml.
+//! writes tapes and nodes, `events` nodes; only [`parse`] here chooses
+//! between the fast reader and libyaml.
 
 mod de;
+mod events;
 mod fast;
 mod node;
 mod tape;
@@ -27,7 +29,7 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<TreeError>) {
     if let Some(docs) = fast::parse(text) {
         return (docs, Vec::new());
     }
-    node::with_libyaml(text)
+    events::with_libyaml(text)
 }
 
 /// Every YAML file of the project (examples, fixtures, snapshots), for

@@ -1,6 +1,6 @@
 //! The fast reader against libyaml.
 
-use super::super::node::with_libyaml;
+use super::super::events::with_libyaml;
 use proptest::prelude::*;
 
 /// The contract: whatever this reader accepts, libyaml reads without
