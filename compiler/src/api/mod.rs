@@ -9,10 +9,12 @@
 //! compile error, not a schema-test failure. [`sorted_keys`] holds each
 //! struct to that order in tests (and `spec_typed` in debug builds).
 //!
-//! Groups typed so far: the core group's backend Services ([`core_v1`])
-//! and `policy.linkerd.io` ([`policy_linkerd_io`]).
+//! Groups typed so far: the core group's backend Services ([`core_v1`]),
+//! `networking.k8s.io` ([`networking_k8s_io`]) and `policy.linkerd.io`
+//! ([`policy_linkerd_io`]).
 
 pub(crate) mod core_v1;
+pub(crate) mod networking_k8s_io;
 pub(crate) mod policy_linkerd_io;
 
 use serde_json::Value;

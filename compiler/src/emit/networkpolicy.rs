@@ -25,11 +25,14 @@
 
 use std::collections::BTreeMap;
 
+use meshplan_policy_lang::intent::labels::Labels;
 use meshplan_policy_lang::intent::Target;
-use serde_json::{json, Value};
 
 use super::features::{Feature, Support, L7_POLICY, METRICS, MTLS, ROUTING};
 use super::{EmitError, Emitter};
+use crate::api::networking_k8s_io::{
+    EgressRule, IngressRule, LabelSelector, NetworkPolicySpec, Peer as NetPeer, Port as NetPort,
+};
 use crate::ir::{AllowRule, Ir, Origin, Peer, Service};
 use crate::object::MeshObject;
 
@@ -100,11 +103,10 @@ impl Emitter for NetworkPolicy {
             for rule in &access.rules {
                 if rule.from.contains(&Peer::Anyone) {
                     // A rule without `from` admits every source.
-                    let mut r = json!({});
-                    if let Some(ports) = ports(rule) {
-                        r["ports"] = ports;
-                    }
-                    ingress.push(r);
+                    ingress.push(IngressRule {
+                        from: None,
+                        ports: ports(&rule.ports),
+                    });
                     for ns in &denied {
                         egress.add(ns, None, s, &rule.ports);
                     }
@@ -121,19 +123,20 @@ impl Emitter for NetworkPolicy {
                 if from.is_empty() {
                     continue;
                 }
-                let mut r = json!({"from": from});
-                if let Some(ports) = ports(rule) {
-                    r["ports"] = ports;
-                }
-                ingress.push(r);
+                ingress.push(IngressRule {
+                    from: Some(from),
+                    ports: ports(&rule.ports),
+                });
             }
+            let spec = NetworkPolicySpec {
+                egress: None,
+                ingress: Some(ingress),
+                pod_selector: LabelSelector::matching(&s.workload_selector),
+                policy_types: vec!["Ingress"],
+            };
             out.push(
                 MeshObject::builder(NAME, API, "NetworkPolicy", &s.namespace, &s.name, &s.origin)
-                    .spec(json!({
-                        "podSelector": {"matchLabels": s.workload_selector},
-                        "policyTypes": ["Ingress"],
-                        "ingress": ingress,
-                    }))
+                    .spec_typed(&spec)
                     .build(),
             );
         }
@@ -165,8 +168,19 @@ fn denied_namespaces(ir: &Ir) -> Vec<String> {
         .collect()
 }
 
-fn namespace_selector(ns: &str) -> Value {
-    json!({"matchLabels": {NS_LABEL: ns}})
+/// The namespace `ns`, by the label Kubernetes gives every namespace.
+fn namespace_selector(ns: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(NS_LABEL.to_owned(), ns.to_owned())])),
+    }
+}
+
+/// The pods of namespace `ns` carrying `labels`.
+fn pods_in(ns: &str, labels: &Labels) -> NetPeer {
+    NetPeer {
+        namespace_selector: Some(namespace_selector(ns)),
+        pod_selector: Some(LabelSelector::matching(labels)),
+    }
 }
 
 /// The pods running as a service account: those of the repository's
@@ -179,10 +193,14 @@ fn pods_of<'a>(ir: &'a Ir, namespace: &str, sa: &str) -> Vec<&'a Service> {
 }
 
 /// The `from` entries admitting the callers `p` to service `s`.
-fn peer(ir: &Ir, s: &Service, p: &Peer) -> Result<Vec<Value>, EmitError> {
+fn peer(ir: &Ir, s: &Service, p: &Peer) -> Result<Vec<NetPeer>, EmitError> {
+    let namespaces = |selector| NetPeer {
+        namespace_selector: Some(selector),
+        pod_selector: None,
+    };
     match p {
-        Peer::Namespace(ns) => Ok(vec![json!({"namespaceSelector": namespace_selector(ns)})]),
-        Peer::AnyNamespace => Ok(vec![json!({"namespaceSelector": {}})]),
+        Peer::Namespace(ns) => Ok(vec![namespaces(namespace_selector(ns))]),
+        Peer::AnyNamespace => Ok(vec![namespaces(LabelSelector::default())]),
         Peer::Anyone => Ok(Vec::new()),
         Peer::ServiceAccount {
             namespace, name, ..
@@ -194,23 +212,21 @@ fn peer(ir: &Ir, s: &Service, p: &Peer) -> Result<Vec<Value>, EmitError> {
             }
             Ok(pods
                 .iter()
-                .map(|c| {
-                    json!({
-                        "namespaceSelector": namespace_selector(namespace),
-                        "podSelector": {"matchLabels": c.workload_selector},
-                    })
-                })
+                .map(|c| pods_in(namespace, &c.workload_selector))
                 .collect())
         }
     }
 }
 
 /// The container ports of a rule (`None`: every port).
-fn ports(rule: &AllowRule) -> Option<Value> {
-    (!rule.ports.is_empty()).then(|| {
-        rule.ports
+fn ports(ports: &[crate::ir::Port]) -> Option<Vec<NetPort>> {
+    (!ports.is_empty()).then(|| {
+        ports
             .iter()
-            .map(|p| json!({"protocol": "TCP", "port": p.target_port}))
+            .map(|p| NetPort {
+                port: p.target_port,
+                protocol: "TCP",
+            })
             .collect()
     })
 }
@@ -251,7 +267,7 @@ struct Egress<'a> {
 
 struct EgressPolicy<'a> {
     caller: Option<&'a Service>,
-    rules: Vec<Value>,
+    rules: Vec<EgressRule>,
     origin: Origin,
 }
 
@@ -270,16 +286,10 @@ impl<'a> Egress<'a> {
             rules: Vec::new(),
             origin,
         });
-        let mut rule = json!({"to": [{
-            "namespaceSelector": namespace_selector(&dest.namespace),
-            "podSelector": {"matchLabels": dest.workload_selector},
-        }]});
-        if !ports.is_empty() {
-            rule["ports"] = ports
-                .iter()
-                .map(|p| json!({"protocol": "TCP", "port": p.target_port}))
-                .collect();
-        }
+        let rule = EgressRule {
+            ports: self::ports(ports),
+            to: vec![pods_in(&dest.namespace, &dest.workload_selector)],
+        };
         if !entry.rules.contains(&rule) {
             entry.rules.push(rule);
         }
@@ -292,16 +302,18 @@ impl<'a> Egress<'a> {
                 let (name, selector) = match p.caller {
                     Some(c) => (
                         format!("{}-egress", c.name),
-                        json!({"matchLabels": c.workload_selector}),
+                        LabelSelector::matching(&c.workload_selector),
                     ),
-                    None => ("meshplan-egress".to_owned(), json!({})),
+                    None => ("meshplan-egress".to_owned(), LabelSelector::default()),
+                };
+                let spec = NetworkPolicySpec {
+                    egress: Some(p.rules),
+                    ingress: None,
+                    pod_selector: selector,
+                    policy_types: vec!["Egress"],
                 };
                 MeshObject::builder(NAME, API, "NetworkPolicy", &ns, &name, &p.origin)
-                    .spec(json!({
-                        "podSelector": selector,
-                        "policyTypes": ["Egress"],
-                        "egress": p.rules,
-                    }))
+                    .spec_typed(&spec)
                     .build()
             })
             .collect()
@@ -328,13 +340,27 @@ fn control_planes(ir: &Ir) -> Vec<&'static str> {
 }
 
 fn default_deny(ir: &Ir, ns: &str, origin: &Origin) -> MeshObject {
-    let mut egress = vec![json!({
-        "to": [{"namespaceSelector": {}}],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    })];
+    let namespaces = |selector| NetPeer {
+        namespace_selector: Some(selector),
+        pod_selector: None,
+    };
+    let dns = |protocol| NetPort { port: 53, protocol };
+    let mut egress = vec![EgressRule {
+        ports: Some(vec![dns("UDP"), dns("TCP")]),
+        to: vec![namespaces(LabelSelector::default())],
+    }];
     for cp in control_planes(ir) {
-        egress.push(json!({"to": [{"namespaceSelector": namespace_selector(cp)}]}));
+        egress.push(EgressRule {
+            ports: None,
+            to: vec![namespaces(namespace_selector(cp))],
+        });
     }
+    let spec = NetworkPolicySpec {
+        egress: Some(egress),
+        ingress: None,
+        pod_selector: LabelSelector::default(),
+        policy_types: vec!["Ingress", "Egress"],
+    };
     MeshObject::builder(
         NAME,
         API,
@@ -343,10 +369,6 @@ fn default_deny(ir: &Ir, ns: &str, origin: &Origin) -> MeshObject {
         "meshplan-default-deny",
         origin,
     )
-    .spec(json!({
-        "podSelector": {},
-        "policyTypes": ["Ingress", "Egress"],
-        "egress": egress,
-    }))
+    .spec_typed(&spec)
     .build()
 }
