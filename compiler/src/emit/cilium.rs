@@ -26,11 +26,14 @@
 
 use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::Target;
-use serde_json::{json, Value};
 
 use super::features::{Feature, Support, ROUTING};
 use super::prometheus;
 use super::{regex_escape, EmitError, Emitter};
+use crate::api::cilium_io::{
+    Authentication, CiliumNetworkPolicySpec, DefaultDeny, EndpointSelector, HttpRule, IngressRule,
+    L7Rules, PortProtocol, PortRule, Requirement,
+};
 use crate::ir::{AllowRule, Ir, Peer, Service};
 use crate::object::MeshObject;
 
@@ -105,20 +108,28 @@ impl Emitter for Cilium {
 fn policy(s: &Service) -> Option<MeshObject> {
     let strict = s.mtls == MtlsMode::Strict;
     let access = s.access.as_ref().filter(|a| a.default_deny);
-    let mut ingress: Vec<Value> = match access {
+    let mut ingress: Vec<IngressRule> = match access {
         Some(a) => a.rules.iter().map(|r| rule(s, r)).collect(),
-        None if strict => vec![json!({"fromEndpoints": [any_endpoint()]})],
+        None if strict => vec![IngressRule {
+            from_endpoints: Some(vec![any_endpoint()]),
+            ..IngressRule::default()
+        }],
         None => return None,
     };
     if strict {
         for r in &mut ingress {
-            r["authentication"] = json!({"mode": "required"});
+            r.authentication = Some(Authentication { mode: "required" });
         }
     }
     if ingress.is_empty() {
         // Deny everything: a rule that selects no peer.
-        ingress.push(json!({}));
+        ingress.push(IngressRule::default());
     }
+    let spec = CiliumNetworkPolicySpec {
+        enable_default_deny: DefaultDeny { ingress: true },
+        endpoint_selector: labels(s.workload_selector.iter()),
+        ingress,
+    };
     Some(
         MeshObject::builder(
             NAME,
@@ -128,27 +139,44 @@ fn policy(s: &Service) -> Option<MeshObject> {
             &s.name,
             &s.origin,
         )
-        .spec(json!({
-            "endpointSelector": {"matchLabels": s.workload_selector},
-            "enableDefaultDeny": {"ingress": true},
-            "ingress": ingress,
-        }))
+        .spec_typed(&spec)
         .build(),
     )
 }
 
-fn any_endpoint() -> Value {
-    json!({"matchExpressions": [{"key": NS, "operator": "Exists"}]})
+/// The endpoints carrying every one of `labels`.
+fn labels<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> EndpointSelector {
+    EndpointSelector {
+        match_expressions: None,
+        match_labels: Some(labels.map(|(k, v)| (k.clone(), v.clone())).collect()),
+    }
 }
 
-fn endpoint(p: &Peer) -> Value {
+fn any_endpoint() -> EndpointSelector {
+    EndpointSelector {
+        match_expressions: Some(vec![Requirement {
+            key: NS,
+            operator: "Exists",
+        }]),
+        match_labels: None,
+    }
+}
+
+fn endpoint(p: &Peer) -> EndpointSelector {
+    let by = |pairs: &[(&str, &String)]| EndpointSelector {
+        match_expressions: None,
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
+                .collect(),
+        ),
+    };
     match p {
         Peer::ServiceAccount {
             namespace, name, ..
-        } => {
-            json!({"matchLabels": {NS: namespace, SA: name}})
-        }
-        Peer::Namespace(ns) => json!({"matchLabels": {NS: ns}}),
+        } => by(&[(NS, namespace), (SA, name)]),
+        Peer::Namespace(ns) => by(&[(NS, ns)]),
         Peer::AnyNamespace | Peer::Anyone => any_endpoint(),
     }
 }
@@ -164,13 +192,19 @@ fn path_regex(p: &str) -> String {
     }
 }
 
-fn rule(s: &Service, r: &AllowRule) -> Value {
+fn rule(s: &Service, r: &AllowRule) -> IngressRule {
     // Anyone: every entity, inside the cluster or not (a kubelet probe is
     // the `host` entity, a client outside it `world`).
     let mut out = if r.from.contains(&Peer::Anyone) {
-        json!({"fromEntities": ["all"]})
+        IngressRule {
+            from_entities: Some(vec!["all"]),
+            ..IngressRule::default()
+        }
     } else {
-        json!({"fromEndpoints": r.from.iter().map(endpoint).collect::<Vec<_>>()})
+        IngressRule {
+            from_endpoints: Some(r.from.iter().map(endpoint).collect()),
+            ..IngressRule::default()
+        }
     };
     let l7 = !r.methods.is_empty() || !r.paths.is_empty();
     // L7 rules need ports: the rule's, or every L7 port of the service.
@@ -182,11 +216,14 @@ fn rule(s: &Service, r: &AllowRule) -> Value {
     if ports.is_empty() {
         return out;
     }
-    let mut to = json!({"ports": ports
+    let ports = ports
         .iter()
-        .map(|p| json!({"port": p.target_port.to_string(), "protocol": "TCP"}))
-        .collect::<Vec<_>>()});
-    if l7 {
+        .map(|p| PortProtocol {
+            port: p.target_port.to_string(),
+            protocol: "TCP",
+        })
+        .collect();
+    let rules = l7.then(|| {
         let methods: Vec<Option<&str>> = if r.methods.is_empty() {
             vec![None]
         } else {
@@ -200,19 +237,15 @@ fn rule(s: &Service, r: &AllowRule) -> Value {
         let mut http = Vec::new();
         for m in &methods {
             for p in &paths {
-                let mut h = serde_json::Map::new();
-                if let Some(m) = m {
-                    h.insert("method".into(), format!("^{}$", regex_escape(m)).into());
-                }
-                if let Some(p) = p {
-                    h.insert("path".into(), format!("^{p}$").into());
-                }
-                http.push(Value::Object(h));
+                http.push(HttpRule {
+                    method: m.map(|m| format!("^{}$", regex_escape(m))),
+                    path: p.as_ref().map(|p| format!("^{p}$")),
+                });
             }
         }
-        to["rules"] = json!({"http": http});
-    }
-    out["toPorts"] = json!([to]);
+        L7Rules { http }
+    });
+    out.to_ports = Some(vec![PortRule { ports, rules }]);
     out
 }
 

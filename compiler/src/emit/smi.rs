@@ -7,10 +7,10 @@
 //! target rendered alongside, for policy and SLOs).
 
 use meshplan_policy_lang::intent::Target;
-use serde_json::{json, Value};
 
 use super::features::{Feature, Support, L7_POLICY, METRICS, MTLS, POLICY};
 use super::{backend_service_name, backend_services, EmitError, Emitter};
+use crate::api::split_smi_spec_io::{Backend, TrafficSplitSpec};
 use crate::ir::{Ir, RouteAction};
 use crate::object::MeshObject;
 
@@ -70,15 +70,19 @@ impl Emitter for Smi {
                 continue;
             }
             out.extend(backend_services(NAME, s, &[]));
-            let backends: Vec<Value> = backends
-                .iter()
-                .map(
-                    |b| json!({"service": backend_service_name(s, &b.version), "weight": b.weight}),
-                )
-                .collect();
+            let spec = TrafficSplitSpec {
+                backends: backends
+                    .iter()
+                    .map(|b| Backend {
+                        service: backend_service_name(s, &b.version),
+                        weight: b.weight,
+                    })
+                    .collect(),
+                service: &s.host,
+            };
             out.push(
                 MeshObject::builder(NAME, API, "TrafficSplit", &s.namespace, &s.host, &s.origin)
-                    .spec(json!({"service": s.host, "backends": backends}))
+                    .spec_typed(&spec)
                     .build(),
             );
         }
