@@ -108,11 +108,14 @@ pub fn check_sources(sources: &Sources) -> (Repository, Report) {
     with_target_findings(repo, report)
 }
 
-fn with_target_findings(repo: Repository, mut report: Report) -> (Repository, Report) {
+fn with_target_findings(mut repo: Repository, mut report: Report) -> (Repository, Report) {
     let found = metrics::findings(&repo);
     if !found.is_empty() {
         report.diagnostics.extend(found);
         meshplan_policy_lang::diagnostic::normalize(&mut report.diagnostics);
+        // Locating them read their files' trees again: dropped, as check
+        // dropped them (they are the largest part of a repository).
+        repo.forget_trees();
     }
     (repo, report)
 }

@@ -356,46 +356,11 @@ impl Controller {
                     return;
                 }
             };
-            // The rollouts' positions first: guessing one would move a
-            // running canary's traffic.
-            let save_point = self.rollouts.save_point();
-            match self.rollouts.refresh(&self.cluster, &checked.0).await {
-                Ok(transitions) => self.transitioned(transitions, Some(&revision)).await,
-                Err(e) => {
-                    let message = format!("cannot read the rollout states: {e}: nothing applied, retried on the next reconcile");
-                    self.failed(Stage::Rollout, Some(revision), message, Vec::new(), started)
-                        .await;
-                    return;
-                }
-            }
-            match self.build(&checked.0, &checked.1) {
-                Ok((objects, summary)) => {
-                    self.log.info(&format!(
-                        "revision {} compiled: {} objects ({trigger:?})",
-                        short(&revision),
-                        objects.len()
-                    ));
-                    self.failing_revision = None;
-                    self.desired = Some(Desired {
-                        revision: Revision::new(Some(revision.clone()), Arc::new(summary)),
-                        dir: dir.clone(),
-                        objects,
-                    });
-                }
-                Err((message, diagnostics)) => {
-                    // The last good revision's rollouts go on.
-                    self.rollouts.restore(save_point);
-                    self.failing_revision = Some(revision.clone());
-                    self.failed(
-                        Stage::Compile,
-                        Some(revision),
-                        message,
-                        diagnostics,
-                        started,
-                    )
-                    .await;
-                    return;
-                }
+            if !self
+                .adopt(revision.clone(), dir, checked, trigger, started)
+                .await
+            {
+                return;
             }
         } else if self.failing_revision.as_deref() == Some(revision.as_str()) {
             // Still the broken revision: the last good one stays applied,
@@ -404,6 +369,71 @@ impl Controller {
             return;
         }
         self.sync(started).await;
+    }
+
+    /// Takes a checked revision as the desired one: the rollouts' positions
+    /// first (guessing one would move a running canary's traffic), then
+    /// compiled at them, then the states the rollouts start from saved —
+    /// only once it compiled, so a revision that does not leaves them as
+    /// they were. `false` when it failed (recorded).
+    async fn adopt(
+        &mut self,
+        revision: String,
+        dir: PathBuf,
+        checked: (
+            meshplan_policy_lang::parse::Repository,
+            meshplan_policy_lang::check::Report,
+        ),
+        trigger: Trigger,
+        started: Instant,
+    ) -> bool {
+        let save_point = self.rollouts.save_point();
+        let transitions = match self.rollouts.refresh(&self.cluster, &checked.0).await {
+            Ok(t) => t,
+            Err(e) => {
+                let message = format!("cannot read the rollout states: {e}: nothing applied, retried on the next reconcile");
+                self.failed(Stage::Rollout, Some(revision), message, Vec::new(), started)
+                    .await;
+                return false;
+            }
+        };
+        let (objects, summary) = match self.build(&checked.0, &checked.1) {
+            Ok(built) => built,
+            Err((message, diagnostics)) => {
+                // The last good revision's rollouts go on.
+                self.rollouts.restore(save_point);
+                self.failing_revision = Some(revision.clone());
+                self.failed(
+                    Stage::Compile,
+                    Some(revision),
+                    message,
+                    diagnostics,
+                    started,
+                )
+                .await;
+                return false;
+            }
+        };
+        if let Err(e) = self.rollouts.save_started(&self.cluster).await {
+            self.rollouts.restore(save_point);
+            let message = format!("cannot save the rollout states: {e}: nothing applied, retried on the next reconcile");
+            self.failed(Stage::Rollout, Some(revision), message, Vec::new(), started)
+                .await;
+            return false;
+        }
+        self.transitioned(transitions, Some(&revision)).await;
+        self.log.info(&format!(
+            "revision {} compiled: {} objects ({trigger:?})",
+            short(&revision),
+            objects.len()
+        ));
+        self.failing_revision = None;
+        self.desired = Some(Desired {
+            revision: Revision::new(Some(revision), Arc::new(summary)),
+            dir,
+            objects,
+        });
+        true
     }
 
     /// Plans against the cache and applies; for a drift event too.

@@ -124,6 +124,9 @@ struct Tracked {
     /// When this process last analysed it (due times to the millisecond;
     /// the stored record has whole seconds).
     analysed_at: Option<std::time::Instant>,
+    /// Started or restarted by [`Rollouts::refresh`], not yet saved
+    /// ([`Rollouts::save_started`]).
+    unsaved: bool,
 }
 
 impl Rollouts {
@@ -167,7 +170,9 @@ impl Rollouts {
     }
 
     /// Reads, resumes (or restarts) and starts the rollouts of a new
-    /// revision; returns their transitions.
+    /// revision; returns their transitions. Nothing is saved until
+    /// [`Rollouts::save_started`]: a revision that then fails to compile
+    /// leaves the stored states as they were.
     pub async fn refresh(
         &mut self,
         cluster: &Cluster,
@@ -207,26 +212,35 @@ impl Rollouts {
                 version,
                 waiting: None,
                 analysed_at: None,
+                unsaved: false,
             };
             let fx = t.try_start(&key, now).await;
             t.describe(now);
-            if previous.as_ref() != Some(&t.state) {
-                t.save(cluster, &self.home).await.map_err(|e| match e {
-                    StoreError::Api(e) => e,
-                    StoreError::Conflict(k) => Error::Api {
-                        what: format!("starting the rollout of {k}"),
-                        detail:
-                            "its state changed while it was written: retried on the next reconcile"
-                                .into(),
-                        code: Some(409),
-                    },
-                })?;
-            }
+            t.unsaved = previous.as_ref() != Some(&t.state);
             transitions.extend(transitioned(&key, &fx));
             tracked.insert(key, t);
         }
         self.tracked = tracked;
         Ok(transitions)
+    }
+
+    /// Saves the states [`Rollouts::refresh`] started or restarted, once
+    /// the revision compiled and before its weights are applied (write,
+    /// then apply).
+    pub async fn save_started(&mut self, cluster: &Cluster) -> Result<(), Error> {
+        for t in self.tracked.values_mut().filter(|t| t.unsaved) {
+            t.save(cluster, &self.home).await.map_err(|e| match e {
+                StoreError::Api(e) => e,
+                StoreError::Conflict(k) => Error::Api {
+                    what: format!("starting the rollout of {k}"),
+                    detail: "its state changed while it was written: retried on the next reconcile"
+                        .into(),
+                    code: Some(409),
+                },
+            })?;
+            t.unsaved = false;
+        }
+        Ok(())
     }
 
     /// Hands each rollout the service as the compiler lowered it for the

@@ -59,6 +59,11 @@ pub enum Undelivered {
     /// Not sent: its URL, or a secret it needs, is unusable.
     #[error("{to}: {reason}")]
     NotSent { to: String, reason: String },
+    /// Not sent: the receiver's settings cannot make this request (no
+    /// URL, no repository for a commit status, a template that does not
+    /// make JSON); the caller names the receiver.
+    #[error("{0}")]
+    Unsendable(String),
     /// No answer (connection, timeout, TLS).
     #[error("{to}: {reason}{}", after(*attempts))]
     NoAnswer {
@@ -86,7 +91,7 @@ impl Undelivered {
     /// The same failure, after `attempts` tries.
     pub(crate) fn after(mut self, n: u32) -> Undelivered {
         match &mut self {
-            Undelivered::NotSent { .. } => {}
+            Undelivered::NotSent { .. } | Undelivered::Unsendable(_) => {}
             Undelivered::NoAnswer { attempts, .. } | Undelivered::Answered { attempts, .. } => {
                 *attempts = n
             }
@@ -98,7 +103,7 @@ impl Undelivered {
     /// a server error.
     pub(crate) fn transient(&self) -> bool {
         match self {
-            Undelivered::NotSent { .. } => false,
+            Undelivered::NotSent { .. } | Undelivered::Unsendable(_) => false,
             Undelivered::NoAnswer { .. } => true,
             Undelivered::Answered { status, .. } => matches!(status, 408 | 429 | 500..=599),
         }

@@ -396,14 +396,12 @@ impl Sink {
     }
 
     fn base(&self) -> Result<String, Undelivered> {
-        let not_sent = |reason: String| Undelivered::NotSent {
-            to: format!("sink `{}`", self.config.name),
-            reason,
-        };
         match (&self.url, &self.url_file) {
             (Some(u), _) => Ok(u.clone()),
-            (None, Some(f)) => f.read().map_err(|e| not_sent(crate::error_chain(&e))),
-            (None, None) => Err(not_sent("no URL".into())),
+            (None, Some(f)) => f
+                .read()
+                .map_err(|e| Undelivered::Unsendable(crate::error_chain(&e))),
+            (None, None) => Err(Undelivered::Unsendable("no URL".into())),
         }
     }
 
@@ -429,10 +427,7 @@ impl Sink {
     fn request(&self, n: &Notice) -> Result<(String, Value), Undelivered> {
         let base = self.base()?;
         let c = &self.config;
-        let not_sent = |reason: &str| Undelivered::NotSent {
-            to: format!("sink `{}`", c.name),
-            reason: reason.to_owned(),
-        };
+        let not_sent = |reason: &str| Undelivered::Unsendable(reason.to_owned());
         let body = match c.kind {
             Kind::Slack => slack(n),
             Kind::Teams => teams(n),

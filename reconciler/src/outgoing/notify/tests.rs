@@ -203,3 +203,27 @@ fn a_chat_webhooks_url_is_never_shown_and_undelivered_notices_are_not_repeats() 
     let next = notice(Topic::Rollout, State::Pending, "step 1");
     assert_eq!(n.admit(1, gh, &next), None, "pending again is no news");
 }
+
+/// A sink whose URL file is gone by the time a notice is sent: the
+/// warning names the sink once, with why (it named it twice).
+#[test]
+fn an_unsendable_notice_names_its_sink_once() {
+    let dir = std::env::temp_dir().join(format!("meshplan-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = dir.join("url");
+    std::fs::write(&url, "https://hooks.slack.com/services/T/B/X\n").unwrap();
+    let n = notifier(&format!(
+        "sinks:\n  - {{ name: chat, type: slack, urlFile: {} }}\n",
+        url.display()
+    ))
+    .unwrap();
+    std::fs::remove_file(&url).unwrap();
+    let warnings = n.send(&notice(Topic::Rollout, State::Failure, "rolled back"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("notification sink `chat`: cannot read the secret file"),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings[0].matches("chat").count(), 1, "{warnings:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
