@@ -13,6 +13,8 @@
 //!   starts at step 0, never at 100 %) — and started when idle. Its
 //!   position goes to the compiler, which lowers the revision once and
 //!   hands back each rollout's [`Subject`]: what its analysis measures.
+//!   The states are saved once it compiled ([`Rollouts::save_started`]):
+//!   a revision that does not compile leaves them as they were.
 //! - **Every tick** (a second while a rollout runs): the stored states are
 //!   listed (one LIST); a pending command (`meshplan rollout promote`…) is
 //!   applied and its result recorded; a due analysis runs against
