@@ -175,6 +175,14 @@ fn namespace_selector(ns: &str) -> LabelSelector {
     }
 }
 
+/// Every pod of the namespaces `selector` selects.
+fn namespaces(selector: LabelSelector) -> NetPeer {
+    NetPeer {
+        namespace_selector: Some(selector),
+        pod_selector: None,
+    }
+}
+
 /// The pods of namespace `ns` carrying `labels`.
 fn pods_in(ns: &str, labels: &Labels) -> NetPeer {
     NetPeer {
@@ -194,10 +202,6 @@ fn pods_of<'a>(ir: &'a Ir, namespace: &str, sa: &str) -> Vec<&'a Service> {
 
 /// The `from` entries admitting the callers `p` to service `s`.
 fn peer(ir: &Ir, s: &Service, p: &Peer) -> Result<Vec<NetPeer>, EmitError> {
-    let namespaces = |selector| NetPeer {
-        namespace_selector: Some(selector),
-        pod_selector: None,
-    };
     match p {
         Peer::Namespace(ns) => Ok(vec![namespaces(namespace_selector(ns))]),
         Peer::AnyNamespace => Ok(vec![namespaces(LabelSelector::default())]),
@@ -340,10 +344,6 @@ fn control_planes(ir: &Ir) -> Vec<&'static str> {
 }
 
 fn default_deny(ir: &Ir, ns: &str, origin: &Origin) -> MeshObject {
-    let namespaces = |selector| NetPeer {
-        namespace_selector: Some(selector),
-        pod_selector: None,
-    };
     let dns = |protocol| NetPort { port: 53, protocol };
     let mut egress = vec![EgressRule {
         ports: Some(vec![dns("UDP"), dns("TCP")]),

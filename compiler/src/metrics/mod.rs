@@ -11,6 +11,7 @@
 //! MP2011).
 
 use meshplan_policy_lang::diagnostic::{Code, Diagnostic, Severity};
+use meshplan_policy_lang::intent::config::MetricsFlavor;
 use meshplan_policy_lang::intent::Target;
 use meshplan_policy_lang::parse::Repository;
 use meshplan_policy_lang::yaml::Path;
@@ -52,13 +53,7 @@ impl Flavor {
     /// The flavour of the metrics `target`'s data plane writes, if it
     /// writes request metrics.
     pub fn of_target(target: Target) -> Option<Flavor> {
-        match target {
-            Target::Istio => Some(Flavor::Istio),
-            Target::Linkerd => Some(Flavor::Linkerd),
-            Target::Consul => Some(Flavor::Consul),
-            Target::Cilium => Some(Flavor::Hubble),
-            Target::GatewayApi | Target::NetworkPolicy | Target::Smi => None,
-        }
+        MetricsFlavor::of_target(target).map(Flavor::from)
     }
 
     /// The default bucket bounds of the latency histogram, in

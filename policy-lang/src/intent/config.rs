@@ -189,6 +189,20 @@ pub enum MetricsFlavor {
     Hubble,
 }
 
+impl MetricsFlavor {
+    /// The flavour of the request metrics `target`'s data plane writes;
+    /// `None` for a target that writes none of its own.
+    pub fn of_target(target: Target) -> Option<MetricsFlavor> {
+        match target {
+            Target::Istio => Some(MetricsFlavor::Istio),
+            Target::Linkerd => Some(MetricsFlavor::Linkerd),
+            Target::Consul => Some(MetricsFlavor::Consul),
+            Target::Cilium => Some(MetricsFlavor::Hubble),
+            Target::GatewayApi | Target::NetworkPolicy | Target::Smi => None,
+        }
+    }
+}
+
 impl Config {
     /// Whose metric names rollout analysis queries: `metrics.flavor`, else
     /// that of the first of the istio, linkerd, consul and cilium targets;
@@ -197,14 +211,14 @@ impl Config {
         let set = self.metrics.as_ref().and_then(|m| m.flavor);
         set.or_else(|| {
             [
-                (Target::Istio, MetricsFlavor::Istio),
-                (Target::Linkerd, MetricsFlavor::Linkerd),
-                (Target::Consul, MetricsFlavor::Consul),
-                (Target::Cilium, MetricsFlavor::Hubble),
+                Target::Istio,
+                Target::Linkerd,
+                Target::Consul,
+                Target::Cilium,
             ]
             .into_iter()
-            .find(|(t, _)| self.targets.contains(t))
-            .map(|(_, f)| f)
+            .find(|t| self.targets.contains(t))
+            .and_then(MetricsFlavor::of_target)
         })
     }
 }

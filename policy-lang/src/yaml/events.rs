@@ -441,13 +441,8 @@ fn count_nodes(n: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::node::tests::one;
     use crate::yaml::{parse, Path};
-
-    fn one(text: &str) -> Node {
-        let (docs, errs) = parse(text);
-        assert!(errs.is_empty(), "{errs:?}");
-        docs.into_iter().next().expect("a document").root
-    }
 
     #[test]
     fn reports_duplicate_keys_at_the_second_key() {

@@ -226,12 +226,13 @@ pub(super) fn scalar_value(value: String, style: Style) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::source::Pos;
     use crate::yaml::parse;
 
-    fn one(text: &str) -> Node {
+    /// The tree of `text`'s one document, which must read without error.
+    pub(in crate::yaml) fn one(text: &str) -> Node {
         let (docs, errs) = parse(text);
         assert!(errs.is_empty(), "{errs:?}");
         docs.into_iter().next().expect("a document").root
