@@ -10,15 +10,18 @@
 //! struct to that order in tests (and `spec_typed` in debug builds).
 //!
 //! Groups typed so far: `cilium.io` ([`cilium_io`]), the core group's
-//! backend Services ([`core_v1`]),
-//! `networking.k8s.io` ([`networking_k8s_io`]), `policy.linkerd.io`
-//! ([`policy_linkerd_io`]) and SMI's `split.smi-spec.io`
-//! ([`split_smi_spec_io`]).
+//! backend Services ([`core_v1`]), Istio's `networking.istio.io`
+//! ([`networking_istio_io`]) and `security.istio.io`
+//! ([`security_istio_io`]), `networking.k8s.io` ([`networking_k8s_io`]),
+//! `policy.linkerd.io` ([`policy_linkerd_io`]) and SMI's
+//! `split.smi-spec.io` ([`split_smi_spec_io`]).
 
 pub(crate) mod cilium_io;
 pub(crate) mod core_v1;
+pub(crate) mod networking_istio_io;
 pub(crate) mod networking_k8s_io;
 pub(crate) mod policy_linkerd_io;
+pub(crate) mod security_istio_io;
 pub(crate) mod split_smi_spec_io;
 
 use serde_json::Value;

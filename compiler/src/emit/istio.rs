@@ -19,19 +19,22 @@
 //! - **EnvoyFilter** `<name>-ratelimit` with Envoy's local rate limit
 //!   filter, when a rate limit is set.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use meshplan_policy_lang::intent::service::{
-    HashAlgorithm, LoadBalancerPolicy, Match, MtlsMode, RetryOn,
+    HashAlgorithm, LoadBalancerPolicy, Match, MtlsMode, RetryOn, StringMatch as IntentMatch,
 };
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use meshplan_policy_lang::intent::Target;
 
 use super::{
-    cookie_regex, istio_string_match, prometheus, proto_duration, segment_prefix, EmitError,
-    Emitter, Feature, PathBlock, Support,
+    cookie_regex, prometheus, proto_duration, segment_prefix, EmitError, Emitter, Feature,
+    PathBlock, Support,
 };
+use crate::api::networking_istio_io as net;
+use crate::api::security_istio_io as sec;
 use crate::ir::{Backend, Ir, Peer, Route, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -122,150 +125,164 @@ impl Emitter for Istio {
     }
 }
 
-fn obj(api: &'static str, kind: &'static str, s: &Service, name: &str, spec: Value) -> MeshObject {
+fn obj(
+    api: &'static str,
+    kind: &'static str,
+    s: &Service,
+    name: &str,
+    spec: &impl serde::Serialize,
+) -> MeshObject {
     MeshObject::builder(NAME, api, kind, &s.namespace, name, &s.origin)
-        .spec(spec)
+        .spec_typed(spec)
         .build()
 }
 
-fn selector(s: &Service) -> Value {
-    json!({"matchLabels": s.workload_selector})
+fn selector(s: &Service) -> sec::WorkloadSelector<'_> {
+    sec::WorkloadSelector {
+        match_labels: &s.workload_selector,
+    }
+}
+
+/// `Some(t)` unless `t` sets nothing (Istio's defaults apply).
+fn set<T: Default + PartialEq>(t: T) -> Option<T> {
+    (t != T::default()).then_some(t)
 }
 
 fn destination_rule(s: &Service) -> MeshObject {
-    let mut policy = Map::new();
-    if s.mtls == MtlsMode::Strict {
-        policy.insert("tls".into(), json!({"mode": "ISTIO_MUTUAL"}));
-    }
-    if let Some(lb) = &s.load_balancer {
-        let v = match lb.policy {
-            LoadBalancerPolicy::RoundRobin => json!({"simple": "ROUND_ROBIN"}),
-            LoadBalancerPolicy::LeastRequest => json!({"simple": "LEAST_REQUEST"}),
-            LoadBalancerPolicy::Random => json!({"simple": "RANDOM"}),
-            LoadBalancerPolicy::ConsistentHash => {
-                let h = lb.consistent_hash.clone().unwrap_or_default();
-                let key = if let Some(header) = h.header {
-                    json!({"httpHeaderName": header})
-                } else if let Some(c) = h.cookie {
-                    // A cookie without a lifetime is a session cookie.
-                    let ttl = c.ttl.map(proto_duration).unwrap_or_else(|| "0s".into());
-                    json!({"httpCookie": {"name": c.name, "ttl": ttl}})
-                } else if let Some(q) = h.query_param {
-                    json!({"httpQueryParameterName": q})
-                } else {
-                    json!({"useSourceIp": true})
-                };
-                let mut v = json!({"consistentHash": key});
-                if h.algorithm == Some(HashAlgorithm::Maglev) {
-                    v["consistentHash"]["maglev"] = json!({});
-                }
-                v
-            }
-        };
-        policy.insert("loadBalancer".into(), v);
-    }
-    if let Some(cp) = &s.connection_pool {
-        let mut tcp = Map::new();
-        if let Some(n) = cp.max_connections {
-            tcp.insert("maxConnections".into(), n.into());
-        }
-        if let Some(d) = cp.connect_timeout {
-            tcp.insert("connectTimeout".into(), proto_duration(d).into());
-        }
-        let mut http = Map::new();
-        if let Some(n) = cp.max_pending_requests {
-            http.insert("http1MaxPendingRequests".into(), n.into());
-        }
-        if let Some(n) = cp.max_requests {
-            http.insert("http2MaxRequests".into(), n.into());
-        }
-        if let Some(n) = cp.max_requests_per_connection {
-            http.insert("maxRequestsPerConnection".into(), n.into());
-        }
-        if let Some(d) = cp.idle_timeout {
-            http.insert("idleTimeout".into(), proto_duration(d).into());
-        }
-        let mut pool = Map::new();
-        if !tcp.is_empty() {
-            pool.insert("tcp".into(), Value::Object(tcp));
-        }
-        if !http.is_empty() {
-            pool.insert("http".into(), Value::Object(http));
-        }
-        policy.insert("connectionPool".into(), Value::Object(pool));
-    }
-    if let Some(cb) = &s.circuit_breaker {
-        let mut od = Map::new();
-        od.insert("consecutive5xxErrors".into(), cb.consecutive_errors.into());
-        if let Some(d) = cb.interval {
-            od.insert("interval".into(), proto_duration(d).into());
-        }
-        if let Some(d) = cb.base_ejection_time {
-            od.insert("baseEjectionTime".into(), proto_duration(d).into());
-        }
-        if let Some(p) = cb.max_ejection_percent {
-            od.insert("maxEjectionPercent".into(), p.into());
-        }
-        policy.insert("outlierDetection".into(), Value::Object(od));
-    }
-    let mut spec = Map::new();
-    spec.insert("host".into(), s.fqdn().into());
-    if !policy.is_empty() {
-        spec.insert("trafficPolicy".into(), Value::Object(policy));
-    }
-    if !s.versions.is_empty() {
-        let subsets: Vec<Value> = s
+    let policy = net::TrafficPolicy {
+        connection_pool: s.connection_pool.as_ref().map(|cp| net::ConnectionPool {
+            http: set(net::HttpPool {
+                http1_max_pending_requests: cp.max_pending_requests,
+                http2_max_requests: cp.max_requests,
+                idle_timeout: cp.idle_timeout.map(proto_duration),
+                max_requests_per_connection: cp.max_requests_per_connection,
+            }),
+            tcp: set(net::TcpPool {
+                connect_timeout: cp.connect_timeout.map(proto_duration),
+                max_connections: cp.max_connections,
+            }),
+        }),
+        load_balancer: s.load_balancer.as_ref().map(|lb| load_balancer(lb)),
+        outlier_detection: s.circuit_breaker.as_ref().map(|cb| net::OutlierDetection {
+            base_ejection_time: cb.base_ejection_time.map(proto_duration),
+            consecutive_5xx_errors: cb.consecutive_errors,
+            interval: cb.interval.map(proto_duration),
+            max_ejection_percent: cb.max_ejection_percent,
+        }),
+        tls: (s.mtls == MtlsMode::Strict).then_some(net::ClientTls {
+            mode: "ISTIO_MUTUAL",
+        }),
+    };
+    let spec = net::DestinationRuleSpec {
+        host: s.fqdn(),
+        subsets: s
             .versions
             .iter()
-            .map(|v| json!({"name": v.name, "labels": v.labels}))
-            .collect();
-        spec.insert("subsets".into(), subsets.into());
+            .map(|v| net::Subset {
+                labels: &v.labels,
+                name: &v.name,
+            })
+            .collect(),
+        traffic_policy: set(policy),
+    };
+    obj(NETWORKING, "DestinationRule", s, &s.name, &spec)
+}
+
+fn load_balancer(
+    lb: &meshplan_policy_lang::intent::service::LoadBalancer,
+) -> net::LoadBalancer<'_> {
+    let simple = |p| net::LoadBalancer {
+        consistent_hash: None,
+        simple: Some(p),
+    };
+    match lb.policy {
+        LoadBalancerPolicy::RoundRobin => simple("ROUND_ROBIN"),
+        LoadBalancerPolicy::LeastRequest => simple("LEAST_REQUEST"),
+        LoadBalancerPolicy::Random => simple("RANDOM"),
+        LoadBalancerPolicy::ConsistentHash => {
+            let h = lb.consistent_hash.as_ref();
+            let mut key = net::ConsistentHash::default();
+            if let Some(header) = h.and_then(|h| h.header.as_deref()) {
+                key.http_header_name = Some(header);
+            } else if let Some(c) = h.and_then(|h| h.cookie.as_ref()) {
+                // A cookie without a lifetime is a session cookie.
+                let ttl = c.ttl.map(proto_duration).unwrap_or_else(|| "0s".into());
+                key.http_cookie = Some(net::HttpCookie { name: &c.name, ttl });
+            } else if let Some(q) = h.and_then(|h| h.query_param.as_deref()) {
+                key.http_query_parameter_name = Some(q);
+            } else {
+                key.use_source_ip = Some(true);
+            }
+            if h.and_then(|h| h.algorithm) == Some(HashAlgorithm::Maglev) {
+                key.maglev = Some(net::Empty {});
+            }
+            net::LoadBalancer {
+                consistent_hash: Some(key),
+                simple: None,
+            }
+        }
     }
-    obj(
-        NETWORKING,
-        "DestinationRule",
-        s,
-        &s.name,
-        Value::Object(spec),
-    )
 }
 
 /// A route's destinations: subsets of the service's host, or of another
 /// service's (its DestinationRule defines them) on the port the intent
 /// chose; a service without versions is its host alone.
-fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
-    let dest = |b: Option<&Backend>| {
-        let mut d = Map::new();
+fn destinations<'a>(
+    s: &Service,
+    backends: &'a [Backend],
+    port: Option<u32>,
+) -> Vec<net::RouteDestination<'a>> {
+    let dest = |b: Option<&'a Backend>| {
         let (host, port) = match b.and_then(|b| b.service.as_deref()) {
             Some(other) => (other.fqdn(), Some(other.port)),
             None => (s.fqdn(), port),
         };
-        d.insert("host".into(), host.into());
-        if let Some(sub) = b.map(|b| b.version.as_str()).filter(|v| !v.is_empty()) {
-            d.insert("subset".into(), sub.into());
+        net::Destination {
+            host,
+            port: port.map(|number| net::PortSelector { number }),
+            subset: b.map(|b| b.version.as_str()).filter(|v| !v.is_empty()),
         }
-        if let Some(p) = port {
-            d.insert("port".into(), json!({"number": p}));
-        }
-        Value::Object(d)
     };
     // A sticky canary's cookie: `headers.response.add` of the destination
     // (HTTPRouteDestination `headers`: "Header manipulation rules",
     // applied only when that destination answers).
-    let with_cookie = |mut v: Value, b: &Backend| {
-        if let Some(c) = &b.set_cookie {
-            v["headers"] = json!({"response": {"add": {"Set-Cookie": c}}});
-        }
-        v
+    let cookie = |b: &'a Backend| {
+        b.set_cookie.as_deref().map(|c| net::Headers {
+            response: net::HeaderOperations {
+                add: [("Set-Cookie", c)].into(),
+            },
+        })
     };
     match backends {
-        [] => json!([{"destination": dest(None)}]),
-        [one] => json!([with_cookie(json!({"destination": dest(Some(one))}), one)]),
+        [] => vec![net::RouteDestination {
+            destination: dest(None),
+            headers: None,
+            weight: None,
+        }],
+        [one] => vec![net::RouteDestination {
+            destination: dest(Some(one)),
+            headers: cookie(one),
+            weight: None,
+        }],
         many => many
             .iter()
-            .map(|b| with_cookie(json!({"destination": dest(Some(b)), "weight": b.weight}), b))
-            .collect::<Vec<_>>()
-            .into(),
+            .map(|b| net::RouteDestination {
+                destination: dest(Some(b)),
+                headers: cookie(b),
+                weight: Some(b.weight),
+            })
+            .collect(),
+    }
+}
+
+/// `{exact|prefix|regex: v}`, the shape Istio uses for string matches.
+fn string_match(m: &IntentMatch) -> net::StringMatch<'_> {
+    if let Some(v) = &m.exact {
+        net::StringMatch::Exact(Cow::Borrowed(v))
+    } else if let Some(v) = &m.prefix {
+        net::StringMatch::Prefix(Cow::Borrowed(v))
+    } else {
+        net::StringMatch::Regex(Cow::Borrowed(m.regex.as_deref().unwrap_or_default()))
     }
 }
 
@@ -273,12 +290,10 @@ fn destinations(s: &Service, backends: &[Backend], port: Option<u32>) -> Value {
 /// path prefix it covers. Istio's `uri.prefix` is a plain string prefix
 /// (Envoy's route `prefix`), so a segment-wise prefix becomes two blocks
 /// (`segment_prefix`), ORed as Istio ORs a route's match blocks.
-fn http_match(s: &Service, m: &Match) -> Result<Vec<(Value, Option<PathBlock>)>, EmitError> {
-    let mut v = Map::new();
-    let mut headers = Map::new();
-    for (k, sm) in &m.headers {
-        headers.insert(k.clone(), istio_string_match(sm));
-    }
+fn http_match<'a>(
+    s: &Service,
+    m: &'a Match,
+) -> Result<Vec<(net::HttpMatch<'a>, Option<PathBlock>)>, EmitError> {
     if m.cookies.len() > 1 {
         return Err(EmitError::new(
             NAME,
@@ -286,43 +301,46 @@ fn http_match(s: &Service, m: &Match) -> Result<Vec<(Value, Option<PathBlock>)>,
             "Istio matches cookies through the single `cookie` header: one match item can test one cookie; split the cookies into separate match items",
         ));
     }
-    for (name, sm) in &m.cookies {
-        headers.insert("cookie".into(), json!({"regex": cookie_regex(name, sm)}));
-    }
-    if !headers.is_empty() {
-        v.insert("headers".into(), Value::Object(headers));
-    }
-    if let Some(method) = &m.method {
-        v.insert(
-            "method".into(),
-            json!({"exact": method.to_ascii_uppercase()}),
-        );
-    }
-    if !m.query_params.is_empty() {
-        let q: BTreeMap<&String, Value> = m
+    let mut v = net::HttpMatch {
+        headers: m
+            .headers
+            .iter()
+            .map(|(k, sm)| (k.as_str(), string_match(sm)))
+            .collect(),
+        method: m
+            .method
+            .as_ref()
+            .map(|method| net::StringMatch::Exact(Cow::Owned(method.to_ascii_uppercase()))),
+        query_params: m
             .query_params
             .iter()
-            .map(|(k, sm)| (k, istio_string_match(sm)))
-            .collect();
-        v.insert("queryParams".into(), json!(q));
+            .map(|(k, sm)| (k.as_str(), string_match(sm)))
+            .collect(),
+        uri: None,
+    };
+    for (name, sm) in &m.cookies {
+        let regex = Cow::Owned(cookie_regex(name, sm));
+        v.headers.insert("cookie", net::StringMatch::Regex(regex));
     }
     let Some(p) = &m.path else {
-        return Ok(vec![(Value::Object(v), None)]);
+        return Ok(vec![(v, None)]);
     };
     let Some(prefix) = &p.prefix else {
-        v.insert("uri".into(), istio_string_match(p));
-        return Ok(vec![(Value::Object(v), None)]);
+        v.uri = Some(string_match(p));
+        return Ok(vec![(v, None)]);
     };
     Ok(segment_prefix(prefix)
         .into_iter()
         .map(|block| {
-            let mut v = v.clone();
             let uri = match &block {
-                PathBlock::Whole(p) => json!({"exact": p}),
-                PathBlock::Below(p) => json!({"prefix": p}),
+                PathBlock::Whole(p) => net::StringMatch::Exact(Cow::Owned(p.clone())),
+                PathBlock::Below(p) => net::StringMatch::Prefix(Cow::Owned(p.clone())),
             };
-            v.insert("uri".into(), uri);
-            (Value::Object(v), Some(block))
+            let v = net::HttpMatch {
+                uri: Some(uri),
+                ..v.clone()
+            };
+            (v, Some(block))
         })
         .collect())
 }
@@ -349,62 +367,50 @@ fn virtual_service(s: &Service) -> Result<MeshObject, EmitError> {
             http.extend(http_routes(s, r)?);
         }
     }
-    // A tcp route's destinations carry no headers (TCPRoute has none): a
-    // sticky canary's cookie is for http.
     let default = s.routes.last().and_then(|r| match &r.action {
-        RouteAction::Forward(b) => Some(
-            b.iter()
-                .map(|b| Backend {
-                    set_cookie: None,
-                    ..b.clone()
-                })
-                .collect::<Vec<_>>(),
-        ),
+        RouteAction::Forward(b) => Some(b.as_slice()),
         RouteAction::Redirect(_) => None,
     });
-    let tcp: Vec<Value> = s
+    let tcp = s
         .ports
         .iter()
         .filter(|p| !p.protocol.is_l7())
         .map(|p| {
-            json!({
-                "match": [{"port": p.port}],
-                "route": destinations(s, default.as_deref().unwrap_or(&[]), Some(p.port)),
-            })
+            let mut route = destinations(s, default.unwrap_or_default(), Some(p.port));
+            // A tcp route's destinations carry no headers (TCPRoute has
+            // none): a sticky canary's cookie is for http.
+            for d in &mut route {
+                d.headers = None;
+            }
+            net::TcpRoute {
+                matches: [net::L4Match { port: p.port }],
+                route,
+            }
         })
         .collect();
-    let mut spec = Map::new();
-    spec.insert("hosts".into(), json!([s.fqdn()]));
-    if !http.is_empty() {
-        spec.insert("http".into(), http.into());
-    }
-    if !tcp.is_empty() {
-        spec.insert("tcp".into(), tcp.into());
-    }
-    Ok(obj(
-        NETWORKING,
-        "VirtualService",
-        s,
-        &s.name,
-        Value::Object(spec),
-    ))
+    let spec = net::VirtualServiceSpec {
+        hosts: vec![s.fqdn()],
+        http,
+        tcp,
+    };
+    Ok(obj(NETWORKING, "VirtualService", s, &s.name, &spec))
 }
 
 /// The http routes of one intent route: one, or one per rewrite target
 /// when a path-prefix rewrite must replace `/api` in `/api` but `/api/` in
 /// `/api/v1` (Istio replaces the matched string; the intent, the matched
 /// segments). Consecutive, so first match still picks the same route.
-fn http_routes(s: &Service, r: &Route) -> Result<Vec<Value>, EmitError> {
+fn http_routes<'a>(s: &Service, r: &'a Route) -> Result<Vec<net::HttpRoute<'a>>, EmitError> {
     let mut blocks = Vec::new();
     for m in &r.matches {
         blocks.extend(http_match(s, m)?);
     }
     let Some(to) = r.rewrite.as_ref().and_then(|rw| rw.path_prefix.as_deref()) else {
         let blocks = blocks.into_iter().map(|(v, _)| v).collect();
-        return Ok(vec![http_route(s, r, blocks, None)?]);
+        return Ok(vec![http_route(s, r, blocks, None)]);
     };
     // A route per rewrite target, in the order of the first block of each.
-    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<net::HttpMatch<'a>>)> = Vec::new();
     for (v, block) in blocks {
         // No path condition: the prefix `/` matched (`check` refuses a
         // prefix rewrite with exact or regex paths).
@@ -418,101 +424,93 @@ fn http_routes(s: &Service, r: &Route) -> Result<Vec<Value>, EmitError> {
     }
     if groups.is_empty() {
         let uri = PathBlock::Below("/".into()).rewrite(to);
-        return Ok(vec![http_route(s, r, Vec::new(), Some(uri))?]);
+        return Ok(vec![http_route(s, r, Vec::new(), Some(uri))]);
     }
-    groups
+    Ok(groups
         .into_iter()
         .map(|(uri, blocks)| http_route(s, r, blocks, Some(uri)))
-        .collect()
+        .collect())
 }
 
 /// One http route: `blocks` ORed, `uri` the path-prefix rewrite.
-fn http_route(
+fn http_route<'a>(
     s: &Service,
-    r: &Route,
-    blocks: Vec<Value>,
+    r: &'a Route,
+    blocks: Vec<net::HttpMatch<'a>>,
     uri: Option<String>,
-) -> Result<Value, EmitError> {
-    let mut route = Map::new();
-    route.insert("name".into(), r.name.clone().into());
-    if !blocks.is_empty() {
-        route.insert("match".into(), blocks.into());
-    }
+) -> net::HttpRoute<'a> {
+    let route = net::HttpRoute {
+        matches: blocks,
+        name: &r.name,
+        ..net::HttpRoute::default()
+    };
     match &r.action {
-        RouteAction::Redirect(rd) => {
-            let mut v = Map::new();
-            if let Some(p) = &rd.path {
-                v.insert("uri".into(), p.clone().into());
-            }
-            if let Some(h) = &rd.host {
-                v.insert("authority".into(), h.clone().into());
-            }
-            v.insert("redirectCode".into(), rd.code.unwrap_or(302).into());
-            route.insert("redirect".into(), Value::Object(v));
-        }
+        RouteAction::Redirect(rd) => net::HttpRoute {
+            redirect: Some(net::Redirect {
+                authority: rd.host.as_deref(),
+                redirect_code: rd.code.unwrap_or(302),
+                uri: rd.path.as_deref(),
+            }),
+            ..route
+        },
         RouteAction::Forward(backends) => {
-            if let Some(rw) = &r.rewrite {
-                let mut v = Map::new();
-                if let Some(p) = uri {
-                    v.insert("uri".into(), p.into());
-                }
-                if let Some(h) = &rw.host {
-                    v.insert("authority".into(), h.clone().into());
-                }
-                route.insert("rewrite".into(), Value::Object(v));
-            }
-            route.insert("route".into(), destinations(s, backends, None));
-            forward_settings(s, r, backends, &mut route);
+            let route = net::HttpRoute {
+                rewrite: r.rewrite.as_ref().map(|rw| net::Rewrite {
+                    authority: rw.host.as_deref(),
+                    uri,
+                }),
+                route: Some(destinations(s, backends, None)),
+                ..route
+            };
+            forward_settings(s, r, backends, route)
         }
     }
-    Ok(Value::Object(route))
 }
 
 /// Timeout, retries, fault and mirror of a forwarding route.
-fn forward_settings(s: &Service, r: &Route, backends: &[Backend], route: &mut Map<String, Value>) {
-    if let Some(t) = r.timeout.or(s.timeout) {
-        route.insert("timeout".into(), proto_duration(t).into());
-    }
-    if let Some(rt) = &s.retries {
-        let mut v = Map::new();
-        v.insert("attempts".into(), rt.attempts.into());
-        if let Some(d) = rt.per_try_timeout {
-            v.insert("perTryTimeout".into(), proto_duration(d).into());
-        }
-        if !rt.retry_on.is_empty() {
+fn forward_settings<'a>(
+    s: &Service,
+    r: &'a Route,
+    backends: &[Backend],
+    route: net::HttpRoute<'a>,
+) -> net::HttpRoute<'a> {
+    let percent = |value| net::Percent { value };
+    let fault = r.faults.as_ref().map(|f| net::Fault {
+        abort: f.abort.as_ref().map(|a| net::Abort {
+            http_status: a.http_status,
+            percentage: percent(a.percentage),
+        }),
+        delay: f.delay.as_ref().map(|d| net::Delay {
+            fixed_delay: proto_duration(d.delay),
+            percentage: percent(d.percentage),
+        }),
+    });
+    let retries = s.retries.as_ref().map(|rt| net::Retries {
+        attempts: rt.attempts,
+        per_try_timeout: rt.per_try_timeout.map(proto_duration),
+        retry_on: (!rt.retry_on.is_empty()).then(|| {
             let on: Vec<&str> = rt.retry_on.iter().map(|r| retry_on(*r)).collect();
-            v.insert("retryOn".into(), on.join(",").into());
-        }
-        route.insert("retries".into(), Value::Object(v));
-    }
-    if let Some(f) = &r.faults {
-        let mut v = Map::new();
-        if let Some(d) = &f.delay {
-            v.insert(
-                "delay".into(),
-                json!({"percentage": {"value": d.percentage}, "fixedDelay": proto_duration(d.delay)}),
-            );
-        }
-        if let Some(a) = &f.abort {
-            v.insert(
-                "abort".into(),
-                json!({"percentage": {"value": a.percentage}, "httpStatus": a.http_status}),
-            );
-        }
-        route.insert("fault".into(), Value::Object(v));
-    }
+            on.join(",")
+        }),
+    });
     // Mirroring to a version this route already answers from would only
     // double its load.
-    if let Some(m) = r.mirror.as_ref().filter(|m| {
+    let mirror = r.mirror.as_ref().filter(|m| {
         !backends
             .iter()
             .any(|b| b.is_own(&m.version) && b.weight > 0)
-    }) {
-        route.insert(
-            "mirror".into(),
-            json!({"host": s.fqdn(), "subset": m.version}),
-        );
-        route.insert("mirrorPercentage".into(), json!({"value": m.percentage}));
+    });
+    net::HttpRoute {
+        fault,
+        mirror: mirror.map(|m| net::Destination {
+            host: s.fqdn(),
+            port: None,
+            subset: Some(&m.version),
+        }),
+        mirror_percentage: mirror.map(|m| percent(m.percentage)),
+        retries,
+        timeout: r.timeout.or(s.timeout).map(proto_duration),
+        ..route
     }
 }
 
@@ -522,18 +520,16 @@ fn peer_authentication(s: &Service) -> Option<MeshObject> {
         MtlsMode::Permissive => "PERMISSIVE",
         MtlsMode::Unmanaged => return None,
     };
-    Some(obj(
-        SECURITY,
-        "PeerAuthentication",
-        s,
-        &s.name,
-        json!({"selector": selector(s), "mtls": {"mode": mode}}),
-    ))
+    let spec = sec::PeerAuthenticationSpec {
+        mtls: sec::PeerMtls { mode },
+        selector: selector(s),
+    };
+    Some(obj(SECURITY, "PeerAuthentication", s, &s.name, &spec))
 }
 
 fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {
     let access = s.access.as_ref().filter(|a| a.default_deny)?;
-    let rules: Vec<Value> = access
+    let rules = access
         .rules
         .iter()
         .map(|r| {
@@ -554,47 +550,43 @@ fn authorization_policy(ir: &Ir, s: &Service) -> Option<MeshObject> {
             }
             let mut from = Vec::new();
             if !principals.is_empty() {
-                from.push(json!({"source": {"principals": principals}}));
+                let source = sec::Source {
+                    principals,
+                    ..sec::Source::default()
+                };
+                from.push(sec::From { source });
             }
             if !namespaces.is_empty() {
-                from.push(json!({"source": {"namespaces": namespaces}}));
+                let source = sec::Source {
+                    namespaces,
+                    ..sec::Source::default()
+                };
+                from.push(sec::From { source });
             }
-            let mut op = Map::new();
-            if !r.ports.is_empty() {
+            let operation = sec::Operation {
+                methods: r.methods.clone(),
+                paths: r.paths.clone(),
                 // Authorization sees the workload's (container) port.
-                let ports: Vec<String> =
-                    r.ports.iter().map(|p| p.target_port.to_string()).collect();
-                op.insert("ports".into(), ports.into());
+                ports: r.ports.iter().map(|p| p.target_port.to_string()).collect(),
+            };
+            let empty = operation.methods.is_empty()
+                && operation.paths.is_empty()
+                && operation.ports.is_empty();
+            sec::Rule {
+                from,
+                to: match empty {
+                    true => Vec::new(),
+                    false => vec![sec::To { operation }],
+                },
             }
-            if !r.methods.is_empty() {
-                op.insert("methods".into(), r.methods.clone().into());
-            }
-            if !r.paths.is_empty() {
-                op.insert("paths".into(), r.paths.clone().into());
-            }
-            let mut rule = Map::new();
-            if !from.is_empty() {
-                rule.insert("from".into(), from.into());
-            }
-            if !op.is_empty() {
-                rule.insert("to".into(), json!([{"operation": op}]));
-            }
-            Value::Object(rule)
         })
         .collect();
-    let mut spec = Map::new();
-    spec.insert("selector".into(), selector(s));
-    spec.insert("action".into(), "ALLOW".into());
-    if !rules.is_empty() {
-        spec.insert("rules".into(), rules.into());
-    }
-    Some(obj(
-        SECURITY,
-        "AuthorizationPolicy",
-        s,
-        &s.name,
-        Value::Object(spec),
-    ))
+    let spec = sec::AuthorizationPolicySpec {
+        action: Some("ALLOW"),
+        rules,
+        selector: Some(selector(s)),
+    };
+    Some(obj(SECURITY, "AuthorizationPolicy", s, &s.name, &spec))
 }
 
 /// An allow-nothing policy per namespace whose every service denies by
@@ -620,7 +612,7 @@ fn namespace_default_deny(ir: &Ir) -> Vec<MeshObject> {
                 "meshplan-default-deny",
                 &first.origin,
             )
-            .spec(json!({}))
+            .spec_typed(&sec::AuthorizationPolicySpec::default())
             .build()
         })
         .collect()
@@ -628,47 +620,60 @@ fn namespace_default_deny(ir: &Ir) -> Vec<MeshObject> {
 
 fn rate_limit_filter(s: &Service) -> Option<MeshObject> {
     let rl = s.rate_limit.as_ref()?;
-    let patches: Vec<Value> = rl
-        .ports
-        .iter()
-        .map(|p| {
-            json!({
-                "applyTo": "HTTP_FILTER",
-                "match": {
-                    "context": "SIDECAR_INBOUND",
-                    "listener": {
-                        "portNumber": p.target_port,
-                        "filterChain": {"filter": {"name": "envoy.filters.network.http_connection_manager"}}
-                    }
+    let enabled = |runtime_key| net::RuntimeFraction {
+        default_value: net::Fraction {
+            denominator: "HUNDRED",
+            numerator: 100,
+        },
+        runtime_key,
+    };
+    let patch = |port_number| {
+        net::ConfigPatch {
+        apply_to: "HTTP_FILTER",
+        matches: net::PatchMatch {
+            context: "SIDECAR_INBOUND",
+            listener: net::ListenerMatch {
+                filter_chain: net::FilterChainMatch {
+                    filter: net::Named {
+                        name: "envoy.filters.network.http_connection_manager",
+                    },
                 },
-                "patch": {
-                    "operation": "INSERT_BEFORE",
-                    "value": {
-                        "name": "envoy.filters.http.local_ratelimit",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
-                            "type_url": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                            "value": {
-                                "stat_prefix": "http_local_rate_limiter",
-                                "token_bucket": {
-                                    "max_tokens": rl.burst,
-                                    "tokens_per_fill": rl.requests,
-                                    "fill_interval": proto_duration(rl.per)
-                                },
-                                "filter_enabled": {"runtime_key": "local_rate_limit_enabled", "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-                                "filter_enforced": {"runtime_key": "local_rate_limit_enforced", "default_value": {"numerator": 100, "denominator": "HUNDRED"}}
-                            }
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+                port_number,
+            },
+        },
+        patch: net::Patch {
+            operation: "INSERT_BEFORE",
+            value: net::HttpFilter {
+                name: "envoy.filters.http.local_ratelimit",
+                typed_config: net::TypedStruct {
+                    type_: "type.googleapis.com/udpa.type.v1.TypedStruct",
+                    type_url: "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                    value: net::LocalRateLimit {
+                        filter_enabled: enabled("local_rate_limit_enabled"),
+                        filter_enforced: enabled("local_rate_limit_enforced"),
+                        stat_prefix: "http_local_rate_limiter",
+                        token_bucket: net::TokenBucket {
+                            fill_interval: proto_duration(rl.per),
+                            max_tokens: rl.burst,
+                            tokens_per_fill: rl.requests,
+                        },
+                    },
+                },
+            },
+        },
+    }
+    };
+    let spec = net::EnvoyFilterSpec {
+        config_patches: rl.ports.iter().map(|p| patch(p.target_port)).collect(),
+        workload_selector: net::WorkloadLabels {
+            labels: &s.workload_selector,
+        },
+    };
     Some(obj(
         ENVOY_FILTER,
         "EnvoyFilter",
         s,
         &format!("{}-ratelimit", s.name),
-        json!({"workloadSelector": {"labels": s.workload_selector}, "configPatches": patches}),
+        &spec,
     ))
 }

@@ -18,7 +18,6 @@ pub mod smi;
 
 use meshplan_policy_lang::intent::service::StringMatch;
 use meshplan_policy_lang::intent::{Duration, Target};
-use serde_json::{json, Value};
 
 use meshplan_policy_lang::intent::Protocol;
 
@@ -266,17 +265,6 @@ pub fn gateway_duration(d: Duration) -> String {
         _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
         _ => format!("{ms}ms"),
-    }
-}
-
-/// `{exact|prefix|regex: v}`, the shape Istio uses for string matches.
-pub fn istio_string_match(m: &StringMatch) -> Value {
-    if let Some(v) = &m.exact {
-        json!({"exact": v})
-    } else if let Some(v) = &m.prefix {
-        json!({"prefix": v})
-    } else {
-        json!({"regex": m.regex.clone().unwrap_or_default()})
     }
 }
 
