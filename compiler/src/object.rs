@@ -22,7 +22,7 @@ use crate::ir::Origin;
 
 mod json;
 pub use json::JsonText;
-pub(crate) use json::{json_map, json_str, json_text, write_str, write_value};
+pub(crate) use json::{json_str, json_text, write_str, write_value};
 use json::{write_map, write_sorted_map};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";

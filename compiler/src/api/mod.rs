@@ -10,7 +10,8 @@
 //! struct to that order in tests (and `spec_typed` in debug builds).
 //!
 //! Groups typed so far: `cilium.io` ([`cilium_io`]), the core group's
-//! backend Services ([`core_v1`]), Istio's `networking.istio.io`
+//! backend Services ([`core_v1`]), the Prometheus Operator's
+//! `monitoring.coreos.com` ([`monitoring_coreos_com`]), Istio's `networking.istio.io`
 //! ([`networking_istio_io`]) and `security.istio.io`
 //! ([`security_istio_io`]), `networking.k8s.io` ([`networking_k8s_io`]),
 //! `policy.linkerd.io` ([`policy_linkerd_io`]) and SMI's
@@ -18,6 +19,7 @@
 
 pub(crate) mod cilium_io;
 pub(crate) mod core_v1;
+pub(crate) mod monitoring_coreos_com;
 pub(crate) mod networking_istio_io;
 pub(crate) mod networking_k8s_io;
 pub(crate) mod policy_linkerd_io;

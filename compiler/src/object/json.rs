@@ -105,13 +105,6 @@ pub(crate) fn json_str(s: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The JSON map of `entries`, strings to strings, in their order.
-pub(crate) fn json_map<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = Vec::new();
-    write_map(&mut out, entries, write_str);
-    String::from_utf8(out).unwrap_or_default()
-}
-
 /// `s` as a JSON string, as serde_json writes it. Nearly every string of
 /// an object needs no escaping: those are copied whole, found so eight
 /// bytes at a time (serde_json looks at each byte, and strings are most of

@@ -35,15 +35,19 @@
 //! (`classification="failure"`: 5xx or a non-OK gRPC status); extra
 //! `errorCodes` are added to its failures, not substituted for them.
 
+use meshplan_policy_lang::intent::slo::AlertTarget;
 use meshplan_policy_lang::intent::Slo;
-use serde_json::{json, Value};
 
 use meshplan_policy_lang::intent::Protocol;
 
 use super::{gateway_duration, EmitError};
+use crate::api::monitoring_coreos_com::{
+    AlertingRule, Annotations, PromQl, PrometheusRuleSpec, RecordingRule, Rule, RuleGroup,
+    SeriesLabels,
+};
 use crate::ir::Service;
 use crate::metrics::{burn_factor, escaped, fmt_f64, ErrorRatio, Vocabulary, PAGE, TICKET};
-use crate::object::{json_map, json_str, JsonText, MeshObject};
+use crate::object::MeshObject;
 
 const API: &str = "monitoring.coreos.com/v1";
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -97,92 +101,45 @@ pub fn slo_rules(
     if s.slos.is_empty() {
         return None;
     }
-    // Written as text, body and canonical side by side, without a tree:
-    // this is a service's largest object, much of a render's bytes. Keys:
-    // a group's `name`, `rules`; a recording rule's `record`, `expr`,
-    // `labels`; an alert's `alert`, `expr`, `labels`, `annotations` (sorted
-    // for the canonical text).
-    // An SLO's group is 2–3 KB of JSON: room for it up front, rather than
-    // growing both texts a dozen times.
-    let mut spec = JsonText::with_capacity(3072 * s.slos.len());
-    spec.both(br#"{"groups":["#);
     let sel = escaped(&vocab.selector(s, None));
-    for (i, slo) in s.slos.iter().enumerate() {
-        if i > 0 {
-            spec.both(b",");
-        }
-        spec.both(br#"{"name":"#);
-        spec.string(&format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name));
-        spec.both(br#","rules":["#);
-        let mut rules = 0;
-        let mut next_rule = |spec: &mut JsonText| {
-            if rules > 0 {
-                spec.both(b",");
+    let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
+    // Borrowed by every recording rule of its SLO.
+    let labels: Vec<SeriesLabels> = s
+        .slos
+        .iter()
+        .map(|slo| SeriesLabels {
+            namespace: &s.namespace,
+            service: &s.host,
+            slo: &slo.name,
+        })
+        .collect();
+    let groups = s
+        .slos
+        .iter()
+        .zip(&labels)
+        .map(|(slo, labels)| {
+            let mut rules = Vec::new();
+            match ErrorRatio::of(vocab.flavor, &slo.sli, grpc) {
+                None => errors.push(EmitError::new(
+                    emitter,
+                    &s.origin,
+                    format!("SLO `{}` has no SLI", slo.name),
+                )),
+                Some(ratio) => rules.extend(WINDOWS.map(|w| {
+                    Rule::Record(RecordingRule {
+                        expr: PromQl::quoted(ratio.over(&sel, w)),
+                        labels,
+                        record: record_name(w),
+                    })
+                })),
             }
-            rules += 1;
-        };
-        let grpc = s.ports.iter().any(|p| p.protocol == Protocol::Grpc);
-        match ErrorRatio::of(vocab.flavor, &slo.sli, grpc) {
-            None => errors.push(EmitError::new(
-                emitter,
-                &s.origin,
-                format!("SLO `{}` has no SLI", slo.name),
-            )),
-            Some(ratio) => {
-                // Sorted already: the same in both texts.
-                let labels = json_map([
-                    ("namespace", s.namespace.as_str()),
-                    ("service", &s.host),
-                    ("slo", &slo.name),
-                ]);
-                for w in WINDOWS {
-                    next_rule(&mut spec);
-                    let record = json_str(&record_name(w));
-                    let expr = ratio.over(&sel, w);
-                    let [r, e, l] = [&record, &expr, &labels].map(String::as_bytes);
-                    spec.map(&[("record", r, r), ("expr", e, e), ("labels", l, l)]);
-                }
+            rules.extend(alerts(s, slo));
+            RuleGroup {
+                name: format!("meshplan-{}-{}-{}", s.namespace, s.name, slo.name),
+                rules,
             }
-        }
-        let window = slo.window.map_or_else(|| "30d".into(), days);
-        if let Some(alerting) = &slo.alerting {
-            for (severity, target, windows) in [
-                ("page", &alerting.page, &PAGE),
-                ("ticket", &alerting.ticket, &TICKET),
-            ] {
-                let Some(t) = target.as_ref().filter(|t| t.enabled != Some(false)) else {
-                    continue;
-                };
-                let mut l = serde_json::Map::new();
-                l.insert("severity".into(), severity.into());
-                for (k, v) in &t.labels {
-                    l.insert(k.clone(), v.clone().into());
-                }
-                let mut annotations = json!({
-                    "summary": format!("{}/{}: SLO {} ({}% over {window}) is burning its error budget too fast", s.namespace, s.host, slo.name, slo.objective),
-                });
-                if let Some(url) = &alerting.runbook_url {
-                    annotations["runbook_url"] = url.clone().into();
-                }
-                let name = match severity {
-                    "page" => "SLOBurnRatePage",
-                    _ => "SLOBurnRateTicket",
-                };
-                let (name, expr) = (json_str(name), alert_expr(s, slo, windows));
-                let (n, e) = (name.as_bytes(), expr.as_bytes());
-                let (l, a) = (JsonText::of(&Value::Object(l)), JsonText::of(&annotations));
-                next_rule(&mut spec);
-                spec.map(&[
-                    ("alert", n, n),
-                    ("expr", e, e),
-                    ("labels", &l.body, &l.canonical),
-                    ("annotations", &a.body, &a.canonical),
-                ]);
-            }
-        }
-        spec.both(b"]}");
-    }
-    spec.both(b"]}");
+        })
+        .collect();
     Some(
         MeshObject::builder(
             emitter,
@@ -192,7 +149,45 @@ pub fn slo_rules(
             &format!("{}-slos-{}", s.name, vocab.flavor.name()),
             &s.origin,
         )
-        .spec_text(spec)
+        .spec_typed(&PrometheusRuleSpec { groups })
         .build(),
     )
+}
+
+/// The page and ticket alerts of `slo` its alerting enables.
+fn alerts<'a>(s: &'a Service, slo: &'a Slo) -> Vec<Rule<'a>> {
+    let Some(alerting) = &slo.alerting else {
+        return Vec::new();
+    };
+    let window = slo.window.map_or_else(|| "30d".into(), days);
+    let severities: [(&str, &Option<AlertTarget>, &[_; 2]); 2] = [
+        ("page", &alerting.page, &PAGE),
+        ("ticket", &alerting.ticket, &TICKET),
+    ];
+    severities
+        .into_iter()
+        .filter_map(|(severity, target, windows)| {
+            let t = target.as_ref().filter(|t| t.enabled != Some(false))?;
+            let mut labels = std::collections::BTreeMap::new();
+            labels.insert("severity", severity);
+            for (k, v) in &t.labels {
+                labels.insert(k.as_str(), v.as_str());
+            }
+            Some(Rule::Alert(AlertingRule {
+                alert: match severity {
+                    "page" => "SLOBurnRatePage",
+                    _ => "SLOBurnRateTicket",
+                },
+                annotations: Annotations {
+                    runbook_url: alerting.runbook_url.as_deref(),
+                    summary: format!(
+                        "{}/{}: SLO {} ({}% over {window}) is burning its error budget too fast",
+                        s.namespace, s.host, slo.name, slo.objective
+                    ),
+                },
+                expr: PromQl::quoted(alert_expr(s, slo, windows)),
+                labels,
+            }))
+        })
+        .collect()
 }
