@@ -17,6 +17,12 @@
 # meshplan lists the objects wearing its label cluster-wide, so the
 # objects of earlier runs would be counted in.
 #
+# BASE=PATH runs it twice, for that build (an earlier commit's `dist`
+# binary) and then for this one, each on a fresh environment it starts
+# itself (down.sh, up.sh), and prints both side by side with their ratio
+# (this build over BASE); each run's own kubectl is there too, to show how
+# much the machine drifted between the runs.
+#
 # Prints Markdown for docs/benchmarks.md. Not part of the test suite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +30,38 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 N=${N:-1000}
 W=${BENCH_DIR:-$TARGET/bench-reconcile}
+
+if [ -n "${BASE:-}" ]; then
+    (cd "$ROOT" && cargo build --profile dist -q --bin meshplan)
+    mkdir -p "$W"
+    for who in base this; do
+        bin=$BASE
+        [ "$who" = this ] && bin=$TARGET/dist/meshplan
+        "$ROOT"/scripts/env/down.sh >/dev/null 2>&1 || true
+        "$ROOT"/scripts/env/up.sh >"$W/up-$who.log" 2>&1 || { cat "$W/up-$who.log" >&2; exit 1; }
+        echo "== $who: $bin" >&2
+        BASE='' MESHPLAN_BIN=$bin "$0" | tee "$W/result-$who.md" >&2
+    done
+    "$ROOT"/scripts/env/down.sh >/dev/null 2>&1 || true
+    grep '^Run:' "$W/result-this.md"
+    echo
+    echo "| measurement | this build | BASE | this / BASE |"
+    echo "|---|---|---|---|"
+    # Rows by name: the meshplan column of each run, and the first sync's
+    # kubectl column as a row of its own.
+    awk -F' [|] ' '
+        FNR == 1 { run++ }
+        /^[|] / && $2 !~ /^(meshplan|---)/ {
+            # Keyed without numbers: a row may name its count of samples.
+            name = substr($1, 3); key = name; gsub(/[0-9]+/, "#", key)
+            if (run == 1) { base[key] = $2; kb[key] = $3; next }
+            ratio = ($2 + 0 > 0 && base[key] + 0 > 0 && $2 ~ /^[0-9.]+$/) ? sprintf("%.2f", $2 / base[key]) : ""
+            printf "| %s | %s | %s | %s |\n", name, $2, base[key], ratio
+            if (name ~ /^first sync/) printf "| the same run'"'"'s kubectl apply --server-side (s) | %s | %s | %.2f |\n", $3, kb[key], $3 / kb[key]
+        }' "$W/result-base.md" "$W/result-this.md"
+    exit 0
+fi
+
 ENV_JSON=${MESHPLAN_TESTENV:-$TARGET/testenv/env.json}
 [ -f "$ENV_JSON" ] || { echo "start the test environment first: scripts/env/up.sh" >&2; exit 2; }
 ENV_DIR=$(dirname "$ENV_JSON")
@@ -32,9 +70,10 @@ SA=$ENV_DIR/sa.kubeconfig
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 
 cd "$ROOT"
-cargo build --profile dist -q --bin meshplan
+# MESHPLAN_BIN: another build's binary (BASE above).
+[ -n "${MESHPLAN_BIN:-}" ] || cargo build --profile dist -q --bin meshplan
 cargo build --profile dist -q -p meshplan-policy-lang --example generate
-BIN=$TARGET/dist/meshplan
+BIN=${MESHPLAN_BIN:-$TARGET/dist/meshplan}
 mkdir -p "$W"
 repo=$W/repo-$N
 rm -rf "$repo" "$W/rendered" "$W/kubectl"
