@@ -21,7 +21,6 @@ pub use crate::body::Body;
 use crate::ir::Origin;
 
 mod json;
-pub use json::JsonText;
 pub(crate) use json::{json_str, json_text, write_str, write_value};
 use json::{write_map, write_sorted_map};
 
@@ -59,11 +58,12 @@ pub struct ObjectBuilder {
     fields: Vec<(String, Field)>,
 }
 
-/// A field's value: a tree, or the text an emitter wrote itself.
+/// A field's value: a tree, or a typed spec's text (its keys sorted, so
+/// the body's text and the canonical text alike).
 #[derive(Debug)]
 enum Field {
     Tree(Value),
-    Text(JsonText),
+    Typed(String),
 }
 
 impl MeshObject {
@@ -158,18 +158,13 @@ impl ObjectBuilder {
         self.field("spec", v)
     }
 
-    /// The `spec`, as text the emitter wrote.
-    pub fn spec_text(self, text: JsonText) -> Self {
-        self.set("spec", Field::Text(text))
-    }
-
     /// The `spec`, a typed struct of [`crate::api`]: serialised once, its
     /// keys sorted by the struct's declaration order, so the body's text
     /// is the canonical text.
     pub(crate) fn spec_typed(self, spec: &impl serde::Serialize) -> Self {
         let text = json_text(spec);
         debug_assert!(crate::api::sorted_keys(&text), "keys out of order: {text}");
-        self.set("spec", Field::Text(JsonText::sorted(text)))
+        self.set("spec", Field::Typed(text))
     }
 
     fn set(mut self, k: &str, v: Field) -> Self {
@@ -289,7 +284,7 @@ fn write_body(
         fields.iter().map(|(k, v)| (k.as_str(), v)),
         |out, v| match v {
             Field::Tree(v) => write_value(out, v, false),
-            Field::Text(t) => out.extend_from_slice(&t.body),
+            Field::Typed(t) => out.extend_from_slice(t.as_bytes()),
         },
     );
     match fields.is_empty() {
@@ -332,7 +327,7 @@ fn canonical_fields(fields: &[(String, Field)], text: &mut Vec<u8>) {
     let entries = fields.iter().map(|(k, v)| (k.as_str(), v));
     write_sorted_map(text, entries, |text, v| match v {
         Field::Tree(v) => write_value(text, v, true),
-        Field::Text(t) => text.extend_from_slice(&t.canonical),
+        Field::Typed(t) => text.extend_from_slice(t.as_bytes()),
     });
 }
 
