@@ -39,11 +39,15 @@ use std::collections::BTreeMap;
 
 use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::{Protocol, Target};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::features::{Feature, Support};
 use super::prometheus;
 use super::{gateway_duration, whole_per_second, EmitError, Emitter};
+use crate::api::consul_hashicorp_com::{
+    InstanceLevelRateLimit, PassiveHealthCheck, RateLimits, ServiceDefaultsSpec, UpstreamConfig,
+    UpstreamLimits, UpstreamOverride,
+};
 use crate::ir::{Ir, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -109,7 +113,7 @@ impl Emitter for Consul {
     }
 
     fn emit(&self, ir: &Ir, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError>) {
-        let upstreams: Vec<(&Service, Value)> = ir
+        let upstreams: Vec<(&Service, UpstreamOverride)> = ir
             .services
             .iter()
             .filter_map(|d| upstream_override(ir, d).map(|v| (d, v)))
@@ -118,10 +122,10 @@ impl Emitter for Consul {
         let metrics = ir.metrics(crate::metrics::Flavor::Consul);
         for s in &ir.services {
             // What the other services ask of their callers.
-            let overrides: Vec<Value> = upstreams
+            let overrides: Vec<&UpstreamOverride> = upstreams
                 .iter()
                 .filter(|(d, _)| !std::ptr::eq(*d, s))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v)
                 .collect();
             let mut messages: Vec<String> = Vec::new();
             let mut found = Vec::new();
@@ -136,7 +140,7 @@ impl Emitter for Consul {
             out.push(defaults(
                 s,
                 protocol,
-                &overrides,
+                overrides,
                 routed_in.copied(),
                 &mut report,
                 &mut found,
@@ -160,9 +164,9 @@ impl Emitter for Consul {
     }
 }
 
-fn obj(kind: &'static str, s: &Service, spec: Value) -> MeshObject {
+fn obj(kind: &'static str, s: &Service, spec: &impl Serialize) -> MeshObject {
     MeshObject::builder(NAME, API, kind, &s.namespace, &s.host, &s.origin)
-        .spec(spec)
+        .spec_typed(spec)
         .build()
 }
 
@@ -211,41 +215,31 @@ fn l7_use(s: &Service) -> Option<&'static str> {
 
 /// Circuit breaking and connection limits of `d`, as its callers' Consul
 /// expresses them: an `upstreamConfig.overrides` entry.
-fn upstream_override(ir: &Ir, d: &Service) -> Option<Value> {
-    let mut v = Map::new();
-    if let Some(cb) = &d.circuit_breaker {
-        let mut p = json!({"maxFailures": cb.consecutive_errors, "enforcingConsecutive5xx": 100});
-        if let Some(i) = cb.interval {
-            p["interval"] = gateway_duration(i).into();
-        }
-        if let Some(t) = cb.base_ejection_time {
-            p["baseEjectionTime"] = gateway_duration(t).into();
-        }
-        if let Some(m) = cb.max_ejection_percent {
-            p["maxEjectionPercent"] = m.into();
-        }
-        v.insert("passiveHealthCheck".into(), p);
-    }
-    if let Some(pool) = &d.connection_pool {
-        let mut limits = Map::new();
-        if let Some(n) = pool.max_pending_requests {
-            limits.insert("maxPendingRequests".into(), n.into());
-        }
-        if let Some(n) = pool.max_requests {
-            limits.insert("maxConcurrentRequests".into(), n.into());
-        }
-        if !limits.is_empty() {
-            v.insert("limits".into(), limits.into());
-        }
-    }
-    if v.is_empty() {
+fn upstream_override<'a>(ir: &Ir, d: &'a Service) -> Option<UpstreamOverride<'a>> {
+    let passive_health_check = d.circuit_breaker.as_ref().map(|cb| PassiveHealthCheck {
+        base_ejection_time: cb.base_ejection_time.map(gateway_duration),
+        enforcing_consecutive5xx: 100,
+        interval: cb.interval.map(gateway_duration),
+        max_ejection_percent: cb.max_ejection_percent,
+        max_failures: cb.consecutive_errors,
+    });
+    let limits = d
+        .connection_pool
+        .as_ref()
+        .map(|pool| UpstreamLimits {
+            max_concurrent_requests: pool.max_requests,
+            max_pending_requests: pool.max_pending_requests,
+        })
+        .filter(|l| l.max_concurrent_requests.is_some() || l.max_pending_requests.is_some());
+    if passive_health_check.is_none() && limits.is_none() {
         return None;
     }
-    v.insert("name".into(), d.host.clone().into());
-    if ir.consul_namespaces {
-        v.insert("namespace".into(), d.namespace.clone().into());
-    }
-    Some(Value::Object(v))
+    Some(UpstreamOverride {
+        limits,
+        name: &d.host,
+        namespace: ir.consul_namespaces.then_some(d.namespace.as_str()),
+        passive_health_check,
+    })
 }
 
 /// Per service (`namespace`, Kubernetes Service), the longest timeout of
@@ -274,22 +268,26 @@ fn routed_in(ir: &Ir) -> BTreeMap<(&str, &str), u64> {
 
 fn defaults(
     s: &Service,
-    protocol: &str,
-    overrides: &[Value],
+    protocol: &'static str,
+    overrides: Vec<&UpstreamOverride>,
     routed_in: Option<u64>,
     report: &mut impl FnMut(String),
     errors: &mut Vec<EmitError>,
 ) -> MeshObject {
-    let mut spec = json!({ "protocol": protocol });
-    match s.mtls {
-        MtlsMode::Strict => spec["mutualTLSMode"] = "strict".into(),
-        MtlsMode::Permissive => spec["mutualTLSMode"] = "permissive".into(),
-        MtlsMode::Unmanaged => {}
-    }
+    let mut spec = ServiceDefaultsSpec {
+        local_request_timeout_ms: None,
+        max_inbound_connections: None,
+        mutual_tls_mode: match s.mtls {
+            MtlsMode::Strict => Some("strict"),
+            MtlsMode::Permissive => Some("permissive"),
+            MtlsMode::Unmanaged => None,
+        },
+        protocol,
+        rate_limits: None,
+        upstream_config: (!overrides.is_empty()).then_some(UpstreamConfig { overrides }),
+    };
     if let Some(pool) = &s.connection_pool {
-        if let Some(n) = pool.max_connections {
-            spec["maxInboundConnections"] = n.into();
-        }
+        spec.max_inbound_connections = pool.max_connections;
         let missing = [
             (
                 pool.max_requests_per_connection.is_some(),
@@ -309,12 +307,13 @@ fn defaults(
         if limited.len() < l7.len() {
             report("Consul rate-limits the whole service, not some of its ports".into());
         } else if let Some(rps) = whole_per_second(NAME, "Consul", s, rl, errors) {
-            spec["rateLimits"] =
-                json!({"instanceLevel": {"requestsPerSecond": rps, "requestsMaxBurst": rl.burst}});
+            spec.rate_limits = Some(RateLimits {
+                instance_level: InstanceLevelRateLimit {
+                    requests_max_burst: rl.burst,
+                    requests_per_second: rps,
+                },
+            });
         }
-    }
-    if !overrides.is_empty() {
-        spec["upstreamConfig"] = json!({"overrides": overrides});
     }
     // The destination's proxy ends a request after 15 s unless told
     // otherwise (Envoy's route timeout, Consul's `local_request_timeout_ms`
@@ -331,9 +330,7 @@ fn defaults(
         .map(|t| t.as_millis())
         .chain(routed_in)
         .max();
-    if let Some(ms) = longest.filter(|ms| *ms > 15_000) {
-        spec["localRequestTimeoutMs"] = ms.into();
-    }
+    spec.local_request_timeout_ms = longest.filter(|ms| *ms > 15_000);
     if s.mtls == MtlsMode::Permissive && s.access.as_ref().is_some_and(|a| a.default_deny) {
         errors.push(
             EmitError::new(
@@ -344,7 +341,7 @@ fn defaults(
             .of(Feature::AllowList),
         );
     }
-    obj("ServiceDefaults", s, spec)
+    obj("ServiceDefaults", s, &spec)
 }
 
 #[cfg(test)]

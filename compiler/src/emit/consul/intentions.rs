@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
-
 use super::obj;
+use crate::api::consul_hashicorp_com::{
+    IntentionDestination, Permission, PermissionHttp, ServiceIntentionsSpec, SourceIntention,
+};
 use crate::ir::{Ir, Peer, Service};
 use crate::object::MeshObject;
 
@@ -20,30 +21,28 @@ use crate::object::MeshObject;
 type Source = (String, Option<String>);
 
 #[derive(Clone, Debug)]
-enum Grant {
+enum Grant<'a> {
     All,
-    Permissions(Vec<Value>),
+    Permissions(Vec<Permission<'a>>),
 }
 
-fn permissions(methods: &[String], paths: &[String]) -> Vec<Value> {
-    let with_methods = |mut http: Map<String, Value>| {
-        if !methods.is_empty() {
-            http.insert("methods".into(), methods.into());
-        }
-        json!({"action": "allow", "http": http})
+fn permissions<'a>(methods: &'a [String], paths: &'a [String]) -> Vec<Permission<'a>> {
+    let allow = |path_exact, path_prefix| Permission {
+        action: "allow",
+        http: PermissionHttp {
+            methods,
+            path_exact,
+            path_prefix,
+        },
     };
     if paths.is_empty() {
-        return vec![with_methods(Map::new())];
+        return vec![allow(None, None)];
     }
     paths
         .iter()
-        .map(|p| {
-            let mut http = Map::new();
-            match p.strip_suffix('*') {
-                Some(prefix) => http.insert("pathPrefix".into(), prefix.into()),
-                None => http.insert("pathExact".into(), p.clone().into()),
-            };
-            with_methods(http)
+        .map(|p| match p.strip_suffix('*') {
+            Some(prefix) => allow(None, Some(prefix)),
+            None => allow(Some(p.as_str()), None),
         })
         .collect()
 }
@@ -128,14 +127,10 @@ pub(super) fn intentions(
     }
     let everyone: Source = ("*".into(), ns("*"));
     inherit_wildcards(&mut sources, &everyone);
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<SourceIntention> = Vec::new();
     for ((name, namespace), grant) in &sources {
-        let mut v = json!({"name": name});
-        if let Some(n) = namespace {
-            v["namespace"] = n.clone().into();
-        }
-        match grant {
-            Grant::All => v["action"] = "allow".into(),
+        let (action, permissions) = match grant {
+            Grant::All => (Some("allow"), None),
             Grant::Permissions(p) => {
                 let mut p = p.clone();
                 if access.default_deny {
@@ -143,23 +138,35 @@ pub(super) fn intentions(
                     // falls to the default intention policy (Consul's
                     // service-intentions reference, `Permissions`), which
                     // may allow: deny it here.
-                    p.push(json!({"action": "deny", "http": {"pathPrefix": "/"}}));
+                    p.push(Permission {
+                        action: "deny",
+                        http: PermissionHttp {
+                            path_prefix: Some("/"),
+                            ..PermissionHttp::default()
+                        },
+                    });
                 }
-                v["permissions"] = p.into();
+                (None, Some(p))
             }
-        }
-        out.push(v);
+        };
+        out.push(SourceIntention {
+            action,
+            name,
+            namespace: namespace.as_deref(),
+            permissions,
+        });
     }
     if access.default_deny && !sources.contains_key(&everyone) {
-        let mut v = json!({"name": "*", "action": "deny"});
-        if let Some(n) = everyone.1 {
-            v["namespace"] = n.into();
-        }
-        out.push(v);
+        out.push(SourceIntention {
+            action: Some("deny"),
+            name: "*",
+            namespace: everyone.1.as_deref(),
+            permissions: None,
+        });
     }
-    Some(obj(
-        "ServiceIntentions",
-        s,
-        json!({"destination": {"name": s.host}, "sources": out}),
-    ))
+    let spec = ServiceIntentionsSpec {
+        destination: IntentionDestination { name: &s.host },
+        sources: out,
+    };
+    Some(obj("ServiceIntentions", s, &spec))
 }

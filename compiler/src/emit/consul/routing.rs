@@ -9,18 +9,24 @@
 //! subset or service name — while the parent assembles every entry of a
 //! service and holds its per-service settings (ServiceDefaults).
 
+use std::collections::BTreeMap;
+
 use meshplan_policy_lang::intent::service::{
     HashAlgorithm, LoadBalancerPolicy, Match, StringMatch,
 };
-use serde_json::{json, Map, Value};
 
 use super::obj;
+use crate::api::consul_hashicorp_com::{
+    CookieConfig, Destination, Failover, FailoverTarget, HashPolicy, HeaderModifiers, HttpMatch,
+    LoadBalancer, Route as ConsulRoute, RouteMatch, ServiceResolverSpec, ServiceRouterSpec,
+    ServiceSplitterSpec, Split, Subset, ValueMatch,
+};
 use crate::emit::istio::retry_on;
 use crate::emit::{
     cookie_regex, gateway_duration, regex_escape, segment_prefix, Feature, PathBlock,
 };
 use crate::ir::{Backend, Ir, OtherService, Route, RouteAction, Service};
-use crate::object::MeshObject;
+use crate::object::{json_str, MeshObject};
 
 /// The version taking the default route's largest weight.
 fn default_version(s: &Service) -> Option<&str> {
@@ -39,9 +45,9 @@ pub(super) fn resolver(
     s: &Service,
     report: &mut impl FnMut(String),
 ) -> Option<MeshObject> {
-    let mut spec = Map::new();
+    let mut spec = ServiceResolverSpec::default();
     if !s.versions.is_empty() {
-        let subsets: Map<String, Value> = s
+        let subsets = s
             .versions
             .iter()
             .map(|v| {
@@ -59,91 +65,112 @@ pub(super) fn resolver(
                 };
                 let filter = labels
                     .iter()
-                    .map(|(k, val)| format!("Service.Meta.{k} == {}", json!(val)))
+                    .map(|(k, val)| format!("Service.Meta.{k} == {}", json_str(val)))
                     .collect::<Vec<_>>()
                     .join(" and ");
-                (v.name.clone(), json!({"filter": filter}))
+                (v.name.as_str(), Subset { filter })
             })
             .collect();
-        spec.insert("subsets".into(), subsets.into());
-        if let Some(d) = default_version(s) {
-            spec.insert("defaultSubset".into(), d.into());
-        }
+        spec.subsets = Some(subsets);
+        spec.default_subset = default_version(s);
     }
-    if let Some(t) = s.connection_pool.as_ref().and_then(|p| p.connect_timeout) {
-        spec.insert("connectTimeout".into(), gateway_duration(t).into());
-    }
-    if let Some(lb) = &s.load_balancer {
-        let policy = match lb.policy {
-            LoadBalancerPolicy::RoundRobin => "round_robin",
-            LoadBalancerPolicy::LeastRequest => "least_request",
-            LoadBalancerPolicy::Random => "random",
-            LoadBalancerPolicy::ConsistentHash => {
-                match lb.consistent_hash.as_ref().and_then(|h| h.algorithm) {
-                    Some(HashAlgorithm::Maglev) => "maglev",
-                    _ => "ring_hash",
-                }
-            }
-        };
-        let mut v = json!({"policy": policy});
-        if let Some(h) = &lb.consistent_hash {
-            let hash = if let Some(name) = &h.header {
-                json!({"field": "header", "fieldValue": name})
-            } else if let Some(c) = &h.cookie {
-                let mut p = json!({"field": "cookie", "fieldValue": c.name});
-                if let Some(ttl) = c.ttl {
-                    p["cookieConfig"] = json!({"ttl": gateway_duration(ttl)});
-                }
-                p
-            } else if let Some(q) = &h.query_param {
-                json!({"field": "query_parameter", "fieldValue": q})
-            } else {
-                json!({"sourceIP": true})
-            };
-            if lb.policy != LoadBalancerPolicy::ConsistentHash {
-                report("Consul hashes only with the ring_hash (or maglev) policy: set `policy: consistentHash`".into());
-            } else {
-                v["hashPolicies"] = json!([hash]);
-            }
-        }
-        spec.insert("loadBalancer".into(), v);
-    }
+    spec.connect_timeout = s
+        .connection_pool
+        .as_ref()
+        .and_then(|p| p.connect_timeout)
+        .map(gateway_duration);
+    spec.load_balancer = load_balancer(s, report);
     if !s.failover.is_empty() {
-        let targets: Vec<Value> = s
+        let targets = s
             .failover
             .iter()
             .filter_map(|f| failover_target(ir, s, f, report))
             .collect();
-        spec.insert("failover".into(), json!({"*": {"targets": targets}}));
+        spec.failover = Some(BTreeMap::from([("*", Failover { targets })]));
     }
-    (!spec.is_empty()).then(|| obj("ServiceResolver", s, Value::Object(spec)))
+    let empty = spec.subsets.is_none()
+        && spec.connect_timeout.is_none()
+        && spec.load_balancer.is_none()
+        && spec.failover.is_none();
+    (!empty).then(|| obj("ServiceResolver", s, &spec))
+}
+
+/// The service's load balancer, hashing as its session affinity asks.
+fn load_balancer<'a>(s: &'a Service, report: &mut impl FnMut(String)) -> Option<LoadBalancer<'a>> {
+    let lb = s.load_balancer.as_ref()?;
+    let policy = match lb.policy {
+        LoadBalancerPolicy::RoundRobin => "round_robin",
+        LoadBalancerPolicy::LeastRequest => "least_request",
+        LoadBalancerPolicy::Random => "random",
+        LoadBalancerPolicy::ConsistentHash => {
+            match lb.consistent_hash.as_ref().and_then(|h| h.algorithm) {
+                Some(HashAlgorithm::Maglev) => "maglev",
+                _ => "ring_hash",
+            }
+        }
+    };
+    let mut hash_policies = None;
+    if let Some(h) = &lb.consistent_hash {
+        let hash = if let Some(name) = &h.header {
+            HashPolicy {
+                field: Some("header"),
+                field_value: Some(name),
+                ..HashPolicy::default()
+            }
+        } else if let Some(c) = &h.cookie {
+            HashPolicy {
+                cookie_config: c.ttl.map(|ttl| CookieConfig {
+                    ttl: gateway_duration(ttl),
+                }),
+                field: Some("cookie"),
+                field_value: Some(&c.name),
+                ..HashPolicy::default()
+            }
+        } else if let Some(q) = &h.query_param {
+            HashPolicy {
+                field: Some("query_parameter"),
+                field_value: Some(q),
+                ..HashPolicy::default()
+            }
+        } else {
+            HashPolicy {
+                source_ip: Some(true),
+                ..HashPolicy::default()
+            }
+        };
+        if lb.policy != LoadBalancerPolicy::ConsistentHash {
+            report("Consul hashes only with the ring_hash (or maglev) policy: set `policy: consistentHash`".into());
+        } else {
+            hash_policies = Some(vec![hash]);
+        }
+    }
+    Some(LoadBalancer {
+        hash_policies,
+        policy,
+    })
 }
 
 /// A failover target as Consul names it.
-fn failover_target(
+fn failover_target<'a>(
     ir: &Ir,
     s: &Service,
-    f: &crate::ir::Failover,
+    f: &'a crate::ir::Failover,
     report: &mut impl FnMut(String),
-) -> Option<Value> {
-    let mut t = Map::new();
+) -> Option<FailoverTarget<'a>> {
+    let mut t = FailoverTarget {
+        datacenter: f.datacenter.as_deref(),
+        peer: f.peer.as_deref(),
+        ..FailoverTarget::default()
+    };
     if let Some((ns, name)) = &f.service {
         if ns != &s.namespace && !ir.consul_namespaces {
             report(format!("failover to `{ns}/{name}`: Consul without namespaces cannot name another namespace (set `consul.namespaces: true` for Consul Enterprise)"));
             return None;
         }
-        t.insert("service".into(), name.clone().into());
-        if ir.consul_namespaces {
-            t.insert("namespace".into(), ns.clone().into());
-        }
+        t.service = Some(name);
+        t.namespace = ir.consul_namespaces.then_some(ns.as_str());
     }
-    if let Some(p) = &f.peer {
-        t.insert("peer".into(), p.clone().into());
-    }
-    if let Some(d) = &f.datacenter {
-        t.insert("datacenter".into(), d.clone().into());
-    }
-    Some(Value::Object(t))
+    Some(t)
 }
 
 pub(super) fn splitter(s: &Service) -> Option<MeshObject> {
@@ -153,28 +180,44 @@ pub(super) fn splitter(s: &Service) -> Option<MeshObject> {
     let RouteAction::Forward(backends) = &s.routes.last()?.action else {
         return None;
     };
-    let splits: Vec<Value> = backends
+    let splits = backends
         .iter()
-        .map(|b| {
-            let mut split = json!({"weight": b.weight, "serviceSubset": b.version});
+        .map(|b| Split {
             // A sticky canary's cookie, on this split's responses
             // (service-splitter reference, `Splits[].ResponseHeaders`).
-            if let Some(c) = &b.set_cookie {
-                split["responseHeaders"] = json!({"add": {"Set-Cookie": c}});
-            }
-            split
+            response_headers: b.set_cookie.as_deref().map(|c| HeaderModifiers {
+                add: BTreeMap::from([("Set-Cookie", c)]),
+            }),
+            service_subset: &b.version,
+            weight: b.weight,
         })
         .collect();
-    Some(obj("ServiceSplitter", s, json!({"splits": splits})))
+    Some(obj("ServiceSplitter", s, &ServiceSplitterSpec { splits }))
 }
 
-fn string_match(name: &str, m: &StringMatch) -> Value {
+fn string_match<'a>(name: &'a str, m: &'a StringMatch) -> ValueMatch<'a> {
     if let Some(v) = &m.exact {
-        json!({"name": name, "exact": v})
+        ValueMatch {
+            exact: Some(v),
+            name,
+            ..ValueMatch::default()
+        }
     } else if let Some(v) = &m.prefix {
-        json!({"name": name, "prefix": v})
+        ValueMatch {
+            name,
+            prefix: Some(v),
+            ..ValueMatch::default()
+        }
     } else {
-        json!({"name": name, "regex": m.regex.clone().unwrap_or_default()})
+        regex_match(name, m.regex.clone().unwrap_or_default())
+    }
+}
+
+fn regex_match(name: &str, regex: String) -> ValueMatch<'_> {
+    ValueMatch {
+        name,
+        regex: Some(regex),
+        ..ValueMatch::default()
     }
 }
 
@@ -182,52 +225,47 @@ fn string_match(name: &str, m: &StringMatch) -> Value {
 /// of a path prefix it covers: Consul's `pathPrefix` is Envoy's plain
 /// string prefix, so a segment-wise prefix becomes `pathExact` and a
 /// `pathPrefix` ending in `/` (`segment_prefix`).
-fn http_match(m: &Match) -> Vec<(Value, Option<PathBlock>)> {
-    let mut http = Map::new();
-    if let Some(method) = &m.method {
-        http.insert("methods".into(), json!([method]));
-    }
-    let mut headers: Vec<Value> = m.headers.iter().map(|(k, v)| string_match(k, v)).collect();
-    headers.extend(
+fn http_match(m: &Match) -> Vec<(HttpMatch<'_>, Option<PathBlock>)> {
+    let mut header: Vec<ValueMatch> = m.headers.iter().map(|(k, v)| string_match(k, v)).collect();
+    header.extend(
         m.cookies
             .iter()
-            .map(|(k, v)| json!({"name": "cookie", "regex": cookie_regex(k, v)})),
+            .map(|(k, v)| regex_match("cookie", cookie_regex(k, v))),
     );
-    if !headers.is_empty() {
-        http.insert("header".into(), headers.into());
-    }
-    if !m.query_params.is_empty() {
-        let q: Vec<Value> = m
-            .query_params
-            .iter()
-            .map(|(k, v)| match &v.prefix {
-                // Consul matches query parameters exactly or by regex.
-                Some(p) => json!({"name": k, "regex": format!("^{}.*", regex_escape(p))}),
-                None => string_match(k, v),
-            })
-            .collect();
-        http.insert("queryParam".into(), q.into());
-    }
+    let query_param = m
+        .query_params
+        .iter()
+        .map(|(k, v)| match &v.prefix {
+            // Consul matches query parameters exactly or by regex.
+            Some(p) => regex_match(k, format!("^{}.*", regex_escape(p))),
+            None => string_match(k, v),
+        })
+        .collect();
+    let mut http = HttpMatch {
+        header,
+        methods: m.method.as_deref().into_iter().collect(),
+        query_param,
+        ..HttpMatch::default()
+    };
     let Some(p) = &m.path else {
-        return vec![(json!({ "http": http }), None)];
+        return vec![(http, None)];
     };
     let Some(prefix) = &p.prefix else {
-        let (k, v) = match &p.exact {
-            Some(v) => ("pathExact", v.clone()),
-            None => ("pathRegex", p.regex.clone().unwrap_or_default()),
-        };
-        http.insert(k.into(), v.into());
-        return vec![(json!({ "http": http }), None)];
+        match &p.exact {
+            Some(v) => http.path_exact = Some(v.clone()),
+            None => http.path_regex = Some(p.regex.clone().unwrap_or_default()),
+        }
+        return vec![(http, None)];
     };
     segment_prefix(prefix)
         .into_iter()
         .map(|block| {
             let mut http = http.clone();
             match &block {
-                PathBlock::Whole(p) => http.insert("pathExact".into(), p.clone().into()),
-                PathBlock::Below(p) => http.insert("pathPrefix".into(), p.clone().into()),
-            };
-            (json!({ "http": http }), Some(block))
+                PathBlock::Whole(p) => http.path_exact = Some(p.clone()),
+                PathBlock::Below(p) => http.path_prefix = Some(p.clone()),
+            }
+            (http, Some(block))
         })
         .collect()
 }
@@ -253,48 +291,40 @@ fn other_service<'a>(ir: &Ir, o: &'a OtherService) -> To<'a> {
     )
 }
 
-fn destination(
+fn destination<'a>(
     s: &Service,
     r: &Route,
-    to: &To<'_>,
+    to: &To<'a>,
     block: Option<&PathBlock>,
     report: &mut impl FnMut(String),
-) -> Value {
-    let mut d = Map::new();
-    match to {
+) -> Destination<'a> {
+    let mut d = Destination::default();
+    match *to {
         To::Splitter => {}
-        To::Subset(v) => {
-            d.insert("serviceSubset".into(), (*v).into());
-        }
+        To::Subset(v) => d.service_subset = Some(v),
         To::Service(name, ns) => {
-            d.insert("service".into(), (*name).into());
-            if let Some(ns) = ns {
-                d.insert("namespace".into(), (*ns).into());
-            }
+            d.service = Some(name);
+            d.namespace = ns;
         }
     }
-    if let Some(t) = r.timeout.or(s.timeout) {
-        d.insert("requestTimeout".into(), gateway_duration(t).into());
-    }
+    d.request_timeout = r.timeout.or(s.timeout).map(gateway_duration);
     if let Some(rt) = &s.retries {
-        d.insert("numRetries".into(), rt.attempts.into());
+        d.num_retries = Some(rt.attempts);
         // Consul retries only on the conditions it is given (its
         // service-router reference): none would mean no retries at all,
         // so no conditions in the intent are Envoy's usual `5xx` and
         // `connect-failure`.
-        let on: Vec<&str> = if rt.retry_on.is_empty() {
+        d.retry_on = Some(if rt.retry_on.is_empty() {
             vec!["5xx", "connect-failure"]
         } else {
             rt.retry_on.iter().map(|o| retry_on(*o)).collect()
-        };
-        d.insert("retryOn".into(), on.into());
+        });
     }
     if let Some(rw) = &r.rewrite {
         if let Some(p) = &rw.path_prefix {
             // Envoy replaces the matched string: `/api/` below a
             // segment-wise prefix, the whole path on an exact match.
-            let to = block.map_or_else(|| p.clone(), |b| b.rewrite(p));
-            d.insert("prefixRewrite".into(), to.into());
+            d.prefix_rewrite = Some(block.map_or_else(|| p.clone(), |b| b.rewrite(p)));
         }
         if rw.host.is_some() {
             report(format!(
@@ -303,7 +333,7 @@ fn destination(
             ));
         }
     }
-    Value::Object(d)
+    d
 }
 
 pub(super) fn router(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> Option<MeshObject> {
@@ -336,33 +366,47 @@ pub(super) fn router(ir: &Ir, s: &Service, report: &mut impl FnMut(String)) -> O
         // `prefixRewrite` without a path match).
         let root = PathBlock::Below("/".into());
         if r.matches.is_empty() {
-            let dest = destination(s, r, &subset, Some(&root), report);
-            routes.push(json!({"match": {"http": {"pathPrefix": "/"}}, "destination": dest}));
+            routes.push(ConsulRoute {
+                destination: destination(s, r, &subset, Some(&root), report),
+                route_match: any_path(),
+            });
         }
         for m in &r.matches {
-            for (mut matched, block) in http_match(m) {
+            for (mut http, block) in http_match(m) {
                 let rewrites = r
                     .rewrite
                     .as_ref()
                     .is_some_and(|rw| rw.path_prefix.is_some());
                 let block = match block {
                     None if rewrites && m.path.is_none() => {
-                        matched["http"]["pathPrefix"] = "/".into();
+                        http.path_prefix = Some("/".into());
                         Some(root.clone())
                     }
                     b => b,
                 };
-                let dest = destination(s, r, &subset, block.as_ref(), report);
-                routes.push(json!({"match": matched, "destination": dest}));
+                routes.push(ConsulRoute {
+                    destination: destination(s, r, &subset, block.as_ref(), report),
+                    route_match: RouteMatch { http },
+                });
             }
         }
     }
     if default.timeout.or(s.timeout).is_some() || s.retries.is_some() {
         // On to the splitter (no subset), with the service's settings.
-        routes.push(json!({
-            "match": {"http": {"pathPrefix": "/"}},
-            "destination": destination(s, default, &To::Splitter, None, report),
-        }));
+        routes.push(ConsulRoute {
+            destination: destination(s, default, &To::Splitter, None, report),
+            route_match: any_path(),
+        });
     }
-    (!routes.is_empty()).then(|| obj("ServiceRouter", s, json!({"routes": routes})))
+    (!routes.is_empty()).then(|| obj("ServiceRouter", s, &ServiceRouterSpec { routes }))
+}
+
+/// A match of every request: the path prefix `/`.
+fn any_path<'a>() -> RouteMatch<'a> {
+    RouteMatch {
+        http: HttpMatch {
+            path_prefix: Some("/".into()),
+            ..HttpMatch::default()
+        },
+    }
 }
