@@ -9,11 +9,13 @@
 //! compile error, not a schema-test failure. [`sorted_keys`] holds each
 //! struct to that order in tests (and `spec_typed` in debug builds).
 //!
-//! Groups typed so far: `cilium.io` ([`cilium_io`]),
+//! Every spec meshplan emits is typed here: `cilium.io` ([`cilium_io`]),
 //! `consul.hashicorp.com` ([`consul_hashicorp_com`]), the core group's
-//! backend Services ([`core_v1`]), the Prometheus Operator's
-//! `monitoring.coreos.com` ([`monitoring_coreos_com`]), Istio's
-//! `networking.istio.io` ([`networking_istio_io`]) and `security.istio.io`
+//! backend Services ([`core_v1`]), Gateway API's routes
+//! (`gateway.networking.k8s.io`, [`gateway_networking_k8s_io`]), the
+//! Prometheus Operator's `monitoring.coreos.com`
+//! ([`monitoring_coreos_com`]), Istio's `networking.istio.io`
+//! ([`networking_istio_io`]) and `security.istio.io`
 //! ([`security_istio_io`]), `networking.k8s.io` ([`networking_k8s_io`]),
 //! `policy.linkerd.io` ([`policy_linkerd_io`]) and SMI's
 //! `split.smi-spec.io` ([`split_smi_spec_io`]).
@@ -21,6 +23,7 @@
 pub(crate) mod cilium_io;
 pub(crate) mod consul_hashicorp_com;
 pub(crate) mod core_v1;
+pub(crate) mod gateway_networking_k8s_io;
 pub(crate) mod monitoring_coreos_com;
 pub(crate) mod networking_istio_io;
 pub(crate) mod networking_k8s_io;

@@ -1,7 +1,9 @@
-//! `policy.linkerd.io`: Linkerd's inbound policy — a `Server` per port,
-//! the `HTTPRoute`s that classify its requests, the `AuthorizationPolicy`s
-//! that admit them, and the authentications they require
-//! (`MeshTLSAuthentication`, `NetworkAuthentication`). Field names and
+//! `policy.linkerd.io`: Linkerd's policy — inbound, a `Server` per port,
+//! the `HTTPRoute`s that classify its requests, the
+//! `AuthorizationPolicy`s that admit them, the authentications they
+//! require (`MeshTLSAuthentication`, `NetworkAuthentication`) and its
+//! rate limit (`HTTPLocalRateLimitPolicy`); outbound, the `HTTPRoute`s
+//! that route a Service's requests between its backends. Field names and
 //! meanings as Linkerd's CRDs (`policy.linkerd.io` v1beta3, v1alpha1)
 //! declare them; fields in the order of their JSON names (see the module
 //! above).
@@ -9,6 +11,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use super::gateway_networking_k8s_io::{HttpRouteRule, RouteSpec};
 
 /// The API group of the objects here.
 pub(crate) const GROUP: &str = "policy.linkerd.io";
@@ -66,39 +70,33 @@ pub(crate) struct Network {
     pub cidr: &'static str,
 }
 
-/// An inbound `HTTPRoute` (v1beta3) classifying a Server's requests.
+/// `HTTPRoute` (v1beta3): Gateway API's route, parented to a Service's
+/// port (outbound: group `core`) or to a Server (inbound, classifying its
+/// requests for the AuthorizationPolicies on the route). Linkerd has
+/// fewer filters (no `URLRewrite` or `RequestMirror`;
+/// `ResponseHeaderModifier` on a backend only), and its rules have no
+/// `retry` (annotations of the route instead).
+pub(crate) type HttpRouteSpec<'a> = RouteSpec<'a, HttpRouteRule>;
+
+/// `HTTPLocalRateLimitPolicy` (v1alpha1): requests per second a Server's
+/// proxy admits in all, beyond which it answers 429.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct HttpRouteSpec<'a> {
-    pub parent_refs: Vec<Ref<'a>>,
-    pub rules: Vec<HttpRouteRule>,
+pub(crate) struct HttpLocalRateLimitPolicySpec<'a> {
+    pub target_ref: Ref<'a>,
+    pub total: Limit,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct HttpRouteRule {
-    pub matches: Vec<HttpRouteMatch>,
-}
-
-/// A request's method and path, each when it is constrained.
-#[derive(Debug, Serialize)]
-pub(crate) struct HttpRouteMatch {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathMatch>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct PathMatch {
-    /// `Exact`, `PathPrefix`, `RegularExpression`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub value: String,
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Limit {
+    pub requests_per_second: u32,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::gateway_networking_k8s_io::{HttpRouteMatch, MatchType, ParentRef, PathMatch};
     use crate::api::sorted_keys;
 
     /// Every struct, every optional field set: serde writes the keys
@@ -130,16 +128,29 @@ mod tests {
                 networks: vec![Network { cidr: "::/0" }],
             }),
             serde_json::to_string(&HttpRouteSpec {
-                parent_refs: vec![r()],
+                parent_refs: vec![ParentRef {
+                    group: GROUP,
+                    kind: "Server",
+                    name: "web-http",
+                    port: None,
+                }],
                 rules: vec![HttpRouteRule {
                     matches: vec![HttpRouteMatch {
                         method: Some("GET".into()),
                         path: Some(PathMatch {
-                            kind: "Exact",
+                            kind: MatchType::Exact,
                             value: "/".into(),
                         }),
+                        ..HttpRouteMatch::default()
                     }],
+                    ..HttpRouteRule::default()
                 }],
+            }),
+            serde_json::to_string(&HttpLocalRateLimitPolicySpec {
+                target_ref: r(),
+                total: Limit {
+                    requests_per_second: 100,
+                },
             }),
         ];
         for t in texts {

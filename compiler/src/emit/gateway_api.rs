@@ -20,14 +20,18 @@
 
 use meshplan_policy_lang::intent::service::{Match, Redirect, RetryOn, StringMatch};
 use meshplan_policy_lang::intent::{Protocol, Target};
-use serde_json::{json, Map, Value};
 
 use super::precedence::first_match;
 use super::{
     backend_name, backend_service_name, backend_services, cookie_regex, gateway_duration,
     l7_routes, regex_escape, EmitError, Emitter, Feature, Support,
 };
-use crate::ir::{Backend, Ir, Port, RouteAction, Service};
+use crate::api::gateway_networking_k8s_io::{
+    BackendRef, Filter, Fraction, GrpcRouteMatch, Header, HeaderModifier, HttpRouteMatch,
+    MatchType, ParentRef, PathMatch, PathModifier, RequestMirror, RequestRedirect, Retry,
+    RouteRule, RouteSpec, Timeouts, UrlRewrite, ValueMatch,
+};
+use crate::ir::{Backend, Ir, Port, Route, RouteAction, Service};
 use crate::object::MeshObject;
 
 const NAME: &str = "gateway-api";
@@ -111,88 +115,90 @@ impl Emitter for GatewayApi {
     }
 }
 
-fn string_match_type(m: &StringMatch, prefix_type: &str) -> (String, String) {
+/// A string match as Gateway API's type and value: a prefix is a
+/// `PathPrefix` on a `path`, elsewhere an anchored regular expression.
+fn string_match_type(m: &StringMatch, path: bool) -> (MatchType, String) {
     if let Some(v) = &m.exact {
-        ("Exact".into(), v.clone())
+        (MatchType::Exact, v.clone())
     } else if let Some(v) = &m.prefix {
-        if prefix_type == "PathPrefix" {
-            ("PathPrefix".into(), v.clone())
+        if path {
+            (MatchType::PathPrefix, v.clone())
         } else {
             (
-                "RegularExpression".into(),
+                MatchType::RegularExpression,
                 format!("^{}.*", regex_escape(v)),
             )
         }
     } else {
         (
-            "RegularExpression".into(),
+            MatchType::RegularExpression,
             m.regex.clone().unwrap_or_default(),
         )
     }
 }
 
-pub(crate) fn http_match(m: &Match, grpc: bool) -> Value {
-    let mut v = Map::new();
-    let mut headers = Vec::new();
-    for (k, sm) in &m.headers {
-        let (t, val) = string_match_type(sm, "");
-        headers.push(json!({"type": t, "name": k, "value": val}));
+fn value_match(name: &str, m: &StringMatch) -> ValueMatch {
+    let (kind, value) = string_match_type(m, false);
+    ValueMatch {
+        name: name.to_owned(),
+        kind,
+        value,
     }
-    for (name, sm) in &m.cookies {
-        headers.push(
-            json!({"type": "RegularExpression", "name": "cookie", "value": cookie_regex(name, sm)}),
-        );
-    }
-    if !headers.is_empty() {
-        v.insert("headers".into(), headers.into());
-    }
-    if grpc {
-        return Value::Object(v);
-    }
-    if let Some(p) = &m.path {
-        let (t, val) = string_match_type(p, "PathPrefix");
-        v.insert("path".into(), json!({"type": t, "value": val}));
-    }
-    if let Some(method) = &m.method {
-        v.insert("method".into(), method.to_ascii_uppercase().into());
-    }
-    if !m.query_params.is_empty() {
-        let q: Vec<Value> = m
+}
+
+/// The headers `m` matches, its cookies as regular expressions over the
+/// `cookie` header.
+fn header_matches(m: &Match) -> Vec<ValueMatch> {
+    let mut headers: Vec<ValueMatch> = m.headers.iter().map(|(k, sm)| value_match(k, sm)).collect();
+    headers.extend(m.cookies.iter().map(|(name, sm)| ValueMatch {
+        name: "cookie".into(),
+        kind: MatchType::RegularExpression,
+        value: cookie_regex(name, sm),
+    }));
+    headers
+}
+
+pub(crate) fn http_match(m: &Match) -> HttpRouteMatch {
+    HttpRouteMatch {
+        headers: header_matches(m),
+        method: m.method.as_ref().map(|x| x.to_ascii_uppercase()),
+        path: m.path.as_ref().map(|p| {
+            let (kind, value) = string_match_type(p, true);
+            PathMatch { kind, value }
+        }),
+        query_params: m
             .query_params
             .iter()
-            .map(|(k, sm)| {
-                let (t, val) = string_match_type(sm, "");
-                json!({"type": t, "name": k, "value": val})
-            })
-            .collect();
-        v.insert("queryParams".into(), q.into());
+            .map(|(k, sm)| value_match(k, sm))
+            .collect(),
     }
-    Value::Object(v)
+}
+
+/// A gRPC call's match: its headers (a GRPCRoute matches no path, HTTP
+/// method or query parameter).
+fn grpc_match(m: &Match) -> GrpcRouteMatch {
+    GrpcRouteMatch {
+        headers: header_matches(m),
+        method: None,
+    }
 }
 
 /// A `RequestRedirect` filter (Gateway API's shape, which Linkerd's
 /// HTTPRoute shares).
-pub(crate) fn request_redirect(rd: &Redirect) -> Value {
-    let mut v = Map::new();
-    if let Some(p) = &rd.path {
-        v.insert(
-            "path".into(),
-            json!({"type": "ReplaceFullPath", "replaceFullPath": p}),
-        );
-    }
-    if let Some(h) = &rd.host {
-        v.insert("hostname".into(), h.clone().into());
-    }
-    v.insert("statusCode".into(), rd.code.unwrap_or(302).into());
-    json!({"type": "RequestRedirect", "requestRedirect": v})
+pub(crate) fn request_redirect(rd: &Redirect) -> Filter {
+    Filter::RequestRedirect(RequestRedirect {
+        hostname: rd.host.clone(),
+        path: rd.path.clone().map(PathModifier::ReplaceFullPath),
+        status_code: rd.code.unwrap_or(302),
+    })
 }
 
 /// A rule's `backendRefs`: the per-version backend Services of the
 /// service, or of another service (on the port its route chose; its own
 /// Service when it has no versions).
-pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Value {
+pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Vec<BackendRef> {
     if backends.is_empty() {
-        return json!([{"name": s.host, "port": port.port}]);
+        return vec![BackendRef::service(s.host.clone(), port.port)];
     }
     backends
         .iter()
@@ -202,24 +208,35 @@ pub(crate) fn backend_refs(s: &Service, backends: &[Backend], port: &Port) -> Va
                 Some(o) => (backend_name(&o.host, &b.version), o.port),
                 None => (backend_service_name(s, &b.version), port.port),
             };
-            let mut r = json!({"name": name, "port": port, "weight": b.weight});
-            // A sticky canary's cookie, on this backend's responses only
-            // (`HTTPBackendRef.filters`: "executed if and only if the
-            // request is being forwarded to the backend defined here").
-            if let Some(c) = &b.set_cookie {
-                r["filters"] = json!([{
-                    "type": "ResponseHeaderModifier",
-                    "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": c}]},
-                }]);
+            BackendRef {
+                // A sticky canary's cookie, on this backend's responses
+                // only (`HTTPBackendRef.filters`: "executed if and only if
+                // the request is being forwarded to the backend defined
+                // here").
+                filters: b
+                    .set_cookie
+                    .iter()
+                    .map(|c| {
+                        Filter::ResponseHeaderModifier(HeaderModifier {
+                            add: vec![Header {
+                                name: "Set-Cookie",
+                                value: c.clone(),
+                            }],
+                        })
+                    })
+                    .collect(),
+                name,
+                // Named for a ReferenceGrant the user keeps (reported).
+                namespace: b
+                    .service
+                    .as_deref()
+                    .filter(|o| o.namespace != s.namespace)
+                    .map(|o| o.namespace.clone()),
+                port,
+                weight: Some(b.weight),
             }
-            // Named for a ReferenceGrant the user keeps (reported).
-            if let Some(o) = b.service.as_deref().filter(|o| o.namespace != s.namespace) {
-                r["namespace"] = o.namespace.clone().into();
-            }
-            r
         })
-        .collect::<Vec<_>>()
-        .into()
+        .collect()
 }
 
 /// Reports a route to a Service of another namespace: Gateway API admits
@@ -291,21 +308,21 @@ fn retry_codes(on: &[RetryOn]) -> (Vec<u32>, Vec<&'static str>) {
 /// `rule` with `matches`, as several consecutive rules of at most `max`
 /// matches each (the schema's limit; consecutive rules with one action
 /// mean one rule).
-pub(crate) fn push_rule(
-    rules: &mut Vec<Value>,
-    rule: Map<String, Value>,
-    matches: Vec<Value>,
+pub(crate) fn push_rule<M: Clone>(
+    rules: &mut Vec<RouteRule<M>>,
+    rule: RouteRule<M>,
+    matches: Vec<M>,
     max: usize,
 ) {
     if matches.is_empty() {
-        rules.push(Value::Object(rule));
+        rules.push(rule);
         return;
     }
     for chunk in matches.chunks(max) {
-        let mut r = Map::new();
-        r.insert("matches".into(), chunk.to_vec().into());
-        r.extend(rule.clone());
-        rules.push(Value::Object(r));
+        rules.push(RouteRule {
+            matches: chunk.to_vec(),
+            ..rule.clone()
+        });
     }
 }
 
@@ -346,137 +363,202 @@ pub(crate) fn ordered_matches(
     }
 }
 
+/// The HTTPRoute of an http/http2 port, or the GRPCRoute of a grpc port.
 fn route(ir: &Ir, s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> MeshObject {
-    let grpc = port.protocol == Protocol::Grpc;
-    let mut rules = Vec::new();
     let ordered = ordered_matches(NAME, s, MAX_MATCHES, MAX_RULES, errors);
-    for (r, items) in s.routes.iter().zip(&ordered) {
-        let mut rule = Map::new();
-        let ms: Vec<Value> = items.iter().map(|m| http_match(m, grpc)).collect();
-        let mut filters = Vec::new();
-        match &r.action {
-            RouteAction::Redirect(rd) => {
-                if grpc {
-                    errors.push(EmitError::new(
-                        NAME,
-                        &s.origin,
-                        format!("route `{}`: a gRPC route cannot redirect", r.name),
-                    ));
-                    continue;
-                }
-                filters.push(request_redirect(rd));
-            }
-            RouteAction::Forward(backends) => {
-                if let Some(rw) = &r.rewrite {
-                    let mut v = Map::new();
-                    if let Some(h) = &rw.host {
-                        v.insert("hostname".into(), h.clone().into());
-                    }
-                    if let Some(p) = &rw.path_prefix {
-                        // ReplacePrefixMatch needs every match to be a path prefix.
-                        let prefixed = !r.matches.is_empty()
-                            && r.matches
-                                .iter()
-                                .all(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_some()));
-                        if prefixed && !grpc {
-                            v.insert(
-                                "path".into(),
-                                json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": p}),
-                            );
-                        } else {
-                            errors.push(EmitError::new(
-                                NAME,
-                                &s.origin,
-                                format!("route `{}`: Gateway API rewrites a path prefix only when every match is a path prefix", r.name),
-                            ));
-                        }
-                    }
-                    if !v.is_empty() && !grpc {
-                        filters.push(json!({"type": "URLRewrite", "urlRewrite": v}));
-                    }
-                }
-                if let Some(m) = r.mirror.as_ref().filter(|m| {
-                    !backends
-                        .iter()
-                        .any(|b| b.is_own(&m.version) && b.weight > 0)
-                }) {
-                    let mut mirror = json!({"backendRef": {"name": backend_service_name(s, &m.version), "port": port.port}});
-                    if m.percentage.fract() == 0.0 {
-                        mirror["percent"] = (m.percentage as u32).into();
-                    } else {
-                        mirror["fraction"] = json!({"numerator": (m.percentage * 1000.0).round() as u32, "denominator": 100_000});
-                    }
-                    filters.push(json!({"type": "RequestMirror", "requestMirror": mirror}));
-                }
-                rule.insert("backendRefs".into(), backend_refs(s, backends, port));
-                if !grpc {
-                    let mut timeouts = Map::new();
-                    if let Some(t) = r.timeout.or(s.timeout) {
-                        timeouts.insert("request".into(), gateway_duration(t).into());
-                    }
-                    if let Some(t) = s.retries.as_ref().and_then(|r| r.per_try_timeout) {
-                        timeouts.insert("backendRequest".into(), gateway_duration(t).into());
-                    }
-                    if !timeouts.is_empty() {
-                        rule.insert("timeouts".into(), Value::Object(timeouts));
-                    }
-                    if let Some(rt) = &s.retries {
-                        if ir.gateway_api_experimental {
-                            let mut v = Map::new();
-                            v.insert("attempts".into(), rt.attempts.into());
-                            let (codes, unsupported) = retry_codes(&rt.retry_on);
-                            if !codes.is_empty() {
-                                v.insert("codes".into(), codes.into());
-                            }
-                            if !unsupported.is_empty() {
-                                errors.push(
-                                    EmitError::new(
-                                        NAME,
-                                        &s.origin,
-                                        format!(
-                                            "service `{}`: Gateway API's HTTPRoute retries on the status codes it lists, and implementations need only honour 500, 502, 503 and 504: not on {}",
-                                            s.key(),
-                                            unsupported.join(", ")
-                                        ),
-                                    )
-                                    .of(Feature::Retries),
-                                );
-                            }
-                            rule.insert("retry".into(), Value::Object(v));
-                        } else {
-                            errors.push(EmitError::new(
-                                NAME,
-                                &s.origin,
-                                format!("service `{}`: HTTPRoute retries need the experimental Gateway API channel (meshplan.yaml `gatewayApi.channel: experimental`)", s.key()),
-                            ));
-                        }
-                    }
-                } else if r.timeout.or(s.timeout).is_some() || s.retries.is_some() {
-                    errors.push(EmitError::new(
-                        NAME,
-                        &s.origin,
-                        format!(
-                            "service `{}`: GRPCRoute has no timeouts or retries",
-                            s.key()
-                        ),
-                    ));
-                }
-            }
+    let parent_refs = vec![ParentRef {
+        group: "",
+        kind: "Service",
+        name: &s.host,
+        port: Some(port.port),
+    }];
+    let b = |kind| MeshObject::builder(NAME, API, kind, &s.namespace, name, &s.origin);
+    if port.protocol == Protocol::Grpc {
+        let rules = rules(ir, s, port, &ordered, grpc_match, errors);
+        b("GRPCRoute").spec_typed(&RouteSpec { parent_refs, rules })
+    } else {
+        let rules = rules(ir, s, port, &ordered, http_match, errors);
+        b("HTTPRoute").spec_typed(&RouteSpec { parent_refs, rules })
+    }
+    .build()
+}
+
+/// The rules of `s`'s routes on `port`, each with its `ordered` matches.
+fn rules<M: Clone>(
+    ir: &Ir,
+    s: &Service,
+    port: &Port,
+    ordered: &[Vec<Match>],
+    to_match: fn(&Match) -> M,
+    errors: &mut Vec<EmitError>,
+) -> Vec<RouteRule<M>> {
+    let mut rules = Vec::new();
+    for (r, items) in s.routes.iter().zip(ordered) {
+        if let Some(rule) = rule(ir, s, port, r, errors) {
+            push_rule(
+                &mut rules,
+                rule,
+                items.iter().map(to_match).collect(),
+                MAX_MATCHES,
+            );
         }
-        if !filters.is_empty() {
-            rule.insert("filters".into(), filters.into());
-        }
-        push_rule(&mut rules, rule, ms, MAX_MATCHES);
     }
     check_rule_count(NAME, s, rules.len(), MAX_RULES, errors);
-    let kind = if grpc { "GRPCRoute" } else { "HTTPRoute" };
-    let spec = json!({
-        "parentRefs": [{"group": "", "kind": "Service", "name": s.host, "port": port.port}],
-        "rules": rules,
-    });
-    MeshObject::builder(NAME, API, kind, &s.namespace, name, &s.origin)
-        .spec(spec)
-        .build()
+    rules
+}
+
+/// Route `r`'s rule, without its matches; `None` when a GRPCRoute cannot
+/// hold it (a redirect).
+fn rule<M>(
+    ir: &Ir,
+    s: &Service,
+    port: &Port,
+    r: &Route,
+    errors: &mut Vec<EmitError>,
+) -> Option<RouteRule<M>> {
+    let grpc = port.protocol == Protocol::Grpc;
+    let backends = match &r.action {
+        RouteAction::Redirect(_) if grpc => {
+            errors.push(EmitError::new(
+                NAME,
+                &s.origin,
+                format!("route `{}`: a gRPC route cannot redirect", r.name),
+            ));
+            return None;
+        }
+        RouteAction::Redirect(rd) => {
+            return Some(RouteRule {
+                filters: vec![request_redirect(rd)],
+                ..RouteRule::default()
+            });
+        }
+        RouteAction::Forward(backends) => backends,
+    };
+    let mut rule = RouteRule {
+        backend_refs: backend_refs(s, backends, port),
+        filters: url_rewrite(s, r, grpc, errors)
+            .into_iter()
+            .chain(request_mirror(s, r, backends, port))
+            .collect(),
+        ..RouteRule::default()
+    };
+    if !grpc {
+        rule.timeouts = timeouts(s, r);
+        rule.retry = retry(ir, s, errors);
+    } else if r.timeout.or(s.timeout).is_some() || s.retries.is_some() {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!(
+                "service `{}`: GRPCRoute has no timeouts or retries",
+                s.key()
+            ),
+        ));
+    }
+    Some(rule)
+}
+
+/// Route `r`'s `URLRewrite` filter, if it rewrites anything Gateway API
+/// can: `ReplacePrefixMatch` replaces what a `PathPrefix` match matched,
+/// so a path prefix is rewritten only when every match is one; a
+/// GRPCRoute rewrites nothing.
+fn url_rewrite(s: &Service, r: &Route, grpc: bool, errors: &mut Vec<EmitError>) -> Option<Filter> {
+    let rw = r.rewrite.as_ref()?;
+    let mut path = None;
+    if let Some(p) = &rw.path_prefix {
+        let prefixed = !r.matches.is_empty()
+            && r.matches
+                .iter()
+                .all(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_some()));
+        if prefixed && !grpc {
+            path = Some(PathModifier::ReplacePrefixMatch(p.clone()));
+        } else {
+            errors.push(EmitError::new(
+                NAME,
+                &s.origin,
+                format!("route `{}`: Gateway API rewrites a path prefix only when every match is a path prefix", r.name),
+            ));
+        }
+    }
+    if grpc || (rw.host.is_none() && path.is_none()) {
+        return None;
+    }
+    Some(Filter::UrlRewrite(UrlRewrite {
+        hostname: rw.host.clone(),
+        path,
+    }))
+}
+
+/// Route `r`'s `RequestMirror` filter, unless the mirror's version is
+/// already one of the route's backends: a whole percentage as `percent`,
+/// else as a `fraction` (thousandths of a percent).
+fn request_mirror(s: &Service, r: &Route, backends: &[Backend], port: &Port) -> Option<Filter> {
+    let m = r.mirror.as_ref().filter(|m| {
+        !backends
+            .iter()
+            .any(|b| b.is_own(&m.version) && b.weight > 0)
+    })?;
+    let (percent, fraction) = if m.percentage.fract() == 0.0 {
+        (Some(m.percentage as u32), None)
+    } else {
+        let fraction = Fraction {
+            denominator: 100_000,
+            numerator: (m.percentage * 1000.0).round() as u32,
+        };
+        (None, Some(fraction))
+    };
+    Some(Filter::RequestMirror(RequestMirror {
+        backend_ref: BackendRef::service(backend_service_name(s, &m.version), port.port),
+        fraction,
+        percent,
+    }))
+}
+
+/// The request's timeout (the route's, else the service's) and each
+/// try's, when either is set.
+fn timeouts(s: &Service, r: &Route) -> Option<Timeouts> {
+    let t = Timeouts {
+        backend_request: s
+            .retries
+            .as_ref()
+            .and_then(|r| r.per_try_timeout)
+            .map(gateway_duration),
+        request: r.timeout.or(s.timeout).map(gateway_duration),
+    };
+    (t.backend_request.is_some() || t.request.is_some()).then_some(t)
+}
+
+/// The service's retries, with the experimental channel (`retry` is not
+/// in the standard one); what it cannot retry on is reported.
+fn retry(ir: &Ir, s: &Service, errors: &mut Vec<EmitError>) -> Option<Retry> {
+    let rt = s.retries.as_ref()?;
+    if !ir.gateway_api_experimental {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!("service `{}`: HTTPRoute retries need the experimental Gateway API channel (meshplan.yaml `gatewayApi.channel: experimental`)", s.key()),
+        ));
+        return None;
+    }
+    let (codes, unsupported) = retry_codes(&rt.retry_on);
+    if !unsupported.is_empty() {
+        errors.push(
+            EmitError::new(
+                NAME,
+                &s.origin,
+                format!(
+                    "service `{}`: Gateway API's HTTPRoute retries on the status codes it lists, and implementations need only honour 500, 502, 503 and 504: not on {}",
+                    s.key(),
+                    unsupported.join(", ")
+                ),
+            )
+            .of(Feature::Retries),
+        );
+    }
+    Some(Retry {
+        attempts: rt.attempts,
+        codes,
+    })
 }
 
 #[cfg(test)]
@@ -499,12 +581,12 @@ mod tests {
             ..StringMatch::default()
         };
         assert_eq!(
-            string_match_type(&m, ""),
-            ("RegularExpression".into(), "^v1\\..*".into())
+            string_match_type(&m, false),
+            (MatchType::RegularExpression, "^v1\\..*".into())
         );
         assert_eq!(
-            string_match_type(&m, "PathPrefix"),
-            ("PathPrefix".into(), "v1.".into())
+            string_match_type(&m, true),
+            (MatchType::PathPrefix, "v1.".into())
         );
     }
 }

@@ -25,7 +25,6 @@
 
 use meshplan_policy_lang::intent::service::{MtlsMode, RetryOn};
 use meshplan_policy_lang::intent::{Protocol, Target};
-use serde_json::{json, Map, Value};
 
 use super::gateway_api::{
     backend_refs, check_rule_count, http_match, ordered_matches, push_rule, request_redirect,
@@ -34,7 +33,10 @@ use super::{
     backend_services, gateway_duration, l7_routes, prometheus, whole_per_second, EmitError,
     Emitter, Feature, Support,
 };
-use crate::api::policy_linkerd_io::{LabelSelector, ServerSpec};
+use crate::api::gateway_networking_k8s_io::{HttpRouteRule, ParentRef, Timeouts};
+use crate::api::policy_linkerd_io::{
+    HttpLocalRateLimitPolicySpec, HttpRouteSpec, LabelSelector, Limit, Ref, ServerSpec, GROUP,
+};
 use crate::ir::{Ir, Peer, Port, RouteAction, Service};
 use crate::object::MeshObject;
 
@@ -190,30 +192,41 @@ fn route(s: &Service, port: &Port, name: &str, errors: &mut Vec<EmitError>) -> M
     let mut rules = Vec::new();
     let ordered = ordered_matches(NAME, s, MAX_MATCHES, MAX_RULES, errors);
     for (r, items) in s.routes.iter().zip(&ordered) {
-        let mut rule = Map::new();
-        let ms: Vec<Value> = items.iter().map(|m| http_match(m, false)).collect();
-        match &r.action {
-            RouteAction::Redirect(rd) => {
-                rule.insert("filters".into(), json!([request_redirect(rd)]));
-            }
-            RouteAction::Forward(backends) => {
-                rule.insert("backendRefs".into(), backend_refs(s, backends, port));
-                if let Some(t) = r.timeout.or(s.timeout) {
-                    rule.insert("timeouts".into(), json!({"request": gateway_duration(t)}));
-                }
-            }
-        }
-        push_rule(&mut rules, rule, ms, MAX_MATCHES);
+        let rule = match &r.action {
+            RouteAction::Redirect(rd) => HttpRouteRule {
+                filters: vec![request_redirect(rd)],
+                ..HttpRouteRule::default()
+            },
+            RouteAction::Forward(backends) => HttpRouteRule {
+                backend_refs: backend_refs(s, backends, port),
+                timeouts: r.timeout.or(s.timeout).map(|t| Timeouts {
+                    request: Some(gateway_duration(t)),
+                    ..Timeouts::default()
+                }),
+                ..HttpRouteRule::default()
+            },
+        };
+        push_rule(
+            &mut rules,
+            rule,
+            items.iter().map(http_match).collect(),
+            MAX_MATCHES,
+        );
     }
     check_rule_count(NAME, s, rules.len(), MAX_RULES, errors);
     let mut b = MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin);
     for (k, v) in retry_annotations(s, port, errors) {
         b = b.annotation(k, &v);
     }
-    b.spec(json!({
-        "parentRefs": [{"group": "core", "kind": "Service", "name": s.host, "port": port.port}],
-        "rules": rules,
-    }))
+    b.spec_typed(&HttpRouteSpec {
+        parent_refs: vec![ParentRef {
+            group: "core",
+            kind: "Service",
+            name: &s.host,
+            port: Some(port.port),
+        }],
+        rules,
+    })
     .build()
 }
 
@@ -339,13 +352,28 @@ fn rate_limit(s: &Service, out: &mut Vec<MeshObject>, errors: &mut Vec<EmitError
         if !has_servers(s) {
             out.push(server(s, p, "all-unauthenticated"));
         }
+        let server = server_name(s, p);
+        let spec = HttpLocalRateLimitPolicySpec {
+            target_ref: Ref {
+                group: GROUP,
+                kind: "Server",
+                name: &server,
+            },
+            total: Limit {
+                requests_per_second: rps,
+            },
+        };
         out.push(
-            MeshObject::builder(NAME, POLICY_ALPHA, "HTTPLocalRateLimitPolicy", &s.namespace, &format!("{}-{}-ratelimit", s.name, p.name), &s.origin)
-                .spec(json!({
-                    "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)},
-                    "total": {"requestsPerSecond": rps},
-                }))
-                .build(),
+            MeshObject::builder(
+                NAME,
+                POLICY_ALPHA,
+                "HTTPLocalRateLimitPolicy",
+                &s.namespace,
+                &format!("{}-{}-ratelimit", s.name, p.name),
+                &s.origin,
+            )
+            .spec_typed(&spec)
+            .build(),
         );
     }
 }

@@ -34,17 +34,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use meshplan_policy_lang::intent::service::MtlsMode;
 use meshplan_policy_lang::intent::Protocol;
-use serde_json::{json, Value};
 
 use super::{identity, server, server_name, MAX_MATCHES, NAME, POLICY, POLICY_ALPHA};
+use crate::api::gateway_networking_k8s_io::{
+    self as gateway, GrpcMethodMatch, GrpcRouteMatch, GrpcRouteRule, HttpRouteMatch, HttpRouteRule,
+    MatchType, ParentRef, PathMatch, RouteSpec,
+};
 use crate::api::policy_linkerd_io::{
-    AuthorizationPolicySpec, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
-    MeshTlsAuthenticationSpec, Network, NetworkAuthenticationSpec, PathMatch, Ref, GROUP,
+    AuthorizationPolicySpec, HttpRouteSpec, MeshTlsAuthenticationSpec, Network,
+    NetworkAuthenticationSpec, Ref, GROUP,
 };
 use crate::emit::{regex_escape, EmitError, Feature};
 use crate::ir::{AllowRule, Ir, Peer, Port, Service};
 use crate::object::{MeshObject, ObjectBuilder};
 
+/// The Gateway API version of the inbound GRPCRoute, which Linkerd reads.
+const GATEWAY: &str = "gateway.networking.k8s.io/v1";
 /// Cells per port beyond which the rules are reported, not rendered.
 const MAX_CELLS: usize = 64;
 
@@ -364,7 +369,7 @@ fn policy_ref<'a>(kind: &'a str, name: &'a str) -> Ref<'a> {
 /// A reference to a Gateway API GRPCRoute.
 fn grpc_route_ref(name: &str) -> Ref<'_> {
     Ref {
-        group: "gateway.networking.k8s.io",
+        group: gateway::GROUP,
         kind: "GRPCRoute",
         name,
     }
@@ -380,25 +385,29 @@ fn http_route(s: &Service, p: &Port, name: &str, items: &[Item]) -> MeshObject {
             method: it.method.clone(),
             path: it.path.as_ref().map(|p| match p {
                 PathPattern::Exact(e) => PathMatch {
-                    kind: "Exact",
+                    kind: MatchType::Exact,
                     value: e.clone(),
                 },
                 PathPattern::Glob(g) => PathMatch {
-                    kind: "RegularExpression",
+                    kind: MatchType::RegularExpression,
                     value: format!("{}.*", regex_escape(g)),
                 },
             }),
+            ..HttpRouteMatch::default()
         })
         .collect();
     let mut rules = Vec::with_capacity(matches.len().div_ceil(MAX_MATCHES));
     while !matches.is_empty() {
         let rest = matches.split_off(matches.len().min(MAX_MATCHES));
-        rules.push(HttpRouteRule { matches });
+        rules.push(HttpRouteRule {
+            matches,
+            ..HttpRouteRule::default()
+        });
         matches = rest;
     }
     let server = server_name(s, p);
     let spec = HttpRouteSpec {
-        parent_refs: vec![policy_ref("Server", &server)],
+        parent_refs: vec![server_parent(&server)],
         rules,
     };
     MeshObject::builder(NAME, POLICY, "HTTPRoute", &s.namespace, name, &s.origin)
@@ -434,12 +443,12 @@ fn grpc_route(
                 .strip_prefix('/')
                 .and_then(|rest| rest.strip_suffix('/'))
                 .filter(|svc| !svc.is_empty() && !svc.contains(['/', '*']))
-                .map(|svc| json!({"method": {"type": "Exact", "service": svc}})),
+                .map(|svc| grpc_call(svc, None)),
             Some(PathPattern::Exact(e)) => e
                 .strip_prefix('/')
                 .and_then(|rest| rest.split_once('/'))
                 .filter(|(svc, m)| !svc.is_empty() && !m.is_empty() && !m.contains('/'))
-                .map(|(svc, m)| json!({"method": {"type": "Exact", "service": svc, "method": m}})),
+                .map(|(svc, m)| grpc_call(svc, Some(m))),
         };
         match call {
             Some(c) => matches.push(c),
@@ -449,24 +458,53 @@ fn grpc_route(
             ),
         }
     }
-    let rules: Vec<Value> = if any {
-        vec![json!({})]
+    let rules: Vec<GrpcRouteRule> = if any {
+        vec![GrpcRouteRule::default()]
     } else if matches.is_empty() {
         return None;
     } else {
         matches
             .chunks(MAX_MATCHES)
-            .map(|c| json!({ "matches": c }))
+            .map(|c| GrpcRouteRule {
+                matches: c.to_vec(),
+                ..GrpcRouteRule::default()
+            })
             .collect()
     };
+    let server = server_name(s, p);
+    let spec = RouteSpec {
+        parent_refs: vec![server_parent(&server)],
+        rules,
+    };
     Some(
-        MeshObject::builder(NAME, "gateway.networking.k8s.io/v1", "GRPCRoute", &s.namespace, name, &s.origin)
-            .spec(json!({
-                "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": server_name(s, p)}],
-                "rules": rules,
-            }))
+        MeshObject::builder(NAME, GATEWAY, "GRPCRoute", &s.namespace, name, &s.origin)
+            .spec_typed(&spec)
             .build(),
     )
+}
+
+/// A match of the calls to gRPC service `service`: its `method`, or every
+/// one.
+fn grpc_call(service: &str, method: Option<&str>) -> GrpcRouteMatch {
+    GrpcRouteMatch {
+        method: Some(GrpcMethodMatch {
+            method: method.map(str::to_owned),
+            service: service.to_owned(),
+            kind: MatchType::Exact,
+        }),
+        ..GrpcRouteMatch::default()
+    }
+}
+
+/// The parent of an inbound route: the Server whose requests it
+/// classifies.
+fn server_parent(server: &str) -> ParentRef<'_> {
+    ParentRef {
+        group: GROUP,
+        kind: "Server",
+        name: server,
+        port: None,
+    }
 }
 
 #[cfg(test)]
