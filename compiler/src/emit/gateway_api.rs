@@ -54,7 +54,7 @@ impl Emitter for GatewayApi {
         match f {
             Feature::TcpSplit => Support::No("TCPRoute is not part of GAMMA"),
             Feature::Rewrite => Support::Partial(
-                "a path-prefix rewrite only when every match of the route is a path prefix",
+                "a path-prefix rewrite only when every match of the route is a path prefix; none on a GRPCRoute: reported",
             ),
             Feature::Timeout => {
                 Support::Partial("GRPCRoute has no timeouts: reported on grpc ports")
@@ -461,16 +461,24 @@ fn rule<M>(
 /// Route `r`'s `URLRewrite` filter, if it rewrites anything Gateway API
 /// can: `ReplacePrefixMatch` replaces what a `PathPrefix` match matched,
 /// so a path prefix is rewritten only when every match is one; a
-/// GRPCRoute rewrites nothing.
+/// GRPCRoute has no `URLRewrite` filter, so it rewrites nothing, and says so.
 fn url_rewrite(s: &Service, r: &Route, grpc: bool, errors: &mut Vec<EmitError>) -> Option<Filter> {
     let rw = r.rewrite.as_ref()?;
+    if grpc {
+        errors.push(EmitError::new(
+            NAME,
+            &s.origin,
+            format!("route `{}`: a GRPCRoute cannot rewrite the host or path (it has no URLRewrite filter)", r.name),
+        ));
+        return None;
+    }
     let mut path = None;
     if let Some(p) = &rw.path_prefix {
         let prefixed = !r.matches.is_empty()
             && r.matches
                 .iter()
                 .all(|m| m.path.as_ref().is_some_and(|p| p.prefix.is_some()));
-        if prefixed && !grpc {
+        if prefixed {
             path = Some(PathModifier::ReplacePrefixMatch(p.clone()));
         } else {
             errors.push(EmitError::new(
@@ -480,7 +488,7 @@ fn url_rewrite(s: &Service, r: &Route, grpc: bool, errors: &mut Vec<EmitError>) 
             ));
         }
     }
-    if grpc || (rw.host.is_none() && path.is_none()) {
+    if rw.host.is_none() && path.is_none() {
         return None;
     }
     Some(Filter::UrlRewrite(UrlRewrite {
@@ -572,6 +580,23 @@ mod tests {
         assert_eq!(missing, ["`5xx` beyond 500, 502, 503 and 504"]);
         // Before: a reset silently retried nothing.
         assert_eq!(retry_codes(&[RetryOn::Reset]), (vec![], vec!["`reset`"]));
+    }
+
+    #[test]
+    fn a_grpc_route_reports_the_rewrite_it_cannot_hold() {
+        // Before: a host-only rewrite on a grpc port was dropped silently.
+        let intent = "apiVersion: meshplan.dev/v1alpha1\nkind: ServiceIntent\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: grpc, port: 9090, protocol: grpc }]\n  versions: [{ name: v1, labels: { app: web, version: v1 } }]\n  routes:\n    - name: other-host\n      match: [{ headers: { x-beta: { exact: \"1\" } } }]\n      destination: { version: v1 }\n      rewrite: { host: web-beta }\n";
+        let ir = crate::testing::ir_of(&[("s.yaml", intent)], &Default::default());
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        GatewayApi.emit(&ir, &mut out, &mut errors);
+        assert!(
+            errors.iter().any(|e| e
+                .message
+                .contains("`other-host`: a GRPCRoute cannot rewrite")),
+            "{errors:?}"
+        );
+        let route = out.iter().find(|o| o.kind == "GRPCRoute").unwrap();
+        assert!(!route.body.json().contains("URLRewrite"));
     }
 
     #[test]
