@@ -667,3 +667,104 @@ async fn a_kind_the_role_does_not_grant_is_refused_with_a_clear_error() {
     })
     .await;
 }
+
+/// Every `(kind, name, resourceVersion)` of the namespace's
+/// VirtualServices and DestinationRules: unchanged, nothing wrote them.
+async fn versions(client: &kube::Client, ns: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (kind, api) in [
+        ("VirtualService", virtual_services(client, ns)),
+        ("DestinationRule", destination_rules(client, ns)),
+    ] {
+        for o in api.list(&ListParams::default()).await.unwrap().items {
+            let m = o.metadata;
+            out.push((kind.into(), m.name.unwrap(), m.resource_version.unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The inventory's ConfigMaps, name → data.
+async fn inventory_maps(
+    client: &kube::Client,
+    inv: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let at: meshplan_reconciler::InventoryName = inv.parse().unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
+    let selector = meshplan_reconciler::inventory::parts::selector(&at);
+    let mut maps: std::collections::BTreeMap<_, _> = cms
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| (c.metadata.name.unwrap(), c.data.unwrap_or_default()))
+        .collect();
+    if let Some(head) = cms.get_opt(&at.name).await.unwrap() {
+        maps.insert(at.name.clone(), head.data.unwrap_or_default());
+    }
+    maps
+}
+
+/// A cluster managed with the one-ConfigMap inventory (layout 1, before
+/// 2026-12) is taken over by layout 2 without a write to any managed
+/// object, and what the old inventory listed is still pruned.
+#[tokio::test]
+async fn a_layout_1_inventory_is_taken_over_without_touching_managed_objects() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    with_temp_ns(&client.clone(), |ns| async move {
+        let repo = Repo::new(&ns)
+            .service("api", 0, "web")
+            .service("old", 0, "web");
+        let inv = inventory();
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+        // Rewritten as layout 1 by meshplan's field manager, as an older
+        // meshplan left it: the head alone, its parts gone.
+        let at: meshplan_reconciler::InventoryName = inv.parse().unwrap();
+        let maps = inventory_maps(&client, &inv).await;
+        assert_eq!(maps[&at.name]["layout"], "2");
+        let read = meshplan_reconciler::Inventory::from_configmaps(&at, &maps).unwrap();
+        assert!(read.objects.iter().any(|o| o.name == "old"), "{read:?}");
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
+        for name in maps.keys().filter(|n| **n != at.name) {
+            cms.delete(name, &Default::default()).await.unwrap();
+        }
+        let old = read.to_layout_1_configmap(&at);
+        cms.patch(
+            &at.name,
+            &PatchParams::apply("meshplan").force(),
+            &Patch::Apply(&old),
+        )
+        .await
+        .unwrap();
+        let maps = inventory_maps(&client, &inv).await;
+        assert_eq!(maps.len(), 1);
+        assert!(!maps[&at.name].contains_key("layout"));
+
+        let before = versions(&client, &ns).await;
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap()], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(
+            versions(&client, &ns).await,
+            before,
+            "a managed object was written"
+        );
+        // Nothing changed, so the inventory was not rewritten either; a
+        // change rewrites it as layout 2.
+        let repo = repo.without("old");
+        let out = meshplan_sa(&["apply", repo.path().to_str().unwrap(), "--prune"], &inv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(names(&virtual_services(&client, &ns)).await, ["api"]);
+        let maps = inventory_maps(&client, &inv).await;
+        assert_eq!(maps[&at.name]["layout"], "2");
+        assert!(!maps[&at.name]["parts"].is_empty());
+        let read = meshplan_reconciler::Inventory::from_configmaps(&at, &maps).unwrap();
+        assert!(read.objects.iter().all(|o| o.name != "old"), "{read:?}");
+        assert!(read.objects.iter().any(|o| o.name == "api"), "{read:?}");
+    })
+    .await;
+}

@@ -38,7 +38,7 @@
 //! - **A dry run** sends every call with `dryRun=All` and writes no
 //!   inventory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -46,12 +46,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PatchParams, Preconditions};
 use kube::core::Resource as _;
 
 use crate::cluster::Cluster;
 use crate::diff::{Action, Change, Plan};
-use crate::inventory::{Inventory, InventoryName, ObjectRef};
+use crate::inventory::{parts, Inventory, InventoryName, ObjectRef, Piece};
 use crate::live::Key;
 use crate::order::PHASES;
 use crate::{Error, FIELD_MANAGER};
@@ -373,6 +373,9 @@ async fn delete_one(
     }
 }
 
+/// Writes the inventory's ConfigMaps whose content changed (by the hash
+/// each records), the head last, then deletes the parts it no longer
+/// names: see [`crate::inventory::parts`].
 async fn write_inventory(
     cluster: &Cluster,
     at: &InventoryName,
@@ -380,16 +383,8 @@ async fn write_inventory(
     deadline: Instant,
     retries: &Retries,
 ) -> Result<(), Error> {
-    let body = inv.to_configmap(at);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    // The answer would be the whole inventory again: not read back.
-    let url = ConfigMap::url_path(&(), Some(&at.namespace));
-    retry(deadline, retries, || {
-        cluster.apply_at(url.clone(), &at.name, &params, &body)
-    })
-    .await
-    .map_err(|e| {
-        let mut err = Error::api(format!("writing the inventory ConfigMap {at}"), &e);
+    let failed = |what: &str, e: &kube::Error| {
+        let mut err = Error::api(format!("{what} the inventory ConfigMap {at}"), e);
         if let Error::Api {
             code: Some(404),
             detail,
@@ -402,8 +397,65 @@ async fn write_inventory(
             ));
         }
         err
-    })
+    };
+    let stored = inv.to_configmaps(at);
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
+    let labelled = ListParams::default().labels(&parts::selector(at));
+    let listed = retry(deadline, retries, || api.list_metadata(&labelled))
+        .await
+        .map_err(|e| failed("listing", &e))?;
+    let live: BTreeMap<String, Option<String>> = listed
+        .items
+        .iter()
+        .map(|m| {
+            let hash = parts::recorded_hash(m.metadata.annotations.as_ref());
+            (
+                m.metadata.name.clone().unwrap_or_default(),
+                hash.map(str::to_owned),
+            )
+        })
+        .collect();
+    let stale = |p: &&Piece| live.get(&p.name).and_then(Option::as_deref) != Some(p.hash.as_str());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // The answer would be the whole part again: not read back.
+    let url = ConfigMap::url_path(&(), Some(&at.namespace));
+    let write = |p: &Piece| {
+        let (url, params) = (url.clone(), &params);
+        let (name, body) = (p.name.clone(), p.body.clone());
+        async move {
+            retry(deadline, retries, || {
+                cluster.apply_at(url.clone(), &name, params, &body)
+            })
+            .await
+            .map_err(|e| failed("writing", &e))
+        }
+    };
+    futures::stream::iter(stored.parts.iter().filter(stale).map(write))
+        .buffer_unordered(INVENTORY_WRITES)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, Error>>()?;
+    if stale(&&stored.head) {
+        write(&stored.head).await?;
+    }
+    // Parts the head no longer names are read by nobody: one that cannot
+    // be deleted now (a role without `delete`, from before layout 2) is
+    // left for the next write, not a failed apply.
+    let named: HashSet<&str> = stored.parts.iter().map(|p| p.name.as_str()).collect();
+    let params = DeleteParams::default();
+    for name in live
+        .keys()
+        .filter(|n| **n != at.name && !named.contains(n.as_str()))
+    {
+        let _ = retry(deadline, retries, || api.delete(name, &params)).await;
+    }
+    Ok(())
 }
+
+/// Inventory parts written at once: a first sync of a large repository
+/// writes a few dozen.
+const INVENTORY_WRITES: usize = 8;
 
 /// Retries made during one apply, and when the API server was last seen
 /// unreachable.

@@ -6,9 +6,13 @@
 //! deleted. The inventory also keeps the applied revision and its
 //! [`Summary`], which `diff` compares a new revision with.
 //!
-//! It is a ConfigMap (`meshplan-system/meshplan` unless configured) with
-//! three keys: `objects` (one `apiVersion kind namespace name` line per
-//! object, sorted; `-` for cluster-scoped), `revision` and `summary.json`.
+//! It is kept in ConfigMaps in meshplan's namespace: a head
+//! (`meshplan-system/meshplan` unless configured) and parts per namespace,
+//! none near the API server's size limit ([`parts`] says how). Before
+//! layout 2 it was the head alone, with three keys: `objects` (one
+//! `apiVersion kind namespace name` line per object, sorted; `-` for
+//! cluster-scoped), `revision` and `summary.json`; such an inventory is
+//! still read, and rewritten as layout 2 at the next write.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,6 +20,9 @@ use std::str::FromStr;
 
 use meshplan_compiler::{MeshObject, Summary};
 use serde_json::{json, Value};
+
+pub mod parts;
+pub use parts::{Piece, Stored};
 
 /// One object's identity.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,8 +150,11 @@ impl Inventory {
         }
     }
 
-    /// The ConfigMap for this inventory (deterministic).
-    pub fn to_configmap(&self, at: &InventoryName) -> Value {
+    /// This inventory in layout 1, one ConfigMap, as meshplan wrote it
+    /// before layout 2 (deterministic): what the tests of taking such an
+    /// inventory over start from.
+    #[doc(hidden)]
+    pub fn to_layout_1_configmap(&self, at: &InventoryName) -> Value {
         let mut objects = String::new();
         for o in &self.objects {
             objects.push_str(&format!(
@@ -209,7 +219,7 @@ mod tests {
             revision: Some("abc".into()),
             summary: Some(Summary::default()),
         };
-        let cm = inv.to_configmap(&InventoryName::default());
+        let cm = inv.to_layout_1_configmap(&InventoryName::default());
         let data: BTreeMap<String, String> = serde_json::from_value(cm["data"].clone()).unwrap();
         assert_eq!(Inventory::from_data(&data), inv);
     }

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, ListParams};
 use meshplan_compiler::object::{Body, MANAGED_BY, MANAGER};
 use meshplan_compiler::MeshObject;
 use serde_json::Value;
 
 use crate::cluster::{Cluster, Resolved};
-use crate::inventory::{Inventory, InventoryName, ObjectRef};
+use crate::inventory::{parts, Inventory, InventoryName, ObjectRef};
 use crate::{Error, FIELD_MANAGER};
 
 /// An object's identity regardless of API version: the same object read
@@ -150,54 +151,97 @@ pub async fn read_inventory(
         .map(|(_, inventory)| inventory))
 }
 
-/// The inventory with its ConfigMap's `resourceVersion`.
+/// The inventory with the `resourceVersion`s of its ConfigMaps: its
+/// parts and head, by one list of its label; else (layout 1, or none yet)
+/// the head alone.
 async fn read_inventory_version(
     cluster: &Cluster,
     at: &InventoryName,
 ) -> Result<Option<(String, Inventory)>, Error> {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
-    match api.get_opt(&at.name).await {
-        Ok(Some(cm)) => Ok(Some((
-            cm.metadata.resource_version.unwrap_or_default(),
-            Inventory::from_data(&cm.data.unwrap_or_default()),
-        ))),
-        Ok(None) => Ok(None),
-        Err(e) => Err(Error::api(
-            format!("reading the inventory ConfigMap {at}"),
-            &e,
-        )),
+    let failed = |e: &kube::Error| Error::api(format!("reading the inventory ConfigMap {at}"), e);
+    let list = api
+        .list(&ListParams::default().labels(&parts::selector(at)))
+        .await
+        .map_err(|e| failed(&e))?;
+    // A head without the label: layout 1, or one an older meshplan
+    // rewrote (its parts are still labelled).
+    let mut items = list.items;
+    if !items
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(&at.name))
+    {
+        match api.get_opt(&at.name).await.map_err(|e| failed(&e))? {
+            Some(head) => items.push(head),
+            None => return Ok(None),
+        }
     }
+    let version = versions(items.iter().map(|c| &c.metadata));
+    let maps = items
+        .into_iter()
+        .map(|c| {
+            (
+                c.metadata.name.unwrap_or_default(),
+                c.data.unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(Inventory::from_configmaps(at, &maps).map(|i| (version, i)))
 }
 
-/// The inventory as last read, with its ConfigMap's `resourceVersion`,
+/// One version for a set of ConfigMaps: each one's name and
+/// `resourceVersion`, in name order.
+fn versions<'a>(metadata: impl Iterator<Item = &'a ObjectMeta>) -> String {
+    let mut v: Vec<String> = metadata
+        .map(|m| {
+            let (name, rv) = (m.name.as_deref(), m.resource_version.as_deref());
+            format!("{}={}", name.unwrap_or_default(), rv.unwrap_or_default())
+        })
+        .collect();
+    v.sort();
+    v.join(",")
+}
+
+/// The inventory as last read, with its ConfigMaps' `resourceVersion`s,
 /// for a caller that reads it again and again (`meshplan run`).
 #[derive(Debug, Default)]
 pub struct InventoryCache(Option<(String, Arc<Inventory>)>);
 
 impl InventoryCache {
     /// The inventory (`None` when there is none yet), read again only when
-    /// its ConfigMap changed, which its metadata alone tells: the inventory
-    /// lists every object, so a large repository's is a lot to read and
-    /// parse.
+    /// one of its ConfigMaps changed, which their metadata alone tells: the
+    /// inventory lists every object, so a large repository's is a lot to
+    /// read and parse.
     pub async fn read(
         &mut self,
         cluster: &Cluster,
         at: &InventoryName,
     ) -> Result<Option<Arc<Inventory>>, Error> {
         let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), &at.namespace);
-        let version = match api.get_metadata_opt(&at.name).await {
-            Ok(m) => m.map(|m| m.metadata.resource_version.unwrap_or_default()),
-            Err(e) => {
-                return Err(Error::api(
-                    format!("reading the inventory ConfigMap {at}"),
-                    &e,
-                ))
+        let failed =
+            |e: &kube::Error| Error::api(format!("reading the inventory ConfigMap {at}"), e);
+        let listed = api
+            .list_metadata(&ListParams::default().labels(&parts::selector(at)))
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut items = listed.items;
+        if !items
+            .iter()
+            .any(|m| m.metadata.name.as_deref() == Some(&at.name))
+        {
+            match api
+                .get_metadata_opt(&at.name)
+                .await
+                .map_err(|e| failed(&e))?
+            {
+                Some(head) => items.push(head),
+                None => {
+                    self.0 = None;
+                    return Ok(None);
+                }
             }
-        };
-        let Some(version) = version else {
-            self.0 = None;
-            return Ok(None);
-        };
+        }
+        let version = versions(items.iter().map(|m| &m.metadata));
         if let Some((_, inventory)) = self.0.as_ref().filter(|(v, _)| *v == version) {
             return Ok(Some(inventory.clone()));
         }

@@ -371,6 +371,11 @@ pub struct RunArgs {
     /// (docs/rollouts.md, "Notifications"). Or $MESHPLAN_NOTIFICATIONS.
     #[arg(long, value_name = "FILE")]
     pub notifications: Option<PathBuf>,
+    /// `debug` adds the details `info` lines summarise: each of many
+    /// rollout transitions at once (a first sync of a large repository
+    /// starts every rollout), which `info` counts per kind of move.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
 }
 
 /// Leaves `value` to the operating system, which reclaims it when the
@@ -389,6 +394,13 @@ fn parse_kind_bool(s: &str) -> Result<(String, bool), String> {
         .parse::<bool>()
         .map_err(|_| format!("`{v}` is not true or false"))?;
     Ok((k.to_owned(), v))
+}
+
+/// How much `meshplan run` logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Info,
+    Debug,
 }
 
 #[derive(Debug, clap::Args)]

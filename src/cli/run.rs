@@ -14,10 +14,13 @@ use meshplan_reconciler::Cluster;
 
 use super::cluster::{connect_options, runtime};
 use super::output::print;
-use super::{ListFormat, RunArgs, StatusArgs, Unsupported};
+use super::{ListFormat, LogLevel, RunArgs, StatusArgs, Unsupported};
 
-/// Log lines on stderr: `2026-11-22T01:40:00Z INFO message`.
-struct Stderr;
+/// Log lines on stderr: `2026-11-22T01:40:00Z INFO message`; DEBUG lines
+/// only with `--log-level debug`.
+struct Stderr {
+    debug: bool,
+}
 
 impl Log for Stderr {
     fn info(&self, message: &str) {
@@ -25,6 +28,11 @@ impl Log for Stderr {
     }
     fn warn(&self, message: &str) {
         eprintln!("{} WARN {message}", now());
+    }
+    fn debug(&self, message: &str) {
+        if self.debug {
+            eprintln!("{} DEBUG {message}", now());
+        }
     }
 }
 
@@ -198,7 +206,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{} INFO stopping (signal received)", now());
             let _ = stop_tx.send(true);
         });
-        let log: Arc<dyn Log> = Arc::new(Stderr);
+        let log: Arc<dyn Log> = Arc::new(Stderr {
+            debug: args.log_level == LogLevel::Debug,
+        });
         log.info(&format!(
             "meshplan {} following {}",
             env!("CARGO_PKG_VERSION"),

@@ -127,6 +127,8 @@ pub enum Trigger {
 pub trait Log: Send + Sync {
     fn info(&self, message: &str);
     fn warn(&self, message: &str);
+    /// Details an info line summarises (`meshplan run --log-level debug`).
+    fn debug(&self, _message: &str) {}
 }
 
 /// What was compiled last.

@@ -359,7 +359,11 @@ impl super::Controller {
         }
     }
 
-    /// Logs, records and announces rollout transitions.
+    /// Logs, records and announces rollout transitions: each with a log
+    /// line and an Event, or, more than [`DETAILED`] at once that did not
+    /// go wrong (a first sync of a large repository starts every rollout),
+    /// one line and one Event per kind of move, each transition's line at
+    /// debug level.
     /// `revision`: the one whose rollouts moved (for commit statuses).
     pub(super) async fn transitioned(
         &mut self,
@@ -367,17 +371,34 @@ impl super::Controller {
         revision: Option<&str>,
     ) {
         self.announce(super::notices::rollouts(&transitions, revision));
-        for t in transitions {
-            let line = format!(
+        let line = |t: &Transitioned| {
+            format!(
                 "rollout {}: {} → {} ({})",
                 t.service, t.from, t.to, t.reason
-            );
-            if t.warning() {
-                self.log.warn(&line);
-            } else {
-                self.log.info(&line);
-            }
+            )
+        };
+        for t in &transitions {
             self.metrics.rollout_transition(&t.service);
+        }
+        // What went wrong is told service by service, however many.
+        let (warnings, fine): (Vec<&Transitioned>, Vec<&Transitioned>) =
+            transitions.iter().partition(|t| t.warning());
+        let mut lines: Vec<(&Transitioned, String)> =
+            warnings.iter().map(|t| (*t, line(t))).collect();
+        match fine.len() > DETAILED {
+            false => lines.extend(fine.iter().map(|t| (*t, line(t)))),
+            true => {
+                for t in &fine {
+                    self.log.debug(&line(t));
+                }
+                lines.extend(summarised(&fine));
+            }
+        }
+        for (t, line) in lines {
+            match t.warning() {
+                true => self.log.warn(&line),
+                false => self.log.info(&line),
+            }
             let reason = t.phase.event_reason();
             super::status::event(
                 &self.cluster,
@@ -395,6 +416,33 @@ impl super::Controller {
                 .collect(),
         );
     }
+}
+
+/// More transitions at once than this are summarised (see
+/// `Controller::transitioned`).
+const DETAILED: usize = 20;
+
+/// One line per kind of move (from, to, reason), with how many services
+/// made it and the first of them, each beside one of its transitions.
+fn summarised<'a>(transitions: &[&'a Transitioned]) -> Vec<(&'a Transitioned, String)> {
+    let mut kinds: BTreeMap<(&str, &str, &str), (usize, &Transitioned)> = BTreeMap::new();
+    for t in transitions.iter().copied() {
+        kinds.entry((&t.from, &t.to, &t.reason)).or_insert((0, t)).0 += 1;
+    }
+    kinds
+        .into_iter()
+        .map(|((from, to, reason), (n, first))| {
+            let line = match n {
+                1 => format!("rollout {}: {from} → {to} ({reason})", first.service),
+                n => format!(
+                    "rollouts of {n} services: {from} → {to} ({reason}), {} and {} more (each at debug level)",
+                    first.service,
+                    n - 1
+                ),
+            };
+            (first, line)
+        })
+        .collect()
 }
 
 fn verdict_name(v: &Verdict) -> &'static str {
@@ -469,4 +517,38 @@ pub fn fingerprint(r: &Rollout) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(service: &str, to: &str, phase: Phase) -> Transitioned {
+        Transitioned {
+            service: service.into(),
+            from: "idle".into(),
+            to: to.into(),
+            reason: "rollout started".into(),
+            phase,
+        }
+    }
+
+    #[test]
+    fn many_transitions_are_counted_per_kind_of_move() {
+        // Before: 10,000 services starting their rollouts were 10,000 info
+        // lines and 10,000 Events.
+        let mut all: Vec<Transitioned> = (0..30)
+            .map(|i| moved(&format!("shop/s{i:02}"), "progressing", Phase::Progressing))
+            .collect();
+        all.push(moved("shop/odd", "succeeded", Phase::Succeeded));
+        let all: Vec<&Transitioned> = all.iter().collect();
+        let lines: Vec<String> = summarised(&all).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            lines,
+            [
+                "rollouts of 30 services: idle → progressing (rollout started), shop/s00 and 29 more (each at debug level)",
+                "rollout shop/odd: idle → succeeded (rollout started)",
+            ]
+        );
+    }
 }
