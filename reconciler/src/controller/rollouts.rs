@@ -371,12 +371,6 @@ impl super::Controller {
         revision: Option<&str>,
     ) {
         self.announce(super::notices::rollouts(&transitions, revision));
-        let line = |t: &Transitioned| {
-            format!(
-                "rollout {}: {} → {} ({})",
-                t.service, t.from, t.to, t.reason
-            )
-        };
         for t in &transitions {
             self.metrics.rollout_transition(&t.service);
         }
@@ -418,6 +412,14 @@ impl super::Controller {
     }
 }
 
+/// One transition's log line and Event message.
+fn line(t: &Transitioned) -> String {
+    format!(
+        "rollout {}: {} → {} ({})",
+        t.service, t.from, t.to, t.reason
+    )
+}
+
 /// More transitions at once than this are summarised (see
 /// `Controller::transitioned`).
 const DETAILED: usize = 20;
@@ -433,7 +435,7 @@ fn summarised<'a>(transitions: &[&'a Transitioned]) -> Vec<(&'a Transitioned, St
         .into_iter()
         .map(|((from, to, reason), (n, first))| {
             let line = match n {
-                1 => format!("rollout {}: {from} → {to} ({reason})", first.service),
+                1 => line(first),
                 n => format!(
                     "rollouts of {n} services: {from} → {to} ({reason}), {} and {} more (each at debug level)",
                     first.service,
